@@ -1,0 +1,25 @@
+//! The bpnet wire contract.
+//!
+//! Everything the agent and the host share through memory is defined here, once, as typed views over
+//! byte buffers (the way smoltcp's `wire` module parses packets): a private `field` module holds each
+//! field's byte range, every accessor reads with an explicit byte order, and one `check_len` call
+//! guards all accessors. Shared memory is written by the other side and is therefore untrusted input:
+//! nothing here panics on a hostile value, it reports an error instead.
+//!
+//! Every multi-byte field is little-endian, as PCI is; the agent (a big-endian e300) swaps.
+#![no_std]
+#![forbid(unsafe_code)]
+
+pub mod logring;
+
+/// Read a little-endian `u32` at `at`. Callers have checked the length.
+fn get_le32(buf: &[u8], at: usize) -> u32 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&buf[at..at + 4]);
+    u32::from_le_bytes(word)
+}
+
+/// Write a little-endian `u32` at `at`. Callers have checked the length.
+fn put_le32(buf: &mut [u8], at: usize, value: u32) {
+    buf[at..at + 4].copy_from_slice(&value.to_le_bytes());
+}
