@@ -1,1 +1,65 @@
-fn main() {}
+//! `cargo xtask`: the project's only entry point. Set-up, builds, the board emulator, tests,
+//! benchmarks and the demo. Each subcommand lives in its own module.
+
+mod bench;
+mod demo;
+mod emu;
+mod firmware;
+mod setup;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+cargo xtask <command> [options]
+
+Commands:
+  demo                     boot the firmware on the emulated MPC8349EMDS and show its console
+                           and decoded log (the main job)
+  test                     run every test: unit tests (x86 and big-endian PowerPC), lints,
+                           the firmware on the board emulator
+  firmware [--features F]  build the firmware; the ELF's path is the last line printed
+  emu [--firmware ELF] [--max-insns N] [--selftest]
+                           boot a firmware ELF on the board emulator (console on stdout);
+                           exit 0 at the firmware's idle loop or after N instructions,
+                           non-zero on a fault or an unmodelled access
+  bench [--json]           figures in virtual time and exact counts (--json: one JSON object
+                           on the last line)
+  setup                    install the Debian packages the project needs (done by every
+                           command when something is missing)
+
+Every command installs what it needs first (Debian packages via apt-get, as root).
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = args.split_first() else {
+        print!("{HELP}");
+        return ExitCode::from(2);
+    };
+    let result = match command.as_str() {
+        "demo" => demo::run(rest),
+        "test" => test::run(rest),
+        "firmware" => firmware::run(rest),
+        "emu" => emu::run(rest),
+        "bench" => bench::run(rest),
+        "setup" => setup::run(rest),
+        "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        other => Err(util::Error::Usage(format!("unknown command `{other}`"))),
+    };
+    match result {
+        Ok(code) => code,
+        Err(util::Error::Usage(msg)) => {
+            eprintln!("xtask: {msg}\n\n{HELP}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

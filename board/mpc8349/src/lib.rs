@@ -1,1 +1,53 @@
+//! Thin drivers for the MPC8349E's on-chip blocks, each reached through the IMMR window.
+//! Register offsets and bits come from `docs/REGISTERS.md`, the table the board emulator is
+//! written from too.
+//!
+//! Pure decoding (clock ratios, IDs) is plain Rust and unit-tested on the host; register access is
+//! volatile and only meaningful on the board.
 #![no_std]
+
+pub mod clocks;
+pub mod duart;
+pub mod regs;
+pub mod reset;
+pub mod sysconf;
+
+/// The IMMR window: the base address of every block below.
+#[derive(Clone, Copy, Debug)]
+pub struct Immr {
+    base: usize,
+}
+
+impl Immr {
+    /// # Safety
+    /// `base` must be where the IMMR window really is (IMMRBAR), mapped cache-inhibited and
+    /// guarded, and the caller must not create two drivers for the same block.
+    pub const unsafe fn new(base: usize) -> Self {
+        Immr { base }
+    }
+
+    pub const fn base(&self) -> usize {
+        self.base
+    }
+
+    pub fn sysconf(&self) -> sysconf::SysConf {
+        // SAFETY: the block sits at its documented offset inside the IMMR window `new` vouched for.
+        unsafe { sysconf::SysConf::new(self.base) }
+    }
+
+    pub fn clocks(&self) -> clocks::Clocks {
+        // SAFETY: as above, offset 0xA00.
+        unsafe { clocks::Clocks::new(self.base + 0xA00) }
+    }
+
+    pub fn reset(&self) -> reset::Reset {
+        // SAFETY: as above, offset 0x900.
+        unsafe { reset::Reset::new(self.base + 0x900) }
+    }
+
+    /// UART0 (0x4500) or UART1 (0x4600).
+    pub fn duart(&self, n: usize) -> duart::Uart {
+        // SAFETY: as above, offsets 0x4500 and 0x4600.
+        unsafe { duart::Uart::new(self.base + 0x4500 + 0x100 * (n & 1)) }
+    }
+}

@@ -12,6 +12,14 @@
 
 pub mod logring;
 
+/// Layout of the agent RAM the host sees through the inbound PCI window (the BAR).
+pub mod shared {
+    /// Offset of the log ring from the start of the shared region.
+    pub const LOG_RING_OFFSET: usize = 0x1_0000;
+    /// Bytes reserved for the log ring, header included.
+    pub const LOG_RING_LEN: usize = 0x1_0000;
+}
+
 /// Read a little-endian `u32` at `at`. Callers have checked the length.
 fn get_le32(buf: &[u8], at: usize) -> u32 {
     let mut word = [0u8; 4];

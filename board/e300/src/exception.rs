@@ -1,0 +1,186 @@
+//! Exception vectors. Every fault vector reports what the architecture saved (vector, SRR0, SRR1,
+//! DAR, DSISR) to the board's `__e300_fault` and halts; the decrementer vector only re-arms the
+//! decrementer (it is the periodic tick, not a fault) and returns.
+//!
+//! The stubs are linked into the image (between `__e300_vectors_start` and `__e300_vectors_end`,
+//! one every 256 bytes, starting with vector 0x100) and copied to 0x100 by [`install`]. Loading
+//! them straight to 0x100 would overwrite U-Boot's vectors while U-Boot still runs.
+
+/// What the hardware saved when a fault vector was taken.
+#[derive(Clone, Copy, Debug)]
+pub struct Fault {
+    pub vector: u32,
+    pub srr0: u32,
+    pub srr1: u32,
+    pub dar: u32,
+    pub dsisr: u32,
+}
+
+impl Fault {
+    /// The architecture's name for the vector.
+    pub fn name(&self) -> &'static str {
+        match self.vector {
+            0x100 => "system reset",
+            0x200 => "machine check",
+            0x300 => "DSI (data storage)",
+            0x400 => "ISI (instruction storage)",
+            0x500 => "external interrupt",
+            0x600 => "alignment",
+            0x700 => "program",
+            0x800 => "floating-point unavailable",
+            0x900 => "decrementer",
+            0xC00 => "system call",
+            0xD00 => "trace",
+            _ => "unexpected",
+        }
+    }
+
+    /// For a program exception: what SRR1 says happened.
+    pub fn program_cause(&self) -> Option<&'static str> {
+        if self.vector != 0x700 {
+            return None;
+        }
+        Some(match self.srr1 {
+            s if s & 0x0002_0000 != 0 => "trap",
+            s if s & 0x0004_0000 != 0 => "privileged instruction",
+            s if s & 0x0008_0000 != 0 => "illegal instruction",
+            s if s & 0x0010_0000 != 0 => "floating-point enabled",
+            _ => "unknown cause",
+        })
+    }
+}
+
+extern "Rust" {
+    /// The board's fault report (console, log); must not return.
+    fn __e300_fault(fault: &Fault) -> !;
+}
+
+// One stub per vector, 256 bytes apart, copied to 0x100 + 0x100 * n. Each saves r3 and r1 in
+// SPRG0/SPRG1, loads the vector number and jumps (absolutely: the stub runs from its copy) to the
+// common fault entry. The decrementer stub (0x900) re-arms DEC and returns with rfi.
+macro_rules! fault_stub {
+    ($vector:literal) => {
+        concat!(
+            "    .balign 256\n",
+            "    mtsprg0 %r3\n",
+            "    mtsprg1 %r1\n",
+            "    li      %r3, ",
+            $vector,
+            "\n",
+            "    lis     %r1, e300_fault_entry@ha\n",
+            "    addi    %r1, %r1, e300_fault_entry@l\n",
+            "    mtctr   %r1\n",
+            "    bctr\n",
+        )
+    };
+}
+
+core::arch::global_asm!(
+    "    .section .text.e300_vectors, \"ax\"",
+    fault_stub!("0x100"),
+    fault_stub!("0x200"),
+    fault_stub!("0x300"),
+    fault_stub!("0x400"),
+    fault_stub!("0x500"),
+    fault_stub!("0x600"),
+    fault_stub!("0x700"),
+    fault_stub!("0x800"),
+    // 0x900: decrementer. Re-arm with the largest positive count and return.
+    "    .balign 256",
+    "    mtsprg0 %r3",
+    "    lis     %r3, 0x7fff",
+    "    ori     %r3, %r3, 0xffff",
+    "    mtdec   %r3",
+    "    mfsprg0 %r3",
+    "    rfi",
+    fault_stub!("0xA00"),
+    fault_stub!("0xB00"),
+    fault_stub!("0xC00"),
+    fault_stub!("0xD00"),
+    fault_stub!("0xE00"),
+    "    .balign 4",
+    "",
+    // Common entry: a stack of its own (the fault may be a stack overflow), translation back on
+    // (taking the exception turned it off; the BATs map 1:1), then Rust.
+    "    .section .text.e300_fault_entry, \"ax\"",
+    "    .global e300_fault_entry",
+    "e300_fault_entry:",
+    "    lis     %r1, __fault_stack_top@ha",
+    "    addi    %r1, %r1, __fault_stack_top@l",
+    "    li      %r0, 0",
+    "    stwu    %r0, -16(%r1)",
+    "    mfmsr   %r4",
+    "    ori     %r4, %r4, 0x2030",
+    "    mtmsr   %r4",
+    "    isync",
+    "    bl      e300_fault_report",
+    "1:  b       1b",
+);
+
+#[no_mangle]
+extern "C" fn e300_fault_report(vector: u32) -> ! {
+    let (srr0, srr1, dar, dsisr): (u32, u32, u32, u32);
+    // SAFETY: reading the save/restore and fault-address registers has no side effects.
+    unsafe {
+        core::arch::asm!(
+            "mfsrr0 {0}", "mfsrr1 {1}", "mfdar {2}", "mfdsisr {3}",
+            out(reg) srr0, out(reg) srr1, out(reg) dar, out(reg) dsisr,
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+    let fault = Fault {
+        vector,
+        srr0,
+        srr1,
+        dar,
+        dsisr,
+    };
+    // SAFETY: the board provides `__e300_fault` with this signature (the link fails otherwise).
+    unsafe { __e300_fault(&fault) }
+}
+
+extern "C" {
+    static __e300_vectors_start: u8;
+    static __e300_vectors_end: u8;
+}
+
+/// Where the vectors live once MSR[IP] is clear.
+const VECTORS_AT: usize = 0x100;
+
+/// Copy the vector stubs to 0x100, make them visible to instruction fetch and select them by
+/// clearing MSR[IP]. Call once, early, with EE off.
+pub fn install() {
+    // The linker defines both symbols around the stub section; only their addresses are used.
+    let (start, end) = (
+        core::ptr::addr_of!(__e300_vectors_start) as usize,
+        core::ptr::addr_of!(__e300_vectors_end) as usize,
+    );
+    let len = end - start;
+    // SAFETY: 0x100..0x1000 is reserved for the vectors by every board's memory map (link.x
+    // asserts the stubs fit); nothing else lives there, and the source is our own text.
+    unsafe { core::ptr::copy_nonoverlapping(start as *const u8, VECTORS_AT as *mut u8, len) };
+    crate::cache::sync_icache(VECTORS_AT, len);
+    // SAFETY: only IP changes; the vectors at 0x100 are now ours.
+    unsafe { crate::msr::write(crate::msr::read() & !crate::msr::IP) };
+}
+
+core::arch::global_asm!(
+    "    .section .text.e300_trap, \"ax\"",
+    "    .global e300_trap",
+    "    .type e300_trap, @function",
+    "e300_trap:",
+    "    tw      31, 0, 0",
+    "1:  b       1b",
+    "    .size e300_trap, . - e300_trap",
+);
+
+extern "C" {
+    fn e300_trap() -> !;
+}
+
+/// Trap on purpose (`tw 31,0,0`, a program exception): the trap instruction is the first one of the
+/// global function `e300_trap`, so tests can check the reported SRR0 against the symbol's address.
+pub fn trap() -> ! {
+    // SAFETY: the trap is taken by our own vector, which reports and halts; control never returns.
+    unsafe { e300_trap() }
+}

@@ -1,0 +1,105 @@
+//! The board emulator (`tests/emulator`, binary `bpnet-emu`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use crate::firmware::{self, Variant};
+use crate::util::{self, Error, Result};
+
+/// Build the emulator (release: it is the CPU) and return its path.
+pub fn build() -> Result<PathBuf> {
+    crate::setup::ensure()?;
+    util::run(
+        util::host_cargo().args(["build", "--release", "-p", "bpnet-emu", "-j2"]),
+        "emulator build",
+    )?;
+    Ok(util::root().join("target/release/bpnet-emu"))
+}
+
+pub fn command(emulator: &Path, elf: &Path) -> Command {
+    let mut cmd = Command::new(emulator);
+    cmd.arg("--firmware").arg(elf);
+    cmd
+}
+
+/// What one run reported about itself (`--summary-json`).
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub outcome: String,
+    pub instructions: u64,
+    pub virtual_ns: u64,
+    pub wall_ns: u64,
+}
+
+impl Summary {
+    pub fn mips(&self) -> f64 {
+        self.instructions as f64 / (self.wall_ns.max(1) as f64 / 1e9) / 1e6
+    }
+}
+
+/// Run the emulator quietly and read its summary.
+pub fn run_for_summary(emulator: &Path, elf: &Path, extra: &[&str]) -> Result<Summary> {
+    let summary_path = util::root().join("target/emu-summary.json");
+    let _ = std::fs::remove_file(&summary_path);
+    let out = command(emulator, elf)
+        .args(extra)
+        .arg("--summary-json")
+        .arg(&summary_path)
+        .output()
+        .map_err(|e| Error::Io("starting the emulator".into(), e))?;
+    let text = std::fs::read_to_string(&summary_path).map_err(|e| {
+        Error::Io(
+            format!(
+                "emulator left no summary (stderr: {})",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            e,
+        )
+    })?;
+    Ok(Summary {
+        outcome: json_str(&text, "outcome").unwrap_or_default(),
+        instructions: json_u64(&text, "instructions").unwrap_or(0),
+        virtual_ns: json_u64(&text, "virtual_ns").unwrap_or(0),
+        wall_ns: json_u64(&text, "wall_ns").unwrap_or(0),
+    })
+}
+
+/// Minimal readers for the emulator's flat summary object (xtask stays dependency-free so it
+/// builds in a second).
+fn json_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let at = text.find(&format!("\"{key}\""))?;
+    let rest = text[at + key.len() + 2..]
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start();
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    Some(rest[..end].trim())
+}
+
+fn json_u64(text: &str, key: &str) -> Option<u64> {
+    json_field(text, key)?.parse().ok()
+}
+
+fn json_str(text: &str, key: &str) -> Option<String> {
+    Some(json_field(text, key)?.trim_matches('"').to_string())
+}
+
+pub fn run(args: &[String]) -> Result<ExitCode> {
+    let mut args = args.to_vec();
+    let elf = util::take_value(&mut args, "--firmware")?;
+    let max = util::take_value(&mut args, "--max-insns")?;
+    util::no_more(&args)?;
+    let elf = match elf {
+        Some(path) => PathBuf::from(path),
+        None => firmware::build(Variant::Release)?,
+    };
+    let emulator = build()?;
+    let mut cmd = command(&emulator, &elf);
+    if let Some(n) = max {
+        cmd.args(["--max-insns", &n]);
+    }
+    let status = util::status(&mut cmd, "emulator")?;
+    Ok(ExitCode::from(
+        status.code().unwrap_or(1).clamp(0, 255) as u8
+    ))
+}

@@ -1,0 +1,188 @@
+//! Cross-building the firmware with Debian's toolchain (build-std core from its Rust sources).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::util::{self, Error, Result};
+
+pub const TARGET: &str = "powerpc-e300-none-eabi";
+
+/// The firmware variants the tests use, by feature set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    Release,
+    FaultTest,
+    PanicTest,
+    /// A CPU-bound workload before idling, to measure the emulator's speed.
+    CpuBench,
+}
+
+impl Variant {
+    pub fn features(self) -> Option<&'static str> {
+        match self {
+            Variant::Release => None,
+            Variant::FaultTest => Some("fault-test"),
+            Variant::PanicTest => Some("panic-test"),
+            Variant::CpuBench => Some("cpu-bench"),
+        }
+    }
+
+    fn file_name(self) -> String {
+        match self.features() {
+            None => "bpnet-firmware.elf".into(),
+            Some(f) => format!("bpnet-firmware-{f}.elf"),
+        }
+    }
+}
+
+/// Build a variant; returns the path of its ELF (copied out so variants do not overwrite each
+/// other), with a raw binary for U-Boot's `go` next to it.
+pub fn build(variant: Variant) -> Result<PathBuf> {
+    build_features(variant.features(), &variant.file_name())
+}
+
+fn build_features(features: Option<&str>, file_name: &str) -> Result<PathBuf> {
+    crate::setup::ensure()?;
+    let root = util::root();
+    let mut cmd = util::debian_cargo();
+    cmd.args([
+        "build",
+        "-p",
+        "bpnet-firmware",
+        "--profile",
+        "firmware",
+        "-j2",
+    ])
+    .arg("--target")
+    .arg(root.join("firmware").join(format!("{TARGET}.json")))
+    .args([
+        "-Zbuild-std=core,compiler_builtins",
+        "-Zbuild-std-features=compiler-builtins-mem",
+        "-Zjson-target-spec",
+    ])
+    // Log level compiled into the image; defmt keeps only `error` without it.
+    .env("DEFMT_LOG", "info");
+    if let Some(f) = features {
+        cmd.args(["--features", f]);
+    }
+    util::run(&mut cmd, "firmware build")?;
+    let built = root
+        .join("target/ppc")
+        .join(TARGET)
+        .join("firmware/bpnet-firmware");
+    let out_dir = root.join("target/firmware");
+    std::fs::create_dir_all(&out_dir)
+        .map_err(|e| Error::Io(format!("creating {}", out_dir.display()), e))?;
+    let elf = out_dir.join(file_name);
+    std::fs::copy(&built, &elf)
+        .map_err(|e| Error::Io(format!("copying {}", built.display()), e))?;
+    let bin = elf.with_extension("bin");
+    write_raw_binary(&elf, &bin)?;
+    Ok(elf)
+}
+
+/// The loadable segments as one flat image starting at the lowest load address, what U-Boot's
+/// `tftp` + `go` expect. Gaps and .bss are not included (the start code clears .bss).
+fn write_raw_binary(elf: &PathBuf, bin: &PathBuf) -> Result<()> {
+    let data =
+        std::fs::read(elf).map_err(|e| Error::Io(format!("reading {}", elf.display()), e))?;
+    let segments = elf32_be_load_segments(&data).ok_or_else(|| {
+        Error::Failed(format!(
+            "{}: not a 32-bit big-endian ELF with loadable segments",
+            elf.display()
+        ))
+    })?;
+    let start = segments.iter().map(|s| s.0).min().unwrap_or(0);
+    let end = segments
+        .iter()
+        .map(|s| s.0 + s.2.len() as u32)
+        .max()
+        .unwrap_or(0);
+    let mut image = vec![0u8; (end - start) as usize];
+    for (addr, _, bytes) in &segments {
+        let at = (addr - start) as usize;
+        image[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+    std::fs::write(bin, image).map_err(|e| Error::Io(format!("writing {}", bin.display()), e))
+}
+
+/// (physical address, memory size, file bytes) of each PT_LOAD segment.
+fn elf32_be_load_segments(data: &[u8]) -> Option<Vec<(u32, u32, &[u8])>> {
+    let be16 = |at: usize| {
+        data.get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let be32 = |at: usize| {
+        data.get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    if data.get(0..6)? != b"\x7fELF\x01\x02" {
+        return None;
+    }
+    let phoff = be32(28)? as usize;
+    let phentsize = be16(42)? as usize;
+    let phnum = be16(44)? as usize;
+    let mut out = Vec::new();
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        if be32(ph)? != 1 {
+            continue; // not PT_LOAD
+        }
+        let offset = be32(ph + 4)? as usize;
+        let paddr = be32(ph + 12)?;
+        let filesz = be32(ph + 16)? as usize;
+        let memsz = be32(ph + 20)?;
+        if filesz > 0 {
+            out.push((paddr, memsz, data.get(offset..offset + filesz)?));
+        }
+    }
+    Some(out)
+}
+
+/// Size of `.text` from the section headers.
+pub fn text_bytes(elf: &PathBuf) -> Result<u64> {
+    let data =
+        std::fs::read(elf).map_err(|e| Error::Io(format!("reading {}", elf.display()), e))?;
+    section_size(&data, ".text")
+        .ok_or_else(|| Error::Failed(format!("{}: no .text section", elf.display())))
+}
+
+fn section_size(data: &[u8], name: &str) -> Option<u64> {
+    let be16 = |at: usize| {
+        data.get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let be32 = |at: usize| {
+        data.get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let shoff = be32(32)? as usize;
+    let shentsize = be16(46)? as usize;
+    let shnum = be16(48)? as usize;
+    let shstrndx = be16(50)? as usize;
+    let strtab = be32(shoff + shstrndx * shentsize + 16)? as usize;
+    for i in 0..shnum {
+        let sh = shoff + i * shentsize;
+        let name_at = strtab + be32(sh)? as usize;
+        let end = data.get(name_at..)?.iter().position(|&b| b == 0)?;
+        if &data[name_at..name_at + end] == name.as_bytes() {
+            return Some(u64::from(be32(sh + 20)?));
+        }
+    }
+    None
+}
+
+pub fn run(args: &[String]) -> Result<ExitCode> {
+    let mut args = args.to_vec();
+    let features = util::take_value(&mut args, "--features")?;
+    util::no_more(&args)?;
+    let elf = match features.as_deref() {
+        None => build(Variant::Release)?,
+        Some(f) => build_features(
+            Some(f),
+            &format!("bpnet-firmware-{}.elf", f.replace([',', ' '], "+")),
+        )?,
+    };
+    println!("{}", elf.display());
+    Ok(ExitCode::SUCCESS)
+}
