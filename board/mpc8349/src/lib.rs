@@ -7,7 +7,11 @@
 #![no_std]
 
 pub mod clocks;
+pub mod dma;
 pub mod duart;
+pub mod ipic;
+pub mod msgunit;
+pub mod pci;
 pub mod regs;
 pub mod reset;
 pub mod sysconf;
@@ -43,6 +47,27 @@ impl Immr {
     pub fn reset(&self) -> reset::Reset {
         // SAFETY: as above, offset 0x900.
         unsafe { reset::Reset::new(self.base + 0x900) }
+    }
+
+    /// DMA channel 0..=3.
+    pub fn dma(&self, n: usize) -> dma::Channel {
+        // SAFETY: as above, offset 0x8100 + 0x80·n with n masked to 0..=3.
+        unsafe { dma::Channel::new(self.base + 0x8100 + 0x80 * (n & 3)) }
+    }
+
+    pub fn message_unit(&self) -> msgunit::MessageUnit {
+        // SAFETY: as above, offset 0x8000.
+        unsafe { msgunit::MessageUnit::new(self.base + 0x8000) }
+    }
+
+    pub fn ipic(&self) -> ipic::Ipic {
+        // SAFETY: as above, offset 0x700.
+        unsafe { ipic::Ipic::new(self.base + 0x700) }
+    }
+
+    pub fn pci_windows(&self) -> pci::Windows {
+        // SAFETY: as above; the LAW and ATMU registers sit at their documented offsets.
+        unsafe { pci::Windows::new(self.base) }
     }
 
     /// UART0 (0x4500) or UART1 (0x4600).

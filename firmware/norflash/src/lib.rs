@@ -1,0 +1,200 @@
+//! CFI NOR flash with the AMD/Spansion command set (CFI primary vendor 0x0002) on a 16-bit port.
+//!
+//! Portable: it sees the flash only through [`Bus`] (16-bit reads and writes at word offsets) and time
+//! only through [`Clock`]. The board implements both over the local bus window.
+//! Command sequences and status bits are in docs/REGISTERS.md ("Local bus NOR flash").
+#![no_std]
+#![forbid(unsafe_code)]
+
+/// 16-bit access to the flash at word offsets from its base.
+pub trait Bus {
+    fn read(&mut self, word: u32) -> u16;
+    fn write(&mut self, word: u32, value: u16);
+}
+
+/// Microseconds since some fixed point.
+pub trait Clock {
+    fn now_us(&mut self) -> u64;
+}
+
+const CMD_RESET: u16 = 0xF0;
+const CMD_CFI: u16 = 0x98;
+const CMD_PROGRAM: u16 = 0xA0;
+const CMD_ERASE: u16 = 0x80;
+const CMD_SECTOR_ERASE: u16 = 0x30;
+const UNLOCK1: (u32, u16) = (0x555, 0xAA);
+const UNLOCK2: (u32, u16) = (0x2AA, 0x55);
+
+const DQ6_TOGGLE: u16 = 0x40;
+const DQ5_TIMEOUT: u16 = 0x20;
+
+/// Worst cases we wait for before calling the part broken (several times the typical figures).
+pub const PROGRAM_TIMEOUT_US: u64 = 2_000;
+pub const ERASE_TIMEOUT_US: u64 = 5_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// No "QRY" at the CFI query address: no flash, or not CFI.
+    NotCfi,
+    /// A command set other than AMD/Spansion.
+    CommandSet(u16),
+    /// Geometry this driver does not handle (more than one erase region, odd sizes).
+    Geometry,
+    /// An address outside the part or not at a sector start.
+    Address(u32),
+    /// The part reported a failure (DQ5) or did not finish in time.
+    Timeout { word: u32 },
+    /// Read-back after programming differs.
+    Verify { word: u32, wrote: u16, read: u16 },
+}
+
+/// What CFI says about the part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub size_bytes: u32,
+    pub sector_bytes: u32,
+    pub sectors: u32,
+}
+
+impl Geometry {
+    pub const fn sector_words(&self) -> u32 {
+        self.sector_bytes / 2
+    }
+}
+
+pub struct Flash<B: Bus> {
+    bus: B,
+    geometry: Geometry,
+}
+
+impl<B: Bus> Flash<B> {
+    /// Query CFI and accept only what this driver handles.
+    pub fn probe(mut bus: B) -> Result<Self, Error> {
+        bus.write(0, CMD_RESET);
+        bus.write(0x55, CMD_CFI);
+        let qry = [bus.read(0x10), bus.read(0x11), bus.read(0x12)];
+        let result = (|| {
+            if qry != [u16::from(b'Q'), u16::from(b'R'), u16::from(b'Y')] {
+                return Err(Error::NotCfi);
+            }
+            let command_set = bus.read(0x13) | (bus.read(0x14) << 8);
+            if command_set != 0x0002 {
+                return Err(Error::CommandSet(command_set));
+            }
+            let size_log2 = u32::from(bus.read(0x27) & 0xFF);
+            let regions = bus.read(0x2C) & 0xFF;
+            // Region 1: number of sectors - 1 (16 bits), sector size / 256 (16 bits).
+            let count = u32::from(bus.read(0x2D) & 0xFF) | (u32::from(bus.read(0x2E) & 0xFF) << 8);
+            let unit = u32::from(bus.read(0x2F) & 0xFF) | (u32::from(bus.read(0x30) & 0xFF) << 8);
+            if regions != 1 || !(12..=31).contains(&size_log2) || unit == 0 {
+                return Err(Error::Geometry);
+            }
+            let geometry = Geometry {
+                size_bytes: 1 << size_log2,
+                sector_bytes: unit * 256,
+                sectors: count + 1,
+            };
+            if geometry.sectors.checked_mul(geometry.sector_bytes) != Some(geometry.size_bytes) {
+                return Err(Error::Geometry);
+            }
+            Ok(geometry)
+        })();
+        bus.write(0, CMD_RESET);
+        Ok(Flash {
+            geometry: result?,
+            bus,
+        })
+    }
+
+    pub fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    pub fn read(&mut self, word: u32) -> u16 {
+        self.bus.read(word)
+    }
+
+    fn unlock(&mut self) {
+        self.bus.write(UNLOCK1.0, UNLOCK1.1);
+        self.bus.write(UNLOCK2.0, UNLOCK2.1);
+    }
+
+    /// Poll DQ6 until it stops toggling; DQ5 while still toggling means the part gave up.
+    fn wait(&mut self, word: u32, clock: &mut impl Clock, timeout_us: u64) -> Result<(), Error> {
+        let start = clock.now_us();
+        loop {
+            let a = self.bus.read(word);
+            let b = self.bus.read(word);
+            if (a ^ b) & DQ6_TOGGLE == 0 {
+                return Ok(());
+            }
+            if b & DQ5_TIMEOUT != 0 {
+                let c = self.bus.read(word);
+                let d = self.bus.read(word);
+                if (c ^ d) & DQ6_TOGGLE == 0 {
+                    return Ok(());
+                }
+                self.bus.write(0, CMD_RESET);
+                return Err(Error::Timeout { word });
+            }
+            if clock.now_us().wrapping_sub(start) > timeout_us {
+                self.bus.write(0, CMD_RESET);
+                return Err(Error::Timeout { word });
+            }
+        }
+    }
+
+    /// Erase the sector that starts at byte offset `offset`.
+    pub fn erase_sector(&mut self, offset: u32, clock: &mut impl Clock) -> Result<(), Error> {
+        if offset % self.geometry.sector_bytes != 0 || offset >= self.geometry.size_bytes {
+            return Err(Error::Address(offset));
+        }
+        let word = offset / 2;
+        self.unlock();
+        self.bus.write(UNLOCK1.0, CMD_ERASE);
+        self.unlock();
+        self.bus.write(word, CMD_SECTOR_ERASE);
+        self.wait(word, clock, ERASE_TIMEOUT_US)
+    }
+
+    /// Program `data` (big-endian 16-bit words, as the bus presents them) at byte offset `offset`,
+    /// verifying each word. Bits can only go from 1 to 0: erase first.
+    pub fn program(
+        &mut self,
+        offset: u32,
+        data: &[u8],
+        clock: &mut impl Clock,
+    ) -> Result<(), Error> {
+        let end = u64::from(offset) + data.len() as u64;
+        if offset % 2 != 0 || data.len() % 2 != 0 || end > u64::from(self.geometry.size_bytes) {
+            return Err(Error::Address(offset));
+        }
+        for (i, pair) in data.chunks_exact(2).enumerate() {
+            let word = offset / 2 + i as u32;
+            let value = u16::from_be_bytes([pair[0], pair[1]]);
+            if value == 0xFFFF {
+                continue; // erased state already
+            }
+            self.unlock();
+            self.bus.write(UNLOCK1.0, CMD_PROGRAM);
+            self.bus.write(word, value);
+            self.wait(word, clock, PROGRAM_TIMEOUT_US)?;
+            let read = self.bus.read(word);
+            if read != value {
+                return Err(Error::Verify {
+                    word,
+                    wrote: value,
+                    read,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn release(self) -> B {
+        self.bus
+    }
+}
+
+#[cfg(test)]
+mod tests;
