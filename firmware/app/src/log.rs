@@ -4,7 +4,7 @@
 use core::ptr::addr_of_mut;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use bpnet_contract::logring::{LogRing, HEADER_LEN};
+use bpnet_contract::logring::LogRing;
 use bpnet_contract::shared;
 
 extern "C" {
@@ -34,7 +34,7 @@ static TIMEBASE_HZ: AtomicU32 = AtomicU32::new(0);
 /// Where the ring is and how big, for the banner.
 pub struct Info {
     pub addr: usize,
-    pub len: usize,
+    pub capacity: u32,
     pub generation: u32,
 }
 
@@ -64,6 +64,7 @@ pub fn init(timebase_hz: u32) -> Info {
         .map(|r| r.generation().wrapping_add(1))
         .unwrap_or(1);
     let ring = LogRing::init(bytes, generation).expect("log ring larger than its header");
+    let capacity = ring.capacity();
     critical_section::with(|_| {
         // SAFETY: inside a critical section, and the logger is not taken (no log call has run yet).
         let state = unsafe { &mut *addr_of_mut!(STATE) };
@@ -72,7 +73,7 @@ pub fn init(timebase_hz: u32) -> Info {
     });
     Info {
         addr,
-        len: shared::LOG_RING_LEN - HEADER_LEN,
+        capacity,
         generation,
     }
 }

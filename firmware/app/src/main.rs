@@ -106,7 +106,7 @@ fn banner(board: &mpc8349emds::Board, log: &log::Info) {
     );
     println!(
         "  log:    defmt ring at {:#010x}, {} bytes, boot {}",
-        log.addr, log.len, log.generation
+        log.addr, log.capacity, log.generation
     );
 }
 

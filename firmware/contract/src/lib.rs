@@ -16,8 +16,10 @@ pub mod logring;
 pub mod shared {
     /// Offset of the log ring from the start of the shared region.
     pub const LOG_RING_OFFSET: usize = 0x1_0000;
-    /// Bytes reserved for the log ring, header included.
-    pub const LOG_RING_LEN: usize = 0x1_0000;
+    /// Data bytes of the log ring (a power of two).
+    pub const LOG_RING_CAPACITY: usize = 0x1_0000;
+    /// Bytes reserved for the log ring: its header and the data.
+    pub const LOG_RING_LEN: usize = crate::logring::HEADER_LEN + LOG_RING_CAPACITY;
 }
 
 /// Read a little-endian `u32` at `at`. Callers have checked the length.
