@@ -1,0 +1,872 @@
+//! The board: RAM file, Unicorn instance, loader hand-over and the run loop.
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+
+use memmap2::MmapMut;
+use unicorn_engine::unicorn_const::{uc_error, Arch, HookType, Mode, Prot};
+use unicorn_engine::{Context, PpcCpuModel, RegisterPPC, UcHookId, Unicorn};
+
+use crate::elf::{self, Image, LoadError, RAM_SIZE};
+use crate::immr::{Immr, IMMR_BASE, IMMR_SIZE, RSR_SWRS};
+use crate::log::LogDecoder;
+use crate::machine::{self, Machine, Stop, Uc, STUB_PAGE, STUB_PAGE_SIZE, VECTOR_AREA_END};
+use crate::outcome::{Exception, Outcome};
+use crate::ppc::{self, msr, srr1, vector, TimeInsn};
+use crate::time::{TimeBase, PS_PER_INSTRUCTION};
+
+/// Name of the symbol marking the log ring.
+pub const LOG_RING_SYMBOL: &str = "__bpnet_log_ring";
+/// Stack pointer at hand-over (U-Boot leaves r1 on its own stack; this one is below 16 MiB and 16-byte
+/// aligned).
+pub const INITIAL_SP: u32 = 0x00FF_FFF0;
+/// Instructions per slice: between slices console output and the log ring are passed on, so a slice is a
+/// few milliseconds of host time.
+const SLICE: u64 = 4_000_000;
+/// `until` address for firmware runs: unaligned, so it is never a PC.
+const NEVER: u64 = 0xFFFF_FFFF;
+
+/// How to build a board.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// File backing the 256 MiB of DDR, mapped shared so other processes can map the same RAM. Created
+    /// if missing and sized to 256 MiB; existing contents are kept. `None`: a temporary file.
+    pub ram_file: Option<PathBuf>,
+    /// Stop with [`Outcome::InstructionLimit`] after exactly this many instructions.
+    pub max_instructions: Option<u64>,
+}
+
+/// The board could not be built.
+#[derive(Debug)]
+pub enum SetupError {
+    RamFile(PathBuf, std::io::Error),
+    Unicorn(&'static str, uc_error),
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::RamFile(path, e) => write!(f, "RAM file {}: {e}", path.display()),
+            SetupError::Unicorn(what, e) => write!(f, "Unicorn: {what}: {e:?}"),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+/// Guest RAM access outside the 256 MiB of DDR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutsideRam {
+    pub addr: u32,
+    pub len: usize,
+}
+
+impl fmt::Display for OutsideRam {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} bytes at {:#x} are outside RAM (0..{RAM_SIZE:#x})",
+            self.len, self.addr
+        )
+    }
+}
+
+impl std::error::Error for OutsideRam {}
+
+/// Receives [`Output`] as it happens.
+type OutputSink = Box<dyn FnMut(Output<'_>)>;
+
+/// Output as it happens, for a live console.
+#[derive(Debug, Clone, Copy)]
+pub enum Output<'a> {
+    /// Bytes the firmware wrote to UART0's transmitter, verbatim.
+    Console(&'a [u8]),
+    /// One decoded log line, `log: …`, without newline.
+    Log(&'a str),
+}
+
+/// What [`Board::load_elf`] found.
+#[derive(Debug, Clone)]
+pub struct LoadInfo {
+    pub entry: u32,
+    /// (address, memory size) of each loaded segment.
+    pub segments: Vec<(u32, u32)>,
+    /// Address of the log ring, when the image has one and a defmt table to decode it.
+    pub log_ring: Option<u32>,
+    /// Timebase/decrementer instructions found and hooked.
+    pub time_instructions: usize,
+    /// Things worth telling the user (logging off and why).
+    pub notes: Vec<String>,
+}
+
+enum RamFile {
+    Temporary(tempfile::NamedTempFile),
+    Named(PathBuf),
+}
+
+/// The emulated MPC8349EMDS.
+pub struct Board {
+    // Field order is drop order: Unicorn must go before the RAM mapping it points into.
+    uc: Uc<'static>,
+    initial_cpu: Context,
+    ram_map: MmapMut,
+    ram_file: RamFile,
+    image: Option<Image>,
+    time_hooks: Vec<UcHookId>,
+    log: Option<LogDecoder>,
+    console: Vec<u8>,
+    uart1: Vec<u8>,
+    log_lines: Vec<String>,
+    exceptions: Vec<Exception>,
+    resets: u32,
+    skipped: u64,
+    max_instructions: Option<u64>,
+    output: Option<OutputSink>,
+}
+
+fn uc_err(what: &'static str) -> impl FnOnce(uc_error) -> SetupError {
+    move |e| SetupError::Unicorn(what, e)
+}
+
+impl Board {
+    /// Build the board: RAM, IMMR model, stubs and hooks. Load firmware with [`Board::load_elf`].
+    pub fn new(config: Config) -> Result<Board, SetupError> {
+        let (file, ram_file) = match &config.ram_file {
+            Some(path) => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)
+                    .map_err(|e| SetupError::RamFile(path.clone(), e))?;
+                (file, RamFile::Named(path.clone()))
+            }
+            None => {
+                let tmp = tempfile::Builder::new()
+                    .prefix("bpnet-emu-ram-")
+                    .tempfile()
+                    .map_err(|e| SetupError::RamFile(std::env::temp_dir(), e))?;
+                let file = tmp
+                    .reopen()
+                    .map_err(|e| SetupError::RamFile(tmp.path().to_path_buf(), e))?;
+                (file, RamFile::Temporary(tmp))
+            }
+        };
+        let path = match &ram_file {
+            RamFile::Temporary(t) => t.path().to_path_buf(),
+            RamFile::Named(p) => p.clone(),
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| SetupError::RamFile(path.clone(), e))?
+            .len();
+        if len != u64::from(RAM_SIZE) {
+            file.set_len(u64::from(RAM_SIZE))
+                .map_err(|e| SetupError::RamFile(path.clone(), e))?;
+        }
+        // SAFETY: the file is ours to map; other processes may write it concurrently, which is the point of a
+        // shared RAM file. This process only touches the mapping through raw-pointer copies (never long-lived
+        // references), and through Unicorn, which treats it as guest RAM.
+        let mut ram_map =
+            unsafe { MmapMut::map_mut(&file) }.map_err(|e| SetupError::RamFile(path, e))?;
+
+        let mut uc =
+            Unicorn::new_with_data(Arch::PPC, Mode::PPC32 | Mode::BIG_ENDIAN, Machine::new())
+                .map_err(uc_err("create PPC32 engine"))?;
+        // The CPU model must be chosen before anything is mapped.
+        uc.ctl_set_cpu_model(PpcCpuModel::UC_CPU_PPC32_E300C1 as i32)
+            .map_err(uc_err("select e300c1"))?;
+        // SAFETY: the mapping is RAM_SIZE bytes, page aligned, and outlives `uc` (field order in Board).
+        unsafe {
+            uc.mem_map_ptr(
+                0,
+                u64::from(RAM_SIZE),
+                Prot::ALL,
+                ram_map.as_mut_ptr().cast(),
+            )
+        }
+        .map_err(uc_err("map DDR"))?;
+        uc.mmio_map(
+            u64::from(IMMR_BASE),
+            u64::from(IMMR_SIZE),
+            Some(machine::on_immr_read),
+            Some(machine::on_immr_write),
+        )
+        .map_err(uc_err("map IMMR"))?;
+        uc.mem_map(u64::from(STUB_PAGE), u64::from(STUB_PAGE_SIZE), Prot::ALL)
+            .map_err(uc_err("map stub page"))?;
+        for (addr, words) in machine::stub_code() {
+            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
+            uc.mem_write(u64::from(addr), &bytes)
+                .map_err(uc_err("write stubs"))?;
+        }
+        uc.mem_protect(u64::from(STUB_PAGE), u64::from(STUB_PAGE_SIZE), Prot::EXEC)
+            .map_err(uc_err("protect stubs"))?;
+
+        // begin > end: the hook covers every address.
+        uc.add_block_hook(1, 0, machine::on_block)
+            .map_err(uc_err("block hook"))?;
+        uc.add_intr_hook(machine::on_interrupt)
+            .map_err(uc_err("interrupt hook"))?;
+        uc.add_mem_hook(HookType::MEM_UNMAPPED, 1, 0, |uc, kind, addr, size, _| {
+            machine::on_bad_access(uc, kind, addr, size)
+        })
+        .map_err(uc_err("unmapped hook"))?;
+        let stub_end = u64::from(STUB_PAGE + STUB_PAGE_SIZE - 1);
+        uc.add_mem_hook(
+            HookType::MEM_READ_PROT | HookType::MEM_WRITE_PROT,
+            u64::from(STUB_PAGE),
+            stub_end,
+            |uc, kind, addr, size, _| machine::on_bad_access(uc, kind, addr, size),
+        )
+        .map_err(uc_err("stub page hook"))?;
+        uc.add_code_hook(u64::from(STUB_PAGE), stub_end, machine::on_stub_code)
+            .map_err(uc_err("stub code hook"))?;
+        uc.add_code_hook(0, u64::from(VECTOR_AREA_END - 1), machine::on_vector_code)
+            .map_err(uc_err("vector hook"))?;
+
+        let initial_cpu = uc.context_init().map_err(uc_err("save reset CPU state"))?;
+        Ok(Board {
+            uc,
+            initial_cpu,
+            ram_map,
+            ram_file,
+            image: None,
+            time_hooks: Vec::new(),
+            log: None,
+            console: Vec::new(),
+            uart1: Vec::new(),
+            log_lines: Vec::new(),
+            exceptions: Vec::new(),
+            resets: 0,
+            skipped: 0,
+            max_instructions: config.max_instructions,
+            output: None,
+        })
+    }
+
+    /// Power the board on with this firmware, as U-Boot's `go` would hand over to it: segments loaded
+    /// (the rest of each segment zeroed), PC = entry, MSR = ME|RI, r1 = [`INITIAL_SP`], r3 = 1 (argc),
+    /// r4 = 0. Loading again powers the board on afresh.
+    pub fn load_elf(&mut self, elf: &[u8]) -> Result<LoadInfo, LoadError> {
+        let image = elf::parse(elf)?;
+        let mut notes = Vec::new();
+
+        // The defmt table and the ring symbol are both needed for logging.
+        self.log = None;
+        let ring = image.symbol(LOG_RING_SYMBOL);
+        match (defmt_decoder::Table::parse(elf), ring) {
+            (Ok(Some(table)), Some(ring)) => self.log = Some(LogDecoder::new(table, ring)),
+            (Ok(Some(_)), None) => notes.push(format!(
+                "defmt table but no {LOG_RING_SYMBOL} symbol: log decoding off"
+            )),
+            (Ok(None), Some(_)) => {
+                notes.push("log ring but no .defmt table: log decoding off".to_string())
+            }
+            (Ok(None), None) => {}
+            (Err(e), _) => notes.push(format!("defmt table unusable ({e}): log decoding off")),
+        }
+
+        for hook in self.time_hooks.drain(..) {
+            let _ = self.uc.remove_hook(hook);
+        }
+        for segment in image.segments.iter().filter(|s| s.executable) {
+            for (i, w) in segment.data.chunks_exact(4).enumerate() {
+                let addr = segment.addr + 4 * i as u32;
+                let word = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
+                // The vector area has its own hook that decodes as it runs.
+                let Some(insn) = TimeInsn::decode(word).filter(|_| addr >= VECTOR_AREA_END) else {
+                    continue;
+                };
+                let hook = self
+                    .uc
+                    .add_code_hook(u64::from(addr), u64::from(addr), move |uc, _, _| {
+                        machine::on_time_insn(uc, addr, insn)
+                    })
+                    .map_err(|e| {
+                        LoadError::Malformed(format!("cannot hook instruction at {addr:#x}: {e:?}"))
+                    })?;
+                self.time_hooks.push(hook);
+            }
+        }
+
+        let info = LoadInfo {
+            entry: image.entry,
+            segments: image
+                .segments
+                .iter()
+                .map(|s| (s.addr, s.mem_size))
+                .collect(),
+            log_ring: self.log.as_ref().and(ring),
+            time_instructions: self.time_hooks.len(),
+            notes,
+        };
+        self.image = Some(image);
+        self.console.clear();
+        self.uart1.clear();
+        self.log_lines.clear();
+        self.exceptions.clear();
+        self.resets = 0;
+        self.skipped = 0;
+        *self.uc.get_data_mut() = Machine::new();
+        self.hand_over();
+        Ok(info)
+    }
+
+    /// Reset the CPU, reload the image and start it at its entry point.
+    fn hand_over(&mut self) {
+        let Some(image) = &self.image else { return };
+        let _ = self.uc.context_restore(&self.initial_cpu);
+        let base = self.ram_map.as_mut_ptr();
+        for s in &image.segments {
+            // SAFETY: the loader checked addr + mem_size <= RAM_SIZE and data.len() <= mem_size.
+            unsafe {
+                let dst = base.add(s.addr as usize);
+                std::ptr::copy_nonoverlapping(s.data.as_ptr(), dst, s.data.len());
+                std::ptr::write_bytes(
+                    dst.add(s.data.len()),
+                    0,
+                    (s.mem_size as usize) - s.data.len(),
+                );
+            }
+        }
+        // RAM was written behind Unicorn's back and the BATs were reset: drop translations and code.
+        let _ = self.uc.ctl_flush_tlb();
+        let _ = self.uc.ctl_flush_tb();
+        let regs = [
+            (RegisterPPC::MSR as i32, ppc::MSR_AT_GO),
+            (machine::gpr_id(1), INITIAL_SP),
+            (machine::gpr_id(3), 1),
+            (machine::gpr_id(4), 0),
+            (RegisterPPC::PC as i32, image.entry),
+        ];
+        for (reg, value) in regs {
+            let _ = self.uc.reg_write(reg, u64::from(value));
+        }
+    }
+
+    /// Software hard reset or watchdog reset: devices back to reset values except RSR, which records
+    /// `cause`; RAM outside the loaded segments is kept.
+    fn board_reset(&mut self, cause: u32) {
+        self.resets += 1;
+        let m = self.uc.get_data_mut();
+        let now = m.done;
+        m.immr = m.immr.after_reset(now, cause);
+        m.tb = TimeBase::new(m.immr.timebase_enabled(), now);
+        m.stop = None;
+        m.not_self_branch = None;
+        if let Some(log) = &mut self.log {
+            log.after_board_reset();
+        }
+        self.hand_over();
+    }
+
+    /// Set the instruction limit for later runs (`None`: no limit).
+    pub fn set_max_instructions(&mut self, limit: Option<u64>) {
+        self.max_instructions = limit;
+    }
+
+    /// Receive console output and log lines as they happen (between slices of a few milliseconds).
+    pub fn set_output(&mut self, sink: impl FnMut(Output<'_>) + 'static) {
+        self.output = Some(Box::new(sink));
+    }
+
+    /// Run until the firmware idles, halts, faults or reaches the instruction limit. Can be called again
+    /// after [`Outcome::InstructionLimit`] with a higher limit.
+    pub fn run(&mut self) -> Outcome {
+        if self.image.is_none() {
+            return Outcome::Unmodelled {
+                addr: 0,
+                size: 0,
+                write: false,
+                pc: 0,
+                what: "no firmware loaded".to_string(),
+            };
+        }
+        let outcome = self.run_loop();
+        self.pass_output();
+        outcome
+    }
+
+    fn run_loop(&mut self) -> Outcome {
+        loop {
+            if let Some(outcome) = self.timer_events() {
+                return outcome;
+            }
+            let now = self.instructions();
+            let pc = self.pc();
+            let msr = self.msr();
+            if self.uc.get_data().tb.dec_pending && msr & msr::EE != 0 {
+                self.uc.get_data_mut().tb.dec_pending = false;
+                self.deliver(vector::DECREMENTER, pc, 0, None, false);
+                continue;
+            }
+            if self.max_instructions.is_some_and(|l| now >= l) {
+                return Outcome::InstructionLimit;
+            }
+            if machine::fetch_word(&self.uc, pc) == Some(ppc::BRANCH_TO_SELF) {
+                match self.wake_up_time(msr) {
+                    // Spinning in `b .` until the event: one instruction per cycle, so jump there directly.
+                    Some(at) => {
+                        let at = self.max_instructions.map_or(at, |l| at.min(l)).max(now);
+                        self.skipped += at - now;
+                        self.uc.get_data_mut().done = at;
+                        continue;
+                    }
+                    None if msr & msr::EE != 0 => return Outcome::Idle { pc },
+                    None => {
+                        return Outcome::Halted {
+                            pc,
+                            last_exception: self.exceptions.last().copied(),
+                            checkstop: false,
+                        };
+                    }
+                }
+            }
+
+            let m = self.uc.get_data_mut();
+            m.deadline = [
+                Some(now + SLICE),
+                m.tb.dec_expiry(),
+                m.immr.watchdog.expiry(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(u64::MAX);
+            m.limit = self.max_instructions;
+            m.limit_reached = false;
+            let result = self.uc.emu_start(u64::from(pc), NEVER, 0, 0);
+            self.settle();
+            self.pass_output();
+            if let Some(outcome) = self.after_slice(result) {
+                return outcome;
+            }
+            let m = self.uc.get_data_mut();
+            if m.limit_reached && m.stop.is_none() {
+                if let Some(outcome) = self.final_approach() {
+                    return outcome;
+                }
+            }
+        }
+    }
+
+    /// Run exactly up to the instruction limit with a counted run (only for the last partial block, so
+    /// the cost of counting every instruction is paid once).
+    fn final_approach(&mut self) -> Option<Outcome> {
+        let limit = self.max_instructions?;
+        let remaining = limit.saturating_sub(self.instructions());
+        if remaining == 0 {
+            return None;
+        }
+        let pc = self.pc();
+        let m = self.uc.get_data_mut();
+        m.final_approach = true;
+        m.deadline = u64::MAX;
+        // Blocks translated without Unicorn's per-instruction counter would ignore the count.
+        let _ = self.uc.ctl_flush_tb();
+        let result = self
+            .uc
+            .emu_start(u64::from(pc), NEVER, 0, remaining as usize);
+        self.uc.get_data_mut().final_approach = false;
+        self.settle();
+        self.pass_output();
+        self.after_slice(result)
+    }
+
+    /// Close the block the slice ended in (see [`machine`] for the counting rules).
+    fn settle(&mut self) {
+        let pc = self.pc();
+        self.uc.get_data_mut().settle_at(pc, false);
+    }
+
+    /// Act on why the slice ended.
+    fn after_slice(&mut self, result: Result<(), uc_error>) -> Option<Outcome> {
+        let stop = self.uc.get_data_mut().stop.take();
+        match stop {
+            Some(Stop::Fault(outcome)) => Some(outcome),
+            Some(Stop::Exception { intno, pc }) => self.cpu_exception(intno, pc),
+            Some(Stop::Reset(cause)) => {
+                self.board_reset(cause);
+                None
+            }
+            Some(Stop::Interrupt | Stop::SelfLoop) => None,
+            None => result.err().map(|e| {
+                let pc = self.pc();
+                Outcome::Unmodelled {
+                    addr: pc,
+                    size: 0,
+                    write: false,
+                    pc,
+                    what: format!("Unicorn stopped with {e:?}"),
+                }
+            }),
+        }
+    }
+
+    /// Decrementer and watchdog events due at the current instruction count.
+    fn timer_events(&mut self) -> Option<Outcome> {
+        let now = self.instructions();
+        let m = self.uc.get_data_mut();
+        if m.tb.dec_expiry().is_some_and(|at| at <= now) {
+            m.tb.dec_expired(now);
+        }
+        if m.immr.watchdog.expiry().is_some_and(|at| at <= now) {
+            if m.immr.watchdog.resets_on_expiry() {
+                self.board_reset(RSR_SWRS);
+                return None;
+            }
+            m.immr.watchdog.reload(now);
+            let (pc, msr) = (self.pc(), self.msr());
+            if msr & msr::ME == 0 {
+                return Some(Outcome::Halted {
+                    pc,
+                    last_exception: self.exceptions.last().copied(),
+                    checkstop: true,
+                });
+            }
+            self.deliver(vector::MACHINE_CHECK, pc, 0, None, true);
+        }
+        None
+    }
+
+    /// When the core, parked in `b .`, would next be woken: the watchdog always (not maskable), the
+    /// decrementer if interrupts are on and the firmware has programmed it.
+    fn wake_up_time(&self, msr: u32) -> Option<u64> {
+        let m = self.uc.get_data();
+        let dec = (msr & msr::EE != 0 && m.tb.dec_armed)
+            .then(|| m.tb.dec_expiry())
+            .flatten();
+        [dec, m.immr.watchdog.expiry()].into_iter().flatten().min()
+    }
+
+    /// Deliver an exception the way the core would: SRR0/SRR1 (and DAR/DSISR) through an emulator stub,
+    /// since Unicorn's API cannot write those SPRs; new MSR per the architecture; PC to the vector.
+    fn deliver(
+        &mut self,
+        offset: u32,
+        srr0: u32,
+        reason: u32,
+        dar_dsisr: Option<(u32, u32)>,
+        machine_check: bool,
+    ) {
+        let old_msr = self.msr();
+        let srr1 = (old_msr & ppc::SRR1_MSR_MASK) | reason;
+        let mut new_msr = old_msr & ppc::MSR_KEPT_ON_EXCEPTION;
+        if machine_check {
+            new_msr &= !msr::ME;
+        }
+        // Translation and problem state off first: the stubs are fetched physically and use mtspr.
+        let _ = self.uc.reg_write(RegisterPPC::MSR, u64::from(new_msr));
+        self.run_stub(machine::STUB_SET_SRR, srr0, srr1);
+        if let Some((dar, dsisr)) = dar_dsisr {
+            self.run_stub(machine::STUB_SET_DAR_DSISR, dar, dsisr);
+        }
+        let address = ppc::vector_address(old_msr, offset);
+        let _ = self.uc.reg_write(RegisterPPC::PC, u64::from(address));
+        let instructions = self.instructions();
+        self.exceptions.push(Exception {
+            vector: offset,
+            address,
+            srr0,
+            srr1,
+            instructions,
+        });
+    }
+
+    /// Run a two-instruction stub with r3 = `a`, r4 = `b`; returns r3, r4 after it. The firmware's r3/r4
+    /// are preserved. Stub instructions are not counted.
+    fn run_stub(&mut self, entry: u32, a: u32, b: u32) -> (u32, u32) {
+        let saved = (
+            machine::read_gpr(&self.uc, 3),
+            machine::read_gpr(&self.uc, 4),
+        );
+        let _ = self.uc.reg_write(machine::gpr_id(3), u64::from(a));
+        let _ = self.uc.reg_write(machine::gpr_id(4), u64::from(b));
+        self.uc.get_data_mut().in_stub = true;
+        let _ = self
+            .uc
+            .emu_start(u64::from(entry), u64::from(entry + machine::STUB_LEN), 0, 0);
+        self.uc.get_data_mut().in_stub = false;
+        let out = (
+            machine::read_gpr(&self.uc, 3),
+            machine::read_gpr(&self.uc, 4),
+        );
+        let _ = self.uc.reg_write(machine::gpr_id(3), u64::from(saved.0));
+        let _ = self.uc.reg_write(machine::gpr_id(4), u64::from(saved.1));
+        out
+    }
+
+    /// A CPU exception Unicorn reported (its interrupt numbering) at the instruction `pc`.
+    fn cpu_exception(&mut self, intno: u32, pc: u32) -> Option<Outcome> {
+        let word = machine::fetch_word(&self.uc, pc).unwrap_or(0);
+        // A handler that faults on its very first instruction (typically: no vector installed, so it
+        // reads as an illegal instruction) would loop forever taking the same exception.
+        if let Some(last) = self.exceptions.last().copied() {
+            if pc == last.address && self.instructions() == last.instructions + 1 {
+                return Some(Outcome::Halted {
+                    pc,
+                    last_exception: Some(last),
+                    checkstop: false,
+                });
+            }
+        }
+        match intno {
+            // Program: trap or privileged instruction (Unicorn uses one number for both).
+            6 => {
+                let reason = if ppc::is_trap(word) {
+                    srr1::TRAP
+                } else {
+                    srr1::PRIVILEGED
+                };
+                self.deliver(vector::PROGRAM, pc, reason, None, false);
+            }
+            // "Hypervisor emulation assistance": what this QEMU raises for an illegal instruction.
+            96 => self.deliver(vector::PROGRAM, pc, srr1::ILLEGAL, None, false),
+            8 => self.deliver(vector::SYSTEM_CALL, pc + 4, 0, None, false),
+            7 => self.deliver(vector::FP_UNAVAILABLE, pc, 0, None, false),
+            // DSI: QEMU already set DAR and DSISR when it detected the fault.
+            2 => self.deliver(vector::DSI, pc, 0, None, false),
+            3 => self.deliver(vector::ISI, pc, srr1::ISI_PROTECTION, None, false),
+            5 => {
+                // QEMU raises alignment exceptions without DAR; form DAR and DSISR from the instruction.
+                let dar = ppc::decode_mem_access(word).map_or(0, |a| {
+                    let base = a.ra.map_or(0, |r| machine::read_gpr(&self.uc, r));
+                    let index = a.rb.map_or(0, |r| machine::read_gpr(&self.uc, r));
+                    base.wrapping_add(index).wrapping_add(a.displacement as u32)
+                });
+                self.deliver(
+                    vector::ALIGNMENT,
+                    pc,
+                    0,
+                    Some((dar, ppc::alignment_dsisr(word))),
+                    false,
+                );
+            }
+            // 603-style software TLB misses: nothing maps the address through a BAT.
+            78..=80 => {
+                let msr = self.msr();
+                let _ = self.uc.reg_write(
+                    RegisterPPC::MSR,
+                    u64::from(msr & !(msr::IR | msr::DR | msr::PR)),
+                );
+                let (dmiss, imiss) = self.run_stub(machine::STUB_GET_MISS, 0, 0);
+                let _ = self.uc.reg_write(RegisterPPC::MSR, u64::from(msr));
+                let (addr, kind) = match intno {
+                    78 => (imiss, "instruction fetch"),
+                    79 => (dmiss, "data load"),
+                    _ => (dmiss, "data store"),
+                };
+                return Some(Outcome::Unmodelled {
+                    addr,
+                    size: if intno == 78 { 4 } else { 0 },
+                    write: intno == 80,
+                    pc,
+                    what: format!(
+                        "{kind} with translation on and no BAT mapping (or permitting) the address; \
+                         page-table translation is not modelled"
+                    ),
+                });
+            }
+            _ => {
+                return Some(Outcome::Unmodelled {
+                    addr: pc,
+                    size: 4,
+                    write: false,
+                    pc,
+                    what: format!("CPU exception {intno} (Unicorn numbering) is not modelled"),
+                });
+            }
+        }
+        None
+    }
+
+    /// Hand new UART output and log lines to the accessors and the live sink.
+    fn pass_output(&mut self) {
+        let m = self.uc.get_data_mut();
+        let console = std::mem::take(&mut m.immr.uarts[0].output);
+        let uart1 = std::mem::take(&mut m.immr.uarts[1].output);
+        self.uart1.extend_from_slice(&uart1);
+        let lines = match &mut self.log {
+            Some(log) => {
+                let ram = &self.ram_map;
+                log.poll(|addr, len| {
+                    let end = (addr as usize).checked_add(len)?;
+                    (end <= ram.len()).then(|| {
+                        let mut buf = vec![0u8; len];
+                        // SAFETY: in bounds (checked above); a byte copy out of the shared mapping, which
+                        // another process may be writing, is what a snapshot of guest RAM means.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                ram.as_ptr().add(addr as usize),
+                                buf.as_mut_ptr(),
+                                len,
+                            )
+                        };
+                        buf
+                    })
+                })
+            }
+            None => Vec::new(),
+        };
+        if let Some(sink) = &mut self.output {
+            if !console.is_empty() {
+                sink(Output::Console(&console));
+            }
+            for line in &lines {
+                sink(Output::Log(line));
+            }
+        }
+        self.console.extend_from_slice(&console);
+        self.log_lines.extend(lines);
+    }
+
+    /// Exact number of instructions executed since power-on (resets do not restart it).
+    pub fn instructions(&self) -> u64 {
+        self.uc.get_data().done
+    }
+
+    /// Instructions counted without being emulated: the core spinning in `b .` until a timer fired.
+    pub fn skipped_instructions(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Virtual time since power-on in picoseconds (1.875 ns per instruction at 533.33 MHz).
+    pub fn virtual_time_ps(&self) -> u64 {
+        self.instructions() * PS_PER_INSTRUCTION
+    }
+
+    /// Virtual time since power-on in nanoseconds.
+    pub fn virtual_time_ns(&self) -> u64 {
+        self.virtual_time_ps() / 1000
+    }
+
+    /// Everything the firmware wrote to UART0 (the console).
+    pub fn console(&self) -> &[u8] {
+        &self.console
+    }
+
+    /// Everything the firmware wrote to UART1.
+    pub fn uart1_output(&self) -> &[u8] {
+        &self.uart1
+    }
+
+    /// Queue bytes for the firmware to read from UART `channel` (0 or 1).
+    pub fn uart_input(&mut self, channel: usize, bytes: &[u8]) {
+        if let Some(uart) = self.uc.get_data_mut().immr.uarts.get_mut(channel) {
+            uart.receive(bytes);
+        }
+    }
+
+    /// Decoded log lines so far (`log: …`).
+    pub fn log_lines(&self) -> &[String] {
+        &self.log_lines
+    }
+
+    /// Exceptions delivered since the firmware was loaded.
+    pub fn exceptions(&self) -> &[Exception] {
+        &self.exceptions
+    }
+
+    /// Board resets (software hard reset, watchdog) since the firmware was loaded.
+    pub fn resets(&self) -> u32 {
+        self.resets
+    }
+
+    /// The reset status register (cause of the last resets).
+    pub fn rsr(&self) -> u32 {
+        self.uc.get_data().immr.rsr()
+    }
+
+    pub fn pc(&self) -> u32 {
+        machine::read_pc(&self.uc)
+    }
+
+    pub fn msr(&self) -> u32 {
+        machine::read_msr(&self.uc)
+    }
+
+    /// General-purpose register `n` (0..=31).
+    pub fn gpr(&self, n: u32) -> u32 {
+        machine::read_gpr(&self.uc, n & 31)
+    }
+
+    /// The timebase as the firmware would read it now.
+    pub fn timebase(&self) -> u64 {
+        let m = self.uc.get_data();
+        m.tb.tb(m.done)
+    }
+
+    /// The decrementer as the firmware would read it now.
+    pub fn decrementer(&self) -> u32 {
+        let m = self.uc.get_data();
+        m.tb.dec(m.done)
+    }
+
+    /// Path of the file backing RAM (a temporary file unless configured).
+    pub fn ram_path(&self) -> &Path {
+        match &self.ram_file {
+            RamFile::Temporary(t) => t.path(),
+            RamFile::Named(p) => p,
+        }
+    }
+
+    fn check_ram(addr: u32, len: usize) -> Result<usize, OutsideRam> {
+        let start = addr as usize;
+        match start.checked_add(len) {
+            Some(end) if end <= RAM_SIZE as usize => Ok(start),
+            _ => Err(OutsideRam { addr, len }),
+        }
+    }
+
+    /// Copy guest RAM at physical `addr` into `buf`.
+    pub fn read_ram(&self, addr: u32, buf: &mut [u8]) -> Result<(), OutsideRam> {
+        let start = Self::check_ram(addr, buf.len())?;
+        // SAFETY: bounds checked against the mapping's size; a byte copy out of shared memory.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ram_map.as_ptr().add(start),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        Ok(())
+    }
+
+    /// Write guest RAM at physical `addr`. Translated code covering the range is discarded, so writing
+    /// code works too.
+    pub fn write_ram(&mut self, addr: u32, data: &[u8]) -> Result<(), OutsideRam> {
+        let start = Self::check_ram(addr, data.len())?;
+        // SAFETY: bounds checked against the mapping's size; the core is not running (we hold &mut self).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.ram_map.as_mut_ptr().add(start),
+                data.len(),
+            )
+        };
+        let _ = self
+            .uc
+            .ctl_remove_cache(u64::from(addr), u64::from(addr) + data.len() as u64);
+        Ok(())
+    }
+
+    /// Read a big-endian word of guest RAM.
+    pub fn read_u32(&self, addr: u32) -> Result<u32, OutsideRam> {
+        let mut b = [0u8; 4];
+        self.read_ram(addr, &mut b)?;
+        Ok(u32::from_be_bytes(b))
+    }
+
+    /// Write a big-endian word of guest RAM.
+    pub fn write_u32(&mut self, addr: u32, value: u32) -> Result<(), OutsideRam> {
+        self.write_ram(addr, &value.to_be_bytes())
+    }
+
+    /// The IMMR model (register state), for inspection.
+    pub fn immr(&self) -> &Immr {
+        &self.uc.get_data().immr
+    }
+}

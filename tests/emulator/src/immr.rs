@@ -1,0 +1,527 @@
+//! The internal memory-mapped registers (IMMR, 1 MiB at 0xE000_0000) as U-Boot leaves them on the
+//! MPC8349EMDS, modelled from docs/REGISTERS.md and nothing else.
+//!
+//! Every register is accessed with exactly the width in the table; any other width, and any offset not in
+//! the table, is refused with a message naming the register (or the lack of one), so that a driver bug or a
+//! register the model lacks stops the run instead of reading zero.
+//!
+//! Byte order: these blocks are big-endian, the core's own order. Unicorn passes MMIO values as the CPU
+//! register holds them (a big-endian `stw 0xAABBCCDD` arrives as 0xAABBCCDD), so a big-endian register just
+//! stores the value. Little-endian blocks (DMA, message unit; not modelled yet) must go through
+//! [`le_register`].
+
+use crate::duart::{self, Duart};
+use crate::time::INSTRUCTIONS_PER_CSB_CYCLE;
+
+pub const IMMR_BASE: u32 = 0xE000_0000;
+pub const IMMR_SIZE: u32 = 0x10_0000;
+
+/// The value a little-endian register holds when the core accesses it with `size` bytes and its register
+/// holds `value` (or: the value to hand back for a read). A firmware that forgets `lwbrx`/`stwbrx` on such a
+/// block then sees, and writes, byte-swapped values, exactly as on hardware.
+pub fn le_register(value: u32, size: u32) -> u32 {
+    match size {
+        2 => u32::from((value as u16).swap_bytes()),
+        4 => value.swap_bytes(),
+        _ => value,
+    }
+}
+
+/// System configuration.
+pub const SPRIDR_VALUE: u32 = 0x8030_0300;
+pub const SPCR_TBEN: u32 = 0x0040_0000;
+const DDRLAWAR0_VALUE: u32 = 0x8000_001B;
+const LAWBAR_MASK: u32 = 0xFFFF_F000;
+const LAWAR_MASK: u32 = 0x8000_003F;
+const LAWAR_EN: u32 = 0x8000_0000;
+
+/// Watchdog.
+pub const SWCRR_SWEN: u32 = 0x4;
+pub const SWCRR_SWRI: u32 = 0x2;
+pub const SWCRR_SWPR: u32 = 0x1;
+const SWCRR_MASK: u32 = 0xFFFF_0007;
+const SWSRR_FIRST: u32 = 0x556C;
+const SWSRR_SECOND: u32 = 0xAA39;
+const WATCHDOG_PRESCALE: u64 = 65536;
+
+/// Reset block.
+pub const RCWLR_VALUE: u32 = 0x0404_0000;
+/// Agent reset configuration: PCIHOST = 0 (agent), PCI64 = 1, BMS = 0, SWEN = 0 (watchdog off).
+pub const RCWHR_VALUE: u32 = 0x4000_0000;
+const RCWHR_SWEN: u32 = 0x0080_0000;
+pub const RSR_SWHR: u32 = 0x1000;
+pub const RSR_SWRS: u32 = 0x8;
+pub const RSR_HRS: u32 = 0x1;
+const RPR_KEY: u32 = 0x5253_5445;
+const RCR_SWHR: u32 = 0x2;
+const RCR_SWSR: u32 = 0x1;
+const RCER_CRE: u32 = 0x1;
+
+/// Clocks.
+pub const SPMR_VALUE: u32 = 0x0404_0000;
+
+const UART_BASES: [u32; 2] = [0x4500, 0x4600];
+
+/// Register map: offset, width in bytes, name.
+const REGISTERS: &[(u32, u32, &str)] = &[
+    (0x000, 4, "IMMRBAR"),
+    (0x0A0, 4, "DDRLAWBAR0"),
+    (0x0A4, 4, "DDRLAWAR0"),
+    (0x0A8, 4, "DDRLAWBAR1"),
+    (0x0AC, 4, "DDRLAWAR1"),
+    (0x108, 4, "SPRIDR"),
+    (0x110, 4, "SPCR"),
+    (0x204, 4, "SWCRR"),
+    (0x208, 4, "SWCNR"),
+    (0x20E, 2, "SWSRR"),
+    (0x900, 4, "RCWLR"),
+    (0x904, 4, "RCWHR"),
+    (0x910, 4, "RSR"),
+    (0x914, 4, "RMR"),
+    (0x918, 4, "RPR"),
+    (0x91C, 4, "RCR"),
+    (0x920, 4, "RCER"),
+    (0xA00, 4, "SPMR"),
+    (0xA04, 4, "OCCR"),
+    (0xA08, 4, "SCCR"),
+];
+
+/// A register found for an access.
+#[derive(Debug, Clone, Copy)]
+struct Register {
+    offset: u32,
+    width: u32,
+    name: &'static str,
+}
+
+fn find_register(offset: u32) -> Option<Register> {
+    for &(start, width, name) in REGISTERS {
+        if (start..start + width).contains(&offset) {
+            return Some(Register {
+                offset: start,
+                width,
+                name,
+            });
+        }
+    }
+    for (channel, &base) in UART_BASES.iter().enumerate() {
+        for &(reg, name) in &duart::REGISTERS {
+            if offset == base + reg {
+                let name = if channel == 0 { name } else { uart1_name(name) };
+                return Some(Register {
+                    offset,
+                    width: 1,
+                    name,
+                });
+            }
+        }
+    }
+    None
+}
+
+/// Names of the second channel's registers, so messages say which UART was touched.
+fn uart1_name(name: &'static str) -> &'static str {
+    match name {
+        "URBR/UTHR/UDLB" => "UART1 URBR/UTHR/UDLB",
+        "UIER/UDMB" => "UART1 UIER/UDMB",
+        "UIIR/UFCR/UAFR" => "UART1 UIIR/UFCR/UAFR",
+        "ULCR" => "UART1 ULCR",
+        "UMCR" => "UART1 UMCR",
+        "ULSR" => "UART1 ULSR",
+        "UMSR" => "UART1 UMSR",
+        "USCR" => "UART1 USCR",
+        _ => "UART1 UDSR",
+    }
+}
+
+/// Something a register write asks of the rest of the board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// SPCR[TBEN] changed.
+    TimebaseEnable(bool),
+    /// A software hard reset was requested (RCR[SWHR] while RCER[CRE]); the value is the RSR bit to record.
+    Reset(u32),
+    /// The watchdog was configured or serviced: its expiry moved.
+    WatchdogChanged,
+}
+
+/// The system watchdog (block at 0x200). It counts CSB cycles (÷65536 with SWPR) from its last load.
+#[derive(Debug, Clone)]
+pub struct Watchdog {
+    swcrr: u32,
+    written: bool,
+    /// Instruction count at which the counter was last loaded with SWTC.
+    loaded_at: u64,
+    /// 0x556C has been written and 0xAA39 is expected.
+    armed_service: bool,
+}
+
+impl Watchdog {
+    /// The reset value: SWTC = 0xFFFF, SWRI and SWPR set, SWEN from the reset configuration word. The table
+    /// gives the fields but not this value; SWRI/SWPR set is the conservative choice (a forgotten watchdog
+    /// resets the board after the longest period rather than raising a machine check quickly).
+    fn new(now: u64) -> Watchdog {
+        let swen = if RCWHR_VALUE & RCWHR_SWEN != 0 {
+            SWCRR_SWEN
+        } else {
+            0
+        };
+        Watchdog {
+            swcrr: 0xFFFF_0000 | SWCRR_SWRI | SWCRR_SWPR | swen,
+            written: false,
+            loaded_at: now,
+            armed_service: false,
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        self.swcrr & SWCRR_SWEN != 0
+    }
+
+    fn instructions_per_count(&self) -> u64 {
+        let prescale = if self.swcrr & SWCRR_SWPR != 0 {
+            WATCHDOG_PRESCALE
+        } else {
+            1
+        };
+        prescale * INSTRUCTIONS_PER_CSB_CYCLE
+    }
+
+    fn start_count(&self) -> u64 {
+        u64::from(self.swcrr >> 16)
+    }
+
+    fn count(&self, now: u64) -> u32 {
+        if !self.enabled() {
+            return self.swcrr >> 16;
+        }
+        let elapsed = now.saturating_sub(self.loaded_at) / self.instructions_per_count();
+        self.start_count().saturating_sub(elapsed) as u32
+    }
+
+    /// Instruction count at which the counter reaches zero, if it is running.
+    pub fn expiry(&self) -> Option<u64> {
+        self.enabled()
+            .then(|| self.loaded_at + self.start_count().max(1) * self.instructions_per_count())
+    }
+
+    /// On expiry: does it reset the board (SWRI) or raise a machine check?
+    pub fn resets_on_expiry(&self) -> bool {
+        self.swcrr & SWCRR_SWRI != 0
+    }
+
+    /// After a machine-check expiry the counter starts over from SWTC.
+    pub fn reload(&mut self, now: u64) {
+        self.loaded_at = now;
+    }
+}
+
+/// The whole IMMR model.
+#[derive(Debug, Clone)]
+pub struct Immr {
+    ddrlawbar: [u32; 2],
+    ddrlawar: [u32; 2],
+    spcr: u32,
+    pub watchdog: Watchdog,
+    rsr: u32,
+    rmr: u32,
+    rcer: u32,
+    occr: u32,
+    sccr: u32,
+    pub uarts: [Duart; 2],
+}
+
+/// Why an access was refused: the text names the register or says there is none.
+pub type Refusal = String;
+
+impl Immr {
+    /// The state at hand-over after power-on.
+    pub fn new(now: u64) -> Immr {
+        Immr {
+            ddrlawbar: [0, 0],
+            ddrlawar: [DDRLAWAR0_VALUE, 0],
+            spcr: SPCR_TBEN,
+            watchdog: Watchdog::new(now),
+            rsr: RSR_HRS,
+            rmr: 0,
+            rcer: 0,
+            occr: 0,
+            sccr: 0,
+            uarts: [Duart::default(), Duart::default()],
+        }
+    }
+
+    /// The state after a software hard reset or a watchdog reset: everything back to reset values except
+    /// RSR, which accumulates `cause`. Unread UART output survives (it was already on the wire).
+    pub fn after_reset(&self, now: u64, cause: u32) -> Immr {
+        let mut next = Immr::new(now);
+        next.rsr = self.rsr | cause;
+        for (new, old) in next.uarts.iter_mut().zip(&self.uarts) {
+            new.output.clone_from(&old.output);
+        }
+        next
+    }
+
+    pub fn timebase_enabled(&self) -> bool {
+        self.spcr & SPCR_TBEN != 0
+    }
+
+    pub fn rsr(&self) -> u32 {
+        self.rsr
+    }
+
+    /// Check an access against the table: the register, or a refusal naming what is wrong.
+    fn check(offset: u32, size: u32) -> Result<Register, Refusal> {
+        match find_register(offset) {
+            None => Err(format!(
+                "IMMR offset {offset:#x} is not a modelled register"
+            )),
+            Some(reg) if reg.offset != offset || reg.width != size => Err(format!(
+                "{size}-byte access to {} (IMMR+{:#x}, a {}-byte register)",
+                reg.name, reg.offset, reg.width
+            )),
+            Some(reg) => Ok(reg),
+        }
+    }
+
+    fn uart(offset: u32) -> Option<(usize, u32)> {
+        UART_BASES
+            .iter()
+            .enumerate()
+            .find(|(_, base)| (**base..**base + 0x100).contains(&offset))
+            .map(|(i, base)| (i, offset - base))
+    }
+
+    /// A read of `size` bytes at `offset` at instruction count `now`.
+    pub fn read(&mut self, offset: u32, size: u32, now: u64) -> Result<u32, Refusal> {
+        let reg = Self::check(offset, size)?;
+        if let Some((channel, r)) = Self::uart(offset) {
+            return self.uarts[channel]
+                .read(r)
+                .map(u32::from)
+                .map_err(|e| format!("{}: {e}", reg.name));
+        }
+        Ok(match offset {
+            0x000 => IMMR_BASE,
+            0x0A0 => self.ddrlawbar[0],
+            0x0A4 => self.ddrlawar[0],
+            0x0A8 => self.ddrlawbar[1],
+            0x0AC => self.ddrlawar[1],
+            0x108 => SPRIDR_VALUE,
+            0x110 => self.spcr,
+            0x204 => self.watchdog.swcrr,
+            0x208 => self.watchdog.count(now),
+            0x20E => 0,
+            0x900 => RCWLR_VALUE,
+            0x904 => RCWHR_VALUE,
+            0x910 => self.rsr,
+            0x914 => self.rmr,
+            // Write-only in effect: the key and the command do not read back.
+            0x918 | 0x91C => 0,
+            0x920 => self.rcer,
+            0xA00 => SPMR_VALUE,
+            0xA04 => self.occr,
+            0xA08 => self.sccr,
+            _ => return Err(format!("{} read is not modelled", reg.name)),
+        })
+    }
+
+    /// A write of `size` bytes of `value` at `offset` at instruction count `now`.
+    pub fn write(
+        &mut self,
+        offset: u32,
+        size: u32,
+        value: u32,
+        now: u64,
+    ) -> Result<Option<Effect>, Refusal> {
+        let reg = Self::check(offset, size)?;
+        if let Some((channel, r)) = Self::uart(offset) {
+            self.uarts[channel]
+                .write(r, value as u8)
+                .map_err(|e| format!("{}: {e}", reg.name))?;
+            return Ok(None);
+        }
+        let read_only = || Err(format!("{} is read-only", reg.name));
+        match offset {
+            0x000 => return Err("IMMR relocation not modelled (write to IMMRBAR)".to_string()),
+            0x0A0 | 0x0A4 | 0x0A8 | 0x0AC => return self.write_law(offset, value, reg.name),
+            0x108 | 0x208 | 0x900 | 0x904 | 0x920 | 0xA00 => return read_only(),
+            0x110 => {
+                let before = self.timebase_enabled();
+                self.spcr = value;
+                let after = self.timebase_enabled();
+                return Ok((before != after).then_some(Effect::TimebaseEnable(after)));
+            }
+            0x204 => {
+                // Write-once after reset: later writes are ignored by the hardware.
+                if self.watchdog.written {
+                    return Ok(None);
+                }
+                self.watchdog.written = true;
+                self.watchdog.swcrr = value & SWCRR_MASK;
+                self.watchdog.loaded_at = now;
+                self.watchdog.armed_service = false;
+                return Ok(Some(Effect::WatchdogChanged));
+            }
+            0x20E => {
+                let wd = &mut self.watchdog;
+                if value == SWSRR_SECOND && wd.armed_service {
+                    wd.armed_service = false;
+                    wd.loaded_at = now;
+                    return Ok(Some(Effect::WatchdogChanged));
+                }
+                wd.armed_service = value == SWSRR_FIRST;
+            }
+            0x910 => self.rsr &= !value,
+            0x914 => self.rmr = value,
+            0x918 => {
+                if value == RPR_KEY {
+                    self.rcer |= RCER_CRE;
+                }
+            }
+            0x91C => {
+                if self.rcer & RCER_CRE != 0 {
+                    if value & RCR_SWHR != 0 {
+                        return Ok(Some(Effect::Reset(RSR_SWHR)));
+                    }
+                    if value & RCR_SWSR != 0 {
+                        return Err("software soft reset (RCR[SWSR]) not modelled".to_string());
+                    }
+                }
+            }
+            0xA04 => self.occr = value,
+            0xA08 => self.sccr = value,
+            _ => return Err(format!("{} write is not modelled", reg.name)),
+        }
+        Ok(None)
+    }
+
+    /// DDR local access windows: the RAM map is fixed (LAW0 = 256 MiB at 0, LAW1 off), so a write may store
+    /// the value it already has, or disable LAW1 again, but a change of the map is refused.
+    fn write_law(
+        &mut self,
+        offset: u32,
+        value: u32,
+        name: &str,
+    ) -> Result<Option<Effect>, Refusal> {
+        let index = ((offset - 0xA0) / 8) as usize;
+        let is_bar = offset & 4 == 0;
+        let masked = value & if is_bar { LAWBAR_MASK } else { LAWAR_MASK };
+        let unchanged = if is_bar {
+            masked == self.ddrlawbar[index]
+        } else {
+            masked == self.ddrlawar[index]
+        };
+        let law1_off = index == 1 && (is_bar || masked & LAWAR_EN == 0);
+        if !(unchanged || law1_off) {
+            return Err(format!(
+                "DDR local access window change not modelled ({name} = {value:#010x})"
+            ));
+        }
+        if is_bar {
+            self.ddrlawbar[index] = masked;
+        } else {
+            self.ddrlawar[index] = masked;
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_values() {
+        let mut immr = Immr::new(0);
+        assert_eq!(immr.read(0x108, 4, 0), Ok(SPRIDR_VALUE));
+        assert_eq!(immr.read(0x000, 4, 0), Ok(IMMR_BASE));
+        assert_eq!(immr.read(0x0A4, 4, 0), Ok(0x8000_001B));
+        assert_eq!(immr.read(0x0AC, 4, 0), Ok(0));
+        assert_eq!(immr.read(0x110, 4, 0), Ok(SPCR_TBEN));
+        assert_eq!(immr.read(0xA00, 4, 0), Ok(0x0404_0000));
+        assert_eq!(immr.read(0x910, 4, 0), Ok(RSR_HRS));
+    }
+
+    #[test]
+    fn refusals_name_the_problem() {
+        let mut immr = Immr::new(0);
+        assert!(immr.read(0x7F0, 4, 0).unwrap_err().contains("0x7f0"));
+        assert!(immr.read(0x109, 1, 0).unwrap_err().contains("SPRIDR"));
+        assert!(immr
+            .read(0x108, 2, 0)
+            .unwrap_err()
+            .contains("4-byte register"));
+        assert!(immr
+            .write(0x000, 4, 0xF000_0000, 0)
+            .unwrap_err()
+            .contains("IMMR relocation not modelled"));
+        assert!(immr
+            .write(0x108, 4, 0, 0)
+            .unwrap_err()
+            .contains("read-only"));
+        assert!(immr
+            .read(0x4500, 4, 0)
+            .unwrap_err()
+            .contains("1-byte register"));
+        assert!(immr.write(0x0A4, 4, 0x8000_001C, 0).is_err());
+        assert_eq!(immr.write(0x0A4, 4, 0x8000_001B, 0), Ok(None));
+        assert_eq!(immr.write(0x0AC, 4, 0, 0), Ok(None));
+        assert!(immr.write(0x0AC, 4, 0x8000_001B, 0).is_err());
+    }
+
+    #[test]
+    fn reset_control() {
+        let mut immr = Immr::new(0);
+        assert_eq!(
+            immr.write(0x91C, 4, RCR_SWHR, 0),
+            Ok(None),
+            "RCR ignored without CRE"
+        );
+        immr.write(0x918, 4, RPR_KEY, 0).unwrap();
+        assert_eq!(immr.read(0x920, 4, 0), Ok(RCER_CRE));
+        assert_eq!(
+            immr.write(0x91C, 4, RCR_SWHR, 0),
+            Ok(Some(Effect::Reset(RSR_SWHR)))
+        );
+        let after = immr.after_reset(10, RSR_SWHR);
+        assert_eq!(after.rsr(), RSR_HRS | RSR_SWHR);
+        let mut after = after;
+        after.write(0x910, 4, RSR_HRS, 0).unwrap();
+        assert_eq!(after.rsr(), RSR_SWHR);
+        assert_eq!(after.read(0x920, 4, 0), Ok(0));
+    }
+
+    #[test]
+    fn watchdog_counts_and_is_serviced() {
+        let mut immr = Immr::new(0);
+        assert_eq!(
+            immr.watchdog.expiry(),
+            None,
+            "SWEN clear in the agent's reset configuration"
+        );
+        // SWTC = 100, enabled, machine check on expiry, no prescaler.
+        immr.write(0x204, 4, (100 << 16) | SWCRR_SWEN, 1000)
+            .unwrap();
+        assert_eq!(immr.watchdog.expiry(), Some(1000 + 200));
+        assert_eq!(immr.read(0x208, 4, 1000 + 20), Ok(90));
+        immr.write(0x20E, 2, SWSRR_FIRST, 1100).unwrap();
+        immr.write(0x20E, 2, SWSRR_SECOND, 1100).unwrap();
+        assert_eq!(immr.watchdog.expiry(), Some(1100 + 200));
+        // A wrong sequence does not service it.
+        immr.write(0x20E, 2, SWSRR_SECOND, 1150).unwrap();
+        assert_eq!(immr.watchdog.expiry(), Some(1300));
+        // Write-once.
+        immr.write(0x204, 4, 0, 1200).unwrap();
+        assert_eq!(immr.watchdog.expiry(), Some(1300));
+        assert!(!immr.watchdog.resets_on_expiry());
+        assert!(immr.read(0x20C, 2, 0).is_err());
+    }
+
+    #[test]
+    fn le_helper_swaps() {
+        assert_eq!(le_register(0xAABB_CCDD, 4), 0xDDCC_BBAA);
+        assert_eq!(le_register(0xAABB, 2), 0xBBAA);
+        assert_eq!(le_register(0xAA, 1), 0xAA);
+    }
+}
