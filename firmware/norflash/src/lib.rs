@@ -146,7 +146,8 @@ impl<B: Bus> Flash<B> {
 
     /// Erase the sector that starts at byte offset `offset`.
     pub fn erase_sector(&mut self, offset: u32, clock: &mut impl Clock) -> Result<(), Error> {
-        if offset % self.geometry.sector_bytes != 0 || offset >= self.geometry.size_bytes {
+        if !offset.is_multiple_of(self.geometry.sector_bytes) || offset >= self.geometry.size_bytes
+        {
             return Err(Error::Address(offset));
         }
         let word = offset / 2;
@@ -166,7 +167,10 @@ impl<B: Bus> Flash<B> {
         clock: &mut impl Clock,
     ) -> Result<(), Error> {
         let end = u64::from(offset) + data.len() as u64;
-        if offset % 2 != 0 || data.len() % 2 != 0 || end > u64::from(self.geometry.size_bytes) {
+        if !offset.is_multiple_of(2)
+            || !data.len().is_multiple_of(2)
+            || end > u64::from(self.geometry.size_bytes)
+        {
             return Err(Error::Address(offset));
         }
         for (i, pair) in data.chunks_exact(2).enumerate() {

@@ -202,7 +202,7 @@ fn bad_addresses_and_failures_are_reported() {
         flash.program((1 << 20) - 2, &[0, 0, 0, 0], &mut clock),
         Err(Error::Address((1 << 20) - 2))
     );
-    drop(flash);
+    let _ = flash.release();
     part.fail_next = true;
     let mut flash = Flash::probe(&mut part).unwrap();
     assert_eq!(
