@@ -14,9 +14,6 @@ fn main() {
     println!("cargo:rustc-link-arg=-Tlink.x");
     println!("cargo:rustc-link-arg=-Tdefmt.x");
     println!("cargo:rerun-if-changed={}", root.join("link.x").display());
-    println!(
-        "cargo:rerun-if-changed={}",
-        root.join(BOARD).join("memory.x").display()
-    );
+    println!("cargo:rerun-if-changed={}", root.join(BOARD).join("memory.x").display());
     println!("cargo:rerun-if-env-changed=DEFMT_LOG");
 }

@@ -16,14 +16,13 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
 
     let run = crate::emu::run_for_summary(&emulator, &elf, &[])?;
     if run.outcome != "idle" {
-        return Err(Error::Failed(format!(
-            "cpu-bench firmware ended `{}`, not idle",
-            run.outcome
-        )));
+        return Err(Error::Failed(format!("cpu-bench firmware ended `{}`, not idle", run.outcome)));
     }
     let boot = crate::emu::run_for_summary(&emulator, &firmware::build(Variant::Release)?, &[])?;
 
-    println!("bpnet benchmarks (virtual time: e300 core at 533.33 MHz, one instruction per cycle; see docs/ARCHITECTURE.md)");
+    println!(
+        "bpnet benchmarks (virtual time: e300 core at 533.33 MHz, one instruction per cycle; see docs/ARCHITECTURE.md)"
+    );
     println!("  firmware .text                  {text_bytes} bytes");
     println!(
         "  boot to idle                    {} instructions, {:.1} µs virtual",

@@ -10,10 +10,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     eprintln!("xtask: demo: building the firmware and the board emulator");
     let elf = firmware::build(Variant::Release)?;
     let emulator = crate::emu::build()?;
-    eprintln!(
-        "xtask: demo: booting {} on the emulated MPC8349EMDS",
-        elf.display()
-    );
+    eprintln!("xtask: demo: booting {} on the emulated MPC8349EMDS", elf.display());
     eprintln!("xtask: demo: serial console as printed; `log:` lines are defmt frames decoded from the log ring");
     eprintln!("---------------------------------------------------------------------------");
     let status = util::status(&mut crate::emu::command(&emulator, &elf), "emulator")?;

@@ -9,10 +9,7 @@ use crate::util::{self, Error, Result};
 /// Build the emulator (release: it is the CPU) and return its path.
 pub fn build() -> Result<PathBuf> {
     crate::setup::ensure()?;
-    util::run(
-        util::host_cargo().args(["build", "--release", "-p", "bpnet-emu", "-j2"]),
-        "emulator build",
-    )?;
+    util::run(util::host_cargo().args(["build", "--release", "-p", "bpnet-emu", "-j2"]), "emulator build")?;
     Ok(util::root().join("target/release/bpnet-emu"))
 }
 
@@ -48,13 +45,7 @@ pub fn run_for_summary(emulator: &Path, elf: &Path, extra: &[&str]) -> Result<Su
         .output()
         .map_err(|e| Error::Io("starting the emulator".into(), e))?;
     let text = std::fs::read_to_string(&summary_path).map_err(|e| {
-        Error::Io(
-            format!(
-                "emulator left no summary (stderr: {})",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-            e,
-        )
+        Error::Io(format!("emulator left no summary (stderr: {})", String::from_utf8_lossy(&out.stderr).trim()), e)
     })?;
     Ok(Summary {
         outcome: json_str(&text, "outcome").unwrap_or_default(),
@@ -68,10 +59,7 @@ pub fn run_for_summary(emulator: &Path, elf: &Path, extra: &[&str]) -> Result<Su
 /// builds in a second).
 fn json_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     let at = text.find(&format!("\"{key}\""))?;
-    let rest = text[at + key.len() + 2..]
-        .trim_start()
-        .strip_prefix(':')?
-        .trim_start();
+    let rest = text[at + key.len() + 2..].trim_start().strip_prefix(':')?.trim_start();
     let end = rest.find([',', '}']).unwrap_or(rest.len());
     Some(rest[..end].trim())
 }
@@ -99,7 +87,5 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         cmd.args(["--max-insns", &n]);
     }
     let status = util::status(&mut cmd, "emulator")?;
-    Ok(ExitCode::from(
-        status.code().unwrap_or(1).clamp(0, 255) as u8
-    ))
+    Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
 }

@@ -45,37 +45,25 @@ fn build_features(features: Option<&str>, file_name: &str) -> Result<PathBuf> {
     crate::setup::ensure()?;
     let root = util::root();
     let mut cmd = util::debian_cargo();
-    cmd.args([
-        "build",
-        "-p",
-        "bpnet-firmware",
-        "--profile",
-        "firmware",
-        "-j2",
-    ])
-    .arg("--target")
-    .arg(root.join("firmware").join(format!("{TARGET}.json")))
-    .args([
-        "-Zbuild-std=core,compiler_builtins",
-        "-Zbuild-std-features=compiler-builtins-mem",
-        "-Zjson-target-spec",
-    ])
-    // Log level compiled into the image; defmt keeps only `error` without it.
-    .env("DEFMT_LOG", "info");
+    cmd.args(["build", "-p", "bpnet-firmware", "--profile", "firmware", "-j2"])
+        .arg("--target")
+        .arg(root.join("firmware").join(format!("{TARGET}.json")))
+        .args([
+            "-Zbuild-std=core,compiler_builtins",
+            "-Zbuild-std-features=compiler-builtins-mem",
+            "-Zjson-target-spec",
+        ])
+        // Log level compiled into the image; defmt keeps only `error` without it.
+        .env("DEFMT_LOG", "info");
     if let Some(f) = features {
         cmd.args(["--features", f]);
     }
     util::run(&mut cmd, "firmware build")?;
-    let built = root
-        .join("target/ppc")
-        .join(TARGET)
-        .join("firmware/bpnet-firmware");
+    let built = root.join("target/ppc").join(TARGET).join("firmware/bpnet-firmware");
     let out_dir = root.join("target/firmware");
-    std::fs::create_dir_all(&out_dir)
-        .map_err(|e| Error::Io(format!("creating {}", out_dir.display()), e))?;
+    std::fs::create_dir_all(&out_dir).map_err(|e| Error::Io(format!("creating {}", out_dir.display()), e))?;
     let elf = out_dir.join(file_name);
-    std::fs::copy(&built, &elf)
-        .map_err(|e| Error::Io(format!("copying {}", built.display()), e))?;
+    std::fs::copy(&built, &elf).map_err(|e| Error::Io(format!("copying {}", built.display()), e))?;
     let bin = elf.with_extension("bin");
     write_raw_binary(&elf, &bin)?;
     Ok(elf)
@@ -84,20 +72,12 @@ fn build_features(features: Option<&str>, file_name: &str) -> Result<PathBuf> {
 /// The loadable segments as one flat image starting at the lowest load address, what U-Boot's
 /// `tftp` + `go` expect. Gaps and .bss are not included (the start code clears .bss).
 fn write_raw_binary(elf: &PathBuf, bin: &PathBuf) -> Result<()> {
-    let data =
-        std::fs::read(elf).map_err(|e| Error::Io(format!("reading {}", elf.display()), e))?;
+    let data = std::fs::read(elf).map_err(|e| Error::Io(format!("reading {}", elf.display()), e))?;
     let segments = elf32_be_load_segments(&data).ok_or_else(|| {
-        Error::Failed(format!(
-            "{}: not a 32-bit big-endian ELF with loadable segments",
-            elf.display()
-        ))
+        Error::Failed(format!("{}: not a 32-bit big-endian ELF with loadable segments", elf.display()))
     })?;
     let start = segments.iter().map(|s| s.0).min().unwrap_or(0);
-    let end = segments
-        .iter()
-        .map(|s| s.0 + s.2.len() as u32)
-        .max()
-        .unwrap_or(0);
+    let end = segments.iter().map(|s| s.0 + s.2.len() as u32).max().unwrap_or(0);
     let mut image = vec![0u8; (end - start) as usize];
     for (addr, _, bytes) in &segments {
         let at = (addr - start) as usize;
@@ -108,14 +88,8 @@ fn write_raw_binary(elf: &PathBuf, bin: &PathBuf) -> Result<()> {
 
 /// (physical address, memory size, file bytes) of each PT_LOAD segment.
 fn elf32_be_load_segments(data: &[u8]) -> Option<Vec<(u32, u32, &[u8])>> {
-    let be16 = |at: usize| {
-        data.get(at..at + 2)
-            .map(|b| u16::from_be_bytes([b[0], b[1]]))
-    };
-    let be32 = |at: usize| {
-        data.get(at..at + 4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    };
+    let be16 = |at: usize| data.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let be32 = |at: usize| data.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
     if data.get(0..6)? != b"\x7fELF\x01\x02" {
         return None;
     }
@@ -141,21 +115,13 @@ fn elf32_be_load_segments(data: &[u8]) -> Option<Vec<(u32, u32, &[u8])>> {
 
 /// Size of `.text` from the section headers.
 pub fn text_bytes(elf: &PathBuf) -> Result<u64> {
-    let data =
-        std::fs::read(elf).map_err(|e| Error::Io(format!("reading {}", elf.display()), e))?;
-    section_size(&data, ".text")
-        .ok_or_else(|| Error::Failed(format!("{}: no .text section", elf.display())))
+    let data = std::fs::read(elf).map_err(|e| Error::Io(format!("reading {}", elf.display()), e))?;
+    section_size(&data, ".text").ok_or_else(|| Error::Failed(format!("{}: no .text section", elf.display())))
 }
 
 fn section_size(data: &[u8], name: &str) -> Option<u64> {
-    let be16 = |at: usize| {
-        data.get(at..at + 2)
-            .map(|b| u16::from_be_bytes([b[0], b[1]]))
-    };
-    let be32 = |at: usize| {
-        data.get(at..at + 4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    };
+    let be16 = |at: usize| data.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let be32 = |at: usize| data.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
     let shoff = be32(32)? as usize;
     let shentsize = be16(46)? as usize;
     let shnum = be16(48)? as usize;
@@ -178,10 +144,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     util::no_more(&args)?;
     let elf = match features.as_deref() {
         None => build(Variant::Release)?,
-        Some(f) => build_features(
-            Some(f),
-            &format!("bpnet-firmware-{}.elf", f.replace([',', ' '], "+")),
-        )?,
+        Some(f) => build_features(Some(f), &format!("bpnet-firmware-{}.elf", f.replace([',', ' '], "+")))?,
     };
     println!("{}", elf.display());
     Ok(ExitCode::SUCCESS)

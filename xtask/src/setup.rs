@@ -8,28 +8,11 @@ use crate::util::{self, Error, Result};
 
 /// (why, packages). Debian's Rust has the sources `build-std` needs and lld-22 is its linker.
 const GROUPS: &[(&str, &[&str])] = &[
-    (
-        "firmware toolchain",
-        &[
-            "rustc-web",
-            "cargo-web",
-            "rust-web-src",
-            "rust-web-clippy",
-            "lld-22",
-        ],
-    ),
-    (
-        "board emulator (Unicorn's build)",
-        &["cmake", "libclang1-14", "libclang-common-14-dev"],
-    ),
+    ("firmware toolchain", &["rustc-web", "cargo-web", "rust-web-src", "rust-web-clippy", "lld-22"]),
+    ("board emulator (Unicorn's build)", &["cmake", "libclang1-14", "libclang-common-14-dev"]),
     (
         "big-endian unit tests",
-        &[
-            "qemu-user",
-            "gcc-powerpc-linux-gnu",
-            "libc6-dev-powerpc-cross",
-            "binutils-powerpc-linux-gnu",
-        ],
+        &["qemu-user", "gcc-powerpc-linux-gnu", "libc6-dev-powerpc-cross", "binutils-powerpc-linux-gnu"],
     ),
 ];
 
@@ -37,10 +20,7 @@ fn installed(package: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", package])
         .output()
-        .map(|o| {
-            o.status.success()
-                && String::from_utf8_lossy(&o.stdout).ends_with("install ok installed")
-        })
+        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).ends_with("install ok installed"))
         .unwrap_or(false)
 }
 
@@ -48,24 +28,13 @@ fn installed(package: &str) -> bool {
 pub fn ensure() -> Result<()> {
     let missing: Vec<(&str, Vec<&str>)> = GROUPS
         .iter()
-        .map(|(why, pkgs)| {
-            (
-                *why,
-                pkgs.iter()
-                    .copied()
-                    .filter(|p| !installed(p))
-                    .collect::<Vec<_>>(),
-            )
-        })
+        .map(|(why, pkgs)| (*why, pkgs.iter().copied().filter(|p| !installed(p)).collect::<Vec<_>>()))
         .filter(|(_, pkgs)| !pkgs.is_empty())
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let all: Vec<&str> = missing
-        .iter()
-        .flat_map(|(_, p)| p.iter().copied())
-        .collect();
+    let all: Vec<&str> = missing.iter().flat_map(|(_, p)| p.iter().copied()).collect();
     if !is_root() {
         return Err(Error::Failed(format!(
             "missing Debian packages: {}\n  install them as root: apt-get install --no-install-recommends {}",
@@ -73,19 +42,11 @@ pub fn ensure() -> Result<()> {
             all.join(" ")
         )));
     }
-    eprintln!(
-        "xtask: setup: installing Debian packages: {}",
-        all.join(" ")
-    );
+    eprintln!("xtask: setup: installing Debian packages: {}", all.join(" "));
     util::run(apt().args(["update", "-q"]), "apt-get update")?;
     for (why, pkgs) in &missing {
         eprintln!("xtask: setup: {why}: {}", pkgs.join(" "));
-        util::run(
-            apt()
-                .args(["install", "-y", "-q", "--no-install-recommends"])
-                .args(pkgs),
-            "apt-get install",
-        )?;
+        util::run(apt().args(["install", "-y", "-q", "--no-install-recommends"]).args(pkgs), "apt-get install")?;
     }
     Ok(())
 }
@@ -97,11 +58,7 @@ fn apt() -> Command {
 }
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
 pub fn run(args: &[String]) -> Result<std::process::ExitCode> {

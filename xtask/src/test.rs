@@ -24,32 +24,21 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     };
 
     step("set-up", &mut || crate::setup::ensure())?;
-    step("formatting", &mut || {
-        util::run(
-            util::host_cargo().args(["fmt", "--all", "--check"]),
-            "cargo fmt --check",
-        )
-    })?;
+    step("formatting", &mut || util::run(util::host_cargo().args(["fmt", "--all", "--check"]), "cargo fmt --check"))?;
     let mut elfs = Vec::new();
-    step(
-        "firmware builds (release, fault-test, panic-test)",
-        &mut || {
-            elfs = [Variant::Release, Variant::FaultTest, Variant::PanicTest]
-                .into_iter()
-                .map(firmware::build)
-                .collect::<Result<Vec<_>>>()?;
-            Ok(())
-        },
-    )?;
+    step("firmware builds (release, fault-test, panic-test)", &mut || {
+        elfs = [Variant::Release, Variant::FaultTest, Variant::PanicTest]
+            .into_iter()
+            .map(firmware::build)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(())
+    })?;
     step("firmware lints (clippy, PowerPC target)", &mut || {
         let root = util::root();
         let mut cmd = util::debian_cargo();
         cmd.args(["clippy", "--profile", "firmware", "-j2"])
             .arg("--target")
-            .arg(
-                root.join("firmware")
-                    .join(format!("{}.json", firmware::TARGET)),
-            )
+            .arg(root.join("firmware").join(format!("{}.json", firmware::TARGET)))
             .args([
                 "-Zbuild-std=core,compiler_builtins",
                 "-Zbuild-std-features=compiler-builtins-mem",
@@ -63,41 +52,23 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         util::run(&mut cmd, "firmware clippy")
     })?;
     step("host lints (clippy)", &mut || {
+        util::run(util::host_cargo().args(["clippy", "--all-targets", "-j2", "--", "-D", "warnings"]), "host clippy")
+    })?;
+    step("host tests (x86: unit, property, emulator, firmware on the emulator)", &mut || {
         util::run(
-            util::host_cargo().args(["clippy", "--all-targets", "-j2", "--", "-D", "warnings"]),
-            "host clippy",
+            util::host_cargo()
+                .args(["test", "-j2"])
+                .env("BPNET_FIRMWARE_ELF", &elfs[0])
+                .env("BPNET_FIRMWARE_FAULT_ELF", &elfs[1])
+                .env("BPNET_FIRMWARE_PANIC_ELF", &elfs[2]),
+            "host tests",
         )
     })?;
-    step(
-        "host tests (x86: unit, property, emulator, firmware on the emulator)",
-        &mut || {
-            util::run(
-                util::host_cargo()
-                    .args(["test", "-j2"])
-                    .env("BPNET_FIRMWARE_ELF", &elfs[0])
-                    .env("BPNET_FIRMWARE_FAULT_ELF", &elfs[1])
-                    .env("BPNET_FIRMWARE_PANIC_ELF", &elfs[2]),
-                "host tests",
-            )
-        },
-    )?;
     step("big-endian tests (PowerPC under qemu-ppc)", &mut || {
         let mut cmd = util::debian_cargo();
-        cmd.args([
-            "test",
-            "-j2",
-            "--target",
-            "powerpc-unknown-linux-gnu",
-            "-Zbuild-std=std,panic_unwind",
-        ])
-        .env(
-            "CARGO_TARGET_POWERPC_UNKNOWN_LINUX_GNU_LINKER",
-            "powerpc-linux-gnu-gcc",
-        )
-        .env(
-            "CARGO_TARGET_POWERPC_UNKNOWN_LINUX_GNU_RUNNER",
-            "qemu-ppc -L /usr/powerpc-linux-gnu",
-        );
+        cmd.args(["test", "-j2", "--target", "powerpc-unknown-linux-gnu", "-Zbuild-std=std,panic_unwind"])
+            .env("CARGO_TARGET_POWERPC_UNKNOWN_LINUX_GNU_LINKER", "powerpc-linux-gnu-gcc")
+            .env("CARGO_TARGET_POWERPC_UNKNOWN_LINUX_GNU_RUNNER", "qemu-ppc -L /usr/powerpc-linux-gnu");
         for c in BIG_ENDIAN_CRATES {
             cmd.args(["-p", c]);
         }

@@ -24,10 +24,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// The repository root (xtask lives in `<root>/xtask`).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent").to_path_buf()
 }
 
 /// The cargo that runs xtask: the host toolchain.
@@ -69,8 +66,7 @@ pub fn run(cmd: &mut Command, what: &str) -> Result<()> {
 }
 
 pub fn status(cmd: &mut Command, what: &str) -> Result<ExitStatus> {
-    cmd.status()
-        .map_err(|e| Error::Io(format!("{what}: cannot start {:?}", cmd.get_program()), e))
+    cmd.status().map_err(|e| Error::Io(format!("{what}: cannot start {:?}", cmd.get_program()), e))
 }
 
 /// Take `--name value` out of `args`.

@@ -73,10 +73,7 @@ pub fn enable(data: &[Block], code: &[Block]) -> Result<(), Error> {
     let mut i = [(0u32, 0u32); 4];
     for (slot, block) in i.iter_mut().zip(code) {
         // Instruction BATs must not be write-through or guarded.
-        let block = Block {
-            wimg: block.wimg & !(wimg::WRITE_THROUGH | wimg::GUARDED),
-            ..*block
-        };
+        let block = Block { wimg: block.wimg & !(wimg::WRITE_THROUGH | wimg::GUARDED), ..*block };
         *slot = block.words().ok_or(Error::Unmappable(block))?;
     }
     write_bat!("536", "537", d[0].0, d[0].1);

@@ -13,9 +13,7 @@ fn lines(addr: usize, len: usize) -> impl Iterator<Item = usize> {
 pub fn clean(addr: usize, len: usize) {
     for line in lines(addr, len) {
         // SAFETY: dcbst only writes back a cache line; it never changes memory contents.
-        unsafe {
-            core::arch::asm!("dcbst 0, {0}", in(reg) line, options(nostack, preserves_flags))
-        };
+        unsafe { core::arch::asm!("dcbst 0, {0}", in(reg) line, options(nostack, preserves_flags)) };
     }
     crate::barrier::sync();
 }
@@ -33,9 +31,7 @@ pub fn flush(addr: usize, len: usize) {
 pub fn sync_icache(addr: usize, len: usize) {
     for line in lines(addr, len) {
         // SAFETY: dcbst writes back the new instructions.
-        unsafe {
-            core::arch::asm!("dcbst 0, {0}", in(reg) line, options(nostack, preserves_flags))
-        };
+        unsafe { core::arch::asm!("dcbst 0, {0}", in(reg) line, options(nostack, preserves_flags)) };
     }
     crate::barrier::sync();
     for line in lines(addr, len) {

@@ -1,6 +1,7 @@
 //! Exception vectors. Every fault vector reports what the architecture saved (vector, SRR0, SRR1,
 //! DAR, DSISR) to the board's `__e300_fault` and halts; the decrementer vector only re-arms the
-//! decrementer (it is the periodic tick, not a fault) and returns.
+//! decrementer (it is the periodic tick, not a fault) and returns; the external interrupt vector
+//! saves the interrupted context, calls the board's `__e300_external` and returns.
 //!
 //! The stubs are linked into the image (between `__e300_vectors_start` and `__e300_vectors_end`,
 //! one every 256 bytes, starting with vector 0x100) and copied to 0x100 by [`install`]. Loading
@@ -81,7 +82,15 @@ core::arch::global_asm!(
     fault_stub!("0x200"),
     fault_stub!("0x300"),
     fault_stub!("0x400"),
-    fault_stub!("0x500"),
+    // 0x500: external interrupt. Free r3 and CTR through SPRG0/SPRG1 and jump to the common entry.
+    "    .balign 256",
+    "    mtsprg0 %r3",
+    "    mfctr   %r3",
+    "    mtsprg1 %r3",
+    "    lis     %r3, e300_external_entry@ha",
+    "    addi    %r3, %r3, e300_external_entry@l",
+    "    mtctr   %r3",
+    "    bctr",
     fault_stub!("0x600"),
     fault_stub!("0x700"),
     fault_stub!("0x800"),
@@ -117,6 +126,117 @@ core::arch::global_asm!(
     "1:  b       1b",
 );
 
+// External interrupt entry: save the volatile registers, CR, LR, CTR, XER, SRR0 and SRR1 in a frame
+// on the interrupted stack (1:1 mapped RAM, so real mode can store there), turn data and instruction
+// translation back on (device registers must be reached cache-inhibited) with FP off (an interrupt
+// handler has no business with FP state we do not save), call the board, restore, rfi.
+// If the interrupt arrived in `e300_wait`'s loop, return past the loop: that is how `wait` ends.
+core::arch::global_asm!(
+    "    .section .text.e300_external_entry, \"ax\"",
+    "    .global e300_external_entry",
+    "e300_external_entry:",
+    "    stwu    %r1, -96(%r1)",
+    "    stw     %r0, 8(%r1)",
+    "    mfsprg0 %r0",
+    "    stw     %r0, 12(%r1)",
+    "    mfsprg1 %r0",
+    "    stw     %r0, 16(%r1)",
+    "    stw     %r4, 20(%r1)",
+    "    stw     %r5, 24(%r1)",
+    "    stw     %r6, 28(%r1)",
+    "    stw     %r7, 32(%r1)",
+    "    stw     %r8, 36(%r1)",
+    "    stw     %r9, 40(%r1)",
+    "    stw     %r10, 44(%r1)",
+    "    stw     %r11, 48(%r1)",
+    "    stw     %r12, 52(%r1)",
+    "    mflr    %r0",
+    "    stw     %r0, 56(%r1)",
+    "    mfcr    %r0",
+    "    stw     %r0, 60(%r1)",
+    "    mfxer   %r0",
+    "    stw     %r0, 64(%r1)",
+    "    mfsrr0  %r0",
+    "    lis     %r3, e300_wait_loop@ha",
+    "    addi    %r3, %r3, e300_wait_loop@l",
+    "    cmplw   %r0, %r3",
+    "    bne     1f",
+    "    addi    %r0, %r0, 4",
+    "1:  stw     %r0, 68(%r1)",
+    "    mfsrr1  %r0",
+    "    stw     %r0, 72(%r1)",
+    "    li      %r0, 0x1032",
+    "    mtmsr   %r0",
+    "    isync",
+    "    bl      __e300_external",
+    // Translation can stay on for the restore: everything is mapped 1:1. EE is still off.
+    "    lwz     %r0, 68(%r1)",
+    "    mtsrr0  %r0",
+    "    lwz     %r0, 72(%r1)",
+    "    mtsrr1  %r0",
+    "    lwz     %r0, 56(%r1)",
+    "    mtlr    %r0",
+    "    lwz     %r0, 60(%r1)",
+    "    mtcr    %r0",
+    "    lwz     %r0, 64(%r1)",
+    "    mtxer   %r0",
+    "    lwz     %r0, 16(%r1)",
+    "    mtctr   %r0",
+    "    lwz     %r3, 12(%r1)",
+    "    lwz     %r4, 20(%r1)",
+    "    lwz     %r5, 24(%r1)",
+    "    lwz     %r6, 28(%r1)",
+    "    lwz     %r7, 32(%r1)",
+    "    lwz     %r8, 36(%r1)",
+    "    lwz     %r9, 40(%r1)",
+    "    lwz     %r10, 44(%r1)",
+    "    lwz     %r11, 48(%r1)",
+    "    lwz     %r12, 52(%r1)",
+    "    lwz     %r0, 8(%r1)",
+    "    addi    %r1, %r1, 96",
+    "    rfi",
+    "",
+    // Wait for one interrupt: EE on, branch to self (the board emulator's 'idle'); the external
+    // entry returns past the loop; EE off again.
+    "    .section .text.e300_wait, \"ax\"",
+    "    .global e300_wait",
+    "    .type e300_wait, @function",
+    "e300_wait:",
+    "    mfmsr   %r3",
+    "    ori     %r3, %r3, 0x8000",
+    "    mtmsr   %r3",
+    "    .global e300_wait_loop",
+    "e300_wait_loop:",
+    "    b       e300_wait_loop",
+    "    mfmsr   %r3",
+    "    rlwinm  %r3, %r3, 0, 17, 15",
+    "    mtmsr   %r3",
+    "    isync",
+    "    blr",
+    "    .size e300_wait, . - e300_wait",
+);
+
+extern "C" {
+    fn e300_wait();
+}
+
+extern "Rust" {
+    /// The board's external interrupt handler: find the source (IPIC) and quiet it.
+    fn __e300_external();
+}
+
+/// Keep the board's handler referenced so LTO cannot drop it (only assembly calls it).
+#[used]
+static KEEP_EXTERNAL: unsafe fn() = __e300_external;
+
+/// Sleep until the next external interrupt has been handled. Call with EE off; returns with EE off.
+/// Check the condition you wait for with EE off before calling, or a wake-up can be missed.
+pub fn wait_for_interrupt() {
+    // SAFETY: the vectors are installed before the board can call this (it runs after bring-up);
+    // `e300_wait` clobbers only r3 and returns through the external entry's adjusted SRR0.
+    unsafe { e300_wait() };
+}
+
 #[no_mangle]
 extern "C" fn e300_fault_report(vector: u32) -> ! {
     let (srr0, srr1, dar, dsisr): (u32, u32, u32, u32);
@@ -128,13 +248,7 @@ extern "C" fn e300_fault_report(vector: u32) -> ! {
             options(nomem, nostack, preserves_flags)
         )
     };
-    let fault = Fault {
-        vector,
-        srr0,
-        srr1,
-        dar,
-        dsisr,
-    };
+    let fault = Fault { vector, srr0, srr1, dar, dsisr };
     // SAFETY: the board provides `__e300_fault` with this signature (the link fails otherwise).
     unsafe { __e300_fault(&fault) }
 }
@@ -151,10 +265,8 @@ const VECTORS_AT: usize = 0x100;
 /// clearing MSR[IP]. Call once, early, with EE off.
 pub fn install() {
     // The linker defines both symbols around the stub section; only their addresses are used.
-    let (start, end) = (
-        core::ptr::addr_of!(__e300_vectors_start) as usize,
-        core::ptr::addr_of!(__e300_vectors_end) as usize,
-    );
+    let (start, end) =
+        (core::ptr::addr_of!(__e300_vectors_start) as usize, core::ptr::addr_of!(__e300_vectors_end) as usize);
     let len = end - start;
     // SAFETY: 0x100..0x1000 is reserved for the vectors by every board's memory map (link.x
     // asserts the stubs fit); nothing else lives there, and the source is our own text.

@@ -13,15 +13,14 @@ pub mod msr;
 mod start;
 pub mod timebase;
 
+pub use exception::wait_for_interrupt;
 pub use start::{halt, idle};
 
 /// Read the Processor Version Register.
 pub fn pvr() -> u32 {
     let pvr: u32;
     // SAFETY: mfpvr reads a read-only register and has no side effects.
-    unsafe {
-        core::arch::asm!("mfpvr {0}", out(reg) pvr, options(nomem, nostack, preserves_flags))
-    };
+    unsafe { core::arch::asm!("mfpvr {0}", out(reg) pvr, options(nomem, nostack, preserves_flags)) };
     pvr
 }
 

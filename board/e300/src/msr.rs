@@ -16,9 +16,7 @@ pub const RUN: u32 = ME | RI | FP | IR | DR;
 pub fn read() -> u32 {
     let msr: u32;
     // SAFETY: mfmsr only reads the MSR.
-    unsafe {
-        core::arch::asm!("mfmsr {0}", out(reg) msr, options(nomem, nostack, preserves_flags))
-    };
+    unsafe { core::arch::asm!("mfmsr {0}", out(reg) msr, options(nomem, nostack, preserves_flags)) };
     msr
 }
 
@@ -30,9 +28,7 @@ pub fn read() -> u32 {
 pub unsafe fn write(msr: u32) {
     // SAFETY: the caller upholds the contract above; isync makes the new state take effect before
     // the next instruction.
-    unsafe {
-        core::arch::asm!("mtmsr {0}", "isync", in(reg) msr, options(nostack, preserves_flags))
-    };
+    unsafe { core::arch::asm!("mtmsr {0}", "isync", in(reg) msr, options(nostack, preserves_flags)) };
 }
 
 /// Run `f` with external interrupts masked, restoring MSR[EE] afterwards.

@@ -25,9 +25,7 @@ pub fn read() -> u64 {
 /// Load the decrementer with its largest positive value, so it fires as late as possible.
 pub fn park_decrementer() {
     // SAFETY: writing DEC only schedules the next decrementer exception.
-    unsafe {
-        core::arch::asm!("mtdec {0}", in(reg) 0x7fff_ffffu32, options(nomem, nostack, preserves_flags))
-    };
+    unsafe { core::arch::asm!("mtdec {0}", in(reg) 0x7fff_ffffu32, options(nomem, nostack, preserves_flags)) };
 }
 
 /// A clock and `DelayNs` over the timebase.

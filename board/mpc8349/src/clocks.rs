@@ -65,11 +65,7 @@ pub fn decode(spmr: u32, input_hz: u32) -> Result<Frequencies, Error> {
     let core = csb * u64::from(num) / u64::from(den);
     let csb_hz = u32::try_from(csb).map_err(|_| Error::Overflow)?;
     let core_hz = u32::try_from(core).map_err(|_| Error::Overflow)?;
-    Ok(Frequencies {
-        csb_hz,
-        core_hz,
-        timebase_hz: csb_hz / 4,
-    })
+    Ok(Frequencies { csb_hz, core_hz, timebase_hz: csb_hz / 4 })
 }
 
 #[cfg(test)]
@@ -86,10 +82,7 @@ mod tests {
 
     #[test]
     fn ratios_and_errors() {
-        assert_eq!(
-            decode(0x0405_0000, 50_000_000).unwrap().core_hz,
-            500_000_000
-        );
+        assert_eq!(decode(0x0405_0000, 50_000_000).unwrap().core_hz, 500_000_000);
         assert_eq!(decode(0x0483_0000, 33_333_333).unwrap().csb_hz, 266_666_664); // CKID doubles
         assert_eq!(decode(0x0004_0000, 66_666_666), Err(Error::SpmfZero));
         assert_eq!(decode(0x041F_0000, 66_666_666), Err(Error::CorePll(0x1F)));

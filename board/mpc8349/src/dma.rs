@@ -113,8 +113,7 @@ impl Channel {
         self.clear(status::EOCDI | status::EOSI | status::TE);
         let mode = mode::EOTIE | mode::PRC_READ_MULTIPLE;
         self.reg(MR).write_le(mode);
-        self.reg(CDAR)
-            .write_le(first | if snoop { link::SNEN } else { 0 });
+        self.reg(CDAR).write_le(first | if snoop { link::SNEN } else { 0 });
         self.reg(MR).write_le(mode | mode::CS);
         Ok(())
     }
@@ -128,8 +127,7 @@ impl Channel {
                 break;
             }
         }
-        self.reg(MR)
-            .modify(|m| (u32::from_le(m) & !mode::CS).to_le());
+        self.reg(MR).modify(|m| (u32::from_le(m) & !mode::CS).to_le());
         self.clear(sr & (status::EOCDI | status::EOSI | status::TE));
         if sr & status::TE != 0 {
             Err(Error::Transfer)
@@ -203,18 +201,14 @@ mod tests {
     fn descriptor_is_little_endian_at_documented_offsets() {
         let mut raw = [0xAAu8; 32];
         let mut d = Descriptor::new_checked(&mut raw[..]).unwrap();
-        d.set(0x0102_0304, 0x1112_1314, 0x40, 0x2000 | link::EOTD)
-            .unwrap();
+        d.set(0x0102_0304, 0x1112_1314, 0x40, 0x2000 | link::EOTD).unwrap();
         assert_eq!(&raw[0..4], &[4, 3, 2, 1]);
         assert_eq!(&raw[4..8], &[0; 4]);
         assert_eq!(&raw[8..12], &[0x14, 0x13, 0x12, 0x11]);
         assert_eq!(&raw[16..20], &[0x01, 0x20, 0, 0]);
         assert_eq!(&raw[24..28], &[0x40, 0, 0, 0]);
         let d = Descriptor::new_checked(&raw[..]).unwrap();
-        assert_eq!(
-            (d.source(), d.destination(), d.count()),
-            (0x0102_0304, 0x1112_1314, 0x40)
-        );
+        assert_eq!((d.source(), d.destination(), d.count()), (0x0102_0304, 0x1112_1314, 0x40));
     }
 
     #[test]
@@ -222,9 +216,6 @@ mod tests {
         assert!(Descriptor::new_checked(&[0u8; 31][..]).is_none());
         let mut raw = [0u8; 32];
         let mut d = Descriptor::new_checked(&mut raw[..]).unwrap();
-        assert_eq!(
-            d.set(0, 0, MAX_BYTES + 1, 0),
-            Err(Error::TooLong(MAX_BYTES + 1))
-        );
+        assert_eq!(d.set(0, 0, MAX_BYTES + 1, 0), Err(Error::TooLong(MAX_BYTES + 1)));
     }
 }

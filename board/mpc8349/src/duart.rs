@@ -8,6 +8,7 @@ const IIR_FCR: usize = 2;
 const LCR: usize = 3;
 const MCR: usize = 4;
 const LSR: usize = 5;
+const SCR: usize = 7;
 
 const LCR_DLAB: u8 = 0x80;
 const LCR_8N1: u8 = 0x03;
@@ -53,6 +54,12 @@ impl Uart {
         self.reg(IER_DMB).write(0);
         self.reg(IIR_FCR).write(FCR_ENABLE_RESET);
         self.reg(MCR).write(MCR_DTR_RTS);
+    }
+
+    /// The scratch register: no effect on the UART. Benchmarks write markers to UART1's, which the
+    /// board emulator records with the instruction count and virtual time.
+    pub fn write_scratch(&self, value: u8) {
+        self.reg(SCR).write(value);
     }
 
     pub fn write_byte(&self, byte: u8) {

@@ -23,9 +23,12 @@ pub struct Immr {
 }
 
 impl Immr {
+    /// The drivers are stateless views of their registers; code that uses one block from both the
+    /// main loop and an interrupt handler masks interrupts around the main loop's use.
+    ///
     /// # Safety
     /// `base` must be where the IMMR window really is (IMMRBAR), mapped cache-inhibited and
-    /// guarded, and the caller must not create two drivers for the same block.
+    /// guarded.
     pub const unsafe fn new(base: usize) -> Self {
         Immr { base }
     }

@@ -9,11 +9,8 @@ const POBAR0: usize = 0x8408;
 const POCMR0: usize = 0x8410;
 const OUTBOUND_STRIDE: usize = 0x18;
 /// (PITAR, PIBAR, PIWAR) offsets of inbound windows 0, 1, 2.
-const INBOUND: [(usize, usize, usize); 3] = [
-    (0x8568, 0x8570, 0x8578),
-    (0x8550, 0x8558, 0x8560),
-    (0x8538, 0x8540, 0x8548),
-];
+const INBOUND: [(usize, usize, usize); 3] =
+    [(0x8568, 0x8570, 0x8578), (0x8550, 0x8558, 0x8560), (0x8538, 0x8540, 0x8548)];
 
 pub const EN: u32 = 0x8000_0000;
 const PIWAR_PF: u32 = 0x2000_0000;
@@ -122,9 +119,6 @@ mod tests {
         assert_eq!(size_code(1 << 30), Ok(0x1D));
         assert_eq!(size_code(3 << 20), Err(Error::Size(3 << 20)));
         assert_eq!(size_code(2048), Err(Error::Size(2048)));
-        assert_eq!(
-            check(0x8010_0000, 1 << 30),
-            Err(Error::Alignment(0x8010_0000))
-        );
+        assert_eq!(check(0x8010_0000, 1 << 30), Err(Error::Alignment(0x8010_0000)));
     }
 }

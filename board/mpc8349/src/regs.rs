@@ -13,10 +13,7 @@ impl<T: Copy> Reg<T> {
     /// # Safety
     /// `addr` must be a device register of width `size_of::<T>()`, mapped cache-inhibited.
     pub const unsafe fn at(addr: usize) -> Self {
-        Reg {
-            addr,
-            _t: PhantomData,
-        }
+        Reg { addr, _t: PhantomData }
     }
 
     pub fn read(&self) -> T {

@@ -44,9 +44,7 @@ impl SysConf {
 
     /// The DDR window(s) the boot loader set up: total bytes of the enabled DDR LAWs.
     pub fn ddr_size(&self) -> u64 {
-        (0..2)
-            .map(|n| law_size(self.reg(DDRLAWAR0 + 8 * n).read()))
-            .sum()
+        (0..2).map(|n| law_size(self.reg(DDRLAWAR0 + 8 * n).read())).sum()
     }
 
     /// Base of DDR LAW 0.

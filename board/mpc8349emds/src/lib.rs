@@ -13,26 +13,63 @@ pub const INPUT_CLOCK_HZ: u32 = 66_666_666;
 /// Console baud rate (the board's U-Boot default).
 pub const CONSOLE_BAUD: u32 = 115_200;
 
-/// 1:1 data mappings: DDR cacheable and coherent (the DMA engine and PCI inbound writes snoop),
-/// the IMMR window cache-inhibited and guarded.
-const DATA_BLOCKS: [Block; 2] = [
-    Block {
-        base: 0,
-        size: 256 << 20,
-        wimg: wimg::COHERENT,
-    },
-    Block {
-        base: IMMR_BASE,
-        size: 1 << 20,
-        wimg: wimg::CACHE_INHIBITED | wimg::GUARDED,
-    },
+/// NOR flash on the local bus (chip select 0).
+pub const FLASH_BASE: u32 = 0xFE00_0000;
+pub const FLASH_BYTES: u32 = 32 << 20;
+/// Local addresses routed to PCI by U-Boot's agent set-up (PCI LAW 0, 1 GiB); the outbound windows
+/// the firmware opens live in the first 256 MiB of it, which one BAT covers.
+pub const PCI_OUTBOUND_BASE: u32 = 0x8000_0000;
+pub const PCI_OUTBOUND_BYTES: u32 = 256 << 20;
+
+/// 1:1 data mappings: DDR cacheable and coherent (the DMA engine and PCI inbound writes snoop);
+/// the IMMR window, the flash (its status reads must reach the part) and the PCI outbound range
+/// cache-inhibited and guarded.
+const DATA_BLOCKS: [Block; 4] = [
+    Block { base: 0, size: 256 << 20, wimg: wimg::COHERENT },
+    Block { base: IMMR_BASE, size: 1 << 20, wimg: wimg::CACHE_INHIBITED | wimg::GUARDED },
+    Block { base: FLASH_BASE, size: FLASH_BYTES, wimg: wimg::CACHE_INHIBITED | wimg::GUARDED },
+    Block { base: PCI_OUTBOUND_BASE, size: PCI_OUTBOUND_BYTES, wimg: wimg::CACHE_INHIBITED | wimg::GUARDED },
 ];
 /// Code runs from DDR only.
-const CODE_BLOCKS: [Block; 1] = [Block {
-    base: 0,
-    size: 256 << 20,
-    wimg: wimg::COHERENT,
-}];
+const CODE_BLOCKS: [Block; 1] = [Block { base: 0, size: 256 << 20, wimg: wimg::COHERENT }];
+
+/// The NOR flash as a 16-bit bus for the portable flash driver.
+pub struct FlashBus {
+    _private: (),
+}
+
+impl FlashBus {
+    /// The flash window; one instance at a time (the command state machine is shared).
+    pub fn take() -> Self {
+        FlashBus { _private: () }
+    }
+}
+
+impl norflash::Bus for FlashBus {
+    fn read(&mut self, word: u32) -> u16 {
+        let word = word % (FLASH_BYTES / 2);
+        // SAFETY: the offset is reduced into the 32 MiB flash window, which DATA_BLOCKS maps
+        // cache-inhibited and guarded; 16-bit accesses match the port width.
+        unsafe { core::ptr::read_volatile((FLASH_BASE + 2 * word) as *const u16) }
+    }
+
+    fn write(&mut self, word: u32, value: u16) {
+        let word = word % (FLASH_BYTES / 2);
+        // SAFETY: as for `read`; a write to flash is a command cycle, never a memory store.
+        unsafe { core::ptr::write_volatile((FLASH_BASE + 2 * word) as *mut u16, value) };
+        // Command cycles must reach the part in order (pairs with the part's command decoder).
+        e300::barrier::eieio();
+    }
+}
+
+/// Microseconds from the timebase, for drivers that poll with a timeout.
+pub struct Clock(pub e300::timebase::Timebase);
+
+impl norflash::Clock for Clock {
+    fn now_us(&mut self) -> u64 {
+        self.0.micros()
+    }
+}
 
 /// What bring-up found out about the board.
 #[derive(Clone, Copy, Debug)]
@@ -53,14 +90,19 @@ pub enum Error {
     Clocks(clocks::Error),
 }
 
+/// The IMMR window. Only meaningful after `init` has mapped it.
+pub fn immr() -> Immr {
+    // SAFETY: U-Boot moved IMMR to IMMR_BASE on this board, and DATA_BLOCKS maps it
+    // cache-inhibited and guarded once `init` has run.
+    unsafe { Immr::new(IMMR_BASE as usize) }
+}
+
 /// Install the exception vectors, turn translation on, start the timebase and the console.
 /// Call exactly once, first thing in `__e300_main`.
 pub fn init() -> Result<Board, Error> {
     e300::exception::install();
     bat::enable(&DATA_BLOCKS, &CODE_BLOCKS).map_err(Error::Translation)?;
-    // SAFETY: U-Boot moved IMMR to IMMR_BASE on this board, and DATA_BLOCKS maps it
-    // cache-inhibited and guarded; `init` runs once, so each block gets one driver.
-    let immr = unsafe { Immr::new(IMMR_BASE as usize) };
+    let immr = immr();
     let sysconf = immr.sysconf();
     sysconf.enable_timebase();
     let spmr = immr.clocks().spmr();

@@ -48,21 +48,13 @@ pub fn init(timebase_hz: u32) -> Info {
         core::ptr::addr_of!(__bpnet_shared_len) as usize,
         core::ptr::addr_of!(__bpnet_log_ring) as usize,
     );
-    assert!(
-        shared::LOG_RING_OFFSET + shared::LOG_RING_LEN <= shared_len,
-        "log ring outside SHARED"
-    );
+    assert!(shared::LOG_RING_OFFSET + shared::LOG_RING_LEN <= shared_len, "log ring outside SHARED");
     let addr = shared_start + shared::LOG_RING_OFFSET;
-    assert_eq!(
-        addr, linked_at,
-        "link.x's __bpnet_log_ring disagrees with the contract"
-    );
+    assert_eq!(addr, linked_at, "link.x's __bpnet_log_ring disagrees with the contract");
     // SAFETY: the range lies inside SHARED (checked above), which nothing else in the firmware
     // uses, and `init` runs once, before any logging: this is the only reference to it.
     let bytes = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, shared::LOG_RING_LEN) };
-    let generation = LogRing::new_checked(&*bytes)
-        .map(|r| r.generation().wrapping_add(1))
-        .unwrap_or(1);
+    let generation = LogRing::new_checked(&*bytes).map(|r| r.generation().wrapping_add(1)).unwrap_or(1);
     let ring = LogRing::init(bytes, generation).expect("log ring larger than its header");
     let capacity = ring.capacity();
     critical_section::with(|_| {
@@ -71,11 +63,7 @@ pub fn init(timebase_hz: u32) -> Info {
         state.ring = Some(ring);
         state.head = 0;
     });
-    Info {
-        addr,
-        capacity,
-        generation,
-    }
+    Info { addr, capacity, generation }
 }
 
 defmt::timestamp!("{=u64:us}", {

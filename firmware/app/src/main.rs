@@ -4,7 +4,10 @@
 #![no_main]
 
 mod console;
+mod irq;
 mod log;
+#[cfg(feature = "selftest")]
+mod selftest;
 
 use e300::exception::Fault;
 use mpc8349::{reset, sysconf};
@@ -33,6 +36,9 @@ fn __e300_main() -> ! {
     #[cfg(feature = "cpu-bench")]
     cpu_bench();
 
+    #[cfg(feature = "selftest")]
+    selftest::run();
+
     #[cfg(feature = "fault-test")]
     {
         println!("fault-test: trapping on purpose");
@@ -41,7 +47,7 @@ fn __e300_main() -> ! {
     #[cfg(feature = "panic-test")]
     panic!("panic-test: panicking on purpose");
 
-    #[cfg(not(any(feature = "fault-test", feature = "panic-test")))]
+    #[cfg(not(any(feature = "fault-test", feature = "panic-test", feature = "selftest")))]
     {
         defmt::info!("idle");
         println!("idle");
@@ -82,11 +88,7 @@ fn banner(board: &mpc8349emds::Board, log: &log::Info) {
     println!(
         "  cpu:    PVR {:#010x} ({})",
         board.pvr,
-        if e300::is_e300c1(board.pvr) {
-            "e300c1"
-        } else {
-            "not an e300c1"
-        }
+        if e300::is_e300c1(board.pvr) { "e300c1" } else { "not an e300c1" }
     );
     println!(
         "  soc:    SPRIDR {:#010x} ({}, revision {:#06x})",
@@ -99,15 +101,8 @@ fn banner(board: &mpc8349emds::Board, log: &log::Info) {
         core, core_k, csb, csb_k, tb, tb_k, board.spmr
     );
     println!("  ram:    {} MiB DDR", board.ram_bytes >> 20);
-    println!(
-        "  reset:  {} (RSR {:#010x})",
-        reset::describe(board.reset_status),
-        board.reset_status
-    );
-    println!(
-        "  log:    defmt ring at {:#010x}, {} bytes, boot {}",
-        log.addr, log.capacity, log.generation
-    );
+    println!("  reset:  {} (RSR {:#010x})", reset::describe(board.reset_status), board.reset_status);
+    println!("  log:    defmt ring at {:#010x}, {} bytes, boot {}", log.addr, log.capacity, log.generation);
 }
 
 #[no_mangle]
@@ -116,11 +111,7 @@ fn __e300_fault(fault: &Fault) -> ! {
         "FAULT: vector {:#05x} {}{}{} SRR0={:#010x} SRR1={:#010x} DAR={:#010x} DSISR={:#010x}",
         fault.vector,
         fault.name(),
-        if fault.program_cause().is_some() {
-            ": "
-        } else {
-            ""
-        },
+        if fault.program_cause().is_some() { ": " } else { "" },
         fault.program_cause().unwrap_or(""),
         fault.srr0,
         fault.srr1,

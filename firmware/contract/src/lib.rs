@@ -22,6 +22,20 @@ pub mod shared {
     pub const LOG_RING_LEN: usize = crate::logring::HEADER_LEN + LOG_RING_CAPACITY;
 }
 
+/// The message-unit handshake the firmware's self-test performs with a host peer (the board
+/// emulator's `--echo-host`, or a host tool during bring-up): proves doorbells, message registers
+/// and interrupts both ways without any shared-memory contract.
+pub mod selftest {
+    /// The agent writes this to OMR0 (raising OM0I, hence INTA#) when it waits for the host.
+    pub const READY: u32 = 0x5E1F_7E57;
+    /// The host answers: a challenge in IMR0, then doorbell bit [`DOORBELL`].
+    pub const DOORBELL: u32 = 0x1;
+    /// The agent replies with the challenge's complement in OMR1 and rings ODR with [`DOORBELL`].
+    pub const fn reply(challenge: u32) -> u32 {
+        !challenge
+    }
+}
+
 /// Read a little-endian `u32` at `at`. Callers have checked the length.
 fn get_le32(buf: &[u8], at: usize) -> u32 {
     let mut word = [0u8; 4];

@@ -48,10 +48,7 @@ impl core::fmt::Display for Error {
         match self {
             Error::Truncated => write!(f, "log ring truncated"),
             Error::BadMagic(m) => write!(f, "log ring magic {m:#010x}, expected {MAGIC:#010x}"),
-            Error::BadCapacity(c) => write!(
-                f,
-                "log ring capacity {c} is not a power of two >= {MIN_CAPACITY}"
-            ),
+            Error::BadCapacity(c) => write!(f, "log ring capacity {c} is not a power of two >= {MIN_CAPACITY}"),
         }
     }
 }
@@ -165,10 +162,7 @@ pub struct LogReader {
 
 impl LogReader {
     pub const fn new() -> Self {
-        LogReader {
-            cursor: 0,
-            generation: None,
-        }
+        LogReader { cursor: 0, generation: None }
     }
 
     /// Hand every byte published since the last poll to `sink`, oldest first, in at most two slices.
@@ -233,27 +227,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_headers() {
-        assert_eq!(
-            LogRing::new_checked(&[0u8; 8][..]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(LogRing::new_checked(&[0u8; 8][..]).unwrap_err(), Error::Truncated);
         let mut buf = [0u8; HEADER_LEN + 64];
-        assert_eq!(
-            LogRing::new_checked(&buf[..]).unwrap_err(),
-            Error::BadMagic(0)
-        );
+        assert_eq!(LogRing::new_checked(&buf[..]).unwrap_err(), Error::BadMagic(0));
         LogRing::init(&mut buf[..], 0).unwrap();
         buf[4] = 65;
-        assert_eq!(
-            LogRing::new_checked(&buf[..]).unwrap_err(),
-            Error::BadCapacity(65)
-        );
+        assert_eq!(LogRing::new_checked(&buf[..]).unwrap_err(), Error::BadCapacity(65));
         buf[4] = 0;
         buf[5] = 1; // 256: larger than the buffer
-        assert_eq!(
-            LogRing::new_checked(&buf[..]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(LogRing::new_checked(&buf[..]).unwrap_err(), Error::Truncated);
         assert!(LogRing::init(&mut [0u8; HEADER_LEN + 63][..], 0).is_err());
     }
 
@@ -270,14 +252,7 @@ mod tests {
         drop(ring);
         let (poll, out) = collect(&mut reader, &buf);
         assert_eq!(out, b"hello");
-        assert_eq!(
-            poll,
-            Poll {
-                read: 5,
-                lost: 0,
-                restarted: false
-            }
-        );
+        assert_eq!(poll, Poll { read: 5, lost: 0, restarted: false });
     }
 
     #[test]

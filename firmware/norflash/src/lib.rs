@@ -89,21 +89,14 @@ impl<B: Bus> Flash<B> {
             if regions != 1 || !(12..=31).contains(&size_log2) || unit == 0 {
                 return Err(Error::Geometry);
             }
-            let geometry = Geometry {
-                size_bytes: 1 << size_log2,
-                sector_bytes: unit * 256,
-                sectors: count + 1,
-            };
+            let geometry = Geometry { size_bytes: 1 << size_log2, sector_bytes: unit * 256, sectors: count + 1 };
             if geometry.sectors.checked_mul(geometry.sector_bytes) != Some(geometry.size_bytes) {
                 return Err(Error::Geometry);
             }
             Ok(geometry)
         })();
         bus.write(0, CMD_RESET);
-        Ok(Flash {
-            geometry: result?,
-            bus,
-        })
+        Ok(Flash { geometry: result?, bus })
     }
 
     pub fn geometry(&self) -> Geometry {
@@ -146,8 +139,7 @@ impl<B: Bus> Flash<B> {
 
     /// Erase the sector that starts at byte offset `offset`.
     pub fn erase_sector(&mut self, offset: u32, clock: &mut impl Clock) -> Result<(), Error> {
-        if !offset.is_multiple_of(self.geometry.sector_bytes) || offset >= self.geometry.size_bytes
-        {
+        if !offset.is_multiple_of(self.geometry.sector_bytes) || offset >= self.geometry.size_bytes {
             return Err(Error::Address(offset));
         }
         let word = offset / 2;
@@ -160,17 +152,9 @@ impl<B: Bus> Flash<B> {
 
     /// Program `data` (big-endian 16-bit words, as the bus presents them) at byte offset `offset`,
     /// verifying each word. Bits can only go from 1 to 0: erase first.
-    pub fn program(
-        &mut self,
-        offset: u32,
-        data: &[u8],
-        clock: &mut impl Clock,
-    ) -> Result<(), Error> {
+    pub fn program(&mut self, offset: u32, data: &[u8], clock: &mut impl Clock) -> Result<(), Error> {
         let end = u64::from(offset) + data.len() as u64;
-        if !offset.is_multiple_of(2)
-            || !data.len().is_multiple_of(2)
-            || end > u64::from(self.geometry.size_bytes)
-        {
+        if !offset.is_multiple_of(2) || !data.len().is_multiple_of(2) || end > u64::from(self.geometry.size_bytes) {
             return Err(Error::Address(offset));
         }
         for (i, pair) in data.chunks_exact(2).enumerate() {
@@ -185,11 +169,7 @@ impl<B: Bus> Flash<B> {
             self.wait(word, clock, PROGRAM_TIMEOUT_US)?;
             let read = self.bus.read(word);
             if read != value {
-                return Err(Error::Verify {
-                    word,
-                    wrote: value,
-                    read,
-                });
+                return Err(Error::Verify { word, wrote: value, read });
             }
         }
         Ok(())

@@ -50,10 +50,7 @@ impl FakeFlash {
     }
     fn start_busy(&mut self) {
         let fail = std::mem::take(&mut self.fail_next);
-        self.mode = Mode::Busy {
-            reads_left: self.busy_reads,
-            fail,
-        };
+        self.mode = Mode::Busy { reads_left: self.busy_reads, fail };
     }
 }
 
@@ -68,16 +65,8 @@ impl Bus for &mut FakeFlash {
                     self.mode = Mode::Read;
                     return self.words[word as usize];
                 }
-                self.mode = Mode::Busy {
-                    reads_left: reads_left.saturating_sub(1),
-                    fail,
-                };
-                self.toggle
-                    | if fail && reads_left == 0 {
-                        DQ5_TIMEOUT
-                    } else {
-                        0
-                    }
+                self.mode = Mode::Busy { reads_left: reads_left.saturating_sub(1), fail };
+                self.toggle | if fail && reads_left == 0 { DQ5_TIMEOUT } else { 0 }
             }
         }
     }
@@ -99,12 +88,7 @@ impl Bus for &mut FakeFlash {
             self.words[word as usize] &= value;
             self.seq.clear();
             self.start_busy();
-        } else if s.len() == 6
-            && unlock(0)
-            && s[2] == (0x555, CMD_ERASE)
-            && unlock(3)
-            && value == CMD_SECTOR_ERASE
-        {
+        } else if s.len() == 6 && unlock(0) && s[2] == (0x555, CMD_ERASE) && unlock(3) && value == CMD_SECTOR_ERASE {
             let start = (word & !0xFFFF) as usize;
             self.words[start..start + 0x10000].fill(0xFFFF);
             self.seq.clear();
@@ -127,14 +111,7 @@ impl Clock for Ticks {
 fn probe_reads_geometry() {
     let mut part = FakeFlash::new();
     let flash = Flash::probe(&mut part).unwrap();
-    assert_eq!(
-        flash.geometry(),
-        Geometry {
-            size_bytes: 1 << 20,
-            sector_bytes: 128 << 10,
-            sectors: 8
-        }
-    );
+    assert_eq!(flash.geometry(), Geometry { size_bytes: 1 << 20, sector_bytes: 128 << 10, sectors: 8 });
     assert_eq!(part.mode, Mode::Read);
 }
 
@@ -155,9 +132,7 @@ fn program_erase_round_trip() {
     let mut part = FakeFlash::new();
     let mut flash = Flash::probe(&mut part).unwrap();
     let mut clock = Ticks(0);
-    flash
-        .program(0x20000, &[0x12, 0x34, 0xFF, 0xFF, 0xAB, 0xCD], &mut clock)
-        .unwrap();
+    flash.program(0x20000, &[0x12, 0x34, 0xFF, 0xFF, 0xAB, 0xCD], &mut clock).unwrap();
     assert_eq!(flash.read(0x10000), 0x1234);
     assert_eq!(flash.read(0x10002), 0xABCD);
     flash.erase_sector(0x20000, &mut clock).unwrap();
@@ -172,11 +147,7 @@ fn program_without_erase_fails_verify() {
     flash.program(0, &[0x00, 0x0F], &mut clock).unwrap();
     assert_eq!(
         flash.program(0, &[0xF0, 0xF0], &mut clock),
-        Err(Error::Verify {
-            word: 0,
-            wrote: 0xF0F0,
-            read: 0x0000
-        })
+        Err(Error::Verify { word: 0, wrote: 0xF0F0, read: 0x0000 })
     );
 }
 
@@ -186,29 +157,14 @@ fn bad_addresses_and_failures_are_reported() {
     part.fail_next = false;
     let mut flash = Flash::probe(&mut part).unwrap();
     let mut clock = Ticks(0);
-    assert_eq!(
-        flash.erase_sector(0x1000, &mut clock),
-        Err(Error::Address(0x1000))
-    );
-    assert_eq!(
-        flash.erase_sector(1 << 20, &mut clock),
-        Err(Error::Address(1 << 20))
-    );
-    assert_eq!(
-        flash.program(1, &[0, 0], &mut clock),
-        Err(Error::Address(1))
-    );
-    assert_eq!(
-        flash.program((1 << 20) - 2, &[0, 0, 0, 0], &mut clock),
-        Err(Error::Address((1 << 20) - 2))
-    );
+    assert_eq!(flash.erase_sector(0x1000, &mut clock), Err(Error::Address(0x1000)));
+    assert_eq!(flash.erase_sector(1 << 20, &mut clock), Err(Error::Address(1 << 20)));
+    assert_eq!(flash.program(1, &[0, 0], &mut clock), Err(Error::Address(1)));
+    assert_eq!(flash.program((1 << 20) - 2, &[0, 0, 0, 0], &mut clock), Err(Error::Address((1 << 20) - 2)));
     let _ = flash.release();
     part.fail_next = true;
     let mut flash = Flash::probe(&mut part).unwrap();
-    assert_eq!(
-        flash.erase_sector(0, &mut clock),
-        Err(Error::Timeout { word: 0 })
-    );
+    assert_eq!(flash.erase_sector(0, &mut clock), Err(Error::Timeout { word: 0 }));
 }
 
 #[test]
@@ -217,8 +173,5 @@ fn slow_part_times_out() {
     part.busy_reads = u32::MAX;
     let mut flash = Flash::probe(&mut part).unwrap();
     let mut clock = Ticks(0);
-    assert_eq!(
-        flash.program(0, &[0, 0], &mut clock),
-        Err(Error::Timeout { word: 0 })
-    );
+    assert_eq!(flash.program(0, &[0, 0], &mut clock), Err(Error::Timeout { word: 0 }));
 }
