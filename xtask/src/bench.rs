@@ -3,46 +3,93 @@
 
 use std::process::ExitCode;
 
+use crate::emu::Summary;
 use crate::firmware::{self, Variant};
 use crate::util::{self, Error, Result};
+
+/// Sustained rates of the modelled 32-bit/33 MHz bus (shared/bus-model.md), bytes per second.
+const WRITE_RATE: f64 = 120e6;
+const READ_RATE: f64 = 100e6;
+/// Chained transfer sizes the self-test measures, in marker order (firmware/app/src/selftest.rs).
+const CHAIN_SIZES: [u64; 4] = [64, 1500, 9000, 65536];
+
+fn marker(run: &Summary, id: u64) -> Result<(u64, u64)> {
+    run.markers
+        .iter()
+        .find(|m| m.0 == id)
+        .map(|m| (m.1, m.2))
+        .ok_or_else(|| Error::Failed(format!("self-test left no benchmark marker {id:#x}")))
+}
+
+/// Bytes the self-test moves per chained run: max(4, 256 KiB / size) descriptors of `size`.
+fn chain_bytes(size: u64) -> u64 {
+    size * (256 * 1024 / size).max(4)
+}
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut args = args.to_vec();
     let json = util::take_flag(&mut args, "--json");
     util::no_more(&args)?;
-    let elf = firmware::build(Variant::CpuBench)?;
     let emulator = crate::emu::build()?;
-    let text_bytes = firmware::text_bytes(&firmware::build(Variant::Release)?)?;
+    let release = firmware::build(Variant::Release)?;
+    let text_bytes = firmware::text_bytes(&release)?;
 
-    let run = crate::emu::run_for_summary(&emulator, &elf, &[])?;
-    if run.outcome != "idle" {
-        return Err(Error::Failed(format!("cpu-bench firmware ended `{}`, not idle", run.outcome)));
+    let cpu = crate::emu::run_for_summary(&emulator, &firmware::build(Variant::CpuBench)?, &[])?;
+    if cpu.outcome != "idle" {
+        return Err(Error::Failed(format!("cpu-bench firmware ended `{}`, not idle", cpu.outcome)));
     }
-    let boot = crate::emu::run_for_summary(&emulator, &firmware::build(Variant::Release)?, &[])?;
+    let boot = crate::emu::run_for_summary(&emulator, &release, &[])?;
+    let st = crate::emu::run_for_summary(&emulator, &firmware::build(Variant::SelfTest)?, &["--echo-host"])?;
 
+    let (submit_start, _) = marker(&st, 0x01)?;
+    let (submit_end, _) = marker(&st, 0x02)?;
+    // Two marker stores and their address set-up sit inside the span; they are not submission work.
+    let submit_insns = submit_end.saturating_sub(submit_start);
+    let mut fractions = Vec::new();
+    for (i, &size) in CHAIN_SIZES.iter().enumerate() {
+        let i = i as u64;
+        let bytes = chain_bytes(size) as f64;
+        let span = |a: u64, b: u64| -> Result<f64> {
+            let (_, t0) = marker(&st, a)?;
+            let (_, t1) = marker(&st, b)?;
+            Ok((t1.saturating_sub(t0)) as f64 / 1e12)
+        };
+        let write = bytes / span(0x10 + i, 0x20 + i)? / WRITE_RATE;
+        let read = bytes / span(0x30 + i, 0x40 + i)? / READ_RATE;
+        fractions.push((size, write, read));
+    }
+
+    println!("bpnet benchmarks");
+    println!("  (virtual time: e300 core 533.33 MHz, one instruction per cycle; DMA over the modelled");
+    println!("   32-bit/33 MHz PCI bus: 120 MB/s sustained into host RAM, 100 MB/s from it; shared/bus-model.md)");
+    println!("  firmware .text                      {text_bytes} bytes");
     println!(
-        "bpnet benchmarks (virtual time: e300 core at 533.33 MHz, one instruction per cycle; see docs/ARCHITECTURE.md)"
-    );
-    println!("  firmware .text                  {text_bytes} bytes");
-    println!(
-        "  boot to idle                    {} instructions, {:.1} µs virtual",
+        "  boot to idle                        {} instructions, {:.1} µs virtual",
         boot.instructions,
         boot.virtual_ns as f64 / 1e3
     );
+    println!("  chained DMA submission (1 desc.)    {submit_insns} instructions");
+    for (size, write, read) in &fractions {
+        println!("  chained DMA {size:>5} B, bus fraction   into host {write:.3}, from host {read:.3}");
+    }
     println!(
-        "  emulator speed (wall clock)     {:.1} MIPS ({} instructions in {:.2} s on this machine)",
-        run.mips(),
-        run.instructions,
-        run.wall_ns as f64 / 1e9
+        "  emulator speed (wall clock)         {:.1} MIPS ({} instructions in {:.2} s on this machine)",
+        cpu.mips(),
+        cpu.instructions,
+        cpu.wall_ns as f64 / 1e9
     );
     if json {
-        println!(
-            "{{\"emu_mips\":{:.1},\"firmware_text_bytes\":{},\"boot_instructions\":{},\"boot_virtual_us\":{:.1}}}",
-            run.mips(),
-            text_bytes,
-            boot.instructions,
-            boot.virtual_ns as f64 / 1e3
-        );
+        let mut fields = vec![
+            format!("\"emu_mips\":{:.1}", cpu.mips()),
+            format!("\"firmware_text_bytes\":{text_bytes}"),
+            format!("\"boot_instructions\":{}", boot.instructions),
+            format!("\"dma_submit_insns\":{submit_insns}"),
+        ];
+        for (size, write, read) in &fractions {
+            fields.push(format!("\"dma_bus_fraction_{size}\":{write:.4}"));
+            fields.push(format!("\"dma_bus_fraction_{size}_read\":{read:.4}"));
+        }
+        println!("{{{}}}", fields.join(","));
     }
     Ok(ExitCode::SUCCESS)
 }

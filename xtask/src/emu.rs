@@ -26,6 +26,8 @@ pub struct Summary {
     pub instructions: u64,
     pub virtual_ns: u64,
     pub wall_ns: u64,
+    /// Benchmark markers: (value, instructions, virtual picoseconds) per write to UART1's scratch.
+    pub markers: Vec<(u64, u64, u64)>,
 }
 
 impl Summary {
@@ -40,6 +42,7 @@ pub fn run_for_summary(emulator: &Path, elf: &Path, extra: &[&str]) -> Result<Su
     let _ = std::fs::remove_file(&summary_path);
     let out = command(emulator, elf)
         .args(extra)
+        .stdout(std::process::Stdio::null())
         .arg("--summary-json")
         .arg(&summary_path)
         .output()
@@ -52,6 +55,7 @@ pub fn run_for_summary(emulator: &Path, elf: &Path, extra: &[&str]) -> Result<Su
         instructions: json_u64(&text, "instructions").unwrap_or(0),
         virtual_ns: json_u64(&text, "virtual_ns").unwrap_or(0),
         wall_ns: json_u64(&text, "wall_ns").unwrap_or(0),
+        markers: json_markers(&text),
     })
 }
 
@@ -62,6 +66,20 @@ fn json_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     let rest = text[at + key.len() + 2..].trim_start().strip_prefix(':')?.trim_start();
     let end = rest.find([',', '}']).unwrap_or(rest.len());
     Some(rest[..end].trim())
+}
+
+/// `"markers":[[v,i,p],...]`: every run of three numbers inside the array.
+fn json_markers(text: &str) -> Vec<(u64, u64, u64)> {
+    let Some(at) = text.find("\"markers\"") else { return Vec::new() };
+    let rest = &text[at..];
+    let Some(open) = rest.find('[') else { return Vec::new() };
+    let end = rest.find("]]").map(|e| e + 2).unwrap_or(rest.len());
+    let numbers: Vec<u64> = rest[open..end]
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    numbers.chunks_exact(3).map(|c| (c[0], c[1], c[2])).collect()
 }
 
 fn json_u64(text: &str, key: &str) -> Option<u64> {
@@ -76,16 +94,32 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut args = args.to_vec();
     let elf = util::take_value(&mut args, "--firmware")?;
     let max = util::take_value(&mut args, "--max-insns")?;
+    let selftest = util::take_flag(&mut args, "--selftest");
     util::no_more(&args)?;
-    let elf = match elf {
-        Some(path) => PathBuf::from(path),
-        None => firmware::build(Variant::Release)?,
+    let elf = match (elf, selftest) {
+        (Some(path), _) => PathBuf::from(path),
+        (None, true) => firmware::build(Variant::SelfTest)?,
+        (None, false) => firmware::build(Variant::Release)?,
     };
     let emulator = build()?;
     let mut cmd = command(&emulator, &elf);
     if let Some(n) = max {
         cmd.args(["--max-insns", &n]);
     }
-    let status = util::status(&mut cmd, "emulator")?;
-    Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+    if !selftest {
+        let status = util::status(&mut cmd, "emulator")?;
+        return Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8));
+    }
+    // The self-test's doorbell check needs a host peer: the emulator's echo host plays it.
+    cmd.arg("--echo-host").stdout(std::process::Stdio::piped());
+    let out =
+        cmd.spawn().and_then(|c| c.wait_with_output()).map_err(|e| Error::Io("running the emulator".into(), e))?;
+    let console = String::from_utf8_lossy(&out.stdout);
+    print!("{console}");
+    let verdict = console.lines().rev().find(|l| l.starts_with("selftest: ") && l.contains(" passed, "));
+    match verdict {
+        Some(line) if line.ends_with(" 0 failed") && out.status.success() => Ok(ExitCode::SUCCESS),
+        Some(line) => Err(Error::Failed(format!("self-test: {}", line.trim_start_matches("selftest: ")))),
+        None => Err(Error::Failed(format!("self-test did not finish (emulator {})", out.status))),
+    }
 }

@@ -15,6 +15,8 @@ pub enum Variant {
     PanicTest,
     /// A CPU-bound workload before idling, to measure the emulator's speed.
     CpuBench,
+    /// The peripheral self-test image.
+    SelfTest,
 }
 
 impl Variant {
@@ -24,6 +26,7 @@ impl Variant {
             Variant::FaultTest => Some("fault-test"),
             Variant::PanicTest => Some("panic-test"),
             Variant::CpuBench => Some("cpu-bench"),
+            Variant::SelfTest => Some("selftest"),
         }
     }
 

@@ -26,8 +26,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     step("set-up", &mut || crate::setup::ensure())?;
     step("formatting", &mut || util::run(util::host_cargo().args(["fmt", "--all", "--check"]), "cargo fmt --check"))?;
     let mut elfs = Vec::new();
-    step("firmware builds (release, fault-test, panic-test)", &mut || {
-        elfs = [Variant::Release, Variant::FaultTest, Variant::PanicTest]
+    step("firmware builds (release, fault-test, panic-test, selftest)", &mut || {
+        elfs = [Variant::Release, Variant::FaultTest, Variant::PanicTest, Variant::SelfTest]
             .into_iter()
             .map(firmware::build)
             .collect::<Result<Vec<_>>>()?;
@@ -60,7 +60,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                 .args(["test", "-j2"])
                 .env("BPNET_FIRMWARE_ELF", &elfs[0])
                 .env("BPNET_FIRMWARE_FAULT_ELF", &elfs[1])
-                .env("BPNET_FIRMWARE_PANIC_ELF", &elfs[2]),
+                .env("BPNET_FIRMWARE_PANIC_ELF", &elfs[2])
+                .env("BPNET_FIRMWARE_SELFTEST_ELF", &elfs[3]),
             "host tests",
         )
     })?;

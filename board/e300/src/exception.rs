@@ -161,7 +161,7 @@ core::arch::global_asm!(
     "    addi    %r3, %r3, e300_wait_loop@l",
     "    cmplw   %r0, %r3",
     "    bne     1f",
-    "    addi    %r0, %r0, 4",
+    "    addi    %r0, %r3, 4",
     "1:  stw     %r0, 68(%r1)",
     "    mfsrr1  %r0",
     "    stw     %r0, 72(%r1)",

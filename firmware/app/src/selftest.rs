@@ -345,9 +345,13 @@ fn flash() -> Check {
         return Err(fail("geometry", g.size_bytes, g.sector_bytes));
     }
     let expected = |i: u32| (i.wrapping_mul(0x9E37) ^ 0x5A00) as u16;
+    // Half the pattern at the start of the sector, half at its end: an erase cut short leaves one
+    // end erased and the other not, so a torn erase is told apart from a finished one.
+    let half = FLASH_PATTERN_WORDS / 2;
     let base = FLASH_SCRATCH / 2;
-    let differing = (0..FLASH_PATTERN_WORDS).filter(|&i| flash.read(base + i) != expected(i)).count();
-    let erased = (0..g.sector_words()).step_by(97).all(|i| flash.read(base + i) == 0xFFFF);
+    let word_at = |i: u32| if i < half { base + i } else { base + g.sector_words() - FLASH_PATTERN_WORDS + i };
+    let differing = (0..FLASH_PATTERN_WORDS).filter(|&i| flash.read(word_at(i)) != expected(i)).count();
+    let erased = (0..FLASH_PATTERN_WORDS).all(|i| flash.read(word_at(i)) == 0xFFFF);
     let state = match (differing, erased) {
         (0, _) => "programmed",
         (_, true) => "erased",
@@ -359,12 +363,15 @@ fn flash() -> Check {
     if let Some(i) = (0..g.sector_words()).find(|&i| flash.read(base + i) != 0xFFFF) {
         return Err(fail("not erased at word", i, 0u32));
     }
-    let mut data = [0u8; 2 * FLASH_PATTERN_WORDS as usize];
-    for (i, pair) in data.chunks_exact_mut(2).enumerate() {
-        pair.copy_from_slice(&expected(i as u32).to_be_bytes());
+    for chunk in [0, half] {
+        let mut data = [0u8; FLASH_PATTERN_WORDS as usize];
+        for (i, pair) in data.chunks_exact_mut(2).enumerate() {
+            pair.copy_from_slice(&expected(chunk + i as u32).to_be_bytes());
+        }
+        let offset = 2 * word_at(chunk) - 2 * base + FLASH_SCRATCH;
+        flash.program(offset, &data, &mut clock).map_err(|_| fail("program", offset, 0u32))?;
     }
-    flash.program(FLASH_SCRATCH, &data, &mut clock).map_err(|_| fail("program", FLASH_SCRATCH, 0u32))?;
-    if let Some(i) = (0..FLASH_PATTERN_WORDS).find(|&i| flash.read(base + i) != expected(i)) {
+    if let Some(i) = (0..FLASH_PATTERN_WORDS).find(|&i| flash.read(word_at(i)) != expected(i)) {
         return Err(fail("program verify at word", i, 0u32));
     }
     Ok(())

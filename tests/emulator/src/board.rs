@@ -1,17 +1,20 @@
-//! The board: RAM file, Unicorn instance, loader hand-over and the run loop.
+//! The board: its files (agent RAM, host RAM, flash), Unicorn instance, loader hand-over, the run loop, and
+//! the host's side of the PCI bus.
 
 use std::fmt;
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
-use memmap2::MmapMut;
 use unicorn_engine::unicorn_const::{uc_error, Arch, HookType, Mode, Prot};
 use unicorn_engine::{Context, PpcCpuModel, RegisterPPC, UcHookId, Unicorn};
 
+use crate::bus::BusModel;
+use crate::dma::{DmaStats, CHANNELS};
 use crate::elf::{self, Image, LoadError, RAM_SIZE};
+use crate::flash::{FLASH_BASE, FLASH_SIZE};
 use crate::immr::{Immr, IMMR_BASE, IMMR_SIZE, RSR_SWRS};
 use crate::log::LogDecoder;
-use crate::machine::{self, Machine, Stop, Uc, STUB_PAGE, STUB_PAGE_SIZE, VECTOR_AREA_END};
+use crate::machine::{self, Machine, Stop, Uc, Wiring, STUB_PAGE, STUB_PAGE_SIZE, VECTOR_AREA_END};
+use crate::memory::{open_shared, Memory, Region, SharedFile};
 use crate::outcome::{Exception, Outcome};
 use crate::ppc::{self, msr, srr1, vector, TimeInsn};
 use crate::time::{TimeBase, PS_PER_INSTRUCTION};
@@ -27,20 +30,53 @@ const SLICE: u64 = 4_000_000;
 /// `until` address for firmware runs: unaligned, so it is never a PC.
 const NEVER: u64 = 0xFFFF_FFFF;
 
+/// Host RAM when nothing else is said: 64 MiB.
+pub const DEFAULT_HOST_RAM_SIZE: u64 = 64 << 20;
+
 /// How to build a board.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// File backing the 256 MiB of DDR, mapped shared so other processes can map the same RAM. Created
     /// if missing and sized to 256 MiB; existing contents are kept. `None`: a temporary file.
     pub ram_file: Option<PathBuf>,
     /// Stop with [`Outcome::InstructionLimit`] after exactly this many instructions.
     pub max_instructions: Option<u64>,
+    /// File standing for the host's physical memory (PCI memory address = file offset), mapped shared: a
+    /// Linux guest's RAM file. Created if missing; a shorter file is extended to `host_ram_size`, a longer
+    /// one keeps its length (its owner decides the size) and all of it is host RAM. `None`: a temporary
+    /// file.
+    pub host_ram_file: Option<PathBuf>,
+    /// Size of host RAM (at least; see `host_ram_file`).
+    pub host_ram_size: u64,
+    /// File holding the 32 MiB NOR flash image, so its contents survive restarts. Created erased (0xFF) if
+    /// missing. `None`: a temporary erased flash.
+    pub flash_file: Option<PathBuf>,
+    /// Cut the power half-way through the N-th flash program/erase operation of the run (1-based).
+    pub power_cut_at: Option<u64>,
+    /// Timing of DMA across the backplane.
+    pub bus: BusModel,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ram_file: None,
+            max_instructions: None,
+            host_ram_file: None,
+            host_ram_size: DEFAULT_HOST_RAM_SIZE,
+            flash_file: None,
+            power_cut_at: None,
+            bus: BusModel::default(),
+        }
+    }
 }
 
 /// The board could not be built.
 #[derive(Debug)]
 pub enum SetupError {
     RamFile(PathBuf, std::io::Error),
+    HostRamFile(PathBuf, std::io::Error),
+    FlashFile(PathBuf, std::io::Error),
     Unicorn(&'static str, uc_error),
 }
 
@@ -48,9 +84,39 @@ impl fmt::Display for SetupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SetupError::RamFile(path, e) => write!(f, "RAM file {}: {e}", path.display()),
+            SetupError::HostRamFile(path, e) => {
+                write!(f, "host RAM file {}: {e}", path.display())
+            }
+            SetupError::FlashFile(path, e) => write!(f, "flash file {}: {e}", path.display()),
             SetupError::Unicorn(what, e) => write!(f, "Unicorn: {what}: {e:?}"),
         }
     }
+}
+
+/// A host access across PCI that reaches nothing on the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostAccessError {
+    pub pci_addr: u64,
+    pub len: usize,
+    pub reason: String,
+}
+
+impl fmt::Display for HostAccessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "host access of {} bytes at PCI address {:#010x}: {}", self.len, self.pci_addr, self.reason)
+    }
+}
+
+impl std::error::Error for HostAccessError {}
+
+/// A value the firmware wrote to UART1's scratch register (USCR) to mark a point in its run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marker {
+    pub value: u8,
+    /// Instruction count of the store.
+    pub instructions: u64,
+    /// Virtual time of the store in picoseconds.
+    pub virtual_ps: u64,
 }
 
 impl std::error::Error for SetupError {}
@@ -64,11 +130,7 @@ pub struct OutsideRam {
 
 impl fmt::Display for OutsideRam {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} bytes at {:#x} are outside RAM (0..{RAM_SIZE:#x})",
-            self.len, self.addr
-        )
+        write!(f, "{} bytes at {:#x} are outside RAM (0..{RAM_SIZE:#x})", self.len, self.addr)
     }
 }
 
@@ -100,18 +162,16 @@ pub struct LoadInfo {
     pub notes: Vec<String>,
 }
 
-enum RamFile {
-    Temporary(tempfile::NamedTempFile),
-    Named(PathBuf),
-}
-
 /// The emulated MPC8349EMDS.
 pub struct Board {
-    // Field order is drop order: Unicorn must go before the RAM mapping it points into.
+    // Field order is drop order: Unicorn (and the device models inside it, which hold regions of the files)
+    // must go before the mappings.
     uc: Uc<'static>,
     initial_cpu: Context,
-    ram_map: MmapMut,
-    ram_file: RamFile,
+    ram: SharedFile,
+    host_ram: SharedFile,
+    flash: SharedFile,
+    mem: Memory,
     image: Option<Image>,
     time_hooks: Vec<UcHookId>,
     log: Option<LogDecoder>,
@@ -123,6 +183,9 @@ pub struct Board {
     skipped: u64,
     max_instructions: Option<u64>,
     output: Option<OutputSink>,
+    host_bar_reads: u64,
+    host_bar_writes: u64,
+    power_cuts: u32,
 }
 
 fn uc_err(what: &'static str) -> impl FnOnce(uc_error) -> SetupError {
@@ -132,62 +195,36 @@ fn uc_err(what: &'static str) -> impl FnOnce(uc_error) -> SetupError {
 impl Board {
     /// Build the board: RAM, IMMR model, stubs and hooks. Load firmware with [`Board::load_elf`].
     pub fn new(config: Config) -> Result<Board, SetupError> {
-        let (file, ram_file) = match &config.ram_file {
-            Some(path) => {
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(path)
-                    .map_err(|e| SetupError::RamFile(path.clone(), e))?;
-                (file, RamFile::Named(path.clone()))
-            }
-            None => {
-                let tmp = tempfile::Builder::new()
-                    .prefix("bpnet-emu-ram-")
-                    .tempfile()
-                    .map_err(|e| SetupError::RamFile(std::env::temp_dir(), e))?;
-                let file = tmp
-                    .reopen()
-                    .map_err(|e| SetupError::RamFile(tmp.path().to_path_buf(), e))?;
-                (file, RamFile::Temporary(tmp))
-            }
-        };
-        let path = match &ram_file {
-            RamFile::Temporary(t) => t.path().to_path_buf(),
-            RamFile::Named(p) => p.clone(),
-        };
-        let len = file
-            .metadata()
-            .map_err(|e| SetupError::RamFile(path.clone(), e))?
-            .len();
-        if len != u64::from(RAM_SIZE) {
-            file.set_len(u64::from(RAM_SIZE))
-                .map_err(|e| SetupError::RamFile(path.clone(), e))?;
-        }
-        // SAFETY: the file is ours to map; other processes may write it concurrently, which is the point of a
-        // shared RAM file. This process only touches the mapping through raw-pointer copies (never long-lived
-        // references), and through Unicorn, which treats it as guest RAM.
-        let mut ram_map =
-            unsafe { MmapMut::map_mut(&file) }.map_err(|e| SetupError::RamFile(path, e))?;
-
-        let mut uc =
-            Unicorn::new_with_data(Arch::PPC, Mode::PPC32 | Mode::BIG_ENDIAN, Machine::new())
-                .map_err(uc_err("create PPC32 engine"))?;
-        // The CPU model must be chosen before anything is mapped.
-        uc.ctl_set_cpu_model(PpcCpuModel::UC_CPU_PPC32_E300C1 as i32)
-            .map_err(uc_err("select e300c1"))?;
-        // SAFETY: the mapping is RAM_SIZE bytes, page aligned, and outlives `uc` (field order in Board).
-        unsafe {
-            uc.mem_map_ptr(
-                0,
-                u64::from(RAM_SIZE),
-                Prot::ALL,
-                ram_map.as_mut_ptr().cast(),
+        // A longer RAM file keeps its length; the board uses its first 256 MiB.
+        let mut ram = open_shared(config.ram_file.as_deref(), "bpnet-emu-ram-", u64::from(RAM_SIZE), 0, true)
+            .map_err(|(p, e)| SetupError::RamFile(p, e))?;
+        let mut host_ram =
+            open_shared(config.host_ram_file.as_deref(), "bpnet-emu-host-ram-", config.host_ram_size, 0, true)
+                .map_err(|(p, e)| SetupError::HostRamFile(p, e))?;
+        let mut flash =
+            open_shared(config.flash_file.as_deref(), "bpnet-emu-flash-", u64::from(FLASH_SIZE), 0xFF, false)
+                .map_err(|(p, e)| SetupError::FlashFile(p, e))?;
+        // SAFETY: the three mappings are fields of the Board and are dropped after `uc`, whose device models
+        // hold these regions (field order in Board); the Board itself keeps them in `mem` only while it lives.
+        let (mem, flash_region) = unsafe {
+            (
+                Memory {
+                    ram: Region::new(ram.map.as_mut_ptr(), u64::from(RAM_SIZE)),
+                    host: Region::of(&mut host_ram.map),
+                },
+                Region::of(&mut flash.map),
             )
-        }
-        .map_err(uc_err("map DDR"))?;
+        };
+
+        let wiring = Wiring { mem, flash: flash_region, bus: config.bus, power_cut_at: config.power_cut_at };
+        let mut uc = Unicorn::new_with_data(Arch::PPC, Mode::PPC32 | Mode::BIG_ENDIAN, Machine::new(wiring))
+            .map_err(uc_err("create PPC32 engine"))?;
+        // The CPU model must be chosen before anything is mapped.
+        uc.ctl_set_cpu_model(PpcCpuModel::UC_CPU_PPC32_E300C1 as i32).map_err(uc_err("select e300c1"))?;
+        // SAFETY: the mapping is at least RAM_SIZE bytes, page aligned, and outlives `uc` (field order in
+        // Board).
+        unsafe { uc.mem_map_ptr(0, u64::from(RAM_SIZE), Prot::ALL, ram.map.as_mut_ptr().cast()) }
+            .map_err(uc_err("map DDR"))?;
         uc.mmio_map(
             u64::from(IMMR_BASE),
             u64::from(IMMR_SIZE),
@@ -195,25 +232,33 @@ impl Board {
             Some(machine::on_immr_write),
         )
         .map_err(uc_err("map IMMR"))?;
-        uc.mem_map(u64::from(STUB_PAGE), u64::from(STUB_PAGE_SIZE), Prot::ALL)
-            .map_err(uc_err("map stub page"))?;
+        uc.mmio_map(
+            u64::from(FLASH_BASE),
+            u64::from(FLASH_SIZE),
+            Some(machine::on_flash_read),
+            Some(machine::on_flash_write),
+        )
+        .map_err(uc_err("map flash"))?;
+        machine::sync_pci_mappings(&mut uc);
+        uc.mem_map(u64::from(STUB_PAGE), u64::from(STUB_PAGE_SIZE), Prot::ALL).map_err(uc_err("map stub page"))?;
         for (addr, words) in machine::stub_code() {
             let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
-            uc.mem_write(u64::from(addr), &bytes)
-                .map_err(uc_err("write stubs"))?;
+            uc.mem_write(u64::from(addr), &bytes).map_err(uc_err("write stubs"))?;
         }
-        uc.mem_protect(u64::from(STUB_PAGE), u64::from(STUB_PAGE_SIZE), Prot::EXEC)
-            .map_err(uc_err("protect stubs"))?;
+        uc.mem_protect(u64::from(STUB_PAGE), u64::from(STUB_PAGE_SIZE), Prot::EXEC).map_err(uc_err("protect stubs"))?;
 
         // begin > end: the hook covers every address.
-        uc.add_block_hook(1, 0, machine::on_block)
-            .map_err(uc_err("block hook"))?;
-        uc.add_intr_hook(machine::on_interrupt)
-            .map_err(uc_err("interrupt hook"))?;
+        uc.add_block_hook(1, 0, machine::on_block).map_err(uc_err("block hook"))?;
+        uc.add_intr_hook(machine::on_interrupt).map_err(uc_err("interrupt hook"))?;
         uc.add_mem_hook(HookType::MEM_UNMAPPED, 1, 0, |uc, kind, addr, size, _| {
             machine::on_bad_access(uc, kind, addr, size)
         })
         .map_err(uc_err("unmapped hook"))?;
+        // Fetching from an MMIO region (flash, PCI windows) is a protection fault in Unicorn.
+        uc.add_mem_hook(HookType::MEM_FETCH_PROT, 1, 0, |uc, kind, addr, size, _| {
+            machine::on_bad_access(uc, kind, addr, size)
+        })
+        .map_err(uc_err("fetch protection hook"))?;
         let stub_end = u64::from(STUB_PAGE + STUB_PAGE_SIZE - 1);
         uc.add_mem_hook(
             HookType::MEM_READ_PROT | HookType::MEM_WRITE_PROT,
@@ -222,17 +267,17 @@ impl Board {
             |uc, kind, addr, size, _| machine::on_bad_access(uc, kind, addr, size),
         )
         .map_err(uc_err("stub page hook"))?;
-        uc.add_code_hook(u64::from(STUB_PAGE), stub_end, machine::on_stub_code)
-            .map_err(uc_err("stub code hook"))?;
-        uc.add_code_hook(0, u64::from(VECTOR_AREA_END - 1), machine::on_vector_code)
-            .map_err(uc_err("vector hook"))?;
+        uc.add_code_hook(u64::from(STUB_PAGE), stub_end, machine::on_stub_code).map_err(uc_err("stub code hook"))?;
+        uc.add_code_hook(0, u64::from(VECTOR_AREA_END - 1), machine::on_vector_code).map_err(uc_err("vector hook"))?;
 
         let initial_cpu = uc.context_init().map_err(uc_err("save reset CPU state"))?;
         Ok(Board {
             uc,
             initial_cpu,
-            ram_map,
-            ram_file,
+            ram,
+            host_ram,
+            flash,
+            mem,
             image: None,
             time_hooks: Vec::new(),
             log: None,
@@ -244,6 +289,9 @@ impl Board {
             skipped: 0,
             max_instructions: config.max_instructions,
             output: None,
+            host_bar_reads: 0,
+            host_bar_writes: 0,
+            power_cuts: 0,
         })
     }
 
@@ -259,12 +307,8 @@ impl Board {
         let ring = image.symbol(LOG_RING_SYMBOL);
         match (defmt_decoder::Table::parse(elf), ring) {
             (Ok(Some(table)), Some(ring)) => self.log = Some(LogDecoder::new(table, ring)),
-            (Ok(Some(_)), None) => notes.push(format!(
-                "defmt table but no {LOG_RING_SYMBOL} symbol: log decoding off"
-            )),
-            (Ok(None), Some(_)) => {
-                notes.push("log ring but no .defmt table: log decoding off".to_string())
-            }
+            (Ok(Some(_)), None) => notes.push(format!("defmt table but no {LOG_RING_SYMBOL} symbol: log decoding off")),
+            (Ok(None), Some(_)) => notes.push("log ring but no .defmt table: log decoding off".to_string()),
             (Ok(None), None) => {}
             (Err(e), _) => notes.push(format!("defmt table unusable ({e}): log decoding off")),
         }
@@ -285,20 +329,14 @@ impl Board {
                     .add_code_hook(u64::from(addr), u64::from(addr), move |uc, _, _| {
                         machine::on_time_insn(uc, addr, insn)
                     })
-                    .map_err(|e| {
-                        LoadError::Malformed(format!("cannot hook instruction at {addr:#x}: {e:?}"))
-                    })?;
+                    .map_err(|e| LoadError::Malformed(format!("cannot hook instruction at {addr:#x}: {e:?}")))?;
                 self.time_hooks.push(hook);
             }
         }
 
         let info = LoadInfo {
             entry: image.entry,
-            segments: image
-                .segments
-                .iter()
-                .map(|s| (s.addr, s.mem_size))
-                .collect(),
+            segments: image.segments.iter().map(|s| (s.addr, s.mem_size)).collect(),
             log_ring: self.log.as_ref().and(ring),
             time_instructions: self.time_hooks.len(),
             notes,
@@ -310,7 +348,15 @@ impl Board {
         self.exceptions.clear();
         self.resets = 0;
         self.skipped = 0;
-        *self.uc.get_data_mut() = Machine::new();
+        self.power_cuts = 0;
+        self.host_bar_reads = 0;
+        self.host_bar_writes = 0;
+        let m = self.uc.get_data_mut();
+        m.flash.reset();
+        let mut fresh = Machine::new(m.wiring);
+        fresh.pci_mapped = std::mem::take(&mut m.pci_mapped);
+        *m = fresh;
+        machine::sync_pci_mappings(&mut self.uc);
         self.hand_over();
         Ok(info)
     }
@@ -319,18 +365,12 @@ impl Board {
     fn hand_over(&mut self) {
         let Some(image) = &self.image else { return };
         let _ = self.uc.context_restore(&self.initial_cpu);
-        let base = self.ram_map.as_mut_ptr();
         for s in &image.segments {
-            // SAFETY: the loader checked addr + mem_size <= RAM_SIZE and data.len() <= mem_size.
-            unsafe {
-                let dst = base.add(s.addr as usize);
-                std::ptr::copy_nonoverlapping(s.data.as_ptr(), dst, s.data.len());
-                std::ptr::write_bytes(
-                    dst.add(s.data.len()),
-                    0,
-                    (s.mem_size as usize) - s.data.len(),
-                );
-            }
+            // The loader checked addr + mem_size <= RAM_SIZE and data.len() <= mem_size.
+            let at = u64::from(s.addr);
+            self.mem.ram.write(at, &s.data);
+            let tail = u64::from(s.mem_size) - s.data.len() as u64;
+            self.mem.ram.fill(at + s.data.len() as u64, tail, 0);
         }
         // RAM was written behind Unicorn's back and the BATs were reset: drop translations and code.
         let _ = self.uc.ctl_flush_tlb();
@@ -354,9 +394,32 @@ impl Board {
         let m = self.uc.get_data_mut();
         let now = m.done;
         m.immr = m.immr.after_reset(now, cause);
+        m.flash.reset();
+        self.devices_restarted(now);
+    }
+
+    /// Power fails half-way through a flash operation: the flash keeps what the operation had done, RAM
+    /// loses everything, and the board starts as at power-on (RSR reports only the hard reset).
+    fn power_cut(&mut self) {
+        self.power_cuts += 1;
+        let m = self.uc.get_data_mut();
+        let now = m.done;
+        m.flash.power_cut();
+        m.immr = m.immr.power_on(now);
+        self.mem.ram.fill(0, u64::from(RAM_SIZE), 0);
+        self.devices_restarted(now);
+    }
+
+    /// After a reset of the devices at `now`: core-side state, the PCI map and the log follow; the image is
+    /// reloaded and started.
+    fn devices_restarted(&mut self, now: u64) {
+        let m = self.uc.get_data_mut();
         m.tb = TimeBase::new(m.immr.timebase_enabled(), now);
         m.stop = None;
         m.not_self_branch = None;
+        m.irq = false;
+        m.immr.dma.take_dirty();
+        machine::sync_pci_mappings(&mut self.uc);
         if let Some(log) = &mut self.log {
             log.after_board_reset();
         }
@@ -395,9 +458,17 @@ impl Board {
             if let Some(outcome) = self.timer_events() {
                 return outcome;
             }
+            if self.device_events() {
+                continue;
+            }
             let now = self.instructions();
             let pc = self.pc();
             let msr = self.msr();
+            // The external interrupt outranks the decrementer.
+            if self.uc.get_data().irq && msr & msr::EE != 0 {
+                self.deliver(vector::EXTERNAL, pc, 0, None, false);
+                continue;
+            }
             if self.uc.get_data().tb.dec_pending && msr & msr::EE != 0 {
                 self.uc.get_data_mut().tb.dec_pending = false;
                 self.deliver(vector::DECREMENTER, pc, 0, None, false);
@@ -431,6 +502,8 @@ impl Board {
                 Some(now + SLICE),
                 m.tb.dec_expiry(),
                 m.immr.watchdog.expiry(),
+                m.immr.next_event(),
+                m.flash.cut_time(),
             ]
             .into_iter()
             .flatten()
@@ -467,9 +540,7 @@ impl Board {
         m.deadline = u64::MAX;
         // Blocks translated without Unicorn's per-instruction counter would ignore the count.
         let _ = self.uc.ctl_flush_tb();
-        let result = self
-            .uc
-            .emu_start(u64::from(pc), NEVER, 0, remaining as usize);
+        let result = self.uc.emu_start(u64::from(pc), NEVER, 0, remaining as usize);
         self.uc.get_data_mut().final_approach = false;
         self.settle();
         self.pass_output();
@@ -495,13 +566,7 @@ impl Board {
             Some(Stop::Interrupt | Stop::SelfLoop) => None,
             None => result.err().map(|e| {
                 let pc = self.pc();
-                Outcome::Unmodelled {
-                    addr: pc,
-                    size: 0,
-                    write: false,
-                    pc,
-                    what: format!("Unicorn stopped with {e:?}"),
-                }
+                Outcome::Unmodelled { addr: pc, size: 0, write: false, pc, what: format!("Unicorn stopped with {e:?}") }
             }),
         }
     }
@@ -521,37 +586,52 @@ impl Board {
             m.immr.watchdog.reload(now);
             let (pc, msr) = (self.pc(), self.msr());
             if msr & msr::ME == 0 {
-                return Some(Outcome::Halted {
-                    pc,
-                    last_exception: self.exceptions.last().copied(),
-                    checkstop: true,
-                });
+                return Some(Outcome::Halted { pc, last_exception: self.exceptions.last().copied(), checkstop: true });
             }
             self.deliver(vector::MACHINE_CHECK, pc, 0, None, true);
         }
         None
     }
 
-    /// When the core, parked in `b .`, would next be woken: the watchdog always (not maskable), the
-    /// decrementer if interrupts are on and the firmware has programmed it.
+    /// Device events due now: a power cut (`true`: the board restarted), DMA completions, the end of a
+    /// flash operation, the PCI map following the LAWs, translated code over RAM that DMA wrote dropped, and
+    /// the interrupt line.
+    fn device_events(&mut self) -> bool {
+        let now = self.instructions();
+        let m = self.uc.get_data_mut();
+        if m.flash.cut_time().is_some_and(|t| t <= now) {
+            self.power_cut();
+            return true;
+        }
+        m.immr.advance(now);
+        m.flash.advance(now);
+        if m.pci_remap {
+            machine::sync_pci_mappings(&mut self.uc);
+        }
+        let m = self.uc.get_data_mut();
+        let dirty = m.immr.dma.take_dirty();
+        m.irq = m.immr.external_interrupt();
+        for (start, len) in dirty {
+            let _ = self.uc.ctl_remove_cache(start, start + len);
+        }
+        false
+    }
+
+    /// When the core, parked in `b .`, would next be woken or something would happen: the watchdog always
+    /// (not maskable), the decrementer if interrupts are on and the firmware has programmed it, a DMA
+    /// completion, the end of a flash operation, a power cut.
     fn wake_up_time(&self, msr: u32) -> Option<u64> {
         let m = self.uc.get_data();
-        let dec = (msr & msr::EE != 0 && m.tb.dec_armed)
-            .then(|| m.tb.dec_expiry())
-            .flatten();
-        [dec, m.immr.watchdog.expiry()].into_iter().flatten().min()
+        let dec = (msr & msr::EE != 0 && m.tb.dec_armed).then(|| m.tb.dec_expiry()).flatten();
+        [dec, m.immr.watchdog.expiry(), m.immr.next_event(), m.flash.busy_until(), m.flash.cut_time()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Deliver an exception the way the core would: SRR0/SRR1 (and DAR/DSISR) through an emulator stub,
     /// since Unicorn's API cannot write those SPRs; new MSR per the architecture; PC to the vector.
-    fn deliver(
-        &mut self,
-        offset: u32,
-        srr0: u32,
-        reason: u32,
-        dar_dsisr: Option<(u32, u32)>,
-        machine_check: bool,
-    ) {
+    fn deliver(&mut self, offset: u32, srr0: u32, reason: u32, dar_dsisr: Option<(u32, u32)>, machine_check: bool) {
         let old_msr = self.msr();
         let srr1 = (old_msr & ppc::SRR1_MSR_MASK) | reason;
         let mut new_msr = old_msr & ppc::MSR_KEPT_ON_EXCEPTION;
@@ -567,33 +647,19 @@ impl Board {
         let address = ppc::vector_address(old_msr, offset);
         let _ = self.uc.reg_write(RegisterPPC::PC, u64::from(address));
         let instructions = self.instructions();
-        self.exceptions.push(Exception {
-            vector: offset,
-            address,
-            srr0,
-            srr1,
-            instructions,
-        });
+        self.exceptions.push(Exception { vector: offset, address, srr0, srr1, instructions });
     }
 
     /// Run a two-instruction stub with r3 = `a`, r4 = `b`; returns r3, r4 after it. The firmware's r3/r4
     /// are preserved. Stub instructions are not counted.
     fn run_stub(&mut self, entry: u32, a: u32, b: u32) -> (u32, u32) {
-        let saved = (
-            machine::read_gpr(&self.uc, 3),
-            machine::read_gpr(&self.uc, 4),
-        );
+        let saved = (machine::read_gpr(&self.uc, 3), machine::read_gpr(&self.uc, 4));
         let _ = self.uc.reg_write(machine::gpr_id(3), u64::from(a));
         let _ = self.uc.reg_write(machine::gpr_id(4), u64::from(b));
         self.uc.get_data_mut().in_stub = true;
-        let _ = self
-            .uc
-            .emu_start(u64::from(entry), u64::from(entry + machine::STUB_LEN), 0, 0);
+        let _ = self.uc.emu_start(u64::from(entry), u64::from(entry + machine::STUB_LEN), 0, 0);
         self.uc.get_data_mut().in_stub = false;
-        let out = (
-            machine::read_gpr(&self.uc, 3),
-            machine::read_gpr(&self.uc, 4),
-        );
+        let out = (machine::read_gpr(&self.uc, 3), machine::read_gpr(&self.uc, 4));
         let _ = self.uc.reg_write(machine::gpr_id(3), u64::from(saved.0));
         let _ = self.uc.reg_write(machine::gpr_id(4), u64::from(saved.1));
         out
@@ -606,21 +672,13 @@ impl Board {
         // reads as an illegal instruction) would loop forever taking the same exception.
         if let Some(last) = self.exceptions.last().copied() {
             if pc == last.address && self.instructions() == last.instructions + 1 {
-                return Some(Outcome::Halted {
-                    pc,
-                    last_exception: Some(last),
-                    checkstop: false,
-                });
+                return Some(Outcome::Halted { pc, last_exception: Some(last), checkstop: false });
             }
         }
         match intno {
             // Program: trap or privileged instruction (Unicorn uses one number for both).
             6 => {
-                let reason = if ppc::is_trap(word) {
-                    srr1::TRAP
-                } else {
-                    srr1::PRIVILEGED
-                };
+                let reason = if ppc::is_trap(word) { srr1::TRAP } else { srr1::PRIVILEGED };
                 self.deliver(vector::PROGRAM, pc, reason, None, false);
             }
             // "Hypervisor emulation assistance": what this QEMU raises for an illegal instruction.
@@ -637,21 +695,12 @@ impl Board {
                     let index = a.rb.map_or(0, |r| machine::read_gpr(&self.uc, r));
                     base.wrapping_add(index).wrapping_add(a.displacement as u32)
                 });
-                self.deliver(
-                    vector::ALIGNMENT,
-                    pc,
-                    0,
-                    Some((dar, ppc::alignment_dsisr(word))),
-                    false,
-                );
+                self.deliver(vector::ALIGNMENT, pc, 0, Some((dar, ppc::alignment_dsisr(word))), false);
             }
             // 603-style software TLB misses: nothing maps the address through a BAT.
             78..=80 => {
                 let msr = self.msr();
-                let _ = self.uc.reg_write(
-                    RegisterPPC::MSR,
-                    u64::from(msr & !(msr::IR | msr::DR | msr::PR)),
-                );
+                let _ = self.uc.reg_write(RegisterPPC::MSR, u64::from(msr & !(msr::IR | msr::DR | msr::PR)));
                 let (dmiss, imiss) = self.run_stub(machine::STUB_GET_MISS, 0, 0);
                 let _ = self.uc.reg_write(RegisterPPC::MSR, u64::from(msr));
                 let (addr, kind) = match intno {
@@ -691,22 +740,10 @@ impl Board {
         self.uart1.extend_from_slice(&uart1);
         let lines = match &mut self.log {
             Some(log) => {
-                let ram = &self.ram_map;
+                let ram = self.mem.ram;
                 log.poll(|addr, len| {
-                    let end = (addr as usize).checked_add(len)?;
-                    (end <= ram.len()).then(|| {
-                        let mut buf = vec![0u8; len];
-                        // SAFETY: in bounds (checked above); a byte copy out of the shared mapping, which
-                        // another process may be writing, is what a snapshot of guest RAM means.
-                        unsafe {
-                            std::ptr::copy_nonoverlapping(
-                                ram.as_ptr().add(addr as usize),
-                                buf.as_mut_ptr(),
-                                len,
-                            )
-                        };
-                        buf
-                    })
+                    let mut buf = vec![0u8; len];
+                    ram.read(u64::from(addr), &mut buf).then_some(buf)
                 })
             }
             None => Vec::new(),
@@ -755,9 +792,11 @@ impl Board {
 
     /// Queue bytes for the firmware to read from UART `channel` (0 or 1).
     pub fn uart_input(&mut self, channel: usize, bytes: &[u8]) {
-        if let Some(uart) = self.uc.get_data_mut().immr.uarts.get_mut(channel) {
+        let m = self.uc.get_data_mut();
+        if let Some(uart) = m.immr.uarts.get_mut(channel) {
             uart.receive(bytes);
         }
+        m.irq = m.immr.external_interrupt();
     }
 
     /// Decoded log lines so far (`log: …`).
@@ -807,10 +846,7 @@ impl Board {
 
     /// Path of the file backing RAM (a temporary file unless configured).
     pub fn ram_path(&self) -> &Path {
-        match &self.ram_file {
-            RamFile::Temporary(t) => t.path(),
-            RamFile::Named(p) => p,
-        }
+        self.ram.file.path()
     }
 
     fn check_ram(addr: u32, len: usize) -> Result<usize, OutsideRam> {
@@ -824,14 +860,7 @@ impl Board {
     /// Copy guest RAM at physical `addr` into `buf`.
     pub fn read_ram(&self, addr: u32, buf: &mut [u8]) -> Result<(), OutsideRam> {
         let start = Self::check_ram(addr, buf.len())?;
-        // SAFETY: bounds checked against the mapping's size; a byte copy out of shared memory.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.ram_map.as_ptr().add(start),
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
-        };
+        self.mem.ram.read(start as u64, buf);
         Ok(())
     }
 
@@ -839,17 +868,8 @@ impl Board {
     /// code works too.
     pub fn write_ram(&mut self, addr: u32, data: &[u8]) -> Result<(), OutsideRam> {
         let start = Self::check_ram(addr, data.len())?;
-        // SAFETY: bounds checked against the mapping's size; the core is not running (we hold &mut self).
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                self.ram_map.as_mut_ptr().add(start),
-                data.len(),
-            )
-        };
-        let _ = self
-            .uc
-            .ctl_remove_cache(u64::from(addr), u64::from(addr) + data.len() as u64);
+        self.mem.ram.write(start as u64, data);
+        let _ = self.uc.ctl_remove_cache(u64::from(addr), u64::from(addr) + data.len() as u64);
         Ok(())
     }
 
@@ -868,5 +888,216 @@ impl Board {
     /// The IMMR model (register state), for inspection.
     pub fn immr(&self) -> &Immr {
         &self.uc.get_data().immr
+    }
+
+    /// Bench markers: every value written to UART1's scratch register, with when.
+    pub fn markers(&self) -> &[Marker] {
+        &self.uc.get_data().markers
+    }
+
+    // ---- NOR flash ----
+
+    /// Path of the file holding the flash image.
+    pub fn flash_path(&self) -> &Path {
+        self.flash.file.path()
+    }
+
+    /// Copy the flash array at byte `offset` (from 0xFE00_0000) into `buf`, as the file holds it now (an
+    /// operation in progress has not changed it yet). `false` if the range is outside the 32 MiB.
+    pub fn read_flash(&self, offset: u32, buf: &mut [u8]) -> bool {
+        self.uc.get_data().wiring.flash.read(u64::from(offset), buf)
+    }
+
+    /// Flash program-word and sector-erase operations started since the firmware was loaded.
+    pub fn flash_operations(&self) -> u64 {
+        self.uc.get_data().flash.operations()
+    }
+
+    /// Power cuts injected since the firmware was loaded.
+    pub fn power_cuts(&self) -> u32 {
+        self.power_cuts
+    }
+
+    // ---- DMA ----
+
+    /// The timing model DMA transfers are charged with.
+    pub fn bus_model(&self) -> BusModel {
+        self.uc.get_data().immr.dma.bus()
+    }
+
+    /// Per-channel DMA statistics up to now (bytes moved per direction, busy virtual time, errors).
+    pub fn dma_stats(&self) -> [DmaStats; CHANNELS] {
+        let now = self.instructions();
+        let dma = &self.uc.get_data().immr.dma;
+        std::array::from_fn(|n| dma.stats(n, now))
+    }
+
+    // ---- the host's side of the PCI bus ----
+    //
+    // Each call is one host transaction on the bus; BAR reads and writes are counted (the message unit's
+    // registers are in BAR0 on the real board, so its accessors count too). The calls are made between runs:
+    // devices are brought up to the current virtual time first.
+
+    /// Path of the file standing for host RAM.
+    pub fn host_ram_path(&self) -> &Path {
+        self.host_ram.file.path()
+    }
+
+    /// Size of host RAM in bytes.
+    pub fn host_ram_size(&self) -> u64 {
+        self.mem.host.len()
+    }
+
+    fn host_ram_error(pci_addr: u64, len: usize, size: u64) -> HostAccessError {
+        HostAccessError { pci_addr, len, reason: format!("outside host RAM (0..{size:#x})") }
+    }
+
+    /// Read host RAM at PCI address `pci_addr` (the host reading its own memory: not a bus access).
+    pub fn read_host_ram(&self, pci_addr: u64, buf: &mut [u8]) -> Result<(), HostAccessError> {
+        if self.mem.host.read(pci_addr, buf) {
+            Ok(())
+        } else {
+            Err(Self::host_ram_error(pci_addr, buf.len(), self.mem.host.len()))
+        }
+    }
+
+    /// Write host RAM at PCI address `pci_addr` (the host writing its own memory: not a bus access).
+    pub fn write_host_ram(&mut self, pci_addr: u64, data: &[u8]) -> Result<(), HostAccessError> {
+        if self.mem.host.write(pci_addr, data) {
+            Ok(())
+        } else {
+            Err(Self::host_ram_error(pci_addr, data.len(), self.mem.host.len()))
+        }
+    }
+
+    /// Devices up to the current virtual time before the host looks at them.
+    fn host_sync(&mut self) {
+        let now = self.instructions();
+        let m = self.uc.get_data_mut();
+        m.immr.advance(now);
+        m.flash.advance(now);
+        self.host_changed();
+    }
+
+    /// After a host operation: translated code over RAM written behind the core dropped, the interrupt
+    /// line refreshed.
+    fn host_changed(&mut self) {
+        let m = self.uc.get_data_mut();
+        m.irq = m.immr.external_interrupt();
+        for (start, len) in m.immr.dma.take_dirty() {
+            let _ = self.uc.ctl_remove_cache(start, start + len);
+        }
+    }
+
+    fn inbound(&self, pci_addr: u32, len: usize) -> Result<u64, HostAccessError> {
+        self.uc.get_data().immr.pci.inbound(pci_addr, len as u64).map_err(|reason| HostAccessError {
+            pci_addr: u64::from(pci_addr),
+            len,
+            reason,
+        })
+    }
+
+    /// A host read through the agent's BAR: PCI address `pci_addr` translated by the enabled inbound windows
+    /// into agent RAM.
+    pub fn host_bar_read(&mut self, pci_addr: u32, buf: &mut [u8]) -> Result<(), HostAccessError> {
+        self.host_bar_reads += 1;
+        self.host_sync();
+        let local = self.inbound(pci_addr, buf.len())?;
+        self.mem.ram.read(local, buf);
+        Ok(())
+    }
+
+    /// A host write through the agent's BAR into agent RAM (see [`Board::host_bar_read`]).
+    pub fn host_bar_write(&mut self, pci_addr: u32, data: &[u8]) -> Result<(), HostAccessError> {
+        self.host_bar_writes += 1;
+        self.host_sync();
+        let local = self.inbound(pci_addr, data.len())?;
+        self.mem.ram.write(local, data);
+        let _ = self.uc.ctl_remove_cache(local, local + data.len() as u64);
+        Ok(())
+    }
+
+    /// Host BAR reads so far (each one stalls a real host for a bus round trip).
+    pub fn host_bar_reads(&self) -> u64 {
+        self.host_bar_reads
+    }
+
+    /// Host BAR writes so far (posted).
+    pub fn host_bar_writes(&self) -> u64 {
+        self.host_bar_writes
+    }
+
+    fn message_index(n: usize) -> Result<usize, HostAccessError> {
+        (n < 2).then_some(n).ok_or_else(|| HostAccessError {
+            pci_addr: 0,
+            len: 4,
+            reason: format!("there are message registers 0 and 1, not {n}"),
+        })
+    }
+
+    /// Ring the agent: the host writes `bits` to IDR (1s set doorbell bits).
+    pub fn host_ring_doorbell(&mut self, bits: u32) {
+        self.host_bar_writes += 1;
+        self.host_sync();
+        self.uc.get_data_mut().immr.mu.host_ring_doorbell(bits);
+        self.host_changed();
+    }
+
+    /// The host writes inbound message register `n` (IMR0/IMR1), raising IM0I/IM1I.
+    pub fn host_write_message(&mut self, n: usize, value: u32) -> Result<(), HostAccessError> {
+        let n = Self::message_index(n)?;
+        self.host_bar_writes += 1;
+        self.host_sync();
+        self.uc.get_data_mut().immr.mu.host_write_message(n, value);
+        self.host_changed();
+        Ok(())
+    }
+
+    /// The host reads outbound message register `n` (OMR0/OMR1).
+    pub fn host_read_message(&mut self, n: usize) -> Result<u32, HostAccessError> {
+        let n = Self::message_index(n)?;
+        self.host_bar_reads += 1;
+        self.host_sync();
+        Ok(self.uc.get_data().immr.mu.host_read_message(n))
+    }
+
+    /// The host reads OMISR (outbound status: OM0I 0x1, OM1I 0x2, ODI 0x8).
+    pub fn host_outbound_status(&mut self) -> u32 {
+        self.host_bar_reads += 1;
+        self.host_sync();
+        self.uc.get_data().immr.mu.outbound_status()
+    }
+
+    /// The host writes OMISR: 1s clear OM0I/OM1I.
+    pub fn host_clear_outbound(&mut self, bits: u32) {
+        self.host_bar_writes += 1;
+        self.host_sync();
+        self.uc.get_data_mut().immr.mu.host_clear_outbound(bits);
+        self.host_changed();
+    }
+
+    /// The host reads ODR (the doorbell bits the agent rang).
+    pub fn host_read_odr(&mut self) -> u32 {
+        self.host_bar_reads += 1;
+        self.host_sync();
+        self.uc.get_data().immr.mu.host_read_odr()
+    }
+
+    /// The host writes ODR: 1s clear doorbell bits.
+    pub fn host_clear_odr(&mut self, bits: u32) {
+        self.host_bar_writes += 1;
+        self.host_sync();
+        self.uc.get_data_mut().immr.mu.host_clear_odr(bits);
+        self.host_changed();
+    }
+
+    /// INTA# towards the host: an unmasked bit in OMISR. (A wire, not a bus access: not counted.)
+    pub fn inta_asserted(&self) -> bool {
+        self.uc.get_data().immr.mu.inta()
+    }
+
+    /// How often INTA# went from deasserted to asserted.
+    pub fn inta_assertions(&self) -> u64 {
+        self.uc.get_data().immr.mu.inta_assertions()
     }
 }

@@ -1,8 +1,8 @@
 //! One channel of the MPC8349 DUART: a 16550 with byte registers at stride 1 (docs/REGISTERS.md, "DUART").
 //!
 //! Transmission is instantaneous (ULSR always shows THRE|TEMT), received bytes come from a queue the host
-//! side fills. The IPIC is not modelled, so the interrupt identification register reports what is pending
-//! but nothing is ever delivered to the core.
+//! side fills. What the interrupt identification register reports as pending is the channel's IPIC source
+//! (vector 9 or 10).
 
 use std::collections::VecDeque;
 
@@ -118,6 +118,11 @@ impl Duart {
         Ok(())
     }
 
+    /// The channel requests an interrupt: received data or an empty transmitter, each if enabled in UIER.
+    pub fn interrupt_pending(&self) -> bool {
+        (self.ier & IER_ERDAI != 0 && !self.input.is_empty()) || (self.ier & IER_ETHREI != 0 && self.thre_pending)
+    }
+
     fn iir(&mut self) -> u8 {
         let fifo = if self.fcr & FCR_FEN != 0 { IIR_FIFO } else { 0 };
         if self.ier & IER_ERDAI != 0 && !self.input.is_empty() {
@@ -175,6 +180,10 @@ mod tests {
         u.write(2, FCR_FEN).unwrap();
         u.write(1, IER_ETHREI | IER_ERDAI).unwrap();
         u.receive(b"a");
+        assert!(u.interrupt_pending());
         assert_eq!(u.read(2).unwrap(), IIR_RDA | IIR_FIFO);
+        u.read(0).unwrap();
+        u.read(2).unwrap();
+        assert!(!u.interrupt_pending());
     }
 }

@@ -78,10 +78,9 @@ impl fmt::Display for LoadError {
             }
             LoadError::NoEntry => write!(f, "no entry point"),
             LoadError::NoLoadSegments => write!(f, "no loadable (PT_LOAD) segment"),
-            LoadError::SegmentOutsideRam { start, end } => write!(
-                f,
-                "segment {start:#x}..{end:#x} does not fit the board's RAM (0..{RAM_SIZE:#x})"
-            ),
+            LoadError::SegmentOutsideRam { start, end } => {
+                write!(f, "segment {start:#x}..{end:#x} does not fit the board's RAM (0..{RAM_SIZE:#x})")
+            }
             LoadError::SegmentNotIdentityMapped { vaddr, paddr } => write!(
                 f,
                 "segment virtual address {vaddr:#x} differs from its load address {paddr:#x}; the board runs 1:1"
@@ -117,10 +116,7 @@ pub struct Image {
 
 impl Image {
     pub fn symbol(&self, name: &str) -> Option<u32> {
-        self.symbols
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|&(_, a)| a)
+        self.symbols.iter().find(|(n, _)| n == name).map(|&(_, a)| a)
     }
 }
 
@@ -149,16 +145,10 @@ pub fn parse(elf: &[u8]) -> Result<Image, LoadError> {
         0
     };
     if class != 1 || data != 2 || machine != EM_PPC {
-        return Err(LoadError::NotPowerPc {
-            class,
-            data,
-            machine,
-        });
+        return Err(LoadError::NotPowerPc { class, data, machine });
     }
     if elf.len() < EHDR_SIZE {
-        return Err(LoadError::Malformed(
-            "file shorter than the ELF header".into(),
-        ));
+        return Err(LoadError::Malformed("file shorter than the ELF header".into()));
     }
     let elf_type = be16(elf, 16);
     if elf_type != ET_EXEC {
@@ -172,17 +162,11 @@ pub fn parse(elf: &[u8]) -> Result<Image, LoadError> {
     let phentsize = usize::from(be16(elf, 42));
     let phnum = usize::from(be16(elf, 44));
     if phnum > 0 && phentsize < PHDR_SIZE {
-        return Err(LoadError::Malformed(format!(
-            "program header size {phentsize}"
-        )));
+        return Err(LoadError::Malformed(format!("program header size {phentsize}")));
     }
-    let table_end = phnum
-        .checked_mul(phentsize)
-        .and_then(|n| n.checked_add(phoff));
+    let table_end = phnum.checked_mul(phentsize).and_then(|n| n.checked_add(phoff));
     if table_end.is_none_or(|end| end > elf.len()) {
-        return Err(LoadError::Malformed(
-            "program headers outside the file".into(),
-        ));
+        return Err(LoadError::Malformed("program headers outside the file".into()));
     }
 
     let mut segments = Vec::new();
@@ -197,22 +181,15 @@ pub fn parse(elf: &[u8]) -> Result<Image, LoadError> {
             continue;
         }
         if file_size > mem_size {
-            return Err(LoadError::Malformed(format!(
-                "segment {i}: file size larger than memory size"
-            )));
+            return Err(LoadError::Malformed(format!("segment {i}: file size larger than memory size")));
         }
         let file_end = offset.checked_add(file_size as usize);
         if file_end.is_none_or(|end| end > elf.len()) {
-            return Err(LoadError::Malformed(format!(
-                "segment {i}: file bytes outside the file"
-            )));
+            return Err(LoadError::Malformed(format!("segment {i}: file bytes outside the file")));
         }
         let end = u64::from(paddr) + u64::from(mem_size);
         if end > u64::from(RAM_SIZE) {
-            return Err(LoadError::SegmentOutsideRam {
-                start: u64::from(paddr),
-                end,
-            });
+            return Err(LoadError::SegmentOutsideRam { start: u64::from(paddr), end });
         }
         if vaddr != paddr {
             return Err(LoadError::SegmentNotIdentityMapped { vaddr, paddr });
@@ -228,9 +205,7 @@ pub fn parse(elf: &[u8]) -> Result<Image, LoadError> {
         return Err(LoadError::NoLoadSegments);
     }
     let entry_ok = segments.iter().any(|s| {
-        s.executable
-            && (u64::from(s.addr)..u64::from(s.addr) + u64::from(s.mem_size))
-                .contains(&u64::from(entry))
+        s.executable && (u64::from(s.addr)..u64::from(s.addr) + u64::from(s.mem_size)).contains(&u64::from(entry))
     });
     if !entry_ok {
         return Err(LoadError::EntryNotExecutable { entry });
@@ -240,17 +215,11 @@ pub fn parse(elf: &[u8]) -> Result<Image, LoadError> {
     let symbols = object::read::elf::ElfFile32::<object::BigEndian>::parse(elf)
         .map(|file| {
             file.symbols()
-                .filter_map(|s| {
-                    Some((s.name().ok()?.to_string(), u32::try_from(s.address()).ok()?))
-                })
+                .filter_map(|s| Some((s.name().ok()?.to_string(), u32::try_from(s.address()).ok()?)))
                 .filter(|(name, _)| !name.is_empty())
                 .collect()
         })
         .unwrap_or_default();
 
-    Ok(Image {
-        entry,
-        segments,
-        symbols,
-    })
+    Ok(Image { entry, segments, symbols })
 }

@@ -5,12 +5,24 @@
 //! the table, is refused with a message naming the register (or the lack of one), so that a driver bug or a
 //! register the model lacks stops the run instead of reading zero.
 //!
-//! Byte order: these blocks are big-endian, the core's own order. Unicorn passes MMIO values as the CPU
+//! Blocks: system configuration (with the local bus and PCI local access windows), watchdog, IPIC, reset,
+//! clocks, DUART, message unit, DMA controller, PCI outbound (ATMU) and inbound windows. The devices with
+//! behaviour live in their own modules; this one decodes offsets, widths and byte order.
+//!
+//! Byte order: most blocks are big-endian, the core's own order. Unicorn passes MMIO values as the CPU
 //! register holds them (a big-endian `stw 0xAABBCCDD` arrives as 0xAABBCCDD), so a big-endian register just
-//! stores the value. Little-endian blocks (DMA, message unit; not modelled yet) must go through
-//! [`le_register`].
+//! stores the value. The little-endian blocks (DMA, message unit) go through [`le_register`].
 
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use crate::bus::BusModel;
+use crate::dma::{self, Dma};
 use crate::duart::{self, Duart};
+use crate::ipic::{self, Ipic, Sources};
+use crate::memory::Memory;
+use crate::msgunit::{self, MessageUnit};
+use crate::pci::{self, PciWindows};
 use crate::time::INSTRUCTIONS_PER_CSB_CYCLE;
 
 pub const IMMR_BASE: u32 = 0xE000_0000;
@@ -60,11 +72,28 @@ const RCER_CRE: u32 = 0x1;
 /// Clocks.
 pub const SPMR_VALUE: u32 = 0x0404_0000;
 
-const UART_BASES: [u32; 2] = [0x4500, 0x4600];
+/// Local bus LAW 0 as U-Boot leaves it on the EMDS: the flash, 32 MiB at 0xFE00_0000.
+const LBLAWBAR0_VALUE: u32 = 0xFE00_0000;
+const LBLAWAR0_VALUE: u32 = 0x8000_0018;
 
-/// Register map: offset, width in bytes, name.
+const UART_BASES: [u32; 2] = [0x4500, 0x4600];
+/// UART1's scratch register: firmware writes bench markers there.
+pub const UART1_USCR: u32 = 0x4607;
+
+/// The message unit and DMA blocks: little-endian registers.
+const MU_BLOCK: std::ops::Range<u32> = 0x8000..0x8100;
+const DMA_BLOCK: std::ops::Range<u32> = 0x8100..0x8300;
+const IPIC_BLOCK: std::ops::Range<u32> = 0x700..0x800;
+
+/// Fixed registers: offset, width in bytes, name.
 const REGISTERS: &[(u32, u32, &str)] = &[
     (0x000, 4, "IMMRBAR"),
+    (0x020, 4, "LBLAWBAR0"),
+    (0x024, 4, "LBLAWAR0"),
+    (0x060, 4, "PCILAWBAR0"),
+    (0x064, 4, "PCILAWAR0"),
+    (0x068, 4, "PCILAWBAR1"),
+    (0x06C, 4, "PCILAWAR1"),
     (0x0A0, 4, "DDRLAWBAR0"),
     (0x0A4, 4, "DDRLAWAR0"),
     (0x0A8, 4, "DDRLAWBAR1"),
@@ -84,7 +113,75 @@ const REGISTERS: &[(u32, u32, &str)] = &[
     (0xA00, 4, "SPMR"),
     (0xA04, 4, "OCCR"),
     (0xA08, 4, "SCCR"),
+    (ipic::SICFR, 4, "SICFR"),
+    (ipic::SIVCR, 4, "SIVCR"),
+    (ipic::SIPNR_H, 4, "SIPNR_H"),
+    (ipic::SIPNR_L, 4, "SIPNR_L"),
+    (ipic::SIPRR_A, 4, "SIPRR_A"),
+    (ipic::SIPRR_A + 4, 4, "SIPRR_B"),
+    (ipic::SIPRR_A + 8, 4, "SIPRR_C"),
+    (ipic::SIPRR_D, 4, "SIPRR_D"),
+    (ipic::SIMSR_H, 4, "SIMSR_H"),
+    (ipic::SIMSR_L, 4, "SIMSR_L"),
+    (ipic::SICNR, 4, "SICNR"),
+    (ipic::SEPNR, 4, "SEPNR"),
+    (ipic::SMPRR_A, 4, "SMPRR_A"),
+    (ipic::SMPRR_B, 4, "SMPRR_B"),
+    (ipic::SEMSR, 4, "SEMSR"),
+    (ipic::SECNR, 4, "SECNR"),
+    (ipic::SERSR, 4, "SERSR"),
+    (ipic::SERMR, 4, "SERMR"),
+    (ipic::SERCR, 4, "SERCR"),
+    (ipic::SEFCR, 4, "SEFCR"),
+    (msgunit::OMISR, 4, "OMISR"),
+    (msgunit::OMIMR, 4, "OMIMR"),
+    (msgunit::IMR0, 4, "IMR0"),
+    (msgunit::IMR1, 4, "IMR1"),
+    (msgunit::OMR0, 4, "OMR0"),
+    (msgunit::OMR1, 4, "OMR1"),
+    (msgunit::ODR, 4, "ODR"),
+    (msgunit::IDR, 4, "IDR"),
+    (msgunit::IMISR, 4, "IMISR"),
+    (msgunit::IMIMR, 4, "IMIMR"),
+    (dma::DGSR, 4, "DGSR"),
+    (pci::PMCR, 4, "PMCR"),
+    (pci::DTCR, 4, "DTCR"),
 ];
+
+/// Every register: offset → (width, name). Built once from [`REGISTERS`] and the repeated blocks.
+fn register_map() -> &'static BTreeMap<u32, (u32, String)> {
+    static MAP: OnceLock<BTreeMap<u32, (u32, String)>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        let mut map: BTreeMap<u32, (u32, String)> =
+            REGISTERS.iter().map(|&(offset, width, name)| (offset, (width, name.to_string()))).collect();
+        for (channel, &base) in UART_BASES.iter().enumerate() {
+            for &(reg, name) in &duart::REGISTERS {
+                let name = if channel == 0 { name.to_string() } else { format!("UART1 {name}") };
+                map.insert(base + reg, (1, name));
+            }
+        }
+        for n in 0..dma::CHANNELS {
+            for &(reg, name) in &dma::REGISTERS {
+                map.insert(dma::BASE + dma::STRIDE * n as u32 + reg, (4, format!("DMA{n} {name}")));
+            }
+        }
+        for n in 0..6 {
+            let (t, b, c) = pci::outbound_offsets(n);
+            map.insert(t, (4, format!("POTAR{n}")));
+            map.insert(b, (4, format!("POBAR{n}")));
+            map.insert(c, (4, format!("POCMR{n}")));
+        }
+        for (n, &(t, b, e, w)) in pci::INBOUND_OFFSETS.iter().enumerate() {
+            map.insert(t, (4, format!("PITAR{n}")));
+            map.insert(b, (4, format!("PIBAR{n}")));
+            if let Some(e) = e {
+                map.insert(e, (4, format!("PIEBAR{n}")));
+            }
+            map.insert(w, (4, format!("PIWAR{n}")));
+        }
+        map
+    })
+}
 
 /// A register found for an access.
 #[derive(Debug, Clone, Copy)]
@@ -95,43 +192,8 @@ struct Register {
 }
 
 fn find_register(offset: u32) -> Option<Register> {
-    for &(start, width, name) in REGISTERS {
-        if (start..start + width).contains(&offset) {
-            return Some(Register {
-                offset: start,
-                width,
-                name,
-            });
-        }
-    }
-    for (channel, &base) in UART_BASES.iter().enumerate() {
-        for &(reg, name) in &duart::REGISTERS {
-            if offset == base + reg {
-                let name = if channel == 0 { name } else { uart1_name(name) };
-                return Some(Register {
-                    offset,
-                    width: 1,
-                    name,
-                });
-            }
-        }
-    }
-    None
-}
-
-/// Names of the second channel's registers, so messages say which UART was touched.
-fn uart1_name(name: &'static str) -> &'static str {
-    match name {
-        "URBR/UTHR/UDLB" => "UART1 URBR/UTHR/UDLB",
-        "UIER/UDMB" => "UART1 UIER/UDMB",
-        "UIIR/UFCR/UAFR" => "UART1 UIIR/UFCR/UAFR",
-        "ULCR" => "UART1 ULCR",
-        "UMCR" => "UART1 UMCR",
-        "ULSR" => "UART1 ULSR",
-        "UMSR" => "UART1 UMSR",
-        "USCR" => "UART1 USCR",
-        _ => "UART1 UDSR",
-    }
+    let (&start, (width, name)) = register_map().range(..=offset).next_back()?;
+    (offset < start + width).then_some(Register { offset: start, width: *width, name: name.as_str() })
 }
 
 /// Something a register write asks of the rest of the board.
@@ -143,6 +205,8 @@ pub enum Effect {
     Reset(u32),
     /// The watchdog was configured or serviced: its expiry moved.
     WatchdogChanged,
+    /// A PCI local access window moved: the local memory map must follow.
+    PciLawChanged,
 }
 
 /// The system watchdog (block at 0x200). It counts CSB cycles (÷65536 with SWPR) from its last load.
@@ -161,11 +225,7 @@ impl Watchdog {
     /// gives the fields but not this value; SWRI/SWPR set is the conservative choice (a forgotten watchdog
     /// resets the board after the longest period rather than raising a machine check quickly).
     fn new(now: u64) -> Watchdog {
-        let swen = if RCWHR_VALUE & RCWHR_SWEN != 0 {
-            SWCRR_SWEN
-        } else {
-            0
-        };
+        let swen = if RCWHR_VALUE & RCWHR_SWEN != 0 { SWCRR_SWEN } else { 0 };
         Watchdog {
             swcrr: 0xFFFF_0000 | SWCRR_SWRI | SWCRR_SWPR | swen,
             written: false,
@@ -179,11 +239,7 @@ impl Watchdog {
     }
 
     fn instructions_per_count(&self) -> u64 {
-        let prescale = if self.swcrr & SWCRR_SWPR != 0 {
-            WATCHDOG_PRESCALE
-        } else {
-            1
-        };
+        let prescale = if self.swcrr & SWCRR_SWPR != 0 { WATCHDOG_PRESCALE } else { 1 };
         prescale * INSTRUCTIONS_PER_CSB_CYCLE
     }
 
@@ -201,8 +257,7 @@ impl Watchdog {
 
     /// Instruction count at which the counter reaches zero, if it is running.
     pub fn expiry(&self) -> Option<u64> {
-        self.enabled()
-            .then(|| self.loaded_at + self.start_count().max(1) * self.instructions_per_count())
+        self.enabled().then(|| self.loaded_at + self.start_count().max(1) * self.instructions_per_count())
     }
 
     /// On expiry: does it reset the board (SWRI) or raise a machine check?
@@ -217,8 +272,9 @@ impl Watchdog {
 }
 
 /// The whole IMMR model.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Immr {
+    lblaw: [u32; 2],
     ddrlawbar: [u32; 2],
     ddrlawar: [u32; 2],
     spcr: u32,
@@ -229,6 +285,12 @@ pub struct Immr {
     occr: u32,
     sccr: u32,
     pub uarts: [Duart; 2],
+    pub(crate) ipic: Ipic,
+    pub(crate) mu: MessageUnit,
+    pub(crate) dma: Dma,
+    pub(crate) pci: PciWindows,
+    /// What DMA reaches (nothing until the board attaches its memories).
+    pub(crate) mem: Memory,
 }
 
 /// Why an access was refused: the text names the register or says there is none.
@@ -238,6 +300,7 @@ impl Immr {
     /// The state at hand-over after power-on.
     pub fn new(now: u64) -> Immr {
         Immr {
+            lblaw: [LBLAWBAR0_VALUE, LBLAWAR0_VALUE],
             ddrlawbar: [0, 0],
             ddrlawar: [DDRLAWAR0_VALUE, 0],
             spcr: SPCR_TBEN,
@@ -248,18 +311,72 @@ impl Immr {
             occr: 0,
             sccr: 0,
             uarts: [Duart::default(), Duart::default()],
+            ipic: Ipic::default(),
+            mu: MessageUnit::default(),
+            dma: Dma::new(BusModel::default()),
+            pci: PciWindows::new(),
+            mem: Memory::EMPTY,
         }
+    }
+
+    /// The board's memories and bus model (kept across resets).
+    pub(crate) fn attach(&mut self, mem: Memory, bus: BusModel) {
+        self.mem = mem;
+        self.dma = Dma::new(bus);
     }
 
     /// The state after a software hard reset or a watchdog reset: everything back to reset values except
     /// RSR, which accumulates `cause`. Unread UART output survives (it was already on the wire).
+    /// DMA transfers in flight are abandoned; statistics and the INTA# count are kept.
     pub fn after_reset(&self, now: u64, cause: u32) -> Immr {
-        let mut next = Immr::new(now);
+        let mut next = self.power_on(now);
         next.rsr = self.rsr | cause;
+        next
+    }
+
+    /// The state after power returns: as [`Immr::new`] (RSR reports only the hard reset), with the board's
+    /// memories, bus model, statistics and the UART output already on the wire kept.
+    pub fn power_on(&self, now: u64) -> Immr {
+        let mut next = Immr::new(now);
         for (new, old) in next.uarts.iter_mut().zip(&self.uarts) {
             new.output.clone_from(&old.output);
         }
+        next.mem = self.mem;
+        next.dma = self.dma.after_reset();
+        next.mu.carry_count(&self.mu);
         next
+    }
+
+    /// Which interrupt sources assert.
+    fn sources(&self) -> Sources {
+        Sources {
+            uart: [self.uarts[0].interrupt_pending(), self.uarts[1].interrupt_pending()],
+            message_unit: self.mu.agent_interrupt(),
+            dma: self.dma.interrupt(),
+        }
+    }
+
+    /// The core's external interrupt input: a pending source enabled in the IPIC.
+    pub fn external_interrupt(&self) -> bool {
+        self.ipic.active(self.sources()).is_some()
+    }
+
+    /// The next instruction count at which a device changes state by itself.
+    pub fn next_event(&self) -> Option<u64> {
+        self.dma.next_event()
+    }
+
+    /// Bring the devices up to instruction count `now`.
+    pub(crate) fn advance(&mut self, now: u64) {
+        if self.dma.next_event().is_some_and(|t| t <= now) {
+            let cx = dma::Context { mem: self.mem, pci: &self.pci };
+            self.dma.advance(now, cx);
+        }
+    }
+
+    /// Enabled PCI local access windows (start, length).
+    pub fn pci_law_ranges(&self) -> Vec<(u64, u64)> {
+        self.pci.law_ranges()
     }
 
     pub fn timebase_enabled(&self) -> bool {
@@ -273,9 +390,7 @@ impl Immr {
     /// Check an access against the table: the register, or a refusal naming what is wrong.
     fn check(offset: u32, size: u32) -> Result<Register, Refusal> {
         match find_register(offset) {
-            None => Err(format!(
-                "IMMR offset {offset:#x} is not a modelled register"
-            )),
+            None => Err(format!("IMMR offset {offset:#x} is not a modelled register")),
             Some(reg) if reg.offset != offset || reg.width != size => Err(format!(
                 "{size}-byte access to {} (IMMR+{:#x}, a {}-byte register)",
                 reg.name, reg.offset, reg.width
@@ -293,16 +408,29 @@ impl Immr {
     }
 
     /// A read of `size` bytes at `offset` at instruction count `now`.
-    pub fn read(&mut self, offset: u32, size: u32, now: u64) -> Result<u32, Refusal> {
+    pub(crate) fn read(&mut self, offset: u32, size: u32, now: u64) -> Result<u32, Refusal> {
         let reg = Self::check(offset, size)?;
+        self.advance(now);
         if let Some((channel, r)) = Self::uart(offset) {
-            return self.uarts[channel]
-                .read(r)
-                .map(u32::from)
-                .map_err(|e| format!("{}: {e}", reg.name));
+            return self.uarts[channel].read(r).map(u32::from).map_err(|e| format!("{}: {e}", reg.name));
+        }
+        let unmodelled = || format!("{} read is not modelled", reg.name);
+        if MU_BLOCK.contains(&offset) {
+            return self.mu.read(offset).map(|v| le_register(v, 4)).ok_or_else(unmodelled);
+        }
+        if DMA_BLOCK.contains(&offset) {
+            return self.dma.read(offset).map(|v| le_register(v, 4)).ok_or_else(unmodelled);
+        }
+        if IPIC_BLOCK.contains(&offset) {
+            return self.ipic.read(offset, self.sources()).ok_or_else(unmodelled);
+        }
+        if let Some(v) = self.pci.read(offset) {
+            return Ok(v);
         }
         Ok(match offset {
             0x000 => IMMR_BASE,
+            0x020 => self.lblaw[0],
+            0x024 => self.lblaw[1],
             0x0A0 => self.ddrlawbar[0],
             0x0A4 => self.ddrlawar[0],
             0x0A8 => self.ddrlawbar[1],
@@ -327,23 +455,37 @@ impl Immr {
     }
 
     /// A write of `size` bytes of `value` at `offset` at instruction count `now`.
-    pub fn write(
-        &mut self,
-        offset: u32,
-        size: u32,
-        value: u32,
-        now: u64,
-    ) -> Result<Option<Effect>, Refusal> {
+    pub(crate) fn write(&mut self, offset: u32, size: u32, value: u32, now: u64) -> Result<Option<Effect>, Refusal> {
         let reg = Self::check(offset, size)?;
+        self.advance(now);
+        let named = |e: String| format!("{}: {e}", reg.name);
         if let Some((channel, r)) = Self::uart(offset) {
-            self.uarts[channel]
-                .write(r, value as u8)
-                .map_err(|e| format!("{}: {e}", reg.name))?;
+            self.uarts[channel].write(r, value as u8).map_err(|e| named(e.to_string()))?;
             return Ok(None);
+        }
+        if MU_BLOCK.contains(&offset) {
+            self.mu.write(offset, le_register(value, 4)).map_err(named)?;
+            return Ok(None);
+        }
+        if DMA_BLOCK.contains(&offset) {
+            let cx = dma::Context { mem: self.mem, pci: &self.pci };
+            self.dma.write(offset, le_register(value, 4), now, cx).map_err(named)?;
+            return Ok(None);
+        }
+        if IPIC_BLOCK.contains(&offset) {
+            self.ipic.write(offset, value).map_err(named)?;
+            return Ok(None);
+        }
+        if self.pci.read(offset).is_some() {
+            let moved = self.pci.write(offset, value, reg.name)?;
+            return Ok(moved.then_some(Effect::PciLawChanged));
         }
         let read_only = || Err(format!("{} is read-only", reg.name));
         match offset {
             0x000 => return Err("IMMR relocation not modelled (write to IMMRBAR)".to_string()),
+            // Plain registers: the flash stays where U-Boot put it.
+            0x020 => self.lblaw[0] = value,
+            0x024 => self.lblaw[1] = value,
             0x0A0 | 0x0A4 | 0x0A8 | 0x0AC => return self.write_law(offset, value, reg.name),
             0x108 | 0x208 | 0x900 | 0x904 | 0x920 | 0xA00 => return read_only(),
             0x110 => {
@@ -398,25 +540,14 @@ impl Immr {
 
     /// DDR local access windows: the RAM map is fixed (LAW0 = 256 MiB at 0, LAW1 off), so a write may store
     /// the value it already has, or disable LAW1 again, but a change of the map is refused.
-    fn write_law(
-        &mut self,
-        offset: u32,
-        value: u32,
-        name: &str,
-    ) -> Result<Option<Effect>, Refusal> {
+    fn write_law(&mut self, offset: u32, value: u32, name: &str) -> Result<Option<Effect>, Refusal> {
         let index = ((offset - 0xA0) / 8) as usize;
         let is_bar = offset & 4 == 0;
         let masked = value & if is_bar { LAWBAR_MASK } else { LAWAR_MASK };
-        let unchanged = if is_bar {
-            masked == self.ddrlawbar[index]
-        } else {
-            masked == self.ddrlawar[index]
-        };
+        let unchanged = if is_bar { masked == self.ddrlawbar[index] } else { masked == self.ddrlawar[index] };
         let law1_off = index == 1 && (is_bar || masked & LAWAR_EN == 0);
         if !(unchanged || law1_off) {
-            return Err(format!(
-                "DDR local access window change not modelled ({name} = {value:#010x})"
-            ));
+            return Err(format!("DDR local access window change not modelled ({name} = {value:#010x})"));
         }
         if is_bar {
             self.ddrlawbar[index] = masked;
@@ -448,22 +579,10 @@ mod tests {
         let mut immr = Immr::new(0);
         assert!(immr.read(0x7F0, 4, 0).unwrap_err().contains("0x7f0"));
         assert!(immr.read(0x109, 1, 0).unwrap_err().contains("SPRIDR"));
-        assert!(immr
-            .read(0x108, 2, 0)
-            .unwrap_err()
-            .contains("4-byte register"));
-        assert!(immr
-            .write(0x000, 4, 0xF000_0000, 0)
-            .unwrap_err()
-            .contains("IMMR relocation not modelled"));
-        assert!(immr
-            .write(0x108, 4, 0, 0)
-            .unwrap_err()
-            .contains("read-only"));
-        assert!(immr
-            .read(0x4500, 4, 0)
-            .unwrap_err()
-            .contains("1-byte register"));
+        assert!(immr.read(0x108, 2, 0).unwrap_err().contains("4-byte register"));
+        assert!(immr.write(0x000, 4, 0xF000_0000, 0).unwrap_err().contains("IMMR relocation not modelled"));
+        assert!(immr.write(0x108, 4, 0, 0).unwrap_err().contains("read-only"));
+        assert!(immr.read(0x4500, 4, 0).unwrap_err().contains("1-byte register"));
         assert!(immr.write(0x0A4, 4, 0x8000_001C, 0).is_err());
         assert_eq!(immr.write(0x0A4, 4, 0x8000_001B, 0), Ok(None));
         assert_eq!(immr.write(0x0AC, 4, 0, 0), Ok(None));
@@ -473,17 +592,10 @@ mod tests {
     #[test]
     fn reset_control() {
         let mut immr = Immr::new(0);
-        assert_eq!(
-            immr.write(0x91C, 4, RCR_SWHR, 0),
-            Ok(None),
-            "RCR ignored without CRE"
-        );
+        assert_eq!(immr.write(0x91C, 4, RCR_SWHR, 0), Ok(None), "RCR ignored without CRE");
         immr.write(0x918, 4, RPR_KEY, 0).unwrap();
         assert_eq!(immr.read(0x920, 4, 0), Ok(RCER_CRE));
-        assert_eq!(
-            immr.write(0x91C, 4, RCR_SWHR, 0),
-            Ok(Some(Effect::Reset(RSR_SWHR)))
-        );
+        assert_eq!(immr.write(0x91C, 4, RCR_SWHR, 0), Ok(Some(Effect::Reset(RSR_SWHR))));
         let after = immr.after_reset(10, RSR_SWHR);
         assert_eq!(after.rsr(), RSR_HRS | RSR_SWHR);
         let mut after = after;
@@ -495,14 +607,9 @@ mod tests {
     #[test]
     fn watchdog_counts_and_is_serviced() {
         let mut immr = Immr::new(0);
-        assert_eq!(
-            immr.watchdog.expiry(),
-            None,
-            "SWEN clear in the agent's reset configuration"
-        );
+        assert_eq!(immr.watchdog.expiry(), None, "SWEN clear in the agent's reset configuration");
         // SWTC = 100, enabled, machine check on expiry, no prescaler.
-        immr.write(0x204, 4, (100 << 16) | SWCRR_SWEN, 1000)
-            .unwrap();
+        immr.write(0x204, 4, (100 << 16) | SWCRR_SWEN, 1000).unwrap();
         assert_eq!(immr.watchdog.expiry(), Some(1000 + 200));
         assert_eq!(immr.read(0x208, 4, 1000 + 20), Ok(90));
         immr.write(0x20E, 2, SWSRR_FIRST, 1100).unwrap();

@@ -2,26 +2,40 @@
 //! firmware ELF on Unicorn's e300c1 core.
 //!
 //! What is modelled: 256 MiB of DDR in a shared file, the IMMR blocks listed in docs/REGISTERS.md (system
-//! configuration, watchdog, reset, clocks, DUART), the core's timebase and decrementer, exception delivery,
-//! and an exact instruction count that is the virtual clock (533.33 MHz, one instruction per cycle).
-//! Anything else the firmware touches stops the run with the address, the access and the PC.
+//! configuration, watchdog, reset, clocks, DUART, IPIC, message unit, DMA controller, PCI windows), host RAM
+//! behind the PCI outbound windows (a second shared file), the local-bus NOR flash (a third), the core's
+//! timebase and decrementer, exception delivery (external interrupts included), and an exact instruction
+//! count that is the virtual clock (533.33 MHz, one instruction per cycle). DMA takes the time the bus model
+//! ([`BusModel`]) gives it. Anything else the firmware touches stops the run with the address, the access and
+//! the PC.
 //!
 //! Unicorn facts this relies on are written down where they are used; the BAT finding is in BATS.md.
 
 mod board;
+mod bus;
+mod dma;
 mod duart;
 mod elf;
+mod flash;
 mod immr;
+mod ipic;
 mod log;
 mod machine;
+mod memory;
+mod msgunit;
 mod outcome;
+mod pci;
 mod ppc;
 mod time;
 
 pub use board::{
-    Board, Config, LoadInfo, Output, OutsideRam, SetupError, INITIAL_SP, LOG_RING_SYMBOL,
+    Board, Config, HostAccessError, LoadInfo, Marker, Output, OutsideRam, SetupError, DEFAULT_HOST_RAM_SIZE,
+    INITIAL_SP, LOG_RING_SYMBOL,
 };
+pub use bus::{BusModel, BusTiming, Direction};
+pub use dma::DmaStats;
 pub use elf::{LoadError, RAM_SIZE};
+pub use flash::{FLASH_BASE, FLASH_SIZE};
 pub use immr::{le_register, Immr, IMMR_BASE};
 pub use machine::STUB_PAGE;
 pub use outcome::{Exception, Outcome};

@@ -26,14 +26,7 @@ pub struct LogDecoder {
 
 impl LogDecoder {
     pub fn new(table: Table, ring: u32) -> LogDecoder {
-        LogDecoder {
-            table,
-            ring,
-            reader: LogReader::new(),
-            pending: Vec::new(),
-            resync: false,
-            last_error: None,
-        }
+        LogDecoder { table, ring, reader: LogReader::new(), pending: Vec::new(), resync: false, last_error: None }
     }
 
     /// After a board reset: a frame cut short by the reset will never be finished. The reader keeps its
@@ -56,24 +49,15 @@ impl LogDecoder {
         }
         let capacity = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
         if capacity < MIN_CAPACITY || !capacity.is_power_of_two() {
-            self.complain(
-                &mut lines,
-                format!("log ring capacity {capacity} is not a power of two >= {MIN_CAPACITY}"),
-            );
+            self.complain(&mut lines, format!("log ring capacity {capacity} is not a power of two >= {MIN_CAPACITY}"));
             return lines;
         }
         let Some(snapshot) = read(self.ring, HEADER_LEN + capacity as usize) else {
-            self.complain(
-                &mut lines,
-                format!("log ring of {capacity} bytes does not fit in RAM"),
-            );
+            self.complain(&mut lines, format!("log ring of {capacity} bytes does not fit in RAM"));
             return lines;
         };
         let mut fresh = Vec::new();
-        let polled = match self
-            .reader
-            .poll(&snapshot, |bytes| fresh.extend_from_slice(bytes))
-        {
+        let polled = match self.reader.poll(&snapshot, |bytes| fresh.extend_from_slice(bytes)) {
             Ok(p) => p,
             Err(e) => {
                 self.complain(&mut lines, e.to_string());
@@ -107,10 +91,7 @@ impl LogDecoder {
         self.pending.extend_from_slice(fresh);
         self.decode_complete_frames(&mut lines);
         if self.pending.len() > MAX_PENDING {
-            lines.push(format!(
-                "log: ({} bytes without a frame end dropped)",
-                self.pending.len()
-            ));
+            lines.push(format!("log: ({} bytes without a frame end dropped)", self.pending.len()));
             self.pending.clear();
             self.resync = true;
         }
@@ -150,18 +131,14 @@ impl LogDecoder {
                         out.push(line);
                     }
                     Err(DecodeError::UnexpectedEof) => break,
-                    Err(DecodeError::Malformed) => {
-                        out.push("log: (malformed frame skipped)".to_string())
-                    }
+                    Err(DecodeError::Malformed) => out.push("log: (malformed frame skipped)".to_string()),
                 }
             }
             out
         }));
         match decoded {
             Ok(out) => lines.extend(out),
-            Err(_) => {
-                lines.push("log: (the defmt decoder failed on these frames; skipped)".to_string())
-            }
+            Err(_) => lines.push("log: (the defmt decoder failed on these frames; skipped)".to_string()),
         }
     }
 }

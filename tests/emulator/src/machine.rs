@@ -19,10 +19,16 @@
 use unicorn_engine::unicorn_const::{MemType, Prot};
 use unicorn_engine::{RegisterPPC, Unicorn};
 
-use crate::immr::{Effect, Immr, IMMR_BASE};
+use crate::board::Marker;
+use crate::bus::BusModel;
+use crate::elf::RAM_SIZE;
+use crate::flash::{Flash, FLASH_BASE, FLASH_SIZE};
+use crate::immr::{Effect, Immr, IMMR_BASE, IMMR_SIZE, UART1_USCR};
+use crate::memory::{Memory, Region};
 use crate::outcome::Outcome;
+use crate::pci::Target;
 use crate::ppc::{self, msr, TimeInsn};
-use crate::time::TimeBase;
+use crate::time::{TimeBase, PS_PER_INSTRUCTION};
 
 pub type Uc<'a> = Unicorn<'a, Machine>;
 
@@ -45,18 +51,9 @@ pub const STUB_LEN: u32 = 8;
 pub fn stub_code() -> Vec<(u32, [u32; 2])> {
     use ppc::spr;
     vec![
-        (
-            STUB_SET_SRR,
-            [ppc::mtspr(spr::SRR0, 3), ppc::mtspr(spr::SRR1, 4)],
-        ),
-        (
-            STUB_SET_DAR_DSISR,
-            [ppc::mtspr(spr::DAR, 3), ppc::mtspr(spr::DSISR, 4)],
-        ),
-        (
-            STUB_GET_MISS,
-            [ppc::mfspr(3, spr::DMISS), ppc::mfspr(4, spr::IMISS)],
-        ),
+        (STUB_SET_SRR, [ppc::mtspr(spr::SRR0, 3), ppc::mtspr(spr::SRR1, 4)]),
+        (STUB_SET_DAR_DSISR, [ppc::mtspr(spr::DAR, 3), ppc::mtspr(spr::DSISR, 4)]),
+        (STUB_GET_MISS, [ppc::mfspr(3, spr::DMISS), ppc::mfspr(4, spr::IMISS)]),
     ]
 }
 
@@ -89,8 +86,11 @@ pub struct Machine {
     pub block_start: u32,
     /// Instructions of the current block not yet added to `done` (0: no block open).
     pub block_len: u64,
-    /// Last instruction of the current block identified as making an IMMR access.
+    /// Last instruction of the current block identified as making an MMIO access, the end of the bytes it
+    /// accessed there, and the end of all the bytes the instruction touches.
     pub last_access_pc: Option<u32>,
+    pub last_access_end: u32,
+    pub last_access_span_end: u32,
     /// Stop at the first block boundary at or after this count.
     pub deadline: u64,
     /// Never start a block that would run past this count (exact limits finish with a counted run).
@@ -104,17 +104,46 @@ pub struct Machine {
     pub in_stub: bool,
     /// A one-instruction self-loop at this address was found not to be `b .` (e.g. `bdnz .`).
     pub not_self_branch: Option<u32>,
+    /// The core's external interrupt input (IPIC output), refreshed whenever a device may have changed.
+    pub irq: bool,
+    pub flash: Flash,
+    /// Bench markers written to UART1's scratch register.
+    pub markers: Vec<Marker>,
+    /// PCI memory ranges currently mapped as MMIO in Unicorn (start, length).
+    pub pci_mapped: Vec<(u64, u64)>,
+    /// A PCI LAW changed: the mappings must follow at the next slice boundary.
+    pub pci_remap: bool,
+    pub wiring: Wiring,
+}
+
+/// What the board connects the devices to; kept when the machine state is rebuilt.
+#[derive(Debug, Clone, Copy)]
+pub struct Wiring {
+    pub mem: Memory,
+    pub flash: Region,
+    pub bus: BusModel,
+    pub power_cut_at: Option<u64>,
+}
+
+impl Wiring {
+    /// Nothing attached (unit tests of the hooks' bookkeeping).
+    pub const NONE: Wiring =
+        Wiring { mem: Memory::EMPTY, flash: Region::EMPTY, bus: BusModel::Pci32At33, power_cut_at: None };
 }
 
 impl Machine {
-    pub fn new() -> Machine {
+    pub fn new(wiring: Wiring) -> Machine {
+        let mut immr = Immr::new(0);
+        immr.attach(wiring.mem, wiring.bus);
         Machine {
-            immr: Immr::new(0),
+            immr,
             tb: TimeBase::new(true, 0),
             done: 0,
             block_start: 0,
             block_len: 0,
             last_access_pc: None,
+            last_access_end: 0,
+            last_access_span_end: 0,
             deadline: u64::MAX,
             limit: None,
             limit_reached: false,
@@ -122,13 +151,30 @@ impl Machine {
             stop: None,
             in_stub: false,
             not_self_branch: None,
+            irq: false,
+            flash: Flash::new(wiring.flash, wiring.power_cut_at),
+            markers: Vec::new(),
+            pci_mapped: Vec::new(),
+            pci_remap: false,
+            wiring,
+        }
+    }
+
+    /// After a device access or a host operation: the interrupt line, the next device event (the slice must
+    /// end there) and RAM written behind the core's back (translated code must be dropped before the next
+    /// block runs).
+    pub fn after_device_change(&mut self) {
+        self.irq = self.immr.external_interrupt();
+        if let Some(t) = self.immr.next_event() {
+            self.deadline = self.deadline.min(t);
+        }
+        if self.immr.dma.has_dirty() || self.pci_remap {
+            self.deadline = 0;
         }
     }
 
     fn in_block(&self, pc: u32) -> bool {
-        self.block_len > 0
-            && pc >= self.block_start
-            && u64::from(pc - self.block_start) / 4 < self.block_len
+        self.block_len > 0 && pc >= self.block_start && u64::from(pc - self.block_start) / 4 < self.block_len
     }
 
     /// Exact instruction count before the instruction at `pc` (inside the current block).
@@ -160,7 +206,7 @@ impl Machine {
 
 impl Default for Machine {
     fn default() -> Self {
-        Machine::new()
+        Machine::new(Wiring::NONE)
     }
 }
 
@@ -204,12 +250,13 @@ pub fn on_block(uc: &mut Uc<'_>, address: u64, size: u32) {
     m.block_len = 0;
     m.block_start = addr;
     m.last_access_pc = None;
+    m.last_access_end = 0;
     let over_limit = !m.final_approach && m.limit.is_some_and(|l| m.done + n > l);
     if over_limit {
         m.limit_reached = true;
     }
     let mut stop = m.stop.is_some() || m.done >= m.deadline || over_limit;
-    if !stop && m.tb.dec_pending && read_msr(uc) & msr::EE != 0 {
+    if !stop && (m.tb.dec_pending || m.irq) && read_msr(uc) & msr::EE != 0 {
         uc.get_data_mut().request_stop(Stop::Interrupt);
         stop = true;
     }
@@ -313,51 +360,65 @@ pub fn on_vector_code(uc: &mut Uc<'_>, address: u64, _size: u32) {
     }
 }
 
-/// Which instruction of the current block made the access to `addr`, and the instruction count there.
+/// Which instruction of the current block made the access to `addr`, and the instruction count there; the
+/// access is remembered for the next one in the block.
 ///
 /// Unicorn only updates PC at block starts, so MMIO callbacks see the block's first address. The block is
 /// straight-line code, the registers are up to date when the callback runs, and accesses happen in order:
-/// the first load/store from the last identified one on whose effective address range covers `addr` is it.
-/// If none matches (code not identity-mapped, unusual instruction) the block start is reported.
-fn locate_access(uc: &Uc<'_>, addr: u32) -> (u32, u64) {
+/// an instruction making several accesses (multiple-word, split floating-point) makes them one after the
+/// other at consecutive addresses; otherwise the first load/store after the last identified one whose effective address range
+/// covers `addr` is it. If none matches (code not identity-mapped, unusual instruction) the block start is
+/// reported.
+fn locate_access(uc: &mut Uc<'_>, addr: u32, size: usize) -> (u32, u64) {
+    let (pc, count, span_end) = find_access(uc, addr);
+    let m = uc.get_data_mut();
+    m.last_access_pc = Some(pc);
+    m.last_access_end = addr.wrapping_add(size as u32);
+    m.last_access_span_end = span_end;
+    (pc, count)
+}
+
+/// (PC, instruction count there, end of the bytes the instruction touches).
+fn find_access(uc: &Uc<'_>, addr: u32) -> (u32, u64, u32) {
     let m = uc.get_data();
     if m.block_len == 0 {
-        return (read_pc(uc), m.done);
+        return (read_pc(uc), m.done, addr);
     }
-    let start = m.last_access_pc.unwrap_or(m.block_start);
+    if let Some(last) = m.last_access_pc {
+        // The next part of the instruction found last (its bytes as computed then, when its registers held
+        // what it used).
+        if addr == m.last_access_end && addr < m.last_access_span_end {
+            return (last, m.count_at(last), m.last_access_span_end);
+        }
+    }
+    let start = m.last_access_pc.map_or(m.block_start, |last| last + 4);
     let end = m.block_start + (m.block_len as u32) * 4;
     for pc in (start..end).step_by(4) {
         let Some(access) = fetch_word(uc, pc).and_then(ppc::decode_mem_access) else {
             continue;
         };
+        // Before an update-form access completes, rA still holds the base.
         let base = access.ra.map_or(0, |r| read_gpr(uc, r));
         let index = access.rb.map_or(0, |r| read_gpr(uc, r));
-        let ea = base
-            .wrapping_add(index)
-            .wrapping_add(access.displacement as u32);
+        let ea = base.wrapping_add(index).wrapping_add(access.displacement as u32);
         if addr.wrapping_sub(ea) < access.span {
-            return (pc, m.count_at(pc));
+            return (pc, m.count_at(pc), ea.wrapping_add(access.span));
         }
     }
-    (m.block_start, m.done)
+    (m.block_start, m.done, addr)
 }
 
 /// MMIO read of the IMMR block.
 pub fn on_immr_read(uc: &mut Uc<'_>, offset: u64, size: usize) -> u64 {
     let addr = IMMR_BASE + offset as u32;
-    let (pc, now) = locate_access(uc, addr);
+    let (pc, now) = locate_access(uc, addr, size);
     let m = uc.get_data_mut();
-    m.last_access_pc = Some(pc);
-    match m.immr.read(offset as u32, size as u32, now) {
+    let result = m.immr.read(offset as u32, size as u32, now);
+    m.after_device_change();
+    match result {
         Ok(v) => u64::from(v),
         Err(what) => {
-            m.request_stop(Stop::Fault(Outcome::Unmodelled {
-                addr,
-                size: size as u32,
-                write: false,
-                pc,
-                what,
-            }));
+            m.request_stop(Stop::Fault(Outcome::Unmodelled { addr, size: size as u32, write: false, pc, what }));
             0
         }
     }
@@ -366,10 +427,13 @@ pub fn on_immr_read(uc: &mut Uc<'_>, offset: u64, size: usize) -> u64 {
 /// MMIO write of the IMMR block.
 pub fn on_immr_write(uc: &mut Uc<'_>, offset: u64, size: usize, value: u64) {
     let addr = IMMR_BASE + offset as u32;
-    let (pc, now) = locate_access(uc, addr);
+    let (pc, now) = locate_access(uc, addr, size);
     let m = uc.get_data_mut();
-    m.last_access_pc = Some(pc);
-    match m.immr.write(offset as u32, size as u32, value as u32, now) {
+    let result = m.immr.write(offset as u32, size as u32, value as u32, now);
+    if result.is_ok() && offset as u32 == UART1_USCR {
+        m.markers.push(Marker { value: value as u8, instructions: now, virtual_ps: now * PS_PER_INSTRUCTION });
+    }
+    match result {
         Ok(None) => {}
         Ok(Some(Effect::TimebaseEnable(on))) => {
             m.tb.set_enabled(now, on);
@@ -377,21 +441,200 @@ pub fn on_immr_write(uc: &mut Uc<'_>, offset: u64, size: usize, value: u64) {
         }
         Ok(Some(Effect::WatchdogChanged)) => m.deadline = 0,
         Ok(Some(Effect::Reset(cause))) => m.request_stop(Stop::Reset(cause)),
-        Err(what) => m.request_stop(Stop::Fault(Outcome::Unmodelled {
+        Ok(Some(Effect::PciLawChanged)) => m.pci_remap = true,
+        Err(what) => {
+            m.request_stop(Stop::Fault(Outcome::Unmodelled { addr, size: size as u32, write: true, pc, what }))
+        }
+    }
+    m.after_device_change();
+}
+
+/// Host RAM offset of a CPU access of `size` bytes at local `addr` through a PCI outbound window.
+fn pci_target(m: &Machine, addr: u32, size: usize) -> Result<u64, String> {
+    match m.immr.pci.resolve(addr, size as u64, m.immr.mem.host.len())? {
+        (Target::Host(offset), n) if n == size as u64 => Ok(offset),
+        (Target::Host(_), _) => {
+            Err(format!("PCI master abort: the {size}-byte access at {addr:#010x} crosses the end of its window"))
+        }
+        // PCI mappings never cover RAM (they are clipped around it).
+        (Target::Ram(_), _) => Err("PCI window over RAM".to_string()),
+    }
+}
+
+fn pci_fault(m: &mut Machine, addr: u32, size: usize, write: bool, pc: u32, what: String) {
+    m.request_stop(Stop::Fault(Outcome::Unmapped { addr, size: size as u32, write, pc, what }));
+}
+
+/// MMIO read in a PCI local access window: a PCI memory read of host RAM through an outbound window. The
+/// bytes are in bus (address) order, so the core sees them big-endian, as on hardware.
+pub fn on_pci_read(uc: &mut Uc<'_>, addr: u32, size: usize) -> u64 {
+    let (pc, _) = locate_access(uc, addr, size);
+    let m = uc.get_data_mut();
+    let mut buf = [0u8; 8];
+    let size = size.min(8);
+    match pci_target(m, addr, size) {
+        Ok(offset) if m.immr.mem.host.read(offset, &mut buf[..size]) => {
+            buf[..size].iter().fold(0u64, |v, &b| (v << 8) | u64::from(b))
+        }
+        Ok(_) => {
+            pci_fault(m, addr, size, false, pc, "PCI master abort: beyond host RAM".into());
+            0
+        }
+        Err(what) => {
+            pci_fault(m, addr, size, false, pc, what);
+            0
+        }
+    }
+}
+
+/// MMIO write in a PCI local access window: a posted PCI memory write into host RAM.
+pub fn on_pci_write(uc: &mut Uc<'_>, addr: u32, size: usize, value: u64) {
+    let (pc, _) = locate_access(uc, addr, size);
+    let m = uc.get_data_mut();
+    let size = size.min(8);
+    let bytes = value.to_be_bytes();
+    match pci_target(m, addr, size) {
+        Ok(offset) if m.immr.mem.host.write(offset, &bytes[8 - size..]) => {}
+        Ok(_) => pci_fault(m, addr, size, true, pc, "PCI master abort: beyond host RAM".into()),
+        Err(what) => pci_fault(m, addr, size, true, pc, what),
+    }
+}
+
+/// MMIO read of the NOR flash window.
+pub fn on_flash_read(uc: &mut Uc<'_>, offset: u64, size: usize) -> u64 {
+    let addr = FLASH_BASE.wrapping_add(offset as u32);
+    let (pc, now) = locate_access(uc, addr, size);
+    let m = uc.get_data_mut();
+    match m.flash.read(offset as u32, size as u32, now) {
+        Ok(v) => u64::from(v),
+        Err(e) => {
+            m.request_stop(Stop::Fault(Outcome::Unmodelled {
+                addr,
+                size: size as u32,
+                write: false,
+                pc,
+                what: format!("NOR flash: {e}"),
+            }));
+            0
+        }
+    }
+}
+
+/// MMIO write of the NOR flash window: a command cycle.
+pub fn on_flash_write(uc: &mut Uc<'_>, offset: u64, size: usize, value: u64) {
+    let addr = FLASH_BASE.wrapping_add(offset as u32);
+    let (pc, now) = locate_access(uc, addr, size);
+    let m = uc.get_data_mut();
+    match m.flash.write(offset as u32, size as u32, value as u32, now) {
+        Ok(started) => {
+            // A power cut half-way through this operation must happen at its time.
+            if let Some(t) = m.flash.cut_time().filter(|_| started) {
+                m.deadline = m.deadline.min(t);
+            }
+        }
+        Err(e) => m.request_stop(Stop::Fault(Outcome::Unmodelled {
             addr,
             size: size as u32,
             write: true,
             pc,
-            what,
+            what: format!("NOR flash: {e}"),
         })),
     }
 }
 
-/// What lives (or does not) at an address outside RAM and IMMR.
+/// Address ranges of the board that PCI local access windows must not be mapped over.
+const FIXED_REGIONS: [(u64, u64); 4] = [
+    (0, RAM_SIZE as u64),
+    (IMMR_BASE as u64, IMMR_SIZE as u64),
+    (STUB_PAGE as u64, STUB_PAGE_SIZE as u64),
+    (FLASH_BASE as u64, FLASH_SIZE as u64),
+];
+
+/// The ranges the enabled PCI LAWs cover, merged and with the board's fixed regions cut out (an overlap is a
+/// configuration error on hardware; here the fixed region wins and the rest of the window works).
+pub fn pci_ranges(immr: &Immr) -> Vec<(u64, u64)> {
+    let mut ranges = immr.pci_law_ranges();
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (start, len) in ranges {
+        match merged.last_mut() {
+            Some((s, l)) if start <= *s + *l => *l = (*l).max(start + len - *s),
+            _ => merged.push((start, len)),
+        }
+    }
+    let mut out = Vec::new();
+    for (start, len) in merged {
+        let mut pieces = vec![(start, start + len)];
+        for &(fs, fl) in &FIXED_REGIONS {
+            let fe = fs + fl;
+            pieces = pieces
+                .into_iter()
+                .flat_map(|(a, b)| {
+                    if fe <= a || fs >= b {
+                        vec![(a, b)]
+                    } else {
+                        [(a, fs.max(a)), (fe.min(b), b)].into_iter().filter(|(x, y)| x < y).collect()
+                    }
+                })
+                .collect();
+        }
+        out.extend(pieces.into_iter().map(|(a, b)| (a, b - a)));
+    }
+    out
+}
+
+fn map_pci(uc: &mut Uc<'_>, start: u64, len: u64) -> bool {
+    uc.mmio_map(
+        start,
+        len,
+        Some(move |uc: &mut Uc<'_>, off: u64, size: usize| on_pci_read(uc, (start + off) as u32, size)),
+        Some(move |uc: &mut Uc<'_>, off: u64, size: usize, value: u64| {
+            on_pci_write(uc, (start + off) as u32, size, value)
+        }),
+    )
+    .is_ok()
+}
+
+/// Make Unicorn's MMIO mappings match the PCI LAWs (between slices).
+pub fn sync_pci_mappings(uc: &mut Uc<'_>) {
+    let desired = pci_ranges(&uc.get_data().immr);
+    let mapped = std::mem::take(&mut uc.get_data_mut().pci_mapped);
+    let mut now_mapped = Vec::new();
+    for r in mapped {
+        if desired.contains(&r) {
+            now_mapped.push(r);
+        } else {
+            let _ = uc.mem_unmap(r.0, r.1);
+        }
+    }
+    for r in desired {
+        if !now_mapped.contains(&r) && map_pci(uc, r.0, r.1) {
+            now_mapped.push(r);
+        }
+    }
+    let m = uc.get_data_mut();
+    m.pci_mapped = now_mapped;
+    m.pci_remap = false;
+}
+
+/// An access to an unmapped address that a PCI LAW enabled during this slice covers: map that window now
+/// (Unicorn retries the access) unless it overlaps a stale mapping, which only the slice boundary can undo.
+fn map_pci_on_demand(uc: &mut Uc<'_>, addr: u64) -> bool {
+    let m = uc.get_data();
+    let Some(r) = pci_ranges(&m.immr).into_iter().find(|&(s, l)| (s..s + l).contains(&addr)) else {
+        return false;
+    };
+    let overlaps = m.pci_mapped.iter().any(|&(s, l)| s < r.0 + r.1 && r.0 < s + l);
+    if overlaps || !map_pci(uc, r.0, r.1) {
+        return false;
+    }
+    uc.get_data_mut().pci_mapped.push(r);
+    true
+}
+
+/// What lives (or does not) at an address outside RAM, IMMR, flash and the PCI windows.
 pub fn describe_unmapped(addr: u32) -> String {
-    if (0xFE00_0000..=0xFFFF_FFFF).contains(&addr) {
-        "NOR flash (0xFE000000, 32 MiB) is not modelled yet".to_string()
-    } else if (STUB_PAGE..STUB_PAGE + STUB_PAGE_SIZE).contains(&addr) {
+    if (STUB_PAGE..STUB_PAGE + STUB_PAGE_SIZE).contains(&addr) {
         "emulator-private page (exception stubs), not part of the board".to_string()
     } else {
         "nothing is mapped at this address on the board".to_string()
@@ -405,19 +648,28 @@ pub fn on_bad_access(uc: &mut Uc<'_>, kind: MemType, address: u64, size: usize) 
     let addr = address as u32;
     let write = matches!(kind, MemType::WRITE_UNMAPPED | MemType::WRITE_PROT);
     let fetch = matches!(kind, MemType::FETCH_UNMAPPED | MemType::FETCH_PROT);
+    if matches!(kind, MemType::READ_UNMAPPED | MemType::WRITE_UNMAPPED) && map_pci_on_demand(uc, address) {
+        return true;
+    }
     let mut what = describe_unmapped(addr);
+    if uc.get_data().pci_remap {
+        what = format!(
+            "{what} (a PCI local access window moved in this block; the emulator follows the move at the \
+             next branch, so access the new window after one)"
+        );
+    }
     if fetch {
-        what = format!("instruction fetch: {what}");
+        let mmio = (FLASH_BASE..=u32::MAX).contains(&addr)
+            || uc.get_data().pci_mapped.iter().any(|&(s, l)| (s..s + l).contains(&address));
+        what = if mmio {
+            "instruction fetch: executing from the flash or a PCI window is not modelled".to_string()
+        } else {
+            format!("instruction fetch: {what}")
+        };
     }
     let m = uc.get_data_mut();
     m.settle_at(pc, false);
-    m.request_stop(Stop::Fault(Outcome::Unmapped {
-        addr,
-        size: size as u32,
-        write,
-        pc,
-        what,
-    }));
+    m.request_stop(Stop::Fault(Outcome::Unmapped { addr, size: size as u32, write, pc, what }));
     false
 }
 

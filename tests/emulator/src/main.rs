@@ -5,10 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use bpnet_emu::{Board, Config, Outcome, Output, CORE_HZ};
+use bpnet_emu::{Board, BusModel, Config, Outcome, Output, CORE_HZ, DEFAULT_HOST_RAM_SIZE};
 
 const USAGE: &str = "\
-usage: bpnet-emu --firmware ELF [--max-insns N] [--ram-file PATH] [--quiet-log] [--summary-json PATH]
+usage: bpnet-emu --firmware ELF [--max-insns N] [--ram-file PATH] [--host-ram-file PATH]
+                 [--host-ram-size BYTES] [--flash-file PATH] [--power-cut-at N] [--bus pci32|pci64]
+                 [--echo-host] [--quiet-log] [--summary-json PATH]
+       bpnet-emu --describe-bus-model [--bus pci32|pci64]
 
 Runs a bpnet agent firmware ELF (32-bit big-endian PowerPC, linked for the board's RAM) on an emulated
 MPC8349EMDS board, handed over as U-Boot's `go` would. Console output (UART0) goes to stdout verbatim,
@@ -19,10 +22,26 @@ options:
   --max-insns N      stop after exactly N instructions (default: no limit); accepts 1e9-style and _ separators
   --ram-file PATH    back the board's 256 MiB of RAM with PATH, shared, so other processes can map it
                      (created if missing, contents kept; default: a temporary file)
+  --host-ram-file PATH  the host's physical memory, shared (PCI memory address = file offset), e.g. a
+                     Linux guest's RAM file; the agent reaches it through its PCI outbound windows
+                     (created if missing, extended to --host-ram-size if shorter; default: a temporary file)
+  --host-ram-size BYTES  size of host RAM (default 64 MiB; a longer existing file keeps its length)
+  --flash-file PATH  the 32 MiB NOR flash image; contents survive restarts (created erased if missing;
+                     default: a temporary erased flash)
+  --power-cut-at N   cut the power half-way through the N-th flash program/erase operation (1-based),
+                     then restart the board as at power-on (RAM lost, flash keeps the half-done work)
+  --bus pci32|pci64  backplane timing for DMA: 32-bit/33 MHz PCI (default) or 64-bit/66 MHz
+  --describe-bus-model  print the bus model's parameters and the rates they give, then exit
+  --echo-host        play the host peer of the firmware self-test's message-unit handshake: when the
+                     firmware idles with OMR0 = READY, answer with a challenge in IMR0 and a doorbell;
+                     check the reply (OMR1, ODR) and acknowledge it
   --quiet-log        do not print decoded log lines
   --summary-json PATH  also write the summary as one JSON object: outcome (idle, instruction_limit,
                      halted, unmodelled, unmapped), message, exit_code, instructions,
-                     skipped_instructions (waited in `b .`), virtual_ns, wall_ns, resets
+                     skipped_instructions (waited in `b .`), virtual_ns, wall_ns, resets, power_cuts,
+                     flash_operations, bus_model, dma_bytes_to_host, dma_bytes_from_host, dma_bytes_local,
+                     host_bar_reads, host_bar_writes, inta_assertions, and markers: every value the
+                     firmware wrote to UART1's scratch register as [value, instructions, virtual_ps]
   -h, --help         this text
 
 exit status:
@@ -36,6 +55,12 @@ struct Args {
     firmware: PathBuf,
     max_insns: Option<u64>,
     ram_file: Option<PathBuf>,
+    host_ram_file: Option<PathBuf>,
+    host_ram_size: u64,
+    flash_file: Option<PathBuf>,
+    power_cut_at: Option<u64>,
+    bus: BusModel,
+    echo_host: bool,
     quiet_log: bool,
     summary_json: Option<PathBuf>,
 }
@@ -43,6 +68,7 @@ struct Args {
 enum Parsed {
     Run(Args),
     Help,
+    DescribeBus(BusModel),
 }
 
 fn parse_count(text: &str) -> Option<u64> {
@@ -59,6 +85,13 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut firmware = None;
     let mut max_insns = None;
     let mut ram_file = None;
+    let mut host_ram_file = None;
+    let mut host_ram_size = DEFAULT_HOST_RAM_SIZE;
+    let mut flash_file = None;
+    let mut power_cut_at = None;
+    let mut bus = BusModel::default();
+    let mut describe_bus = false;
+    let mut echo_host = false;
     let mut quiet_log = false;
     let mut summary_json = None;
     let mut args = args.peekable();
@@ -67,12 +100,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
         };
-        let mut value = |what: &str| {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or(format!("{name} needs {what}"))
-        };
+        let mut value = |what: &str| inline.clone().or_else(|| args.next()).ok_or(format!("{name} needs {what}"));
         match name.as_str() {
             "-h" | "--help" => return Ok(Parsed::Help),
             "--firmware" => firmware = Some(PathBuf::from(value("a file")?)),
@@ -81,16 +109,46 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
                 max_insns = Some(parse_count(&v).ok_or(format!("--max-insns: not a number: {v}"))?);
             }
             "--ram-file" => ram_file = Some(PathBuf::from(value("a path")?)),
+            "--host-ram-file" => host_ram_file = Some(PathBuf::from(value("a path")?)),
+            "--host-ram-size" => {
+                let v = value("a number")?;
+                host_ram_size =
+                    parse_count(&v).filter(|&n| n > 0).ok_or(format!("--host-ram-size: not a size: {v}"))?;
+            }
+            "--flash-file" => flash_file = Some(PathBuf::from(value("a path")?)),
+            "--power-cut-at" => {
+                let v = value("a number")?;
+                power_cut_at = Some(
+                    parse_count(&v)
+                        .filter(|&n| n > 0)
+                        .ok_or(format!("--power-cut-at: not an operation number (1, 2, ...): {v}"))?,
+                );
+            }
+            "--bus" => {
+                let v = value("pci32 or pci64")?;
+                bus = BusModel::from_name(&v).ok_or(format!("--bus: {v} is not a bus model (pci32, pci64)"))?;
+            }
+            "--describe-bus-model" => describe_bus = true,
+            "--echo-host" => echo_host = true,
             "--quiet-log" => quiet_log = true,
             "--summary-json" => summary_json = Some(PathBuf::from(value("a path")?)),
             other => return Err(format!("unknown argument {other}")),
         }
+    }
+    if describe_bus {
+        return Ok(Parsed::DescribeBus(bus));
     }
     let firmware = firmware.ok_or("--firmware is required")?;
     Ok(Parsed::Run(Args {
         firmware,
         max_insns,
         ram_file,
+        host_ram_file,
+        host_ram_size,
+        flash_file,
+        power_cut_at,
+        bus,
+        echo_host,
         quiet_log,
         summary_json,
     }))
@@ -119,6 +177,10 @@ fn main() -> ExitCode {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
         }
+        Ok(Parsed::DescribeBus(bus)) => {
+            print!("{bus}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprint!("bpnet-emu: error: {e}\n{USAGE}");
             return ExitCode::from(3);
@@ -132,6 +194,11 @@ fn main() -> ExitCode {
     let mut board = match Board::new(Config {
         ram_file: args.ram_file,
         max_instructions: args.max_insns,
+        host_ram_file: args.host_ram_file,
+        host_ram_size: args.host_ram_size,
+        flash_file: args.flash_file,
+        power_cut_at: args.power_cut_at,
+        bus: args.bus,
     }) {
         Ok(board) => board,
         Err(e) => return fail(e),
@@ -156,7 +223,15 @@ fn main() -> ExitCode {
     });
 
     let started = Instant::now();
-    let outcome = board.run();
+    let mut echo = EchoHost::default();
+    let outcome = loop {
+        let outcome = board.run();
+        // The firmware waits for the host with interrupts on: answer, then let it run on.
+        if args.echo_host && matches!(outcome, Outcome::Idle { .. }) && echo.serve(&mut board) {
+            continue;
+        }
+        break outcome;
+    };
     let host = started.elapsed().as_secs_f64();
     let instructions = board.instructions();
     let headline = match &outcome {
@@ -166,30 +241,52 @@ fn main() -> ExitCode {
     };
     // Host speed counts emulated instructions only, not time skipped while the core waited in `b .`.
     let emulated = instructions - board.skipped_instructions();
-    let mips = if host > 0.0 {
-        emulated as f64 / host / 1e6
-    } else {
-        0.0
-    };
+    let mips = if host > 0.0 { emulated as f64 / host / 1e6 } else { 0.0 };
     let resets = match board.resets() {
         0 => String::new(),
         n => format!(", {n} board reset(s)"),
     };
+    let cuts = match board.power_cuts() {
+        0 => String::new(),
+        n => format!(", {n} power cut(s)"),
+    };
     eprintln!(
-        "bpnet-emu: {headline} after {instructions} instructions ({} virtual, {:.2} MHz core{resets}); host {mips:.1} MIPS",
+        "bpnet-emu: {headline} after {instructions} instructions ({} virtual, {:.2} MHz core{resets}{cuts}); host {mips:.1} MIPS",
         virtual_time(board.virtual_time_ps()),
         CORE_HZ / 1e6
     );
+    let stats = board.dma_stats();
+    let sum = |f: fn(&bpnet_emu::DmaStats) -> u64| stats.iter().map(f).sum::<u64>();
+    let (to_host, from_host, local) = (sum(|s| s.bytes_to_host), sum(|s| s.bytes_from_host), sum(|s| s.bytes_local));
+    if to_host + from_host + local > 0 {
+        eprintln!(
+            "bpnet-emu: DMA moved {to_host} bytes to the host, {from_host} from the host, {local} within RAM \
+             (virtual time under the {} bus model; --describe-bus-model)",
+            board.bus_model().name()
+        );
+    }
     if let Some(path) = &args.summary_json {
+        let markers: Vec<String> =
+            board.markers().iter().map(|m| format!("[{},{},{}]", m.value, m.instructions, m.virtual_ps)).collect();
         let json = format!(
             "{{\"outcome\":\"{}\",\"exit_code\":{},\"instructions\":{instructions},\
-             \"skipped_instructions\":{},\"virtual_ns\":{},\"wall_ns\":{},\"resets\":{},\"message\":\"{}\"}}\n",
+             \"skipped_instructions\":{},\"virtual_ns\":{},\"wall_ns\":{},\"resets\":{},\
+             \"power_cuts\":{},\"flash_operations\":{},\"bus_model\":\"{}\",\"dma_bytes_to_host\":{to_host},\
+             \"dma_bytes_from_host\":{from_host},\"dma_bytes_local\":{local},\"host_bar_reads\":{},\
+             \"host_bar_writes\":{},\"inta_assertions\":{},\"markers\":[{}],\"message\":\"{}\"}}\n",
             outcome.kind(),
             outcome.exit_code(),
             board.skipped_instructions(),
             board.virtual_time_ns(),
             (host * 1e9) as u64,
             board.resets(),
+            board.power_cuts(),
+            board.flash_operations(),
+            board.bus_model().name(),
+            board.host_bar_reads(),
+            board.host_bar_writes(),
+            board.inta_assertions(),
+            markers.join(","),
             json_escape(&outcome.to_string()),
         );
         if let Err(e) = std::fs::write(path, json) {
@@ -197,6 +294,58 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::from(outcome.exit_code() as u8)
+}
+
+/// The host side of the self-test handshake (`bpnet_contract::selftest`), acting on INTA# between runs.
+/// It answers in no virtual time: the firmware is idle while it waits.
+#[derive(Default)]
+struct EchoHost {
+    challenge: Option<u32>,
+    rounds: u32,
+}
+
+impl EchoHost {
+    /// Act on what the agent raised; `true` if the agent was answered and should run on.
+    fn serve(&mut self, board: &mut Board) -> bool {
+        use bpnet_contract::selftest::{reply, DOORBELL, READY};
+        const OM0I: u32 = 0x1;
+        const OM1I: u32 = 0x2;
+        const ODI: u32 = 0x8;
+        if !board.inta_asserted() {
+            return false;
+        }
+        let status = board.host_outbound_status();
+        let mut answered = false;
+        if status & (OM1I | ODI) != 0 {
+            let got = board.host_read_message(1).unwrap_or(0);
+            let bells = board.host_read_odr();
+            board.host_clear_outbound(OM1I);
+            board.host_clear_odr(bells);
+            match self.challenge.take() {
+                Some(c) if got == reply(c) && bells & DOORBELL != 0 => {
+                    eprintln!("bpnet-emu: echo-host: reply {got:#010x} to challenge {c:#010x}: ok")
+                }
+                c => eprintln!(
+                    "bpnet-emu: echo-host: unexpected reply {got:#010x}, doorbell {bells:#x} (challenge {c:x?})"
+                ),
+            }
+            answered = true;
+        }
+        if status & OM0I != 0 {
+            let message = board.host_read_message(0).unwrap_or(0);
+            board.host_clear_outbound(OM0I);
+            if message == READY {
+                self.rounds += 1;
+                let challenge = 0xC0DE_0000 | self.rounds;
+                let _ = board.host_write_message(0, challenge);
+                board.host_ring_doorbell(DOORBELL);
+                self.challenge = Some(challenge);
+                eprintln!("bpnet-emu: echo-host: agent ready, challenge {challenge:#010x} sent");
+            }
+            answered = true;
+        }
+        answered
+    }
 }
 
 /// Escape a string for a JSON string literal.
@@ -223,15 +372,35 @@ mod tests {
 
     #[test]
     fn arguments() {
-        let Ok(Parsed::Run(a)) = parse(&["--firmware", "f.elf", "--max-insns=1e6", "--quiet-log"])
-        else {
+        let Ok(Parsed::Run(a)) = parse(&["--firmware", "f.elf", "--max-insns=1e6", "--quiet-log"]) else { panic!() };
+        assert_eq!((a.firmware, a.max_insns, a.quiet_log), (PathBuf::from("f.elf"), Some(1_000_000), true));
+        assert!(matches!(parse(&["--help"]), Ok(Parsed::Help)));
+        let Ok(Parsed::Run(a)) = parse(&[
+            "--firmware=f",
+            "--host-ram-file",
+            "h",
+            "--host-ram-size=128e6",
+            "--flash-file",
+            "fl",
+            "--power-cut-at",
+            "3",
+            "--bus",
+            "pci64",
+        ]) else {
             panic!()
         };
         assert_eq!(
-            (a.firmware, a.max_insns, a.quiet_log),
-            (PathBuf::from("f.elf"), Some(1_000_000), true)
+            (a.host_ram_file, a.host_ram_size, a.flash_file, a.power_cut_at, a.bus),
+            (Some(PathBuf::from("h")), 128_000_000, Some(PathBuf::from("fl")), Some(3), BusModel::Pci64At66)
         );
-        assert!(matches!(parse(&["--help"]), Ok(Parsed::Help)));
+        assert!(matches!(
+            parse(&["--describe-bus-model", "--bus=pci64"]),
+            Ok(Parsed::DescribeBus(BusModel::Pci64At66))
+        ));
+        assert!(parse(&["--firmware", "f", "--bus", "isa"]).is_err());
+        let Ok(Parsed::Run(a)) = parse(&["--firmware=f", "--echo-host"]) else { panic!() };
+        assert!(a.echo_host);
+        assert!(parse(&["--firmware", "f", "--power-cut-at", "0"]).is_err());
         assert!(parse(&[]).is_err());
         assert!(parse(&["--firmware"]).is_err());
         assert!(parse(&["--firmware", "x", "--bogus"]).is_err());

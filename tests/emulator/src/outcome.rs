@@ -17,11 +17,7 @@ pub struct Exception {
 
 impl fmt::Display for Exception {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "exception {:#05x} (SRR0 {:#010x}, SRR1 {:#010x})",
-            self.vector, self.srr0, self.srr1
-        )
+        write!(f, "exception {:#05x} (SRR0 {:#010x}, SRR1 {:#010x})", self.vector, self.srr0, self.srr1)
     }
 }
 
@@ -35,27 +31,11 @@ pub enum Outcome {
     /// The core sits in `b .` with MSR[EE] clear (it can never leave), or a machine check hit it with
     /// MSR[ME] clear (`checkstop`). `last_exception` is the last one delivered, typically the fault that
     /// led here.
-    Halted {
-        pc: u32,
-        last_exception: Option<Exception>,
-        checkstop: bool,
-    },
+    Halted { pc: u32, last_exception: Option<Exception>, checkstop: bool },
     /// The firmware used a register or feature the board model does not have (or not that way).
-    Unmodelled {
-        addr: u32,
-        size: u32,
-        write: bool,
-        pc: u32,
-        what: String,
-    },
+    Unmodelled { addr: u32, size: u32, write: bool, pc: u32, what: String },
     /// The firmware accessed an address where the board has nothing (or nothing modelled yet).
-    Unmapped {
-        addr: u32,
-        size: u32,
-        write: bool,
-        pc: u32,
-        what: String,
-    },
+    Unmapped { addr: u32, size: u32, write: bool, pc: u32, what: String },
 }
 
 impl Outcome {
@@ -94,16 +74,9 @@ impl fmt::Display for Outcome {
         match self {
             Outcome::Idle { pc } => write!(f, "idle (waiting for an interrupt at PC {pc:#010x})"),
             Outcome::InstructionLimit => write!(f, "instruction limit reached"),
-            Outcome::Halted {
-                pc,
-                last_exception,
-                checkstop,
-            } => {
+            Outcome::Halted { pc, last_exception, checkstop } => {
                 if *checkstop {
-                    write!(
-                        f,
-                        "checkstop: machine check with MSR[ME] clear at PC {pc:#010x}"
-                    )
+                    write!(f, "checkstop: machine check with MSR[ME] clear at PC {pc:#010x}")
                 } else {
                     write!(f, "halted at PC {pc:#010x} with interrupts off")?;
                     if let Some(e) = last_exception {
@@ -112,23 +85,11 @@ impl fmt::Display for Outcome {
                     Ok(())
                 }
             }
-            Outcome::Unmodelled {
-                addr,
-                size,
-                write,
-                pc,
-                what,
-            } => {
+            Outcome::Unmodelled { addr, size, write, pc, what } => {
                 write!(f, "unmodelled: {what}: ")?;
                 access(f, *addr, *size, *write, *pc)
             }
-            Outcome::Unmapped {
-                addr,
-                size,
-                write,
-                pc,
-                what,
-            } => {
+            Outcome::Unmapped { addr, size, write, pc, what } => {
                 write!(f, "unmapped access: {what}: ")?;
                 access(f, *addr, *size, *write, *pc)
             }

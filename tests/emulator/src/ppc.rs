@@ -39,6 +39,7 @@ pub mod vector {
     pub const MACHINE_CHECK: u32 = 0x200;
     pub const DSI: u32 = 0x300;
     pub const ISI: u32 = 0x400;
+    pub const EXTERNAL: u32 = 0x500;
     pub const ALIGNMENT: u32 = 0x600;
     pub const PROGRAM: u32 = 0x700;
     pub const FP_UNAVAILABLE: u32 = 0x800;
@@ -118,10 +119,7 @@ impl TimeInsn {
         let pattern = word & !(0x1F << 21);
         let reg = (word >> 21) & 0x1F;
         let table = [
-            (
-                mftb(0, spr::TBL_READ),
-                TimeInsn::ReadTbl as fn(u32) -> TimeInsn,
-            ),
+            (mftb(0, spr::TBL_READ), TimeInsn::ReadTbl as fn(u32) -> TimeInsn),
             (mfspr(0, spr::TBL_READ), TimeInsn::ReadTbl),
             (mftb(0, spr::TBU_READ), TimeInsn::ReadTbu),
             (mfspr(0, spr::TBU_READ), TimeInsn::ReadTbu),
@@ -130,10 +128,7 @@ impl TimeInsn {
             (mfspr(0, spr::DEC), TimeInsn::ReadDec),
             (mtspr(spr::DEC, 0), TimeInsn::WriteDec),
         ];
-        table
-            .iter()
-            .find(|(p, _)| *p == pattern)
-            .map(|(_, make)| make(reg))
+        table.iter().find(|(p, _)| *p == pattern).map(|(_, make)| make(reg))
     }
 
     /// Writing TB or DEC is privileged; reading TB is not.
@@ -175,11 +170,7 @@ pub fn decode_mem_access(word: u32) -> Option<MemAccess> {
     let base = |ra: u32| if ra == 0 { None } else { Some(ra) };
     let d_form = |span: u32, updates: bool| {
         Some(MemAccess {
-            ra: if updates {
-                update(ra_field)
-            } else {
-                base(ra_field)
-            },
+            ra: if updates { update(ra_field) } else { base(ra_field) },
             rb: None,
             displacement: i32::from((word & 0xFFFF) as u16 as i16),
             span,
@@ -200,8 +191,7 @@ pub fn decode_mem_access(word: u32) -> Option<MemAccess> {
         31 => {
             let xo = (word >> 1) & 0x3FF;
             let span = match xo {
-                23 | 55 | 151 | 183 | 534 | 662 | 20 | 150 | 535 | 567 | 663 | 695 | 983 | 310
-                | 438 => 4,
+                23 | 55 | 151 | 183 | 534 | 662 | 20 | 150 | 535 | 567 | 663 | 695 | 983 | 310 | 438 => 4,
                 87 | 119 | 215 | 247 => 1,
                 279 | 311 | 343 | 375 | 407 | 439 | 790 | 918 => 2,
                 599 | 631 | 727 | 759 => 8,
@@ -221,16 +211,9 @@ pub fn decode_mem_access(word: u32) -> Option<MemAccess> {
                 }
                 _ => return None,
             };
-            let updates = matches!(
-                xo,
-                55 | 119 | 183 | 247 | 311 | 375 | 439 | 567 | 631 | 695 | 759
-            );
+            let updates = matches!(xo, 55 | 119 | 183 | 247 | 311 | 375 | 439 | 567 | 631 | 695 | 759);
             Some(MemAccess {
-                ra: if updates {
-                    update(ra_field)
-                } else {
-                    base(ra_field)
-                },
+                ra: if updates { update(ra_field) } else { base(ra_field) },
                 rb: Some(rb),
                 displacement: 0,
                 span,
@@ -282,18 +265,9 @@ mod tests {
     #[test]
     fn time_instructions_decode() {
         assert_eq!(TimeInsn::decode(0x7D2C_42E6), Some(TimeInsn::ReadTbl(9)));
-        assert_eq!(
-            TimeInsn::decode(mftb(4, spr::TBU_READ)),
-            Some(TimeInsn::ReadTbu(4))
-        );
-        assert_eq!(
-            TimeInsn::decode(mfspr(5, spr::TBL_READ)),
-            Some(TimeInsn::ReadTbl(5))
-        );
-        assert_eq!(
-            TimeInsn::decode(mtspr(spr::TBU_WRITE, 6)),
-            Some(TimeInsn::WriteTbu(6))
-        );
+        assert_eq!(TimeInsn::decode(mftb(4, spr::TBU_READ)), Some(TimeInsn::ReadTbu(4)));
+        assert_eq!(TimeInsn::decode(mfspr(5, spr::TBL_READ)), Some(TimeInsn::ReadTbl(5)));
+        assert_eq!(TimeInsn::decode(mtspr(spr::TBU_WRITE, 6)), Some(TimeInsn::WriteTbu(6)));
         assert_eq!(TimeInsn::decode(0x7C76_02A6), Some(TimeInsn::ReadDec(3)));
         assert_eq!(TimeInsn::decode(0x7C76_03A6), Some(TimeInsn::WriteDec(3)));
         assert_eq!(TimeInsn::decode(mtspr(spr::SRR0, 3)), None);
@@ -306,10 +280,7 @@ mod tests {
         assert!(is_trap(0x0C80_0000)); // twi
         assert!(!is_trap(0x7C00_0214)); // add
         let lwz = decode_mem_access(0x81AC_07F0).unwrap(); // lwz r13,0x7f0(r12)
-        assert_eq!(
-            (lwz.ra, lwz.displacement, lwz.span, lwz.rd),
-            (Some(12), 0x7F0, 4, 13)
-        );
+        assert_eq!((lwz.ra, lwz.displacement, lwz.span, lwz.rd), (Some(12), 0x7F0, 4, 13));
         let stb = decode_mem_access(0x99CC_4500).unwrap(); // stb r14,0x4500(r12)
         assert_eq!((stb.ra, stb.displacement, stb.span), (Some(12), 0x4500, 1));
         let lwzx = decode_mem_access(0x7C64_282E).unwrap(); // lwzx r3,r4,r5
@@ -322,10 +293,7 @@ mod tests {
         // lwarx r3,r4,r5 (X-form, XO 20 = bits 26 and 28 set): nothing from XO lands in DSISR.
         assert_eq!(alignment_dsisr(0x7C64_2828), (3 << 5) | 4);
         // stwcx. r3,r4,r5 (XO 150 = 0b0010010110): bits 23, 26, 28, 29 set -> DSISR 15 and 20.
-        assert_eq!(
-            alignment_dsisr(0x7C64_292D),
-            (1 << (31 - 15)) | (1 << (31 - 20)) | (3 << 5) | 4
-        );
+        assert_eq!(alignment_dsisr(0x7C64_292D), (1 << (31 - 15)) | (1 << (31 - 20)) | (3 << 5) | 4);
         // lwz r3,8(r4) (D-form, opcode 32 = 0b100000): opcode bit 5 = 0, bits 1-4 = 0b0000.
         assert_eq!(alignment_dsisr(0x8064_0008), (3 << 5) | 4);
     }

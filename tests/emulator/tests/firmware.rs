@@ -9,9 +9,7 @@ use object::{Object, ObjectSymbol};
 fn firmware(var: &str) -> PathBuf {
     match std::env::var_os(var) {
         Some(path) => PathBuf::from(path),
-        None => panic!(
-            "{var} is not set: these tests run the real firmware; run them with `cargo xtask test`"
-        ),
+        None => panic!("{var} is not set: these tests run the real firmware; run them with `cargo xtask test`"),
     }
 }
 
@@ -38,20 +36,13 @@ fn emulate(elf: &std::path::Path, extra: &[&str]) -> Run {
 fn symbol(elf: &std::path::Path, name: &str) -> u64 {
     let data = std::fs::read(elf).unwrap();
     let file = object::File::parse(&*data).unwrap();
-    file.symbols()
-        .find(|s| s.name() == Ok(name))
-        .unwrap_or_else(|| panic!("{name} not in {}", elf.display()))
-        .address()
+    file.symbols().find(|s| s.name() == Ok(name)).unwrap_or_else(|| panic!("{name} not in {}", elf.display())).address()
 }
 
 #[test]
 fn boots_to_idle_with_banner_and_log() {
     let run = emulate(&firmware("BPNET_FIRMWARE_ELF"), &[]);
-    assert_eq!(
-        run.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
+    assert_eq!(run.code, 0, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
     let version = env!("CARGO_PKG_VERSION");
     for expected in [
         format!("bpnet firmware {version} (MPC8349EMDS)"),
@@ -62,22 +53,12 @@ fn boots_to_idle_with_banner_and_log() {
         "reset:  hard reset (RSR 0x00000001)".to_string(),
         "defmt ring at 0x00810000".to_string(),
     ] {
-        assert!(
-            run.stdout.contains(&expected),
-            "missing `{expected}` in:\n{}",
-            run.stdout
-        );
+        assert!(run.stdout.contains(&expected), "missing `{expected}` in:\n{}", run.stdout);
     }
     // Decoded from the log ring with the ELF's defmt table, not printed on the console.
-    let line = run
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("log: "))
-        .expect("a decoded log line");
+    let line = run.stdout.lines().find(|l| l.starts_with("log: ")).expect("a decoded log line");
     assert!(
-        line.contains(&format!(
-            "INFO bpnet firmware {version} up: core 533333328 Hz, CSB 266666664 Hz, 256 MiB RAM"
-        )),
+        line.contains(&format!("INFO bpnet firmware {version} up: core 533333328 Hz, CSB 266666664 Hz, 256 MiB RAM")),
         "{line}"
     );
     assert!(run.stderr.contains("idle after"), "{}", run.stderr);
@@ -87,51 +68,26 @@ fn boots_to_idle_with_banner_and_log() {
 fn trap_is_reported_with_vector_and_address() {
     let elf = firmware("BPNET_FIRMWARE_FAULT_ELF");
     let run = emulate(&elf, &[]);
-    assert_eq!(
-        run.code, 1,
-        "a fault halts the firmware; stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
+    assert_eq!(run.code, 1, "a fault halts the firmware; stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
     let trap = symbol(&elf, "e300_trap");
     let expected = format!("FAULT: vector 0x700 program: trap SRR0={trap:#010x} SRR1=0x0002");
-    assert!(
-        run.stdout.contains(&expected),
-        "missing `{expected}` in:\n{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains(&expected), "missing `{expected}` in:\n{}", run.stdout);
     assert!(run.stdout.contains("halted"));
 }
 
 #[test]
 fn panic_is_reported_with_location_and_message() {
     let run = emulate(&firmware("BPNET_FIRMWARE_PANIC_ELF"), &[]);
-    assert_eq!(
-        run.code, 1,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    assert!(
-        run.stdout
-            .contains("PANIC: panicked at firmware/app/src/main.rs:"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("panic-test: panicking on purpose"),
-        "{}",
-        run.stdout
-    );
+    assert_eq!(run.code, 1, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("PANIC: panicked at firmware/app/src/main.rs:"), "{}", run.stdout);
+    assert!(run.stdout.contains("panic-test: panicking on purpose"), "{}", run.stdout);
 }
 
 #[test]
 fn instruction_limit_stops_cleanly() {
     let run = emulate(&firmware("BPNET_FIRMWARE_ELF"), &["--max-insns", "1000"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(
-        !run.stdout.contains("idle"),
-        "1000 instructions are not enough to boot:\n{}",
-        run.stdout
-    );
+    assert!(!run.stdout.contains("idle"), "1000 instructions are not enough to boot:\n{}", run.stdout);
 }
 
 #[test]

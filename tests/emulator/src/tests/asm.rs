@@ -15,6 +15,8 @@ pub const SC: u32 = 0x4400_0002;
 pub const HALT: u32 = 0x4800_0000;
 /// An illegal instruction (primary opcode 0).
 pub const ILLEGAL: u32 = 0x0000_0000;
+pub const BLR: u32 = 0x4E80_0020;
+pub const BCTRL: u32 = 0x4E80_0421;
 
 pub fn addi(rt: u32, ra: u32, si: i16) -> u32 {
     (14 << 26) | (rt << 21) | (ra << 16) | u32::from(si as u16)
@@ -49,11 +51,35 @@ pub fn stw(rs: u32, d: i16, ra: u32) -> u32 {
 pub fn stb(rs: u32, d: i16, ra: u32) -> u32 {
     d_form(38, rs, d, ra)
 }
+/// `stmw rs, d(ra)`: rs..r31 to consecutive words.
+pub fn stmw(rs: u32, d: i16, ra: u32) -> u32 {
+    d_form(47, rs, d, ra)
+}
 pub fn lhz(rt: u32, d: i16, ra: u32) -> u32 {
     d_form(40, rt, d, ra)
 }
 pub fn sth(rs: u32, d: i16, ra: u32) -> u32 {
     d_form(44, rs, d, ra)
+}
+/// `lwbrx rt, ra, rb`: a little-endian load.
+pub fn lwbrx(rt: u32, ra: u32, rb: u32) -> u32 {
+    0x7C00_042C | (rt << 21) | (ra << 16) | (rb << 11)
+}
+/// `stwbrx rs, ra, rb`: a little-endian store.
+pub fn stwbrx(rs: u32, ra: u32, rb: u32) -> u32 {
+    0x7C00_052C | (rs << 21) | (ra << 16) | (rb << 11)
+}
+/// `andi. ra, rs, ui`.
+pub fn andi_(ra: u32, rs: u32, ui: u16) -> u32 {
+    (28 << 26) | (rs << 21) | (ra << 16) | u32::from(ui)
+}
+/// `xor ra, rs, rb`.
+pub fn xor(ra: u32, rs: u32, rb: u32) -> u32 {
+    0x7C00_0278 | (rs << 21) | (ra << 16) | (rb << 11)
+}
+/// `cmplwi cr0, ra, ui`.
+pub fn cmplwi(ra: u32, ui: u16) -> u32 {
+    (10 << 26) | (ra << 16) | u32::from(ui)
 }
 pub fn subf(rt: u32, ra: u32, rb: u32) -> u32 {
     0x7C00_0050 | (rt << 21) | (ra << 16) | (rb << 11)
@@ -96,12 +122,7 @@ pub struct Asm {
 
 impl Asm {
     pub fn new(base: u32) -> Asm {
-        Asm {
-            base,
-            words: Vec::new(),
-            labels: HashMap::new(),
-            fixups: Vec::new(),
-        }
+        Asm { base, words: Vec::new(), labels: HashMap::new(), fixups: Vec::new() }
     }
 
     /// Address of the next instruction.
@@ -121,8 +142,7 @@ impl Asm {
 
     /// `lis rt, hi; ori rt, rt, lo`.
     pub fn li32(&mut self, rt: u32, value: u32) -> &mut Asm {
-        self.emit(lis(rt, (value >> 16) as u16))
-            .emit(ori(rt, rt, value as u16))
+        self.emit(lis(rt, (value >> 16) as u16)).emit(ori(rt, rt, value as u16))
     }
 
     fn branch(&mut self, label: &'static str, kind: Branch) -> &mut Asm {
@@ -181,4 +201,10 @@ fn encoders_match_binutils() {
     assert_eq!(oris(3, 3, 0x8000), 0x6463_8000); // oris r3,r3,32768
     assert_eq!(bc(12, 2, -40), 0x4182_FFD8); // beq .-40
     assert_eq!(bc(4, 2, -44), 0x4082_FFD4); // bne .-44
+    assert_eq!(lwbrx(3, 4, 5), 0x7C64_2C2C); // lwbrx r3,r4,r5
+    assert_eq!(stwbrx(3, 4, 5), 0x7C64_2D2C); // stwbrx r3,r4,r5
+    assert_eq!(andi_(4, 4, 0x20), 0x7084_0020); // andi. r4,r4,32
+    assert_eq!(xor(7, 5, 6), 0x7CA7_3278); // xor r7,r5,r6
+    assert_eq!(cmplwi(5, 0xFFFF), 0x2805_FFFF); // cmplwi r5,65535
+    assert_eq!(stmw(30, 32, 4), 0xBFC4_0020); // stmw r30,32(r4)
 }

@@ -39,12 +39,7 @@ impl ElfSpec {
         let mem_size = code.len() as u32;
         ElfSpec {
             entry: addr,
-            segments: vec![Segment {
-                addr,
-                data: code,
-                mem_size,
-                flags: PF_R | PF_W | PF_X,
-            }],
+            segments: vec![Segment { addr, data: code, mem_size, flags: PF_R | PF_W | PF_X }],
             symbols: Vec::new(),
             extra_sections: Vec::new(),
             class: 1,
@@ -56,18 +51,12 @@ impl ElfSpec {
 
     pub fn segment(mut self, addr: u32, data: Vec<u8>, flags: u32) -> ElfSpec {
         let mem_size = data.len() as u32;
-        self.segments.push(Segment {
-            addr,
-            data,
-            mem_size,
-            flags,
-        });
+        self.segments.push(Segment { addr, data, mem_size, flags });
         self
     }
 
     pub fn symbol(mut self, name: &str, value: u32) -> ElfSpec {
-        self.symbols
-            .push((name.to_string(), value, SymbolSection::Absolute));
+        self.symbols.push((name.to_string(), value, SymbolSection::Absolute));
         self
     }
 
@@ -134,9 +123,7 @@ fn build(spec: &ElfSpec) -> Vec<u8> {
         entsize: 0,
     }];
     for (i, s) in spec.segments.iter().enumerate() {
-        let flags = 0x2
-            | if s.flags & PF_X != 0 { 0x4 } else { 0 }
-            | if s.flags & PF_W != 0 { 0x1 } else { 0 };
+        let flags = 0x2 | if s.flags & PF_X != 0 { 0x4 } else { 0 } | if s.flags & PF_W != 0 { 0x1 } else { 0 };
         headers.push(SectionHeader {
             name: name(&format!(".seg{i}")),
             kind: 1,
@@ -238,9 +225,7 @@ fn build(spec: &ElfSpec) -> Vec<u8> {
     align(&mut out, 4);
     let shoff = out.len() as u32;
     for h in &headers {
-        for v in [
-            h.name, h.kind, h.flags, h.addr, h.offset, h.size, h.link, h.info, h.align, h.entsize,
-        ] {
+        for v in [h.name, h.kind, h.flags, h.addr, h.offset, h.size, h.link, h.info, h.align, h.entsize] {
             put32(&mut out, v);
         }
     }
@@ -265,16 +250,7 @@ fn build(spec: &ElfSpec) -> Vec<u8> {
     put16(&mut eh, shstrndx);
     // Program headers.
     for (s, offset) in spec.segments.iter().zip(&seg_offsets) {
-        for v in [
-            1,
-            *offset,
-            s.addr,
-            s.addr,
-            s.data.len() as u32,
-            s.mem_size,
-            s.flags,
-            4,
-        ] {
+        for v in [1, *offset, s.addr, s.addr, s.data.len() as u32, s.mem_size, s.flags, 4] {
             put32(&mut eh, v);
         }
     }
