@@ -95,7 +95,7 @@ pub fn run() -> ! {
     check("dma largest count (2^26 - 1) and one more refused", dma_boundary());
     check("dma transfer error on a bad address, channel recovers", dma_error());
     check("outbound window moves", window_moves());
-    check("doorbell and message round trip with the host", doorbell_round_trip());
+    check("inbound window, doorbell and message round trip with the host", doorbell_round_trip());
     check("flash erase, program, verify", flash());
     println!("selftest: {passed} passed, {failed} failed");
     defmt::info!("selftest: {=u32} passed, {=u32} failed", passed, failed);
@@ -312,6 +312,14 @@ fn doorbell_round_trip() -> Check {
     let immr = mpc8349emds::immr();
     let mu = immr.message_unit();
     let ipic = immr.ipic();
+    // Open inbound window 0 over the shared region: the host reads the challenge through it.
+    extern "C" {
+        static __bpnet_shared: u8;
+    }
+    let shared = core::ptr::addr_of!(__bpnet_shared) as u32;
+    immr.pci_windows()
+        .set_inbound(0, handshake::BAR_PCI_ADDRESS, shared, 1 << 20)
+        .map_err(|_| fail("set_inbound", shared, 0u32))?;
     mu.mask_inbound(inbound::IM0I | inbound::IM1I);
     mu.mask_outbound(0);
     ipic.enable(mpc8349::ipic::vector::MESSAGE_UNIT);
@@ -326,6 +334,9 @@ fn doorbell_round_trip() -> Check {
     }
     let challenge = mu.inbound_message(0);
     mu.send_message(1, handshake::reply(challenge));
+    if challenge != bpnet_contract::logring::MAGIC {
+        return Err(fail("host did not read the log ring magic through the BAR", challenge, 0u32));
+    }
     mu.ring_host(handshake::DOORBELL);
     ipic.disable(mpc8349::ipic::vector::MESSAGE_UNIT);
     if crate::irq::taken() == taken_before {

@@ -28,7 +28,12 @@ pub mod shared {
 pub mod selftest {
     /// The agent writes this to OMR0 (raising OM0I, hence INTA#) when it waits for the host.
     pub const READY: u32 = 0x5E1F_7E57;
-    /// The host answers: a challenge in IMR0, then doorbell bit [`DOORBELL`].
+    /// The PCI address the self-test opens inbound window 0 at, over the shared region (standing in
+    /// for the BAR address a host would assign).
+    pub const BAR_PCI_ADDRESS: u32 = 0x9000_0000;
+    /// The host answers: as the challenge in IMR0, the word it reads through the BAR at
+    /// [`crate::shared::LOG_RING_OFFSET`] (the log ring's magic, proving the inbound window), then
+    /// doorbell bit [`DOORBELL`].
     pub const DOORBELL: u32 = 0x1;
     /// The agent replies with the challenge's complement in OMR1 and rings ODR with [`DOORBELL`].
     pub const fn reply(challenge: u32) -> u32 {

@@ -33,8 +33,9 @@ options:
   --bus pci32|pci64  backplane timing for DMA: 32-bit/33 MHz PCI (default) or 64-bit/66 MHz
   --describe-bus-model  print the bus model's parameters and the rates they give, then exit
   --echo-host        play the host peer of the firmware self-test's message-unit handshake: when the
-                     firmware idles with OMR0 = READY, answer with a challenge in IMR0 and a doorbell;
-                     check the reply (OMR1, ODR) and acknowledge it
+                     firmware idles with OMR0 = READY, read the challenge through its BAR (inbound
+                     window 0), answer with it in IMR0 and a doorbell; check the reply (OMR1, ODR)
+                     and acknowledge it
   --quiet-log        do not print decoded log lines
   --summary-json PATH  also write the summary as one JSON object: outcome (idle, instruction_limit,
                      halted, unmodelled, unmapped), message, exit_code, instructions,
@@ -307,7 +308,7 @@ struct EchoHost {
 impl EchoHost {
     /// Act on what the agent raised; `true` if the agent was answered and should run on.
     fn serve(&mut self, board: &mut Board) -> bool {
-        use bpnet_contract::selftest::{reply, DOORBELL, READY};
+        use bpnet_contract::selftest::{reply, BAR_PCI_ADDRESS, DOORBELL, READY};
         const OM0I: u32 = 0x1;
         const OM1I: u32 = 0x2;
         const ODI: u32 = 0x8;
@@ -336,7 +337,16 @@ impl EchoHost {
             board.host_clear_outbound(OM0I);
             if message == READY {
                 self.rounds += 1;
-                let challenge = 0xC0DE_0000 | self.rounds;
+                // Read the challenge through the agent's inbound window, as a host reads its BAR.
+                let mut word = [0u8; 4];
+                let at = BAR_PCI_ADDRESS + bpnet_contract::shared::LOG_RING_OFFSET as u32;
+                let challenge = match board.host_bar_read(at, &mut word) {
+                    Ok(()) => u32::from_le_bytes(word),
+                    Err(e) => {
+                        eprintln!("bpnet-emu: echo-host: BAR read at {at:#010x} failed: {e}");
+                        0xBAD0_0000 | self.rounds
+                    }
+                };
                 let _ = board.host_write_message(0, challenge);
                 board.host_ring_doorbell(DOORBELL);
                 self.challenge = Some(challenge);

@@ -57,7 +57,7 @@ fn every_peripheral_check_passes() {
         "dma largest count (2^26 - 1) and one more refused ... ok",
         "dma transfer error on a bad address, channel recovers ... ok",
         "outbound window moves ... ok",
-        "doorbell and message round trip with the host ... ok",
+        "inbound window, doorbell and message round trip with the host ... ok",
         "flash erase, program, verify ... ok",
     ] {
         assert!(run.stdout.contains(check), "missing `{check}`:\n{}", run.stdout);
