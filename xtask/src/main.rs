@@ -5,6 +5,7 @@ mod bench;
 mod demo;
 mod emu;
 mod firmware;
+mod header;
 mod setup;
 mod test;
 mod util;
@@ -26,6 +27,7 @@ Commands:
                            non-zero on a fault or an unmodelled access
   bench [--json]           figures in virtual time and exact counts (--json: one JSON object
                            on the last line)
+  gen-header               regenerate host-driver/include/bpnet_contract.h from the contract crate
   setup                    install the Debian packages the project needs (done by every
                            command when something is missing)
 
@@ -45,6 +47,11 @@ fn main() -> ExitCode {
         "emu" => emu::run(rest),
         "bench" => bench::run(rest),
         "setup" => setup::run(rest),
+        "gen-header" => util::no_more(rest).and_then(|()| {
+            header::write(&util::root()).map_err(|e| util::Error::Io(format!("writing {}", header::PATH), e))?;
+            println!("{}", header::PATH);
+            Ok(ExitCode::SUCCESS)
+        }),
         "help" | "--help" | "-h" => {
             print!("{HELP}");
             return ExitCode::SUCCESS;

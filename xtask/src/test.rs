@@ -24,6 +24,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     };
 
     step("set-up", &mut || crate::setup::ensure())?;
+    step("generated C header is current", &mut || crate::header::check(&util::root()).map_err(util::Error::Failed))?;
     step("formatting", &mut || util::run(util::host_cargo().args(["fmt", "--all", "--check"]), "cargo fmt --check"))?;
     let mut elfs = Vec::new();
     step("firmware builds (release, fault-test, panic-test, selftest)", &mut || {

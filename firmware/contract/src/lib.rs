@@ -7,13 +7,39 @@
 //! nothing here panics on a hostile value, it reports an error instead.
 //!
 //! Every multi-byte field is little-endian, as PCI is; the agent (a big-endian e300) swaps.
+//!
+//! One rule shapes the layout: each side reads only its own memory, because a read across PCI stalls
+//! for a full round trip while a posted write does not. So the host writes into agent RAM (the BAR,
+//! [`bar`]) only with posted writes and reads it only at set-up and on slow paths (counters, log);
+//! the agent writes into host RAM ([`status`]) only by DMA. [`ring`] holds the index arithmetic both
+//! sides share, [`schema`] describes every structure for the generated C header.
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod bar;
 pub mod logring;
+pub mod ring;
+pub mod schema;
+pub mod status;
 
 /// Layout of the agent RAM the host sees through the inbound PCI window (the BAR).
+///
+/// The header and the doorbells sit at fixed offsets, and the log ring is at [`LOG_RING_OFFSET`] before
+/// any header exists (the self-test reads it there). The other regions are where the agent puts them
+/// by default; the header's offsets table says where they really are, and the host uses only that.
 pub mod shared {
+    /// Bytes of the shared region (the BAR's size).
+    pub const LEN: usize = 0x10_0000;
+    /// Offset of [`crate::bar::Header`] (fixed: the host finds everything else from it).
+    pub const HEADER_OFFSET: usize = 0;
+    /// Offset of [`crate::bar::Doorbells`] (fixed).
+    pub const DOORBELLS_OFFSET: usize = 0x40;
+    /// Default offset of [`crate::bar::Counters`].
+    pub const COUNTERS_OFFSET: usize = 0x80;
+    /// Default offset of the TX descriptor ring, with room for [`crate::ring::Entries::MAX`] entries.
+    pub const TX_RING_OFFSET: usize = 0x3_0000;
+    /// Default offset of the RX descriptor ring, with room for [`crate::ring::Entries::MAX`] entries.
+    pub const RX_RING_OFFSET: usize = 0x4_0000;
     /// Offset of the log ring from the start of the shared region.
     pub const LOG_RING_OFFSET: usize = 0x1_0000;
     /// Data bytes of the log ring (a power of two).
@@ -39,6 +65,89 @@ pub mod selftest {
     pub const fn reply(challenge: u32) -> u32 {
         !challenge
     }
+}
+
+/// Why shared memory written by the other side was refused. Every variant is a value that would
+/// have been acted on; the caller counts it, logs it and does nothing else with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// The buffer is shorter than the structure it should hold.
+    Truncated,
+    /// The header's magic word is wrong: the agent has not initialised it, or this is not bpnet.
+    BadMagic(u32),
+    /// A major version this side does not speak (major, minor).
+    BadVersion(u16, u16),
+    /// A ring size that is not a power of two within [`ring::Entries::MIN`]..=[`ring::Entries::MAX`].
+    BadRingEntries(u32),
+    /// A region at this offset is misaligned, leaves the shared region or overlaps another.
+    BadLayout(u32),
+    /// A state value outside its enumeration.
+    BadState(u8),
+    /// Feature bits the host accepted although the agent never offered them.
+    BadFeatures(u32),
+    /// An MTU outside [`bar::MTU_MIN`]..=[`bar::MTU_MAX`], or not the default without [`bar::feature::MTU`].
+    BadMtu(u32),
+    /// A bus address that is null, misaligned, or whose range wraps past the end of the bus.
+    BadAddress(u64),
+    /// A descriptor length of zero or above what the receiver allows.
+    BadLength(u32),
+    /// Flag bits this version does not define.
+    BadFlags(u16),
+    /// A producer index more than a ring's worth ahead of its consumer (or behind it).
+    BadIndex { prod: u32, cons: u32 },
+    /// A counter slot outside [`bar::COUNTER_SLOTS`].
+    BadCounter(usize),
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Error::Truncated => write!(f, "buffer too short for the structure"),
+            Error::BadMagic(m) => write!(f, "magic {m:#010x}, expected {:#010x}", bar::MAGIC),
+            Error::BadVersion(major, minor) => {
+                write!(f, "contract version {major}.{minor}, expected major {}", bar::VERSION_MAJOR)
+            }
+            Error::BadRingEntries(n) => {
+                write!(f, "ring size {n} is not a power of two in {}..={}", ring::Entries::MIN, ring::Entries::MAX)
+            }
+            Error::BadLayout(at) => write!(f, "region at {at:#x} misaligned, outside the BAR or overlapping"),
+            Error::BadState(s) => write!(f, "state {s} is not defined"),
+            Error::BadFeatures(bits) => write!(f, "features {bits:#x} accepted but not offered"),
+            Error::BadMtu(mtu) => write!(f, "MTU {mtu} not allowed"),
+            Error::BadAddress(addr) => write!(f, "bus address {addr:#x} null, misaligned or wrapping"),
+            Error::BadLength(len) => write!(f, "length {len} is zero or too large"),
+            Error::BadFlags(flags) => write!(f, "undefined flag bits {flags:#06x}"),
+            Error::BadIndex { prod, cons } => write!(f, "producer index {prod} not within a ring of consumer {cons}"),
+            Error::BadCounter(slot) => write!(f, "counter slot {slot} out of range"),
+        }
+    }
+}
+
+/// Read a byte at `at`. Callers have checked the length.
+fn get_u8(buf: &[u8], at: usize) -> u8 {
+    buf[at]
+}
+
+/// Read a little-endian `u16` at `at`. Callers have checked the length.
+fn get_le16(buf: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([buf[at], buf[at + 1]])
+}
+
+/// Read a little-endian `u64` at `at`. Callers have checked the length.
+fn get_le64(buf: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&buf[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+/// Write a little-endian `u16` at `at`. Callers have checked the length.
+fn put_le16(buf: &mut [u8], at: usize, value: u16) {
+    buf[at..at + 2].copy_from_slice(&value.to_le_bytes());
+}
+
+/// Write a little-endian `u64` at `at`. Callers have checked the length.
+fn put_le64(buf: &mut [u8], at: usize, value: u64) {
+    buf[at..at + 8].copy_from_slice(&value.to_le_bytes());
 }
 
 /// Read a little-endian `u32` at `at`. Callers have checked the length.

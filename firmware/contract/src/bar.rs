@@ -1,0 +1,988 @@
+//! Structures in agent RAM, the shared region the host sees through the BAR.
+//!
+//! The host writes here only with posted writes and reads here only at set-up and on slow paths
+//! (counters, log); the agent reads the host's fields from its own RAM, cheaply, and trusts none.
+//!
+//! # Regions (offsets from the start of the shared region, [`crate::shared`])
+//!
+//! | offset | bytes | region | written by |
+//! | --- | --- | --- | --- |
+//! | `0x0_0000` | 64 | [`Header`] | both, field by field (below) |
+//! | `0x0_0040` | 64 | [`Doorbells`] | host |
+//! | `0x0_0080` | 256 | [`Counters`] (default; `counters_offset`) | agent |
+//! | `0x1_0000` | 64 KiB + 16 | log ring ([`crate::logring`]; `log_ring_offset`) | agent |
+//! | `0x3_0000` | 16 × entries | TX [`Descriptor`]s (default; `tx_ring_offset`) | host |
+//! | `0x4_0000` | 16 × entries | RX [`Descriptor`]s (default; `rx_ring_offset`) | host |
+//!
+//! # Header
+//!
+//! | offset | field | type | written by | meaning |
+//! | --- | --- | --- | --- | --- |
+//! | `0x00` | magic | u32 | agent | [`MAGIC`], "BPNT" in memory order |
+//! | `0x04` | version_major | u16 | agent | [`VERSION_MAJOR`]; the host refuses another major |
+//! | `0x06` | version_minor | u16 | agent | [`VERSION_MINOR`]; additions only |
+//! | `0x08` | agent_features | u32 | agent | [`feature`] bits offered |
+//! | `0x0c` | agent_generation | u32 | agent | bumped at every agent boot or reset |
+//! | `0x10` | firmware_version | u32 | agent | `major << 16 \| minor << 8 \| patch` |
+//! | `0x14` | tx_ring_offset | u32 | agent | where the TX descriptors are |
+//! | `0x18` | rx_ring_offset | u32 | agent | where the RX descriptors are |
+//! | `0x1c` | log_ring_offset | u32 | agent | where the log ring is ([`crate::shared::LOG_RING_OFFSET`]) |
+//! | `0x20` | counters_offset | u32 | agent | where the [`Counters`] are |
+//! | `0x24` | mac | [u8; 6] | agent | the host interface's MAC address |
+//! | `0x2a` | ring_entries | u16 | agent | size of both rings, a power of two, 2..=4096 |
+//! | `0x2c` | agent_state | u8 | agent | [`AgentState`] |
+//! | `0x2d` | host_state | u8 | host | [`HostState`] |
+//! | `0x2e` | mtu | u16 | host | the host's current MTU, [`MTU_MIN`]..=[`MTU_MAX`] |
+//! | `0x30` | status_block_addr | u64 | host | bus address of the [`crate::status`] block in host RAM |
+//! | `0x38` | host_features | u32 | host | [`feature`] bits accepted, a subset of the offered ones |
+//! | `0x3c` | host_generation | u32 | host | bumped at every host (re)initialisation |
+//!
+//! The agent's fields come first and the host's last, so only the word at `0x2c` holds fields of
+//! both writers; its two state bytes are written one byte at a time, never as a word, so neither
+//! side's store can overwrite the other's. The states are bytes (and the MTU a `u16`) so that the
+//! whole header, offsets table included, fits one 64-byte line.
+//!
+//! Bring-up: the agent writes `agent_state` = RESET, then every agent field ([`AgentRepr::emit`]),
+//! then, after a barrier, READY. The host reads the header once (the only BAR reads of set-up),
+//! writes its fields ([`HostRepr::emit`]) and, last, `host_state` = UP; posted writes arrive in
+//! order, so an agent that sees UP sees the rest. The agent then validates them
+//! ([`HostRepr::parse`]) and goes RUNNING, or BROKEN if they are refused.
+//!
+//! ring_entries is the agent's: it reserved the ring space in its own RAM, and the host sizes its
+//! status block from it.
+
+use crate::ring::Entries;
+use crate::schema::{Field, Struct, Type};
+use crate::{get_le16, get_le32, get_le64, get_u8, put_le16, put_le32, put_le64, shared, Error};
+
+/// "BPNT" in memory order.
+pub const MAGIC: u32 = u32::from_le_bytes(*b"BPNT");
+/// A host refuses a header with another major version.
+pub const VERSION_MAJOR: u16 = 1;
+/// Minor versions only add (fields in reserved space, feature bits), never change.
+pub const VERSION_MINOR: u16 = 0;
+
+/// Size of [`Header`].
+pub const HEADER_LEN: usize = 64;
+/// Size of [`Doorbells`].
+pub const DOORBELLS_LEN: usize = 64;
+/// Size of [`Descriptor`].
+pub const DESCRIPTOR_LEN: usize = 16;
+/// Slots of [`Counters`].
+pub const COUNTER_SLOTS: usize = 64;
+/// Size of [`Counters`].
+pub const COUNTERS_LEN: usize = 4 * COUNTER_SLOTS;
+
+/// Smallest MTU (IPv4's minimum).
+pub const MTU_MIN: u16 = 68;
+/// Largest MTU the 16-bit field and the descriptors' frame lengths allow.
+pub const MTU_MAX: u16 = 65535;
+/// The MTU when [`feature::MTU`] is not negotiated (Ethernet's).
+pub const MTU_DEFAULT: u16 = 1500;
+
+/// Alignment of the host's status block, so completions never straddle a cache line.
+pub const STATUS_BLOCK_ALIGN: u64 = 64;
+
+/// Feature bits: the agent offers (`agent_features`), the host accepts a subset (`host_features`).
+pub mod feature {
+    /// Frames need no checksums across the backplane (PCI protects the transfer), so the host may
+    /// hand over frames with the checksum left for the agent ([`super::desc_flags::NEEDS_CSUM`]) and
+    /// the agent may mark received frames as verified ([`crate::status::compl_flags::CSUM_VALID`]).
+    pub const CSUM_OFFLOAD: u32 = 1 << 0;
+    /// Notification suppression through the event indexes ([`crate::ring::need_event`]). Without it
+    /// the event fields are ignored and every index update notifies.
+    pub const EVENT_INDEX: u32 = 1 << 1;
+    /// The host may set an MTU other than [`super::MTU_DEFAULT`].
+    pub const MTU: u32 = 1 << 2;
+    /// Every bit this version defines.
+    pub const ALL: u32 = CSUM_OFFLOAD | EVENT_INDEX | MTU;
+}
+
+/// Descriptor flag bits.
+pub mod desc_flags {
+    /// TX only: the frame's TCP/UDP checksum is not filled in; the agent finds the L4 header by
+    /// parsing the frame and completes it. Only with [`super::feature::CSUM_OFFLOAD`].
+    pub const NEEDS_CSUM: u16 = 1 << 0;
+    /// Every bit this version defines.
+    pub const ALL: u16 = NEEDS_CSUM;
+}
+
+/// `major << 16 | minor << 8 | patch`, the header's `firmware_version`.
+pub const fn firmware_version(major: u8, minor: u8, patch: u8) -> u32 {
+    (major as u32) << 16 | (minor as u32) << 8 | patch as u32
+}
+
+/// The agent's state, `agent_state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum AgentState {
+    /// Booting or resetting: nothing else in the header is valid.
+    Reset = 0,
+    /// The header is valid; waiting for the host.
+    Ready = 1,
+    /// The host's fields were accepted; the rings are live.
+    Running = 2,
+    /// The agent refused the host's fields or hit a fatal error; the host must re-initialise.
+    Broken = 3,
+}
+
+impl TryFrom<u8> for AgentState {
+    type Error = Error;
+    fn try_from(value: u8) -> Result<Self, Error> {
+        match value {
+            0 => Ok(AgentState::Reset),
+            1 => Ok(AgentState::Ready),
+            2 => Ok(AgentState::Running),
+            3 => Ok(AgentState::Broken),
+            other => Err(Error::BadState(other)),
+        }
+    }
+}
+
+/// The host's state, `host_state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum HostState {
+    /// The interface is down: the agent must not touch host RAM.
+    Down = 0,
+    /// The host's fields are valid and its status block is allocated.
+    Up = 1,
+}
+
+impl TryFrom<u8> for HostState {
+    type Error = Error;
+    fn try_from(value: u8) -> Result<Self, Error> {
+        match value {
+            0 => Ok(HostState::Down),
+            1 => Ok(HostState::Up),
+            other => Err(Error::BadState(other)),
+        }
+    }
+}
+
+mod field {
+    pub mod header {
+        pub const MAGIC: usize = 0x00;
+        pub const VERSION_MAJOR: usize = 0x04;
+        pub const VERSION_MINOR: usize = 0x06;
+        pub const AGENT_FEATURES: usize = 0x08;
+        pub const AGENT_GENERATION: usize = 0x0c;
+        pub const FIRMWARE_VERSION: usize = 0x10;
+        pub const TX_RING_OFFSET: usize = 0x14;
+        pub const RX_RING_OFFSET: usize = 0x18;
+        pub const LOG_RING_OFFSET: usize = 0x1c;
+        pub const COUNTERS_OFFSET: usize = 0x20;
+        pub const MAC: usize = 0x24;
+        pub const RING_ENTRIES: usize = 0x2a;
+        pub const AGENT_STATE: usize = 0x2c;
+        pub const HOST_STATE: usize = 0x2d;
+        pub const MTU: usize = 0x2e;
+        pub const STATUS_BLOCK_ADDR: usize = 0x30;
+        pub const HOST_FEATURES: usize = 0x38;
+        pub const HOST_GENERATION: usize = 0x3c;
+    }
+    pub mod doorbells {
+        pub const TX_PROD: usize = 0;
+        pub const RX_PROD: usize = 4;
+        pub const RX_USED_EVENT: usize = 8;
+        pub const TX_USED_EVENT: usize = 12;
+        pub const RESERVED: usize = 16;
+    }
+    pub mod descriptor {
+        pub const ADDR: usize = 0;
+        pub const LEN: usize = 8;
+        pub const ID: usize = 12;
+        pub const FLAGS: usize = 14;
+    }
+}
+
+/// [`Header`] for the C header.
+pub const HEADER_SCHEMA: Struct = Struct {
+    name: "header",
+    len: HEADER_LEN,
+    doc: "Agent RAM at BPNET_HEADER_OFFSET. Agent fields up to agent_state, host fields from host_state; \
+          the host reads it only at set-up and writes only its own fields, byte-sized ones as bytes.",
+    fields: &[
+        Field::new("magic", field::header::MAGIC, Type::Le32),
+        Field::new("version_major", field::header::VERSION_MAJOR, Type::Le16),
+        Field::new("version_minor", field::header::VERSION_MINOR, Type::Le16),
+        Field::new("agent_features", field::header::AGENT_FEATURES, Type::Le32),
+        Field::new("agent_generation", field::header::AGENT_GENERATION, Type::Le32),
+        Field::new("firmware_version", field::header::FIRMWARE_VERSION, Type::Le32),
+        Field::new("tx_ring_offset", field::header::TX_RING_OFFSET, Type::Le32),
+        Field::new("rx_ring_offset", field::header::RX_RING_OFFSET, Type::Le32),
+        Field::new("log_ring_offset", field::header::LOG_RING_OFFSET, Type::Le32),
+        Field::new("counters_offset", field::header::COUNTERS_OFFSET, Type::Le32),
+        Field::new("mac", field::header::MAC, Type::Bytes(6)),
+        Field::new("ring_entries", field::header::RING_ENTRIES, Type::Le16),
+        Field::new("agent_state", field::header::AGENT_STATE, Type::U8),
+        Field::new("host_state", field::header::HOST_STATE, Type::U8),
+        Field::new("mtu", field::header::MTU, Type::Le16),
+        Field::new("status_block_addr", field::header::STATUS_BLOCK_ADDR, Type::Le64),
+        Field::new("host_features", field::header::HOST_FEATURES, Type::Le32),
+        Field::new("host_generation", field::header::HOST_GENERATION, Type::Le32),
+    ],
+};
+
+/// [`Doorbells`] for the C header.
+pub const DOORBELLS_SCHEMA: Struct = Struct {
+    name: "doorbells",
+    len: DOORBELLS_LEN,
+    doc: "Agent RAM at BPNET_DOORBELLS_OFFSET. Host-written with posted writes, never read by the host.",
+    fields: &[
+        Field::new("tx_prod", field::doorbells::TX_PROD, Type::Le32),
+        Field::new("rx_prod", field::doorbells::RX_PROD, Type::Le32),
+        Field::new("rx_used_event", field::doorbells::RX_USED_EVENT, Type::Le32),
+        Field::new("tx_used_event", field::doorbells::TX_USED_EVENT, Type::Le32),
+        Field::new("reserved", field::doorbells::RESERVED, Type::Bytes(DOORBELLS_LEN - field::doorbells::RESERVED)),
+    ],
+};
+
+/// [`Descriptor`] for the C header.
+pub const DESCRIPTOR_SCHEMA: Struct = Struct {
+    name: "descriptor",
+    len: DESCRIPTOR_LEN,
+    doc: "Agent RAM, TX and RX rings. Host-written: a frame to send (TX) or an empty buffer (RX).",
+    fields: &[
+        Field::new("addr", field::descriptor::ADDR, Type::Le64),
+        Field::new("len", field::descriptor::LEN, Type::Le32),
+        Field::new("id", field::descriptor::ID, Type::Le16),
+        Field::new("flags", field::descriptor::FLAGS, Type::Le16),
+    ],
+};
+
+/// [`Counters`] for the C header.
+pub const COUNTERS_SCHEMA: Struct = Struct {
+    name: "counters",
+    len: COUNTERS_LEN,
+    doc: "Agent RAM at counters_offset. Agent-written, read by the host on slow paths; each slot wraps.",
+    fields: &[Field::new("slots", 0, Type::Le32Array(COUNTER_SLOTS))],
+};
+
+/// A typed view of the header over a byte buffer (the first [`HEADER_LEN`] bytes of the BAR).
+#[derive(Debug)]
+pub struct Header<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Header<T> {
+    /// Wrap a buffer without checking it; accessors may then panic. Use [`Header::new_checked`].
+    pub const fn new_unchecked(buffer: T) -> Self {
+        Header { buffer }
+    }
+
+    /// Wrap a buffer, checking everything the accessors rely on.
+    pub fn new_checked(buffer: T) -> Result<Self, Error> {
+        let header = Self::new_unchecked(buffer);
+        header.check_len()?;
+        Ok(header)
+    }
+
+    /// The one check the accessors rely on: the buffer holds a whole header. Values are checked by
+    /// [`AgentRepr::parse`] and [`HostRepr::parse`].
+    pub fn check_len(&self) -> Result<(), Error> {
+        if self.buffer.as_ref().len() < HEADER_LEN {
+            return Err(Error::Truncated);
+        }
+        Ok(())
+    }
+
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    pub fn magic(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), field::header::MAGIC)
+    }
+    pub fn version_major(&self) -> u16 {
+        get_le16(self.buffer.as_ref(), field::header::VERSION_MAJOR)
+    }
+    pub fn version_minor(&self) -> u16 {
+        get_le16(self.buffer.as_ref(), field::header::VERSION_MINOR)
+    }
+    pub fn agent_features(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), field::header::AGENT_FEATURES)
+    }
+    pub fn agent_generation(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), field::header::AGENT_GENERATION)
+    }
+    pub fn firmware_version(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), field::header::FIRMWARE_VERSION)
+    }
+    pub fn tx_ring_offset(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), field::header::TX_RING_OFFSET)
+    }
+    pub fn rx_ring_offset(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), field::header::RX_RING_OFFSET)
+    }
+    pub fn log_ring_offset(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), field::header::LOG_RING_OFFSET)
+    }
+    pub fn counters_offset(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), field::header::COUNTERS_OFFSET)
+    }
+    pub fn mac(&self) -> [u8; 6] {
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&self.buffer.as_ref()[field::header::MAC..field::header::MAC + 6]);
+        mac
+    }
+    /// The raw ring size; [`Entries::new`] validates it.
+    pub fn ring_entries(&self) -> u16 {
+        get_le16(self.buffer.as_ref(), field::header::RING_ENTRIES)
+    }
+    pub fn agent_state(&self) -> Result<AgentState, Error> {
+        AgentState::try_from(get_u8(self.buffer.as_ref(), field::header::AGENT_STATE))
+    }
+    pub fn host_state(&self) -> Result<HostState, Error> {
+        HostState::try_from(get_u8(self.buffer.as_ref(), field::header::HOST_STATE))
+    }
+    pub fn mtu(&self) -> u16 {
+        get_le16(self.buffer.as_ref(), field::header::MTU)
+    }
+    pub fn status_block_addr(&self) -> u64 {
+        get_le64(self.buffer.as_ref(), field::header::STATUS_BLOCK_ADDR)
+    }
+    pub fn host_features(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), field::header::HOST_FEATURES)
+    }
+    pub fn host_generation(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), field::header::HOST_GENERATION)
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
+    /// Written alone, as one byte, after a barrier: see the module documentation.
+    pub fn set_agent_state(&mut self, state: AgentState) {
+        self.buffer.as_mut()[field::header::AGENT_STATE] = state as u8;
+    }
+    /// Written alone, as one byte, after the host's other fields: see the module documentation.
+    pub fn set_host_state(&mut self, state: HostState) {
+        self.buffer.as_mut()[field::header::HOST_STATE] = state as u8;
+    }
+    /// The agent bumps its generation on its own (a reset without a full re-initialisation).
+    pub fn set_agent_generation(&mut self, generation: u32) {
+        put_le32(self.buffer.as_mut(), field::header::AGENT_GENERATION, generation);
+    }
+}
+
+/// Where the agent put its regions, as offsets from the start of the shared region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub tx_ring: u32,
+    pub rx_ring: u32,
+    pub log_ring: u32,
+    pub counters: u32,
+}
+
+impl Layout {
+    /// The agent's layout: every region at its [`crate::shared`] default.
+    pub const DEFAULT: Layout = Layout {
+        tx_ring: shared::TX_RING_OFFSET as u32,
+        rx_ring: shared::RX_RING_OFFSET as u32,
+        log_ring: shared::LOG_RING_OFFSET as u32,
+        counters: shared::COUNTERS_OFFSET as u32,
+    };
+
+    /// Every region as (offset, bytes, alignment), the fixed ones first.
+    fn regions(&self, entries: Entries) -> [(u32, usize, u32); 6] {
+        let ring = ring_len(entries);
+        [
+            (shared::HEADER_OFFSET as u32, HEADER_LEN, 64),
+            (shared::DOORBELLS_OFFSET as u32, DOORBELLS_LEN, 64),
+            (self.counters, COUNTERS_LEN, 4),
+            (self.log_ring, shared::LOG_RING_LEN, 4),
+            (self.tx_ring, ring, DESCRIPTOR_LEN as u32),
+            (self.rx_ring, ring, DESCRIPTOR_LEN as u32),
+        ]
+    }
+
+    /// Every region aligned, inside [`shared::LEN`] and apart from every other, so a host that uses
+    /// the offsets can never be steered onto another region or out of the BAR.
+    pub fn check(&self, entries: Entries) -> Result<(), Error> {
+        let regions = self.regions(entries);
+        for (i, &(at, len, align)) in regions.iter().enumerate() {
+            let end = at as u64 + len as u64;
+            if !at.is_multiple_of(align) || end > shared::LEN as u64 {
+                return Err(Error::BadLayout(at));
+            }
+            for &(other, other_len, _) in &regions[..i] {
+                if (at as u64) < other as u64 + other_len as u64 && (other as u64) < end {
+                    return Err(Error::BadLayout(at));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Bytes of one descriptor ring.
+pub const fn ring_len(entries: Entries) -> usize {
+    entries.get() as usize * DESCRIPTOR_LEN
+}
+
+/// The agent's half of the header, as the host sees it at set-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentRepr {
+    pub features: u32,
+    pub generation: u32,
+    pub firmware_version: u32,
+    pub layout: Layout,
+    pub mac: [u8; 6],
+    pub ring_entries: Entries,
+}
+
+impl AgentRepr {
+    /// The host's check of the agent's fields: magic, major version, ring size and layout. The
+    /// agent's state is read separately ([`Header::agent_state`]): only READY or RUNNING promise the
+    /// rest is valid.
+    pub fn parse<T: AsRef<[u8]>>(header: &Header<T>) -> Result<Self, Error> {
+        if header.magic() != MAGIC {
+            return Err(Error::BadMagic(header.magic()));
+        }
+        if header.version_major() != VERSION_MAJOR {
+            return Err(Error::BadVersion(header.version_major(), header.version_minor()));
+        }
+        let ring_entries = Entries::new(header.ring_entries() as u32)?;
+        let layout = Layout {
+            tx_ring: header.tx_ring_offset(),
+            rx_ring: header.rx_ring_offset(),
+            log_ring: header.log_ring_offset(),
+            counters: header.counters_offset(),
+        };
+        layout.check(ring_entries)?;
+        Ok(AgentRepr {
+            features: header.agent_features(),
+            generation: header.agent_generation(),
+            firmware_version: header.firmware_version(),
+            layout,
+            mac: header.mac(),
+            ring_entries,
+        })
+    }
+
+    /// Write every agent field but the state, which the agent publishes last
+    /// ([`Header::set_agent_state`]) after a barrier.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, header: &mut Header<T>) {
+        let buf = header.buffer.as_mut();
+        put_le32(buf, field::header::MAGIC, MAGIC);
+        put_le16(buf, field::header::VERSION_MAJOR, VERSION_MAJOR);
+        put_le16(buf, field::header::VERSION_MINOR, VERSION_MINOR);
+        put_le32(buf, field::header::AGENT_FEATURES, self.features);
+        put_le32(buf, field::header::AGENT_GENERATION, self.generation);
+        put_le32(buf, field::header::FIRMWARE_VERSION, self.firmware_version);
+        put_le32(buf, field::header::TX_RING_OFFSET, self.layout.tx_ring);
+        put_le32(buf, field::header::RX_RING_OFFSET, self.layout.rx_ring);
+        put_le32(buf, field::header::LOG_RING_OFFSET, self.layout.log_ring);
+        put_le32(buf, field::header::COUNTERS_OFFSET, self.layout.counters);
+        buf[field::header::MAC..field::header::MAC + 6].copy_from_slice(&self.mac);
+        // Entries::MAX fits a u16.
+        put_le16(buf, field::header::RING_ENTRIES, self.ring_entries.get() as u16);
+    }
+}
+
+/// The host's half of the header, as the agent accepts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostRepr {
+    pub features: u32,
+    pub generation: u32,
+    pub mtu: u16,
+    pub status_block_addr: u64,
+}
+
+impl HostRepr {
+    /// The agent's check of the host's fields against what it offered (`offered` features, its
+    /// ring size): `None` while the host is down, the accepted configuration when it is up.
+    pub fn parse<T: AsRef<[u8]>>(header: &Header<T>, offered: u32, entries: Entries) -> Result<Option<Self>, Error> {
+        if header.host_state()? == HostState::Down {
+            return Ok(None);
+        }
+        let features = header.host_features();
+        if features & !(offered & feature::ALL) != 0 {
+            return Err(Error::BadFeatures(features));
+        }
+        let mtu = header.mtu();
+        if mtu < MTU_MIN || (features & feature::MTU == 0 && mtu != MTU_DEFAULT) {
+            return Err(Error::BadMtu(mtu as u32));
+        }
+        let addr = header.status_block_addr();
+        let len = crate::status::block_len(entries) as u64;
+        if addr == 0 || !addr.is_multiple_of(STATUS_BLOCK_ALIGN) || addr.checked_add(len).is_none() {
+            return Err(Error::BadAddress(addr));
+        }
+        Ok(Some(HostRepr { features, generation: header.host_generation(), mtu, status_block_addr: addr }))
+    }
+
+    /// Write every host field but the state, which the host writes last ([`Header::set_host_state`]).
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, header: &mut Header<T>) {
+        let buf = header.buffer.as_mut();
+        put_le16(buf, field::header::MTU, self.mtu);
+        put_le64(buf, field::header::STATUS_BLOCK_ADDR, self.status_block_addr);
+        put_le32(buf, field::header::HOST_FEATURES, self.features);
+        put_le32(buf, field::header::HOST_GENERATION, self.generation);
+    }
+}
+
+/// A typed view of the doorbell block: the host's ring indexes and event indexes, free-running.
+#[derive(Debug)]
+pub struct Doorbells<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Doorbells<T> {
+    /// Wrap a buffer without checking it; accessors may then panic. Use [`Doorbells::new_checked`].
+    pub const fn new_unchecked(buffer: T) -> Self {
+        Doorbells { buffer }
+    }
+
+    pub fn new_checked(buffer: T) -> Result<Self, Error> {
+        let doorbells = Self::new_unchecked(buffer);
+        doorbells.check_len()?;
+        Ok(doorbells)
+    }
+
+    /// The one check the accessors rely on. The indexes themselves are checked against the
+    /// consumer's with [`crate::ring::pending`].
+    pub fn check_len(&self) -> Result<(), Error> {
+        if self.buffer.as_ref().len() < DOORBELLS_LEN {
+            return Err(Error::Truncated);
+        }
+        Ok(())
+    }
+
+    /// TX descriptors the host has ever posted.
+    pub fn tx_prod(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), field::doorbells::TX_PROD)
+    }
+    /// RX buffers the host has ever posted.
+    pub fn rx_prod(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), field::doorbells::RX_PROD)
+    }
+    /// The host wants an interrupt once `rx_used` passes this.
+    pub fn rx_used_event(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), field::doorbells::RX_USED_EVENT)
+    }
+    /// The host wants an interrupt once `tx_used` passes this.
+    pub fn tx_used_event(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), field::doorbells::TX_USED_EVENT)
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Doorbells<T> {
+    pub fn set_tx_prod(&mut self, value: u32) {
+        put_le32(self.buffer.as_mut(), field::doorbells::TX_PROD, value);
+    }
+    pub fn set_rx_prod(&mut self, value: u32) {
+        put_le32(self.buffer.as_mut(), field::doorbells::RX_PROD, value);
+    }
+    pub fn set_rx_used_event(&mut self, value: u32) {
+        put_le32(self.buffer.as_mut(), field::doorbells::RX_USED_EVENT, value);
+    }
+    pub fn set_tx_used_event(&mut self, value: u32) {
+        put_le32(self.buffer.as_mut(), field::doorbells::TX_USED_EVENT, value);
+    }
+}
+
+/// A typed view of one descriptor, TX (a frame to send) or RX (an empty buffer to fill).
+#[derive(Debug)]
+pub struct Descriptor<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+/// A descriptor that passed [`Descriptor::check`]: safe for the ring engine to act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DescriptorRepr {
+    /// Host bus address of the frame (TX) or buffer (RX).
+    pub addr: u64,
+    /// TX: the frame's length; RX: the buffer's capacity.
+    pub len: u32,
+    /// The host's cookie, returned in the completion.
+    pub id: u16,
+    /// [`desc_flags`].
+    pub flags: u16,
+}
+
+impl<T: AsRef<[u8]>> Descriptor<T> {
+    /// Wrap a buffer without checking it; accessors may then panic. Use [`Descriptor::new_checked`].
+    pub const fn new_unchecked(buffer: T) -> Self {
+        Descriptor { buffer }
+    }
+
+    pub fn new_checked(buffer: T) -> Result<Self, Error> {
+        let descriptor = Self::new_unchecked(buffer);
+        descriptor.check_len()?;
+        Ok(descriptor)
+    }
+
+    /// The one length check the accessors rely on; values are checked by [`Descriptor::check`].
+    pub fn check_len(&self) -> Result<(), Error> {
+        if self.buffer.as_ref().len() < DESCRIPTOR_LEN {
+            return Err(Error::Truncated);
+        }
+        Ok(())
+    }
+
+    pub fn addr(&self) -> u64 {
+        get_le64(self.buffer.as_ref(), field::descriptor::ADDR)
+    }
+    pub fn len(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), field::descriptor::LEN)
+    }
+    /// Whether `len` is zero (such a descriptor is refused by [`Descriptor::check`]).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn id(&self) -> u16 {
+        get_le16(self.buffer.as_ref(), field::descriptor::ID)
+    }
+    pub fn flags(&self) -> u16 {
+        get_le16(self.buffer.as_ref(), field::descriptor::FLAGS)
+    }
+
+    /// Validate the host's descriptor before the agent programs a DMA from it: a length of 1 to
+    /// `max_len` bytes, an address range that does not wrap past the end of the 64-bit bus, and
+    /// only defined flags.
+    pub fn check(&self, max_len: u32) -> Result<DescriptorRepr, Error> {
+        let (addr, len, flags) = (self.addr(), self.len(), self.flags());
+        if len == 0 || len > max_len {
+            return Err(Error::BadLength(len));
+        }
+        if addr.checked_add(len as u64).is_none() {
+            return Err(Error::BadAddress(addr));
+        }
+        if flags & !desc_flags::ALL != 0 {
+            return Err(Error::BadFlags(flags));
+        }
+        Ok(DescriptorRepr { addr, len, id: self.id(), flags })
+    }
+}
+
+impl DescriptorRepr {
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, descriptor: &mut Descriptor<T>) {
+        let buf = descriptor.buffer.as_mut();
+        put_le64(buf, field::descriptor::ADDR, self.addr);
+        put_le32(buf, field::descriptor::LEN, self.len);
+        put_le16(buf, field::descriptor::ID, self.id);
+        put_le16(buf, field::descriptor::FLAGS, self.flags);
+    }
+}
+
+/// Counter slots, named from the host's point of view (TX is the host transmitting to the agent).
+pub mod counter {
+    /// TX descriptors completed without error.
+    pub const TX_FRAMES: usize = 0;
+    /// Bytes of those frames.
+    pub const TX_BYTES: usize = 1;
+    /// RX completions delivered to the host without error.
+    pub const RX_FRAMES: usize = 2;
+    /// Bytes of those frames.
+    pub const RX_BYTES: usize = 3;
+    /// DMA transfers of TX frames that failed.
+    pub const TX_DMA_ERRORS: usize = 4;
+    /// DMA transfers of RX frames or completions that failed.
+    pub const RX_DMA_ERRORS: usize = 5;
+    /// Descriptors refused by [`super::Descriptor::check`].
+    pub const BAD_DESCRIPTORS: usize = 6;
+    /// Producer indexes refused by [`crate::ring::pending`].
+    pub const BAD_INDEXES: usize = 7;
+    /// Frames for the host dropped because it had posted no RX buffer.
+    pub const RX_NO_BUFFER: usize = 8;
+    /// Doorbells the agent received.
+    pub const DOORBELLS: usize = 9;
+    /// Interrupts the agent raised.
+    pub const INTERRUPTS: usize = 10;
+    /// Host (re)initialisations the agent saw (changes of `host_generation`).
+    pub const HOST_RESETS_SEEN: usize = 11;
+    /// Host header fields refused by [`super::HostRepr::parse`].
+    pub const BAD_HOST_CONFIG: usize = 12;
+}
+
+/// Every counter with its name (as `ethtool -S` shows it) and slot.
+pub const COUNTERS: &[(&str, usize)] = &[
+    ("tx_frames", counter::TX_FRAMES),
+    ("tx_bytes", counter::TX_BYTES),
+    ("rx_frames", counter::RX_FRAMES),
+    ("rx_bytes", counter::RX_BYTES),
+    ("tx_dma_errors", counter::TX_DMA_ERRORS),
+    ("rx_dma_errors", counter::RX_DMA_ERRORS),
+    ("bad_descriptors", counter::BAD_DESCRIPTORS),
+    ("bad_indexes", counter::BAD_INDEXES),
+    ("rx_no_buffer", counter::RX_NO_BUFFER),
+    ("doorbells", counter::DOORBELLS),
+    ("interrupts", counter::INTERRUPTS),
+    ("host_resets_seen", counter::HOST_RESETS_SEEN),
+    ("bad_host_config", counter::BAD_HOST_CONFIG),
+];
+
+/// A typed view of the counters: [`COUNTER_SLOTS`] little-endian `u32`, each wrapping at 2^32 (a
+/// reader takes differences).
+#[derive(Debug)]
+pub struct Counters<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Counters<T> {
+    /// Wrap a buffer without checking it; accessors may then panic. Use [`Counters::new_checked`].
+    pub const fn new_unchecked(buffer: T) -> Self {
+        Counters { buffer }
+    }
+
+    pub fn new_checked(buffer: T) -> Result<Self, Error> {
+        let counters = Self::new_unchecked(buffer);
+        counters.check_len()?;
+        Ok(counters)
+    }
+
+    pub fn check_len(&self) -> Result<(), Error> {
+        if self.buffer.as_ref().len() < COUNTERS_LEN {
+            return Err(Error::Truncated);
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, slot: usize) -> Result<u32, Error> {
+        if slot >= COUNTER_SLOTS {
+            return Err(Error::BadCounter(slot));
+        }
+        Ok(get_le32(self.buffer.as_ref(), 4 * slot))
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Counters<T> {
+    /// Add `n`, wrapping.
+    pub fn add(&mut self, slot: usize, n: u32) -> Result<(), Error> {
+        let value = self.get(slot)?.wrapping_add(n);
+        put_le32(self.buffer.as_mut(), 4 * slot, value);
+        Ok(())
+    }
+
+    /// Zero every slot (at agent boot).
+    pub fn clear(&mut self) {
+        self.buffer.as_mut()[..COUNTERS_LEN].fill(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use proptest::prelude::*;
+
+    fn agent() -> AgentRepr {
+        AgentRepr {
+            features: feature::ALL,
+            generation: 7,
+            firmware_version: firmware_version(1, 2, 3),
+            layout: Layout::DEFAULT,
+            mac: [0x02, 0xb0, 0x00, 0x00, 0x00, 0x01],
+            ring_entries: Entries::new(256).unwrap(),
+        }
+    }
+
+    fn host() -> HostRepr {
+        HostRepr {
+            features: feature::EVENT_INDEX | feature::MTU,
+            generation: 3,
+            mtu: 9000,
+            status_block_addr: 0x1234_5640,
+        }
+    }
+
+    #[test]
+    fn header_round_trips() {
+        let mut buf = [0u8; HEADER_LEN];
+        let mut header = Header::new_checked(&mut buf[..]).unwrap();
+        agent().emit(&mut header);
+        header.set_agent_state(AgentState::Ready);
+        host().emit(&mut header);
+        header.set_host_state(HostState::Up);
+        assert_eq!(AgentRepr::parse(&header), Ok(agent()));
+        assert_eq!(header.agent_state(), Ok(AgentState::Ready));
+        let e = agent().ring_entries;
+        assert_eq!(HostRepr::parse(&header, feature::ALL, e), Ok(Some(host())));
+        header.set_host_state(HostState::Down);
+        assert_eq!(HostRepr::parse(&header, feature::ALL, e), Ok(None));
+    }
+
+    /// The exact bytes, so a big-endian agent (these tests also run under qemu-ppc) and the x86 host
+    /// agree.
+    #[test]
+    fn header_bytes_are_little_endian() {
+        let mut buf = [0u8; HEADER_LEN];
+        let mut header = Header::new_unchecked(&mut buf[..]);
+        agent().emit(&mut header);
+        header.set_agent_state(AgentState::Running);
+        host().emit(&mut header);
+        header.set_host_state(HostState::Up);
+        let expected: [u8; HEADER_LEN] = [
+            b'B', b'P', b'N', b'T', 1, 0, 0, 0, // magic, version 1.0
+            7, 0, 0, 0, 7, 0, 0, 0, // features, agent generation
+            3, 2, 1, 0, 0, 0, 3, 0, // firmware 1.2.3, tx ring 0x3_0000
+            0, 0, 4, 0, 0, 0, 1, 0, // rx ring 0x4_0000, log ring 0x1_0000
+            0x80, 0, 0, 0, 0x02, 0xb0, 0, 0, // counters 0x80, mac
+            0, 1, 0, 1, 2, 1, 0x28, 0x23, // mac, 256 entries, RUNNING, UP, mtu 9000
+            0x40, 0x56, 0x34, 0x12, 0, 0, 0, 0, // status block address
+            6, 0, 0, 0, 3, 0, 0, 0, // host features, host generation
+        ];
+        assert_eq!(buf, expected);
+    }
+
+    #[test]
+    fn agent_header_refusals() {
+        let mut buf = [0u8; HEADER_LEN];
+        assert_eq!(Header::new_checked(&buf[..HEADER_LEN - 1]).unwrap_err(), Error::Truncated);
+        assert_eq!(AgentRepr::parse(&Header::new_unchecked(&buf[..])), Err(Error::BadMagic(0)));
+        let mut header = Header::new_unchecked(&mut buf[..]);
+        agent().emit(&mut header);
+        header.buffer[field::header::VERSION_MAJOR] = 2;
+        assert_eq!(AgentRepr::parse(&header), Err(Error::BadVersion(2, 0)));
+        agent().emit(&mut header);
+        put_le16(header.buffer, field::header::RING_ENTRIES, 3);
+        assert_eq!(AgentRepr::parse(&header), Err(Error::BadRingEntries(3)));
+        let mut bad = agent();
+        bad.layout.rx_ring = bad.layout.tx_ring + 16;
+        bad.emit(&mut header);
+        assert_eq!(AgentRepr::parse(&header), Err(Error::BadLayout(bad.layout.rx_ring)));
+        header.buffer[field::header::AGENT_STATE] = 4;
+        assert_eq!(header.agent_state(), Err(Error::BadState(4)));
+    }
+
+    #[test]
+    fn host_header_refusals() {
+        let e = Entries::new(256).unwrap();
+        let mut buf = [0u8; HEADER_LEN];
+        let mut header = Header::new_unchecked(&mut buf[..]);
+        let parse = |h: &Header<&mut [u8]>, offered| HostRepr::parse(h, offered, e);
+        header.buffer[field::header::HOST_STATE] = 2;
+        assert_eq!(parse(&header, feature::ALL), Err(Error::BadState(2)));
+        header.set_host_state(HostState::Up);
+        host().emit(&mut header);
+        assert_eq!(parse(&header, feature::EVENT_INDEX), Err(Error::BadFeatures(host().features)));
+        let no_mtu = HostRepr { features: 0, ..host() };
+        no_mtu.emit(&mut header);
+        assert_eq!(parse(&header, feature::ALL), Err(Error::BadMtu(9000)));
+        HostRepr { mtu: MTU_DEFAULT, ..no_mtu }.emit(&mut header);
+        assert!(parse(&header, feature::ALL).is_ok());
+        HostRepr { mtu: MTU_MIN - 1, ..host() }.emit(&mut header);
+        assert_eq!(parse(&header, feature::ALL), Err(Error::BadMtu(67)));
+        for addr in [0, 0x1000_0008, u64::MAX - 63] {
+            HostRepr { status_block_addr: addr, ..host() }.emit(&mut header);
+            assert_eq!(parse(&header, feature::ALL), Err(Error::BadAddress(addr)));
+        }
+    }
+
+    /// The default layout holds for every ring size, and the regions tile the BAR without overlap.
+    #[test]
+    fn default_layout_fits_every_ring_size() {
+        for shift in 1..=12 {
+            let e = Entries::new(1 << shift).unwrap();
+            assert_eq!(Layout::DEFAULT.check(e), Ok(()));
+            for (at, len, _) in Layout::DEFAULT.regions(e) {
+                assert!(at as usize + len <= shared::LEN);
+            }
+        }
+        assert_eq!(shared::HEADER_OFFSET + HEADER_LEN, shared::DOORBELLS_OFFSET);
+        assert_eq!(Layout::DEFAULT.log_ring as usize, shared::LOG_RING_OFFSET);
+    }
+
+    #[test]
+    fn layout_refusals() {
+        let e = Entries::new(Entries::MAX).unwrap();
+        let at_end = (shared::LEN - ring_len(e) + 16) as u32;
+        for (layout, bad) in [
+            (Layout { counters: 0x40, ..Layout::DEFAULT }, 0x40),
+            (Layout { counters: 0x82, ..Layout::DEFAULT }, 0x82),
+            (Layout { tx_ring: 0x3_0008, ..Layout::DEFAULT }, 0x3_0008),
+            (Layout { rx_ring: at_end, ..Layout::DEFAULT }, at_end),
+            (Layout { rx_ring: !15, ..Layout::DEFAULT }, !15),
+            // An overlap is reported at the later of the two regions (here the TX ring).
+            (Layout { log_ring: 0x2_fff0, ..Layout::DEFAULT }, 0x3_0000),
+        ] {
+            assert_eq!(layout.check(e), Err(Error::BadLayout(bad)), "{layout:?}");
+        }
+    }
+
+    #[test]
+    fn descriptor_checks() {
+        let mut buf = [0u8; DESCRIPTOR_LEN];
+        let mut d = Descriptor::new_checked(&mut buf[..]).unwrap();
+        let good = DescriptorRepr { addr: 0x8000_0000, len: 1514, id: 9, flags: desc_flags::NEEDS_CSUM };
+        good.emit(&mut d);
+        assert_eq!(d.check(1514), Ok(good));
+        assert_eq!(d.check(1513), Err(Error::BadLength(1514)));
+        DescriptorRepr { len: 0, ..good }.emit(&mut d);
+        assert_eq!(d.check(1514), Err(Error::BadLength(0)));
+        DescriptorRepr { addr: u64::MAX - 100, ..good }.emit(&mut d);
+        assert_eq!(d.check(1514), Err(Error::BadAddress(u64::MAX - 100)));
+        DescriptorRepr { flags: 0x8001, ..good }.emit(&mut d);
+        assert_eq!(d.check(1514), Err(Error::BadFlags(0x8001)));
+        assert_eq!(buf, [0, 0, 0, 0x80, 0, 0, 0, 0, 0xea, 5, 0, 0, 9, 0, 1, 0x80]);
+        assert_eq!(Descriptor::new_checked(&buf[..15]).unwrap_err(), Error::Truncated);
+    }
+
+    #[test]
+    fn counters_wrap_and_are_named_once() {
+        let mut buf = [0u8; COUNTERS_LEN];
+        let mut c = Counters::new_checked(&mut buf[..]).unwrap();
+        c.add(counter::TX_BYTES, u32::MAX).unwrap();
+        c.add(counter::TX_BYTES, 2).unwrap();
+        assert_eq!(c.get(counter::TX_BYTES), Ok(1));
+        assert_eq!(c.add(COUNTER_SLOTS, 1), Err(Error::BadCounter(COUNTER_SLOTS)));
+        assert_eq!(&buf[4..8], &[1, 0, 0, 0]);
+        for (i, &(name, slot)) in COUNTERS.iter().enumerate() {
+            assert!(slot < COUNTER_SLOTS);
+            assert!(COUNTERS[i + 1..].iter().all(|&(n, s)| n != name && s != slot), "{name}");
+        }
+    }
+
+    proptest! {
+        /// Any 64 bytes: parsing never panics, and what it accepts re-emits to the same fields.
+        #[test]
+        fn header_parse_survives_anything(bytes in proptest::collection::vec(any::<u8>(), HEADER_LEN)) {
+            let header = Header::new_checked(&bytes[..]).unwrap();
+            let _ = header.agent_state();
+            if let Ok(repr) = AgentRepr::parse(&header) {
+                let mut again = [0u8; HEADER_LEN];
+                let mut h = Header::new_unchecked(&mut again[..]);
+                repr.emit(&mut h);
+                prop_assert_eq!(AgentRepr::parse(&h), Ok(repr));
+            }
+            if let Ok(Some(repr)) = HostRepr::parse(&header, feature::ALL, Entries::new(4096).unwrap()) {
+                prop_assert!(repr.mtu >= MTU_MIN && repr.status_block_addr.is_multiple_of(STATUS_BLOCK_ALIGN));
+            }
+        }
+
+        /// Whatever the host wrote, an accepted descriptor is one the agent can DMA without overflow.
+        #[test]
+        fn accepted_descriptors_are_safe(addr in any::<u64>(), len in any::<u32>(), id in any::<u16>(),
+                                         flags in any::<u16>(), max in 1u32..=65536) {
+            let mut buf = [0u8; DESCRIPTOR_LEN];
+            let mut d = Descriptor::new_unchecked(&mut buf[..]);
+            DescriptorRepr { addr, len, id, flags }.emit(&mut d);
+            if let Ok(r) = d.check(max) {
+                prop_assert!(r.len >= 1 && r.len <= max);
+                prop_assert!(r.addr.checked_add(r.len as u64).is_some());
+                prop_assert_eq!(r.flags & !desc_flags::ALL, 0);
+                prop_assert_eq!((r.addr, r.len, r.id, r.flags), (addr, len, id, flags));
+            }
+        }
+
+        /// Any offsets: an accepted layout keeps every region inside the BAR and apart.
+        #[test]
+        fn accepted_layouts_never_overlap(tx in any::<u32>(), rx in any::<u32>(), log in any::<u32>(),
+                                          counters in any::<u32>(), shift in 1u32..=12) {
+            // Pull most offsets into the BAR so acceptance is common enough to test.
+            let pick = |v: u32| if v & 1 == 0 { (v % shared::LEN as u32) & !15 } else { v };
+            let layout = Layout { tx_ring: pick(tx), rx_ring: pick(rx), log_ring: pick(log), counters: pick(counters) };
+            let e = Entries::new(1 << shift).unwrap();
+            if layout.check(e).is_ok() {
+                let regions = layout.regions(e);
+                for (i, &(a, alen, _)) in regions.iter().enumerate() {
+                    prop_assert!(a as usize + alen <= shared::LEN);
+                    for &(b, blen, _) in &regions[..i] {
+                        prop_assert!(a as usize >= b as usize + blen || b as usize >= a as usize + alen);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,248 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/*
+ * bpnet wire contract: the shared memory between the host and an agent.
+ *
+ * Generated from firmware/contract by `cargo xtask gen-header`; do not edit.
+ * All fields are little-endian. The host writes into agent RAM (the BAR) only with
+ * posted writes and reads it only at set-up; the agent writes into host RAM (the
+ * status block) only by DMA.
+ */
+#ifndef BPNET_CONTRACT_H
+#define BPNET_CONTRACT_H
+
+#include <linux/build_bug.h>
+#include <linux/stddef.h>
+#include <linux/types.h>
+
+/* Identification */
+#define BPNET_MAGIC				0x544e5042
+#define BPNET_VERSION_MAJOR			1
+#define BPNET_VERSION_MINOR			0
+#define BPNET_LOG_RING_MAGIC			0x474c5042
+
+/* The shared region (agent RAM behind the BAR): fixed offsets, then defaults */
+#define BPNET_SHARED_LEN			0x100000
+#define BPNET_HEADER_OFFSET			0x0
+#define BPNET_DOORBELLS_OFFSET			0x40
+#define BPNET_LOG_RING_OFFSET			0x10000
+#define BPNET_LOG_RING_LEN			0x10010
+#define BPNET_LOG_RING_HEADER_LEN		16
+#define BPNET_COUNTERS_OFFSET			0x80
+#define BPNET_TX_RING_OFFSET			0x30000
+#define BPNET_RX_RING_OFFSET			0x40000
+
+/* Sizes and limits */
+#define BPNET_HEADER_LEN			64
+#define BPNET_DOORBELLS_LEN			64
+#define BPNET_DESCRIPTOR_LEN			16
+#define BPNET_COUNTERS_LEN			256
+#define BPNET_COUNTER_SLOTS			64
+#define BPNET_STATUS_HEADER_LEN			32
+#define BPNET_COMPLETION_LEN			8
+#define BPNET_STATUS_BLOCK_ALIGN		64
+#define BPNET_RING_ENTRIES_MIN			2
+#define BPNET_RING_ENTRIES_MAX			4096
+#define BPNET_MTU_MIN				68
+#define BPNET_MTU_MAX				65535
+#define BPNET_MTU_DEFAULT			1500
+
+/* The status block: the header, then `entries` TX and `entries` RX completions. */
+#define BPNET_STATUS_TX_COMPLETIONS_OFFSET(entries)	BPNET_STATUS_HEADER_LEN
+#define BPNET_STATUS_RX_COMPLETIONS_OFFSET(entries)	\
+	(BPNET_STATUS_HEADER_LEN + (entries) * BPNET_COMPLETION_LEN)
+#define BPNET_STATUS_BLOCK_LEN(entries)	\
+	(BPNET_STATUS_HEADER_LEN + 2 * (entries) * BPNET_COMPLETION_LEN)
+
+/* header.agent_state and header.host_state (bytes: write them alone) */
+#define BPNET_AGENT_STATE_RESET			0
+#define BPNET_AGENT_STATE_READY			1
+#define BPNET_AGENT_STATE_RUNNING		2
+#define BPNET_AGENT_STATE_BROKEN		3
+#define BPNET_HOST_STATE_DOWN			0
+#define BPNET_HOST_STATE_UP			1
+
+/* Feature bits: header.agent_features offered, header.host_features accepted */
+#define BPNET_F_CSUM_OFFLOAD			0x1
+#define BPNET_F_EVENT_INDEX			0x2
+#define BPNET_F_MTU				0x4
+#define BPNET_F_ALL				0x7
+
+/* descriptor.flags */
+#define BPNET_DESC_F_NEEDS_CSUM			0x1
+#define BPNET_DESC_F_ALL			0x1
+
+/* completion.flags */
+#define BPNET_COMPL_F_CSUM_VALID		0x1
+#define BPNET_COMPL_F_ERROR			0x8000
+#define BPNET_COMPL_F_ALL			0x8001
+
+/* status.interrupt_cause (a hint: the indexes decide) */
+#define BPNET_CAUSE_RX				0x1
+#define BPNET_CAUSE_TX				0x2
+#define BPNET_CAUSE_LINK			0x4
+#define BPNET_CAUSE_ERROR			0x8
+#define BPNET_CAUSE_ALL				0xf
+
+/* Counter slots in counters.slots[], u32 each, wrapping */
+#define BPNET_COUNTER_TX_FRAMES			0
+#define BPNET_COUNTER_TX_BYTES			1
+#define BPNET_COUNTER_RX_FRAMES			2
+#define BPNET_COUNTER_RX_BYTES			3
+#define BPNET_COUNTER_TX_DMA_ERRORS		4
+#define BPNET_COUNTER_RX_DMA_ERRORS		5
+#define BPNET_COUNTER_BAD_DESCRIPTORS		6
+#define BPNET_COUNTER_BAD_INDEXES		7
+#define BPNET_COUNTER_RX_NO_BUFFER		8
+#define BPNET_COUNTER_DOORBELLS			9
+#define BPNET_COUNTER_INTERRUPTS		10
+#define BPNET_COUNTER_HOST_RESETS_SEEN		11
+#define BPNET_COUNTER_BAD_HOST_CONFIG		12
+
+/* X(name, slot) for every counter, e.g. for ethtool -S strings. */
+#define BPNET_FOR_EACH_COUNTER(X)	\
+	X(tx_frames, 0)	\
+	X(tx_bytes, 1)	\
+	X(rx_frames, 2)	\
+	X(rx_bytes, 3)	\
+	X(tx_dma_errors, 4)	\
+	X(rx_dma_errors, 5)	\
+	X(bad_descriptors, 6)	\
+	X(bad_indexes, 7)	\
+	X(rx_no_buffer, 8)	\
+	X(doorbells, 9)	\
+	X(interrupts, 10)	\
+	X(host_resets_seen, 11)	\
+	X(bad_host_config, 12)
+
+/*
+ * Agent RAM at BPNET_HEADER_OFFSET. Agent fields up to agent_state, host fields
+ * from host_state; the host reads it only at set-up and writes only its own
+ * fields, byte-sized ones as bytes.
+ */
+struct bpnet_header {
+	__le32 magic;			/* 0x00 */
+	__le16 version_major;		/* 0x04 */
+	__le16 version_minor;		/* 0x06 */
+	__le32 agent_features;		/* 0x08 */
+	__le32 agent_generation;	/* 0x0c */
+	__le32 firmware_version;	/* 0x10 */
+	__le32 tx_ring_offset;		/* 0x14 */
+	__le32 rx_ring_offset;		/* 0x18 */
+	__le32 log_ring_offset;		/* 0x1c */
+	__le32 counters_offset;		/* 0x20 */
+	__u8 mac[6];			/* 0x24 */
+	__le16 ring_entries;		/* 0x2a */
+	__u8 agent_state;		/* 0x2c */
+	__u8 host_state;		/* 0x2d */
+	__le16 mtu;			/* 0x2e */
+	__le64 status_block_addr;	/* 0x30 */
+	__le32 host_features;		/* 0x38 */
+	__le32 host_generation;		/* 0x3c */
+};
+
+static_assert(sizeof(struct bpnet_header) == 64);
+static_assert(offsetof(struct bpnet_header, magic) == 0x00);
+static_assert(offsetof(struct bpnet_header, version_major) == 0x04);
+static_assert(offsetof(struct bpnet_header, version_minor) == 0x06);
+static_assert(offsetof(struct bpnet_header, agent_features) == 0x08);
+static_assert(offsetof(struct bpnet_header, agent_generation) == 0x0c);
+static_assert(offsetof(struct bpnet_header, firmware_version) == 0x10);
+static_assert(offsetof(struct bpnet_header, tx_ring_offset) == 0x14);
+static_assert(offsetof(struct bpnet_header, rx_ring_offset) == 0x18);
+static_assert(offsetof(struct bpnet_header, log_ring_offset) == 0x1c);
+static_assert(offsetof(struct bpnet_header, counters_offset) == 0x20);
+static_assert(offsetof(struct bpnet_header, mac) == 0x24);
+static_assert(offsetof(struct bpnet_header, ring_entries) == 0x2a);
+static_assert(offsetof(struct bpnet_header, agent_state) == 0x2c);
+static_assert(offsetof(struct bpnet_header, host_state) == 0x2d);
+static_assert(offsetof(struct bpnet_header, mtu) == 0x2e);
+static_assert(offsetof(struct bpnet_header, status_block_addr) == 0x30);
+static_assert(offsetof(struct bpnet_header, host_features) == 0x38);
+static_assert(offsetof(struct bpnet_header, host_generation) == 0x3c);
+
+/*
+ * Agent RAM at BPNET_DOORBELLS_OFFSET. Host-written with posted writes, never
+ * read by the host.
+ */
+struct bpnet_doorbells {
+	__le32 tx_prod;			/* 0x00 */
+	__le32 rx_prod;			/* 0x04 */
+	__le32 rx_used_event;		/* 0x08 */
+	__le32 tx_used_event;		/* 0x0c */
+	__u8 reserved[48];		/* 0x10 */
+};
+
+static_assert(sizeof(struct bpnet_doorbells) == 64);
+static_assert(offsetof(struct bpnet_doorbells, tx_prod) == 0x00);
+static_assert(offsetof(struct bpnet_doorbells, rx_prod) == 0x04);
+static_assert(offsetof(struct bpnet_doorbells, rx_used_event) == 0x08);
+static_assert(offsetof(struct bpnet_doorbells, tx_used_event) == 0x0c);
+static_assert(offsetof(struct bpnet_doorbells, reserved) == 0x10);
+
+/*
+ * Agent RAM, TX and RX rings. Host-written: a frame to send (TX) or an empty
+ * buffer (RX).
+ */
+struct bpnet_descriptor {
+	__le64 addr;			/* 0x00 */
+	__le32 len;			/* 0x08 */
+	__le16 id;			/* 0x0c */
+	__le16 flags;			/* 0x0e */
+};
+
+static_assert(sizeof(struct bpnet_descriptor) == 16);
+static_assert(offsetof(struct bpnet_descriptor, addr) == 0x00);
+static_assert(offsetof(struct bpnet_descriptor, len) == 0x08);
+static_assert(offsetof(struct bpnet_descriptor, id) == 0x0c);
+static_assert(offsetof(struct bpnet_descriptor, flags) == 0x0e);
+
+/*
+ * Agent RAM at counters_offset. Agent-written, read by the host on slow paths;
+ * each slot wraps.
+ */
+struct bpnet_counters {
+	__le32 slots[64];		/* 0x00 */
+};
+
+static_assert(sizeof(struct bpnet_counters) == 256);
+static_assert(offsetof(struct bpnet_counters, slots) == 0x00);
+
+/*
+ * Host RAM at status_block_addr, followed by ring_entries TX then ring_entries
+ * RX completions. Written only by the agent's DMA.
+ */
+struct bpnet_status {
+	__le32 tx_used;			/* 0x00 */
+	__le32 rx_used;			/* 0x04 */
+	__le32 tx_prod_event;		/* 0x08 */
+	__le32 rx_prod_event;		/* 0x0c */
+	__le32 interrupt_cause;		/* 0x10 */
+	__le32 agent_generation;	/* 0x14 */
+	__u8 reserved[8];		/* 0x18 */
+};
+
+static_assert(sizeof(struct bpnet_status) == 32);
+static_assert(offsetof(struct bpnet_status, tx_used) == 0x00);
+static_assert(offsetof(struct bpnet_status, rx_used) == 0x04);
+static_assert(offsetof(struct bpnet_status, tx_prod_event) == 0x08);
+static_assert(offsetof(struct bpnet_status, rx_prod_event) == 0x0c);
+static_assert(offsetof(struct bpnet_status, interrupt_cause) == 0x10);
+static_assert(offsetof(struct bpnet_status, agent_generation) == 0x14);
+static_assert(offsetof(struct bpnet_status, reserved) == 0x18);
+
+/*
+ * Host RAM, in the status block. One per TX descriptor sent or RX buffer
+ * filled.
+ */
+struct bpnet_completion {
+	__le16 id;			/* 0x00 */
+	__le16 flags;			/* 0x02 */
+	__le32 len;			/* 0x04 */
+};
+
+static_assert(sizeof(struct bpnet_completion) == 8);
+static_assert(offsetof(struct bpnet_completion, id) == 0x00);
+static_assert(offsetof(struct bpnet_completion, flags) == 0x02);
+static_assert(offsetof(struct bpnet_completion, len) == 0x04);
+
+#endif /* BPNET_CONTRACT_H */
