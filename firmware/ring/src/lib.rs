@@ -1,0 +1,877 @@
+//! The agent's ring engine: moves Ethernet frames between the host's RAM and the agent's RAM over
+//! the bpnet contract ([`bpnet_contract`]).
+//!
+//! Each side reads only its own memory. The host posts descriptors and producer indexes into the
+//! shared region (the BAR, agent RAM, reached here through [`Shared`]); the agent's DMA engine
+//! ([`Dma`]) moves every payload byte both ways and then writes completions and the status header
+//! into the host's status block, all in one chain per [`Engine::poll`]; only when the host asked
+//! for it ([`bpnet_contract::ring::need_event`]) does it raise an interrupt ([`Notify`]).
+//!
+//! Everything read from the shared region is hostile input: a descriptor is copied out once and
+//! checked on the copy, a producer index is checked against the consumer's, and a host bus address
+//! must lie inside the outbound window ([`Window`]). A refused value is counted in the contract's
+//! counters and never acted on. Agent RAM addresses come only from the [`Config`], so the DMA engine
+//! never writes agent RAM outside the frame buffers and the status staging area.
+//!
+//! The stack side: frames from the host queue up for [`Engine::receive`] (the stack reads them from
+//! the frame buffer in agent RAM and gives the buffer back with [`Engine::release`]); frames for the
+//! host go through [`Engine::transmit`].
+#![no_std]
+#![forbid(unsafe_code)]
+
+use bpnet_contract::bar::{
+    self, counter, feature, AgentRepr, AgentState, Counters, Descriptor, DescriptorRepr, Doorbells, Header,
+    HostRepr, HostState, COUNTERS_LEN, DESCRIPTOR_LEN, DOORBELLS_LEN,
+};
+use bpnet_contract::ring::{self, Entries};
+use bpnet_contract::status::{self, cause, compl_flags, Completion, CompletionRepr, COMPLETION_LEN};
+use bpnet_contract::{shared, Error};
+
+/// Most descriptors of one ring handled in one DMA chain: bounds the chain, the staging area and the
+/// time between two looks at the host's state.
+pub const MAX_BATCH: usize = 32;
+/// Most frame buffers of each pool.
+pub const MAX_BUFFERS: usize = 64;
+/// Most copies in one chain: a frame per descriptor of each ring, the completions of each ring in up
+/// to two pieces (the ring wraps), and the status header.
+pub const MAX_COPIES: usize = 2 * MAX_BATCH + 5;
+/// Bytes of agent RAM the engine composes completions and the status header in before it DMAs them.
+pub const STAGING_LEN: usize = status::HEADER_LEN + 2 * MAX_BATCH * COMPLETION_LEN;
+/// An Ethernet header: a frame is at most the MTU plus this (no FCS crosses the backplane).
+pub const ETHERNET_HEADER_LEN: u32 = 14;
+
+/// The header byte that holds `agent_state` (contract table in [`bpnet_contract::bar`]). The agent
+/// writes it alone so it never overwrites the host's byte next to it.
+const AGENT_STATE_OFFSET: usize = 0x2c;
+/// The agent's fields end where the state byte starts.
+const AGENT_FIELDS_LEN: usize = AGENT_STATE_OFFSET;
+const STAGING_TX: usize = status::HEADER_LEN;
+const STAGING_RX: usize = status::HEADER_LEN + MAX_BATCH * COMPLETION_LEN;
+
+/// One end of a copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addr {
+    /// A host bus address, reached through the agent's outbound PCI window.
+    Host(u64),
+    /// An address in agent RAM.
+    Agent(u32),
+}
+
+/// One transfer of a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Copy {
+    pub src: Addr,
+    pub dst: Addr,
+    pub len: u32,
+}
+
+/// Names one submitted chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(pub u32);
+
+/// Why a chain was not submitted or did not complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DmaError {
+    /// The channel is still busy or out of chain descriptors: try again later.
+    Busy,
+    /// The controller reported a transfer error (an address outside RAM and the open windows).
+    Transfer,
+}
+
+/// The DMA controller, as the engine uses it: a batch of copies performed in order as one chain.
+pub trait Dma {
+    /// Start `copies` (at most [`MAX_COPIES`]) as one chain, performed in the order given.
+    fn submit(&mut self, copies: &[Copy]) -> Result<Ticket, DmaError>;
+    /// The next finished chain, if any. Completions arrive in submission order; an error means some
+    /// copies of that chain may not have happened. The engine keeps at most one chain in flight.
+    fn poll(&mut self) -> Option<Result<Ticket, DmaError>>;
+}
+
+/// The agent's own shared region (the memory behind the BAR), [`shared::LEN`] bytes.
+pub trait Shared {
+    fn read(&self, offset: usize, buf: &mut [u8]);
+    fn write(&mut self, offset: usize, data: &[u8]);
+}
+
+/// Agent RAM the engine writes before a DMA reads it (frames for the host, staged completions) and
+/// the stack reads frames from.
+pub trait AgentRam {
+    fn read(&self, addr: u32, buf: &mut [u8]);
+    fn write(&mut self, addr: u32, data: &[u8]);
+}
+
+/// The interrupt to the host (INTx through the message unit, or MSI).
+pub trait Notify {
+    /// Called only after the chain carrying the status header has completed.
+    fn interrupt_host(&mut self);
+}
+
+/// The host bus addresses the outbound window reaches: a descriptor or status block outside it is
+/// refused rather than left for the DMA controller to fault on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub base: u64,
+    pub len: u64,
+}
+
+impl Window {
+    /// Whether `len` bytes at `addr` lie wholly inside the window.
+    pub fn contains(&self, addr: u64, len: u64) -> bool {
+        let (Some(end), Some(window_end)) = (addr.checked_add(len), self.base.checked_add(self.len)) else {
+            return false;
+        };
+        addr >= self.base && end <= window_end
+    }
+}
+
+/// What the board gives the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct Config<'a> {
+    /// The agent's half of the header, written at start.
+    pub agent: AgentRepr,
+    /// The outbound window onto host RAM.
+    pub window: Window,
+    /// Agent RAM buffers for frames from the host, each `buffer_len` bytes.
+    pub rx_buffers: &'a [u32],
+    /// Agent RAM buffers for frames to the host, each `buffer_len` bytes.
+    pub tx_buffers: &'a [u32],
+    /// Bytes of each buffer: at least [`bar::MTU_MIN`] + [`ETHERNET_HEADER_LEN`].
+    pub buffer_len: u32,
+    /// [`STAGING_LEN`] bytes of agent RAM for completions and the status header.
+    pub staging: u32,
+}
+
+/// Why a [`Config`] was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The agent header's layout does not hold its rings (the contract's reason).
+    Layout(Error),
+    /// A pool is empty or has more than [`MAX_BUFFERS`] buffers.
+    BufferCount,
+    /// Buffers too small for the smallest MTU.
+    BufferLen,
+    /// Two agent RAM areas overlap, or one wraps the address space.
+    Overlap,
+}
+
+/// Why [`Engine::transmit`] did not take a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransmitError {
+    /// The host is not connected.
+    NotRunning,
+    /// Empty, or longer than the MTU allows or a buffer holds.
+    Length,
+    /// Every agent buffer is waiting for the host: the caller keeps the frame and tries later.
+    Busy,
+    /// The host has posted no buffer for it: dropped and counted (`rx_no_buffer`), as a NIC whose
+    /// receive ring is empty drops.
+    NoBuffer,
+}
+
+/// A frame from the host, in agent RAM, for the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// Give it back with [`Engine::release`].
+    pub buffer: usize,
+    /// Where the frame starts in agent RAM.
+    pub addr: u32,
+    pub len: u32,
+    /// The host left the TCP/UDP checksum to the agent ([`bar::desc_flags::NEEDS_CSUM`]).
+    pub needs_csum: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Buf {
+    Free,
+    /// A DMA is filling (host frames) or reading (frames to the host) it.
+    Dma,
+    /// Filled, waiting for [`Engine::receive`] or for a host buffer.
+    Queued,
+    /// Lent to the stack.
+    Stack,
+}
+
+/// A fixed-size FIFO of small copyable items.
+#[derive(Debug, Clone, Copy)]
+struct Fifo<T: core::marker::Copy, const N: usize> {
+    items: [T; N],
+    head: usize,
+    len: usize,
+}
+
+impl<T: core::marker::Copy, const N: usize> Fifo<T, N> {
+    const fn new(fill: T) -> Self {
+        Fifo { items: [fill; N], head: 0, len: 0 }
+    }
+    fn push(&mut self, item: T) -> bool {
+        if self.len == N {
+            return false;
+        }
+        self.items[(self.head + self.len) % N] = item;
+        self.len += 1;
+        true
+    }
+    fn peek(&self, i: usize) -> Option<T> {
+        (i < self.len).then(|| self.items[(self.head + i) % N])
+    }
+    fn pop(&mut self) -> Option<T> {
+        let item = self.peek(0)?;
+        self.head = (self.head + 1) % N;
+        self.len -= 1;
+        Some(item)
+    }
+}
+
+/// One TX descriptor of a batch: the host's frame into agent buffer `buffer`, or refused.
+#[derive(Debug, Clone, Copy, Default)]
+struct TxEntry {
+    id: u16,
+    flags: u16,
+    len: u32,
+    addr: u64,
+    buffer: Option<u8>,
+}
+
+/// One RX descriptor of a batch: agent buffer `buffer` into the host's buffer, or refused.
+#[derive(Debug, Clone, Copy, Default)]
+struct RxEntry {
+    id: u16,
+    len: u32,
+    addr: u64,
+    buffer: Option<u8>,
+}
+
+/// Everything one chain carries, kept until it completes.
+#[derive(Debug, Clone, Copy)]
+struct Batch {
+    tx: [TxEntry; MAX_BATCH],
+    n_tx: usize,
+    rx: [RxEntry; MAX_BATCH],
+    n_rx: usize,
+    /// `tx_used` and `rx_used` before this batch.
+    tx_used: u32,
+    rx_used: u32,
+    cause: u32,
+    /// Interrupt whatever the event indexes say (state changes).
+    notify: bool,
+    /// This is the error completions' second attempt: a failure now means the status block itself
+    /// is unreachable.
+    retry: bool,
+}
+
+impl Batch {
+    fn empty(tx_used: u32, rx_used: u32) -> Self {
+        Batch {
+            tx: [TxEntry::default(); MAX_BATCH],
+            n_tx: 0,
+            rx: [RxEntry::default(); MAX_BATCH],
+            n_rx: 0,
+            tx_used,
+            rx_used,
+            cause: 0,
+            notify: false,
+            retry: false,
+        }
+    }
+}
+
+/// What the engine accepted from the host.
+#[derive(Debug, Clone, Copy)]
+struct Host {
+    config: HostRepr,
+    /// Largest frame either way: the MTU plus the Ethernet header, within a buffer.
+    max_frame: u32,
+}
+
+/// The ring engine. Call [`Engine::poll`] from the main loop; it never blocks.
+pub struct Engine<D: Dma, S: Shared, M: AgentRam, N: Notify> {
+    dma: D,
+    shared: S,
+    ram: M,
+    notify: N,
+    agent: AgentRepr,
+    window: Window,
+    buffer_len: u32,
+    staging_addr: u32,
+    rx_addrs: [u32; MAX_BUFFERS],
+    rx_state: [Buf; MAX_BUFFERS],
+    rx_flags: [u16; MAX_BUFFERS],
+    rx_len: [u32; MAX_BUFFERS],
+    n_rx_buffers: usize,
+    tx_addrs: [u32; MAX_BUFFERS],
+    tx_state: [Buf; MAX_BUFFERS],
+    tx_len: [u32; MAX_BUFFERS],
+    n_tx_buffers: usize,
+    /// Frames from the host for the stack, in ring order.
+    received: Fifo<u8, MAX_BUFFERS>,
+    /// Frames for the host waiting for its buffers, in transmit order.
+    outgoing: Fifo<u8, MAX_BUFFERS>,
+    state: AgentState,
+    host: Option<Host>,
+    /// The host generation that broke the link: BROKEN lasts until the host re-initialises.
+    broken_generation: u32,
+    tx_cons: u32,
+    tx_used: u32,
+    rx_cons: u32,
+    rx_used: u32,
+    in_flight: Option<(Ticket, Batch)>,
+    /// A chain owed to the host (error completions, a state change) once the channel is free.
+    owed: Option<Batch>,
+    counters: [u8; COUNTERS_LEN],
+    staging: [u8; STAGING_LEN],
+    copies: [Copy; MAX_COPIES],
+}
+
+impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
+    /// Check the configuration, clear the counters and publish the agent's header: RESET, the agent
+    /// fields, then READY.
+    pub fn new(config: Config<'_>, dma: D, shared: S, ram: M, notify: N) -> Result<Self, ConfigError> {
+        let agent = config.agent;
+        agent.layout.check(agent.ring_entries).map_err(ConfigError::Layout)?;
+        let pools = [config.rx_buffers, config.tx_buffers];
+        if pools.iter().any(|p| p.is_empty() || p.len() > MAX_BUFFERS) {
+            return Err(ConfigError::BufferCount);
+        }
+        if config.buffer_len < bar::MTU_MIN as u32 + ETHERNET_HEADER_LEN {
+            return Err(ConfigError::BufferLen);
+        }
+        check_disjoint(&config)?;
+        let mut rx_addrs = [0; MAX_BUFFERS];
+        rx_addrs[..config.rx_buffers.len()].copy_from_slice(config.rx_buffers);
+        let mut tx_addrs = [0; MAX_BUFFERS];
+        tx_addrs[..config.tx_buffers.len()].copy_from_slice(config.tx_buffers);
+        let empty = Copy { src: Addr::Agent(0), dst: Addr::Agent(0), len: 0 };
+        let mut engine = Engine {
+            dma,
+            shared,
+            ram,
+            notify,
+            agent,
+            window: config.window,
+            buffer_len: config.buffer_len,
+            staging_addr: config.staging,
+            rx_addrs,
+            rx_state: [Buf::Free; MAX_BUFFERS],
+            rx_flags: [0; MAX_BUFFERS],
+            rx_len: [0; MAX_BUFFERS],
+            n_rx_buffers: config.rx_buffers.len(),
+            tx_addrs,
+            tx_state: [Buf::Free; MAX_BUFFERS],
+            tx_len: [0; MAX_BUFFERS],
+            n_tx_buffers: config.tx_buffers.len(),
+            received: Fifo::new(0),
+            outgoing: Fifo::new(0),
+            state: AgentState::Reset,
+            host: None,
+            broken_generation: 0,
+            tx_cons: 0,
+            tx_used: 0,
+            rx_cons: 0,
+            rx_used: 0,
+            in_flight: None,
+            owed: None,
+            counters: [0; COUNTERS_LEN],
+            staging: [0; STAGING_LEN],
+            copies: [empty; MAX_COPIES],
+        };
+        engine.set_state(AgentState::Reset);
+        let mut header = [0u8; bar::HEADER_LEN];
+        agent.emit(&mut Header::new_unchecked(&mut header[..]));
+        engine.shared.write(shared::HEADER_OFFSET, &header[..AGENT_FIELDS_LEN]);
+        engine.shared.write(agent.layout.counters as usize, &engine.counters);
+        engine.set_state(AgentState::Ready);
+        Ok(engine)
+    }
+
+    /// The agent's state as published in the header.
+    pub fn state(&self) -> AgentState {
+        self.state
+    }
+
+    /// A counter slot ([`bar::counter`]), as the engine keeps it (the host's copy is in the BAR).
+    pub fn counter(&self, slot: usize) -> u32 {
+        Counters::new_unchecked(&self.counters[..]).get(slot).unwrap_or(0)
+    }
+
+    /// The board's doorbell interrupt: counted; the work itself is found by [`Engine::poll`].
+    pub fn doorbell(&mut self) {
+        self.count(counter::DOORBELLS, 1);
+    }
+
+    pub fn dma(&mut self) -> &mut D {
+        &mut self.dma
+    }
+    pub fn shared(&mut self) -> &mut S {
+        &mut self.shared
+    }
+    pub fn ram(&mut self) -> &mut M {
+        &mut self.ram
+    }
+    pub fn notify(&mut self) -> &mut N {
+        &mut self.notify
+    }
+
+    /// One step: finish a completed chain, follow the host's state, and start the next chain.
+    pub fn poll(&mut self) {
+        if let Some(done) = self.dma.poll() {
+            self.complete(done);
+        }
+        let mut raw = [0u8; bar::HEADER_LEN];
+        self.shared.read(shared::HEADER_OFFSET, &mut raw);
+        let header = Header::new_unchecked(&raw[..]);
+        match self.state {
+            AgentState::Running => {
+                let generation = self.host.map(|h| h.config.generation);
+                if header.host_state() != Ok(HostState::Up) || Some(header.host_generation()) != generation {
+                    if header.host_generation() != generation.unwrap_or(0) {
+                        self.count(counter::HOST_RESETS_SEEN, 1);
+                    }
+                    self.stop(AgentState::Ready);
+                    return;
+                }
+                if self.in_flight.is_none() {
+                    if let Some(batch) = self.owed.take() {
+                        self.submit(batch);
+                    } else {
+                        self.run();
+                    }
+                }
+            }
+            AgentState::Broken => {
+                if self.in_flight.is_none() {
+                    if let Some(batch) = self.owed.take() {
+                        self.submit(batch);
+                    }
+                }
+                let down = header.host_state() == Ok(HostState::Down);
+                if down || header.host_generation() != self.broken_generation {
+                    self.stop(AgentState::Ready);
+                }
+            }
+            _ => {
+                // A chain of an earlier connection may still write agent buffers: wait for it.
+                if self.in_flight.is_none() {
+                    self.start(&header);
+                }
+            }
+        }
+    }
+
+    /// Frames from the host, in the order it sent them.
+    pub fn receive(&mut self) -> Option<Received> {
+        let buffer = self.received.pop()? as usize;
+        self.rx_state[buffer] = Buf::Stack;
+        Some(Received {
+            buffer,
+            addr: self.rx_addrs[buffer],
+            len: self.rx_len[buffer],
+            needs_csum: self.rx_flags[buffer] & bar::desc_flags::NEEDS_CSUM != 0,
+        })
+    }
+
+    /// Give back a buffer [`Engine::receive`] lent. Anything else is ignored.
+    pub fn release(&mut self, buffer: usize) {
+        if buffer < self.n_rx_buffers && self.rx_state[buffer] == Buf::Stack {
+            self.rx_state[buffer] = Buf::Free;
+        }
+    }
+
+    /// Whether [`Engine::transmit`] has a buffer to copy a frame into.
+    pub fn can_transmit(&self) -> bool {
+        self.state == AgentState::Running && self.tx_state[..self.n_tx_buffers].contains(&Buf::Free)
+    }
+
+    /// Copy a frame for the host into an agent buffer; the next [`Engine::poll`] DMAs it into a
+    /// buffer the host posted.
+    pub fn transmit(&mut self, frame: &[u8]) -> Result<(), TransmitError> {
+        let Some(host) = self.host.filter(|_| self.state == AgentState::Running) else {
+            return Err(TransmitError::NotRunning);
+        };
+        if frame.is_empty() || frame.len() > host.max_frame as usize {
+            return Err(TransmitError::Length);
+        }
+        // A hostile index counts as no buffer here; the next poll refuses it and breaks the link.
+        let posted = ring::pending(self.doorbells().rx_prod(), self.rx_cons, self.agent.ring_entries).unwrap_or(0);
+        if posted as usize <= self.outgoing.len {
+            self.count(counter::RX_NO_BUFFER, 1);
+            return Err(TransmitError::NoBuffer);
+        }
+        let free = self.tx_state[..self.n_tx_buffers].iter().position(|&s| s == Buf::Free);
+        let Some(buffer) = free else {
+            return Err(TransmitError::Busy);
+        };
+        self.ram.write(self.tx_addrs[buffer], frame);
+        self.tx_state[buffer] = Buf::Queued;
+        // frame.len() <= max_frame, a u32.
+        self.tx_len[buffer] = frame.len() as u32;
+        self.outgoing.push(buffer as u8);
+        Ok(())
+    }
+
+    fn count(&mut self, slot: usize, n: u32) {
+        if Counters::new_unchecked(&mut self.counters[..]).add(slot, n).is_ok() {
+            let at = 4 * slot;
+            let offset = self.agent.layout.counters as usize + at;
+            self.shared.write(offset, &self.counters[at..at + 4]);
+        }
+    }
+
+    fn set_state(&mut self, state: AgentState) {
+        self.state = state;
+        self.shared.write(shared::HEADER_OFFSET + AGENT_STATE_OFFSET, &[state as u8]);
+    }
+
+    fn doorbells(&self) -> Doorbells<[u8; DOORBELLS_LEN]> {
+        let mut raw = [0u8; DOORBELLS_LEN];
+        self.shared.read(shared::DOORBELLS_OFFSET, &mut raw);
+        Doorbells::new_unchecked(raw)
+    }
+
+    /// The descriptor at free-running `index` of the ring at `ring_offset`, copied out of shared
+    /// memory once so the host cannot change it between the check and the use.
+    fn descriptor(&self, ring_offset: u32, index: u32) -> Descriptor<[u8; DESCRIPTOR_LEN]> {
+        let mut raw = [0u8; DESCRIPTOR_LEN];
+        let at = ring_offset as usize + ring::slot(index, self.agent.ring_entries) * DESCRIPTOR_LEN;
+        self.shared.read(at, &mut raw);
+        Descriptor::new_unchecked(raw)
+    }
+
+    /// READY: accept the host's fields once it says UP, or refuse them and break.
+    fn start<T: AsRef<[u8]>>(&mut self, header: &Header<T>) {
+        let entries = self.agent.ring_entries;
+        let config = match HostRepr::parse(header, self.agent.features, entries) {
+            Ok(None) => return,
+            Ok(Some(config)) => config,
+            Err(_) => {
+                self.count(counter::BAD_HOST_CONFIG, 1);
+                self.broken_generation = header.host_generation();
+                self.set_state(AgentState::Broken);
+                return;
+            }
+        };
+        if !self.window.contains(config.status_block_addr, status::block_len(entries) as u64) {
+            self.count(counter::BAD_HOST_CONFIG, 1);
+            self.broken_generation = config.generation;
+            self.set_state(AgentState::Broken);
+            return;
+        }
+        let max_frame = (config.mtu as u32 + ETHERNET_HEADER_LEN).min(self.buffer_len);
+        self.host = Some(Host { config, max_frame });
+        (self.tx_cons, self.tx_used, self.rx_cons, self.rx_used) = (0, 0, 0, 0);
+        self.set_state(AgentState::Running);
+        // Tell the host the event indexes and that the link is up.
+        let mut batch = Batch::empty(0, 0);
+        batch.cause = cause::LINK;
+        batch.notify = true;
+        self.owed = Some(batch);
+    }
+
+    /// Leave RUNNING (or BROKEN): frames for the host are dropped, the connection forgotten. A chain
+    /// in flight still completes; its buffers come back then.
+    fn stop(&mut self, state: AgentState) {
+        while let Some(buffer) = self.outgoing.pop() {
+            self.tx_state[buffer as usize] = Buf::Free;
+        }
+        self.owed = None;
+        if state == AgentState::Broken {
+            self.broken_generation = self.host.map_or(0, |h| h.config.generation);
+        } else {
+            self.host = None;
+        }
+        self.set_state(state);
+    }
+
+    /// A producer index the host should never have written: refuse it, break the link, and tell
+    /// the host (it can still be reached through its status block).
+    fn bad_index(&mut self) {
+        self.count(counter::BAD_INDEXES, 1);
+        self.stop(AgentState::Broken);
+        let mut batch = Batch::empty(self.tx_used, self.rx_used);
+        batch.cause = cause::LINK | cause::ERROR;
+        batch.notify = true;
+        self.owed = Some(batch);
+    }
+
+    /// RUNNING with the channel free: gather every ready descriptor of both rings into one chain.
+    fn run(&mut self) {
+        let Some(host) = self.host else { return };
+        let entries = self.agent.ring_entries;
+        let doorbells = self.doorbells();
+        let (Ok(tx_ready), Ok(rx_ready)) = (
+            ring::pending(doorbells.tx_prod(), self.tx_cons, entries),
+            ring::pending(doorbells.rx_prod(), self.rx_cons, entries),
+        ) else {
+            self.bad_index();
+            return;
+        };
+        let mut batch = Batch::empty(self.tx_used, self.rx_used);
+        let mut bad = 0;
+
+        // Host frames into free agent buffers; stop at the first good one with no buffer to take it.
+        let mut free = self.rx_state[..self.n_rx_buffers].iter().enumerate().filter(|(_, &s)| s == Buf::Free);
+        for i in 0..(tx_ready as usize).min(MAX_BATCH) {
+            let descriptor = self.descriptor(self.agent.layout.tx_ring, self.tx_cons.wrapping_add(i as u32));
+            let entry = match self.accept(&descriptor, host.max_frame) {
+                Ok(d) => {
+                    let Some((buffer, _)) = free.next() else { break };
+                    TxEntry { id: d.id, flags: d.flags, len: d.len, addr: d.addr, buffer: Some(buffer as u8) }
+                }
+                Err(_) => {
+                    bad += 1;
+                    TxEntry { id: descriptor.id(), ..TxEntry::default() }
+                }
+            };
+            batch.tx[batch.n_tx] = entry;
+            batch.n_tx += 1;
+        }
+
+        // Frames for the host into the buffers it posted, in order; a refused buffer is returned
+        // with the ERROR flag and the frame takes the next one.
+        let mut next_frame = 0;
+        for i in 0..(rx_ready as usize).min(MAX_BATCH) {
+            let Some(buffer) = self.outgoing.peek(next_frame) else { break };
+            let len = self.tx_len[buffer as usize];
+            let descriptor = self.descriptor(self.agent.layout.rx_ring, self.rx_cons.wrapping_add(i as u32));
+            let entry = match self.accept(&descriptor, u32::MAX).and_then(|d| {
+                if d.len < len {
+                    Err(Error::BadLength(d.len))
+                } else {
+                    Ok(d)
+                }
+            }) {
+                Ok(d) => {
+                    next_frame += 1;
+                    RxEntry { id: d.id, len, addr: d.addr, buffer: Some(buffer) }
+                }
+                Err(_) => {
+                    bad += 1;
+                    RxEntry { id: descriptor.id(), ..RxEntry::default() }
+                }
+            };
+            batch.rx[batch.n_rx] = entry;
+            batch.n_rx += 1;
+        }
+
+        if batch.n_tx == 0 && batch.n_rx == 0 {
+            return;
+        }
+        if bad > 0 {
+            batch.cause |= cause::ERROR;
+        }
+        if self.submit(batch) {
+            self.count(counter::BAD_DESCRIPTORS, bad);
+        }
+    }
+
+    /// The contract's check plus the outbound window.
+    fn accept(&self, descriptor: &Descriptor<[u8; DESCRIPTOR_LEN]>, max_len: u32) -> Result<DescriptorRepr, Error> {
+        let d = descriptor.check(max_len)?;
+        if !self.window.contains(d.addr, d.len as u64) {
+            return Err(Error::BadAddress(d.addr));
+        }
+        Ok(d)
+    }
+
+    /// Stage the batch's completions and status header, build the chain and submit it. On success the
+    /// batch is committed: indexes advance and its buffers belong to the DMA until it completes.
+    fn submit(&mut self, mut batch: Batch) -> bool {
+        let Some(host) = self.host else { return false };
+        let entries = self.agent.ring_entries;
+        let block = host.config.status_block_addr;
+        let csum = if host.config.features & feature::CSUM_OFFLOAD != 0 { compl_flags::CSUM_VALID } else { 0 };
+        let (n_tx, n_rx) = (batch.n_tx as u32, batch.n_rx as u32);
+        let tx_used = batch.tx_used.wrapping_add(n_tx);
+        let rx_used = batch.rx_used.wrapping_add(n_rx);
+        if n_tx > 0 {
+            batch.cause |= cause::TX;
+        }
+        if n_rx > 0 {
+            batch.cause |= cause::RX;
+        }
+        let mut n = 0;
+
+        for (i, e) in batch.tx[..batch.n_tx].iter().enumerate() {
+            let at = STAGING_TX + i * COMPLETION_LEN;
+            let completion = match e.buffer {
+                Some(buffer) => {
+                    self.copies[n] =
+                        Copy { src: Addr::Host(e.addr), dst: Addr::Agent(self.rx_addrs[buffer as usize]), len: e.len };
+                    n += 1;
+                    CompletionRepr { id: e.id, flags: 0, len: e.len }
+                }
+                None => CompletionRepr { id: e.id, flags: compl_flags::ERROR, len: 0 },
+            };
+            completion.emit(&mut Completion::new_unchecked(&mut self.staging[at..at + COMPLETION_LEN]));
+        }
+        for (i, e) in batch.rx[..batch.n_rx].iter().enumerate() {
+            let at = STAGING_RX + i * COMPLETION_LEN;
+            let completion = match e.buffer {
+                Some(buffer) => {
+                    self.copies[n] =
+                        Copy { src: Addr::Agent(self.tx_addrs[buffer as usize]), dst: Addr::Host(e.addr), len: e.len };
+                    n += 1;
+                    CompletionRepr { id: e.id, flags: csum, len: e.len }
+                }
+                None => CompletionRepr { id: e.id, flags: compl_flags::ERROR, len: 0 },
+            };
+            completion.emit(&mut Completion::new_unchecked(&mut self.staging[at..at + COMPLETION_LEN]));
+        }
+        // Completions after the frames and the header after the completions: the chain runs in
+        // order, so a host that sees an index sees everything below it.
+        let rings = [
+            (STAGING_TX, batch.tx_used, n_tx, status::tx_completion_offset as fn(Entries, u32) -> usize),
+            (STAGING_RX, batch.rx_used, n_rx, status::rx_completion_offset),
+        ];
+        for (staged, first, count, offset) in rings {
+            // The completions are contiguous in staging but wrap in the host's ring: at most two
+            // pieces, the second starting at slot 0.
+            let room = entries.get() - ring::slot(first, entries) as u32;
+            let head = count.min(room);
+            for (skip, len) in [(0, head), (head, count - head)] {
+                if len > 0 {
+                    let src = self.staging_addr + (staged + skip as usize * COMPLETION_LEN) as u32;
+                    let dst = block + offset(entries, first.wrapping_add(skip)) as u64;
+                    self.copies[n] =
+                        Copy { src: Addr::Agent(src), dst: Addr::Host(dst), len: len * COMPLETION_LEN as u32 };
+                    n += 1;
+                }
+            }
+        }
+        // A retry re-sends completions already counted in the consumer indexes.
+        let (tx_cons, rx_cons) = match batch.retry {
+            true => (self.tx_cons, self.rx_cons),
+            false => (self.tx_cons.wrapping_add(n_tx), self.rx_cons.wrapping_add(n_rx)),
+        };
+        let mut header = status::Header::new_unchecked(&mut self.staging[..status::HEADER_LEN]);
+        header.clear();
+        header.set_tx_used(tx_used);
+        header.set_rx_used(rx_used);
+        // Virtio's avail_event: a doorbell is wanted once the host posts past what has been taken.
+        header.set_tx_prod_event(tx_cons);
+        header.set_rx_prod_event(rx_cons);
+        header.set_interrupt_cause(batch.cause);
+        header.set_agent_generation(self.agent.generation);
+        self.copies[n] =
+            Copy { src: Addr::Agent(self.staging_addr), dst: Addr::Host(block), len: status::HEADER_LEN as u32 };
+        n += 1;
+
+        self.ram.write(self.staging_addr, &self.staging);
+        let Ok(ticket) = self.dma.submit(&self.copies[..n]) else {
+            // Nothing was committed; the same work is gathered again on the next poll.
+            return false;
+        };
+        (self.tx_cons, self.rx_cons) = (tx_cons, rx_cons);
+        self.tx_used = tx_used;
+        self.rx_used = rx_used;
+        for e in &batch.tx[..batch.n_tx] {
+            if let Some(buffer) = e.buffer {
+                self.rx_state[buffer as usize] = Buf::Dma;
+            }
+        }
+        for e in &batch.rx[..batch.n_rx] {
+            if let Some(buffer) = e.buffer {
+                self.outgoing.pop();
+                self.tx_state[buffer as usize] = Buf::Dma;
+            }
+        }
+        self.in_flight = Some((ticket, batch));
+        true
+    }
+
+    /// A chain finished: hand its frames on, free its buffers, and interrupt the host if it asked.
+    fn complete(&mut self, done: Result<Ticket, DmaError>) {
+        let Some((ticket, batch)) = self.in_flight else { return };
+        if done.is_ok_and(|t| t != ticket) {
+            return;
+        }
+        self.in_flight = None;
+        let live = self.state == AgentState::Running;
+        let ok = done.is_ok();
+        let (mut tx_frames, mut tx_bytes, mut rx_frames, mut rx_bytes) = (0, 0, 0, 0);
+        for e in &batch.tx[..batch.n_tx] {
+            let Some(buffer) = e.buffer else { continue };
+            let buffer = buffer as usize;
+            if ok && live {
+                self.rx_state[buffer] = Buf::Queued;
+                self.rx_len[buffer] = e.len;
+                self.rx_flags[buffer] = e.flags;
+                self.received.push(buffer as u8);
+            } else {
+                self.rx_state[buffer] = Buf::Free;
+            }
+            tx_frames += 1;
+            tx_bytes += e.len;
+        }
+        for e in &batch.rx[..batch.n_rx] {
+            let Some(buffer) = e.buffer else { continue };
+            self.tx_state[buffer as usize] = Buf::Free;
+            rx_frames += 1;
+            rx_bytes += e.len;
+        }
+        if !ok {
+            self.count(counter::TX_DMA_ERRORS, tx_frames);
+            self.count(counter::RX_DMA_ERRORS, rx_frames + u32::from(tx_frames == 0 && rx_frames == 0));
+            if batch.retry || !live {
+                // The status block itself cannot be reached: the host must re-initialise.
+                if live {
+                    self.stop(AgentState::Broken);
+                }
+                return;
+            }
+            // Some copies may not have happened: complete the whole batch again, every entry with
+            // ERROR, so the host gets its buffers back and drops what it sent.
+            let mut retry = batch;
+            for e in &mut retry.tx[..retry.n_tx] {
+                e.buffer = None;
+            }
+            for e in &mut retry.rx[..retry.n_rx] {
+                e.buffer = None;
+            }
+            retry.cause |= cause::ERROR;
+            retry.retry = true;
+            self.owed = Some(retry);
+            return;
+        }
+        self.count(counter::TX_FRAMES, tx_frames);
+        self.count(counter::TX_BYTES, tx_bytes);
+        self.count(counter::RX_FRAMES, rx_frames);
+        self.count(counter::RX_BYTES, rx_bytes);
+        let Some(host) = self.host else { return };
+        let (n_tx, n_rx) = (batch.n_tx as u32, batch.n_rx as u32);
+        let wanted = if batch.notify {
+            true
+        } else if host.config.features & feature::EVENT_INDEX != 0 {
+            let doorbells = self.doorbells();
+            ring::need_event(doorbells.tx_used_event(), batch.tx_used.wrapping_add(n_tx), batch.tx_used)
+                || ring::need_event(doorbells.rx_used_event(), batch.rx_used.wrapping_add(n_rx), batch.rx_used)
+        } else {
+            n_tx > 0 || n_rx > 0
+        };
+        if wanted {
+            self.count(counter::INTERRUPTS, 1);
+            self.notify.interrupt_host();
+        }
+    }
+}
+
+/// The agent RAM areas must not wrap the 32-bit space or overlap: a frame copied into one buffer
+/// must never land in another or in the staging area.
+fn check_disjoint(config: &Config<'_>) -> Result<(), ConfigError> {
+    let areas = || {
+        let buffers = config.rx_buffers.iter().chain(config.tx_buffers).map(|&a| (a, config.buffer_len));
+        buffers.chain(core::iter::once((config.staging, STAGING_LEN as u32)))
+    };
+    for (i, (a, alen)) in areas().enumerate() {
+        let a_end = a.checked_add(alen).ok_or(ConfigError::Overlap)?;
+        for (b, blen) in areas().take(i) {
+            let b_end = b as u64 + blen as u64;
+            if (a as u64) < b_end && (b as u64) < a_end as u64 {
+                return Err(ConfigError::Overlap);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
