@@ -15,11 +15,18 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     eprintln!("---------------------------------------------------------------------------");
     let status = util::status(&mut crate::emu::command(&emulator, &elf), "emulator")?;
     eprintln!("---------------------------------------------------------------------------");
-    if status.success() {
-        eprintln!("xtask: demo: the firmware booted and reached its idle loop");
-        Ok(ExitCode::SUCCESS)
-    } else {
+    if !status.success() {
         eprintln!("xtask: demo: the emulator stopped with {status}");
-        Ok(ExitCode::FAILURE)
+        return Ok(ExitCode::FAILURE);
     }
+    eprintln!("xtask: demo: the firmware booted and reached its idle loop");
+    eprintln!("xtask: demo: now the peripheral self-test image: DMA across the modelled PCI bus, windows,");
+    eprintln!("xtask: demo: doorbells and interrupts with the emulator's echo host, NOR flash");
+    eprintln!("---------------------------------------------------------------------------");
+    let selftest = firmware::build(Variant::SelfTest)?;
+    let result = crate::emu::run_selftest(crate::emu::command(&emulator, &selftest));
+    eprintln!("---------------------------------------------------------------------------");
+    result?;
+    eprintln!("xtask: demo: done: the firmware boots, and every peripheral check passed");
+    Ok(ExitCode::SUCCESS)
 }
