@@ -13,6 +13,11 @@
 //! counters and never acted on. Agent RAM addresses come only from the [`Config`], so the DMA engine
 //! never writes agent RAM outside the frame buffers and the status staging area.
 //!
+//! Re-initialisation: a host that re-initialises writes `host_state` DOWN (or a new generation)
+//! and waits for `agent_state` to leave RUNNING before it reuses its status block and buffers. The
+//! engine publishes that only once its last chain has completed, since a submitted chain cannot be
+//! recalled.
+//!
 //! The stack side: frames from the host queue up for [`Engine::receive`] (the stack reads them from
 //! the frame buffer in agent RAM and gives the buffer back with [`Engine::release`]); frames for the
 //! host go through [`Engine::transmit`].
@@ -20,8 +25,8 @@
 #![forbid(unsafe_code)]
 
 use bpnet_contract::bar::{
-    self, counter, feature, AgentRepr, AgentState, Counters, Descriptor, DescriptorRepr, Doorbells, Header,
-    HostRepr, HostState, COUNTERS_LEN, DESCRIPTOR_LEN, DOORBELLS_LEN,
+    self, counter, feature, AgentRepr, AgentState, Counters, Descriptor, DescriptorRepr, Doorbells, Header, HostRepr,
+    HostState, COUNTERS_LEN, DESCRIPTOR_LEN, DOORBELLS_LEN,
 };
 use bpnet_contract::ring::{self, Entries};
 use bpnet_contract::status::{self, cause, compl_flags, Completion, CompletionRepr, COMPLETION_LEN};
@@ -310,6 +315,10 @@ pub struct Engine<D: Dma, S: Shared, M: AgentRam, N: Notify> {
     host: Option<Host>,
     /// The host generation that broke the link: BROKEN lasts until the host re-initialises.
     broken_generation: u32,
+    /// The last host generation accepted, to count re-initialisations.
+    last_generation: Option<u32>,
+    /// The state last written to the header's state byte.
+    published: Option<AgentState>,
     tx_cons: u32,
     tx_used: u32,
     rx_cons: u32,
@@ -364,6 +373,8 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             state: AgentState::Reset,
             host: None,
             broken_generation: 0,
+            last_generation: None,
+            published: None,
             tx_cons: 0,
             tx_used: 0,
             rx_cons: 0,
@@ -423,9 +434,6 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             AgentState::Running => {
                 let generation = self.host.map(|h| h.config.generation);
                 if header.host_state() != Ok(HostState::Up) || Some(header.host_generation()) != generation {
-                    if header.host_generation() != generation.unwrap_or(0) {
-                        self.count(counter::HOST_RESETS_SEEN, 1);
-                    }
                     self.stop(AgentState::Ready);
                     return;
                 }
@@ -516,9 +524,19 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         }
     }
 
+    /// The state byte follows the engine's state only while no chain is in flight: a host that sees
+    /// the agent leave RUNNING knows no DMA of the old connection will still write its RAM, and may
+    /// reuse its status block and buffers.
     fn set_state(&mut self, state: AgentState) {
         self.state = state;
-        self.shared.write(shared::HEADER_OFFSET + AGENT_STATE_OFFSET, &[state as u8]);
+        self.publish_state();
+    }
+
+    fn publish_state(&mut self) {
+        if self.in_flight.is_none() && self.published != Some(self.state) {
+            self.published = Some(self.state);
+            self.shared.write(shared::HEADER_OFFSET + AGENT_STATE_OFFSET, &[self.state as u8]);
+        }
     }
 
     fn doorbells(&self) -> Doorbells<[u8; DOORBELLS_LEN]> {
@@ -555,6 +573,10 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             self.set_state(AgentState::Broken);
             return;
         }
+        if self.last_generation.is_some_and(|g| g != config.generation) {
+            self.count(counter::HOST_RESETS_SEEN, 1);
+        }
+        self.last_generation = Some(config.generation);
         let max_frame = (config.mtu as u32 + ETHERNET_HEADER_LEN).min(self.buffer_len);
         self.host = Some(Host { config, max_frame });
         (self.tx_cons, self.tx_used, self.rx_cons, self.rx_used) = (0, 0, 0, 0);
@@ -785,6 +807,7 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             return;
         }
         self.in_flight = None;
+        self.publish_state();
         let live = self.state == AgentState::Running;
         let ok = done.is_ok();
         let (mut tx_frames, mut tx_bytes, mut rx_frames, mut rx_bytes) = (0, 0, 0, 0);
