@@ -137,9 +137,9 @@ pub struct Config<'a> {
     /// The outbound window onto host RAM.
     pub window: Window,
     /// Agent RAM buffers for frames from the host, each `buffer_len` bytes.
-    pub rx_buffers: &'a [u32],
+    pub from_host_buffers: &'a [u32],
     /// Agent RAM buffers for frames to the host, each `buffer_len` bytes.
-    pub tx_buffers: &'a [u32],
+    pub to_host_buffers: &'a [u32],
     /// Bytes of each buffer: at least [`bar::MTU_MIN`] + [`ETHERNET_HEADER_LEN`].
     pub buffer_len: u32,
     /// [`STAGING_LEN`] bytes of agent RAM for completions and the status header.
@@ -298,15 +298,15 @@ pub struct Engine<D: Dma, S: Shared, M: AgentRam, N: Notify> {
     window: Window,
     buffer_len: u32,
     staging_addr: u32,
-    rx_addrs: [u32; MAX_BUFFERS],
-    rx_state: [Buf; MAX_BUFFERS],
+    from_host_addrs: [u32; MAX_BUFFERS],
+    from_host_state: [Buf; MAX_BUFFERS],
     rx_flags: [u16; MAX_BUFFERS],
     rx_len: [u32; MAX_BUFFERS],
-    n_rx_buffers: usize,
-    tx_addrs: [u32; MAX_BUFFERS],
-    tx_state: [Buf; MAX_BUFFERS],
+    n_from_host_buffers: usize,
+    to_host_addrs: [u32; MAX_BUFFERS],
+    to_host_state: [Buf; MAX_BUFFERS],
     tx_len: [u32; MAX_BUFFERS],
-    n_tx_buffers: usize,
+    n_to_host_buffers: usize,
     /// Frames from the host for the stack, in ring order.
     received: Fifo<u8, MAX_BUFFERS>,
     /// Frames for the host waiting for its buffers, in transmit order.
@@ -337,7 +337,7 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
     pub fn new(config: Config<'_>, dma: D, shared: S, ram: M, notify: N) -> Result<Self, ConfigError> {
         let agent = config.agent;
         agent.layout.check(agent.ring_entries).map_err(ConfigError::Layout)?;
-        let pools = [config.rx_buffers, config.tx_buffers];
+        let pools = [config.from_host_buffers, config.to_host_buffers];
         if pools.iter().any(|p| p.is_empty() || p.len() > MAX_BUFFERS) {
             return Err(ConfigError::BufferCount);
         }
@@ -345,10 +345,10 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             return Err(ConfigError::BufferLen);
         }
         check_disjoint(&config)?;
-        let mut rx_addrs = [0; MAX_BUFFERS];
-        rx_addrs[..config.rx_buffers.len()].copy_from_slice(config.rx_buffers);
-        let mut tx_addrs = [0; MAX_BUFFERS];
-        tx_addrs[..config.tx_buffers.len()].copy_from_slice(config.tx_buffers);
+        let mut from_host_addrs = [0; MAX_BUFFERS];
+        from_host_addrs[..config.from_host_buffers.len()].copy_from_slice(config.from_host_buffers);
+        let mut to_host_addrs = [0; MAX_BUFFERS];
+        to_host_addrs[..config.to_host_buffers.len()].copy_from_slice(config.to_host_buffers);
         let empty = Copy { src: Addr::Agent(0), dst: Addr::Agent(0), len: 0 };
         let mut engine = Engine {
             dma,
@@ -359,15 +359,15 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             window: config.window,
             buffer_len: config.buffer_len,
             staging_addr: config.staging,
-            rx_addrs,
-            rx_state: [Buf::Free; MAX_BUFFERS],
+            from_host_addrs,
+            from_host_state: [Buf::Free; MAX_BUFFERS],
             rx_flags: [0; MAX_BUFFERS],
             rx_len: [0; MAX_BUFFERS],
-            n_rx_buffers: config.rx_buffers.len(),
-            tx_addrs,
-            tx_state: [Buf::Free; MAX_BUFFERS],
+            n_from_host_buffers: config.from_host_buffers.len(),
+            to_host_addrs,
+            to_host_state: [Buf::Free; MAX_BUFFERS],
             tx_len: [0; MAX_BUFFERS],
-            n_tx_buffers: config.tx_buffers.len(),
+            n_to_host_buffers: config.to_host_buffers.len(),
             received: Fifo::new(0),
             outgoing: Fifo::new(0),
             state: AgentState::Reset,
@@ -468,10 +468,10 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
     /// Frames from the host, in the order it sent them.
     pub fn receive(&mut self) -> Option<Received> {
         let buffer = self.received.pop()? as usize;
-        self.rx_state[buffer] = Buf::Stack;
+        self.from_host_state[buffer] = Buf::Stack;
         Some(Received {
             buffer,
-            addr: self.rx_addrs[buffer],
+            addr: self.from_host_addrs[buffer],
             len: self.rx_len[buffer],
             needs_csum: self.rx_flags[buffer] & bar::desc_flags::NEEDS_CSUM != 0,
         })
@@ -479,14 +479,14 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
 
     /// Give back a buffer [`Engine::receive`] lent. Anything else is ignored.
     pub fn release(&mut self, buffer: usize) {
-        if buffer < self.n_rx_buffers && self.rx_state[buffer] == Buf::Stack {
-            self.rx_state[buffer] = Buf::Free;
+        if buffer < self.n_from_host_buffers && self.from_host_state[buffer] == Buf::Stack {
+            self.from_host_state[buffer] = Buf::Free;
         }
     }
 
     /// Whether [`Engine::transmit`] has a buffer to copy a frame into.
     pub fn can_transmit(&self) -> bool {
-        self.state == AgentState::Running && self.tx_state[..self.n_tx_buffers].contains(&Buf::Free)
+        self.state == AgentState::Running && self.to_host_state[..self.n_to_host_buffers].contains(&Buf::Free)
     }
 
     /// Copy a frame for the host into an agent buffer; the next [`Engine::poll`] DMAs it into a
@@ -504,12 +504,12 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             self.count(counter::RX_NO_BUFFER, 1);
             return Err(TransmitError::NoBuffer);
         }
-        let free = self.tx_state[..self.n_tx_buffers].iter().position(|&s| s == Buf::Free);
+        let free = self.to_host_state[..self.n_to_host_buffers].iter().position(|&s| s == Buf::Free);
         let Some(buffer) = free else {
             return Err(TransmitError::Busy);
         };
-        self.ram.write(self.tx_addrs[buffer], frame);
-        self.tx_state[buffer] = Buf::Queued;
+        self.ram.write(self.to_host_addrs[buffer], frame);
+        self.to_host_state[buffer] = Buf::Queued;
         // frame.len() <= max_frame, a u32.
         self.tx_len[buffer] = frame.len() as u32;
         self.outgoing.push(buffer as u8);
@@ -592,7 +592,7 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
     /// in flight still completes; its buffers come back then.
     fn stop(&mut self, state: AgentState) {
         while let Some(buffer) = self.outgoing.pop() {
-            self.tx_state[buffer as usize] = Buf::Free;
+            self.to_host_state[buffer as usize] = Buf::Free;
         }
         self.owed = None;
         if state == AgentState::Broken {
@@ -630,7 +630,8 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         let mut bad = 0;
 
         // Host frames into free agent buffers; stop at the first good one with no buffer to take it.
-        let mut free = self.rx_state[..self.n_rx_buffers].iter().enumerate().filter(|(_, &s)| s == Buf::Free);
+        let mut free =
+            self.from_host_state[..self.n_from_host_buffers].iter().enumerate().filter(|(_, &s)| s == Buf::Free);
         for i in 0..(tx_ready as usize).min(MAX_BATCH) {
             let descriptor = self.descriptor(self.agent.layout.tx_ring, self.tx_cons.wrapping_add(i as u32));
             let entry = match self.accept(&descriptor, host.max_frame) {
@@ -716,8 +717,11 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             let at = STAGING_TX + i * COMPLETION_LEN;
             let completion = match e.buffer {
                 Some(buffer) => {
-                    self.copies[n] =
-                        Copy { src: Addr::Host(e.addr), dst: Addr::Agent(self.rx_addrs[buffer as usize]), len: e.len };
+                    self.copies[n] = Copy {
+                        src: Addr::Host(e.addr),
+                        dst: Addr::Agent(self.from_host_addrs[buffer as usize]),
+                        len: e.len,
+                    };
                     n += 1;
                     CompletionRepr { id: e.id, flags: 0, len: e.len }
                 }
@@ -729,8 +733,11 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             let at = STAGING_RX + i * COMPLETION_LEN;
             let completion = match e.buffer {
                 Some(buffer) => {
-                    self.copies[n] =
-                        Copy { src: Addr::Agent(self.tx_addrs[buffer as usize]), dst: Addr::Host(e.addr), len: e.len };
+                    self.copies[n] = Copy {
+                        src: Addr::Agent(self.to_host_addrs[buffer as usize]),
+                        dst: Addr::Host(e.addr),
+                        len: e.len,
+                    };
                     n += 1;
                     CompletionRepr { id: e.id, flags: csum, len: e.len }
                 }
@@ -787,13 +794,13 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         self.rx_used = rx_used;
         for e in &batch.tx[..batch.n_tx] {
             if let Some(buffer) = e.buffer {
-                self.rx_state[buffer as usize] = Buf::Dma;
+                self.from_host_state[buffer as usize] = Buf::Dma;
             }
         }
         for e in &batch.rx[..batch.n_rx] {
             if let Some(buffer) = e.buffer {
                 self.outgoing.pop();
-                self.tx_state[buffer as usize] = Buf::Dma;
+                self.to_host_state[buffer as usize] = Buf::Dma;
             }
         }
         self.in_flight = Some((ticket, batch));
@@ -815,19 +822,19 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             let Some(buffer) = e.buffer else { continue };
             let buffer = buffer as usize;
             if ok && live {
-                self.rx_state[buffer] = Buf::Queued;
+                self.from_host_state[buffer] = Buf::Queued;
                 self.rx_len[buffer] = e.len;
                 self.rx_flags[buffer] = e.flags;
                 self.received.push(buffer as u8);
             } else {
-                self.rx_state[buffer] = Buf::Free;
+                self.from_host_state[buffer] = Buf::Free;
             }
             tx_frames += 1;
             tx_bytes += e.len;
         }
         for e in &batch.rx[..batch.n_rx] {
             let Some(buffer) = e.buffer else { continue };
-            self.tx_state[buffer as usize] = Buf::Free;
+            self.to_host_state[buffer as usize] = Buf::Free;
             rx_frames += 1;
             rx_bytes += e.len;
         }
@@ -881,7 +888,7 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
 /// must never land in another or in the staging area.
 fn check_disjoint(config: &Config<'_>) -> Result<(), ConfigError> {
     let areas = || {
-        let buffers = config.rx_buffers.iter().chain(config.tx_buffers).map(|&a| (a, config.buffer_len));
+        let buffers = config.from_host_buffers.iter().chain(config.to_host_buffers).map(|&a| (a, config.buffer_len));
         buffers.chain(core::iter::once((config.staging, STAGING_LEN as u32)))
     };
     for (i, (a, alen)) in areas().enumerate() {

@@ -193,8 +193,8 @@ fn engine(ring: u32, latency: usize) -> (TestEngine, W) {
     let config = Config {
         agent: agent_repr(ring),
         window: Window { base: HOST_BASE, len: host_len as u64 },
-        rx_buffers: &rx,
-        tx_buffers: &tx,
+        from_host_buffers: &rx,
+        to_host_buffers: &tx,
         buffer_len: BUF_LEN,
         staging,
     };
@@ -857,8 +857,8 @@ fn config_refusals() {
     let base = Config {
         agent: agent_repr(64),
         window: Window { base: HOST_BASE, len: 1 << 20 },
-        rx_buffers: &rx,
-        tx_buffers: &tx,
+        from_host_buffers: &rx,
+        to_host_buffers: &tx,
         buffer_len: BUF_LEN,
         staging: AGENT_BASE + 2 * BUF_LEN,
     };
@@ -867,7 +867,7 @@ fn config_refusals() {
         Engine::new(c, FakeDma(w.clone()), FakeShared(w.clone()), FakeRam(w.clone()), FakeNotify(w.clone())).err()
     };
     assert_eq!(make(base), None);
-    assert_eq!(make(Config { rx_buffers: &[], ..base }), Some(ConfigError::BufferCount));
+    assert_eq!(make(Config { from_host_buffers: &[], ..base }), Some(ConfigError::BufferCount));
     assert_eq!(make(Config { buffer_len: 60, ..base }), Some(ConfigError::BufferLen));
     assert_eq!(make(Config { staging: AGENT_BASE + 100, ..base }), Some(ConfigError::Overlap));
     assert_eq!(make(Config { staging: u32::MAX - 10, ..base }), Some(ConfigError::Overlap));
