@@ -259,38 +259,14 @@ pub const COUNTERS_SCHEMA: Struct = Struct {
     fields: &[Field::new("slots", 0, Type::Le32Array(COUNTER_SLOTS))],
 };
 
-/// A typed view of the header over a byte buffer (the first [`HEADER_LEN`] bytes of the BAR).
-#[derive(Debug)]
-pub struct Header<T: AsRef<[u8]>> {
-    buffer: T,
+fixed_view! {
+    /// A typed view of the header over a byte buffer (the first [`HEADER_LEN`] bytes of the BAR).
+    ///
+    /// Values are checked by [`AgentRepr::parse`] and [`HostRepr::parse`].
+    Header, HEADER_LEN
 }
 
 impl<T: AsRef<[u8]>> Header<T> {
-    /// Wrap a buffer without checking it; accessors may then panic. Use [`Header::new_checked`].
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Header { buffer }
-    }
-
-    /// Wrap a buffer, checking everything the accessors rely on.
-    pub fn new_checked(buffer: T) -> Result<Self, Error> {
-        let header = Self::new_unchecked(buffer);
-        header.check_len()?;
-        Ok(header)
-    }
-
-    /// The one check the accessors rely on: the buffer holds a whole header. Values are checked by
-    /// [`AgentRepr::parse`] and [`HostRepr::parse`].
-    pub fn check_len(&self) -> Result<(), Error> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(())
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
     pub fn magic(&self) -> u32 {
         get_le32(self.buffer.as_ref(), field::header::MAGIC)
     }
@@ -522,33 +498,14 @@ impl HostRepr {
     }
 }
 
-/// A typed view of the doorbell block: the host's ring indexes and event indexes, free-running.
-#[derive(Debug)]
-pub struct Doorbells<T: AsRef<[u8]>> {
-    buffer: T,
+fixed_view! {
+    /// A typed view of the doorbell block: the host's ring indexes and event indexes, free-running.
+    ///
+    /// The indexes themselves are checked against the consumer's with [`crate::ring::pending`].
+    Doorbells, DOORBELLS_LEN
 }
 
 impl<T: AsRef<[u8]>> Doorbells<T> {
-    /// Wrap a buffer without checking it; accessors may then panic. Use [`Doorbells::new_checked`].
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Doorbells { buffer }
-    }
-
-    pub fn new_checked(buffer: T) -> Result<Self, Error> {
-        let doorbells = Self::new_unchecked(buffer);
-        doorbells.check_len()?;
-        Ok(doorbells)
-    }
-
-    /// The one check the accessors rely on. The indexes themselves are checked against the
-    /// consumer's with [`crate::ring::pending`].
-    pub fn check_len(&self) -> Result<(), Error> {
-        if self.buffer.as_ref().len() < DOORBELLS_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(())
-    }
-
     /// TX descriptors the host has ever posted.
     pub fn tx_prod(&self) -> u32 {
         get_le32(self.buffer.as_ref(), field::doorbells::TX_PROD)
@@ -582,10 +539,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Doorbells<T> {
     }
 }
 
-/// A typed view of one descriptor, TX (a frame to send) or RX (an empty buffer to fill).
-#[derive(Debug)]
-pub struct Descriptor<T: AsRef<[u8]>> {
-    buffer: T,
+fixed_view! {
+    /// A typed view of one descriptor, TX (a frame to send) or RX (an empty buffer to fill).
+    ///
+    /// values are checked by [`Descriptor::check`].
+    Descriptor, DESCRIPTOR_LEN
 }
 
 /// A descriptor that passed [`Descriptor::check`]: safe for the ring engine to act on.
@@ -602,25 +560,6 @@ pub struct DescriptorRepr {
 }
 
 impl<T: AsRef<[u8]>> Descriptor<T> {
-    /// Wrap a buffer without checking it; accessors may then panic. Use [`Descriptor::new_checked`].
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Descriptor { buffer }
-    }
-
-    pub fn new_checked(buffer: T) -> Result<Self, Error> {
-        let descriptor = Self::new_unchecked(buffer);
-        descriptor.check_len()?;
-        Ok(descriptor)
-    }
-
-    /// The one length check the accessors rely on; values are checked by [`Descriptor::check`].
-    pub fn check_len(&self) -> Result<(), Error> {
-        if self.buffer.as_ref().len() < DESCRIPTOR_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(())
-    }
-
     pub fn addr(&self) -> u64 {
         get_le64(self.buffer.as_ref(), field::descriptor::ADDR)
     }
@@ -713,32 +652,13 @@ pub const COUNTERS: &[(&str, usize)] = &[
     ("bad_host_config", counter::BAD_HOST_CONFIG),
 ];
 
-/// A typed view of the counters: [`COUNTER_SLOTS`] little-endian `u32`, each wrapping at 2^32 (a
-/// reader takes differences).
-#[derive(Debug)]
-pub struct Counters<T: AsRef<[u8]>> {
-    buffer: T,
+fixed_view! {
+    /// A typed view of the counters: [`COUNTER_SLOTS`] little-endian `u32`, each wrapping at 2^32 (a
+    /// reader takes differences).
+    Counters, COUNTERS_LEN
 }
 
 impl<T: AsRef<[u8]>> Counters<T> {
-    /// Wrap a buffer without checking it; accessors may then panic. Use [`Counters::new_checked`].
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Counters { buffer }
-    }
-
-    pub fn new_checked(buffer: T) -> Result<Self, Error> {
-        let counters = Self::new_unchecked(buffer);
-        counters.check_len()?;
-        Ok(counters)
-    }
-
-    pub fn check_len(&self) -> Result<(), Error> {
-        if self.buffer.as_ref().len() < COUNTERS_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(())
-    }
-
     pub fn get(&self, slot: usize) -> Result<u32, Error> {
         if slot >= COUNTER_SLOTS {
             return Err(Error::BadCounter(slot));

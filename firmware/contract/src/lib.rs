@@ -16,6 +16,44 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+/// A typed view over a fixed-length structure: the wrapper, its constructors, and the one length
+/// check every accessor relies on (values are checked where they are used, by each `Repr`).
+macro_rules! fixed_view {
+    ($(#[$doc:meta])* $name:ident, $len:expr) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name<T: AsRef<[u8]>> {
+            buffer: T,
+        }
+
+        impl<T: AsRef<[u8]>> $name<T> {
+            /// Wrap a buffer without checking it; accessors may then panic. Use `new_checked`.
+            pub const fn new_unchecked(buffer: T) -> Self {
+                $name { buffer }
+            }
+
+            /// Wrap a buffer the other side may have written, checking its length.
+            pub fn new_checked(buffer: T) -> Result<Self, Error> {
+                let view = Self::new_unchecked(buffer);
+                view.check_len()?;
+                Ok(view)
+            }
+
+            /// The one check the accessors rely on: the buffer holds the whole structure.
+            pub fn check_len(&self) -> Result<(), Error> {
+                if self.buffer.as_ref().len() < $len {
+                    return Err(Error::Truncated);
+                }
+                Ok(())
+            }
+
+            pub fn into_inner(self) -> T {
+                self.buffer
+            }
+        }
+    };
+}
+
 pub mod bar;
 pub mod logring;
 pub mod ring;

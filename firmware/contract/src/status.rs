@@ -119,33 +119,14 @@ pub const COMPLETION_SCHEMA: Struct = Struct {
     ],
 };
 
-/// A typed view of the status header (the agent composes it in its RAM, then DMAs it).
-#[derive(Debug)]
-pub struct Header<T: AsRef<[u8]>> {
-    buffer: T,
+fixed_view! {
+    /// A typed view of the status header (the agent composes it in its RAM, then DMAs it).
+    ///
+    /// The host checks the indexes against its own producer indexes with [`crate::ring::pending`].
+    Header, HEADER_LEN
 }
 
 impl<T: AsRef<[u8]>> Header<T> {
-    /// Wrap a buffer without checking it; accessors may then panic. Use [`Header::new_checked`].
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Header { buffer }
-    }
-
-    pub fn new_checked(buffer: T) -> Result<Self, Error> {
-        let header = Self::new_unchecked(buffer);
-        header.check_len()?;
-        Ok(header)
-    }
-
-    /// The one check the accessors rely on. The host checks the indexes against its own producer
-    /// indexes with [`crate::ring::pending`].
-    pub fn check_len(&self) -> Result<(), Error> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(())
-    }
-
     pub fn tx_used(&self) -> u32 {
         get_le32(self.buffer.as_ref(), field::header::TX_USED)
     }
@@ -192,10 +173,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
     }
 }
 
-/// A typed view of one completion.
-#[derive(Debug)]
-pub struct Completion<T: AsRef<[u8]>> {
-    buffer: T,
+fixed_view! {
+    /// A typed view of one completion.
+    Completion, COMPLETION_LEN
 }
 
 /// A completion the host may act on ([`Completion::check`]).
@@ -210,24 +190,6 @@ pub struct CompletionRepr {
 }
 
 impl<T: AsRef<[u8]>> Completion<T> {
-    /// Wrap a buffer without checking it; accessors may then panic. Use [`Completion::new_checked`].
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Completion { buffer }
-    }
-
-    pub fn new_checked(buffer: T) -> Result<Self, Error> {
-        let completion = Self::new_unchecked(buffer);
-        completion.check_len()?;
-        Ok(completion)
-    }
-
-    pub fn check_len(&self) -> Result<(), Error> {
-        if self.buffer.as_ref().len() < COMPLETION_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(())
-    }
-
     pub fn id(&self) -> u16 {
         get_le16(self.buffer.as_ref(), field::completion::ID)
     }
