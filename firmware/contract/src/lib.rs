@@ -86,15 +86,29 @@ pub mod shared {
     pub const LOG_RING_LEN: usize = crate::logring::HEADER_LEN + LOG_RING_CAPACITY;
 }
 
+/// Message-unit bits of the data path (the self-test uses its own handshake, [`selftest`]).
+pub mod notify {
+    /// Inbound doorbell (IDR) bit the host rings after posting work the agent asked to hear about
+    /// (its `tx_prod_event` / `rx_prod_event`).
+    pub const WORK: u32 = 0x2;
+    /// Outbound doorbell (ODR) bit the agent rings after the status block DMA the host asked to hear
+    /// about (its `rx_used_event` / `tx_used_event`), or a state change.
+    pub const STATUS: u32 = 0x2;
+}
+
+/// Where the board emulator's host model (and the self-test) place the agent's BAR on the PCI bus:
+/// on a real chassis the host's PCI enumeration chooses it and writes PIBAR; with no enumeration the
+/// firmware opens inbound window 0 at this address itself.
+pub const EMULATED_BAR_ADDRESS: u32 = 0x9000_0000;
+
 /// The message-unit handshake the firmware's self-test performs with a host peer (the board
 /// emulator's `--echo-host`, or a host tool during bring-up): proves doorbells, message registers
 /// and interrupts both ways without any shared-memory contract.
 pub mod selftest {
     /// The agent writes this to OMR0 (raising OM0I, hence INTA#) when it waits for the host.
     pub const READY: u32 = 0x5E1F_7E57;
-    /// The PCI address the self-test opens inbound window 0 at, over the shared region (standing in
-    /// for the BAR address a host would assign).
-    pub const BAR_PCI_ADDRESS: u32 = 0x9000_0000;
+    /// The PCI address the self-test opens inbound window 0 at, over the shared region.
+    pub const BAR_PCI_ADDRESS: u32 = crate::EMULATED_BAR_ADDRESS;
     /// The host answers: as the challenge in IMR0, the word it reads through the BAR at
     /// [`crate::shared::LOG_RING_OFFSET`] (the log ring's magic, proving the inbound window), then
     /// doorbell bit [`DOORBELL`].
