@@ -21,6 +21,12 @@ pub const FLASH_BYTES: u32 = 32 << 20;
 pub const PCI_OUTBOUND_BASE: u32 = 0x8000_0000;
 pub const PCI_OUTBOUND_BYTES: u32 = 256 << 20;
 
+/// Agent RAM the data path keeps for itself (DMA descriptors, staged completions, frame buffers):
+/// above the image and the shared region (`memory.x`), below the self-test's scratch at 16 MiB.
+/// Nothing the linker places lives here, so the DMA engine writing it never aliases a Rust object.
+pub const NET_RAM_BASE: u32 = 0x0090_0000;
+pub const NET_RAM_BYTES: u32 = 1 << 20;
+
 /// 1:1 data mappings: DDR cacheable and coherent (the DMA engine and PCI inbound writes snoop);
 /// the IMMR window, the flash (its status reads must reach the part) and the PCI outbound range
 /// cache-inhibited and guarded.

@@ -6,6 +6,8 @@
 mod console;
 mod irq;
 mod log;
+#[cfg(not(any(feature = "fault-test", feature = "panic-test", feature = "selftest")))]
+mod net;
 #[cfg(feature = "selftest")]
 mod selftest;
 
@@ -48,11 +50,7 @@ fn __e300_main() -> ! {
     panic!("panic-test: panicking on purpose");
 
     #[cfg(not(any(feature = "fault-test", feature = "panic-test", feature = "selftest")))]
-    {
-        defmt::info!("idle");
-        println!("idle");
-        e300::idle()
-    }
+    net::run(board.clocks.timebase_hz, log.generation)
 }
 
 /// CRC-32 (bitwise, no table) over the first 16 KiB of the image, 64 times: about 40 million

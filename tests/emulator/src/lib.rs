@@ -28,6 +28,7 @@ mod pci;
 mod ppc;
 mod time;
 
+pub mod host;
 pub use board::{
     Board, Config, HostAccessError, LoadInfo, Marker, Output, OutsideRam, SetupError, DEFAULT_HOST_RAM_SIZE,
     INITIAL_SP, LOG_RING_SYMBOL,

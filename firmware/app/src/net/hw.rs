@@ -1,0 +1,235 @@
+//! The ring engine's traits over this board: DMA channel 0 in chaining mode, the shared region
+//! behind the BAR, the data path's agent RAM and the message unit's outbound doorbell.
+//!
+//! Agent RAM for the data path (`mpc8349emds::NET_RAM_BASE`, outside everything the linker places):
+//!
+//! | offset | bytes | what |
+//! | --- | --- | --- |
+//! | `0x0_0000` | 4 KiB | DMA chain descriptors (32-byte aligned, [`MAX_COPIES`] of them) |
+//! | `0x0_1000` | 4 KiB | the engine's staging area (completions and status header) |
+//! | `0x0_2000` | [`BUFFERS`] × [`BUFFER_LEN`] | frames from the host |
+//! | then | [`BUFFERS`] × [`BUFFER_LEN`] | frames to the host |
+
+use bpnet_contract::{notify, shared};
+use bpnet_ring::{Addr, AgentRam, Copy, Dma, DmaError, Notify, Shared, Ticket, MAX_COPIES, STAGING_LEN};
+use mpc8349::dma::{self, link, Descriptor};
+use mpc8349emds::{NET_RAM_BASE, NET_RAM_BYTES, PCI_OUTBOUND_BASE, PCI_OUTBOUND_BYTES};
+
+/// Frame buffers of each pool.
+pub const BUFFERS: usize = 32;
+/// Bytes of each frame buffer: room for an MTU of 2034 plus the Ethernet header.
+pub const BUFFER_LEN: u32 = 2048;
+
+const DESCRIPTORS: u32 = NET_RAM_BASE;
+pub const STAGING: u32 = NET_RAM_BASE + 0x1000;
+const BUFFERS_BASE: u32 = NET_RAM_BASE + 0x2000;
+const BUFFERS_END: u32 = BUFFERS_BASE + 2 * BUFFERS as u32 * BUFFER_LEN;
+
+const _: () = assert!(MAX_COPIES * dma::DESCRIPTOR_LEN <= 0x1000, "chain descriptors outgrow their area");
+const _: () = assert!(STAGING_LEN <= 0x1000, "staging outgrows its area");
+const _: () = assert!(BUFFERS_END <= NET_RAM_BASE + NET_RAM_BYTES, "frame buffers outgrow the data path's RAM");
+
+/// Agent RAM address of buffer `i` of the frames from the host.
+pub const fn from_host_buffer(i: usize) -> u32 {
+    BUFFERS_BASE + i as u32 * BUFFER_LEN
+}
+
+/// Agent RAM address of buffer `i` of the frames to the host.
+pub const fn to_host_buffer(i: usize) -> u32 {
+    BUFFERS_BASE + (BUFFERS + i) as u32 * BUFFER_LEN
+}
+
+/// DMA channel 0, one chain at a time.
+pub struct ChainDma {
+    channel: dma::Channel,
+    in_flight: Option<Ticket>,
+    next: u32,
+}
+
+impl ChainDma {
+    pub fn new() -> Self {
+        ChainDma { channel: mpc8349emds::immr().dma(0), in_flight: None, next: 0 }
+    }
+
+    /// A chain was submitted and its end not yet reported: the main loop polls rather than sleeps
+    /// (the channel's interrupt stays off; a chain of a few frames lasts microseconds).
+    pub fn in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    fn local(addr: Addr) -> Option<u32> {
+        match addr {
+            Addr::Agent(a) => Some(a),
+            // The outbound window maps PCI [0, 256 MiB) at PCI_OUTBOUND_BASE.
+            Addr::Host(a) if a < u64::from(PCI_OUTBOUND_BYTES) => Some(PCI_OUTBOUND_BASE + a as u32),
+            Addr::Host(_) => None,
+        }
+    }
+}
+
+impl Dma for ChainDma {
+    fn submit(&mut self, copies: &[Copy]) -> Result<Ticket, DmaError> {
+        if self.in_flight.is_some() || self.channel.is_busy() || copies.len() > MAX_COPIES {
+            return Err(DmaError::Busy);
+        }
+        if copies.is_empty() {
+            return Err(DmaError::Transfer);
+        }
+        // SAFETY: the descriptor area is data-path RAM nothing else uses (NET_RAM_BASE, mapped by
+        // the DDR BAT); no chain is in flight, so the controller is not fetching from it.
+        let area = unsafe { core::slice::from_raw_parts_mut(DESCRIPTORS as *mut u8, MAX_COPIES * dma::DESCRIPTOR_LEN) };
+        let last = copies.len() - 1;
+        for (i, (copy, raw)) in copies.iter().zip(area.chunks_exact_mut(dma::DESCRIPTOR_LEN)).enumerate() {
+            // The engine only names host addresses inside its window (Config::window), which is
+            // this one; anything else is refused here rather than sent across the bus.
+            let (Some(src), Some(dst)) = (Self::local(copy.src), Self::local(copy.dst)) else {
+                return Err(DmaError::Transfer);
+            };
+            let at = DESCRIPTORS + (i * dma::DESCRIPTOR_LEN) as u32;
+            let next = if i == last { link::EOTD } else { (at + dma::DESCRIPTOR_LEN as u32) | link::SNEN };
+            let mut d = Descriptor::new_checked(raw).ok_or(DmaError::Transfer)?;
+            d.set(src, dst, copy.len, next).map_err(|_| DmaError::Transfer)?;
+        }
+        // The controller snoops its descriptor fetches (SNEN); order the descriptor stores, and
+        // the engine's stores of frames and staged completions, before the start.
+        e300::barrier::sync();
+        self.channel.start_chain(DESCRIPTORS, true).map_err(|_| DmaError::Busy)?;
+        self.next = self.next.wrapping_add(1);
+        let ticket = Ticket(self.next);
+        self.in_flight = Some(ticket);
+        Ok(ticket)
+    }
+
+    fn poll(&mut self) -> Option<Result<Ticket, DmaError>> {
+        let ticket = self.in_flight?;
+        if self.channel.is_busy() {
+            return None;
+        }
+        self.in_flight = None;
+        // Not busy: `wait` returns at once, stops the channel and clears its status.
+        let result = self.channel.wait();
+        // What the chain wrote is read only after its end was seen (and the compiler may not
+        // move those reads above this point).
+        e300::barrier::sync();
+        Some(result.map(|()| ticket).map_err(|_| DmaError::Transfer))
+    }
+}
+
+/// The shared region (`__bpnet_shared`), except the log ring, which the defmt logger owns.
+/// Accessed with volatile byte loads and stores: the host writes it behind the compiler's back.
+pub struct SharedRegion {
+    base: usize,
+}
+
+impl SharedRegion {
+    pub fn new() -> Self {
+        extern "C" {
+            static __bpnet_shared: u8;
+            static __bpnet_shared_len: u8;
+        }
+        let (base, len) =
+            (core::ptr::addr_of!(__bpnet_shared) as usize, core::ptr::addr_of!(__bpnet_shared_len) as usize);
+        assert!(len >= shared::LEN, "SHARED smaller than the contract's region");
+        SharedRegion { base }
+    }
+
+    fn check(offset: usize, len: usize) {
+        let end = offset.checked_add(len).filter(|&end| end <= shared::LEN);
+        let log = shared::LOG_RING_OFFSET..shared::LOG_RING_OFFSET + shared::LOG_RING_LEN;
+        assert!(
+            end.is_some_and(|end| end <= log.start || offset >= log.end),
+            "shared access outside the region or into the log ring"
+        );
+    }
+
+    /// Zero `len` bytes at `offset`.
+    pub fn zero(&mut self, offset: usize, len: usize) {
+        Self::check(offset, len);
+        for i in 0..len {
+            // SAFETY: inside the shared region and outside the log ring (checked); no Rust object
+            // lives there, and the host's concurrent writes are why the access is volatile.
+            unsafe { core::ptr::write_volatile((self.base + offset + i) as *mut u8, 0) };
+        }
+        e300::barrier::sync();
+    }
+}
+
+impl Shared for SharedRegion {
+    fn read(&self, offset: usize, buf: &mut [u8]) {
+        Self::check(offset, buf.len());
+        // Loads of one call happen after those of the previous one (an index before the
+        // descriptors it covers).
+        e300::barrier::sync();
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: as in `zero`.
+            *b = unsafe { core::ptr::read_volatile((self.base + offset + i) as *const u8) };
+        }
+    }
+
+    fn write(&mut self, offset: usize, data: &[u8]) {
+        Self::check(offset, data.len());
+        for (i, &b) in data.iter().enumerate() {
+            // SAFETY: as in `zero`.
+            unsafe { core::ptr::write_volatile((self.base + offset + i) as *mut u8, b) };
+        }
+        // The host must see one write complete before the next (the agent's fields before READY).
+        e300::barrier::sync();
+    }
+}
+
+/// The staging area and the frame buffers.
+pub struct NetRam {
+    _private: (),
+}
+
+impl NetRam {
+    pub fn new() -> Self {
+        NetRam { _private: () }
+    }
+
+    fn check(addr: u32, len: usize) {
+        let ok = |start: u32, end: u32| {
+            u64::from(addr) >= u64::from(start) && u64::from(addr) + len as u64 <= u64::from(end)
+        };
+        assert!(
+            ok(STAGING, STAGING + STAGING_LEN as u32) || ok(BUFFERS_BASE, BUFFERS_END),
+            "agent RAM access outside the data path's buffers"
+        );
+    }
+
+    /// A frame the engine lent to the stack ([`bpnet_ring::Engine::receive`]).
+    ///
+    /// The caller keeps the slice only until it releases the buffer: the engine never lets the DMA
+    /// write a buffer it has lent.
+    pub fn frame<'a>(addr: u32, len: u32) -> &'a [u8] {
+        Self::check(addr, len as usize);
+        // The DMA wrote it; read it only after the completion was seen.
+        e300::barrier::sync();
+        // SAFETY: inside the frame buffers (checked), which no Rust object occupies; the buffer is
+        // lent to the stack, so neither the DMA nor the engine writes it while the slice lives.
+        unsafe { core::slice::from_raw_parts(addr as *const u8, len as usize) }
+    }
+}
+
+impl AgentRam for NetRam {
+    fn read(&self, addr: u32, buf: &mut [u8]) {
+        buf.copy_from_slice(Self::frame(addr, buf.len() as u32));
+    }
+
+    fn write(&mut self, addr: u32, data: &[u8]) {
+        Self::check(addr, data.len());
+        // SAFETY: inside the staging area or the frame buffers (checked), which no Rust object
+        // occupies; the engine writes only buffers no DMA is using.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, data.len()) };
+    }
+}
+
+/// The interrupt to the host: outbound doorbell bit STATUS (INTx on the board).
+pub struct Doorbell;
+
+impl Notify for Doorbell {
+    fn interrupt_host(&mut self) {
+        // The status block DMA has completed (the engine calls this only then).
+        mpc8349emds::immr().message_unit().ring_host(notify::STATUS);
+    }
+}
