@@ -1,7 +1,8 @@
 //! Exception vectors. Every fault vector reports what the architecture saved (vector, SRR0, SRR1,
-//! DAR, DSISR) to the board's `__e300_fault` and halts; the decrementer vector only re-arms the
-//! decrementer (it is the periodic tick, not a fault) and returns; the external interrupt vector
-//! saves the interrupted context, calls the board's `__e300_external` and returns.
+//! DAR, DSISR) to the board's `__e300_fault` and halts; the decrementer vector re-arms the
+//! decrementer and returns, ending a [`wait_for_interrupt`] it arrived in (it is a timer, not a
+//! fault); the external interrupt vector saves the interrupted context, calls the board's
+//! `__e300_external` and returns.
 //!
 //! The stubs are linked into the image (between `__e300_vectors_start` and `__e300_vectors_end`,
 //! one every 256 bytes, starting with vector 0x100) and copied to 0x100 by [`install`]. Loading
@@ -58,7 +59,8 @@ extern "Rust" {
 
 // One stub per vector, 256 bytes apart, copied to 0x100 + 0x100 * n. Each saves r3 and r1 in
 // SPRG0/SPRG1, loads the vector number and jumps (absolutely: the stub runs from its copy) to the
-// common fault entry. The decrementer stub (0x900) re-arms DEC and returns with rfi.
+// common fault entry. The decrementer stub (0x900) re-arms DEC and returns with rfi (past the wait
+// loop if it was waiting).
 macro_rules! fault_stub {
     ($vector:literal) => {
         concat!(
@@ -94,13 +96,29 @@ core::arch::global_asm!(
     fault_stub!("0x600"),
     fault_stub!("0x700"),
     fault_stub!("0x800"),
-    // 0x900: decrementer. Re-arm with the largest positive count and return.
+    // 0x900: decrementer. Re-arm with the largest positive count (whoever armed it re-arms it
+    // before the next wait) and return; if it fired in `e300_wait`'s loop, return past the loop so
+    // the wait ends, as the external entry does. Branch-free (cntlzw is 32 only for a zero
+    // difference), so CR and XER stay untouched and r3/r4 are the only registers to save; they go
+    // to SPRG2/SPRG3, which nothing else uses (the other handlers run with EE off, so none of them
+    // is interrupted by this one).
     "    .balign 256",
-    "    mtsprg0 %r3",
+    "    mtsprg2 %r3",
+    "    mtsprg3 %r4",
     "    lis     %r3, 0x7fff",
     "    ori     %r3, %r3, 0xffff",
     "    mtdec   %r3",
-    "    mfsprg0 %r3",
+    "    lis     %r4, e300_wait_loop@ha",
+    "    addi    %r4, %r4, e300_wait_loop@l",
+    "    mfsrr0  %r3",
+    "    xor     %r4, %r3, %r4",
+    "    cntlzw  %r4, %r4",
+    // 32 (in the loop) becomes 4, 0..=31 become 0.
+    "    rlwinm  %r4, %r4, 29, 29, 29",
+    "    add     %r3, %r3, %r4",
+    "    mtsrr0  %r3",
+    "    mfsprg3 %r4",
+    "    mfsprg2 %r3",
     "    rfi",
     fault_stub!("0xA00"),
     fault_stub!("0xB00"),
@@ -197,7 +215,7 @@ core::arch::global_asm!(
     "    rfi",
     "",
     // Wait for one interrupt: EE on, branch to self (the board emulator's 'idle'); the external
-    // entry returns past the loop; EE off again.
+    // entry and the decrementer stub return past the loop; EE off again.
     "    .section .text.e300_wait, \"ax\"",
     "    .global e300_wait",
     "    .type e300_wait, @function",
@@ -229,8 +247,9 @@ extern "Rust" {
 #[used]
 static KEEP_EXTERNAL: unsafe fn() = __e300_external;
 
-/// Sleep until the next external interrupt has been handled. Call with EE off; returns with EE off.
-/// Check the condition you wait for with EE off before calling, or a wake-up can be missed.
+/// Sleep until the next external interrupt has been handled or the decrementer has fired (see
+/// [`crate::timebase::arm_decrementer`]). Call with EE off; returns with EE off. Check the
+/// condition you wait for with EE off before calling, or a wake-up can be missed.
 pub fn wait_for_interrupt() {
     // SAFETY: the vectors are installed before the board can call this (it runs after bring-up);
     // `e300_wait` clobbers only r3 and returns through the external entry's adjusted SRR0.

@@ -25,7 +25,18 @@ pub fn read() -> u64 {
 /// Load the decrementer with its largest positive value, so it fires as late as possible.
 pub fn park_decrementer() {
     // SAFETY: writing DEC only schedules the next decrementer exception.
-    unsafe { core::arch::asm!("mtdec {0}", in(reg) 0x7fff_ffffu32, options(nomem, nostack, preserves_flags)) };
+    unsafe { core::arch::asm!("mtdec {0}", in(reg) DEC_MAX, options(nomem, nostack, preserves_flags)) };
+}
+
+/// The largest count DEC takes without firing at once: a negative value raises the exception.
+const DEC_MAX: u32 = 0x7fff_ffff;
+
+/// Load the decrementer so it fires after `ticks` timebase ticks (clamped to 1..=0x7FFF_FFFF); taken
+/// in [`crate::wait_for_interrupt`], it ends the wait.
+pub fn arm_decrementer(ticks: u32) {
+    let ticks = ticks.clamp(1, DEC_MAX);
+    // SAFETY: writing DEC only schedules the next decrementer exception.
+    unsafe { core::arch::asm!("mtdec {0}", in(reg) ticks, options(nomem, nostack, preserves_flags)) };
 }
 
 /// A clock and `DelayNs` over the timebase.

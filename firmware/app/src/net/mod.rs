@@ -1,6 +1,7 @@
 //! The data path: the ring engine over this board's DMA, BAR and message unit, smoltcp on top, and
-//! the main loop that polls while there is work and sleeps on the doorbell interrupt when there is
-//! none.
+//! the main loop that polls while there is work and, when there is none, sleeps until the doorbell
+//! interrupt or the decrementer armed for smoltcp's next timer. Services: ICMP echo, and echo
+//! (RFC 862) on port 7 over UDP and TCP.
 //!
 //! Conventions a host follows (beyond the wire contract):
 //! * the BAR is inbound window 0 at PCI [`bpnet_contract::EMULATED_BAR_ADDRESS`] (1 MiB, the
@@ -22,7 +23,7 @@ use mpc8349::msgunit::inbound;
 use mpc8349emds::{PCI_OUTBOUND_BASE, PCI_OUTBOUND_BYTES};
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
-use smoltcp::socket::udp;
+use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 
@@ -37,8 +38,10 @@ const RING_ENTRIES: u32 = 256;
 /// The static address until DHCP: the host's end of the backplane is expected at 10.83.49.1.
 const ADDRESS: Ipv4Address = Ipv4Address::new(10, 83, 49, 2);
 const PREFIX_LEN: u8 = 24;
-/// The UDP echo service (RFC 862).
+/// The echo service (RFC 862), over UDP and TCP.
 const ECHO_PORT: u16 = 7;
+/// TCP echo buffers, each way: the receive side is the window offered to the peer.
+const TCP_BUFFER: usize = 8 * 1024;
 /// Features offered to the host.
 const FEATURES: u32 = feature::CSUM_OFFLOAD | feature::EVENT_INDEX | feature::MTU;
 /// The largest frame smoltcp builds: the default MTU and the Ethernet header.
@@ -141,7 +144,7 @@ pub fn run(timebase_hz: u32, generation: u32) -> ! {
     let mut rx_payload = [0u8; 4096];
     let mut tx_meta = [udp::PacketMetadata::EMPTY; 4];
     let mut tx_payload = [0u8; 4096];
-    let mut storage = [SocketStorage::EMPTY; 1];
+    let mut storage = [SocketStorage::EMPTY; 2];
     let mut sockets = SocketSet::new(&mut storage[..]);
     let mut echo = udp::Socket::new(
         udp::PacketBuffer::new(&mut rx_meta[..], &mut rx_payload[..]),
@@ -151,6 +154,13 @@ pub fn run(timebase_hz: u32, generation: u32) -> ! {
         panic!("udp echo: bind refused");
     }
     let echo = sockets.add(echo);
+    static mut TCP_RX: [u8; TCP_BUFFER] = [0; TCP_BUFFER];
+    static mut TCP_TX: [u8; TCP_BUFFER] = [0; TCP_BUFFER];
+    // SAFETY: `run` is entered once and never returns, and nothing else names these buffers, so
+    // these are the only references ever made to them. Static rather than on the 64 KiB stack.
+    let (tcp_rx, tcp_tx) = unsafe { (&mut *core::ptr::addr_of_mut!(TCP_RX), &mut *core::ptr::addr_of_mut!(TCP_TX)) };
+    let tcp_echo =
+        sockets.add(tcp::Socket::new(tcp::SocketBuffer::new(&mut tcp_rx[..]), tcp::SocketBuffer::new(&mut tcp_tx[..])));
 
     let m = mac;
     println!(
@@ -164,9 +174,9 @@ pub fn run(timebase_hz: u32, generation: u32) -> ! {
     let mut buf = [0u8; 2048];
     let mut last_state = device.engine.state();
     device.refresh();
-    // Nothing here runs on the decrementer: keep it from firing for the next ~32 s, as the idle
-    // loop does (and it cannot wake the sleep below; only doorbells do).
+    // Until the first sleep arms it for smoltcp's next timer, keep the decrementer quiet.
     e300::timebase::park_decrementer();
+    let ticks_per_micro = u64::from(timebase_hz / 1_000_000).max(1);
     loop {
         if irq::take_doorbells() != 0 {
             device.engine.doorbell();
@@ -190,13 +200,25 @@ pub fn run(timebase_hz: u32, generation: u32) -> ! {
             let _ = socket.send_slice(&buf[..n], meta);
         }
 
+        let echoed = tcp_echo_pass(sockets.get_mut::<tcp::Socket>(tcp_echo), &mut buf);
+
         let busy = changed
+            || echoed
             || device.take_activity()
             || device.engine.dma().in_flight()
             || polled == smoltcp::iface::PollResult::SocketStateChanged;
         if !busy {
-            // Nothing to do until the host rings: sleep, unless a doorbell came in since it was
-            // last taken (checked with interrupts off, so none can slip in between).
+            // Nothing to do until the host rings or smoltcp's next timer (retransmission, delayed
+            // ACK, ...) is due: arm the decrementer for the timer, then sleep, unless a doorbell
+            // came in since it was last taken (checked with interrupts off, so none can slip in
+            // between; a decrementer that expires before the wait is taken as the wait starts).
+            match iface.poll_delay(now(), &sockets) {
+                Some(delay) => {
+                    let ticks = delay.total_micros().saturating_mul(ticks_per_micro);
+                    e300::timebase::arm_decrementer(u32::try_from(ticks).unwrap_or(u32::MAX));
+                }
+                None => e300::timebase::park_decrementer(),
+            }
             e300::msr::without_interrupts(|| {
                 if !irq::doorbells_pending() {
                     e300::wait_for_interrupt();
@@ -204,6 +226,33 @@ pub fn run(timebase_hz: u32, generation: u32) -> ! {
             });
         }
     }
+}
+
+/// One pass of the TCP echo: move what was received to the send queue, as much as fits; close
+/// when the peer has, listen again once closed. True if anything was moved or the state changed.
+fn tcp_echo_pass(socket: &mut tcp::Socket<'_>, buf: &mut [u8]) -> bool {
+    if !socket.is_open() {
+        // Closed or TIME-WAIT: take the next connection (a port number is always accepted).
+        let _ = socket.listen(ECHO_PORT);
+        return true;
+    }
+    let mut moved = false;
+    while socket.can_recv() && socket.can_send() {
+        let room = (socket.send_capacity() - socket.send_queue()).min(buf.len());
+        let n = match socket.recv_slice(&mut buf[..room]) {
+            Ok(n) if n > 0 => n,
+            _ => break,
+        };
+        // The room was measured above: all of it is queued.
+        let _ = socket.send_slice(&buf[..n]);
+        moved = true;
+    }
+    if !socket.may_recv() && socket.may_send() && !socket.can_recv() {
+        // The peer closed its side and everything it sent is queued back: close ours.
+        socket.close();
+        moved = true;
+    }
+    moved
 }
 
 /// smoltcp's view of the engine.
