@@ -1,36 +1,16 @@
 //! End to end: the real firmware ELF (built by `cargo xtask test`, which passes the paths in the
 //! environment) boots on the emulated MPC8349EMDS through the `bpnet-emu` command line.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
+use std::path::PathBuf;
+
+use common::{firmware, Run};
 use object::{Object, ObjectSymbol};
 
-fn firmware(var: &str) -> PathBuf {
-    match std::env::var_os(var) {
-        Some(path) => PathBuf::from(path),
-        None => panic!("{var} is not set: these tests run the real firmware; run them with `cargo xtask test`"),
-    }
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 fn emulate(elf: &std::path::Path, extra: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_bpnet-emu"))
-        .arg("--firmware")
-        .arg(elf)
-        .args(extra)
-        .output()
-        .expect("bpnet-emu starts");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let extra: Vec<&std::ffi::OsStr> = extra.iter().map(|a| a.as_ref()).collect();
+    common::emulate(elf, &extra)
 }
 
 fn symbol(elf: &std::path::Path, name: &str) -> u64 {

@@ -2,6 +2,8 @@
 //! ([`bpnet_emu::host`]) in the kernel module's place, ARP and ping against the agent's stack at 10.83.49.2.
 //! Frames are built and parsed by hand: Ethernet II, ARP for IPv4, IPv4 without options, ICMP echo.
 
+mod common;
+
 use bpnet_emu::host::{self, HostLink, Params};
 use bpnet_emu::{Board, Config};
 
@@ -13,15 +15,8 @@ const ETHERTYPE_ARP: u16 = 0x0806;
 /// Emulator slices to wait for one answer: generous, a reply takes a few.
 const STEPS: usize = 200;
 
-fn firmware(var: &str) -> std::path::PathBuf {
-    match std::env::var_os(var) {
-        Some(path) => path.into(),
-        None => panic!("{var} is not set: these tests run the real firmware; run them with `cargo xtask test`"),
-    }
-}
-
 fn boot() -> (Board, HostLink) {
-    let elf = std::fs::read(firmware("BPNET_FIRMWARE_ELF")).expect("firmware ELF readable");
+    let elf = std::fs::read(common::firmware("BPNET_FIRMWARE_ELF")).expect("firmware ELF readable");
     let mut board = Board::new(Config::default()).expect("board");
     board.load_elf(&elf).expect("firmware loads");
     let mut link = host::connect(&mut board, Params::default(), 500)

@@ -2,15 +2,10 @@
 //! emulated board with the echo host: DMA, windows, message unit and interrupts, NOR flash — and
 //! what a power cut in the middle of a flash program or erase leaves behind.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn selftest_elf() -> PathBuf {
-    match std::env::var_os("BPNET_FIRMWARE_SELFTEST_ELF") {
-        Some(path) => PathBuf::from(path),
-        None => panic!("BPNET_FIRMWARE_SELFTEST_ELF is not set: run these tests with `cargo xtask test`"),
-    }
-}
+use std::ffi::OsStr;
+use std::path::Path;
 
 struct Run {
     code: i32,
@@ -21,22 +16,16 @@ struct Run {
 fn run(flash: &Path, extra: &[&str]) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let summary = dir.path().join("summary.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_bpnet-emu"))
-        .arg("--firmware")
-        .arg(selftest_elf())
-        .arg("--echo-host")
-        .arg("--flash-file")
-        .arg(flash)
-        .arg("--summary-json")
-        .arg(&summary)
-        .args(extra)
-        .output()
-        .expect("bpnet-emu starts");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        summary: std::fs::read_to_string(&summary).unwrap_or_default(),
-    }
+    let mut args: Vec<&OsStr> = vec![
+        "--echo-host".as_ref(),
+        "--flash-file".as_ref(),
+        flash.as_os_str(),
+        "--summary-json".as_ref(),
+        summary.as_os_str(),
+    ];
+    args.extend(extra.iter().map(|a| -> &OsStr { a.as_ref() }));
+    let run = common::emulate(&common::firmware("BPNET_FIRMWARE_SELFTEST_ELF"), &args);
+    Run { code: run.code, stdout: run.stdout, summary: std::fs::read_to_string(&summary).unwrap_or_default() }
 }
 
 fn assert_all_passed(run: &Run) {
