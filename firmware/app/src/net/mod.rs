@@ -1,7 +1,7 @@
 //! The data path: the ring engine over this board's DMA, BAR and message unit, smoltcp on top, and
 //! the main loop that polls while there is work and, when there is none, sleeps until the doorbell
-//! interrupt or the decrementer armed for smoltcp's next timer. Services: ICMP echo, and echo
-//! (RFC 862) on port 7 over UDP and TCP.
+//! interrupt or the decrementer armed for smoltcp's next timer. ICMP echo comes with smoltcp; the
+//! other services are in [`services`].
 //!
 //! Conventions a host follows (beyond the wire contract):
 //! * the BAR is inbound window 0 at PCI [`bpnet_contract::EMULATED_BAR_ADDRESS`] (1 MiB, the
@@ -12,9 +12,11 @@
 //! * the agent rings outbound doorbell bit [`bpnet_contract::notify::STATUS`] after a status block
 //!   DMA the host asked to hear about, or a state change.
 
+mod device;
 mod hw;
+mod services;
 
-use bpnet_contract::bar::{self, feature, AgentRepr, AgentState, Header, Layout};
+use bpnet_contract::bar::{self, feature, AgentRepr, Layout};
 use bpnet_contract::ring::Entries;
 use bpnet_contract::{shared, EMULATED_BAR_ADDRESS};
 use bpnet_ring::{Config, Engine, Window};
@@ -22,11 +24,10 @@ use mpc8349::ipic::vector;
 use mpc8349::msgunit::inbound;
 use mpc8349emds::{PCI_OUTBOUND_BASE, PCI_OUTBOUND_BYTES};
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
-use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
-use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 
+use self::device::NetDevice;
 use self::hw::{ChainDma, Doorbell, NetRam, SharedRegion, BUFFERS, BUFFER_LEN};
 use crate::{irq, println};
 
@@ -38,14 +39,8 @@ const RING_ENTRIES: u32 = 256;
 /// The static address until DHCP: the host's end of the backplane is expected at 10.83.49.1.
 const ADDRESS: Ipv4Address = Ipv4Address::new(10, 83, 49, 2);
 const PREFIX_LEN: u8 = 24;
-/// The echo service (RFC 862), over UDP and TCP.
-const ECHO_PORT: u16 = 7;
-/// TCP echo buffers, each way: the receive side is the window offered to the peer.
-const TCP_BUFFER: usize = 8 * 1024;
 /// Features offered to the host.
 const FEATURES: u32 = feature::CSUM_OFFLOAD | feature::EVENT_INDEX | feature::MTU;
-/// The largest frame smoltcp builds: the default MTU and the Ethernet header.
-const FRAME_DEFAULT: usize = bar::MTU_DEFAULT as usize + bpnet_ring::ETHERNET_HEADER_LEN as usize;
 
 /// The interface's MAC: locally administered, 02:83:49 (the SoC), then the slot. The slot is not
 /// known yet (no chassis identity is read), so every agent is slot 0 and gets ...:00:00:01.
@@ -140,27 +135,13 @@ pub fn run(timebase_hz: u32, generation: u32) -> ! {
         let _ = addrs.push(IpCidr::new(ADDRESS.into(), PREFIX_LEN));
     });
 
-    let mut rx_meta = [udp::PacketMetadata::EMPTY; 4];
-    let mut rx_payload = [0u8; 4096];
-    let mut tx_meta = [udp::PacketMetadata::EMPTY; 4];
-    let mut tx_payload = [0u8; 4096];
-    let mut storage = [SocketStorage::EMPTY; 2];
-    let mut sockets = SocketSet::new(&mut storage[..]);
-    let mut echo = udp::Socket::new(
-        udp::PacketBuffer::new(&mut rx_meta[..], &mut rx_payload[..]),
-        udp::PacketBuffer::new(&mut tx_meta[..], &mut tx_payload[..]),
-    );
-    if echo.bind(ECHO_PORT).is_err() {
-        panic!("udp echo: bind refused");
-    }
-    let echo = sockets.add(echo);
-    static mut TCP_RX: [u8; TCP_BUFFER] = [0; TCP_BUFFER];
-    static mut TCP_TX: [u8; TCP_BUFFER] = [0; TCP_BUFFER];
-    // SAFETY: `run` is entered once and never returns, and nothing else names these buffers, so
-    // these are the only references ever made to them. Static rather than on the 64 KiB stack.
-    let (tcp_rx, tcp_tx) = unsafe { (&mut *core::ptr::addr_of_mut!(TCP_RX), &mut *core::ptr::addr_of_mut!(TCP_TX)) };
-    let tcp_echo =
-        sockets.add(tcp::Socket::new(tcp::SocketBuffer::new(&mut tcp_rx[..]), tcp::SocketBuffer::new(&mut tcp_tx[..])));
+    static mut SERVICES: services::Storage = services::Storage::new();
+    // SAFETY: `run` is entered once and never returns, and nothing else names SERVICES, so this is
+    // the only reference ever made to it. Static rather than on the 64 KiB stack.
+    let storage = unsafe { &mut *core::ptr::addr_of_mut!(SERVICES) };
+    let mut socket_storage = [SocketStorage::EMPTY; services::SOCKETS];
+    let mut sockets = SocketSet::new(&mut socket_storage[..]);
+    let mut services = services::Services::new(storage, &mut sockets);
 
     let m = mac;
     println!(
@@ -171,7 +152,6 @@ pub fn run(timebase_hz: u32, generation: u32) -> ! {
     defmt::info!("idle");
     println!("idle");
 
-    let mut buf = [0u8; 2048];
     let mut last_state = device.engine.state();
     device.refresh();
     // Until the first sleep arms it for smoltcp's next timer, keep the decrementer quiet.
@@ -193,17 +173,10 @@ pub fn run(timebase_hz: u32, generation: u32) -> ! {
         let polled = iface.poll(now(), &mut device, &mut sockets);
         device.release();
 
-        let socket = sockets.get_mut::<udp::Socket>(echo);
-        while socket.can_send() {
-            let Ok((n, meta)) = socket.recv_slice(&mut buf) else { break };
-            // A full transmit queue drops the echo, as a busy echo server may.
-            let _ = socket.send_slice(&buf[..n], meta);
-        }
-
-        let echoed = tcp_echo_pass(sockets.get_mut::<tcp::Socket>(tcp_echo), &mut buf);
+        let served = services.poll(&mut sockets);
 
         let busy = changed
-            || echoed
+            || served
             || device.take_activity()
             || device.engine.dma().in_flight()
             || polled == smoltcp::iface::PollResult::SocketStateChanged;
@@ -225,162 +198,5 @@ pub fn run(timebase_hz: u32, generation: u32) -> ! {
                 }
             });
         }
-    }
-}
-
-/// One pass of the TCP echo: move what was received to the send queue, as much as fits; close
-/// when the peer has, listen again once closed. True if anything was moved or the state changed.
-fn tcp_echo_pass(socket: &mut tcp::Socket<'_>, buf: &mut [u8]) -> bool {
-    if !socket.is_open() {
-        // Closed or TIME-WAIT: take the next connection (a port number is always accepted).
-        let _ = socket.listen(ECHO_PORT);
-        return true;
-    }
-    let mut moved = false;
-    while socket.can_recv() && socket.can_send() {
-        let room = (socket.send_capacity() - socket.send_queue()).min(buf.len());
-        let n = match socket.recv_slice(&mut buf[..room]) {
-            Ok(n) if n > 0 => n,
-            _ => break,
-        };
-        // The room was measured above: all of it is queued.
-        let _ = socket.send_slice(&buf[..n]);
-        moved = true;
-    }
-    if !socket.may_recv() && socket.may_send() && !socket.can_recv() {
-        // The peer closed its side and everything it sent is queued back: close ours.
-        socket.close();
-        moved = true;
-    }
-    moved
-}
-
-/// smoltcp's view of the engine.
-struct NetDevice<'e> {
-    engine: &'e mut RingEngine,
-    /// The frame buffer lent to smoltcp, given back before the next one is taken.
-    lent: Option<usize>,
-    /// Frames moved since the main loop last asked.
-    activity: bool,
-    /// Checksums the host has agreed to leave out ([`feature::CSUM_OFFLOAD`]).
-    csum_offload: bool,
-    max_frame: usize,
-    tx: [u8; BUFFER_LEN as usize],
-}
-
-impl<'e> NetDevice<'e> {
-    fn new(engine: &'e mut RingEngine) -> Self {
-        NetDevice {
-            engine,
-            lent: None,
-            activity: false,
-            csum_offload: false,
-            max_frame: FRAME_DEFAULT,
-            tx: [0; BUFFER_LEN as usize],
-        }
-    }
-
-    /// Follow what the host negotiated: its MTU and whether checksums are offloaded.
-    fn refresh(&mut self) {
-        if self.engine.state() != AgentState::Running {
-            self.csum_offload = false;
-            self.max_frame = FRAME_DEFAULT;
-            return;
-        }
-        let mut raw = [0u8; bar::HEADER_LEN];
-        bpnet_ring::Shared::read(&*self.engine.shared(), shared::HEADER_OFFSET, &mut raw);
-        let header = Header::new_unchecked(&raw[..]);
-        // The fields the engine accepted when it went RUNNING.
-        self.csum_offload = header.host_features() & feature::CSUM_OFFLOAD != 0;
-        self.max_frame = (header.mtu() as usize + bpnet_ring::ETHERNET_HEADER_LEN as usize).min(BUFFER_LEN as usize);
-    }
-
-    fn release(&mut self) {
-        if let Some(buffer) = self.lent.take() {
-            self.engine.release(buffer);
-        }
-    }
-
-    fn take_activity(&mut self) -> bool {
-        core::mem::take(&mut self.activity)
-    }
-}
-
-struct RxToken<'a> {
-    frame: &'a [u8],
-}
-
-impl phy::RxToken for RxToken<'_> {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(self.frame)
-    }
-}
-
-struct TxToken<'a> {
-    engine: &'a mut RingEngine,
-    buf: &'a mut [u8],
-    activity: &'a mut bool,
-}
-
-impl phy::TxToken for TxToken<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        // smoltcp builds at most the MTU the capabilities announce, which fits the buffer.
-        let fits = len <= self.buf.len();
-        let len = len.min(self.buf.len());
-        let r = f(&mut self.buf[..len]);
-        // A refused frame is dropped and counted by the engine (no host buffer) or lost with the
-        // link (not running), as a NIC drops.
-        if fits && self.engine.transmit(&self.buf[..len]).is_ok() {
-            *self.activity = true;
-        }
-        r
-    }
-}
-
-impl phy::Device for NetDevice<'_> {
-    type RxToken<'a>
-        = RxToken<'a>
-    where
-        Self: 'a;
-    type TxToken<'a>
-        = TxToken<'a>
-    where
-        Self: 'a;
-
-    fn receive(&mut self, _timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        self.release();
-        // A reply needs a buffer towards the host: leave the frame queued until one is free (a
-        // chain in flight frees them), unless the link is down and no reply can go anyway.
-        if !self.engine.can_transmit() && self.engine.state() == AgentState::Running {
-            return None;
-        }
-        let received = self.engine.receive()?;
-        self.lent = Some(received.buffer);
-        self.activity = true;
-        let frame = NetRam::frame(received.addr, received.len);
-        Some((RxToken { frame }, TxToken { engine: self.engine, buf: &mut self.tx, activity: &mut self.activity }))
-    }
-
-    fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
-        if !self.engine.can_transmit() {
-            return None;
-        }
-        Some(TxToken { engine: self.engine, buf: &mut self.tx, activity: &mut self.activity })
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = self.max_frame;
-        caps.max_burst_size = None;
-        if self.csum_offload {
-            // The host may leave TCP/UDP checksums out (NEEDS_CSUM) and trusts the agent's: do not
-            // verify them, still compute them (a frame may leave the host again). The IPv4 header
-            // and ICMP checksums are always filled by the host.
-            caps.checksum = ChecksumCapabilities::default();
-            caps.checksum.udp = Checksum::Tx;
-            caps.checksum.tcp = Checksum::Tx;
-        }
-        caps
     }
 }
