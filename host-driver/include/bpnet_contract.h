@@ -83,6 +83,21 @@
 #define BPNET_CAUSE_ERROR			0x8
 #define BPNET_CAUSE_ALL				0xf
 
+/* Message-unit doorbell bits: IDR rung by the host, ODR by the agent */
+#define BPNET_NOTIFY_WORK			0x2
+#define BPNET_NOTIFY_STATUS			0x2
+#define BPNET_NOTIFY_LINK			0x4
+
+/* ivshmem-doorbell personality: BAR2 is the shared region */
+#define BPNET_IVSHMEM_AGENT_PEER		0
+#define BPNET_IVSHMEM_VECTOR_WORK		0
+#define BPNET_IVSHMEM_VECTOR_STATUS		0
+#define BPNET_IVSHMEM_VECTOR_LINK		1
+#define BPNET_IVSHMEM_VECTORS			2
+
+/* Host RAM the agent reaches through its outbound window: PCI [0, this) */
+#define BPNET_HOST_WINDOW_BYTES			0x10000000
+
 /* Counter slots in counters.slots[], u32 each, wrapping */
 #define BPNET_COUNTER_TX_FRAMES			0
 #define BPNET_COUNTER_TX_BYTES			1

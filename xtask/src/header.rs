@@ -9,7 +9,7 @@ use std::fs;
 use std::path::Path;
 
 use bpnet_contract::schema::{Struct, Type, STRUCTS};
-use bpnet_contract::{bar, logring, ring, shared, status};
+use bpnet_contract::{bar, ivshmem, logring, notify, ring, shared, status};
 
 /// Where the header lives, relative to the repository root.
 pub const PATH: &str = "host-driver/include/bpnet_contract.h";
@@ -118,6 +118,21 @@ pub fn generate() -> String {
     define(&mut out, "BPNET_CAUSE_LINK", status::cause::LINK.into(), Hex);
     define(&mut out, "BPNET_CAUSE_ERROR", status::cause::ERROR.into(), Hex);
     define(&mut out, "BPNET_CAUSE_ALL", status::cause::ALL.into(), Hex);
+
+    section(&mut out, "Message-unit doorbell bits: IDR rung by the host, ODR by the agent");
+    define(&mut out, "BPNET_NOTIFY_WORK", notify::WORK.into(), Hex);
+    define(&mut out, "BPNET_NOTIFY_STATUS", notify::STATUS.into(), Hex);
+    define(&mut out, "BPNET_NOTIFY_LINK", notify::LINK.into(), Hex);
+
+    section(&mut out, "ivshmem-doorbell personality: BAR2 is the shared region");
+    define(&mut out, "BPNET_IVSHMEM_AGENT_PEER", ivshmem::AGENT_PEER.into(), Dec);
+    define(&mut out, "BPNET_IVSHMEM_VECTOR_WORK", ivshmem::VECTOR_WORK.into(), Dec);
+    define(&mut out, "BPNET_IVSHMEM_VECTOR_STATUS", ivshmem::VECTOR_STATUS.into(), Dec);
+    define(&mut out, "BPNET_IVSHMEM_VECTOR_LINK", ivshmem::VECTOR_LINK.into(), Dec);
+    define(&mut out, "BPNET_IVSHMEM_VECTORS", ivshmem::VECTORS.into(), Dec);
+
+    section(&mut out, "Host RAM the agent reaches through its outbound window: PCI [0, this)");
+    define(&mut out, "BPNET_HOST_WINDOW_BYTES", bpnet_contract::HOST_WINDOW_BYTES, Hex);
 
     section(&mut out, "Counter slots in counters.slots[], u32 each, wrapping");
     for &(name, slot) in bar::COUNTERS {

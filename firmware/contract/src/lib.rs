@@ -89,12 +89,35 @@ pub mod shared {
 /// Message-unit bits of the data path (the self-test uses its own handshake, [`selftest`]).
 pub mod notify {
     /// Inbound doorbell (IDR) bit the host rings after posting work the agent asked to hear about
-    /// (its `tx_prod_event` / `rx_prod_event`).
+    /// (its `tx_prod_event` / `rx_prod_event`), and after every change of its own header fields.
     pub const WORK: u32 = 0x2;
     /// Outbound doorbell (ODR) bit the agent rings after the status block DMA the host asked to hear
-    /// about (its `rx_used_event` / `tx_used_event`), or a state change.
+    /// about (its `rx_used_event` / `tx_used_event`).
     pub const STATUS: u32 = 0x2;
+    /// Outbound doorbell (ODR) bit the agent rings when `agent_state` changed without a status block
+    /// DMA to say so: it (re)booted and is READY, or it left RUNNING. The host reads the header (a
+    /// slow-path BAR read) and follows: a new `agent_generation` means the agent was reset.
+    pub const LINK: u32 = 0x4;
 }
+
+/// The ivshmem-doorbell personality (the virtual backplane): the shared region is the device's
+/// BAR2, the two directions of [`notify`] travel as doorbell vectors.
+pub mod ivshmem {
+    /// The agent's ivshmem peer id: the host rings it at `(AGENT_PEER << 16) | vector`.
+    pub const AGENT_PEER: u32 = 0;
+    /// Vector the host rings for [`crate::notify::WORK`].
+    pub const VECTOR_WORK: u32 = 0;
+    /// The host's MSI-X vector for [`crate::notify::STATUS`].
+    pub const VECTOR_STATUS: u32 = 0;
+    /// The host's MSI-X vector for [`crate::notify::LINK`].
+    pub const VECTOR_LINK: u32 = 1;
+    /// Vectors the device has.
+    pub const VECTORS: u32 = 2;
+}
+
+/// The host RAM the agent can reach: its outbound window maps PCI `[0, HOST_WINDOW_BYTES)`. The
+/// host's DMA mask must keep every bus address it hands over (status block, buffers) below this.
+pub const HOST_WINDOW_BYTES: u64 = 256 << 20;
 
 /// Where the board emulator's host model (and the self-test) place the agent's BAR on the PCI bus:
 /// on a real chassis the host's PCI enumeration chooses it and writes PIBAR; with no enumeration the

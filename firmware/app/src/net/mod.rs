@@ -18,7 +18,7 @@ mod services;
 
 use bpnet_contract::bar::{self, feature, AgentRepr, Layout};
 use bpnet_contract::ring::Entries;
-use bpnet_contract::{shared, EMULATED_BAR_ADDRESS};
+use bpnet_contract::{shared, EMULATED_BAR_ADDRESS, HOST_WINDOW_BYTES};
 use bpnet_ring::{Config, Engine, Window};
 use mpc8349::ipic::vector;
 use mpc8349::msgunit::inbound;
@@ -30,6 +30,9 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 use self::device::NetDevice;
 use self::hw::{ChainDma, Doorbell, NetRam, SharedRegion, BUFFERS, BUFFER_LEN};
 use crate::{irq, println};
+
+const _: () =
+    assert!(HOST_WINDOW_BYTES <= PCI_OUTBOUND_BYTES as u64, "the contract's host window outgrows the board's");
 
 type RingEngine = Engine<ChainDma, SharedRegion, NetRam, Doorbell>;
 
@@ -81,7 +84,7 @@ pub fn run(timebase_hz: u32, generation: u32) -> ! {
     region.zero(shared::RX_RING_OFFSET, bar::ring_len(entries));
 
     let windows = immr.pci_windows();
-    if let Err(e) = windows.set_outbound(0, PCI_OUTBOUND_BASE, 0, u64::from(PCI_OUTBOUND_BYTES)) {
+    if let Err(e) = windows.set_outbound(0, PCI_OUTBOUND_BASE, 0, HOST_WINDOW_BYTES) {
         panic!("outbound window 0: {:?}", e);
     }
     extern "C" {
@@ -107,7 +110,7 @@ pub fn run(timebase_hz: u32, generation: u32) -> ! {
     let to_host: [u32; BUFFERS] = core::array::from_fn(hw::to_host_buffer);
     let config = Config {
         agent,
-        window: Window { base: 0, len: u64::from(PCI_OUTBOUND_BYTES) },
+        window: Window { base: 0, len: HOST_WINDOW_BYTES },
         from_host_buffers: &from_host,
         to_host_buffers: &to_host,
         buffer_len: BUFFER_LEN,
