@@ -22,10 +22,11 @@ pub const PCI_OUTBOUND_BASE: u32 = 0x8000_0000;
 pub const PCI_OUTBOUND_BYTES: u32 = 256 << 20;
 
 /// Agent RAM the data path keeps for itself (DMA descriptors, staged completions, frame buffers):
-/// above the image and the shared region (`memory.x`), below the self-test's scratch at 16 MiB.
-/// Nothing the linker places lives here, so the DMA engine writing it never aliases a Rust object.
-pub const NET_RAM_BASE: u32 = 0x0090_0000;
-pub const NET_RAM_BYTES: u32 = 1 << 20;
+/// above the image and the shared region (`memory.x`). Nothing the linker places lives here, so the
+/// DMA engine writing it never aliases a Rust object. (The self-test image, which has no data path,
+/// uses RAM from 16 MiB up as its scratch.)
+pub const NET_RAM_BASE: u32 = 0x0100_0000;
+pub const NET_RAM_BYTES: u32 = 8 << 20;
 
 /// 1:1 data mappings: DDR cacheable and coherent (the DMA engine and PCI inbound writes snoop);
 /// the IMMR window, the flash (its status reads must reach the part) and the PCI outbound range

@@ -1,7 +1,7 @@
 //! External interrupts: the IPIC names the source, the source's own status says what happened.
 //! Handlers only record and quiet the source; the main loop does the work.
-// The DMA events and the count are consumed by the self-test only (the data path polls its
-// channel), the doorbells by both; the test images use neither.
+// The DMA events and the count are consumed by the self-test only (the data path only sleeps on
+// the DMA interrupt), the doorbells by both; the test images use neither.
 #![allow(dead_code)]
 
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -52,13 +52,14 @@ fn __e300_external() {
             mu.clear_inbound(status & (inbound::IM0I | inbound::IM1I));
         }
         Some(vector::DMA) => {
+            // Record what the channels say and mask the source; the status itself stays for the
+            // channel's owner, who reads it (a transfer error included) when it finishes the
+            // transfer, and who enables the vector again when it next wants to be woken.
             let mut events = 0;
             for n in 0..4 {
-                let channel = immr.dma(n);
-                let sr = channel.status() & 0xFF;
-                channel.clear(sr & !mpc8349::dma::status::CB);
-                events |= sr << (24 - 8 * n);
+                events |= (immr.dma(n).status() & 0xFF) << (24 - 8 * n);
             }
+            ipic.disable(vector::DMA);
             DMA_EVENTS.store(DMA_EVENTS.load(Ordering::Relaxed) | events, Ordering::Relaxed);
         }
         Some(other) => {

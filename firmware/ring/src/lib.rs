@@ -50,6 +50,10 @@ pub const ETHERNET_HEADER_LEN: u32 = 14;
 const AGENT_STATE_OFFSET: usize = 0x2c;
 /// The agent's fields end where the state byte starts.
 const AGENT_FIELDS_LEN: usize = AGENT_STATE_OFFSET;
+/// The doorbell block's four indexes; the rest is reserved.
+const DOORBELL_INDEXES_LEN: usize = 16;
+/// While RUNNING only the host's state byte, MTU and the rest of its fields are looked at.
+const HOST_FIELDS: core::ops::Range<usize> = AGENT_STATE_OFFSET..bar::HEADER_LEN;
 const STAGING_TX: usize = status::HEADER_LEN;
 const STAGING_RX: usize = status::HEADER_LEN + MAX_BATCH * COMPLETION_LEN;
 
@@ -107,8 +111,12 @@ pub trait AgentRam {
 
 /// The interrupt to the host (INTx through the message unit, or MSI).
 pub trait Notify {
+    /// The status block changed and the host asked to hear of it ([`bpnet_contract::notify::STATUS`]).
     /// Called only after the chain carrying the status header has completed.
     fn interrupt_host(&mut self);
+    /// `agent_state` changed to READY or BROKEN and the status block may not say so (the agent has just
+    /// booted, or it cannot reach the host's RAM): the host reads the header ([`bpnet_contract::notify::LINK`]).
+    fn link_changed(&mut self);
 }
 
 /// The host bus addresses the outbound window reaches: a descriptor or status block outside it is
@@ -183,6 +191,17 @@ pub struct Received {
     pub len: u32,
     /// The host left the TCP/UDP checksum to the agent ([`bar::desc_flags::NEEDS_CSUM`]).
     pub needs_csum: bool,
+}
+
+/// An agent buffer [`Engine::transmit_buffer`] found for a frame to the host: the stack builds the
+/// frame in place and hands it over with [`Engine::commit_transmit`], so no copy is made.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TxBuffer {
+    buffer: usize,
+    /// Where to build the frame in agent RAM.
+    pub addr: u32,
+    /// Longest frame it may hold: the MTU plus the Ethernet header, within the buffer.
+    pub max_len: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,17 +285,27 @@ struct Batch {
 
 impl Batch {
     fn empty(tx_used: u32, rx_used: u32) -> Self {
-        Batch {
-            tx: [TxEntry::default(); MAX_BATCH],
-            n_tx: 0,
-            rx: [RxEntry::default(); MAX_BATCH],
-            n_rx: 0,
-            tx_used,
-            rx_used,
-            cause: 0,
-            notify: false,
-            retry: false,
-        }
+        let mut batch = Batch::EMPTY;
+        batch.reset(tx_used, rx_used);
+        batch
+    }
+
+    const EMPTY: Batch = Batch {
+        tx: [TxEntry { id: 0, flags: 0, len: 0, addr: 0, buffer: None }; MAX_BATCH],
+        n_tx: 0,
+        rx: [RxEntry { id: 0, len: 0, addr: 0, buffer: None }; MAX_BATCH],
+        n_rx: 0,
+        tx_used: 0,
+        rx_used: 0,
+        cause: 0,
+        notify: false,
+        retry: false,
+    };
+
+    /// Start a new batch in place: the entries beyond the counts are never read.
+    fn reset(&mut self, tx_used: u32, rx_used: u32) {
+        (self.n_tx, self.n_rx, self.tx_used, self.rx_used) = (0, 0, tx_used, rx_used);
+        (self.cause, self.notify, self.retry) = (0, false, false);
     }
 }
 
@@ -323,7 +352,13 @@ pub struct Engine<D: Dma, S: Shared, M: AgentRam, N: Notify> {
     tx_used: u32,
     rx_cons: u32,
     rx_used: u32,
-    in_flight: Option<(Ticket, Batch)>,
+    /// `rx_prod` as last read: buffers the host has posted, so a frame can be queued for one without
+    /// reading the doorbells each time.
+    rx_prod: u32,
+    /// The chain being gathered, then in flight: built and completed in place, never moved, since
+    /// it is large and this is the per-frame path.
+    batch: Batch,
+    in_flight: Option<Ticket>,
     /// A chain owed to the host (error completions, a state change) once the channel is free.
     owed: Option<Batch>,
     counters: [u8; COUNTERS_LEN],
@@ -379,6 +414,8 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             tx_used: 0,
             rx_cons: 0,
             rx_used: 0,
+            rx_prod: 0,
+            batch: Batch::EMPTY,
             in_flight: None,
             owed: None,
             counters: [0; COUNTERS_LEN],
@@ -397,6 +434,17 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
     /// The agent's state as published in the header.
     pub fn state(&self) -> AgentState {
         self.state
+    }
+
+    /// The host's configuration the engine accepted, while RUNNING.
+    pub fn host(&self) -> Option<HostRepr> {
+        self.host.filter(|_| self.state == AgentState::Running).map(|h| h.config)
+    }
+
+    /// A frame for the host was dropped because the host had posted no buffer for it
+    /// ([`TransmitError::NoBuffer`] from [`Engine::transmit_buffer`]): count it (`rx_no_buffer`).
+    pub fn count_no_buffer(&mut self) {
+        self.count(counter::RX_NO_BUFFER, 1);
     }
 
     /// A counter slot ([`bar::counter`]), as the engine keeps it (the host's copy is in the BAR).
@@ -428,7 +476,9 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             self.complete(done);
         }
         let mut raw = [0u8; bar::HEADER_LEN];
-        self.shared.read(shared::HEADER_OFFSET, &mut raw);
+        // RUNNING looks only for a change of the host's fields; the other states need them all.
+        let range = if self.state == AgentState::Running { HOST_FIELDS } else { 0..bar::HEADER_LEN };
+        self.shared.read(shared::HEADER_OFFSET + range.start, &mut raw[range]);
         let header = Header::new_unchecked(&raw[..]);
         match self.state {
             AgentState::Running => {
@@ -438,8 +488,9 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
                     return;
                 }
                 if self.in_flight.is_none() {
-                    if let Some(batch) = self.owed.take() {
-                        self.submit(batch);
+                    if let Some(owed) = self.owed.take() {
+                        self.batch = owed;
+                        self.submit();
                     } else {
                         self.run();
                     }
@@ -447,8 +498,9 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             }
             AgentState::Broken => {
                 if self.in_flight.is_none() {
-                    if let Some(batch) = self.owed.take() {
-                        self.submit(batch);
+                    if let Some(owed) = self.owed.take() {
+                        self.batch = owed;
+                        self.submit();
                     }
                 }
                 let down = header.host_state() == Ok(HostState::Down);
@@ -489,8 +541,39 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         self.state == AgentState::Running && self.to_host_state[..self.n_to_host_buffers].contains(&Buf::Free)
     }
 
-    /// Copy a frame for the host into an agent buffer; the next [`Engine::poll`] DMAs it into a
+    /// A free agent buffer for a frame to the host, if the host has posted a buffer to take it.
+    pub fn transmit_buffer(&mut self) -> Result<TxBuffer, TransmitError> {
+        let Some(host) = self.host.filter(|_| self.state == AgentState::Running) else {
+            return Err(TransmitError::NotRunning);
+        };
+        if !self.host_buffer_for(self.outgoing.len) {
+            return Err(TransmitError::NoBuffer);
+        }
+        let free = self.to_host_state[..self.n_to_host_buffers].iter().position(|&s| s == Buf::Free);
+        let Some(buffer) = free else {
+            return Err(TransmitError::Busy);
+        };
+        Ok(TxBuffer { buffer, addr: self.to_host_addrs[buffer], max_len: host.max_frame })
+    }
+
+    /// Queue the `len` bytes built in `tx` for the host; the next [`Engine::poll`] DMAs them into a
     /// buffer the host posted.
+    pub fn commit_transmit(&mut self, tx: TxBuffer, len: usize) -> Result<(), TransmitError> {
+        if self.state != AgentState::Running || self.to_host_state.get(tx.buffer) != Some(&Buf::Free) {
+            return Err(TransmitError::NotRunning);
+        }
+        if len == 0 || len > tx.max_len as usize {
+            return Err(TransmitError::Length);
+        }
+        self.to_host_state[tx.buffer] = Buf::Queued;
+        // len <= max_len, a u32.
+        self.tx_len[tx.buffer] = len as u32;
+        self.outgoing.push(tx.buffer as u8);
+        Ok(())
+    }
+
+    /// Copy a frame for the host into an agent buffer and queue it ([`Engine::transmit_buffer`] and
+    /// [`Engine::commit_transmit`] in one, for callers that have the frame elsewhere).
     pub fn transmit(&mut self, frame: &[u8]) -> Result<(), TransmitError> {
         let Some(host) = self.host.filter(|_| self.state == AgentState::Running) else {
             return Err(TransmitError::NotRunning);
@@ -498,22 +581,26 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         if frame.is_empty() || frame.len() > host.max_frame as usize {
             return Err(TransmitError::Length);
         }
+        let tx = self.transmit_buffer().inspect_err(|e| {
+            if *e == TransmitError::NoBuffer {
+                self.count(counter::RX_NO_BUFFER, 1);
+            }
+        })?;
+        self.ram.write(tx.addr, frame);
+        self.commit_transmit(tx, frame.len())
+    }
+
+    /// Whether the host has posted a buffer beyond the first `queued` not yet taken. The doorbells are
+    /// read again only when the last value read says no.
+    fn host_buffer_for(&mut self, queued: usize) -> bool {
+        let entries = self.agent.ring_entries;
         // A hostile index counts as no buffer here; the next poll refuses it and breaks the link.
-        let posted = ring::pending(self.doorbells().rx_prod(), self.rx_cons, self.agent.ring_entries).unwrap_or(0);
-        if posted as usize <= self.outgoing.len {
-            self.count(counter::RX_NO_BUFFER, 1);
-            return Err(TransmitError::NoBuffer);
+        let posted = |prod| ring::pending(prod, self.rx_cons, entries).unwrap_or(0) as usize;
+        if posted(self.rx_prod) > queued {
+            return true;
         }
-        let free = self.to_host_state[..self.n_to_host_buffers].iter().position(|&s| s == Buf::Free);
-        let Some(buffer) = free else {
-            return Err(TransmitError::Busy);
-        };
-        self.ram.write(self.to_host_addrs[buffer], frame);
-        self.to_host_state[buffer] = Buf::Queued;
-        // frame.len() <= max_frame, a u32.
-        self.tx_len[buffer] = frame.len() as u32;
-        self.outgoing.push(buffer as u8);
-        Ok(())
+        self.rx_prod = self.doorbells().rx_prod();
+        posted(self.rx_prod) > queued
     }
 
     fn count(&mut self, slot: usize, n: u32) {
@@ -536,12 +623,16 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         if self.in_flight.is_none() && self.published != Some(self.state) {
             self.published = Some(self.state);
             self.shared.write(shared::HEADER_OFFSET + AGENT_STATE_OFFSET, &[self.state as u8]);
+            if matches!(self.state, AgentState::Ready | AgentState::Broken) {
+                self.notify.link_changed();
+            }
         }
     }
 
+    /// The host's indexes (the rest of the block is reserved and not read).
     fn doorbells(&self) -> Doorbells<[u8; DOORBELLS_LEN]> {
         let mut raw = [0u8; DOORBELLS_LEN];
-        self.shared.read(shared::DOORBELLS_OFFSET, &mut raw);
+        self.shared.read(shared::DOORBELLS_OFFSET, &mut raw[..DOORBELL_INDEXES_LEN]);
         Doorbells::new_unchecked(raw)
     }
 
@@ -579,7 +670,7 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         self.last_generation = Some(config.generation);
         let max_frame = (config.mtu as u32 + ETHERNET_HEADER_LEN).min(self.buffer_len);
         self.host = Some(Host { config, max_frame });
-        (self.tx_cons, self.tx_used, self.rx_cons, self.rx_used) = (0, 0, 0, 0);
+        (self.tx_cons, self.tx_used, self.rx_cons, self.rx_used, self.rx_prod) = (0, 0, 0, 0, 0);
         self.set_state(AgentState::Running);
         // Tell the host the event indexes and that the link is up.
         let mut batch = Batch::empty(0, 0);
@@ -619,6 +710,7 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         let Some(host) = self.host else { return };
         let entries = self.agent.ring_entries;
         let doorbells = self.doorbells();
+        self.rx_prod = doorbells.rx_prod();
         let (Ok(tx_ready), Ok(rx_ready)) = (
             ring::pending(doorbells.tx_prod(), self.tx_cons, entries),
             ring::pending(doorbells.rx_prod(), self.rx_cons, entries),
@@ -626,7 +718,7 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             self.bad_index();
             return;
         };
-        let mut batch = Batch::empty(self.tx_used, self.rx_used);
+        self.batch.reset(self.tx_used, self.rx_used);
         let mut bad = 0;
 
         // Host frames into free agent buffers; stop at the first good one with no buffer to take it.
@@ -644,8 +736,8 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
                     TxEntry { id: descriptor.id(), ..TxEntry::default() }
                 }
             };
-            batch.tx[batch.n_tx] = entry;
-            batch.n_tx += 1;
+            self.batch.tx[self.batch.n_tx] = entry;
+            self.batch.n_tx += 1;
         }
 
         // Frames for the host into the buffers it posted, in order; a refused buffer is returned
@@ -671,17 +763,17 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
                     RxEntry { id: descriptor.id(), ..RxEntry::default() }
                 }
             };
-            batch.rx[batch.n_rx] = entry;
-            batch.n_rx += 1;
+            self.batch.rx[self.batch.n_rx] = entry;
+            self.batch.n_rx += 1;
         }
 
-        if batch.n_tx == 0 && batch.n_rx == 0 {
+        if self.batch.n_tx == 0 && self.batch.n_rx == 0 {
             return;
         }
         if bad > 0 {
-            batch.cause |= cause::ERROR;
+            self.batch.cause |= cause::ERROR;
         }
-        if self.submit(batch) {
+        if self.submit() {
             self.count(counter::BAD_DESCRIPTORS, bad);
         }
     }
@@ -697,11 +789,12 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
 
     /// Stage the batch's completions and status header, build the chain and submit it. On success the
     /// batch is committed: indexes advance and its buffers belong to the DMA until it completes.
-    fn submit(&mut self, mut batch: Batch) -> bool {
+    fn submit(&mut self) -> bool {
         let Some(host) = self.host else { return false };
         let entries = self.agent.ring_entries;
         let block = host.config.status_block_addr;
         let csum = if host.config.features & feature::CSUM_OFFLOAD != 0 { compl_flags::CSUM_VALID } else { 0 };
+        let batch = &mut self.batch;
         let (n_tx, n_rx) = (batch.n_tx as u32, batch.n_rx as u32);
         let tx_used = batch.tx_used.wrapping_add(n_tx);
         let rx_used = batch.rx_used.wrapping_add(n_rx);
@@ -784,7 +877,15 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             Copy { src: Addr::Agent(self.staging_addr), dst: Addr::Host(block), len: status::HEADER_LEN as u32 };
         n += 1;
 
-        self.ram.write(self.staging_addr, &self.staging);
+        // Only the staged bytes in use reach agent RAM.
+        let staged = [
+            0..status::HEADER_LEN,
+            STAGING_TX..STAGING_TX + batch.n_tx * COMPLETION_LEN,
+            STAGING_RX..STAGING_RX + batch.n_rx * COMPLETION_LEN,
+        ];
+        for range in staged.into_iter().filter(|r| !r.is_empty()) {
+            self.ram.write(self.staging_addr + range.start as u32, &self.staging[range]);
+        }
         let Ok(ticket) = self.dma.submit(&self.copies[..n]) else {
             // Nothing was committed; the same work is gathered again on the next poll.
             return false;
@@ -792,6 +893,7 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         (self.tx_cons, self.rx_cons) = (tx_cons, rx_cons);
         self.tx_used = tx_used;
         self.rx_used = rx_used;
+        let batch = &self.batch;
         for e in &batch.tx[..batch.n_tx] {
             if let Some(buffer) = e.buffer {
                 self.from_host_state[buffer as usize] = Buf::Dma;
@@ -803,13 +905,13 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
                 self.to_host_state[buffer as usize] = Buf::Dma;
             }
         }
-        self.in_flight = Some((ticket, batch));
+        self.in_flight = Some(ticket);
         true
     }
 
     /// A chain finished: hand its frames on, free its buffers, and interrupt the host if it asked.
     fn complete(&mut self, done: Result<Ticket, DmaError>) {
-        let Some((ticket, batch)) = self.in_flight else { return };
+        let Some(ticket) = self.in_flight else { return };
         if done.is_ok_and(|t| t != ticket) {
             return;
         }
@@ -818,6 +920,7 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         let live = self.state == AgentState::Running;
         let ok = done.is_ok();
         let (mut tx_frames, mut tx_bytes, mut rx_frames, mut rx_bytes) = (0, 0, 0, 0);
+        let batch = &self.batch;
         for e in &batch.tx[..batch.n_tx] {
             let Some(buffer) = e.buffer else { continue };
             let buffer = buffer as usize;
@@ -838,10 +941,12 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             rx_frames += 1;
             rx_bytes += e.len;
         }
+        let (n_tx, n_rx) = (batch.n_tx as u32, batch.n_rx as u32);
+        let (tx_used, rx_used, notify, retry) = (batch.tx_used, batch.rx_used, batch.notify, batch.retry);
         if !ok {
             self.count(counter::TX_DMA_ERRORS, tx_frames);
             self.count(counter::RX_DMA_ERRORS, rx_frames + u32::from(tx_frames == 0 && rx_frames == 0));
-            if batch.retry || !live {
+            if retry || !live {
                 // The status block itself cannot be reached: the host must re-initialise.
                 if live {
                     self.stop(AgentState::Broken);
@@ -849,17 +954,18 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
                 return;
             }
             // Some copies may not have happened: complete the whole batch again, every entry with
-            // ERROR, so the host gets its buffers back and drops what it sent.
-            let mut retry = batch;
-            for e in &mut retry.tx[..retry.n_tx] {
+            // ERROR, so the host gets its buffers back and drops what it sent. A rare path: the copy
+            // of the batch is no cost here.
+            let mut again = self.batch;
+            for e in &mut again.tx[..again.n_tx] {
                 e.buffer = None;
             }
-            for e in &mut retry.rx[..retry.n_rx] {
+            for e in &mut again.rx[..again.n_rx] {
                 e.buffer = None;
             }
-            retry.cause |= cause::ERROR;
-            retry.retry = true;
-            self.owed = Some(retry);
+            again.cause |= cause::ERROR;
+            again.retry = true;
+            self.owed = Some(again);
             return;
         }
         self.count(counter::TX_FRAMES, tx_frames);
@@ -867,13 +973,12 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         self.count(counter::RX_FRAMES, rx_frames);
         self.count(counter::RX_BYTES, rx_bytes);
         let Some(host) = self.host else { return };
-        let (n_tx, n_rx) = (batch.n_tx as u32, batch.n_rx as u32);
-        let wanted = if batch.notify {
+        let wanted = if notify {
             true
         } else if host.config.features & feature::EVENT_INDEX != 0 {
             let doorbells = self.doorbells();
-            ring::need_event(doorbells.tx_used_event(), batch.tx_used.wrapping_add(n_tx), batch.tx_used)
-                || ring::need_event(doorbells.rx_used_event(), batch.rx_used.wrapping_add(n_rx), batch.rx_used)
+            ring::need_event(doorbells.tx_used_event(), tx_used.wrapping_add(n_tx), tx_used)
+                || ring::need_event(doorbells.rx_used_event(), rx_used.wrapping_add(n_rx), rx_used)
         } else {
             n_tx > 0 || n_rx > 0
         };

@@ -34,6 +34,7 @@ struct World {
     latency: usize,
     submits: usize,
     interrupts: usize,
+    link_changes: usize,
     /// Fail the next n chains (after performing nothing).
     fail: usize,
     /// Refuse the next n submissions as busy.
@@ -150,6 +151,9 @@ impl Notify for FakeNotify {
     fn interrupt_host(&mut self) {
         self.0.borrow_mut().interrupts += 1;
     }
+    fn link_changed(&mut self) {
+        self.0.borrow_mut().link_changes += 1;
+    }
 }
 
 type TestEngine = Engine<FakeDma, FakeShared, FakeRam, FakeNotify>;
@@ -187,6 +191,7 @@ fn engine(ring: u32, latency: usize) -> (TestEngine, W) {
         latency,
         submits: 0,
         interrupts: 0,
+        link_changes: 0,
         fail: 0,
         busy: 0,
     }));
@@ -442,6 +447,7 @@ fn handshake_publishes_header_and_goes_running() {
         assert_eq!(AgentRepr::parse(&header), Ok(agent_repr(64)));
         assert_eq!(header.agent_state(), Ok(AgentState::Ready));
     }
+    assert_eq!(w.borrow().link_changes, 1, "READY at boot is announced");
     engine.poll();
     assert_eq!(engine.state(), AgentState::Ready, "host still down");
     let mut host = HostModel::new(w.clone(), 64, feature::ALL, 9000);
@@ -457,6 +463,7 @@ fn handshake_publishes_header_and_goes_running() {
     assert_eq!(h.agent_generation(), 5);
     assert_eq!(h.interrupt_cause(), cause::LINK);
     assert_eq!(world.interrupts, 1);
+    assert_eq!(world.link_changes, 1, "RUNNING is announced by the status block, not by LINK");
 }
 
 #[test]
@@ -646,6 +653,23 @@ fn without_event_index_every_batch_interrupts() {
 }
 
 #[test]
+fn frames_built_in_place_reach_the_host() {
+    let (mut engine, mut host) = connect(64, 0, feature::ALL, 1500);
+    host.fill_rx(&mut engine);
+    let w = host.w.clone();
+    let tx = engine.transmit_buffer().unwrap();
+    assert_eq!(tx.max_len, 1514);
+    let f = frame(300, 9);
+    let at = (tx.addr - AGENT_BASE) as usize;
+    w.borrow_mut().agent[at..at + f.len()].copy_from_slice(&f);
+    let too_long = engine.transmit_buffer().unwrap();
+    assert_eq!(engine.commit_transmit(too_long, 1515), Err(TransmitError::Length), "refused, the buffer stays free");
+    engine.commit_transmit(tx, f.len()).unwrap();
+    settle(&mut engine, &mut host, 3);
+    assert_eq!(host.received, vec![f]);
+}
+
+#[test]
 fn no_host_buffer_drops_and_counts() {
     let (mut engine, mut host) = connect(64, 0, feature::ALL, 1500);
     assert_eq!(engine.transmit(&frame(60, 0)), Err(TransmitError::NoBuffer));
@@ -751,6 +775,7 @@ fn hostile_index_breaks_the_link_until_reinit() {
         engine.poll();
     }
     assert_eq!(engine.state(), AgentState::Broken);
+    assert_eq!(w.borrow().link_changes, 2, "READY at boot, then BROKEN");
     assert_eq!(engine.transmit(&frame(60, 0)), Err(TransmitError::NotRunning));
     host.init();
     settle(&mut engine, &mut host, 3);

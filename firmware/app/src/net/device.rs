@@ -1,7 +1,7 @@
 //! smoltcp's view of the ring engine: a `phy::Device` whose frames are the engine's buffers.
 
-use bpnet_contract::bar::{self, feature, AgentState, Header};
-use bpnet_contract::shared;
+use bpnet_contract::bar::{self, feature};
+use bpnet_ring::{TransmitError, TxBuffer};
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
@@ -21,34 +21,24 @@ pub struct NetDevice<'e> {
     /// Checksums the host has agreed to leave out ([`feature::CSUM_OFFLOAD`]).
     csum_offload: bool,
     max_frame: usize,
-    tx: [u8; BUFFER_LEN as usize],
 }
 
 impl<'e> NetDevice<'e> {
     pub fn new(engine: &'e mut RingEngine) -> Self {
-        NetDevice {
-            engine,
-            lent: None,
-            activity: false,
-            csum_offload: false,
-            max_frame: FRAME_DEFAULT,
-            tx: [0; BUFFER_LEN as usize],
-        }
+        NetDevice { engine, lent: None, activity: false, csum_offload: false, max_frame: FRAME_DEFAULT }
     }
 
     /// Follow what the host negotiated: its MTU and whether checksums are offloaded.
     pub fn refresh(&mut self) {
-        if self.engine.state() != AgentState::Running {
+        // What the engine accepted when it went RUNNING (not the header again: the host may have
+        // written it since).
+        let Some(host) = self.engine.host() else {
             self.csum_offload = false;
             self.max_frame = FRAME_DEFAULT;
             return;
-        }
-        let mut raw = [0u8; bar::HEADER_LEN];
-        bpnet_ring::Shared::read(&*self.engine.shared(), shared::HEADER_OFFSET, &mut raw);
-        let header = Header::new_unchecked(&raw[..]);
-        // The fields the engine accepted when it went RUNNING.
-        self.csum_offload = header.host_features() & feature::CSUM_OFFLOAD != 0;
-        self.max_frame = (header.mtu() as usize + bpnet_ring::ETHERNET_HEADER_LEN as usize).min(BUFFER_LEN as usize);
+        };
+        self.csum_offload = host.features & feature::CSUM_OFFLOAD != 0;
+        self.max_frame = (host.mtu as usize + bpnet_ring::ETHERNET_HEADER_LEN as usize).min(BUFFER_LEN as usize);
     }
 
     pub fn release(&mut self) {
@@ -73,20 +63,24 @@ impl phy::RxToken for RxToken<'_> {
 }
 
 pub struct TxToken<'a> {
-    pub engine: &'a mut RingEngine,
-    buf: &'a mut [u8],
+    engine: &'a mut RingEngine,
+    /// The agent buffer the frame is built in, or none: the link is down or the host has posted no
+    /// buffer, and the frame is built in the discard area and dropped, as a NIC drops.
+    buffer: Option<TxBuffer>,
     activity: &'a mut bool,
 }
 
 impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        // smoltcp builds at most the MTU the capabilities announce, which fits the buffer.
-        let fits = len <= self.buf.len();
-        let len = len.min(self.buf.len());
-        let r = f(&mut self.buf[..len]);
-        // A refused frame is dropped and counted by the engine (no host buffer) or lost with the
-        // link (not running), as a NIC drops.
-        if fits && self.engine.transmit(&self.buf[..len]).is_ok() {
+        // smoltcp builds at most the MTU the capabilities announce, which fits a buffer.
+        let len = len.min(BUFFER_LEN as usize);
+        let Some(buffer) = self.buffer else {
+            self.engine.count_no_buffer();
+            return f(NetRam::discard(len as u32));
+        };
+        // Built in place: the DMA takes the frame from here to the host.
+        let r = f(NetRam::frame_mut(buffer.addr, len as u32));
+        if self.engine.commit_transmit(buffer, len).is_ok() {
             *self.activity = true;
         }
         r
@@ -106,22 +100,23 @@ impl phy::Device for NetDevice<'_> {
     fn receive(&mut self, _timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
         self.release();
         // A reply needs a buffer towards the host: leave the frame queued until one is free (a
-        // chain in flight frees them), unless the link is down and no reply can go anyway.
-        if !self.engine.can_transmit() && self.engine.state() == AgentState::Running {
-            return None;
-        }
+        // chain in flight frees them); with the link down or no host buffer posted, a reply is
+        // dropped anyway.
+        let buffer = match self.engine.transmit_buffer() {
+            Ok(buffer) => Some(buffer),
+            Err(TransmitError::Busy) => return None,
+            Err(_) => None,
+        };
         let received = self.engine.receive()?;
         self.lent = Some(received.buffer);
         self.activity = true;
         let frame = NetRam::frame(received.addr, received.len);
-        Some((RxToken { frame }, TxToken { engine: self.engine, buf: &mut self.tx, activity: &mut self.activity }))
+        Some((RxToken { frame }, TxToken { engine: self.engine, buffer, activity: &mut self.activity }))
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
-        if !self.engine.can_transmit() {
-            return None;
-        }
-        Some(TxToken { engine: self.engine, buf: &mut self.tx, activity: &mut self.activity })
+        let buffer = self.engine.transmit_buffer().ok()?;
+        Some(TxToken { engine: self.engine, buffer: Some(buffer), activity: &mut self.activity })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {

@@ -9,21 +9,24 @@
 //! | `0x0_1000` | 4 KiB | the engine's staging area (completions and status header) |
 //! | `0x0_2000` | [`BUFFERS`] × [`BUFFER_LEN`] | frames from the host |
 //! | then | [`BUFFERS`] × [`BUFFER_LEN`] | frames to the host |
+//! | then | [`BUFFER_LEN`] | the discard area: frames the stack builds that cannot be sent |
 
-use bpnet_contract::{notify, shared};
+use bpnet_contract::{bar, notify, shared};
 use bpnet_ring::{Addr, AgentRam, Copy, Dma, DmaError, Notify, Shared, Ticket, MAX_COPIES, STAGING_LEN};
 use mpc8349::dma::{self, link, Descriptor};
 use mpc8349emds::{NET_RAM_BASE, NET_RAM_BYTES, PCI_OUTBOUND_BASE, PCI_OUTBOUND_BYTES};
 
 /// Frame buffers of each pool.
 pub const BUFFERS: usize = 32;
-/// Bytes of each frame buffer: room for an MTU of 2034 plus the Ethernet header.
-pub const BUFFER_LEN: u32 = 2048;
+/// Bytes of each frame buffer: the largest MTU (65535) plus the Ethernet header, rounded up to a
+/// cache line. One size for every MTU keeps the pools simple; 4 MiB of 256 is the price.
+pub const BUFFER_LEN: u32 = (bar::MTU_MAX as u32 + bpnet_ring::ETHERNET_HEADER_LEN).next_multiple_of(32);
 
 const DESCRIPTORS: u32 = NET_RAM_BASE;
 pub const STAGING: u32 = NET_RAM_BASE + 0x1000;
 const BUFFERS_BASE: u32 = NET_RAM_BASE + 0x2000;
-const BUFFERS_END: u32 = BUFFERS_BASE + 2 * BUFFERS as u32 * BUFFER_LEN;
+const DISCARD: u32 = BUFFERS_BASE + 2 * BUFFERS as u32 * BUFFER_LEN;
+const BUFFERS_END: u32 = DISCARD + BUFFER_LEN;
 
 const _: () = assert!(MAX_COPIES * dma::DESCRIPTOR_LEN <= 0x1000, "chain descriptors outgrow their area");
 const _: () = assert!(STAGING_LEN <= 0x1000, "staging outgrows its area");
@@ -160,17 +163,36 @@ impl Shared for SharedRegion {
         // Loads of one call happen after those of the previous one (an index before the
         // descriptors it covers).
         e300::barrier::sync();
-        for (i, b) in buf.iter_mut().enumerate() {
+        let at = self.base + offset;
+        // Whole aligned words where the range allows (every contract field is naturally aligned,
+        // so a word never mixes two of the host's stores), bytes for the rest.
+        let words = if at.is_multiple_of(4) { buf.len() / 4 } else { 0 };
+        let (head, tail) = buf.split_at_mut(words * 4);
+        for (i, w) in head.chunks_exact_mut(4).enumerate() {
+            // SAFETY: as in `zero`; `at + 4 i` is word-aligned.
+            let word = unsafe { core::ptr::read_volatile((at + 4 * i) as *const u32) };
+            // Native order is memory order: the bytes as they lie in the region.
+            w.copy_from_slice(&word.to_ne_bytes());
+        }
+        for (i, b) in tail.iter_mut().enumerate() {
             // SAFETY: as in `zero`.
-            *b = unsafe { core::ptr::read_volatile((self.base + offset + i) as *const u8) };
+            *b = unsafe { core::ptr::read_volatile((at + 4 * words + i) as *const u8) };
         }
     }
 
     fn write(&mut self, offset: usize, data: &[u8]) {
         Self::check(offset, data.len());
-        for (i, &b) in data.iter().enumerate() {
+        let at = self.base + offset;
+        let words = if at.is_multiple_of(4) { data.len() / 4 } else { 0 };
+        let (head, tail) = data.split_at(words * 4);
+        for (i, w) in head.chunks_exact(4).enumerate() {
+            let word = u32::from_ne_bytes([w[0], w[1], w[2], w[3]]);
+            // SAFETY: as in `zero`; `at + 4 i` is word-aligned.
+            unsafe { core::ptr::write_volatile((at + 4 * i) as *mut u32, word) };
+        }
+        for (i, &b) in tail.iter().enumerate() {
             // SAFETY: as in `zero`.
-            unsafe { core::ptr::write_volatile((self.base + offset + i) as *mut u8, b) };
+            unsafe { core::ptr::write_volatile((at + 4 * words + i) as *mut u8, b) };
         }
         // The host must see one write complete before the next (the agent's fields before READY).
         e300::barrier::sync();
@@ -195,6 +217,25 @@ impl NetRam {
             ok(STAGING, STAGING + STAGING_LEN as u32) || ok(BUFFERS_BASE, BUFFERS_END),
             "agent RAM access outside the data path's buffers"
         );
+    }
+
+    /// The buffer the engine found for a frame to the host ([`bpnet_ring::Engine::transmit_buffer`]),
+    /// for the stack to build the frame in.
+    ///
+    /// The caller keeps the slice only until it commits the frame: until then the buffer is free,
+    /// and the engine lets neither the DMA nor itself touch a free buffer.
+    pub fn frame_mut<'a>(addr: u32, len: u32) -> &'a mut [u8] {
+        Self::check(addr, len as usize);
+        // SAFETY: inside the frame buffers (checked), which no Rust object occupies; the engine
+        // handed this free buffer to the one caller building a frame, which drops the slice before
+        // committing it.
+        unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len as usize) }
+    }
+
+    /// Room to build a frame that will be dropped (no host buffer, link down): smoltcp's transmit
+    /// token must be consumed with a buffer even then. Nothing reads it.
+    pub fn discard<'a>(len: u32) -> &'a mut [u8] {
+        Self::frame_mut(DISCARD, len)
     }
 
     /// A frame the engine lent to the stack ([`bpnet_ring::Engine::receive`]).
@@ -224,12 +265,17 @@ impl AgentRam for NetRam {
     }
 }
 
-/// The interrupt to the host: outbound doorbell bit STATUS (INTx on the board).
+/// The interrupts to the host: outbound doorbell bits STATUS and LINK (INTx on the board).
 pub struct Doorbell;
 
 impl Notify for Doorbell {
     fn interrupt_host(&mut self) {
         // The status block DMA has completed (the engine calls this only then).
         mpc8349emds::immr().message_unit().ring_host(notify::STATUS);
+    }
+
+    fn link_changed(&mut self) {
+        // The state byte is written and synced (SharedRegion::write) before the host is told.
+        mpc8349emds::immr().message_unit().ring_host(notify::LINK);
     }
 }

@@ -178,22 +178,25 @@ pub fn run(timebase_hz: u32, generation: u32) -> ! {
 
         let served = services.poll(&mut sockets);
 
-        let busy = changed
-            || served
-            || device.take_activity()
-            || device.engine.dma().in_flight()
-            || polled == smoltcp::iface::PollResult::SocketStateChanged;
+        let busy =
+            changed || served || device.take_activity() || polled == smoltcp::iface::PollResult::SocketStateChanged;
         if !busy {
-            // Nothing to do until the host rings or smoltcp's next timer (retransmission, delayed
-            // ACK, ...) is due: arm the decrementer for the timer, then sleep, unless a doorbell
-            // came in since it was last taken (checked with interrupts off, so none can slip in
-            // between; a decrementer that expires before the wait is taken as the wait starts).
+            // Nothing to do until the host rings, the chain in flight ends or smoltcp's next timer
+            // (retransmission, delayed ACK, ...) is due: arm the decrementer for the timer, let the
+            // chain's end interrupt (a chain that has already ended interrupts at once), then
+            // sleep, unless a doorbell came in since it was last taken (checked with interrupts
+            // off, so none can slip in between; a decrementer that expires before the wait is
+            // taken as the wait starts).
             match iface.poll_delay(now(), &sockets) {
                 Some(delay) => {
                     let ticks = delay.total_micros().saturating_mul(ticks_per_micro);
                     e300::timebase::arm_decrementer(u32::try_from(ticks).unwrap_or(u32::MAX));
                 }
                 None => e300::timebase::park_decrementer(),
+            }
+            if device.engine.dma().in_flight() {
+                // The handler masks it again once it has fired (irq.rs).
+                immr.ipic().enable(vector::DMA);
             }
             e300::msr::without_interrupts(|| {
                 if !irq::doorbells_pending() {
