@@ -47,6 +47,14 @@ pub fn build(variant: Variant) -> Result<PathBuf> {
 fn build_features(features: Option<&str>, file_name: &str) -> Result<PathBuf> {
     crate::setup::ensure()?;
     let root = util::root();
+    // Every variant is linked to the same path before it is copied out under its own name: two
+    // builds at once (two terminals, a test run) would copy each other's image. One at a time.
+    let out_dir = root.join("target/firmware");
+    std::fs::create_dir_all(&out_dir).map_err(|e| Error::Io(format!("creating {}", out_dir.display()), e))?;
+    let lock_path = out_dir.join(".build.lock");
+    let lock =
+        std::fs::File::create(&lock_path).map_err(|e| Error::Io(format!("creating {}", lock_path.display()), e))?;
+    lock.lock().map_err(|e| Error::Io(format!("locking {}", lock_path.display()), e))?;
     let mut cmd = util::debian_cargo();
     cmd.args(["build", "-p", "bpnet-firmware", "--profile", "firmware", "-j2"])
         .arg("--target")
@@ -63,8 +71,6 @@ fn build_features(features: Option<&str>, file_name: &str) -> Result<PathBuf> {
     }
     util::run(&mut cmd, "firmware build")?;
     let built = root.join("target/ppc").join(TARGET).join("firmware/bpnet-firmware");
-    let out_dir = root.join("target/firmware");
-    std::fs::create_dir_all(&out_dir).map_err(|e| Error::Io(format!("creating {}", out_dir.display()), e))?;
     let elf = out_dir.join(file_name);
     std::fs::copy(&built, &elf).map_err(|e| Error::Io(format!("copying {}", built.display()), e))?;
     let bin = elf.with_extension("bin");

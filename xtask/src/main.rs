@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's only entry point. Set-up, builds, the board emulator, tests,
 //! benchmarks and the demo. Each subcommand lives in its own module.
 
+mod backplane;
 mod bench;
 mod demo;
 mod emu;
@@ -20,6 +21,10 @@ Commands:
                            and decoded log (the main job)
   test                     run every test: unit tests (x86 and big-endian PowerPC), lints,
                            the firmware on the board emulator
+  test --backplane         only the virtual backplane's end-to-end suites (see backplane)
+  backplane [--suite S] [--agents N] [--bytes N]
+                           Linux (qemu-system-x86_64) with one ivshmem device per agent, each
+                           served by a board emulator; runs the guest's suites, prints a summary
   firmware [--features F]  build the firmware; the ELF's path is the last line printed
   emu [--firmware ELF] [--max-insns N] [--selftest]
                            boot a firmware ELF on the board emulator (console on stdout);
@@ -46,6 +51,7 @@ fn main() -> ExitCode {
         "firmware" => firmware::run(rest),
         "emu" => emu::run(rest),
         "bench" => bench::run(rest),
+        "backplane" => backplane::run(rest),
         "setup" => setup::run(rest),
         "gen-header" => util::no_more(rest).and_then(|()| {
             header::write(&util::root()).map_err(|e| util::Error::Io(format!("writing {}", header::PATH), e))?;

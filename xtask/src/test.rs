@@ -7,12 +7,17 @@ use crate::firmware::{self, Variant};
 use crate::util::{self, Result};
 
 /// Portable crates that also run big-endian (PowerPC Linux user mode under qemu-ppc).
-const BIG_ENDIAN_CRATES: &[&str] = &["bpnet-contract", "bpnet-ring", "norflash", "mpc8349"];
+const BIG_ENDIAN_CRATES: &[&str] = &["bpnet-contract", "bpnet-ring", "bpnet-services", "norflash", "mpc8349"];
 /// Crates that only build for the firmware target; linted there.
 const FIRMWARE_CRATES: &[&str] = &["bpnet-firmware", "e300", "mpc8349", "mpc8349emds"];
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
-    util::no_more(args)?;
+    let mut args = args.to_vec();
+    if util::take_flag(&mut args, "--backplane") {
+        util::no_more(&args)?;
+        return crate::backplane::test();
+    }
+    util::no_more(&args)?;
     let started = Instant::now();
     let mut steps: Vec<(&str, f64)> = Vec::new();
     let mut step = |name: &'static str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {

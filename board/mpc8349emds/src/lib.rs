@@ -26,7 +26,7 @@ pub const PCI_OUTBOUND_BYTES: u32 = 256 << 20;
 /// DMA engine writing it never aliases a Rust object. (The self-test image, which has no data path,
 /// uses RAM from 16 MiB up as its scratch.)
 pub const NET_RAM_BASE: u32 = 0x0100_0000;
-pub const NET_RAM_BYTES: u32 = 8 << 20;
+pub const NET_RAM_BYTES: u32 = 16 << 20;
 
 /// 1:1 data mappings: DDR cacheable and coherent (the DMA engine and PCI inbound writes snoop);
 /// the IMMR window, the flash (its status reads must reach the part) and the PCI outbound range

@@ -4,7 +4,7 @@
 use core::ptr::addr_of_mut;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use bpnet_contract::logring::LogRing;
+use bpnet_contract::logring::{LogRing, LogWriter};
 use bpnet_contract::shared;
 
 extern "C" {
@@ -14,7 +14,7 @@ extern "C" {
 }
 
 struct State {
-    ring: Option<LogRing<&'static mut [u8]>>,
+    ring: Option<LogWriter<&'static mut [u8]>>,
     head: u32,
     encoder: defmt::Encoder,
     taken: bool,

@@ -106,9 +106,9 @@ impl<T: AsRef<[u8]>> LogRing<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> LogRing<T> {
-    /// Initialise a ring over `buffer` using as much of it as a power of two allows.
-    /// `generation` should differ from the previous boot's (the agent keeps a boot counter).
-    pub fn init(mut buffer: T, generation: u32) -> Result<Self, Error> {
+    /// Initialise a ring over `buffer` using as much of it as a power of two allows, and return its
+    /// writer. `generation` should differ from the previous boot's (the agent keeps a boot counter).
+    pub fn init(mut buffer: T, generation: u32) -> Result<LogWriter<T>, Error> {
         let buf = buffer.as_mut();
         let room = buf.len().checked_sub(HEADER_LEN).ok_or(Error::Truncated)?;
         let room = u32::try_from(room).unwrap_or(u32::MAX);
@@ -121,16 +121,38 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> LogRing<T> {
         put_le32(buf, field::HEAD, 0);
         put_le32(buf, field::GENERATION, generation);
         put_le32(buf, field::MAGIC, MAGIC);
-        Ok(LogRing { buffer })
+        Ok(LogWriter { buffer, mask: capacity - 1 })
+    }
+}
+
+/// The writing side of a ring it initialised ([`LogRing::init`]).
+///
+/// It keeps the capacity it chose rather than reading the header again: the ring lies in memory the
+/// reader (the host, through the BAR) can write, and a capacity written there must not move the
+/// writer outside its buffer.
+#[derive(Debug)]
+pub struct LogWriter<T: AsRef<[u8]> + AsMut<[u8]>> {
+    buffer: T,
+    mask: u32,
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> LogWriter<T> {
+    pub fn capacity(&self) -> u32 {
+        self.mask + 1
+    }
+
+    /// The ring's header and data, as a reader sees them.
+    pub fn ring(&self) -> LogRing<&[u8]> {
+        LogRing::new_unchecked(self.buffer.as_ref())
     }
 
     /// Append bytes at `head` (not yet visible to readers). Returns the new, unpublished head.
     pub fn write(&mut self, head: u32, bytes: &[u8]) -> u32 {
-        let mask = self.capacity() - 1;
         let buf = self.buffer.as_mut();
         let mut at = head;
         for &b in bytes {
-            buf[HEADER_LEN + (at & mask) as usize] = b;
+            // `mask` < the data length (init), so the index is inside the buffer.
+            buf[HEADER_LEN + (at & self.mask) as usize] = b;
             at = at.wrapping_add(1);
         }
         at
@@ -219,10 +241,22 @@ mod tests {
         let mut buf = [0u8; HEADER_LEN + 100];
         let ring = LogRing::init(&mut buf[..], 7).unwrap();
         assert_eq!(ring.capacity(), 64);
-        assert_eq!(ring.generation(), 7);
+        assert_eq!(ring.ring().generation(), 7);
         assert_eq!(&buf[0..4], b"BPLG");
         assert_eq!(&buf[4..8], &[64, 0, 0, 0]);
         assert_eq!(&buf[12..16], &[7, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_capacity_written_by_the_reader_does_not_move_the_writer() {
+        let mut buf = [0u8; HEADER_LEN + 64];
+        let mut ring = LogRing::init(&mut buf[..], 1).unwrap();
+        for hostile in [0u32, 1 << 20, u32::MAX] {
+            ring.buffer[4..8].copy_from_slice(&hostile.to_le_bytes());
+            let head = ring.write(0, &[0x5a; 200]);
+            ring.publish(head);
+            assert_eq!(head, 200);
+        }
     }
 
     #[test]
@@ -247,7 +281,7 @@ mod tests {
         let mut reader = LogReader::new();
         drop(ring);
         assert_eq!(collect(&mut reader, &buf).1, b"");
-        let mut ring = LogRing::new_checked(&mut buf[..]).unwrap();
+        let mut ring = LogWriter { buffer: &mut buf[..], mask: 63 };
         ring.publish(head);
         drop(ring);
         let (poll, out) = collect(&mut reader, &buf);
@@ -293,7 +327,7 @@ mod tests {
         // Reader starts at 0, far behind: everything but the last capacity bytes is lost.
         let (poll, _) = collect(&mut reader, &buf);
         assert_eq!(poll.lost, start - 64);
-        let mut ring = LogRing::new_checked(&mut buf[..]).unwrap();
+        let mut ring = LogWriter { buffer: &mut buf[..], mask: 63 };
         let head = ring.write(start, b"wrap!");
         ring.publish(head);
         let (poll, out) = collect(&mut reader, &buf);
@@ -327,7 +361,7 @@ mod tests {
             let mut reader = LogReader::new();
             let mut head = 0;
             for chunk in &chunks {
-                let mut ring = LogRing::new_checked(&mut buf[..]).unwrap();
+                let mut ring = LogWriter { buffer: &mut buf[..], mask: 63 };
                 head = ring.write(head, chunk);
                 ring.publish(head);
                 drop(ring);

@@ -33,8 +33,10 @@ use bpnet_contract::status::{self, cause, compl_flags, Completion, CompletionRep
 use bpnet_contract::{shared, Error};
 
 /// Most descriptors of one ring handled in one DMA chain: bounds the chain, the staging area and the
-/// time between two looks at the host's state.
-pub const MAX_BATCH: usize = 32;
+/// time between two looks at the host's state. A host that sleeps while a chain is in flight is
+/// woken at most once per chain, so this is also what keeps interrupts at saturation to one per 64
+/// frames each way.
+pub const MAX_BATCH: usize = 64;
 /// Most frame buffers of each pool.
 pub const MAX_BUFFERS: usize = 64;
 /// Most copies in one chain: a frame per descriptor of each ring, the completions of each ring in up
@@ -193,6 +195,16 @@ pub struct Received {
     pub needs_csum: bool,
 }
 
+/// Host input the engine refused ([`Engine::take_refusal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// The counter it was counted in ([`bar::counter`]), and how many were refused at once.
+    pub counter: usize,
+    pub count: u32,
+    /// Why (the first, when several were refused together).
+    pub error: Error,
+}
+
 /// An agent buffer [`Engine::transmit_buffer`] found for a frame to the host: the stack builds the
 /// frame in place and hands it over with [`Engine::commit_transmit`], so no copy is made.
 #[derive(Debug, PartialEq, Eq)]
@@ -336,6 +348,8 @@ pub struct Engine<D: Dma, S: Shared, M: AgentRam, N: Notify> {
     to_host_state: [Buf; MAX_BUFFERS],
     tx_len: [u32; MAX_BUFFERS],
     n_to_host_buffers: usize,
+    /// Where the search for a free to-host buffer starts: after the one last queued.
+    to_host_next: usize,
     /// Frames from the host for the stack, in ring order.
     received: Fifo<u8, MAX_BUFFERS>,
     /// Frames for the host waiting for its buffers, in transmit order.
@@ -361,6 +375,7 @@ pub struct Engine<D: Dma, S: Shared, M: AgentRam, N: Notify> {
     in_flight: Option<Ticket>,
     /// A chain owed to the host (error completions, a state change) once the channel is free.
     owed: Option<Batch>,
+    refusal: Option<Refusal>,
     counters: [u8; COUNTERS_LEN],
     staging: [u8; STAGING_LEN],
     copies: [Copy; MAX_COPIES],
@@ -403,6 +418,7 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             to_host_state: [Buf::Free; MAX_BUFFERS],
             tx_len: [0; MAX_BUFFERS],
             n_to_host_buffers: config.to_host_buffers.len(),
+            to_host_next: 0,
             received: Fifo::new(0),
             outgoing: Fifo::new(0),
             state: AgentState::Reset,
@@ -418,6 +434,7 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             batch: Batch::EMPTY,
             in_flight: None,
             owed: None,
+            refusal: None,
             counters: [0; COUNTERS_LEN],
             staging: [0; STAGING_LEN],
             copies: [empty; MAX_COPIES],
@@ -439,6 +456,12 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
     /// The host's configuration the engine accepted, while RUNNING.
     pub fn host(&self) -> Option<HostRepr> {
         self.host.filter(|_| self.state == AgentState::Running).map(|h| h.config)
+    }
+
+    /// The first value refused since the last call, for the board to log: the engine counts every
+    /// refusal in the contract's counters but has no log of its own.
+    pub fn take_refusal(&mut self) -> Option<Refusal> {
+        self.refusal.take()
     }
 
     /// A frame for the host was dropped because the host had posted no buffer for it
@@ -549,7 +572,11 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         if !self.host_buffer_for(self.outgoing.len) {
             return Err(TransmitError::NoBuffer);
         }
-        let free = self.to_host_state[..self.n_to_host_buffers].iter().position(|&s| s == Buf::Free);
+        // Buffers come back in the order they were queued, so the search starts after the last one
+        // queued and usually ends there.
+        let n = self.n_to_host_buffers;
+        let wrap = |b: usize| if b >= n { b - n } else { b };
+        let free = (0..n).map(|i| wrap(self.to_host_next + i)).find(|&b| self.to_host_state[b] == Buf::Free);
         let Some(buffer) = free else {
             return Err(TransmitError::Busy);
         };
@@ -566,6 +593,7 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             return Err(TransmitError::Length);
         }
         self.to_host_state[tx.buffer] = Buf::Queued;
+        self.to_host_next = if tx.buffer + 1 == self.n_to_host_buffers { 0 } else { tx.buffer + 1 };
         // len <= max_len, a u32.
         self.tx_len[tx.buffer] = len as u32;
         self.outgoing.push(tx.buffer as u8);
@@ -651,15 +679,15 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         let config = match HostRepr::parse(header, self.agent.features, entries) {
             Ok(None) => return,
             Ok(Some(config)) => config,
-            Err(_) => {
-                self.count(counter::BAD_HOST_CONFIG, 1);
+            Err(e) => {
+                self.refuse(counter::BAD_HOST_CONFIG, 1, e);
                 self.broken_generation = header.host_generation();
                 self.set_state(AgentState::Broken);
                 return;
             }
         };
         if !self.window.contains(config.status_block_addr, status::block_len(entries) as u64) {
-            self.count(counter::BAD_HOST_CONFIG, 1);
+            self.refuse(counter::BAD_HOST_CONFIG, 1, Error::BadAddress(config.status_block_addr));
             self.broken_generation = config.generation;
             self.set_state(AgentState::Broken);
             return;
@@ -696,8 +724,8 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
 
     /// A producer index the host should never have written: refuse it, break the link, and tell
     /// the host (it can still be reached through its status block).
-    fn bad_index(&mut self) {
-        self.count(counter::BAD_INDEXES, 1);
+    fn bad_index(&mut self, error: Error) {
+        self.refuse(counter::BAD_INDEXES, 1, error);
         self.stop(AgentState::Broken);
         let mut batch = Batch::empty(self.tx_used, self.rx_used);
         batch.cause = cause::LINK | cause::ERROR;
@@ -711,15 +739,19 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         let entries = self.agent.ring_entries;
         let doorbells = self.doorbells();
         self.rx_prod = doorbells.rx_prod();
-        let (Ok(tx_ready), Ok(rx_ready)) = (
+        let (tx_ready, rx_ready) = match (
             ring::pending(doorbells.tx_prod(), self.tx_cons, entries),
             ring::pending(doorbells.rx_prod(), self.rx_cons, entries),
-        ) else {
-            self.bad_index();
-            return;
+        ) {
+            (Ok(tx), Ok(rx)) => (tx, rx),
+            (Err(e), _) | (_, Err(e)) => {
+                self.bad_index(e);
+                return;
+            }
         };
         self.batch.reset(self.tx_used, self.rx_used);
         let mut bad = 0;
+        let mut first_bad = None;
 
         // Host frames into free agent buffers; stop at the first good one with no buffer to take it.
         let mut free =
@@ -731,8 +763,9 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
                     let Some((buffer, _)) = free.next() else { break };
                     TxEntry { id: d.id, flags: d.flags, len: d.len, addr: d.addr, buffer: Some(buffer as u8) }
                 }
-                Err(_) => {
+                Err(e) => {
                     bad += 1;
+                    first_bad = first_bad.or(Some(e));
                     TxEntry { id: descriptor.id(), ..TxEntry::default() }
                 }
             };
@@ -758,8 +791,9 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
                     next_frame += 1;
                     RxEntry { id: d.id, len, addr: d.addr, buffer: Some(buffer) }
                 }
-                Err(_) => {
+                Err(e) => {
                     bad += 1;
+                    first_bad = first_bad.or(Some(e));
                     RxEntry { id: descriptor.id(), ..RxEntry::default() }
                 }
             };
@@ -774,8 +808,16 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             self.batch.cause |= cause::ERROR;
         }
         if self.submit() {
-            self.count(counter::BAD_DESCRIPTORS, bad);
+            if let Some(e) = first_bad {
+                self.refuse(counter::BAD_DESCRIPTORS, bad, e);
+            }
         }
+    }
+
+    /// Count `n` refused values in counter `slot` and keep the first for [`Engine::take_refusal`].
+    fn refuse(&mut self, slot: usize, n: u32, error: Error) {
+        self.count(slot, n);
+        self.refusal = self.refusal.or(Some(Refusal { counter: slot, count: n, error }));
     }
 
     /// The contract's check plus the outbound window.

@@ -764,6 +764,10 @@ fn hostile_index_breaks_the_link_until_reinit() {
     engine.poll();
     assert_eq!(engine.state(), AgentState::Broken);
     assert_eq!(engine.counter(counter::BAD_INDEXES), 1);
+    let refusal = engine.take_refusal().expect("the refusal is kept for the log");
+    assert_eq!((refusal.counter, refusal.count), (counter::BAD_INDEXES, 1));
+    assert!(matches!(refusal.error, bpnet_contract::Error::BadIndex { prod: 65, cons: 0 }), "{:?}", refusal.error);
+    assert_eq!(engine.take_refusal(), None, "taken once");
     let irq = w.borrow().interrupts;
     engine.poll();
     engine.poll();

@@ -2,7 +2,9 @@
 //! the host's side of the PCI bus.
 
 use std::fmt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use unicorn_engine::unicorn_const::{uc_error, Arch, HookType, Mode, Prot};
 use unicorn_engine::{Context, PpcCpuModel, RegisterPPC, UcHookId, Unicorn};
@@ -11,16 +13,22 @@ use crate::bus::BusModel;
 use crate::dma::{DmaStats, CHANNELS};
 use crate::elf::{self, Image, LoadError, RAM_SIZE};
 use crate::flash::{FLASH_BASE, FLASH_SIZE};
-use crate::immr::{Immr, IMMR_BASE, IMMR_SIZE, RSR_SWRS};
+use crate::immr::{Immr, IMMR_BASE, IMMR_SIZE, RSR_HRS, RSR_SWRS};
 use crate::log::LogDecoder;
 use crate::machine::{self, Machine, Stop, Uc, Wiring, STUB_PAGE, STUB_PAGE_SIZE, VECTOR_AREA_END};
-use crate::memory::{open_shared, Memory, Region, SharedFile};
+use crate::memory::{open_existing_shared, open_shared, overlay_memfd, Memory, Region, SharedFile};
+use crate::msgunit::OutboundDoorbells;
 use crate::outcome::{Exception, Outcome};
+use crate::pci::INBOUND_OFFSETS;
 use crate::ppc::{self, msr, srr1, vector, TimeInsn};
+use crate::realtime::{self, HostLink, Wake};
 use crate::time::{TimeBase, PS_PER_INSTRUCTION};
 
 /// Name of the symbol marking the log ring.
 pub const LOG_RING_SYMBOL: &str = "__bpnet_log_ring";
+/// Names of the symbols giving the shared region (the RAM behind the agent's BAR): start and length.
+pub const SHARED_SYMBOL: &str = "__bpnet_shared";
+pub const SHARED_LEN_SYMBOL: &str = "__bpnet_shared_len";
 /// Stack pointer at hand-over (U-Boot leaves r1 on its own stack; this one is below 16 MiB and 16-byte
 /// aligned).
 pub const INITIAL_SP: u32 = 0x00FF_FFF0;
@@ -48,6 +56,9 @@ pub struct Config {
     pub host_ram_file: Option<PathBuf>,
     /// Size of host RAM (at least; see `host_ram_file`).
     pub host_ram_size: u64,
+    /// The host RAM file belongs to a live host (a guest's RAM file): it must exist and be at least
+    /// `host_ram_size` bytes, and is neither created nor resized.
+    pub host_ram_existing: bool,
     /// File holding the 32 MiB NOR flash image, so its contents survive restarts. Created erased (0xFF) if
     /// missing. `None`: a temporary erased flash.
     pub flash_file: Option<PathBuf>,
@@ -64,6 +75,7 @@ impl Default for Config {
             max_instructions: None,
             host_ram_file: None,
             host_ram_size: DEFAULT_HOST_RAM_SIZE,
+            host_ram_existing: false,
             flash_file: None,
             power_cut_at: None,
             bus: BusModel::default(),
@@ -78,6 +90,7 @@ pub enum SetupError {
     HostRamFile(PathBuf, std::io::Error),
     FlashFile(PathBuf, std::io::Error),
     Unicorn(&'static str, uc_error),
+    SharedRegion(String),
 }
 
 impl fmt::Display for SetupError {
@@ -89,6 +102,7 @@ impl fmt::Display for SetupError {
             }
             SetupError::FlashFile(path, e) => write!(f, "flash file {}: {e}", path.display()),
             SetupError::Unicorn(what, e) => write!(f, "Unicorn: {what}: {e:?}"),
+            SetupError::SharedRegion(why) => write!(f, "shared region: {why}"),
         }
     }
 }
@@ -156,6 +170,9 @@ pub struct LoadInfo {
     pub segments: Vec<(u32, u32)>,
     /// Address of the log ring, when the image has one and a defmt table to decode it.
     pub log_ring: Option<u32>,
+    /// The shared region (address, length), when the image names it ([`SHARED_SYMBOL`],
+    /// [`SHARED_LEN_SYMBOL`]).
+    pub shared_region: Option<(u32, u32)>,
     /// Timebase/decrementer instructions found and hooked.
     pub time_instructions: usize,
     /// Things worth telling the user (logging off and why).
@@ -182,10 +199,33 @@ pub struct Board {
     resets: u32,
     skipped: u64,
     max_instructions: Option<u64>,
+    /// Return [`Outcome::Idle`] when the firmware starts to wait for a timer or a device, before the
+    /// wait passes ([`Board::set_stop_at_wait`]); `wait_stop` is the count where it last did.
+    stop_at_wait: bool,
+    wait_stop: Option<u64>,
     output: Option<OutputSink>,
     host_bar_reads: u64,
     host_bar_writes: u64,
     power_cuts: u32,
+    /// Instructions per slice.
+    slice: u64,
+    /// A live host paced in real time (see [`crate::realtime`]).
+    live: Option<LiveHost>,
+    /// Where outbound doorbells are forwarded (kept across firmware loads).
+    outbound: Option<OutboundDoorbells>,
+    /// The part of RAM with a memory file of its own (see [`Board::share_region`]): address, length.
+    shared: Option<(u32, u32)>,
+    /// The memory files of shared regions, kept open (and mapped) for the board's life.
+    shared_files: Vec<File>,
+}
+
+/// A host on the other side of the bus that runs in real time.
+struct LiveHost {
+    link: Box<dyn HostLink>,
+    /// Why the host side ended, once it has.
+    end: Option<String>,
+    /// Board resets the host requested.
+    resets: u32,
 }
 
 fn uc_err(what: &'static str) -> impl FnOnce(uc_error) -> SetupError {
@@ -198,9 +238,12 @@ impl Board {
         // A longer RAM file keeps its length; the board uses its first 256 MiB.
         let mut ram = open_shared(config.ram_file.as_deref(), "bpnet-emu-ram-", u64::from(RAM_SIZE), 0, true)
             .map_err(|(p, e)| SetupError::RamFile(p, e))?;
-        let mut host_ram =
-            open_shared(config.host_ram_file.as_deref(), "bpnet-emu-host-ram-", config.host_ram_size, 0, true)
-                .map_err(|(p, e)| SetupError::HostRamFile(p, e))?;
+        let mut host_ram = match (&config.host_ram_file, config.host_ram_existing) {
+            (Some(path), true) => open_existing_shared(path, config.host_ram_size)
+                .map_err(|e| SetupError::HostRamFile(path.clone(), e))?,
+            (path, _) => open_shared(path.as_deref(), "bpnet-emu-host-ram-", config.host_ram_size, 0, true)
+                .map_err(|(p, e)| SetupError::HostRamFile(p, e))?,
+        };
         let mut flash =
             open_shared(config.flash_file.as_deref(), "bpnet-emu-flash-", u64::from(FLASH_SIZE), 0xFF, false)
                 .map_err(|(p, e)| SetupError::FlashFile(p, e))?;
@@ -288,10 +331,17 @@ impl Board {
             resets: 0,
             skipped: 0,
             max_instructions: config.max_instructions,
+            stop_at_wait: false,
+            wait_stop: None,
             output: None,
             host_bar_reads: 0,
             host_bar_writes: 0,
             power_cuts: 0,
+            slice: SLICE,
+            live: None,
+            outbound: None,
+            shared: None,
+            shared_files: Vec::new(),
         })
     }
 
@@ -334,10 +384,12 @@ impl Board {
             }
         }
 
+        let shared_region = image.symbol(SHARED_SYMBOL).zip(image.symbol(SHARED_LEN_SYMBOL));
         let info = LoadInfo {
             entry: image.entry,
             segments: image.segments.iter().map(|s| (s.addr, s.mem_size)).collect(),
             log_ring: self.log.as_ref().and(ring),
+            shared_region,
             time_instructions: self.time_hooks.len(),
             notes,
         };
@@ -355,6 +407,7 @@ impl Board {
         m.flash.reset();
         let mut fresh = Machine::new(m.wiring);
         fresh.pci_mapped = std::mem::take(&mut m.pci_mapped);
+        fresh.immr.mu.set_outbound_doorbells(self.outbound.clone());
         *m = fresh;
         machine::sync_pci_mappings(&mut self.uc);
         self.hand_over();
@@ -385,6 +438,13 @@ impl Board {
         for (reg, value) in regs {
             let _ = self.uc.reg_write(reg, u64::from(value));
         }
+    }
+
+    /// The agent is reset from outside, by its hard-reset line (a chassis manager, or the host through the
+    /// board's reset control): the firmware starts again as after U-Boot's `go`, RAM outside the loaded
+    /// image kept.
+    pub fn hard_reset(&mut self) {
+        self.board_reset(RSR_HRS);
     }
 
     /// Software hard reset or watchdog reset: devices back to reset values except RSR, which records
@@ -431,12 +491,20 @@ impl Board {
         self.max_instructions = limit;
     }
 
+    /// Whether [`Board::run`] returns [`Outcome::Idle`] when the firmware starts waiting for a timer or
+    /// a device, before the wait passes, so whoever drives the board (a host model that is never the
+    /// bottleneck) can act first. Each wait stops once: the next run lets it pass.
+    pub fn set_stop_at_wait(&mut self, on: bool) {
+        self.stop_at_wait = on;
+    }
+
     /// Receive console output and log lines as they happen (between slices of a few milliseconds).
     pub fn set_output(&mut self, sink: impl FnMut(Output<'_>) + 'static) {
         self.output = Some(Box::new(sink));
     }
 
-    /// Run until the firmware idles, halts, faults or reaches the instruction limit. Can be called again
+    /// Run until the firmware idles, halts, faults or reaches the instruction limit, or a live host side
+    /// ends (reported as [`Outcome::Idle`] at the current PC; see [`Board::host_end`]). Can be called again
     /// after [`Outcome::InstructionLimit`] with a higher limit.
     pub fn run(&mut self) -> Outcome {
         if self.image.is_none() {
@@ -478,7 +546,20 @@ impl Board {
                 return Outcome::InstructionLimit;
             }
             if machine::fetch_word(&self.uc, pc) == Some(ppc::BRANCH_TO_SELF) {
-                match self.wake_up_time(msr) {
+                let wake_up = self.wake_up_time(msr);
+                // With a live host, a wait with interrupts on passes in real time.
+                if self.live.is_some() && msr & msr::EE != 0 {
+                    if let Some(outcome) = self.wait_live(now, wake_up) {
+                        return outcome;
+                    }
+                    continue;
+                }
+                match wake_up {
+                    // A driver that wants its turn before the wait: once per wait.
+                    Some(at) if self.stop_at_wait && at > now && self.wait_stop != Some(now) => {
+                        self.wait_stop = Some(now);
+                        return Outcome::Idle { pc };
+                    }
                     // Spinning in `b .` until the event: one instruction per cycle, so jump there directly.
                     Some(at) => {
                         let at = self.max_instructions.map_or(at, |l| at.min(l)).max(now);
@@ -497,9 +578,10 @@ impl Board {
                 }
             }
 
+            let slice = self.slice;
             let m = self.uc.get_data_mut();
             m.deadline = [
-                Some(now + SLICE),
+                Some(now + slice),
                 m.tb.dec_expiry(),
                 m.immr.watchdog.expiry(),
                 m.immr.next_event(),
@@ -517,6 +599,9 @@ impl Board {
             if let Some(outcome) = self.after_slice(result) {
                 return outcome;
             }
+            if let Some(outcome) = self.live_checks() {
+                return outcome;
+            }
             let m = self.uc.get_data_mut();
             if m.limit_reached && m.stop.is_none() {
                 if let Some(outcome) = self.final_approach() {
@@ -524,6 +609,136 @@ impl Board {
                 }
             }
         }
+    }
+
+    /// The firmware waits in `b .` with interrupts on and a live host is attached: block on the host for at
+    /// most the time to `wake_up` (the next scheduled event, or the instruction limit), then advance
+    /// virtual time by what was waited, capped there ([`crate::realtime`]).
+    fn wait_live(&mut self, now: u64, wake_up: Option<u64>) -> Option<Outcome> {
+        if let Some(outcome) = self.check_shared_window() {
+            return Some(outcome);
+        }
+        let at = match (wake_up, self.max_instructions) {
+            (Some(a), Some(l)) => Some(a.min(l)),
+            (a, l) => a.or(l),
+        }
+        .map(|a| a.max(now));
+        let timeout = at.map(|a| realtime::duration_of(a - now));
+        let short = timeout.is_some_and(|t| t < realtime::MIN_REAL_WAIT);
+        let live = self.live.as_mut()?;
+        let started = Instant::now();
+        let wake = if short { live.link.poll() } else { live.link.wait(timeout) };
+        let waited = realtime::instructions_in(started.elapsed());
+        let advance = match at {
+            Some(a) if short => a - now,
+            Some(a) => waited.min(a - now),
+            None => waited,
+        };
+        self.skipped += advance;
+        self.uc.get_data_mut().done = now + advance;
+        self.take_wake(wake)
+    }
+
+    /// Between slices with a live host: what it did meanwhile, and the shared region's window.
+    fn live_checks(&mut self) -> Option<Outcome> {
+        let wake = self.live.as_mut()?.link.poll();
+        if let Some(outcome) = self.check_shared_window() {
+            return Some(outcome);
+        }
+        self.take_wake(wake)
+    }
+
+    /// Act on what the live host did: a reset of the agent first (the doorbells that came with it are for
+    /// the agent after it), then the doorbells; the end of the host side ends the run.
+    fn take_wake(&mut self, wake: Wake) -> Option<Outcome> {
+        if wake.reset {
+            if let Some(live) = &mut self.live {
+                live.resets += 1;
+            }
+            self.board_reset(RSR_HRS);
+        }
+        if wake.doorbells != 0 {
+            self.host_ring_doorbell(wake.doorbells);
+        }
+        if let Some(end) = wake.end {
+            if let Some(live) = &mut self.live {
+                live.end = Some(end);
+            }
+            return Some(Outcome::Idle { pc: self.pc() });
+        }
+        None
+    }
+
+    /// The shared region is what the host sees as the agent's BAR; inbound window 0 must translate onto
+    /// exactly it, or the firmware's BAR and the host's would differ without anyone noticing.
+    fn check_shared_window(&self) -> Option<Outcome> {
+        let (base, len) = self.shared?;
+        let (local, size) = self.uc.get_data().immr.pci.inbound_target(0)?;
+        if (local, size) == (u64::from(base), u64::from(len)) {
+            return None;
+        }
+        let pc = self.pc();
+        Some(Outcome::Unmodelled {
+            addr: IMMR_BASE + INBOUND_OFFSETS[0].3,
+            size: 4,
+            write: true,
+            pc,
+            what: format!(
+                "inbound window 0 translates onto agent RAM {local:#x}..{:#x}, but the host's view of the BAR \
+                 (the ivshmem shared memory) is the shared region {base:#x}..{:#x}",
+                local + size,
+                u64::from(base) + u64::from(len)
+            ),
+        })
+    }
+
+    // ---- a live host (the ivshmem server mode) ----
+
+    /// Give the shared region (`len` bytes of RAM at `addr`) a memory file of its own, mapped shared in
+    /// place of the RAM file's pages, and return it: handed to another process (QEMU's ivshmem device),
+    /// it shows exactly what the firmware sees there. Once a live host is attached, inbound window 0 must
+    /// translate onto exactly this region (checked between slices; a mismatch stops the run).
+    pub fn share_region(&mut self, addr: u32, len: u32) -> Result<File, SetupError> {
+        if self.shared.is_some() {
+            return Err(SetupError::SharedRegion("already shared".to_string()));
+        }
+        if !len.is_power_of_two() {
+            return Err(SetupError::SharedRegion(format!("{len:#x} bytes is not a power of two (a BAR's size)")));
+        }
+        let file = overlay_memfd(&mut self.ram.map, u64::from(addr), u64::from(len), "bpnet-shared-region")
+            .map_err(|e| SetupError::SharedRegion(format!("{len:#x} bytes at {addr:#x}: {e}")))?;
+        // Unicorn reads and writes RAM through the same addresses; translated code there (none is
+        // expected in the shared region) must not outlive the pages it came from.
+        let _ = self.uc.ctl_remove_cache(u64::from(addr), u64::from(addr) + u64::from(len));
+        self.shared = Some((addr, len));
+        self.shared_files.push(file.try_clone().map_err(|e| SetupError::SharedRegion(e.to_string()))?);
+        Ok(file)
+    }
+
+    /// Forward the firmware's outbound doorbells to `sink` as they are rung, acknowledging them (the host
+    /// never reads ODR then); `None` holds them in ODR for [`Board::host_read_odr`] again. Kept across
+    /// resets and firmware loads.
+    pub fn connect_outbound_doorbells(&mut self, sink: Option<OutboundDoorbells>) {
+        self.outbound = sink.clone();
+        self.uc.get_data_mut().immr.mu.set_outbound_doorbells(sink);
+    }
+
+    /// Attach a live host: from now on waits in `b .` with interrupts on pass in real time on `link`,
+    /// slices are shorter so the host is heard while the firmware is busy, and [`Board::run`] also
+    /// returns (as [`Outcome::Idle`]) when the host side ends ([`Board::host_end`]).
+    pub fn attach_live_host(&mut self, link: Box<dyn HostLink>) {
+        self.live = Some(LiveHost { link, end: None, resets: 0 });
+        self.slice = realtime::LIVE_SLICE;
+    }
+
+    /// Why the live host side ended, if it did.
+    pub fn host_end(&self) -> Option<&str> {
+        self.live.as_ref().and_then(|l| l.end.as_deref())
+    }
+
+    /// Agent resets the live host requested.
+    pub fn host_resets(&self) -> u32 {
+        self.live.as_ref().map_or(0, |l| l.resets)
     }
 
     /// Run exactly up to the instruction limit with a counted run (only for the last partial block, so
@@ -763,6 +978,64 @@ impl Board {
     /// Exact number of instructions executed since power-on (resets do not restart it).
     pub fn instructions(&self) -> u64 {
         self.uc.get_data().done
+    }
+
+    /// Count instructions per translation block from now on (on) or stop and forget (off). For finding
+    /// where the firmware spends its instructions; [`Board::profile`] reports them per function.
+    pub fn set_profiling(&mut self, on: bool) {
+        let watched: Vec<u32> = self
+            .image
+            .iter()
+            .flat_map(|i| i.symbols.iter())
+            .filter(|(n, _)| ["memcpy", "memset", "memmove"].iter().any(|w| crate::elf::demangle(n).ends_with(w)))
+            .map(|&(_, a)| a)
+            .collect();
+        let m = self.uc.get_data_mut();
+        m.profile = on.then(Default::default);
+        m.watched = if on { watched } else { Vec::new() };
+        m.calls.clear();
+    }
+
+    /// When profiling, the calls of memcpy, memset and memmove by call site, most bytes first:
+    /// (function, calling function, calls, bytes).
+    pub fn profile_calls(&self) -> Vec<(String, String, u64, u64)> {
+        let name = |addr: u32| self.symbol_at(addr).unwrap_or_else(|| format!("{addr:#010x}"));
+        let mut out: Vec<_> = self
+            .uc
+            .get_data()
+            .calls
+            .iter()
+            .map(|(&(callee, lr), &(calls, bytes))| (name(callee), name(lr.wrapping_sub(4)), calls, bytes))
+            .collect();
+        out.sort_by_key(|c| std::cmp::Reverse(c.3));
+        out
+    }
+
+    fn symbol_at(&self, addr: u32) -> Option<String> {
+        let image = self.image.as_ref()?;
+        let best = image.symbols.iter().filter(|(n, a)| *a <= addr && !n.is_empty()).max_by_key(|(_, a)| *a)?;
+        Some(crate::elf::demangle(&best.0))
+    }
+
+    /// Instructions per firmware function since profiling was turned on, most first: (function, count).
+    /// Blocks outside every symbol are reported by address.
+    pub fn profile(&self) -> Vec<(String, u64)> {
+        let Some(blocks) = &self.uc.get_data().profile else { return Vec::new() };
+        let mut symbols: Vec<(u32, &str)> =
+            self.image.iter().flat_map(|i| i.symbols.iter().map(|(n, a)| (*a, n.as_str()))).collect();
+        symbols.sort_unstable();
+        let mut per: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+        for (&addr, &n) in blocks {
+            let at = symbols.partition_point(|&(a, _)| a <= addr);
+            let name = match at.checked_sub(1) {
+                Some(i) => crate::elf::demangle(symbols[i].1),
+                None => format!("{addr:#010x}"),
+            };
+            *per.entry(name).or_default() += n;
+        }
+        let mut out: Vec<(String, u64)> = per.into_iter().collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out
     }
 
     /// Instructions counted without being emulated: the core spinning in `b .` until a timer fired.

@@ -223,3 +223,20 @@ pub fn parse(elf: &[u8]) -> Result<Image, LoadError> {
 
     Ok(Image { entry, segments, symbols })
 }
+
+/// A Rust symbol name as source shows it, without the hash (`bpnet_ring::Engine<..>::poll`); any
+/// other name as it is.
+pub fn demangle(name: &str) -> String {
+    format!("{:#}", rustc_demangle::demangle(name))
+}
+
+#[cfg(test)]
+mod demangle_tests {
+    use super::demangle;
+
+    #[test]
+    fn rust_names_lose_their_hash() {
+        assert_eq!(demangle("_ZN10bpnet_ring6Engine4poll17h0123456789abcdefE"), "bpnet_ring::Engine::poll");
+        assert_eq!(demangle("memcpy"), "memcpy");
+    }
+}

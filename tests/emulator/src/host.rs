@@ -201,6 +201,10 @@ pub struct Stats {
     pub doorbells: u64,
     /// Interrupts taken (each costs one ODR read).
     pub interrupts: u64,
+    /// LINK doorbells: the agent's state changed without a status block to say so.
+    pub link_events: u64,
+    /// Header reads after LINK doorbells ([`HostLink::agent_state`]).
+    pub slow_bar_reads: u64,
 }
 
 /// One agent's link, up: the host's rings, buffers and indexes.
@@ -231,6 +235,8 @@ pub struct HostLink {
     published: Option<(u32, u32)>,
     /// The agent has written the status block since UP (it took the host's fields and went RUNNING).
     running: bool,
+    /// A LINK doorbell came in since [`HostLink::take_link_event`] was last asked.
+    link_event: bool,
     stats: Stats,
 }
 
@@ -299,11 +305,21 @@ impl HostLink {
             interrupts: false,
             published: None,
             running: false,
+            link_event: false,
             stats: Stats { setup_bar_reads: bp.bar_reads() - reads_before, ..Stats::default() },
         };
         link.publish_events(bp)?;
         link.fill_rx(bp)?;
         Ok(link)
+    }
+
+    /// Take the link down (before a re-initialisation, an MTU change or unloading): `host_state` DOWN
+    /// and a doorbell. The host's RAM stays the agent's until the header shows it left RUNNING
+    /// ([`HostLink::agent_state`]); [`connect`] waits for that and brings a new link up.
+    pub fn down(self, bp: &mut impl Backplane) -> Result<(), LinkError> {
+        bp.bar_write(HOST_STATE_OFFSET, &[HostState::Down as u8])?;
+        bp.ring_doorbell(notify::WORK);
+        Ok(())
     }
 
     /// The agent's half of the header as read at set-up.
@@ -324,6 +340,22 @@ impl HostLink {
     pub fn is_running(&self) -> bool {
         self.running
     }
+    /// Whether a LINK doorbell came in since the last call: the agent's state changed on its own (it was
+    /// reset, or broke the link) and the header must be read.
+    pub fn take_link_event(&mut self) -> bool {
+        std::mem::take(&mut self.link_event)
+    }
+
+    /// The agent's state and generation, read from the header through the BAR: the slow path after a
+    /// LINK doorbell.
+    pub fn agent_state(&mut self, bp: &mut impl Backplane) -> Result<(AgentState, u32), LinkError> {
+        let mut raw = [0u8; bar::HEADER_LEN];
+        bp.bar_read(shared::HEADER_OFFSET, &mut raw)?;
+        self.stats.slow_bar_reads += 1;
+        let header = Header::new_unchecked(&raw[..]);
+        Ok((header.agent_state()?, header.agent_generation()))
+    }
+
     /// TX frames posted and not yet completed.
     pub fn tx_in_flight(&self) -> u32 {
         self.tx_prod.wrapping_sub(self.tx_seen)
@@ -375,6 +407,13 @@ impl HostLink {
             if odr & notify::STATUS != 0 {
                 bp.clear_odr(notify::STATUS);
                 self.stats.interrupts += 1;
+            }
+            if odr & notify::LINK != 0 {
+                // The agent booted or left RUNNING on its own: the header says how (a slow-path
+                // read, made by whoever owns the link: HostLink::agent_state).
+                bp.clear_odr(notify::LINK);
+                self.stats.link_events += 1;
+                self.link_event = true;
             }
         }
         let mut raw = vec![0u8; status::block_len(self.entries)];
@@ -647,6 +686,9 @@ mod tests {
     impl Notify for FakeNotify {
         fn interrupt_host(&mut self) {
             self.0.borrow_mut().odr |= notify::STATUS;
+        }
+        fn link_changed(&mut self) {
+            self.0.borrow_mut().odr |= notify::LINK;
         }
     }
 

@@ -19,6 +19,7 @@ mod elf;
 mod flash;
 mod immr;
 mod ipic;
+pub mod ivshmem;
 mod log;
 mod machine;
 mod memory;
@@ -26,12 +27,15 @@ mod msgunit;
 mod outcome;
 mod pci;
 mod ppc;
+pub mod realtime;
 mod time;
 
+pub mod fuzz;
 pub mod host;
+pub mod netbench;
 pub use board::{
     Board, Config, HostAccessError, LoadInfo, Marker, Output, OutsideRam, SetupError, DEFAULT_HOST_RAM_SIZE,
-    INITIAL_SP, LOG_RING_SYMBOL,
+    INITIAL_SP, LOG_RING_SYMBOL, SHARED_LEN_SYMBOL, SHARED_SYMBOL,
 };
 pub use bus::{BusModel, BusTiming, Direction};
 pub use dma::DmaStats;
@@ -39,6 +43,7 @@ pub use elf::{LoadError, RAM_SIZE};
 pub use flash::{FLASH_BASE, FLASH_SIZE};
 pub use immr::{le_register, Immr, IMMR_BASE};
 pub use machine::STUB_PAGE;
+pub use msgunit::OutboundDoorbells;
 pub use outcome::{Exception, Outcome};
 pub use time::{CORE_HZ, PS_PER_INSTRUCTION};
 

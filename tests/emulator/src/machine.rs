@@ -109,6 +109,12 @@ pub struct Machine {
     pub flash: Flash,
     /// Bench markers written to UART1's scratch register.
     pub markers: Vec<Marker>,
+    /// Instructions per translation-block start address, when profiling ([`crate::Board::set_profiling`]).
+    pub profile: Option<std::collections::HashMap<u32, u64>>,
+    /// When profiling: entry points whose callers are recorded (memcpy and its kind), and per (entry,
+    /// caller's return address) the calls and the sum of their third argument (the length).
+    pub watched: Vec<u32>,
+    pub calls: std::collections::HashMap<(u32, u32), (u64, u64)>,
     /// PCI memory ranges currently mapped as MMIO in Unicorn (start, length).
     pub pci_mapped: Vec<(u64, u64)>,
     /// A PCI LAW changed: the mappings must follow at the next slice boundary.
@@ -154,6 +160,9 @@ impl Machine {
             irq: false,
             flash: Flash::new(wiring.flash, wiring.power_cut_at),
             markers: Vec::new(),
+            profile: None,
+            watched: Vec::new(),
+            calls: std::collections::HashMap::new(),
             pci_mapped: Vec::new(),
             pci_remap: false,
             wiring,
@@ -276,7 +285,19 @@ pub fn on_block(uc: &mut Uc<'_>, address: u64, size: u32) {
         let _ = uc.emu_stop();
         return;
     }
-    uc.get_data_mut().block_len = n;
+    let m = uc.get_data_mut();
+    m.block_len = n;
+    if let Some(profile) = &mut m.profile {
+        // A block left early is counted whole: a profile, not the exact count.
+        *profile.entry(addr).or_default() += n;
+        if m.watched.contains(&addr) {
+            let lr = uc.reg_read(RegisterPPC::LR).unwrap_or(0) as u32;
+            let len = read_gpr(uc, 5);
+            let call = uc.get_data_mut().calls.entry((addr, lr)).or_default();
+            call.0 += 1;
+            call.1 += u64::from(len);
+        }
+    }
 }
 
 /// Interrupt hook: Unicorn reports CPU exceptions here (with PC already advanced past the instruction) and

@@ -3,14 +3,17 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::time::Instant;
 
-use bpnet_emu::{Board, BusModel, Config, Outcome, Output, CORE_HZ, DEFAULT_HOST_RAM_SIZE};
+use bpnet_emu::ivshmem::{self, Listener, Server, Signals};
+use bpnet_emu::{Board, BusModel, Config, OutboundDoorbells, Outcome, Output, CORE_HZ, DEFAULT_HOST_RAM_SIZE};
 
 const USAGE: &str = "\
 usage: bpnet-emu --firmware ELF [--max-insns N] [--ram-file PATH] [--host-ram-file PATH]
                  [--host-ram-size BYTES] [--flash-file PATH] [--power-cut-at N] [--bus pci32|pci64]
                  [--echo-host] [--quiet-log] [--summary-json PATH]
+       bpnet-emu --firmware ELF --ivshmem-server SOCKET --host-ram-file GUEST_RAM [--slot N] [...]
        bpnet-emu --describe-bus-model [--bus pci32|pci64]
 
 Runs a bpnet agent firmware ELF (32-bit big-endian PowerPC, linked for the board's RAM) on an emulated
@@ -36,6 +39,18 @@ options:
                      firmware idles with OMR0 = READY, read the challenge through its BAR (inbound
                      window 0), answer with it in IMR0 and a doorbell; check the reply (OMR1, ODR)
                      and acknowledge it
+  --ivshmem-server SOCKET  be the ivshmem server of one QEMU `ivshmem-doorbell` device (the virtual
+                     backplane): listen on SOCKET (`ivshmem server listening on SOCKET` on stderr once
+                     QEMU may start), serve one client: the shared region (the ELF's __bpnet_shared)
+                     is the device's BAR2, the host's ring of vector 0 is inbound doorbell bit WORK,
+                     outbound doorbell bits STATUS/LINK become MSI-X vectors 0/1 (acknowledged by the
+                     emulator: this personality has no host read of ODR). --host-ram-file must be
+                     the guest's RAM file (existing, at least --host-ram-size, default 256 MiB: it
+                     is neither created nor resized); the outbound window reaches it at PCI address
+                     = guest physical address. Waits pass in real time. Exit when QEMU disconnects or
+                     on SIGTERM/SIGINT (summary as usual); SIGUSR1 resets the agent (hard reset)
+  --slot N           the agent's slot in the chassis (0..19), named in the emulator's messages and
+                     the summary
   --quiet-log        do not print decoded log lines
   --summary-json PATH  also write the summary as one JSON object: outcome (idle, instruction_limit,
                      halted, unmodelled, unmapped), message, exit_code, instructions,
@@ -64,7 +79,12 @@ struct Args {
     echo_host: bool,
     quiet_log: bool,
     summary_json: Option<PathBuf>,
+    ivshmem_server: Option<PathBuf>,
+    slot: Option<u32>,
 }
+
+/// Slots in a chassis.
+const SLOTS: u32 = 20;
 
 enum Parsed {
     Run(Args),
@@ -95,6 +115,9 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut echo_host = false;
     let mut quiet_log = false;
     let mut summary_json = None;
+    let mut ivshmem_server = None;
+    let mut slot = None;
+    let mut host_ram_size_given = false;
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -115,6 +138,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
                 let v = value("a number")?;
                 host_ram_size =
                     parse_count(&v).filter(|&n| n > 0).ok_or(format!("--host-ram-size: not a size: {v}"))?;
+                host_ram_size_given = true;
             }
             "--flash-file" => flash_file = Some(PathBuf::from(value("a path")?)),
             "--power-cut-at" => {
@@ -133,6 +157,16 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--echo-host" => echo_host = true,
             "--quiet-log" => quiet_log = true,
             "--summary-json" => summary_json = Some(PathBuf::from(value("a path")?)),
+            "--ivshmem-server" => ivshmem_server = Some(PathBuf::from(value("a socket path")?)),
+            "--slot" => {
+                let v = value("a slot number")?;
+                slot = Some(
+                    v.parse::<u32>()
+                        .ok()
+                        .filter(|&n| n < SLOTS)
+                        .ok_or(format!("--slot: not a slot (0..{}): {v}", SLOTS - 1))?,
+                );
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -140,6 +174,17 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         return Ok(Parsed::DescribeBus(bus));
     }
     let firmware = firmware.ok_or("--firmware is required")?;
+    if ivshmem_server.is_some() {
+        if host_ram_file.is_none() {
+            return Err("--ivshmem-server needs --host-ram-file (the guest's RAM file)".to_string());
+        }
+        if echo_host {
+            return Err("--echo-host plays a host; with --ivshmem-server the host is the QEMU guest".to_string());
+        }
+        if !host_ram_size_given {
+            host_ram_size = bpnet_contract::HOST_WINDOW_BYTES;
+        }
+    }
     Ok(Parsed::Run(Args {
         firmware,
         max_insns,
@@ -152,6 +197,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         echo_host,
         quiet_log,
         summary_json,
+        ivshmem_server,
+        slot,
     }))
 }
 
@@ -197,6 +244,7 @@ fn main() -> ExitCode {
         max_instructions: args.max_insns,
         host_ram_file: args.host_ram_file,
         host_ram_size: args.host_ram_size,
+        host_ram_existing: args.ivshmem_server.is_some(),
         flash_file: args.flash_file,
         power_cut_at: args.power_cut_at,
         bus: args.bus,
@@ -222,6 +270,22 @@ fn main() -> ExitCode {
         };
         let _ = stdout.flush();
     });
+
+    let who = match args.slot {
+        Some(n) => format!("bpnet-emu[slot {n}]"),
+        None => "bpnet-emu".to_string(),
+    };
+    let mut server = None;
+    if let Some(socket) = &args.ivshmem_server {
+        match serve(&mut board, &info, socket, &who) {
+            Ok(Some(s)) => server = Some(s),
+            Ok(None) => {
+                eprintln!("{who}: stopped before the host connected");
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => return fail(e),
+        }
+    }
 
     let started = Instant::now();
     let mut echo = EchoHost::default();
@@ -251,8 +315,12 @@ fn main() -> ExitCode {
         0 => String::new(),
         n => format!(", {n} power cut(s)"),
     };
+    let headline = match board.host_end() {
+        Some(end) => format!("host side ended ({end})"),
+        None => headline,
+    };
     eprintln!(
-        "bpnet-emu: {headline} after {instructions} instructions ({} virtual, {:.2} MHz core{resets}{cuts}); host {mips:.1} MIPS",
+        "{who}: {headline} after {instructions} instructions ({} virtual, {:.2} MHz core{resets}{cuts}); host {mips:.1} MIPS",
         virtual_time(board.virtual_time_ps()),
         CORE_HZ / 1e6
     );
@@ -261,9 +329,23 @@ fn main() -> ExitCode {
     let (to_host, from_host, local) = (sum(|s| s.bytes_to_host), sum(|s| s.bytes_from_host), sum(|s| s.bytes_local));
     if to_host + from_host + local > 0 {
         eprintln!(
-            "bpnet-emu: DMA moved {to_host} bytes to the host, {from_host} from the host, {local} within RAM \
+            "{who}: DMA moved {to_host} bytes to the host, {from_host} from the host, {local} within RAM \
              (virtual time under the {} bus model; --describe-bus-model)",
             board.bus_model().name()
+        );
+    }
+    let stats = server.as_ref().map(|s| s.stats()).unwrap_or_default();
+    if server.is_some() {
+        eprintln!(
+            "{who}: ivshmem: {} work doorbells from the host, {} status and {} link interrupts to it, {} agent \
+             resets; refused: {} rings of unknown vectors, {} outbound doorbells without a vector, {} stray bytes",
+            stats.work_doorbells,
+            stats.interrupts[bpnet_contract::ivshmem::VECTOR_STATUS as usize],
+            stats.interrupts[bpnet_contract::ivshmem::VECTOR_LINK as usize],
+            board.host_resets(),
+            stats.unknown_doorbells,
+            stats.unmapped_outbound,
+            stats.unexpected_bytes,
         );
     }
     if let Some(path) = &args.summary_json {
@@ -274,7 +356,9 @@ fn main() -> ExitCode {
              \"skipped_instructions\":{},\"virtual_ns\":{},\"wall_ns\":{},\"resets\":{},\
              \"power_cuts\":{},\"flash_operations\":{},\"bus_model\":\"{}\",\"dma_bytes_to_host\":{to_host},\
              \"dma_bytes_from_host\":{from_host},\"dma_bytes_local\":{local},\"host_bar_reads\":{},\
-             \"host_bar_writes\":{},\"inta_assertions\":{},\"markers\":[{}],\"message\":\"{}\"}}\n",
+             \"host_bar_writes\":{},\"inta_assertions\":{},\"slot\":{},\"host_end\":{},\
+             \"ivshmem_work_doorbells\":{},\"ivshmem_status_interrupts\":{},\"ivshmem_link_interrupts\":{},\
+             \"host_resets\":{},\"markers\":[{}],\"message\":\"{}\"}}\n",
             outcome.kind(),
             outcome.exit_code(),
             board.skipped_instructions(),
@@ -287,6 +371,12 @@ fn main() -> ExitCode {
             board.host_bar_reads(),
             board.host_bar_writes(),
             board.inta_assertions(),
+            args.slot.map_or("null".to_string(), |n| n.to_string()),
+            board.host_end().map_or("null".to_string(), |e| format!("\"{}\"", json_escape(e))),
+            stats.work_doorbells,
+            stats.interrupts[bpnet_contract::ivshmem::VECTOR_STATUS as usize],
+            stats.interrupts[bpnet_contract::ivshmem::VECTOR_LINK as usize],
+            board.host_resets(),
             markers.join(","),
             json_escape(&outcome.to_string()),
         );
@@ -295,6 +385,44 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::from(outcome.exit_code() as u8)
+}
+
+/// Set up the ivshmem server mode: the shared region gets its own memory file, the socket listens, the
+/// host (QEMU) connects and gets the set-up, and the board is wired to it. `Ok(None)`: stopped by a
+/// signal before the host connected.
+fn serve(
+    board: &mut Board,
+    info: &bpnet_emu::LoadInfo,
+    socket: &std::path::Path,
+    who: &str,
+) -> Result<Option<Rc<Server>>, String> {
+    let (addr, len) = info.shared_region.ok_or(format!(
+        "the firmware names no shared region ({} / {})",
+        bpnet_emu::SHARED_SYMBOL,
+        bpnet_emu::SHARED_LEN_SYMBOL
+    ))?;
+    if len as usize != bpnet_contract::shared::LEN {
+        return Err(format!(
+            "the firmware's shared region is {len:#x} bytes, the contract's is {:#x}",
+            bpnet_contract::shared::LEN
+        ));
+    }
+    let file = board.share_region(addr, len).map_err(|e| e.to_string())?;
+    let signals = Signals::install().map_err(|e| format!("installing signal handlers: {e}"))?;
+    let listener = Listener::bind(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
+    eprintln!("{who}: ivshmem server listening on {}", socket.display());
+    let Some(server) = Server::accept(&listener, &file, signals).map_err(|e| format!("serving the host: {e}"))? else {
+        return Ok(None);
+    };
+    eprintln!(
+        "{who}: host connected: shared region {addr:#010x} ({len:#x} bytes) is its BAR2, {} vectors each way",
+        ivshmem::VECTORS
+    );
+    let server = Rc::new(server);
+    let doorbells = server.clone();
+    board.connect_outbound_doorbells(Some(OutboundDoorbells(Rc::new(move |bits| doorbells.ring_outbound(bits)))));
+    board.attach_live_host(Box::new(server.clone()));
+    Ok(Some(server))
 }
 
 /// The host side of the self-test handshake (`bpnet_contract::selftest`), acting on INTA# between runs.
@@ -411,6 +539,17 @@ mod tests {
         let Ok(Parsed::Run(a)) = parse(&["--firmware=f", "--echo-host"]) else { panic!() };
         assert!(a.echo_host);
         assert!(parse(&["--firmware", "f", "--power-cut-at", "0"]).is_err());
+        let Ok(Parsed::Run(a)) = parse(&["--firmware=f", "--ivshmem-server", "s", "--host-ram-file=g", "--slot", "3"])
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (a.ivshmem_server, a.slot, a.host_ram_size),
+            (Some(PathBuf::from("s")), Some(3), bpnet_contract::HOST_WINDOW_BYTES)
+        );
+        assert!(parse(&["--firmware=f", "--ivshmem-server", "s"]).is_err(), "needs the guest's RAM");
+        assert!(parse(&["--firmware=f", "--ivshmem-server=s", "--host-ram-file=g", "--echo-host"]).is_err());
+        assert!(parse(&["--firmware=f", "--slot", "20"]).is_err());
         assert!(parse(&[]).is_err());
         assert!(parse(&["--firmware"]).is_err());
         assert!(parse(&["--firmware", "x", "--bogus"]).is_err());

@@ -138,6 +138,20 @@ pub struct SharedFile {
     pub file: BackingFile,
 }
 
+/// Map an existing file shared, all of it, refusing a missing file or one shorter than `size`: for a file
+/// another process sized and keeps mapped (a Linux guest's RAM), where creating or resizing it would be
+/// wrong.
+pub fn open_existing_shared(path: &Path, size: u64) -> std::io::Result<SharedFile> {
+    let file = OpenOptions::new().read(true).write(true).open(path)?;
+    let len = file.metadata()?.len();
+    if len < size {
+        return Err(std::io::Error::other(format!("is {len} bytes, shorter than the {size} bytes expected")));
+    }
+    // SAFETY: as in `open_shared`: the mapping is only touched through `Region` byte copies and Unicorn.
+    let map = unsafe { MmapMut::map_mut(&file) }?;
+    Ok(SharedFile { map, file: BackingFile::Named(path.to_path_buf()) })
+}
+
 /// Open `path` (or a new temporary file named `prefix…`), make it at least `size` bytes — bytes added are
 /// `fill` — and map all of it shared. An existing longer file keeps its length (another process owns its
 /// size, e.g. a guest's RAM file) when `keep_longer`, else it is an error to have it longer.
@@ -187,6 +201,61 @@ pub fn open_shared(
     Ok(SharedFile { map, file: backing })
 }
 
+/// Give `len` bytes of `map` at `offset` a memory file of their own (a memfd named `name`), mapped shared
+/// at the same address in place of the file's pages: another process handed the returned file (QEMU's
+/// ivshmem device) and this process (Unicorn, which keeps using the same addresses) then see the same
+/// bytes. The bytes there are copied into the new file first. The original file no longer holds those
+/// bytes for this process: a third process mapping it sees stale data in that range. `offset` and `len`
+/// must be page-aligned and inside the mapping.
+pub fn overlay_memfd(map: &mut MmapMut, offset: u64, len: u64, name: &str) -> std::io::Result<File> {
+    use std::io::Error;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::fs::FileExt;
+
+    // SAFETY: sysconf takes no pointers.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    let end = offset.checked_add(len).filter(|&e| e <= map.len() as u64);
+    if end.is_none() || !offset.is_multiple_of(page) || !len.is_multiple_of(page) || len == 0 {
+        return Err(Error::other(format!(
+            "{len:#x} bytes at {offset:#x} are not a page-aligned range inside the {:#x}-byte mapping",
+            map.len()
+        )));
+    }
+    let cname = std::ffi::CString::new(name).map_err(Error::other)?;
+    // SAFETY: `cname` is a live NUL-terminated string; the result is checked.
+    let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor owned by nothing else.
+    let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    file.set_len(len)?;
+    let (start, n) = (offset as usize, len as usize);
+    file.write_all_at(&map[start..start + n], 0)?;
+    // SAFETY: the target range is inside `map` (checked above) and page-aligned, so MAP_FIXED replaces only
+    // pages of this mapping, which `map` keeps reserved (and unmaps, with these pages, when dropped). No Rust
+    // reference into the range is live: `map` is borrowed mutably here.
+    let at = unsafe {
+        let want = map.as_mut_ptr().add(start).cast::<libc::c_void>();
+        let got = libc::mmap(
+            want,
+            n,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_FIXED,
+            file.as_raw_fd(),
+            0,
+        );
+        (got, want)
+    };
+    if at.0 == libc::MAP_FAILED {
+        return Err(Error::last_os_error());
+    }
+    if at.0 != at.1 {
+        return Err(Error::other("mmap with MAP_FIXED returned another address"));
+    }
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +280,40 @@ mod tests {
         assert!(!r.fill(4090, 8, 0));
         assert!(!Region::EMPTY.read(0, &mut b));
         assert!(Region::EMPTY.read(0, &mut []));
+    }
+
+    #[test]
+    fn an_overlaid_range_is_shared_with_its_own_file() {
+        use std::os::unix::fs::FileExt;
+        let mut f = open_shared(None, "bpnet-emu-test-", 4 * 4096, 0, false).unwrap();
+        f.map[4096] = 0xAB;
+        let file = overlay_memfd(&mut f.map, 4096, 2 * 4096, "bpnet-test").unwrap();
+        assert_eq!(file.metadata().unwrap().len(), 2 * 4096);
+        let mut b = [0u8; 1];
+        file.read_exact_at(&mut b, 0).unwrap();
+        assert_eq!(b[0], 0xAB, "contents carried over");
+        f.map[4097] = 0xCD;
+        file.read_exact_at(&mut b, 1).unwrap();
+        assert_eq!(b[0], 0xCD, "the mapping writes the new file");
+        file.write_all_at(&[0xEF], 2 * 4096 - 1).unwrap();
+        assert_eq!(f.map[3 * 4096 - 1], 0xEF, "and reads it");
+        assert!(overlay_memfd(&mut f.map, 100, 4096, "x").is_err());
+        assert!(overlay_memfd(&mut f.map, 3 * 4096, 2 * 4096, "x").is_err());
+    }
+
+    /// An existing file must be at least `size` bytes: a guest's RAM file is sized by its owner.
+    #[test]
+    fn existing_only_files_are_not_created_or_extended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("guest-ram");
+        assert!(open_existing_shared(&path, 4096).is_err());
+        std::fs::write(&path, [1u8; 100]).unwrap();
+        let e = open_existing_shared(&path, 4096).err().unwrap();
+        assert!(e.to_string().contains("shorter"), "{e}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 100, "not extended");
+        std::fs::write(&path, vec![2u8; 8192]).unwrap();
+        let f = open_existing_shared(&path, 4096).unwrap();
+        assert_eq!((f.map.len(), f.map[8191]), (8192, 2));
     }
 
     #[test]

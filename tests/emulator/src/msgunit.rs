@@ -6,6 +6,9 @@
 //! unmasked OMISR bit is set; the host writes IMR0/1 and IDR, which raise inbound status (IMISR), pending
 //! IPIC vector 69 while unmasked.
 
+use std::fmt;
+use std::rc::Rc;
+
 pub const OM0I: u32 = 0x1;
 pub const OM1I: u32 = 0x2;
 pub const ODI: u32 = 0x8;
@@ -28,6 +31,17 @@ pub const IDR: u32 = 0x8068;
 pub const IMISR: u32 = 0x8080;
 pub const IMIMR: u32 = 0x8084;
 
+/// Where outbound doorbells go when the host has no ODR to read (the ivshmem personality: each bit is an
+/// MSI-X vector). Called with the bits the agent rang; the message unit then acknowledges them itself.
+#[derive(Clone)]
+pub struct OutboundDoorbells(pub Rc<dyn Fn(u32)>);
+
+impl fmt::Debug for OutboundDoorbells {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OutboundDoorbells")
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct MessageUnit {
     imr: [u32; 2],
@@ -43,6 +57,8 @@ pub struct MessageUnit {
     /// INTA# level after the last change, and how often it went from deasserted to asserted.
     inta: bool,
     inta_assertions: u64,
+    /// Outbound doorbells forwarded as they are rung instead of held in ODR for a host read.
+    outbound: Option<OutboundDoorbells>,
 }
 
 impl MessageUnit {
@@ -113,8 +129,17 @@ impl MessageUnit {
                 self.omr[1] = value;
                 self.omisr |= OM1I;
             }
-            // The agent sets outbound doorbell bits, the host clears them.
-            ODR => self.odr |= value,
+            // The agent sets outbound doorbell bits, the host clears them; with a forwarding host the bits go
+            // out at once and are acknowledged here, as that host never reads ODR.
+            ODR => {
+                self.odr |= value;
+                if let Some(sink) = &self.outbound {
+                    let bits = std::mem::take(&mut self.odr);
+                    if bits != 0 {
+                        (sink.0)(bits);
+                    }
+                }
+            }
             // The host sets inbound doorbell bits, the agent clears them.
             IDR => self.idr &= !value,
             IMISR => self.imisr &= !(value & MESSAGE_BITS),
@@ -157,15 +182,44 @@ impl MessageUnit {
         self.track_inta();
     }
 
-    /// Keep the INTA# edge count across a board reset (it is the host's view of the agent's life).
+    /// Keep the host's side across a board reset: the INTA# edge count (the host's view of the agent's life)
+    /// and where outbound doorbells are forwarded (the host stays connected while the agent resets).
     pub fn carry_count(&mut self, before: &MessageUnit) {
         self.inta_assertions = before.inta_assertions;
+        self.outbound.clone_from(&before.outbound);
+    }
+
+    /// Forward outbound doorbells to `sink` as they are rung (`None`: hold them in ODR for a host read).
+    pub fn set_outbound_doorbells(&mut self, sink: Option<OutboundDoorbells>) {
+        self.outbound = sink;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+
+    #[test]
+    fn forwarded_outbound_doorbells_are_acknowledged_and_survive_a_reset() {
+        let rung = Rc::new(RefCell::new(Vec::new()));
+        let seen = rung.clone();
+        let mut mu = MessageUnit::default();
+        mu.set_outbound_doorbells(Some(OutboundDoorbells(Rc::new(move |bits| seen.borrow_mut().push(bits)))));
+        mu.write(ODR, 0x2).unwrap();
+        mu.write(ODR, 0x6).unwrap();
+        mu.write(ODR, 0).unwrap();
+        assert_eq!(*rung.borrow(), [0x2, 0x6], "one call per ring, none for no bits");
+        assert_eq!(mu.host_read_odr(), 0, "acknowledged by the forwarding");
+        assert!(!mu.inta());
+        let mut after = MessageUnit::default();
+        after.carry_count(&mu);
+        after.write(ODR, 0x4).unwrap();
+        assert_eq!(*rung.borrow(), [0x2, 0x6, 0x4]);
+        after.set_outbound_doorbells(None);
+        after.write(ODR, 0x4).unwrap();
+        assert_eq!(after.host_read_odr(), 0x4, "held for a host read again");
+    }
 
     #[test]
     fn doorbells_set_and_clear_from_opposite_sides() {

@@ -185,6 +185,16 @@ impl PciWindows {
         Err(format!("PCI address {pci:#010x} is not inside an enabled inbound window"))
     }
 
+    /// Where enabled inbound window `n` (0..3) leads: (agent RAM base, size), as [`PciWindows::inbound`]
+    /// translates. `None` if the window is disabled, does not exist, or is a 64-bit (PIEBAR) window.
+    pub fn inbound_target(&self, n: usize) -> Option<(u64, u64)> {
+        if n >= 3 || self.piwar[n] & EN == 0 || self.piebar[n] != 0 {
+            return None;
+        }
+        let size = window_size(self.piwar[n]);
+        Some(((u64::from(self.pitar[n] & PAGE_FIELD) << 12) & !(size - 1), size))
+    }
+
     /// Register read; `None` if `offset` is not one of these registers.
     pub fn read(&self, offset: u32) -> Option<u32> {
         Some(match offset {
@@ -392,6 +402,8 @@ mod tests {
         w.write(b, 0xD000_0000 >> 12, "PIBAR1").unwrap();
         w.write(a, EN | 0x2005_5013, "PIWAR1").unwrap();
         assert_eq!(w.inbound(0xD000_0010, 4), Ok(0x0040_0010));
+        assert_eq!(w.inbound_target(1), Some((0x0040_0000, 1 << 20)));
+        assert_eq!((w.inbound_target(0), w.inbound_target(3)), (None, None));
         assert!(w.inbound(0xD00F_FFFE, 4).unwrap_err().contains("past the end"));
         assert!(w.inbound(0xD010_0000, 4).is_err());
         // Translating outside RAM.

@@ -5,6 +5,7 @@
 mod common;
 
 use bpnet_emu::host::{self, HostLink, Params};
+use bpnet_emu::netbench::{self, HostStack};
 use bpnet_emu::{Board, Config};
 
 const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -23,6 +24,7 @@ fn boot() -> (Board, HostLink) {
         .unwrap_or_else(|e| panic!("link up: {e}\nconsole:\n{}", String::from_utf8_lossy(board.console())));
     host::run_until(&mut board, &mut link, |l| l.is_running(), STEPS)
         .unwrap_or_else(|e| panic!("agent RUNNING: {e}\nconsole:\n{}", String::from_utf8_lossy(board.console())));
+    netbench::wait_for_address(&mut board, &mut link, 0).unwrap_or_else(|e| panic!("{e}"));
     (board, link)
 }
 
@@ -138,7 +140,9 @@ fn arp_and_ping_over_the_data_path() {
     assert_eq!(link.stats().setup_bar_reads, 1);
 
     let agent_mac = exchange(&mut board, &mut link, &arp_request(), arp_reply);
-    assert_eq!(agent_mac, link.mac(), "the agent answers with the MAC its header gives the host");
+    // No identity record in the flash: serial 0.
+    assert_eq!(agent_mac, [0x02, 0x83, 0x49, 0, 0, 0], "the agent's MAC");
+    assert_eq!(link.mac(), [0x06, 0x83, 0x49, 0, 0, 0], "the host interface's MAC, from the header");
 
     let reads = board.host_bar_reads();
     for (seq, len) in [0usize, 1, 56, 64, 100, 512, 1000, 1400, 1471, 1472].into_iter().enumerate() {
@@ -155,117 +159,28 @@ fn arp_and_ping_over_the_data_path() {
     assert_eq!((stats.tx_errors, stats.rx_errors), (0, 0));
 }
 
-/// The host's smoltcp device: frames queue here both ways and the test loop carries them over the
-/// [`HostLink`], so smoltcp never needs the board.
-#[derive(Default)]
-struct Queues {
-    to_agent: std::collections::VecDeque<Vec<u8>>,
-    from_agent: std::collections::VecDeque<Vec<u8>>,
-}
-
-struct QueueRx(Vec<u8>);
-
-impl smoltcp::phy::RxToken for QueueRx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-struct QueueTx<'a>(&'a mut std::collections::VecDeque<Vec<u8>>);
-
-impl smoltcp::phy::TxToken for QueueTx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut frame = vec![0; len];
-        let r = f(&mut frame);
-        self.0.push_back(frame);
-        r
-    }
-}
-
-impl smoltcp::phy::Device for Queues {
-    type RxToken<'a> = QueueRx;
-    type TxToken<'a> = QueueTx<'a>;
-
-    fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(QueueRx, QueueTx<'_>)> {
-        let frame = self.from_agent.pop_front()?;
-        Some((QueueRx(frame), QueueTx(&mut self.to_agent)))
-    }
-
-    fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<QueueTx<'_>> {
-        Some(QueueTx(&mut self.to_agent))
-    }
-
-    fn capabilities(&self) -> smoltcp::phy::DeviceCapabilities {
-        let mut caps = smoltcp::phy::DeviceCapabilities::default();
-        caps.medium = smoltcp::phy::Medium::Ethernet;
-        caps.max_transmission_unit = 1514;
-        caps
-    }
-}
-
-/// The board's virtual time as the host's clock: both sides agree on how long things took.
-fn virtual_now(board: &Board) -> smoltcp::time::Instant {
-    smoltcp::time::Instant::from_micros((board.virtual_time_ns() / 1000) as i64)
-}
-
-/// A pattern that does not repeat with any period a lost or duplicated segment could hide behind.
-fn pattern(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x2545_f491;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-/// A host-side TCP client (smoltcp at 10.83.49.1) over the host model, driven slice by slice.
+/// A host-side TCP client over the host model, stepped one emulator slice at a time (idle waits pass in
+/// virtual time, so timers run).
 struct HostTcp {
-    iface: smoltcp::iface::Interface,
-    dev: Queues,
-    sockets: smoltcp::iface::SocketSet<'static>,
+    stack: HostStack,
     handle: smoltcp::iface::SocketHandle,
-    /// Frames handed to the agent.
-    frames: u64,
 }
 
 impl HostTcp {
-    /// Connect (SYN queued) to the agent's echo port. Buffers are leaked: a test lives shorter than that.
-    fn connect(board: &Board) -> HostTcp {
-        use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
-        use smoltcp::socket::tcp;
-        use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, Ipv4Address};
-
-        let mut dev = Queues::default();
-        let mut config = IfaceConfig::new(EthernetAddress(HOST_MAC).into());
-        config.random_seed = 0x0bad_5eed;
-        let mut iface = Interface::new(config, &mut dev, virtual_now(board));
-        iface.update_ip_addrs(|a| a.push(IpCidr::new(IpAddress::v4(10, 83, 49, 1), 24)).unwrap());
-        let buffer = || tcp::SocketBuffer::new(&mut Box::leak(vec![0u8; 64 * 1024].into_boxed_slice())[..]);
-        let storage = Box::leak(Box::new([SocketStorage::EMPTY; 1]));
-        let mut sockets = SocketSet::new(&mut storage[..]);
-        let handle = sockets.add(tcp::Socket::new(buffer(), buffer()));
-        let agent = (Ipv4Address::new(AGENT_IP[0], AGENT_IP[1], AGENT_IP[2], AGENT_IP[3]), 7);
-        sockets.get_mut::<tcp::Socket>(handle).connect(iface.context(), agent, 49152).expect("connect");
-        HostTcp { iface, dev, sockets, handle, frames: 0 }
+    /// Connect (SYN queued) to the agent's echo port.
+    fn connect(board: &Board, mtu: u16) -> HostTcp {
+        let mut stack = HostStack::new(board, mtu);
+        let handle = stack.connect(netbench::ECHO_PORT, 49152, 256 * 1024);
+        HostTcp { stack, handle }
     }
 
     fn socket(&mut self) -> &mut smoltcp::socket::tcp::Socket<'static> {
-        self.sockets.get_mut(self.handle)
+        self.stack.tcp(self.handle)
     }
 
-    /// Let smoltcp act and hand what it built to the agent, as far as the TX ring takes it.
     fn host_turn(&mut self, board: &mut Board, link: &mut HostLink) {
-        self.iface.poll(virtual_now(board), &mut self.dev, &mut self.sockets);
-        while let Some(frame) = self.dev.to_agent.front() {
-            if !link.send(board, frame).expect("frame accepted") {
-                break;
-            }
-            self.dev.to_agent.pop_front();
-            self.frames += 1;
-        }
+        let now = netbench::virtual_now(board);
+        self.stack.host_turn(board, now, link);
     }
 
     /// One slice of the agent, then what it sent, in order.
@@ -280,7 +195,7 @@ impl HostTcp {
     fn step(&mut self, board: &mut Board, link: &mut HostLink) {
         self.host_turn(board, link);
         let got = Self::agent_turn(board, link);
-        self.dev.from_agent.extend(got);
+        self.stack.dev.from_agent.extend(got);
     }
 
     /// Step until the handshake is done.
@@ -314,57 +229,186 @@ fn tcp_segment(f: &[u8]) -> Option<(u32, Vec<u8>)> {
     Some((u32::from_be_bytes(tcp[4..8].try_into().unwrap()), tcp[offset..].to_vec()))
 }
 
-/// Bytes pushed through the agent's TCP echo: 1 MiB.
-const TCP_BYTES: usize = 1 << 20;
+fn firmware_elf() -> Vec<u8> {
+    std::fs::read(common::firmware("BPNET_FIRMWARE_ELF")).expect("firmware ELF readable")
+}
+
+/// A TCP echo of `bytes` at `mtu`, verified byte for byte (inside [`netbench::tcp_echo`]); the host copies
+/// nothing across the bus and reads the BAR only for the interrupts it asked for (one ODR read each).
+fn tcp_echo(bytes: usize, mtu: u16) {
+    let wall = std::time::Instant::now();
+    let (f, _) = netbench::tcp_echo(&firmware_elf(), bytes, mtu, false).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "tcp echo of {bytes} bytes at MTU {mtu}: {:.2} s wall, {:.0} agent instructions per frame, {} + {} frames, \
+         {:.1} MB/s virtual",
+        wall.elapsed().as_secs_f64(),
+        f.instructions_per_frame(),
+        f.frames_to_agent,
+        f.frames_to_host,
+        f.rate() / 1e6
+    );
+    assert_eq!(f.host_copied_bytes, 0, "the host moves no payload across the bus");
+    assert!(
+        f.host_bar_reads <= f.interrupts,
+        "BAR reads only for interrupts: {} reads, {} interrupts",
+        f.host_bar_reads,
+        f.interrupts
+    );
+    // Frames as large as the MTU allows went both ways: at 1500, full segments are 1514-byte frames.
+    assert!(f.frames_to_agent > 0 && f.frames_to_host > 0);
+}
 
 #[test]
-fn tcp_echo_of_one_mebibyte() {
-    let (mut board, mut link) = boot();
-    let mut tcp = HostTcp::connect(&board);
-    tcp.establish(&mut board, &mut link);
+fn tcp_echo_of_ten_megabytes() {
+    tcp_echo(10_000_000, 1500);
+}
 
-    let data = pattern(TCP_BYTES);
-    let mut echoed = Vec::with_capacity(TCP_BYTES);
-    let mut sent = 0usize;
-    let reads = board.host_bar_reads();
-    let frames = tcp.frames;
-    let (instructions, skipped) = (board.instructions(), board.skipped_instructions());
-    let received = link.stats().rx_frames;
-    let decrementers = |board: &Board| board.exceptions().iter().filter(|e| e.vector == 0x900).count();
-    let timer_wakeups = decrementers(&board);
-    let wall = std::time::Instant::now();
-    let mut steps = 0usize;
-    while echoed.len() < TCP_BYTES {
-        steps += 1;
-        assert!(steps < 100_000, "stalled at {} of {TCP_BYTES} bytes echoed", echoed.len());
-        tcp.iface.poll(virtual_now(&board), &mut tcp.dev, &mut tcp.sockets);
-        let s = tcp.socket();
-        while sent < TCP_BYTES && s.can_send() {
-            sent += s.send_slice(&data[sent..]).expect("send");
+#[test]
+fn tcp_echo_at_mtu_9000() {
+    tcp_echo(2 << 20, 9000);
+}
+
+#[test]
+fn tcp_echo_at_mtu_65535() {
+    tcp_echo(2 << 20, 65535);
+}
+
+/// Ping with payloads up to the MTU at 9000 and 65535: frames of every size cross both ways.
+#[test]
+fn ping_up_to_jumbo_mtus() {
+    for mtu in [9000u16, 65535] {
+        let elf = firmware_elf();
+        let params = Params { mtu, buffer_len: (u32::from(mtu) + 14).next_multiple_of(64), ..Params::default() };
+        let (mut board, mut link) = netbench::boot(&elf, params).unwrap_or_else(|e| panic!("{e}"));
+        let agent_mac = exchange(&mut board, &mut link, &arp_request(), arp_reply);
+        for len in [1472usize, 8972, usize::from(mtu) - 28] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 13) as u8).collect();
+            let request = echo_request(agent_mac, 0x7e57, len as u16, &payload);
+            assert_eq!(request.len(), 14 + 28 + len);
+            let (_, seq, echoed) = exchange(&mut board, &mut link, &request, |f| echo_reply(f, agent_mac));
+            assert_eq!(seq, len as u16);
+            assert!(echoed == payload, "{len}-byte payload at MTU {mtu} comes back unchanged");
         }
-        while s.can_recv() {
-            s.recv(|b| {
-                echoed.extend_from_slice(b);
-                (b.len(), ())
-            })
-            .expect("recv");
-        }
-        tcp.step(&mut board, &mut link);
     }
-    let timer_wakeups = decrementers(&board) - timer_wakeups;
-    let executed = (board.instructions() - instructions) - (board.skipped_instructions() - skipped);
-    let (to_agent, from_agent) = (tcp.frames - frames, link.stats().rx_frames - received);
-    eprintln!(
-        "tcp echo: {TCP_BYTES} bytes in {:.2} s wall, {} slices; agent executed {executed} instructions for \
-         {to_agent} frames in and {from_agent} out: {} per frame pair; {timer_wakeups} decrementer wake-ups",
-        wall.elapsed().as_secs_f64(),
-        steps,
-        executed / to_agent.max(from_agent).max(1),
-    );
-    assert!(echoed == data, "the echo differs from what was sent");
-    assert_eq!(board.host_bar_reads() - reads, 0, "the transfer reads nothing across the bus");
-    let stats = link.stats();
-    assert_eq!((stats.tx_errors, stats.rx_errors), (0, 0));
+}
+
+/// A TCP echo in progress: what was sent of `data` and what came back.
+struct Echo {
+    data: Vec<u8>,
+    sent: usize,
+    echoed: Vec<u8>,
+}
+
+impl Echo {
+    fn new(len: usize) -> Echo {
+        Echo { data: netbench::pattern(len), sent: 0, echoed: Vec::new() }
+    }
+
+    /// Step until `until` bytes came back (or `steps` ran out); send no more than `send_limit`.
+    fn pump(&mut self, board: &mut Board, link: &mut HostLink, tcp: &mut HostTcp, send_limit: usize, until: usize) {
+        for _ in 0..200_000 {
+            if self.echoed.len() >= until {
+                return;
+            }
+            let s = tcp.socket();
+            while self.sent < send_limit.min(self.data.len()) && s.can_send() {
+                self.sent += s.send_slice(&self.data[self.sent..send_limit.min(self.data.len())]).expect("send");
+            }
+            while s.can_recv() {
+                s.recv(|b| {
+                    self.echoed.extend_from_slice(b);
+                    (b.len(), ())
+                })
+                .expect("recv");
+            }
+            tcp.step(board, link);
+        }
+        panic!(
+            "echo stalled at {} of {until} bytes\nconsole:\n{}",
+            self.echoed.len(),
+            String::from_utf8_lossy(board.console())
+        );
+    }
+}
+
+/// The host re-initialises the link (DOWN, a new generation, UP) in the middle of a TCP echo: the agent
+/// leaves RUNNING, comes back, frames in flight are lost, and TCP's retransmission carries the transfer
+/// to the end unchanged.
+#[test]
+fn host_reinit_mid_transfer_recovers() {
+    let elf = firmware_elf();
+    let (mut board, mut link) = netbench::boot(&elf, Params::default()).unwrap_or_else(|e| panic!("{e}"));
+    let mut tcp = HostTcp::connect(&board, 1500);
+    tcp.establish(&mut board, &mut link);
+    let mut echo = Echo::new(1 << 20);
+    echo.pump(&mut board, &mut link, &mut tcp, 512 << 10, 256 << 10);
+
+    // Mid-transfer, with frames in both rings: re-initialise.
+    link.down(&mut board).expect("down");
+    let generation = 2;
+    let mut link = host::connect(&mut board, Params { generation, ..Params::default() }, 500)
+        .unwrap_or_else(|e| panic!("link up again: {e}"));
+    host::run_until(&mut board, &mut link, |l| l.is_running(), STEPS).expect("RUNNING again");
+    assert_eq!(board_header(&mut board).host_generation(), generation);
+    let seen = board_counter(&mut board, bpnet_contract::bar::counter::HOST_RESETS_SEEN);
+    assert_eq!(seen, 1, "the agent counted the host's re-initialisation");
+
+    echo.pump(&mut board, &mut link, &mut tcp, usize::MAX, 1 << 20);
+    assert!(echo.echoed == echo.data, "the echo is byte for byte what was sent");
+}
+
+/// The agent is reset in the middle of a TCP echo: its LINK doorbell after booting tells the host,
+/// which reads the header (a new agent generation, READY), brings the link up again, and a new
+/// connection works; the old one is gone with the agent's memory.
+#[test]
+fn agent_reset_mid_transfer_link_down_and_up() {
+    let elf = firmware_elf();
+    let (mut board, mut link) = netbench::boot(&elf, Params::default()).unwrap_or_else(|e| panic!("{e}"));
+    let (_, generation_before) = link.agent_state(&mut board).expect("header");
+    let mut tcp = HostTcp::connect(&board, 1500);
+    tcp.establish(&mut board, &mut link);
+    let mut echo = Echo::new(256 << 10);
+    echo.pump(&mut board, &mut link, &mut tcp, 128 << 10, 32 << 10);
+
+    let console_from = board.console().len();
+    board.hard_reset();
+    let mut told = false;
+    for _ in 0..STEPS {
+        // The host stops sending into a link whose agent went away; it only listens.
+        HostTcp::agent_turn(&mut board, &mut link);
+        if link.take_link_event() {
+            told = true;
+            break;
+        }
+    }
+    assert!(told, "the agent rang LINK after its reset");
+    let (state, generation) = link.agent_state(&mut board).expect("header");
+    assert_eq!(state, bpnet_contract::bar::AgentState::Ready);
+    assert_ne!(generation, generation_before, "a reset agent has a new generation");
+
+    // Link up again with a fresh host generation; the old connection is gone, a new one echoes.
+    let mut link =
+        host::connect(&mut board, Params { generation: 2, ..Params::default() }, 500).expect("link up again");
+    host::run_until(&mut board, &mut link, |l| l.is_running(), STEPS).expect("RUNNING again");
+    netbench::wait_for_address(&mut board, &mut link, console_from).unwrap_or_else(|e| panic!("{e}"));
+    tcp.socket().abort();
+    tcp.handle = tcp.stack.connect(netbench::ECHO_PORT, 49153, 256 * 1024);
+    tcp.establish(&mut board, &mut link);
+    let mut echo = Echo::new(256 << 10);
+    echo.pump(&mut board, &mut link, &mut tcp, usize::MAX, 256 << 10);
+    assert!(echo.echoed == echo.data, "traffic resumes after the agent's reset");
+}
+
+fn board_header(board: &mut Board) -> bpnet_contract::bar::Header<[u8; 64]> {
+    let mut raw = [0u8; 64];
+    host::Backplane::bar_read(board, 0, &mut raw).expect("header");
+    bpnet_contract::bar::Header::new_unchecked(raw)
+}
+
+fn board_counter(board: &mut Board, slot: usize) -> u32 {
+    let mut raw = [0u8; 4];
+    host::Backplane::bar_read(board, bpnet_contract::shared::COUNTERS_OFFSET + 4 * slot, &mut raw).expect("counter");
+    u32::from_le_bytes(raw)
 }
 
 /// With no host activity at all, the agent's retransmission timer still runs: the decrementer wakes
@@ -372,7 +416,7 @@ fn tcp_echo_of_one_mebibyte() {
 #[test]
 fn tcp_retransmits_on_the_decrementer_alone() {
     let (mut board, mut link) = boot();
-    let mut tcp = HostTcp::connect(&board);
+    let mut tcp = HostTcp::connect(&board, 1500);
     tcp.establish(&mut board, &mut link);
 
     tcp.socket().send_slice(b"are you there?").expect("send");

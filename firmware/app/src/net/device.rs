@@ -21,11 +21,13 @@ pub struct NetDevice<'e> {
     /// Checksums the host has agreed to leave out ([`feature::CSUM_OFFLOAD`]).
     csum_offload: bool,
     max_frame: usize,
+    /// smoltcp had a frame to send and there was no buffer for it, since the main loop last asked.
+    blocked: bool,
 }
 
 impl<'e> NetDevice<'e> {
     pub fn new(engine: &'e mut RingEngine) -> Self {
-        NetDevice { engine, lent: None, activity: false, csum_offload: false, max_frame: FRAME_DEFAULT }
+        NetDevice { engine, lent: None, activity: false, csum_offload: false, max_frame: FRAME_DEFAULT, blocked: false }
     }
 
     /// Follow what the host negotiated: its MTU and whether checksums are offloaded.
@@ -41,10 +43,20 @@ impl<'e> NetDevice<'e> {
         self.max_frame = (host.mtu as usize + bpnet_ring::ETHERNET_HEADER_LEN as usize).min(BUFFER_LEN as usize);
     }
 
+    /// What smoltcp must be told at the interface's creation: the largest frame and whether the
+    /// host has taken over checksums.
+    pub fn terms(&self) -> (usize, bool) {
+        (self.max_frame, self.csum_offload)
+    }
+
     pub fn release(&mut self) {
         if let Some(buffer) = self.lent.take() {
             self.engine.release(buffer);
         }
+    }
+
+    pub fn take_blocked(&mut self) -> bool {
+        core::mem::take(&mut self.blocked)
     }
 
     pub fn take_activity(&mut self) -> bool {
@@ -115,7 +127,10 @@ impl phy::Device for NetDevice<'_> {
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
-        let buffer = self.engine.transmit_buffer().ok()?;
+        let Ok(buffer) = self.engine.transmit_buffer() else {
+            self.blocked = true;
+            return None;
+        };
         Some(TxToken { engine: self.engine, buffer: Some(buffer), activity: &mut self.activity })
     }
 

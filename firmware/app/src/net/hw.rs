@@ -5,9 +5,9 @@
 //!
 //! | offset | bytes | what |
 //! | --- | --- | --- |
-//! | `0x0_0000` | 4 KiB | DMA chain descriptors (32-byte aligned, [`MAX_COPIES`] of them) |
-//! | `0x0_1000` | 4 KiB | the engine's staging area (completions and status header) |
-//! | `0x0_2000` | [`BUFFERS`] × [`BUFFER_LEN`] | frames from the host |
+//! | `0x0_0000` | 8 KiB | DMA chain descriptors (32-byte aligned, [`MAX_COPIES`] of them) |
+//! | `0x0_2000` | 4 KiB | the engine's staging area (completions and status header) |
+//! | `0x0_3000` | [`BUFFERS`] × [`BUFFER_LEN`] | frames from the host |
 //! | then | [`BUFFERS`] × [`BUFFER_LEN`] | frames to the host |
 //! | then | [`BUFFER_LEN`] | the discard area: frames the stack builds that cannot be sent |
 
@@ -17,18 +17,18 @@ use mpc8349::dma::{self, link, Descriptor};
 use mpc8349emds::{NET_RAM_BASE, NET_RAM_BYTES, PCI_OUTBOUND_BASE, PCI_OUTBOUND_BYTES};
 
 /// Frame buffers of each pool.
-pub const BUFFERS: usize = 32;
+pub const BUFFERS: usize = 64;
 /// Bytes of each frame buffer: the largest MTU (65535) plus the Ethernet header, rounded up to a
 /// cache line. One size for every MTU keeps the pools simple; 4 MiB of 256 is the price.
 pub const BUFFER_LEN: u32 = (bar::MTU_MAX as u32 + bpnet_ring::ETHERNET_HEADER_LEN).next_multiple_of(32);
 
 const DESCRIPTORS: u32 = NET_RAM_BASE;
-pub const STAGING: u32 = NET_RAM_BASE + 0x1000;
-const BUFFERS_BASE: u32 = NET_RAM_BASE + 0x2000;
+pub const STAGING: u32 = NET_RAM_BASE + 0x2000;
+const BUFFERS_BASE: u32 = NET_RAM_BASE + 0x3000;
 const DISCARD: u32 = BUFFERS_BASE + 2 * BUFFERS as u32 * BUFFER_LEN;
 const BUFFERS_END: u32 = DISCARD + BUFFER_LEN;
 
-const _: () = assert!(MAX_COPIES * dma::DESCRIPTOR_LEN <= 0x1000, "chain descriptors outgrow their area");
+const _: () = assert!(MAX_COPIES * dma::DESCRIPTOR_LEN <= 0x2000, "chain descriptors outgrow their area");
 const _: () = assert!(STAGING_LEN <= 0x1000, "staging outgrows its area");
 const _: () = assert!(BUFFERS_END <= NET_RAM_BASE + NET_RAM_BYTES, "frame buffers outgrow the data path's RAM");
 

@@ -5,13 +5,20 @@
 //!
 //! Conventions a host follows (beyond the wire contract):
 //! * the BAR is inbound window 0 at PCI [`bpnet_contract::EMULATED_BAR_ADDRESS`] (1 MiB, the
-//!   shared region); host RAM is reached through outbound window 0, PCI `[0, 256 MiB)`;
+//!   shared region); host RAM is reached through outbound window 0, PCI
+//!   `[0, bpnet_contract::HOST_WINDOW_BYTES)`;
 //! * the agent sleeps whenever it has no work: the host rings inbound doorbell bit
 //!   [`bpnet_contract::notify::WORK`] after writing `host_state` (UP, DOWN, a new generation) and
 //!   whenever the event indexes ask for it; any doorbell bit wakes the agent;
 //! * the agent rings outbound doorbell bit [`bpnet_contract::notify::STATUS`] after a status block
-//!   DMA the host asked to hear about, or a state change.
+//!   DMA the host asked to hear about, and [`bpnet_contract::notify::LINK`] when it is READY (after
+//!   boot) or BROKEN.
 
+// The ring-bench image runs the engine without the stack: the stack's half is built but unused.
+#![cfg_attr(feature = "ring-bench", allow(dead_code, unused))]
+
+#[cfg(feature = "ring-bench")]
+mod bench;
 mod device;
 mod hw;
 mod services;
@@ -23,13 +30,9 @@ use bpnet_ring::{Config, Engine, Window};
 use mpc8349::ipic::vector;
 use mpc8349::msgunit::inbound;
 use mpc8349emds::{PCI_OUTBOUND_BASE, PCI_OUTBOUND_BYTES};
-use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
-use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 
-use self::device::NetDevice;
 use self::hw::{ChainDma, Doorbell, NetRam, SharedRegion, BUFFERS, BUFFER_LEN};
-use crate::{irq, println};
+use crate::irq;
 
 const _: () =
     assert!(HOST_WINDOW_BYTES <= PCI_OUTBOUND_BYTES as u64, "the contract's host window outgrows the board's");
@@ -39,17 +42,11 @@ type RingEngine = Engine<ChainDma, SharedRegion, NetRam, Doorbell>;
 /// Descriptors per ring: 64 KiB between the default TX and RX ring offsets hold up to 4096; 256
 /// keeps the host's status block within one page.
 const RING_ENTRIES: u32 = 256;
-/// The static address until DHCP: the host's end of the backplane is expected at 10.83.49.1.
-const ADDRESS: Ipv4Address = Ipv4Address::new(10, 83, 49, 2);
-const PREFIX_LEN: u8 = 24;
+/// How long a frame waits for a host buffer before smoltcp tries again, if the host's doorbell does
+/// not come first.
+const TX_BLOCKED_RETRY: smoltcp::time::Duration = smoltcp::time::Duration::from_millis(10);
 /// Features offered to the host.
 const FEATURES: u32 = feature::CSUM_OFFLOAD | feature::EVENT_INDEX | feature::MTU;
-
-/// The interface's MAC: locally administered, 02:83:49 (the SoC), then the slot. The slot is not
-/// known yet (no chassis identity is read), so every agent is slot 0 and gets ...:00:00:01.
-fn mac_address(slot: u8) -> [u8; 6] {
-    [0x02, 0x83, 0x49, 0x00, 0x00, slot.wrapping_add(1)]
-}
 
 const fn parse_u8(s: &str) -> u8 {
     let b = s.as_bytes();
@@ -97,13 +94,15 @@ pub fn run(timebase_hz: u32, generation: u32) -> ! {
     // Windows before anything can use them.
     e300::barrier::sync();
 
-    let mac = mac_address(0);
+    // The agent's MAC and, in the header, the host interface's: both from the board identity.
+    let (identity, _) = services::identity();
+    let mac = identity.agent_mac();
     let agent = AgentRepr {
         features: FEATURES,
         generation,
         firmware_version: FIRMWARE_VERSION,
         layout: Layout::DEFAULT,
-        mac,
+        mac: identity.host_mac(),
         ring_entries: entries,
     };
     let from_host: [u32; BUFFERS] = core::array::from_fn(hw::from_host_buffer);
@@ -127,29 +126,45 @@ pub fn run(timebase_hz: u32, generation: u32) -> ! {
     irq::take_doorbells();
     immr.ipic().enable(vector::MESSAGE_UNIT);
 
+    #[cfg(feature = "ring-bench")]
+    bench::run(&mut engine, mac);
+    #[cfg(not(feature = "ring-bench"))]
+    serve(&mut engine, mac, timebase_hz)
+}
+
+/// smoltcp and the services over the engine, and the main loop; never returns.
+#[cfg(not(feature = "ring-bench"))]
+fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
+    use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
+    use smoltcp::time::Instant;
+    use smoltcp::wire::{EthernetAddress, HardwareAddress};
+
+    use self::device::NetDevice;
+    use crate::println;
+
+    let immr = mpc8349emds::immr();
     let timebase = e300::timebase::Timebase::new(timebase_hz);
     let now = || Instant::from_micros(timebase.micros() as i64);
-    let mut device = NetDevice::new(&mut engine);
-    let mut iface_config = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
-    iface_config.random_seed = e300::timebase::read();
-    let mut iface = Interface::new(iface_config, &mut device, now());
-    iface.update_ip_addrs(|addrs| {
-        // One address in a list with room for at least one.
-        let _ = addrs.push(IpCidr::new(ADDRESS.into(), PREFIX_LEN));
-    });
+    let mut device = NetDevice::new(engine);
+    // smoltcp takes the device's MTU and checksum duties when the interface is made and never asks
+    // again: a new agreement with the host (MTU, checksum offload) needs a new interface.
+    let new_iface = |device: &mut NetDevice<'_>, now: Instant| {
+        let mut config = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+        config.random_seed = e300::timebase::read();
+        Interface::new(config, device, now)
+    };
+    let mut iface = new_iface(&mut device, now());
+    let mut iface_terms = device.terms();
+    // No address until DHCP or the static fallback gives one (the services, at link-up).
 
-    static mut SERVICES: services::Storage = services::Storage::new();
-    // SAFETY: `run` is entered once and never returns, and nothing else names SERVICES, so this is
-    // the only reference ever made to it. Static rather than on the 64 KiB stack.
-    let storage = unsafe { &mut *core::ptr::addr_of_mut!(SERVICES) };
     let mut socket_storage = [SocketStorage::EMPTY; services::SOCKETS];
     let mut sockets = SocketSet::new(&mut socket_storage[..]);
-    let mut services = services::Services::new(storage, &mut sockets);
+    let mut services = services::Services::new(&mut sockets);
 
     let m = mac;
     println!(
-        "net: MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {}/{}, rings {}, BAR at PCI {:#010x}",
-        m[0], m[1], m[2], m[3], m[4], m[5], ADDRESS, PREFIX_LEN, RING_ENTRIES, EMULATED_BAR_ADDRESS
+        "net: MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, rings {}, BAR at PCI {:#010x}",
+        m[0], m[1], m[2], m[3], m[4], m[5], RING_ENTRIES, EMULATED_BAR_ADDRESS
     );
     defmt::info!("net: ready, {=u32} ring entries, features {=u32:#x}", RING_ENTRIES, FEATURES);
     defmt::info!("idle");
@@ -165,6 +180,7 @@ pub fn run(timebase_hz: u32, generation: u32) -> ! {
             device.engine.doorbell();
         }
         device.engine.poll();
+        log_refusal(device.engine);
         let state = device.engine.state();
         let changed = state != last_state;
         if changed {
@@ -172,22 +188,43 @@ pub fn run(timebase_hz: u32, generation: u32) -> ! {
             last_state = state;
             // The host's fields are fixed while RUNNING: the engine leaves RUNNING if they change.
             device.refresh();
+            if device.terms() != iface_terms {
+                iface_terms = device.terms();
+                iface = new_iface(&mut device, now());
+                services.reapply(&mut iface);
+                defmt::info!("net: interface for MTU {=usize}", iface_terms.0 - 14);
+            }
         }
         let polled = iface.poll(now(), &mut device, &mut sockets);
         device.release();
 
-        let served = services.poll(&mut sockets);
+        let served = services.poll(&mut iface, &mut sockets, now(), state == bar::AgentState::Running);
 
         let busy =
             changed || served || device.take_activity() || polled == smoltcp::iface::PollResult::SocketStateChanged;
         if !busy {
-            // Nothing to do until the host rings, the chain in flight ends or smoltcp's next timer
-            // (retransmission, delayed ACK, ...) is due: arm the decrementer for the timer, let the
+            // Nothing to do until the host rings, the chain in flight ends or smoltcp's or the
+            // services' next timer (retransmission, delayed ACK, the end of the wait for a DHCP
+            // lease, ...) is due: arm the decrementer for the earliest, let the
             // chain's end interrupt (a chain that has already ended interrupts at once), then
             // sleep, unless a doorbell came in since it was last taken (checked with interrupts
             // off, so none can slip in between; a decrementer that expires before the wait is
             // taken as the wait starts).
-            match iface.poll_delay(now(), &sockets) {
+            let t = now();
+            // A frame smoltcp could not hand over for want of a host buffer is retried when the host
+            // posts one (it rings then), not in a busy loop: its "send now" waits a little.
+            let floor = if device.take_blocked() { TX_BLOCKED_RETRY } else { smoltcp::time::Duration::ZERO };
+            let services_delay =
+                services.poll_at().map(|at| if at > t { at - t } else { smoltcp::time::Duration::ZERO });
+            let delay = match (iface.poll_delay(t, &sockets), services_delay) {
+                // With the link down no frame can leave: smoltcp's timers (retransmissions, DHCP)
+                // would only wake the agent for nothing. The host's doorbell at link-up wakes it,
+                // and overdue timers run then.
+                _ if state != bar::AgentState::Running => None,
+                (Some(a), Some(b)) => Some(a.min(b).max(floor)),
+                (a, b) => a.or(b).map(|d| d.max(floor)),
+            };
+            match delay {
                 Some(delay) => {
                     let ticks = delay.total_micros().saturating_mul(ticks_per_micro);
                     e300::timebase::arm_decrementer(u32::try_from(ticks).unwrap_or(u32::MAX));
@@ -204,5 +241,14 @@ pub fn run(timebase_hz: u32, generation: u32) -> ! {
                 }
             });
         }
+    }
+}
+
+/// Log what the engine refused (it counts every refusal in the contract's counters; the log says
+/// which value and why).
+fn log_refusal(engine: &mut RingEngine) {
+    if let Some(r) = engine.take_refusal() {
+        let name = bar::COUNTERS.iter().find(|&&(_, slot)| slot == r.counter).map_or("?", |&(name, _)| name);
+        defmt::warn!("net: refused host input ({=str} +{=u32}): {}", name, r.count, defmt::Display2Format(&r.error));
     }
 }

@@ -1,110 +1,137 @@
-//! The agent's network services on top of smoltcp: echo (RFC 862) on port 7 over UDP and TCP.
+//! The agent's network services ([`bpnet_services`]) on this board: the identity record read from
+//! the NOR flash, the sockets' storage in a static, and the logs of every address change.
 
-use smoltcp::iface::{SocketHandle, SocketSet};
-use smoltcp::socket::{tcp, udp};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use bpnet_services::identity::{self, Identity, RECORD_LEN, RECORD_OFFSET};
+use bpnet_services::{Change, PacketMeta, Source, Storage, FALLBACK_AFTER};
+use mpc8349emds::FlashBus;
+use norflash::Bus;
+use smoltcp::iface::{Interface, SocketSet};
+use smoltcp::time::Instant;
 
 use crate::println;
 
-/// The echo service (RFC 862), over UDP and TCP.
-pub const ECHO_PORT: u16 = 7;
-/// TCP echo buffers, each way: the receive side is the window offered to the peer.
-const TCP_BUFFER: usize = 8 * 1024;
-/// UDP echo payload storage, each way.
-const UDP_BUFFER: usize = 4096;
-/// Datagrams queued each way.
-const UDP_PACKETS: usize = 4;
-/// Sockets every service together needs ([`Services::new`]).
-pub const SOCKETS: usize = 2;
+pub use bpnet_services::SOCKETS;
 
-/// Storage the services' sockets live in; static, so it stays off the 64 KiB stack.
-pub struct Storage {
-    udp_rx_meta: [udp::PacketMetadata; UDP_PACKETS],
-    udp_rx: [u8; UDP_BUFFER],
-    udp_tx_meta: [udp::PacketMetadata; UDP_PACKETS],
-    udp_tx: [u8; UDP_BUFFER],
-    tcp_rx: [u8; TCP_BUFFER],
-    tcp_tx: [u8; TCP_BUFFER],
-    scratch: [u8; 2048],
+const _: () = assert!(identity::FLASH_BYTES == mpc8349emds::FLASH_BYTES, "the identity sector is not the board's last");
+
+/// The board's identity from the record in the flash's last sector, or [`Identity::UNKNOWN`].
+pub fn identity() -> (Identity, Result<(), identity::Error>) {
+    // The flash is in read-array mode (nothing here issues commands) and mapped through a BAT: plain
+    // 16-bit reads, big-endian as the bus presents them, give the bytes in flash order.
+    let mut bus = FlashBus::take();
+    let mut raw = [0u8; RECORD_LEN];
+    for (i, pair) in raw.chunks_exact_mut(2).enumerate() {
+        pair.copy_from_slice(&bus.read(RECORD_OFFSET / 2 + i as u32).to_be_bytes());
+    }
+    identity::identify(&raw)
 }
 
-impl Storage {
-    pub const fn new() -> Self {
-        Storage {
-            udp_rx_meta: [udp::PacketMetadata::EMPTY; UDP_PACKETS],
-            udp_rx: [0; UDP_BUFFER],
-            udp_tx_meta: [udp::PacketMetadata::EMPTY; UDP_PACKETS],
-            udp_tx: [0; UDP_BUFFER],
-            tcp_rx: [0; TCP_BUFFER],
-            tcp_tx: [0; TCP_BUFFER],
-            scratch: [0; 2048],
-        }
+fn describe(e: identity::Error) -> &'static str {
+    match e {
+        identity::Error::Truncated => "truncated",
+        identity::Error::Missing => "missing (erased)",
+        identity::Error::BadMagic(_) => "bad magic",
+        identity::Error::Version(_) => "unknown version",
+        identity::Error::Crc { .. } => "CRC mismatch",
+        identity::Error::Slot(_) => "slot out of range",
+        identity::Error::Serial(_) => "serial out of range",
     }
 }
 
-/// Every service's sockets, and what moving data between them needs.
+/// The services with their static storage, logging what changes.
 pub struct Services<'s> {
-    udp_echo: SocketHandle,
-    tcp_echo: SocketHandle,
-    scratch: &'s mut [u8],
+    inner: bpnet_services::Services<'s>,
+    /// The first address goes to the console too.
+    announced: bool,
 }
 
 impl<'s> Services<'s> {
-    /// Open every service's sockets in `sockets`.
-    pub fn new(storage: &'s mut Storage, sockets: &mut SocketSet<'s>) -> Self {
-        let mut udp_echo = udp::Socket::new(
-            udp::PacketBuffer::new(&mut storage.udp_rx_meta[..], &mut storage.udp_rx[..]),
-            udp::PacketBuffer::new(&mut storage.udp_tx_meta[..], &mut storage.udp_tx[..]),
+    /// Read the identity and open every service's sockets in `sockets` (room for [`SOCKETS`]).
+    /// Call once: the storage is a single static.
+    pub fn new(sockets: &mut SocketSet<'s>) -> Self {
+        static TAKEN: AtomicBool = AtomicBool::new(false);
+        static mut STORAGE: Storage = Storage::new();
+        static mut META: PacketMeta = PacketMeta::new();
+        if TAKEN.swap(true, Ordering::Relaxed) {
+            panic!("net services started twice");
+        }
+        // SAFETY: TAKEN lets exactly one caller past this point, and nothing else names STORAGE or
+        // META, so these are the only references ever made to them. Static rather than on the 64 KiB
+        // stack.
+        let (storage, meta) = unsafe { (&mut *core::ptr::addr_of_mut!(STORAGE), &mut *core::ptr::addr_of_mut!(META)) };
+
+        let (identity, record) = identity();
+        match record {
+            Ok(()) => {
+                defmt::info!("identity: serial {=u32}, slot {=?}", identity.serial, identity.slot);
+                match identity.slot {
+                    Some(slot) => println!("identity: serial {}, slot {}", identity.serial, slot),
+                    None => println!("identity: serial {}, slot unknown", identity.serial),
+                }
+            }
+            Err(e) => {
+                defmt::warn!("identity record missing or corrupt ({=str}): serial 0, slot unknown", describe(e));
+                println!("identity: record missing or corrupt ({}): serial 0, slot unknown", describe(e));
+            }
+        }
+        let s = identity.static_address();
+        println!(
+            "net: DHCP at link-up; static {}/{} (host {}) after {} ms without a lease",
+            s.address(),
+            s.prefix_len(),
+            identity.host_address(),
+            FALLBACK_AFTER.total_millis()
         );
-        if udp_echo.bind(ECHO_PORT).is_err() {
-            panic!("udp echo: bind refused");
-        }
-        let udp_echo = sockets.add(udp_echo);
-        let tcp_echo = sockets.add(tcp::Socket::new(
-            tcp::SocketBuffer::new(&mut storage.tcp_rx[..]),
-            tcp::SocketBuffer::new(&mut storage.tcp_tx[..]),
-        ));
-        println!("net: echo on UDP and TCP port {}", ECHO_PORT);
-        Services { udp_echo, tcp_echo, scratch: &mut storage.scratch[..] }
+        let inner = bpnet_services::Services::new(storage, meta, sockets, &identity, FALLBACK_AFTER);
+        println!(
+            "net: echo on UDP/TCP {}, discard on UDP/TCP {}, chargen on TCP {}, sized bulk send on TCP {}",
+            bpnet_services::ECHO_PORT,
+            bpnet_services::DISCARD_PORT,
+            bpnet_services::CHARGEN_PORT,
+            bpnet_services::SIZED_PORT
+        );
+        Services { inner, announced: false }
     }
 
-    /// Move data between the services' sockets after smoltcp's poll. True if anything moved or a
-    /// socket changed state, so the main loop polls again rather than sleeps.
-    pub fn poll(&mut self, sockets: &mut SocketSet<'_>) -> bool {
-        let socket = sockets.get_mut::<udp::Socket>(self.udp_echo);
-        let mut busy = false;
-        while socket.can_send() {
-            let Ok((n, meta)) = socket.recv_slice(self.scratch) else { break };
-            // A full transmit queue drops the echo, as a busy echo server may.
-            let _ = socket.send_slice(&self.scratch[..n], meta);
-            busy = true;
+    /// After smoltcp's poll: follow the link, take address changes, move the services' data. True
+    /// if anything happened, so the main loop polls again rather than sleeps.
+    pub fn poll(&mut self, iface: &mut Interface, sockets: &mut SocketSet<'_>, now: Instant, link_up: bool) -> bool {
+        let poll = self.inner.poll(iface, sockets, now, link_up);
+        if let Some(change) = poll.change {
+            self.log(change);
         }
-        busy | tcp_echo_pass(sockets.get_mut::<tcp::Socket>(self.tcp_echo), self.scratch)
+        poll.busy
     }
-}
 
-/// One pass of the TCP echo: move what was received to the send queue, as much as fits; close
-/// when the peer has, listen again once closed. True if anything was moved or the state changed.
-fn tcp_echo_pass(socket: &mut tcp::Socket<'_>, buf: &mut [u8]) -> bool {
-    if !socket.is_open() {
-        // Closed or TIME-WAIT: take the next connection (a port number is always accepted).
-        let _ = socket.listen(ECHO_PORT);
-        return true;
+    /// Put the address in use on a new interface.
+    pub fn reapply(&self, iface: &mut Interface) {
+        self.inner.reapply(iface);
     }
-    let mut moved = false;
-    while socket.can_recv() && socket.can_send() {
-        let room = (socket.send_capacity() - socket.send_queue()).min(buf.len());
-        let n = match socket.recv_slice(&mut buf[..room]) {
-            Ok(n) if n > 0 => n,
-            _ => break,
+
+    /// When the services need a poll even if nothing arrives.
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.inner.poll_at()
+    }
+
+    fn log(&mut self, change: Change) {
+        let a = change.assigned();
+        let (addr, prefix) = (a.cidr.address().octets(), a.cidr.prefix_len());
+        let why = match change {
+            Change::Fallback(_) => "no DHCP lease in time: static",
+            Change::Leased(_) => "DHCP lease",
+            Change::LeaseLost(_) => "DHCP lease lost: static",
         };
-        // The room was measured above: all of it is queued.
-        let _ = socket.send_slice(&buf[..n]);
-        moved = true;
+        defmt::info!("net: address {=[u8]:?}/{=u8} ({=str})", addr[..], prefix, why);
+        if !self.announced {
+            self.announced = true;
+            println!("net: address {}/{} ({})", a.cidr.address(), prefix, why);
+        }
+        if a.source == Source::Lease {
+            if let Some(gateway) = a.gateway {
+                defmt::info!("net: gateway {=[u8]:?}", gateway.octets()[..]);
+            }
+        }
     }
-    if !socket.may_recv() && socket.may_send() && !socket.can_recv() {
-        // The peer closed its side and everything it sent is queued back: close ours.
-        socket.close();
-        moved = true;
-    }
-    moved
 }

@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * bpnet: Ethernet over a PCI backplane, host side.
+ *
+ * One PCI function per agent, one net_device per agent. The bus personalities
+ * (ivshmem, mpc834x) map the shared region, ring the agent and take its
+ * interrupts; everything else is shared. Logic and names follow the host model
+ * in tests/emulator/src/host.rs.
+ */
+#ifndef BPNET_H
+#define BPNET_H
+
+#include <linux/atomic.h>
+#include <linux/interrupt.h>
+#include <linux/mutex.h>
+#include <linux/netdevice.h>
+#include <linux/pci.h>
+#include <linux/workqueue.h>
+
+#include "bpnet_contract.h"
+
+#define BPNET_DRV_NAME "bpnet"
+
+struct bpnet;
+
+/* Counters kept by the module, shown by ethtool -S after the agent's. */
+enum bpnet_host_stat {
+	/* Every read across the bus (BAR and message-unit registers). */
+	BPNET_STAT_host_bar_reads,
+	/* Of those, the reads off the fast path: set-up, link checks, counters. */
+	BPNET_STAT_host_bar_reads_slow_path,
+	/* Every posted write across the bus, doorbells included. */
+	BPNET_STAT_host_bar_writes,
+	BPNET_STAT_interrupts,
+	BPNET_STAT_doorbells,
+	BPNET_STAT_tx_frames,
+	BPNET_STAT_tx_bytes,
+	/* Frames the agent completed with the ERROR flag. */
+	BPNET_STAT_tx_errors,
+	/* Frames dropped before or instead of reaching the agent. */
+	BPNET_STAT_tx_dropped,
+	BPNET_STAT_rx_frames,
+	BPNET_STAT_rx_bytes,
+	/* Completions with the ERROR flag, and runts. */
+	BPNET_STAT_rx_errors,
+	/* RX buffers that could not be allocated or mapped. */
+	BPNET_STAT_rx_dropped,
+	/* Values the agent wrote that the contract refuses. */
+	BPNET_STAT_contract_errors,
+	BPNET_STAT_link_resets,
+	BPNET_HOST_STATS
+};
+
+/* What one bus personality provides. */
+struct bpnet_bus_ops {
+	const char *name;
+	/* Map BARs (bp->shared, bp->regs) and request interrupts. */
+	int (*start)(struct bpnet *bp);
+	/* Free the interrupts; mappings are managed. */
+	void (*stop)(struct bpnet *bp);
+	/* Ring the agent's WORK doorbell (one posted write). */
+	void (*notify)(struct bpnet *bp);
+};
+
+extern const struct bpnet_bus_ops bpnet_ivshmem_ops;
+extern const struct bpnet_bus_ops bpnet_mpc834x_ops;
+
+/* Where the link is. */
+enum bpnet_link_state {
+	/* Nothing allocated; host_state is DOWN (or was never written). */
+	BPNET_LINK_IDLE,
+	/* Host fields written, host_state UP, rings live, NAPI enabled. */
+	BPNET_LINK_UP,
+	/*
+	 * host_state DOWN written, NAPI disabled; buffers and status block
+	 * kept until the agent shows READY or RESET (no DMA of this
+	 * connection can follow).
+	 */
+	BPNET_LINK_STOPPING,
+};
+
+struct bpnet_tx_slot {
+	struct sk_buff *skb;
+	dma_addr_t addr;
+	u32 len;
+};
+
+struct bpnet_rx_slot {
+	struct sk_buff *skb;
+	dma_addr_t addr;
+};
+
+/* The agent's half of the header, checked (AgentRepr in the contract). */
+struct bpnet_agent {
+	u32 features;
+	u32 generation;
+	u32 firmware_version;
+	u32 tx_ring;
+	u32 rx_ring;
+	u32 log_ring;
+	u32 counters;
+	u8 mac[ETH_ALEN];
+	u32 ring_entries;
+};
+
+struct bpnet {
+	struct net_device *netdev;
+	struct pci_dev *pdev;
+	const struct bpnet_bus_ops *ops;
+
+	/* The shared region (agent RAM behind the BAR), BPNET_SHARED_LEN bytes. */
+	void __iomem *shared;
+	/* Personality registers: ivshmem BAR0, or IMMR for mpc834x. */
+	void __iomem *regs;
+
+	struct napi_struct napi;
+
+	/* Serialises set-up, reset and tear-down. */
+	struct mutex link_lock;
+	enum bpnet_link_state state;
+	/* The interface is up: keep (re)connecting. */
+	bool want_up;
+	/* The agent's header passed its checks at least once (ethtool). */
+	bool agent_valid;
+	/* A refusal that only a new MTU can lift. */
+	bool mtu_refused;
+	/* Slow-path ticks spent waiting for RUNNING after UP. */
+	unsigned int ticks_waiting;
+	struct delayed_work slow_work;
+
+	/* Fixed while the link is up. */
+	struct bpnet_agent agent;
+	u32 features;
+	u32 host_generation;
+	u32 entries;
+	u32 buffer_len;
+	struct bpnet_status *status;
+	dma_addr_t status_addr;
+	size_t status_len;
+	struct bpnet_tx_slot *tx_slots;
+	struct bpnet_rx_slot *rx_slots;
+
+	/* TX: ndo_start_xmit and the TX reaping (under the TX queue lock). */
+	u32 tx_prod;
+	/* The tx_prod last written to the doorbells (xmit_more defers it). */
+	u32 tx_prod_published;
+	u32 tx_seen;
+
+	/* RX and events: NAPI only. */
+	u32 rx_prod;
+	u32 rx_seen;
+	/* The agent has answered UP through the status block. */
+	bool running;
+	/* A contract violation was seen; the link is being reset. */
+	bool broken;
+	/* Interrupts wanted at the next completion (NAPI idle) or none. */
+	bool interrupts;
+	bool published_valid;
+	u32 published_rx;
+	u32 published_tx;
+
+	atomic64_t stats[BPNET_HOST_STATS];
+};
+
+static inline void bpnet_count(struct bpnet *bp, enum bpnet_host_stat stat, u64 n)
+{
+	atomic64_add(n, &bp->stats[stat]);
+}
+
+/*
+ * The only accessors of device memory: every read and posted write across
+ * the bus is counted here.
+ */
+static inline u32 bpnet_read32(struct bpnet *bp, void __iomem *addr)
+{
+	bpnet_count(bp, BPNET_STAT_host_bar_reads, 1);
+	return ioread32(addr);
+}
+
+static inline void bpnet_write(struct bpnet *bp, void __iomem *addr, u32 value,
+			       unsigned int width)
+{
+	bpnet_count(bp, BPNET_STAT_host_bar_writes, 1);
+	if (width == 1)
+		iowrite8(value, addr);
+	else if (width == 2)
+		iowrite16(value, addr);
+	else
+		iowrite32(value, addr);
+}
+
+/* A read off the fast path (set-up, link checks, counters), counted twice. */
+static inline u32 bpnet_slow_read32(struct bpnet *bp, u32 offset)
+{
+	bpnet_count(bp, BPNET_STAT_host_bar_reads_slow_path, 1);
+	return bpnet_read32(bp, bp->shared + offset);
+}
+
+/* Interrupt entry points for the personalities. */
+void bpnet_status_event(struct bpnet *bp);
+void bpnet_link_event(struct bpnet *bp);
+
+extern const struct ethtool_ops bpnet_ethtool_ops;
+
+#endif /* BPNET_H */

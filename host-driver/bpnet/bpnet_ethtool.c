@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bpnet ethtool: driver and firmware identification, and the statistics:
+ * the agent's counters (read through the BAR, a slow path) then the module's.
+ */
+
+#include <linux/ethtool.h>
+
+#include "bpnet.h"
+
+#define BPNET_AGENT_SLOT(name, slot)	(slot),
+static const u8 bpnet_agent_slots[] = {
+	BPNET_FOR_EACH_COUNTER(BPNET_AGENT_SLOT)
+};
+
+#define BPNET_AGENT_NAME(name, slot)	("agent_" #name),
+static const char * const bpnet_agent_names[] = {
+	BPNET_FOR_EACH_COUNTER(BPNET_AGENT_NAME)
+};
+
+static const char * const bpnet_host_names[] = {
+	[BPNET_STAT_host_bar_reads] = "host_bar_reads",
+	[BPNET_STAT_host_bar_reads_slow_path] = "host_bar_reads_slow_path",
+	[BPNET_STAT_host_bar_writes] = "host_bar_writes",
+	[BPNET_STAT_interrupts] = "interrupts",
+	[BPNET_STAT_doorbells] = "doorbells",
+	[BPNET_STAT_tx_frames] = "tx_frames",
+	[BPNET_STAT_tx_bytes] = "tx_bytes",
+	[BPNET_STAT_tx_errors] = "tx_errors",
+	[BPNET_STAT_tx_dropped] = "tx_dropped",
+	[BPNET_STAT_rx_frames] = "rx_frames",
+	[BPNET_STAT_rx_bytes] = "rx_bytes",
+	[BPNET_STAT_rx_errors] = "rx_errors",
+	[BPNET_STAT_rx_dropped] = "rx_dropped",
+	[BPNET_STAT_contract_errors] = "contract_errors",
+	[BPNET_STAT_link_resets] = "link_resets",
+};
+
+static void bpnet_get_drvinfo(struct net_device *netdev, struct ethtool_drvinfo *info)
+{
+	struct bpnet *bp = netdev_priv(netdev);
+	u32 v;
+
+	strscpy(info->driver, BPNET_DRV_NAME, sizeof(info->driver));
+	strscpy(info->bus_info, pci_name(bp->pdev), sizeof(info->bus_info));
+	mutex_lock(&bp->link_lock);
+	v = bp->agent.firmware_version;
+	if (bp->agent_valid)
+		snprintf(info->fw_version, sizeof(info->fw_version), "%u.%u.%u",
+			 (v >> 16) & 0xff, (v >> 8) & 0xff, v & 0xff);
+	mutex_unlock(&bp->link_lock);
+}
+
+static int bpnet_get_sset_count(struct net_device *netdev, int sset)
+{
+	if (sset != ETH_SS_STATS)
+		return -EOPNOTSUPP;
+	return ARRAY_SIZE(bpnet_agent_names) + ARRAY_SIZE(bpnet_host_names);
+}
+
+static void bpnet_get_strings(struct net_device *netdev, u32 sset, u8 *data)
+{
+	unsigned int i;
+
+	if (sset != ETH_SS_STATS)
+		return;
+	for (i = 0; i < ARRAY_SIZE(bpnet_agent_names); i++)
+		ethtool_sprintf(&data, "%s", bpnet_agent_names[i]);
+	for (i = 0; i < ARRAY_SIZE(bpnet_host_names); i++)
+		ethtool_sprintf(&data, "%s", bpnet_host_names[i]);
+}
+
+static void bpnet_get_ethtool_stats(struct net_device *netdev, struct ethtool_stats *stats,
+				    u64 *data)
+{
+	struct bpnet *bp = netdev_priv(netdev);
+	unsigned int i;
+
+	BUILD_BUG_ON(ARRAY_SIZE(bpnet_agent_slots) != ARRAY_SIZE(bpnet_agent_names));
+	BUILD_BUG_ON(ARRAY_SIZE(bpnet_host_names) != BPNET_HOST_STATS);
+	mutex_lock(&bp->link_lock);
+	for (i = 0; i < ARRAY_SIZE(bpnet_agent_slots); i++) {
+		u32 at = bp->agent.counters + 4 * bpnet_agent_slots[i];
+
+		/* counters_offset was checked to lie inside the shared region. */
+		*data++ = bp->agent_valid ? bpnet_slow_read32(bp, at) : 0;
+	}
+	mutex_unlock(&bp->link_lock);
+	for (i = 0; i < BPNET_HOST_STATS; i++)
+		*data++ = atomic64_read(&bp->stats[i]);
+}
+
+const struct ethtool_ops bpnet_ethtool_ops = {
+	.get_drvinfo = bpnet_get_drvinfo,
+	.get_link = ethtool_op_get_link,
+	.get_sset_count = bpnet_get_sset_count,
+	.get_strings = bpnet_get_strings,
+	.get_ethtool_stats = bpnet_get_ethtool_stats,
+};

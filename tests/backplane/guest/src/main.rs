@@ -1,0 +1,282 @@
+//! `bpnet-guest`: what the virtual backplane's guest needs that busybox does not have. Runs inside the
+//! Linux guest (static binary), prints one result line per command on stdout, exits non-zero on failure.
+//!
+//! * `echo DEV ADDR BYTES [SECONDS]` — TCP echo of BYTES to ADDR port 7 through DEV (SO_BINDTODEVICE: every
+//!   agent may have the same address), sending a pseudo-random stream while reading the echo back, verified
+//!   byte for byte; prints `bytes=N seconds=S mbit=M` or where the first difference is.
+//! * `stats DEV` — the driver's `ethtool -S` counters (SIOCETHTOOL), one `name value` per line.
+//! * `carrier DEV up|down SECONDS` — wait until the carrier is as asked; prints how long it took.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "usage: bpnet-guest echo DEV ADDR BYTES [SECONDS]
+       bpnet-guest stats DEV
+       bpnet-guest carrier DEV up|down SECONDS";
+
+/// The agent's echo service.
+const ECHO_PORT: u16 = 7;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["echo", dev, addr, bytes] => echo(dev, addr, bytes, "120"),
+        ["echo", dev, addr, bytes, secs] => echo(dev, addr, bytes, secs),
+        ["stats", dev] => stats(dev),
+        ["carrier", dev, want, secs] => carrier(dev, want, secs),
+        _ => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, String> {
+    text.parse().map_err(|_| format!("{what}: cannot parse `{text}`"))
+}
+
+/// The byte stream sent: xorshift32, so a shifted, dropped or repeated segment shows at once.
+struct Pattern(u32);
+
+impl Pattern {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(4) {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            self.0 = x;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+    }
+}
+
+/// A TCP connection to `addr:port` leaving through `dev` only.
+fn connect_via(dev: &str, addr: Ipv4Addr, port: u16, timeout: Duration) -> Result<TcpStream, String> {
+    // SAFETY: socket(2) takes no pointers; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(format!("socket: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` is a fresh socket owned by nothing else; the stream closes it.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    let name = dev.as_bytes();
+    // SAFETY: the option value is the live device name and its length.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            name.as_ptr().cast(),
+            name.len() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(format!("SO_BINDTODEVICE {dev}: {}", std::io::Error::last_os_error()));
+    }
+    let sa = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(addr).to_be() },
+        sin_zero: [0; 8],
+    };
+    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    // SAFETY: `sa` is a live sockaddr_in of the length given.
+    let r = unsafe {
+        libc::connect(fd, (&sa as *const libc::sockaddr_in).cast(), std::mem::size_of_val(&sa) as libc::socklen_t)
+    };
+    if r != 0 {
+        return Err(format!(
+            "connect to {} via {dev}: {}",
+            SocketAddrV4::new(addr, port),
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(stream)
+}
+
+fn echo(dev: &str, addr: &str, bytes: &str, secs: &str) -> Result<String, String> {
+    let addr: Ipv4Addr = parse("address", addr)?;
+    let total: u64 = parse("bytes", bytes)?;
+    let limit = Duration::from_secs(parse("seconds", secs)?);
+    let started = Instant::now();
+    let stream = connect_via(dev, addr, ECHO_PORT, limit)?;
+    // Nothing may stall for longer than the whole transfer may take.
+    stream.set_read_timeout(Some(limit)).map_err(|e| e.to_string())?;
+    let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
+    const SEED: u32 = 0x8349_0001;
+    let sender = std::thread::spawn(move || -> Result<(), String> {
+        let mut pattern = Pattern(SEED);
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut sent = 0u64;
+        while sent < total {
+            let n = buf.len().min((total - sent) as usize);
+            pattern.fill(&mut buf[..n]);
+            writer.write_all(&buf[..n]).map_err(|e| format!("send after {sent} bytes: {e}"))?;
+            sent += n as u64;
+        }
+        Ok(())
+    });
+    // The expected stream, generated in the sender's chunk size (a multiple of the pattern's 4-byte word, so
+    // both sides produce the same bytes).
+    let mut expected = Pattern(SEED);
+    let mut want = vec![0u8; 16 * 1024];
+    let (mut want_len, mut want_at, mut generated) = (0usize, 0usize, 0u64);
+    let mut got = vec![0u8; 16 * 1024];
+    let mut received = 0u64;
+    let mut reader = &stream;
+    while received < total {
+        if started.elapsed() > limit {
+            return Err(format!("timed out after {received} of {total} bytes echoed ({} s)", limit.as_secs()));
+        }
+        let room = got.len().min((total - received) as usize);
+        let n = reader.read(&mut got[..room]).map_err(|e| format!("receive after {received} of {total} bytes: {e}"))?;
+        if n == 0 {
+            return Err(format!("the agent closed the connection after {received} of {total} bytes"));
+        }
+        let mut at = 0;
+        while at < n {
+            if want_at == want_len {
+                want_len = want.len().min((total - generated) as usize);
+                expected.fill(&mut want[..want_len]);
+                generated += want_len as u64;
+                want_at = 0;
+            }
+            let take = (want_len - want_at).min(n - at);
+            if let Some(i) = (0..take).find(|&i| got[at + i] != want[want_at + i]) {
+                return Err(format!(
+                    "echo differs at byte {} of {total}: got {:#04x}, sent {:#04x}",
+                    received + i as u64,
+                    got[at + i],
+                    want[want_at + i]
+                ));
+            }
+            at += take;
+            want_at += take;
+            received += take as u64;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    match sender.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err("the sending thread panicked".to_string()),
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    Ok(format!("bytes={total} seconds={seconds:.3} mbit={:.2}", total as f64 * 8.0 / seconds.max(1e-9) / 1e6))
+}
+
+// ---- ethtool ----
+
+const ETHTOOL_GDRVINFO: u32 = 0x03;
+const ETHTOOL_GSTRINGS: u32 = 0x1b;
+const ETHTOOL_GSTATS: u32 = 0x1d;
+const ETH_SS_STATS: u32 = 1;
+const ETH_GSTRING_LEN: usize = 32;
+/// `struct ethtool_drvinfo`: 196 bytes, `n_stats` at 180.
+const DRVINFO_LEN: usize = 196;
+const DRVINFO_N_STATS: usize = 180;
+/// Refuse a driver claiming more counters than this (the reply is sized from its claim).
+const MAX_STATS: usize = 4096;
+
+/// SIOCETHTOOL on `dev` with `buf` (its first word is the command).
+fn ethtool(dev: &str, buf: &mut [u8]) -> Result<(), String> {
+    if dev.len() >= libc::IFNAMSIZ {
+        return Err(format!("{dev}: interface name too long"));
+    }
+    // SAFETY: socket(2) takes no pointers; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(format!("socket: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: a fresh descriptor, closed when this value drops.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(dev.as_bytes()) {
+        *d = *s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = buf.as_mut_ptr().cast();
+    // SAFETY: `ifr` names the device and points at `buf`, which is as long as the command's reply
+    // (sized by the caller from the driver's own counts) and lives for the call.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL as _, &mut ifr) };
+    if r != 0 {
+        return Err(format!("SIOCETHTOOL on {dev}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn stats(dev: &str) -> Result<String, String> {
+    let mut info = vec![0u8; DRVINFO_LEN];
+    info[..4].copy_from_slice(&ETHTOOL_GDRVINFO.to_ne_bytes());
+    ethtool(dev, &mut info)?;
+    let n = u32_at(&info, DRVINFO_N_STATS) as usize;
+    if n > MAX_STATS {
+        return Err(format!("{dev}: the driver claims {n} counters (more than {MAX_STATS}): refused"));
+    }
+    let mut names = vec![0u8; 12 + n * ETH_GSTRING_LEN];
+    names[..4].copy_from_slice(&ETHTOOL_GSTRINGS.to_ne_bytes());
+    names[4..8].copy_from_slice(&ETH_SS_STATS.to_ne_bytes());
+    names[8..12].copy_from_slice(&(n as u32).to_ne_bytes());
+    ethtool(dev, &mut names)?;
+    let mut values = vec![0u8; 8 + n * 8];
+    values[..4].copy_from_slice(&ETHTOOL_GSTATS.to_ne_bytes());
+    values[4..8].copy_from_slice(&(n as u32).to_ne_bytes());
+    ethtool(dev, &mut values)?;
+    // The kernel writes back how many it filled.
+    let filled = (u32_at(&names, 8) as usize).min(u32_at(&values, 4) as usize).min(n);
+    let mut out = Vec::new();
+    for i in 0..filled {
+        let raw = &names[12 + i * ETH_GSTRING_LEN..12 + (i + 1) * ETH_GSTRING_LEN];
+        let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
+        let name = String::from_utf8_lossy(&raw[..end]).replace(char::is_whitespace, "_");
+        let at = 8 + i * 8;
+        let value = u64::from_ne_bytes(values[at..at + 8].try_into().map_err(|_| "short stats reply")?);
+        out.push(format!("{name} {value}"));
+    }
+    if out.is_empty() {
+        return Err(format!("{dev}: the driver has no ethtool counters"));
+    }
+    Ok(out.join("\n"))
+}
+
+fn carrier(dev: &str, want: &str, secs: &str) -> Result<String, String> {
+    let want = match want {
+        "up" => "1",
+        "down" => "0",
+        other => return Err(format!("carrier: `{other}` is neither up nor down")),
+    };
+    let limit = Duration::from_secs(parse("seconds", secs)?);
+    let path = format!("/sys/class/net/{dev}/carrier");
+    let started = Instant::now();
+    loop {
+        // Reading carrier of an interface that is down fails (EINVAL): that counts as no carrier.
+        let now = std::fs::read_to_string(&path).map(|s| s.trim().to_string()).unwrap_or_else(|_| "0".to_string());
+        if now == want {
+            return Ok(format!(
+                "carrier {} after {:.3} s",
+                if want == "1" { "up" } else { "down" },
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        if started.elapsed() > limit {
+            return Err(format!("{dev}: carrier still {now} after {} s", limit.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

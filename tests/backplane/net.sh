@@ -1,0 +1,162 @@
+# The data path with bpnet.ko: every agent's netdev comes up, answers ping, echoes $bytes over TCP byte
+# for byte; MTUs 1500, 9000 and 65535; an agent reset mid-transfer takes the carrier down and up and
+# traffic resumes; rmmod/insmod under traffic; no BAR reads on the fast path; a clean kernel log.
+#
+# Every agent may have the same static address ($agent_addr): each bpN gets the host's end 10.83.49.1/24
+# and every tool binds to its device (ping -I, SO_BINDTODEVICE), so the per-device connected routes and
+# neighbour tables keep the agents apart.
+host_addr=10.83.49.1/24
+last=$((agents - 1))
+
+netdevs_appear() {
+    for _ in $(seq 100); do
+        n=0
+        for i in $(seq 0 $last); do [ -e /sys/class/net/bp$i ] && n=$((n + 1)); done
+        if [ "$n" = "$agents" ]; then
+            echo "bp0..bp$last present"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "only $n of $agents netdevs after 10 s: $(ls /sys/class/net | tr '\n' ' ')"
+    return 1
+}
+
+configure() {
+    for i in $(seq 0 $last); do
+        ip addr flush dev bp$i 2>/dev/null
+        ip addr add $host_addr dev bp$i || return 1
+        ip link set bp$i up || return 1
+    done
+}
+
+# Fast-path BAR reads of bp$1 so far: the module's ethtool counters host_bar_reads (every read across the
+# bus) less host_bar_reads_slow_path (set-up, link checks, counters: reading these counters is one).
+bar_reads() {
+    bpnet-guest stats bp$1 | awk '
+        $1 == "host_bar_reads" { all = $2; n++ }
+        $1 == "host_bar_reads_slow_path" { slow = $2; n++ }
+        END { if (n != 2) exit 1; print all - slow }'
+}
+
+# Wait until the agent answers at all (it may still be looking for a DHCP lease before its static
+# address), then ping $2 times and require every reply. $1: device number; $3: payload size.
+ping_agent() {
+    reached=
+    for t in $(seq 30); do
+        if ping -I bp$1 -c 1 -W 1 -s ${3:-56} $agent_addr > /dev/null 2>&1; then
+            reached=$t
+            break
+        fi
+    done
+    [ -n "$reached" ] || { echo "no reply within 30 s"; return 1; }
+    text=$(ping -I bp$1 -c $2 -W 5 -s ${3:-56} $agent_addr 2>&1)
+    echo "first reply on try $reached; $(echo "$text" | tail -2 | tr '\n' ' ')"
+    echo "$text" | grep -q ' 0% packet loss'
+}
+
+# Echo $2 bytes through every agent at once; one result per agent named $1-agentN.
+echo_all() {
+    for i in $(seq 0 $last); do
+        bpnet-guest echo bp$i $agent_addr $2 240 > /tmp/echo.$i 2>&1 &
+        eval pid$i=$!
+    done
+    for i in $(seq 0 $last); do
+        eval wait \$pid$i
+        if [ $? = 0 ]; then
+            result "$1-agent$i" pass "$(cat /tmp/echo.$i)"
+        else
+            result "$1-agent$i" fail "$(cat /tmp/echo.$i)"
+        fi
+    done
+}
+
+if ! check module-load insmod /lib/modules/bpnet.ko; then
+    check kernel-log-clean kernel_log_clean
+    return 0 2>/dev/null || exit 0
+fi
+check netdevs netdevs_appear
+check configure configure
+for i in $(seq 0 $last); do
+    check "agent$i-carrier-up" bpnet-guest carrier bp$i up 30
+done
+for i in $(seq 0 $last); do
+    check "agent$i-ping" ping_agent $i 3
+done
+
+# BAR reads during the traffic below: the fast path makes none.
+for i in $(seq 0 $last); do
+    eval reads_before$i=$(bar_reads $i || echo missing)
+done
+echo_all tcp-echo $bytes
+for i in $(seq 0 $last); do
+    eval before=\$reads_before$i
+    after=$(bar_reads $i || echo missing)
+    if [ "$before" = missing ] || [ "$after" = missing ]; then
+        result "agent$i-fast-path-bar-reads" fail "no host_bar_reads/host_bar_reads_slow_path in ethtool -S: $(bpnet-guest stats bp$i | tr '\n' ' ' | cut -c1-200)"
+    elif [ "$before" = "$after" ]; then
+        result "agent$i-fast-path-bar-reads" pass "0 fast-path BAR reads during the echo"
+    else
+        result "agent$i-fast-path-bar-reads" fail "$((after - before)) fast-path BAR reads during the echo (ethtool host_bar_reads - host_bar_reads_slow_path)"
+    fi
+done
+
+for mtu in 1500 9000 65535; do
+    ok=1
+    for i in $(seq 0 $last); do
+        ip link set bp$i mtu $mtu 2>/tmp/mtu.err || { ok=0; result "mtu$mtu-agent$i" fail "ip link set mtu: $(cat /tmp/mtu.err)"; }
+    done
+    [ $ok = 1 ] || continue
+    for i in $(seq 0 $last); do
+        # The largest ping that fits one frame at this MTU (busybox ping caps the payload at 65500).
+        size=$((mtu - 28))
+        [ $size -gt 65500 ] && size=65500
+        bpnet-guest carrier bp$i up 30 > /dev/null
+        check "mtu$mtu-agent$i-ping" ping_agent $i 3 $size
+    done
+    echo_all "mtu$mtu-echo" 1048576
+done
+for i in $(seq 0 $last); do ip link set bp$i mtu 1500; done
+
+# Agent 0 is reset in the middle of a transfer: the carrier drops, comes back, and traffic resumes. The
+# drop can be shorter than any polling interval, so it is seen in the kernel's carrier_down_count.
+carrier_went_down() {
+    for _ in $(seq 200); do
+        now=$(cat /sys/class/net/bp0/carrier_down_count)
+        if [ "$now" -gt "$1" ]; then
+            echo "carrier_down_count $1 -> $now"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "carrier_down_count still $1 after 20 s"
+    return 1
+}
+downs=$(cat /sys/class/net/bp0/carrier_down_count)
+bpnet-guest echo bp0 $agent_addr $bytes 60 > /tmp/reset-echo 2>&1 &
+reset_echo=$!
+sleep 0.5
+out "REQUEST reset-agent 0"
+check reset-carrier-down carrier_went_down $downs
+check reset-carrier-up bpnet-guest carrier bp0 up 60
+wait $reset_echo
+result reset-interrupted-transfer pass "the transfer across the reset ended: $(cat /tmp/reset-echo)"
+check reset-ping ping_agent 0 3
+check reset-traffic-resumes bpnet-guest echo bp0 $agent_addr 1048576 120
+
+# The module goes away and comes back while every agent is busy.
+for i in $(seq 0 $last); do
+    bpnet-guest echo bp$i $agent_addr $bytes 60 > /dev/null 2>&1 &
+done
+sleep 1
+check rmmod-under-traffic timeout 30 rmmod bpnet
+wait
+check insmod-again insmod /lib/modules/bpnet.ko
+check netdevs-again netdevs_appear
+check configure-again configure
+for i in $(seq 0 $last); do
+    check "agent$i-carrier-up-again" bpnet-guest carrier bp$i up 30
+done
+echo_all echo-after-reload 1048576
+check rmmod-clean timeout 30 rmmod bpnet
+check kernel-log-clean kernel_log_clean

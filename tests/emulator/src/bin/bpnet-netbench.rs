@@ -1,0 +1,137 @@
+//! `bpnet-netbench`: the data-path benchmarks on the emulated board, through the real firmware.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bpnet_emu::netbench::{self, Figures, Flow};
+use bpnet_emu::{Board, Config, Direction};
+
+const USAGE: &str = "\
+usage: bpnet-netbench --firmware ELF --ring-firmware ELF [--json] [--profile]
+
+Runs the data-path benchmarks on the emulated MPC8349EMDS board with the host model in the kernel
+module's place, and prints their figures. Time is virtual (e300 core at 533.33 MHz, one instruction per
+cycle; DMA timed by the bus model, see `bpnet-emu --describe-bus-model`); instruction counts are exact.
+
+  --firmware ELF       the release firmware (smoltcp and its services)
+  --ring-firmware ELF  the firmware built with `--features ring-bench` (the ring path without a stack)
+  --json               also print every figure as one JSON object on the last line
+  --profile            also print where the agent's instructions went in each run (per function, and
+                       memcpy/memset calls by call site)
+  -h, --help           this text
+";
+
+/// Frames each way in the ring-path run: enough to wrap the 256-entry rings many times.
+const RING_FRAMES: u64 = 4096;
+/// Frame length of the ring-path run: a full 1500-byte-MTU Ethernet frame.
+const RING_FRAME_LEN: usize = 1514;
+/// TCP payload of the stack runs.
+const TCP_BYTES: usize = 4 << 20;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bpnet-netbench: error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let mut args = std::env::args().skip(1);
+    let (mut firmware, mut ring_firmware, mut json, mut profile) = (None, None, false, false);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--firmware" => firmware = args.next().map(PathBuf::from),
+            "--ring-firmware" => ring_firmware = args.next().map(PathBuf::from),
+            "--json" => json = true,
+            "--profile" => profile = true,
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(());
+            }
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    let read = |p: Option<PathBuf>, what: &str| -> Result<Vec<u8>, String> {
+        let p = p.ok_or_else(|| format!("{what} is required\n{USAGE}"))?;
+        std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let firmware = read(firmware, "--firmware")?;
+    let ring_firmware = read(ring_firmware, "--ring-firmware")?;
+
+    let board = Board::new(Config::default()).map_err(|e| e.to_string())?;
+    let (to_host_rate, from_host_rate) =
+        (netbench::sustained_rate(&board, Direction::ToHost), netbench::sustained_rate(&board, Direction::FromHost));
+    drop(board);
+
+    let (ring, ring_profile) = netbench::ring(&ring_firmware, RING_FRAMES, RING_FRAME_LEN, profile)?;
+    let (echo, echo_profile) = netbench::tcp_echo(&firmware, TCP_BYTES, 1500, profile)?;
+    let (tx, tx_profile) = netbench::tcp_one_way(&firmware, Flow::ToAgent, TCP_BYTES, 1500, profile)?;
+    let (rx, rx_profile) = netbench::tcp_one_way(&firmware, Flow::ToHost, TCP_BYTES, 1500, profile)?;
+    let tx_fraction = tx.rate() / from_host_rate;
+    let rx_fraction = rx.rate() / to_host_rate;
+
+    println!("bpnet data-path benchmarks (virtual time under the bus model; instruction counts exact)");
+    println!(
+        "  bus model sustained rates           {:.1} MB/s into host RAM, {:.1} MB/s from it",
+        to_host_rate / 1e6,
+        from_host_rate / 1e6
+    );
+    let show = |name: &str, f: &Figures| {
+        println!(
+            "  {name:<35} {:.0} instructions/frame, {:.4} notifications/packet ({} doorbells, {} interrupts), {} \
+             host BAR reads, {} bytes copied by the host, {} + {} frames, {:.1} MB/s",
+            f.instructions_per_frame(),
+            f.notifications_per_packet(),
+            f.doorbells,
+            f.interrupts,
+            f.host_bar_reads,
+            f.host_copied_bytes,
+            f.frames_to_agent,
+            f.frames_to_host,
+            f.rate() / 1e6,
+        )
+    };
+    show("ring path, 1514-byte frames", &ring);
+    if profile {
+        print!("{}", ring_profile.report(25));
+    }
+    show("TCP echo, MTU 1500", &echo);
+    if profile {
+        print!("{}", echo_profile.report(25));
+    }
+    show("TCP host to agent (discard), MTU 1500", &tx);
+    if profile {
+        print!("{}", tx_profile.report(25));
+    }
+    show("TCP agent to host (bulk), MTU 1500", &rx);
+    if profile {
+        print!("{}", rx_profile.report(25));
+    }
+    println!("  TCP payload, host to agent          {tx_fraction:.3} of the bus's sustained rate from host RAM");
+    println!("  TCP payload, agent to host          {rx_fraction:.3} of the bus's sustained rate into host RAM");
+    if json {
+        let all = [ring, echo, tx, rx];
+        let fields = [
+            format!("\"agent_insns_per_frame_ring\":{:.1}", ring.instructions_per_frame()),
+            format!(
+                "\"agent_insns_per_frame_tcp\":{:.1}",
+                (tx.instructions + rx.instructions) as f64 / (tx.frames() + rx.frames()) as f64
+            ),
+            format!("\"agent_insns_per_frame_tcp_echo\":{:.1}", echo.instructions_per_frame()),
+            format!("\"tx_bus_fraction_1500\":{tx_fraction:.4}"),
+            format!("\"rx_bus_fraction_1500\":{rx_fraction:.4}"),
+            format!("\"notifications_per_packet\":{:.5}", ring.notifications_per_packet()),
+            format!(
+                "\"host_bar_reads_per_packet\":{:.5}",
+                all.iter().map(|f| f.host_bar_reads).sum::<u64>() as f64
+                    / all.iter().map(|f| f.frames()).sum::<u64>() as f64
+            ),
+            format!("\"host_copied_bytes\":{}", all.iter().map(|f| f.host_copied_bytes).sum::<u64>()),
+        ];
+        println!("{{{}}}", fields.join(","));
+    }
+    Ok(())
+}
