@@ -73,8 +73,9 @@
 
 /* completion.flags */
 #define BPNET_COMPL_F_CSUM_VALID		0x1
+#define BPNET_COMPL_F_NEEDS_CSUM		0x2
 #define BPNET_COMPL_F_ERROR			0x8000
-#define BPNET_COMPL_F_ALL			0x8001
+#define BPNET_COMPL_F_ALL			0x8003
 
 /* status.interrupt_cause (a hint: the indexes decide) */
 #define BPNET_CAUSE_RX				0x1

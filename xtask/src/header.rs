@@ -109,6 +109,7 @@ pub fn generate() -> String {
 
     section(&mut out, "completion.flags");
     define(&mut out, "BPNET_COMPL_F_CSUM_VALID", status::compl_flags::CSUM_VALID.into(), Hex);
+    define(&mut out, "BPNET_COMPL_F_NEEDS_CSUM", status::compl_flags::NEEDS_CSUM.into(), Hex);
     define(&mut out, "BPNET_COMPL_F_ERROR", status::compl_flags::ERROR.into(), Hex);
     define(&mut out, "BPNET_COMPL_F_ALL", status::compl_flags::ALL.into(), Hex);
 

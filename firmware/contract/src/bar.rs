@@ -85,9 +85,12 @@ pub const STATUS_BLOCK_ALIGN: u64 = 64;
 
 /// Feature bits: the agent offers (`agent_features`), the host accepts a subset (`host_features`).
 pub mod feature {
-    /// Frames need no checksums across the backplane (PCI protects the transfer), so the host may
-    /// hand over frames with the checksum left for the agent ([`super::desc_flags::NEEDS_CSUM`]) and
-    /// the agent may mark received frames as verified ([`crate::status::compl_flags::CSUM_VALID`]).
+    /// Frames need no checksums across the backplane (PCI protects the transfer), as virtio's
+    /// `CSUM`/`GUEST_CSUM`: each side may leave a TCP/UDP checksum out and say so
+    /// ([`super::desc_flags::NEEDS_CSUM`] host to agent, [`crate::status::compl_flags::NEEDS_CSUM`]
+    /// agent to host), and whoever receives such a frame does not verify it; it completes it only if
+    /// the frame goes on to a real wire. Frames with complete checksums the agent marks
+    /// [`crate::status::compl_flags::CSUM_VALID`]. Without the feature both sides compute and verify.
     pub const CSUM_OFFLOAD: u32 = 1 << 0;
     /// Notification suppression through the event indexes ([`crate::ring::need_event`]). Without it
     /// the event fields are ignored and every index update notifies.
@@ -100,8 +103,8 @@ pub mod feature {
 
 /// Descriptor flag bits.
 pub mod desc_flags {
-    /// TX only: the frame's TCP/UDP checksum is not filled in; the agent finds the L4 header by
-    /// parsing the frame and completes it. Only with [`super::feature::CSUM_OFFLOAD`].
+    /// TX only: the frame's TCP/UDP checksum is not filled in. The agent's stack, the frame's final
+    /// consumer, does not verify it. Only with [`super::feature::CSUM_OFFLOAD`].
     pub const NEEDS_CSUM: u16 = 1 << 0;
     /// Every bit this version defines.
     pub const ALL: u16 = NEEDS_CSUM;

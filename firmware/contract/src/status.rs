@@ -64,13 +64,17 @@ pub mod cause {
 
 /// Completion flag bits.
 pub mod compl_flags {
-    /// RX only: the agent verified the frame's checksums (or they are not needed across the
-    /// backplane, [`crate::bar::feature::CSUM_OFFLOAD`]).
+    /// RX only: the frame's checksums are complete and correct; the host need not verify them
+    /// (the backplane is a memory copy, [`crate::bar::feature::CSUM_OFFLOAD`]).
     pub const CSUM_VALID: u16 = 1 << 0;
+    /// RX only, with [`crate::bar::feature::CSUM_OFFLOAD`]: an IPv4 TCP or UDP frame whose L4 checksum
+    /// the agent left out (the field is zero), as virtio's `NEEDS_CSUM`. Delivered locally, nobody needs
+    /// it; a host that forwards the frame completes it (Linux: `CHECKSUM_PARTIAL`).
+    pub const NEEDS_CSUM: u16 = 1 << 1;
     /// The descriptor was refused or its DMA failed; for RX the buffer holds no frame.
     pub const ERROR: u16 = 1 << 15;
     /// Every bit this version defines.
-    pub const ALL: u16 = CSUM_VALID | ERROR;
+    pub const ALL: u16 = CSUM_VALID | NEEDS_CSUM | ERROR;
 }
 
 mod field {

@@ -33,10 +33,13 @@ use bpnet_contract::status::{self, cause, compl_flags, Completion, CompletionRep
 use bpnet_contract::{shared, Error};
 
 /// Most descriptors of one ring handled in one DMA chain: bounds the chain, the staging area and the
-/// time between two looks at the host's state. A host that sleeps while a chain is in flight is
-/// woken at most once per chain, so this is also what keeps interrupts at saturation to one per 64
-/// frames each way.
+/// time between two looks at the host's state. The DMA and the stack still work at the same time:
+/// the next chain is started whenever the stack takes or sends a frame (the board's device polls the
+/// engine then), not only once per main loop. The host's interrupts follow [`INTERRUPT_BATCH`].
 pub const MAX_BATCH: usize = 64;
+/// Completions after which an interrupt the host asked for is raised even though the agent is still
+/// busy (see [`Engine::poll`]): at saturation one interrupt per this many frames.
+pub const INTERRUPT_BATCH: u32 = 64;
 /// Most frame buffers of each pool.
 pub const MAX_BUFFERS: usize = 64;
 /// Most copies in one chain: a frame per descriptor of each ring, the completions of each ring in up
@@ -347,6 +350,7 @@ pub struct Engine<D: Dma, S: Shared, M: AgentRam, N: Notify> {
     to_host_addrs: [u32; MAX_BUFFERS],
     to_host_state: [Buf; MAX_BUFFERS],
     tx_len: [u32; MAX_BUFFERS],
+    tx_csum_left_out: [bool; MAX_BUFFERS],
     n_to_host_buffers: usize,
     /// Where the search for a free to-host buffer starts: after the one last queued.
     to_host_next: usize,
@@ -376,6 +380,10 @@ pub struct Engine<D: Dma, S: Shared, M: AgentRam, N: Notify> {
     /// A chain owed to the host (error completions, a state change) once the channel is free.
     owed: Option<Batch>,
     refusal: Option<Refusal>,
+    /// An interrupt the host asked for, not raised yet ([`Engine::moderate_interrupt`]), and the
+    /// completions since the last one.
+    interrupt_owed: bool,
+    since_interrupt: u32,
     counters: [u8; COUNTERS_LEN],
     staging: [u8; STAGING_LEN],
     copies: [Copy; MAX_COPIES],
@@ -417,6 +425,7 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             to_host_addrs,
             to_host_state: [Buf::Free; MAX_BUFFERS],
             tx_len: [0; MAX_BUFFERS],
+            tx_csum_left_out: [false; MAX_BUFFERS],
             n_to_host_buffers: config.to_host_buffers.len(),
             to_host_next: 0,
             received: Fifo::new(0),
@@ -435,6 +444,8 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             in_flight: None,
             owed: None,
             refusal: None,
+            interrupt_owed: false,
+            since_interrupt: 0,
             counters: [0; COUNTERS_LEN],
             staging: [0; STAGING_LEN],
             copies: [empty; MAX_COPIES],
@@ -518,6 +529,7 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
                         self.run();
                     }
                 }
+                self.moderate_interrupt();
             }
             AgentState::Broken => {
                 if self.in_flight.is_none() {
@@ -584,8 +596,10 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
     }
 
     /// Queue the `len` bytes built in `tx` for the host; the next [`Engine::poll`] DMAs them into a
-    /// buffer the host posted.
-    pub fn commit_transmit(&mut self, tx: TxBuffer, len: usize) -> Result<(), TransmitError> {
+    /// buffer the host posted. `csum_left_out`: an IPv4 TCP/UDP frame whose L4 checksum the stack did
+    /// not compute, which the host is told of ([`compl_flags::NEEDS_CSUM`]) when checksum offload was
+    /// negotiated (without it the stack computes every checksum and this is false).
+    pub fn commit_transmit(&mut self, tx: TxBuffer, len: usize, csum_left_out: bool) -> Result<(), TransmitError> {
         if self.state != AgentState::Running || self.to_host_state.get(tx.buffer) != Some(&Buf::Free) {
             return Err(TransmitError::NotRunning);
         }
@@ -596,6 +610,7 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         self.to_host_next = if tx.buffer + 1 == self.n_to_host_buffers { 0 } else { tx.buffer + 1 };
         // len <= max_len, a u32.
         self.tx_len[tx.buffer] = len as u32;
+        self.tx_csum_left_out[tx.buffer] = csum_left_out;
         self.outgoing.push(tx.buffer as u8);
         Ok(())
     }
@@ -615,7 +630,7 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             }
         })?;
         self.ram.write(tx.addr, frame);
-        self.commit_transmit(tx, frame.len())
+        self.commit_transmit(tx, frame.len(), false)
     }
 
     /// Whether the host has posted a buffer beyond the first `queued` not yet taken. The doorbells are
@@ -710,6 +725,8 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
     /// Leave RUNNING (or BROKEN): frames for the host are dropped, the connection forgotten. A chain
     /// in flight still completes; its buffers come back then.
     fn stop(&mut self, state: AgentState) {
+        // The host learns of the state change itself; completions it waited for are void.
+        self.interrupt_owed = false;
         while let Some(buffer) = self.outgoing.pop() {
             self.to_host_state[buffer as usize] = Buf::Free;
         }
@@ -835,7 +852,7 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         let Some(host) = self.host else { return false };
         let entries = self.agent.ring_entries;
         let block = host.config.status_block_addr;
-        let csum = if host.config.features & feature::CSUM_OFFLOAD != 0 { compl_flags::CSUM_VALID } else { 0 };
+        let offload = host.config.features & feature::CSUM_OFFLOAD != 0;
         let batch = &mut self.batch;
         let (n_tx, n_rx) = (batch.n_tx as u32, batch.n_rx as u32);
         let tx_used = batch.tx_used.wrapping_add(n_tx);
@@ -874,7 +891,12 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
                         len: e.len,
                     };
                     n += 1;
-                    CompletionRepr { id: e.id, flags: csum, len: e.len }
+                    let flags = match (offload, self.tx_csum_left_out[buffer as usize]) {
+                        (false, _) => 0,
+                        (true, false) => compl_flags::CSUM_VALID,
+                        (true, true) => compl_flags::NEEDS_CSUM,
+                    };
+                    CompletionRepr { id: e.id, flags, len: e.len }
                 }
                 None => CompletionRepr { id: e.id, flags: compl_flags::ERROR, len: 0 },
             };
@@ -1015,8 +1037,11 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         self.count(counter::RX_FRAMES, rx_frames);
         self.count(counter::RX_BYTES, rx_bytes);
         let Some(host) = self.host else { return };
+        self.since_interrupt = self.since_interrupt.saturating_add(n_tx + n_rx);
         let wanted = if notify {
-            true
+            // A state change is told at once.
+            self.interrupt_host();
+            return;
         } else if host.config.features & feature::EVENT_INDEX != 0 {
             let doorbells = self.doorbells();
             ring::need_event(doorbells.tx_used_event(), tx_used.wrapping_add(n_tx), tx_used)
@@ -1024,10 +1049,25 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         } else {
             n_tx > 0 || n_rx > 0
         };
-        if wanted {
-            self.count(counter::INTERRUPTS, 1);
-            self.notify.interrupt_host();
+        // Raised at the end of the poll, or later if more work keeps the agent busy (Engine::poll).
+        self.interrupt_owed |= wanted;
+    }
+
+    /// An interrupt the host asked for is raised once the agent runs out of work (no chain went out
+    /// after this one, so nothing more is coming soon), or after [`INTERRUPT_BATCH`] completions if
+    /// it does not: moderation, as a NIC's, with no added latency when the link is quiet. The status
+    /// block the interrupt announces has already reached host RAM.
+    fn moderate_interrupt(&mut self) {
+        if self.interrupt_owed && (self.in_flight.is_none() || self.since_interrupt >= INTERRUPT_BATCH) {
+            self.interrupt_host();
         }
+    }
+
+    fn interrupt_host(&mut self) {
+        self.interrupt_owed = false;
+        self.since_interrupt = 0;
+        self.count(counter::INTERRUPTS, 1);
+        self.notify.interrupt_host();
     }
 }
 

@@ -175,9 +175,14 @@ fn agent_repr(ring: u32) -> AgentRepr {
 
 /// A world and an engine over it.
 fn engine(ring: u32, latency: usize) -> (TestEngine, W) {
-    let rx: Vec<u32> = (0..N_BUFS as u32).map(|i| AGENT_BASE + i * BUF_LEN).collect();
-    let tx: Vec<u32> = (0..N_BUFS as u32).map(|i| AGENT_BASE + (N_BUFS as u32 + i) * BUF_LEN).collect();
-    let staging = AGENT_BASE + 2 * N_BUFS as u32 * BUF_LEN;
+    engine_with(ring, latency, N_BUFS)
+}
+
+/// A world and an engine with `bufs` buffers in each pool.
+fn engine_with(ring: u32, latency: usize, bufs: usize) -> (TestEngine, W) {
+    let rx: Vec<u32> = (0..bufs as u32).map(|i| AGENT_BASE + i * BUF_LEN).collect();
+    let tx: Vec<u32> = (0..bufs as u32).map(|i| AGENT_BASE + (bufs as u32 + i) * BUF_LEN).collect();
+    let staging = AGENT_BASE + 2 * bufs as u32 * BUF_LEN;
     let mut allowed: Vec<(u32, u32)> = rx.iter().chain(&tx).map(|&a| (a, BUF_LEN)).collect();
     allowed.push((staging, STAGING_LEN as u32));
     let host_len = status::block_len(entries(ring)).next_multiple_of(64) + 2 * ring as usize * HOST_SLOT;
@@ -228,6 +233,8 @@ struct HostModel {
     tx_errors: usize,
     rx_errors: usize,
     tx_done: usize,
+    /// Frames the agent marked NEEDS_CSUM.
+    needs_csum: usize,
     doorbells: usize,
     /// How many completions past the last seen the host lets go by before it wants an interrupt.
     event_delay: u32,
@@ -252,6 +259,7 @@ impl HostModel {
             tx_errors: 0,
             rx_errors: 0,
             tx_done: 0,
+            needs_csum: 0,
             doorbells: 0,
             event_delay: 0,
             next_id: 0,
@@ -382,8 +390,15 @@ impl HostModel {
             if c.flags & compl_flags::ERROR != 0 {
                 self.rx_errors += 1;
             } else {
-                let csum = self.features & feature::CSUM_OFFLOAD != 0;
-                assert_eq!(c.flags & compl_flags::CSUM_VALID != 0, csum);
+                let offload = self.features & feature::CSUM_OFFLOAD != 0;
+                match c.flags & (compl_flags::CSUM_VALID | compl_flags::NEEDS_CSUM) {
+                    compl_flags::CSUM_VALID => assert!(offload),
+                    compl_flags::NEEDS_CSUM => {
+                        assert!(offload);
+                        self.needs_csum += 1;
+                    }
+                    other => assert!(other == 0 && !offload, "checksum flags {other:#x}"),
+                }
                 let at = self.rx_buffer(self.rx_seen);
                 self.received.push(w[at..at + c.len as usize].to_vec());
             }
@@ -415,7 +430,11 @@ fn drain(engine: &mut TestEngine, w: &W) -> Vec<(Vec<u8>, bool)> {
 }
 
 fn connect(ring: u32, latency: usize, features: u32, mtu: u16) -> (TestEngine, HostModel) {
-    let (mut engine, w) = engine(ring, latency);
+    connect_with(ring, latency, features, mtu, N_BUFS)
+}
+
+fn connect_with(ring: u32, latency: usize, features: u32, mtu: u16, bufs: usize) -> (TestEngine, HostModel) {
+    let (mut engine, w) = engine_with(ring, latency, bufs);
     assert_eq!(engine.state(), AgentState::Ready);
     let mut host = HostModel::new(w, ring, features, mtu);
     host.init();
@@ -638,6 +657,41 @@ fn suppression_at_saturation() {
     assert_eq!(engine.counter(counter::INTERRUPTS) as f64, w.borrow().interrupts as f64);
 }
 
+/// A host that asks to be woken at every completion still gets one interrupt per INTERRUPT_BATCH
+/// completions while the agent stays busy, and one as soon as the agent runs out of work.
+#[test]
+fn interrupts_are_moderated_while_busy() {
+    // As many agent buffers as the board has: the next chain goes out while the stack still holds
+    // frames of the last one.
+    let (mut engine, mut host) = connect_with(256, 1, feature::ALL, 1500, MAX_BUFFERS);
+    let w = host.w.clone();
+    settle(&mut engine, &mut host, 3);
+    host.event_delay = 0;
+    let irq0 = w.borrow().interrupts;
+    let mut n = 0u32;
+    for _ in 0..2000 {
+        host.fill_rx(&mut engine);
+        while host.send(&mut engine, &frame(1514, n)) {
+            n += 1;
+        }
+        engine.poll();
+        drain(&mut engine, &w);
+        host.reap();
+    }
+    let packets = host.tx_done as f64;
+    let irqs = (w.borrow().interrupts - irq0) as f64;
+    assert!(packets > 4_000.0, "{packets}");
+    assert!(irqs / packets <= 1.0 / f64::from(INTERRUPT_BATCH) * 1.1, "{irqs} interrupts for {packets} packets");
+    // Quiet: one frame, and its interrupt comes without waiting for more.
+    // Everything the saturation phase posted is taken first.
+    settle(&mut engine, &mut host, 400);
+    let (irq1, done1) = (w.borrow().interrupts, host.tx_done);
+    assert!(host.send(&mut engine, &frame(60, 1)));
+    settle(&mut engine, &mut host, 8);
+    assert_eq!(host.tx_done, done1 + 1);
+    assert_eq!(w.borrow().interrupts, irq1 + 1);
+}
+
 #[test]
 fn without_event_index_every_batch_interrupts() {
     let (mut engine, mut host) = connect(64, 0, feature::MTU, 1500);
@@ -663,10 +717,16 @@ fn frames_built_in_place_reach_the_host() {
     let at = (tx.addr - AGENT_BASE) as usize;
     w.borrow_mut().agent[at..at + f.len()].copy_from_slice(&f);
     let too_long = engine.transmit_buffer().unwrap();
-    assert_eq!(engine.commit_transmit(too_long, 1515), Err(TransmitError::Length), "refused, the buffer stays free");
-    engine.commit_transmit(tx, f.len()).unwrap();
+    assert_eq!(engine.commit_transmit(too_long, 1515, false), Err(TransmitError::Length), "refused, the buffer stays free");
+    engine.commit_transmit(tx, f.len(), false).unwrap();
+    // A frame whose checksum the stack left out is marked so for the host.
+    let tx = engine.transmit_buffer().unwrap();
+    let at = (tx.addr - AGENT_BASE) as usize;
+    w.borrow_mut().agent[at..at + f.len()].copy_from_slice(&f);
+    engine.commit_transmit(tx, f.len(), true).unwrap();
     settle(&mut engine, &mut host, 3);
-    assert_eq!(host.received, vec![f]);
+    assert_eq!(host.received, vec![f.clone(), f]);
+    assert_eq!(host.needs_csum, 1);
 }
 
 #[test]

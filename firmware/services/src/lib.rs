@@ -3,8 +3,10 @@
 //! * [`identity`]: the board identity record in NOR flash and what follows from it: the agent's MAC,
 //!   the MAC the host interface should use, the static address plan.
 //! * [`address`]: DHCP with static fallback.
-//! * The TCP and UDP services, one socket each (a second simultaneous client of a TCP service is
-//!   refused until the first has gone):
+//! * The UDP services, one socket each, and the TCP services, [`POOL`] sockets each: while one
+//!   connection lingers (its host gone without a FIN or an RST, e.g. the host's driver reloaded), the
+//!   next is accepted; TCP keep-alive ([`KEEP_ALIVE`]) and a timeout ([`TIMEOUT`]) reclaim the lingering
+//!   one:
 //!
 //! | port | protocol | service |
 //! | --- | --- | --- |
@@ -13,8 +15,8 @@
 //! | 19 | TCP | chargen (RFC 864): the [`pattern`] until the peer closes (agent → host benchmark) |
 //! | 5019 | TCP | sized bulk send: the client sends a byte count in ASCII decimal and a newline (`"1048576\n"`, an optional `\r` before the newline), the agent sends exactly that many bytes of the [`pattern`] and closes |
 //!
-//! ICMP echo and ARP are smoltcp's own. The sockets' buffers live in a [`Storage`] the board keeps
-//! in a static: they are far larger than its stack.
+//! ICMP echo and ARP are smoltcp's own. The sockets' buffers and the [`pattern`]'s table live in a
+//! [`Storage`] the board keeps in a static: they are far larger than its stack.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -39,8 +41,24 @@ pub const CHARGEN_PORT: u16 = 19;
 /// Sized bulk send, TCP: a byte count in, that many [`pattern`] bytes out.
 pub const SIZED_PORT: u16 = 5019;
 
-/// TCP echo buffers, each way: the receive side is the window offered to the peer.
+/// Sockets per TCP service: one connection is accepted while another lingers. Each is a listening
+/// socket until a connection comes; smoltcp gives a SYN to the first listening one.
+pub const POOL: usize = 2;
+/// Idle time after which a TCP service's connection sends a keep-alive: a host that is gone (its
+/// driver reloaded, its stack restarted) answers with an RST or not at all, and then [`TIMEOUT`]
+/// reclaims the socket; a live host's ACK keeps the connection however long it is idle.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// Silence from the peer after which a TCP service's connection is dropped and its socket listens
+/// again: three keep-alives unanswered, or data unacknowledged that long (a host gone mid-transfer).
+/// It also bounds a handshake left half-open.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+/// The first TCP echo socket's buffers, each way: the receive side is the window offered to the peer.
+/// The first listening socket takes every new connection, so a lone client (the echo benchmark)
+/// always has this window.
 const ECHO_BUFFER: usize = 64 * 1024;
+/// The other echo sockets' buffers, each way: they serve only while the first is busy or lingering,
+/// and an echo moves no more than its client sends; a quarter of the window saves 96 KiB each.
+const ECHO_SPARE_BUFFER: usize = 16 * 1024;
 /// The bulk direction of discard, chargen and sized: the window the host may fill (discard) or the
 /// bytes in flight towards it (chargen, sized). 64 KiB keeps a 33 MHz PCI link busy across the
 /// host's ACK latency; smoltcp scales the window beyond 65535 by itself.
@@ -53,22 +71,31 @@ const UDP_BUFFER: usize = 4096;
 const UDP_PACKETS: usize = 4;
 /// The longest request line the sized service accepts: 20 digits (`u64::MAX`), `\r`, `\n`.
 pub const REQUEST_MAX: usize = 22;
-/// Sockets the services use together: size the [`SocketSet`] with this.
-pub const SOCKETS: usize = 7;
+/// Sockets the services use together: size the [`SocketSet`] with this. UDP echo and discard, the
+/// four TCP services' pools, DHCP.
+pub const SOCKETS: usize = 2 + 4 * POOL + 1;
 
-/// Storage the services' sockets live in; static, so it stays off the stack.
+/// A bulk send buffer: word-aligned like the [`pattern::Table`], so filling it is a copy of whole
+/// words (see [`pattern`]).
+#[repr(C, align(4))]
+struct BulkTx([u8; BULK_BUFFER]);
+
+/// Storage the services' sockets and the pattern's table live in; static, so it stays off the stack.
 pub struct Storage {
     udp_echo_rx: [u8; UDP_BUFFER],
     udp_echo_tx: [u8; UDP_BUFFER],
     udp_discard_rx: [u8; UDP_BUFFER],
     echo_rx: [u8; ECHO_BUFFER],
     echo_tx: [u8; ECHO_BUFFER],
-    discard_rx: [u8; BULK_BUFFER],
-    discard_tx: [u8; QUIET_BUFFER],
-    chargen_rx: [u8; QUIET_BUFFER],
-    chargen_tx: [u8; BULK_BUFFER],
-    sized_rx: [u8; QUIET_BUFFER],
-    sized_tx: [u8; BULK_BUFFER],
+    echo_spare_rx: [[u8; ECHO_SPARE_BUFFER]; POOL - 1],
+    echo_spare_tx: [[u8; ECHO_SPARE_BUFFER]; POOL - 1],
+    discard_rx: [[u8; BULK_BUFFER]; POOL],
+    discard_tx: [[u8; QUIET_BUFFER]; POOL],
+    chargen_rx: [[u8; QUIET_BUFFER]; POOL],
+    chargen_tx: [BulkTx; POOL],
+    sized_rx: [[u8; QUIET_BUFFER]; POOL],
+    sized_tx: [BulkTx; POOL],
+    pattern: pattern::Table,
     scratch: [u8; 2048],
 }
 
@@ -81,12 +108,15 @@ impl Storage {
             udp_discard_rx: [0; UDP_BUFFER],
             echo_rx: [0; ECHO_BUFFER],
             echo_tx: [0; ECHO_BUFFER],
-            discard_rx: [0; BULK_BUFFER],
-            discard_tx: [0; QUIET_BUFFER],
-            chargen_rx: [0; QUIET_BUFFER],
-            chargen_tx: [0; BULK_BUFFER],
-            sized_rx: [0; QUIET_BUFFER],
-            sized_tx: [0; BULK_BUFFER],
+            echo_spare_rx: [[0; ECHO_SPARE_BUFFER]; POOL - 1],
+            echo_spare_tx: [[0; ECHO_SPARE_BUFFER]; POOL - 1],
+            discard_rx: [[0; BULK_BUFFER]; POOL],
+            discard_tx: [[0; QUIET_BUFFER]; POOL],
+            chargen_rx: [[0; QUIET_BUFFER]; POOL],
+            chargen_tx: [const { BulkTx([0; BULK_BUFFER]) }; POOL],
+            sized_rx: [[0; QUIET_BUFFER]; POOL],
+            sized_tx: [const { BulkTx([0; BULK_BUFFER]) }; POOL],
+            pattern: pattern::Table::new(),
             scratch: [0; 2048],
         }
     }
@@ -193,16 +223,40 @@ pub fn parse_request(line: &[u8]) -> Result<Option<(u64, usize)>, RequestError> 
 pub struct Services<'s> {
     udp_echo: SocketHandle,
     udp_discard: SocketHandle,
-    echo: SocketHandle,
-    discard: SocketHandle,
-    chargen: SocketHandle,
-    sized: SocketHandle,
+    echo: [SocketHandle; POOL],
+    discard: [SocketHandle; POOL],
+    chargen: [SocketHandle; POOL],
+    sized: [SocketHandle; POOL],
     dhcp: SocketHandle,
     addressing: Addressing,
-    chargen_offset: u64,
-    sized_state: Sized,
+    /// Each chargen connection's position in the pattern.
+    chargen_offset: [u64; POOL],
+    /// Each sized connection's progress.
+    sized_state: [Sized; POOL],
+    pattern: pattern::Generator<'s>,
     stats: Stats,
     scratch: &'s mut [u8],
+}
+
+/// A TCP service's socket over `rx` and `tx`, set to reclaim itself from a peer gone silent.
+fn tcp_socket<'s>(rx: &'s mut [u8], tx: &'s mut [u8]) -> tcp::Socket<'s> {
+    let mut socket = tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
+    // Both survive the socket's resets (listen, close, abort): set once, for every connection.
+    socket.set_keep_alive(Some(KEEP_ALIVE));
+    socket.set_timeout(Some(TIMEOUT));
+    socket
+}
+
+/// Add a pool of TCP sockets, one per pair of buffers, to `sockets`.
+fn add_pool<'s>(
+    sockets: &mut SocketSet<'s>,
+    buffers: impl Iterator<Item = (&'s mut [u8], &'s mut [u8])>,
+) -> [SocketHandle; POOL] {
+    let mut handles = [SocketHandle::default(); POOL];
+    for (handle, (rx, tx)) in handles.iter_mut().zip(buffers) {
+        *handle = sockets.add(tcp_socket(rx, tx));
+    }
+    handles
 }
 
 impl<'s> Services<'s> {
@@ -227,9 +281,6 @@ impl<'s> Services<'s> {
             udp::PacketBuffer::new(&mut [][..], &mut [][..]),
         );
         let _ = udp_discard.bind(DISCARD_PORT);
-        let tcp = |rx: &'s mut [u8], tx: &'s mut [u8]| {
-            tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx))
-        };
         let mut dhcp = dhcpv4::Socket::new();
         // A DHCP retry is then due when the wait for a lease ends: the board's main loop sleeps until
         // smoltcp's next timer, so this wakes it to take the static address on time. It also bounds
@@ -240,14 +291,38 @@ impl<'s> Services<'s> {
         Services {
             udp_echo: sockets.add(udp_echo),
             udp_discard: sockets.add(udp_discard),
-            echo: sockets.add(tcp(&mut storage.echo_rx[..], &mut storage.echo_tx[..])),
-            discard: sockets.add(tcp(&mut storage.discard_rx[..], &mut storage.discard_tx[..])),
-            chargen: sockets.add(tcp(&mut storage.chargen_rx[..], &mut storage.chargen_tx[..])),
-            sized: sockets.add(tcp(&mut storage.sized_rx[..], &mut storage.sized_tx[..])),
+            // The big echo socket first: a SYN goes to the first listening socket.
+            echo: add_pool(
+                sockets,
+                core::iter::once((&mut storage.echo_rx[..], &mut storage.echo_tx[..])).chain(
+                    storage
+                        .echo_spare_rx
+                        .iter_mut()
+                        .zip(storage.echo_spare_tx.iter_mut())
+                        .map(|(r, t)| (&mut r[..], &mut t[..])),
+                ),
+            ),
+            discard: add_pool(
+                sockets,
+                storage.discard_rx.iter_mut().zip(storage.discard_tx.iter_mut()).map(|(r, t)| (&mut r[..], &mut t[..])),
+            ),
+            chargen: add_pool(
+                sockets,
+                storage
+                    .chargen_rx
+                    .iter_mut()
+                    .zip(storage.chargen_tx.iter_mut())
+                    .map(|(r, t)| (&mut r[..], &mut t.0[..])),
+            ),
+            sized: add_pool(
+                sockets,
+                storage.sized_rx.iter_mut().zip(storage.sized_tx.iter_mut()).map(|(r, t)| (&mut r[..], &mut t.0[..])),
+            ),
             dhcp: sockets.add(dhcp),
             addressing: Addressing::new(identity.static_address(), Some(identity.host_address()), fallback_after),
-            chargen_offset: 0,
-            sized_state: SIZED_IDLE,
+            chargen_offset: [0; POOL],
+            sized_state: [SIZED_IDLE; POOL],
+            pattern: storage.pattern.build(),
             stats: Stats::default(),
             scratch: &mut storage.scratch[..],
         }
@@ -295,10 +370,18 @@ impl<'s> Services<'s> {
         }
 
         busy |= self.udp(sockets);
-        busy |= echo_pass(sockets.get_mut(self.echo), self.scratch);
-        busy |= discard_pass(sockets.get_mut(self.discard), &mut self.stats);
-        busy |= chargen_pass(sockets.get_mut(self.chargen), &mut self.chargen_offset, &mut self.stats);
-        busy |= sized_pass(sockets.get_mut(self.sized), &mut self.sized_state, &mut self.stats);
+        for &h in &self.echo {
+            busy |= echo_pass(sockets.get_mut(h), self.scratch);
+        }
+        for &h in &self.discard {
+            busy |= discard_pass(sockets.get_mut(h), &mut self.stats);
+        }
+        for (&h, offset) in self.chargen.iter().zip(&mut self.chargen_offset) {
+            busy |= chargen_pass(sockets.get_mut(h), offset, &self.pattern, &mut self.stats);
+        }
+        for (&h, state) in self.sized.iter().zip(&mut self.sized_state) {
+            busy |= sized_pass(sockets.get_mut(h), state, &self.pattern, &mut self.stats);
+        }
         Poll { busy, change }
     }
 
@@ -398,14 +481,14 @@ fn discard_pass(socket: &mut tcp::Socket<'_>, stats: &mut Stats) -> bool {
 }
 
 /// Queue pattern bytes from `*offset` until `limit` or the send buffer is full; the bytes queued.
-fn send_pattern(socket: &mut tcp::Socket<'_>, offset: &mut u64, limit: u64) -> usize {
+fn send_pattern(socket: &mut tcp::Socket<'_>, offset: &mut u64, limit: u64, pattern: &pattern::Generator<'_>) -> usize {
     let mut total = 0;
     while socket.can_send() && *offset < limit {
         let at = *offset;
         // Filled in place, in the send buffer's free contiguous part (twice when it wraps).
         let sent = socket.send(|buf| {
             let n = buf.len().min(usize::try_from(limit - at).unwrap_or(usize::MAX));
-            pattern::fill(at, &mut buf[..n]);
+            pattern.fill(at, &mut buf[..n]);
             (n, n)
         });
         match sent {
@@ -420,7 +503,12 @@ fn send_pattern(socket: &mut tcp::Socket<'_>, offset: &mut u64, limit: u64) -> u
 }
 
 /// One pass of chargen: send the pattern while the peer keeps the connection, ignore its data.
-fn chargen_pass(socket: &mut tcp::Socket<'_>, offset: &mut u64, stats: &mut Stats) -> bool {
+fn chargen_pass(
+    socket: &mut tcp::Socket<'_>,
+    offset: &mut u64,
+    pattern: &pattern::Generator<'_>,
+    stats: &mut Stats,
+) -> bool {
     if relisten(socket, CHARGEN_PORT) {
         *offset = 0;
         return true;
@@ -431,14 +519,19 @@ fn chargen_pass(socket: &mut tcp::Socket<'_>, offset: &mut u64, stats: &mut Stat
         socket.close();
         return true;
     }
-    let sent = send_pattern(socket, offset, u64::MAX);
+    let sent = send_pattern(socket, offset, u64::MAX, pattern);
     stats.bulk_sent = stats.bulk_sent.wrapping_add(sent as u64);
     busy |= sent > 0;
     busy
 }
 
 /// One pass of the sized bulk send.
-fn sized_pass(socket: &mut tcp::Socket<'_>, state: &mut Sized, stats: &mut Stats) -> bool {
+fn sized_pass(
+    socket: &mut tcp::Socket<'_>,
+    state: &mut Sized,
+    pattern: &pattern::Generator<'_>,
+    stats: &mut Stats,
+) -> bool {
     if relisten(socket, SIZED_PORT) {
         *state = SIZED_IDLE;
         return true;
@@ -484,7 +577,7 @@ fn sized_pass(socket: &mut tcp::Socket<'_>, state: &mut Sized, stats: &mut Stats
     // Anything after the request is ignored, so the window stays open.
     busy |= drain(socket) > 0;
     if let Sized::Sending { offset, total } = state {
-        let sent = send_pattern(socket, offset, *total);
+        let sent = send_pattern(socket, offset, *total, pattern);
         stats.bulk_sent = stats.bulk_sent.wrapping_add(sent as u64);
         busy |= sent > 0;
         if *offset == *total {

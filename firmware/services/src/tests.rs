@@ -151,6 +151,18 @@ proptest! {
     }
 
     #[test]
+    fn the_table_fills_as_the_definition(offset in 0u64..(1 << 40), len in 0usize..(3 * pattern::PERIOD)) {
+        let mut table = Box::new(pattern::Table::new());
+        let generator = table.build();
+        let mut buf = vec![0u8; len];
+        generator.fill(offset, &mut buf);
+        let mut want = vec![0u8; len];
+        pattern::fill(offset, &mut want);
+        prop_assert!(buf == want, "first difference at {:?}", buf.iter().zip(&want).position(|(a, b)| a != b));
+        prop_assert_eq!(pattern::mismatch(offset, &buf), None);
+    }
+
+    #[test]
     fn requests_never_panic(line in proptest::collection::vec(any::<u8>(), 0..40)) {
         if let Ok(Some((_, used))) = parse_request(&line) {
             prop_assert!(used <= line.len() && line[used - 1] == b'\n');
@@ -164,9 +176,32 @@ fn pattern_is_the_documented_one() {
     let mut head = [0u8; 8];
     pattern::fill(0, &mut head);
     assert_eq!(head, [0, 0, 0, 0, 0xb7, 0x28, 0x4e, 0x51]);
-    // No period shorter than the stream could hide a lost or repeated segment: 64 KiB of words all differ.
-    let words: std::collections::HashSet<u32> = (0..16384).map(pattern::mix).collect();
-    assert_eq!(words.len(), 16384);
+    // 65524 bytes: 16381 words, a prime number of them.
+    assert_eq!(pattern::PERIOD, 65524);
+    let words = pattern::PERIOD / 4;
+    assert!((2..words).take_while(|d| d * d <= words).all(|d| !words.is_multiple_of(d)), "{words} is prime");
+    // Byte i is byte i % 4 of mix((i / 4) % 16381), little-endian.
+    for i in (0..3 * pattern::PERIOD as u64).chain([u64::MAX - 5, u64::MAX, 1 << 40]) {
+        let want = pattern::mix(((i / 4) % words as u64) as u32).to_le_bytes()[(i % 4) as usize];
+        assert_eq!(pattern::byte(i), want, "byte {i}");
+    }
+    // No shorter period: within one, the words all differ.
+    let distinct: std::collections::HashSet<u32> = (0..words as u32).map(pattern::mix).collect();
+    assert_eq!(distinct.len(), words);
+    // The period ends where it starts again, and the table says so too.
+    let mut table = Box::new(pattern::Table::new());
+    let generator = table.build();
+    let mut across = vec![0u8; 16];
+    generator.fill(pattern::PERIOD as u64 - 8, &mut across);
+    assert_eq!(&across[8..], &head[..]);
+    assert_eq!(pattern::mismatch(pattern::PERIOD as u64 - 8, &across), None);
+    // A stretch lost or repeated is seen unless its length is a multiple of the period.
+    let mut stream = vec![0u8; 4 * pattern::PERIOD];
+    pattern::fill(0, &mut stream);
+    for lost in [1, 4, 1460, 8960, 65536, pattern::PERIOD - 4] {
+        assert!(pattern::mismatch(0, &[&stream[..1000], &stream[1000 + lost..]].concat()).is_some(), "{lost} lost");
+    }
+    assert_eq!(pattern::mismatch(0, &[&stream[..1000], &stream[1000 + pattern::PERIOD..]].concat()), None);
 }
 
 #[test]
@@ -310,6 +345,9 @@ struct World {
     /// Every DHCP message type the agent sent, with when.
     dhcp_seen: Vec<(Instant, DhcpMessageType)>,
     changes: Vec<(Instant, Change)>,
+    /// Host TCP ports whose frames from the agent are lost: connections a host forgot without a
+    /// word, and does not answer for either (its stack gone).
+    gone: Vec<u16>,
 }
 
 fn leak<T>(v: T) -> &'static mut T {
@@ -351,6 +389,7 @@ impl World {
             dhcp_offer: None,
             dhcp_seen: Vec::new(),
             changes: Vec::new(),
+            gone: Vec::new(),
         }
     }
 
@@ -364,6 +403,8 @@ impl World {
         while let Some(frame) = self.agent_end.tx.pop_front() {
             if let Some(reply) = self.dhcp(&frame) {
                 self.agent_end.rx.push_back(reply);
+            } else if tcp_dst_port(&frame).is_some_and(|port| self.gone.contains(&port)) {
+                // Lost: nobody there.
             } else {
                 self.host_end.rx.push_back(frame);
             }
@@ -473,6 +514,17 @@ impl World {
     fn tcp(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static> {
         self.host_sockets.get_mut(handle)
     }
+}
+
+/// The destination port of a TCP segment in `frame`, if it is one.
+fn tcp_dst_port(frame: &[u8]) -> Option<u16> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.next_header() != IpProtocol::Tcp {
+        return None;
+    }
+    let tcp = smoltcp::wire::TcpPacket::new_checked(ip.payload()).ok()?;
+    Some(tcp.dst_port())
 }
 
 /// A world whose agent already has the static address.
@@ -654,4 +706,111 @@ fn chargen_sends_the_pattern_until_the_peer_closes() {
         got.len() >= 1000
     });
     assert_eq!(pattern::mismatch(0, &got), None);
+}
+
+/// The pool of `port`'s sockets on the agent.
+fn pool(w: &World, port: u16) -> [SocketHandle; POOL] {
+    match port {
+        ECHO_PORT => w.services.echo,
+        DISCARD_PORT => w.services.discard,
+        CHARGEN_PORT => w.services.chargen,
+        SIZED_PORT => w.services.sized,
+        _ => unreachable!("not a TCP service: {port}"),
+    }
+}
+
+fn all_listening(w: &World, port: u16) -> bool {
+    pool(w, port).iter().all(|&h| w.agent_sockets.get::<tcp::Socket>(h).state() == tcp::State::Listen)
+}
+
+/// Use a connection to `port` the way its service is used, and check the service answered.
+fn exercise(w: &mut World, h: SocketHandle, port: u16) {
+    let mut got = Vec::new();
+    match port {
+        ECHO_PORT => {
+            w.tcp(h).send_slice(b"still there?").unwrap();
+            w.run_until(2000, |w| {
+                read_all(w, h, &mut got);
+                got.len() >= 12
+            });
+            assert_eq!(got, b"still there?");
+        }
+        DISCARD_PORT => {
+            let before = w.services.stats().discarded;
+            w.tcp(h).send_slice(&[7u8; 1000]).unwrap();
+            w.run_until(2000, |w| w.services.stats().discarded == before + 1000);
+        }
+        CHARGEN_PORT => {
+            w.run_until(2000, |w| {
+                read_all(w, h, &mut got);
+                got.len() >= 3000
+            });
+            assert_eq!(pattern::mismatch(0, &got), None);
+        }
+        SIZED_PORT => {
+            w.tcp(h).send_slice(b"3000\n").unwrap();
+            w.run_until(2000, |w| read_all(w, h, &mut got));
+            assert_eq!((got.len(), pattern::mismatch(0, &got)), (3000, None));
+        }
+        _ => unreachable!("not a TCP service: {port}"),
+    }
+}
+
+/// Connect to `port` from `local_port`: the host's socket once established or closed (refused).
+fn try_connect(w: &mut World, port: u16, local_port: u16) -> SocketHandle {
+    let rx = tcp::SocketBuffer::new(slice(0u8, HOST_TCP_BUFFER));
+    let tx = tcp::SocketBuffer::new(slice(0u8, HOST_TCP_BUFFER));
+    let h = w.host_sockets.add(tcp::Socket::new(rx, tx));
+    let remote = (IpAddress::Ipv4(w.agent_address().unwrap()), port);
+    w.host_sockets.get_mut::<tcp::Socket>(h).connect(w.host.context(), remote, local_port).unwrap();
+    w.run_until(2000, |w| w.tcp(h).may_send() || w.tcp(h).state() == tcp::State::Closed);
+    h
+}
+
+/// A host connects to `port` from `local_port`, uses it, then forgets it: its socket goes without
+/// a FIN or an RST. With `gone`, nothing the agent sends there reaches anyone; without, the host's
+/// stack answers for the connection it no longer knows (with an RST).
+fn connect_use_forget(w: &mut World, port: u16, local_port: u16, gone: bool) {
+    let h = try_connect(w, port, local_port);
+    assert!(w.tcp(h).may_send(), "port {port} refused a connection: {:?}", w.tcp(h).state());
+    exercise(w, h, port);
+    w.host_sockets.remove(h);
+    if gone {
+        w.gone.push(local_port);
+    }
+}
+
+#[test]
+fn a_lingering_connection_neither_blocks_the_next_nor_stays_forever() {
+    for (n, port) in [ECHO_PORT, DISCARD_PORT, CHARGEN_PORT, SIZED_PORT].into_iter().enumerate() {
+        let mut w = with_static_address();
+        assert!(all_listening(&w, port), "every socket of port {port} listens");
+        let base = 50000 + 100 * n as u16;
+        // Two hosts connect, one after the other, and vanish: the second is accepted at once.
+        connect_use_forget(&mut w, port, base, true);
+        connect_use_forget(&mut w, port, base + 1, true);
+        let last_heard = w.now;
+        // The pool is spent while both linger: a third is refused, not left hanging.
+        let h = try_connect(&mut w, port, base + 2);
+        assert_eq!(w.tcp(h).state(), tcp::State::Closed, "port {port}: a third connection with {POOL} sockets");
+        w.host_sockets.remove(h);
+        // Keep-alives go unanswered: the timeout reclaims both sockets.
+        w.run_until(40_000, |w| all_listening(w, port));
+        let reclaimed = w.now - last_heard;
+        assert!(
+            reclaimed >= TIMEOUT && reclaimed <= TIMEOUT + Duration::from_secs(1),
+            "port {port}: reclaimed after {reclaimed}"
+        );
+        // Both sockets take connections again. This time the host's stack is still there and answers
+        // the agent's next segment for a connection it forgot with a bare RST (no ACK, as Linux
+        // does). smoltcp hands such an RST to the first socket of the port that accepts it, which
+        // may be a listening one that drops it: the timeout is what bounds the linger either way.
+        connect_use_forget(&mut w, port, base + 3, false);
+        connect_use_forget(&mut w, port, base + 4, false);
+        let forgotten = w.now;
+        w.run_until(40_000, |w| all_listening(w, port));
+        let reclaimed = w.now - forgotten;
+        assert!(reclaimed <= TIMEOUT + Duration::from_secs(1), "port {port}: reclaimed after {reclaimed}");
+        connect_use_forget(&mut w, port, base + 5, false);
+    }
 }

@@ -203,6 +203,8 @@ pub struct Board {
     /// wait passes ([`Board::set_stop_at_wait`]); `wait_stop` is the count where it last did.
     stop_at_wait: bool,
     wait_stop: Option<u64>,
+    /// [`Board::set_turn_end`].
+    turn_end: Option<u64>,
     output: Option<OutputSink>,
     host_bar_reads: u64,
     host_bar_writes: u64,
@@ -333,6 +335,7 @@ impl Board {
             max_instructions: config.max_instructions,
             stop_at_wait: false,
             wait_stop: None,
+            turn_end: None,
             output: None,
             host_bar_reads: 0,
             host_bar_writes: 0,
@@ -491,6 +494,13 @@ impl Board {
         self.max_instructions = limit;
     }
 
+    /// End the next runs at the first block boundary at or after `count` instructions (or earlier), as
+    /// [`Outcome::InstructionLimit`]: a host model's turn, which need not be exact, and so costs none of
+    /// the translated-code flushing an exact limit ([`Board::set_max_instructions`]) needs.
+    pub fn set_turn_end(&mut self, count: Option<u64>) {
+        self.turn_end = count;
+    }
+
     /// Whether [`Board::run`] returns [`Outcome::Idle`] when the firmware starts waiting for a timer or
     /// a device, before the wait passes, so whoever drives the board (a host model that is never the
     /// bottleneck) can act first. Each wait stops once: the next run lets it pass.
@@ -542,7 +552,7 @@ impl Board {
                 self.deliver(vector::DECREMENTER, pc, 0, None, false);
                 continue;
             }
-            if self.max_instructions.is_some_and(|l| now >= l) {
+            if self.max_instructions.is_some_and(|l| now >= l) || self.turn_end.is_some_and(|l| now >= l) {
                 return Outcome::InstructionLimit;
             }
             if machine::fetch_word(&self.uc, pc) == Some(ppc::BRANCH_TO_SELF) {
@@ -562,7 +572,7 @@ impl Board {
                     }
                     // Spinning in `b .` until the event: one instruction per cycle, so jump there directly.
                     Some(at) => {
-                        let at = self.max_instructions.map_or(at, |l| at.min(l)).max(now);
+                        let at = [self.max_instructions, self.turn_end].into_iter().flatten().fold(at, u64::min).max(now);
                         self.skipped += at - now;
                         self.uc.get_data_mut().done = at;
                         continue;
@@ -579,9 +589,11 @@ impl Board {
             }
 
             let slice = self.slice;
+            let turn_end = self.turn_end;
             let m = self.uc.get_data_mut();
             m.deadline = [
                 Some(now + slice),
+                turn_end,
                 m.tb.dec_expiry(),
                 m.immr.watchdog.expiry(),
                 m.immr.next_event(),

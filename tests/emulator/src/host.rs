@@ -205,6 +205,8 @@ pub struct Stats {
     pub link_events: u64,
     /// Header reads after LINK doorbells ([`HostLink::agent_state`]).
     pub slow_bar_reads: u64,
+    /// Frames received with their TCP/UDP checksum left out (checksum offload).
+    pub rx_csum_left_out: u64,
 }
 
 /// One agent's link, up: the host's rings, buffers and indexes.
@@ -382,7 +384,13 @@ impl HostLink {
         let id = self.take_id();
         // frame.len() <= buffer_len, a u32.
         let len = frame.len() as u32;
-        self.write_descriptor(bp, self.agent.layout.tx_ring, self.tx_prod, DescriptorRepr { addr, len, id, flags: 0 })?;
+        // With checksum offload the host's stack leaves TCP/UDP checksums out, and says so.
+        let flags = if self.features & feature::CSUM_OFFLOAD != 0 && is_ipv4_tcp_udp(frame) {
+            bar::desc_flags::NEEDS_CSUM
+        } else {
+            0
+        };
+        self.write_descriptor(bp, self.agent.layout.tx_ring, self.tx_prod, DescriptorRepr { addr, len, id, flags })?;
         self.tx_posted.push_back((id, len));
         let old = self.tx_prod;
         self.tx_prod = self.tx_prod.wrapping_add(1);
@@ -446,6 +454,9 @@ impl HostLink {
                 Ok(c) if c.id == id && c.flags & compl_flags::ERROR == 0 && c.len > 0 => {
                     let mut frame = vec![0u8; c.len as usize];
                     bp.read_ram(self.rx_buffer(self.rx_seen), &mut frame)?;
+                    if c.flags & compl_flags::NEEDS_CSUM != 0 {
+                        self.stats.rx_csum_left_out += 1;
+                    }
                     self.received.push_back(frame);
                     self.stats.rx_frames += 1;
                 }
@@ -541,6 +552,11 @@ impl HostLink {
         self.next_id = self.next_id.wrapping_add(1);
         self.next_id
     }
+}
+
+/// An IPv4 TCP or UDP frame: the ones whose checksum a stack leaves out under checksum offload.
+pub fn is_ipv4_tcp_udp(frame: &[u8]) -> bool {
+    frame.len() >= 34 && frame[12..14] == [0x08, 0x00] && matches!(frame[23], 6 | 17)
 }
 
 fn rx_offset(entries: Entries, index: u32) -> usize {

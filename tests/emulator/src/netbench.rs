@@ -38,6 +38,7 @@ pub struct Queues {
     pub to_agent: VecDeque<Vec<u8>>,
     pub from_agent: VecDeque<Vec<u8>>,
     mtu: usize,
+    csum_offload: bool,
 }
 
 pub struct QueueRx(Vec<u8>);
@@ -75,6 +76,12 @@ impl phy::Device for Queues {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
+        if self.csum_offload {
+            // As Linux with the module's checksum offload: TCP/UDP checksums neither computed
+            // (CHECKSUM_PARTIAL, NEEDS_CSUM) nor verified (NEEDS_CSUM / CSUM_VALID frames).
+            caps.checksum.tcp = smoltcp::phy::Checksum::None;
+            caps.checksum.udp = smoltcp::phy::Checksum::None;
+        }
         // The Ethernet header on top of the MTU, as smoltcp counts it for Ethernet.
         caps.max_transmission_unit = self.mtu + 14;
         caps
@@ -92,8 +99,16 @@ pub struct HostStack {
 }
 
 impl HostStack {
+    /// A stack for a link with checksum offload (what [`Params::default`] asks for): see
+    /// [`HostStack::with_checksums`] for one without.
     pub fn new(board: &Board, mtu: u16) -> HostStack {
-        let mut dev = Queues { mtu: usize::from(mtu), ..Queues::default() };
+        Self::with_checksums(board, mtu, true)
+    }
+
+    /// A stack that computes and verifies TCP/UDP checksums unless `csum_offload` (the link's
+    /// negotiated [`bpnet_contract::bar::feature::CSUM_OFFLOAD`]).
+    pub fn with_checksums(board: &Board, mtu: u16, csum_offload: bool) -> HostStack {
+        let mut dev = Queues { mtu: usize::from(mtu), csum_offload, ..Queues::default() };
         let mut config = IfaceConfig::new(EthernetAddress(HOST_MAC).into());
         config.random_seed = 0x0bad_5eed;
         let mut iface = Interface::new(config, &mut dev, virtual_now(board));
@@ -240,11 +255,20 @@ pub fn wait_for_address(board: &mut Board, link: &mut HostLink, console_from: us
     Err(format!("the agent took no address\n{}", String::from_utf8_lossy(board.console())))
 }
 
-/// One turn of the firmware: until it is about to wait (or a slice has run), then the link's news.
+/// Longest the firmware runs before the host model acts again, when it does not wait first: 20,000
+/// instructions, 37.5 µs. A host CPU handles its interrupts and NAPI polls in microseconds; a model that
+/// acted less often would hold back frames and acknowledgements a real host would already have passed
+/// on, and the figures would measure the model rather than the agent and the bus.
+pub const HOST_TURN_INSTRUCTIONS: u64 = 20_000;
+
+/// One turn of the firmware: until it is about to wait (or [`HOST_TURN_INSTRUCTIONS`] have run), then
+/// the link's news.
 pub fn agent_turn(board: &mut Board, link: &mut HostLink) -> Result<(), LinkError> {
     board.set_stop_at_wait(true);
-    board.set_max_instructions(Some(board.instructions() + host::SLICE_INSTRUCTIONS));
+    board.set_max_instructions(None);
+    board.set_turn_end(Some(board.instructions() + HOST_TURN_INSTRUCTIONS));
     let outcome = board.run();
+    board.set_turn_end(None);
     board.set_stop_at_wait(false);
     match outcome {
         Outcome::Idle { .. } | Outcome::InstructionLimit => {}

@@ -357,6 +357,34 @@ fn host_reinit_mid_transfer_recovers() {
     assert!(echo.echoed == echo.data, "the echo is byte for byte what was sent");
 }
 
+/// Checksum offload as virtio has it: with the feature, TCP checksums cross the backplane left out
+/// both ways and the agent says so (NEEDS_CSUM); without it, both sides compute and verify (the host
+/// stack here drops a frame with a wrong checksum, so a wrong one would stall the echo).
+#[test]
+fn checksums_follow_the_offload_agreement() {
+    use bpnet_contract::bar::feature;
+    let elf = firmware_elf();
+    for offload in [true, false] {
+        let features = if offload { feature::ALL } else { feature::ALL & !feature::CSUM_OFFLOAD };
+        let (mut board, mut link) =
+            netbench::boot(&elf, Params { features, ..Params::default() }).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(link.features() & feature::CSUM_OFFLOAD != 0, offload);
+        let mut stack = HostStack::with_checksums(&board, 1500, offload);
+        let handle = stack.connect(netbench::ECHO_PORT, 49152, 256 * 1024);
+        let mut tcp = HostTcp { stack, handle };
+        tcp.establish(&mut board, &mut link);
+        let mut echo = Echo::new(64 << 10);
+        echo.pump(&mut board, &mut link, &mut tcp, usize::MAX, 64 << 10);
+        assert!(echo.echoed == echo.data);
+        let left_out = link.stats().rx_csum_left_out;
+        if offload {
+            assert!(left_out > 0, "the agent marks the TCP frames it left the checksum out of");
+        } else {
+            assert_eq!(left_out, 0, "without offload every checksum is computed");
+        }
+    }
+}
+
 /// The agent is reset in the middle of a TCP echo: its LINK doorbell after booting tells the host,
 /// which reads the header (a new agent generation, READY), brings the link up again, and a new
 /// connection works; the old one is gone with the agent's memory.

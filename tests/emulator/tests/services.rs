@@ -55,8 +55,10 @@ fn flash_with(record: &[u8]) -> tempfile::NamedTempFile {
 
 // ---- the bulk pattern (bpnet_services::pattern) ----
 
+/// Periodic: 65524 bytes, 16381 words (a prime number), each word the MurmurHash3 finaliser of its
+/// index within the period, little-endian.
 fn pattern_byte(offset: u64) -> u8 {
-    let mut w = (offset / 4) as u32;
+    let mut w = ((offset / 4) % 16381) as u32;
     w ^= w >> 16;
     w = w.wrapping_mul(0x85eb_ca6b);
     w ^= w >> 13;
@@ -391,6 +393,10 @@ impl smoltcp::phy::Device for Queues {
         let mut caps = smoltcp::phy::DeviceCapabilities::default();
         caps.medium = smoltcp::phy::Medium::Ethernet;
         caps.max_transmission_unit = 1514;
+        // The link negotiates checksum offload (the host model's default): TCP/UDP checksums are
+        // left out both ways, as Linux does with the module.
+        caps.checksum.tcp = smoltcp::phy::Checksum::None;
+        caps.checksum.udp = smoltcp::phy::Checksum::None;
         caps
     }
 }

@@ -45,7 +45,7 @@ pub fn run(engine: &mut RingEngine, mac: [u8; 6]) -> ! {
         {
             // Every to-host buffer holds the frame already: queue it without writing it again.
             while let Ok(tx) = engine.transmit_buffer() {
-                if engine.commit_transmit(tx, FRAME_LEN).is_err() {
+                if engine.commit_transmit(tx, FRAME_LEN, false).is_err() {
                     break;
                 }
                 busy = true;

@@ -80,6 +80,14 @@ pub struct TxToken<'a> {
     /// buffer, and the frame is built in the discard area and dropped, as a NIC drops.
     buffer: Option<TxBuffer>,
     activity: &'a mut bool,
+    /// smoltcp leaves TCP/UDP checksums out (checksum offload negotiated).
+    csum_offload: bool,
+}
+
+/// Whether `frame` is an IPv4 TCP or UDP frame: the ones whose checksum smoltcp leaves out under
+/// checksum offload.
+fn is_ipv4_tcp_udp(frame: &[u8]) -> bool {
+    frame.len() >= 34 && frame[12..14] == [0x08, 0x00] && matches!(frame[23], 6 | 17)
 }
 
 impl phy::TxToken for TxToken<'_> {
@@ -91,9 +99,13 @@ impl phy::TxToken for TxToken<'_> {
             return f(NetRam::discard(len as u32));
         };
         // Built in place: the DMA takes the frame from here to the host.
-        let r = f(NetRam::frame_mut(buffer.addr, len as u32));
-        if self.engine.commit_transmit(buffer, len).is_ok() {
+        let frame = NetRam::frame_mut(buffer.addr, len as u32);
+        let r = f(frame);
+        let left_out = self.csum_offload && is_ipv4_tcp_udp(NetRam::frame(buffer.addr, len as u32));
+        if self.engine.commit_transmit(buffer, len, left_out).is_ok() {
             *self.activity = true;
+            // Start its DMA now if the channel is free (see `receive`).
+            self.engine.poll();
         }
         r
     }
@@ -114,6 +126,9 @@ impl phy::Device for NetDevice<'_> {
         // A reply needs a buffer towards the host: leave the frame queued until one is free (a
         // chain in flight frees them); with the link down or no host buffer posted, a reply is
         // dropped anyway.
+        // Keep the DMA busy while the stack works: a chain that has ended is completed and the next
+        // one started here, between frames, not only when the main loop comes round again.
+        self.engine.poll();
         let buffer = match self.engine.transmit_buffer() {
             Ok(buffer) => Some(buffer),
             Err(TransmitError::Busy) => return None,
@@ -123,7 +138,8 @@ impl phy::Device for NetDevice<'_> {
         self.lent = Some(received.buffer);
         self.activity = true;
         let frame = NetRam::frame(received.addr, received.len);
-        Some((RxToken { frame }, TxToken { engine: self.engine, buffer, activity: &mut self.activity }))
+        let csum_offload = self.csum_offload;
+        Some((RxToken { frame }, TxToken { engine: self.engine, buffer, activity: &mut self.activity, csum_offload }))
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
@@ -131,7 +147,8 @@ impl phy::Device for NetDevice<'_> {
             self.blocked = true;
             return None;
         };
-        Some(TxToken { engine: self.engine, buffer: Some(buffer), activity: &mut self.activity })
+        let csum_offload = self.csum_offload;
+        Some(TxToken { engine: self.engine, buffer: Some(buffer), activity: &mut self.activity, csum_offload })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -140,12 +157,12 @@ impl phy::Device for NetDevice<'_> {
         caps.max_transmission_unit = self.max_frame;
         caps.max_burst_size = None;
         if self.csum_offload {
-            // The host may leave TCP/UDP checksums out (NEEDS_CSUM) and trusts the agent's: do not
-            // verify them, still compute them (a frame may leave the host again). The IPv4 header
-            // and ICMP checksums are always filled by the host.
+            // The backplane is a memory copy: TCP/UDP checksums are neither verified nor computed
+            // (frames to the host are marked NEEDS_CSUM, for a host that forwards them). The small
+            // IPv4 header and ICMP checksums stay, both ways.
             caps.checksum = ChecksumCapabilities::default();
-            caps.checksum.udp = Checksum::Tx;
-            caps.checksum.tcp = Checksum::Tx;
+            caps.checksum.udp = Checksum::None;
+            caps.checksum.tcp = Checksum::None;
         }
         caps
     }
