@@ -33,10 +33,11 @@ use bpnet_contract::status::{self, cause, compl_flags, Completion, CompletionRep
 use bpnet_contract::{shared, Error};
 
 /// Most descriptors of one ring handled in one DMA chain: bounds the chain, the staging area and the
-/// time between two looks at the host's state. The DMA and the stack still work at the same time:
-/// the next chain is started whenever the stack takes or sends a frame (the board's device polls the
-/// engine then), not only once per main loop. The host's interrupts follow [`INTERRUPT_BATCH`].
-pub const MAX_BATCH: usize = 64;
+/// time between two looks at the host's state. Half the board's buffer pool, so the next chain can
+/// fill buffers while the stack still holds the frames of the last one; the next chain is started
+/// whenever the stack takes or sends a frame (the board's device polls the engine then), not only
+/// once per main loop. The host's interrupts follow [`INTERRUPT_BATCH`], not the chains.
+pub const MAX_BATCH: usize = 32;
 /// Completions after which an interrupt the host asked for is raised even though the agent is still
 /// busy (see [`Engine::poll`]): at saturation one interrupt per this many frames.
 pub const INTERRUPT_BATCH: u32 = 64;

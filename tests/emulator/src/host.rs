@@ -358,6 +358,11 @@ impl HostLink {
         Ok((header.agent_state()?, header.agent_generation()))
     }
 
+    /// TX descriptors the host can still post before the ring is full.
+    pub fn tx_room(&self) -> u32 {
+        self.entries.get() - self.tx_in_flight()
+    }
+
     /// TX frames posted and not yet completed.
     pub fn tx_in_flight(&self) -> u32 {
         self.tx_prod.wrapping_sub(self.tx_seen)

@@ -138,7 +138,16 @@ impl HostStack {
     /// Let smoltcp act and hand what it built to the agent, as far as the TX ring takes it. True if
     /// anything was handed over.
     pub fn host_turn(&mut self, bp: &mut impl Backplane, board_now: Instant, link: &mut HostLink) -> bool {
-        self.iface.poll(board_now, &mut self.dev, &mut self.sockets);
+        // smoltcp sends one segment per socket per poll; a host stack sends what its window allows
+        // (Linux does in one softirq), so poll until nothing more comes out, as far as the ring takes.
+        let room = link.tx_room() as usize;
+        loop {
+            let queued = self.dev.to_agent.len();
+            self.iface.poll(board_now, &mut self.dev, &mut self.sockets);
+            if self.dev.to_agent.len() == queued || self.dev.to_agent.len() >= room {
+                break;
+            }
+        }
         let mut sent = false;
         while let Some(frame) = self.dev.to_agent.front() {
             match link.send(bp, frame) {
