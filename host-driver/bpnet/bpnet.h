@@ -15,6 +15,7 @@
 #include <linux/mutex.h>
 #include <linux/netdevice.h>
 #include <linux/pci.h>
+#include <linux/spinlock.h>
 #include <linux/workqueue.h>
 
 #include "bpnet_contract.h"
@@ -60,6 +61,11 @@ struct bpnet_bus_ops {
 	void (*stop)(struct bpnet *bp);
 	/* Ring the agent's WORK doorbell (one posted write). */
 	void (*notify)(struct bpnet *bp);
+	/*
+	 * Optional: stop (true) or restart (false) the agent's interrupts
+	 * after a storm; from any context. NULL where the line may be shared.
+	 */
+	void (*mask)(struct bpnet *bp, bool masked);
 };
 
 extern const struct bpnet_bus_ops bpnet_ivshmem_ops;
@@ -151,7 +157,7 @@ struct bpnet {
 	u32 rx_seen;
 	/* The agent has answered UP through the status block. */
 	bool running;
-	/* A contract violation was seen; the link is being reset. */
+	/* A contract violation was seen (or an interrupt storm); the link is being reset. */
 	bool broken;
 	/* Interrupts wanted at the next completion (NAPI idle) or none. */
 	bool interrupts;
@@ -160,6 +166,19 @@ struct bpnet {
 	u32 published_tx;
 
 	atomic64_t stats[BPNET_HOST_STATS];
+
+	/*
+	 * Interrupt storm detection, in the handlers: the current one-second
+	 * window's start, its interrupts, the completions taken before it, and
+	 * whether a storm stopped the agent's interrupts until the next set-up.
+	 */
+	spinlock_t storm_lock;
+	unsigned long storm_window;
+	u32 storm_status;
+	u32 storm_link;
+	u64 storm_done;
+	bool storm_tripped;
+	bool storm_masked;
 };
 
 static inline void bpnet_count(struct bpnet *bp, enum bpnet_host_stat stat, u64 n)
@@ -197,6 +216,7 @@ static inline u32 bpnet_slow_read32(struct bpnet *bp, u32 offset)
 }
 
 /* Interrupt entry points for the personalities. */
+bool bpnet_interrupt_storm(struct bpnet *bp, bool link);
 void bpnet_status_event(struct bpnet *bp);
 void bpnet_link_event(struct bpnet *bp);
 

@@ -22,7 +22,8 @@ static irqreturn_t bpnet_ivshmem_status_irq(int irq, void *data)
 	struct bpnet *bp = data;
 
 	bpnet_count(bp, BPNET_STAT_interrupts, 1);
-	bpnet_status_event(bp);
+	if (!bpnet_interrupt_storm(bp, false))
+		bpnet_status_event(bp);
 	return IRQ_HANDLED;
 }
 
@@ -31,7 +32,8 @@ static irqreturn_t bpnet_ivshmem_link_irq(int irq, void *data)
 	struct bpnet *bp = data;
 
 	bpnet_count(bp, BPNET_STAT_interrupts, 1);
-	bpnet_link_event(bp);
+	if (!bpnet_interrupt_storm(bp, true))
+		bpnet_link_event(bp);
 	return IRQ_HANDLED;
 }
 
@@ -91,6 +93,24 @@ static void bpnet_ivshmem_stop(struct bpnet *bp)
 	pci_free_irq_vectors(pdev);
 }
 
+/*
+ * After a storm: the vectors are the device's own (MSI-X), so they can be
+ * turned off, from the storming handler itself, until the next set-up.
+ */
+static void bpnet_ivshmem_mask(struct bpnet *bp, bool masked)
+{
+	int status = pci_irq_vector(bp->pdev, BPNET_IVSHMEM_VECTOR_STATUS);
+	int link = pci_irq_vector(bp->pdev, BPNET_IVSHMEM_VECTOR_LINK);
+
+	if (masked) {
+		disable_irq_nosync(status);
+		disable_irq_nosync(link);
+	} else {
+		enable_irq(status);
+		enable_irq(link);
+	}
+}
+
 /* WORK: the agent's peer, its work vector (one posted write). */
 static void bpnet_ivshmem_notify(struct bpnet *bp)
 {
@@ -103,4 +123,5 @@ const struct bpnet_bus_ops bpnet_ivshmem_ops = {
 	.start = bpnet_ivshmem_start,
 	.stop = bpnet_ivshmem_stop,
 	.notify = bpnet_ivshmem_notify,
+	.mask = bpnet_ivshmem_mask,
 };

@@ -32,6 +32,15 @@
 #define BPNET_STOP_POLL_MS	10
 /* Slow-path ticks (1 s) to wait for RUNNING before re-initialising. */
 #define BPNET_UP_TICKS		5
+/*
+ * An agent raises STATUS only after a status block DMA that carried
+ * completions (or, once per connection, its state), and LINK only when its
+ * state changes. More STATUS interrupts in a window than completions taken,
+ * by this margin, or more LINK interrupts than this, is a storm.
+ */
+#define BPNET_STORM_WINDOW		HZ
+#define BPNET_STORM_STATUS_SLACK	1000
+#define BPNET_STORM_LINK		100
 
 #define BPNET_HEADER(field) \
 	(BPNET_HEADER_OFFSET + offsetof(struct bpnet_header, field))
@@ -486,9 +495,23 @@ static int bpnet_reap_rx(struct bpnet *bp, u32 rx_used, int budget)
 		}
 		skb_put(skb, len);
 		skb->protocol = eth_type_trans(skb, bp->netdev);
-		if ((flags & BPNET_COMPL_F_CSUM_VALID) && (bp->features & BPNET_F_CSUM_OFFLOAD) &&
-		    (bp->netdev->features & NETIF_F_RXCSUM))
+		if ((flags & BPNET_COMPL_F_NEEDS_CSUM) && (bp->features & BPNET_F_CSUM_OFFLOAD)) {
+			/*
+			 * The agent left the TCP/UDP checksum out, as virtio's
+			 * NEEDS_CSUM: CHECKSUM_PARTIAL, completed only if the
+			 * frame is forwarded.
+			 */
+			skb_reset_network_header(skb);
+			if (skb_checksum_setup(skb, true)) {
+				bpnet_count(bp, BPNET_STAT_rx_errors, 1);
+				dev_kfree_skb_any(skb);
+				continue;
+			}
+		} else if ((flags & BPNET_COMPL_F_CSUM_VALID) &&
+			   (bp->features & BPNET_F_CSUM_OFFLOAD) &&
+			   (bp->netdev->features & NETIF_F_RXCSUM)) {
 			skb->ip_summed = CHECKSUM_UNNECESSARY;
+		}
 		bpnet_count(bp, BPNET_STAT_rx_frames, 1);
 		bpnet_count(bp, BPNET_STAT_rx_bytes, len);
 		napi_gro_receive(&bp->napi, skb);
@@ -586,6 +609,84 @@ void bpnet_status_event(struct bpnet *bp)
 void bpnet_link_event(struct bpnet *bp)
 {
 	mod_delayed_work(system_wq, &bp->slow_work, 0);
+}
+
+/* Completions NAPI has taken so far. */
+static u64 bpnet_completions(struct bpnet *bp)
+{
+	return atomic64_read(&bp->stats[BPNET_STAT_tx_frames]) +
+	       atomic64_read(&bp->stats[BPNET_STAT_tx_errors]) +
+	       atomic64_read(&bp->stats[BPNET_STAT_rx_frames]) +
+	       atomic64_read(&bp->stats[BPNET_STAT_rx_errors]);
+}
+
+/* A new storm window; the caller holds storm_lock. */
+static void bpnet_storm_window(struct bpnet *bp, unsigned long now)
+{
+	bp->storm_window = now;
+	bp->storm_status = 0;
+	bp->storm_link = 0;
+	bp->storm_done = bpnet_completions(bp);
+	bp->storm_tripped = false;
+}
+
+/*
+ * Every interrupt of the agent's, counted by the personality's handler (hard
+ * IRQ). True while the agent storms: the caller drops the event. The first
+ * time in a window the link is broken and, where the bus allows it, the
+ * agent's interrupts stay off until the next set-up.
+ */
+bool bpnet_interrupt_storm(struct bpnet *bp, bool link)
+{
+	unsigned long now = jiffies;
+	bool storm, trip = false, masked;
+	u32 status, links, ms;
+	u64 done;
+
+	spin_lock(&bp->storm_lock);
+	if (time_after_eq(now, bp->storm_window + BPNET_STORM_WINDOW))
+		bpnet_storm_window(bp, now);
+	if (link)
+		bp->storm_link++;
+	else
+		bp->storm_status++;
+	status = bp->storm_status;
+	links = bp->storm_link;
+	done = bpnet_completions(bp) - bp->storm_done;
+	ms = jiffies_to_msecs(now - bp->storm_window);
+	storm = links > BPNET_STORM_LINK || status > done + BPNET_STORM_STATUS_SLACK;
+	if (storm && !bp->storm_tripped) {
+		bp->storm_tripped = true;
+		trip = true;
+		if (bp->ops->mask && !bp->storm_masked) {
+			bp->storm_masked = true;
+			bp->ops->mask(bp, true);
+		}
+	}
+	masked = bp->storm_masked;
+	spin_unlock(&bp->storm_lock);
+	if (trip)
+		bpnet_broken(bp,
+			     "interrupt storm: %u STATUS interrupts for %llu completions and %u LINK interrupts in %u ms%s",
+			     status, done, links, ms,
+			     masked ? "; its interrupts are off until the next set-up" : "");
+	return storm;
+}
+
+/* Set-up and removal: a new storm window, and the agent's interrupts back on. */
+static void bpnet_storm_reset(struct bpnet *bp)
+{
+	unsigned long flags;
+	bool masked;
+
+	spin_lock_irqsave(&bp->storm_lock, flags);
+	bpnet_storm_window(bp, jiffies);
+	masked = bp->storm_masked;
+	bp->storm_masked = false;
+	spin_unlock_irqrestore(&bp->storm_lock, flags);
+	/* Masked under the lock, so this enable follows that disable. */
+	if (masked)
+		bp->ops->mask(bp, false);
 }
 
 /* host_state DOWN, alone and as one byte, then WORK so a sleeping agent sees it. */
@@ -779,6 +880,8 @@ static int bpnet_link_up(struct bpnet *bp)
 	/* Before UP: the agent's first status interrupt must find NAPI enabled. */
 	bp->state = BPNET_LINK_UP;
 	napi_enable(&bp->napi);
+	/* Interrupts a storm stopped come back with the new connection. */
+	bpnet_storm_reset(bp);
 	/* Last, alone and as one byte: an agent that sees UP sees everything before it. */
 	wmb();
 	bpnet_write(bp, bp->shared + BPNET_HEADER(host_state), BPNET_HOST_STATE_UP, 1);
@@ -968,6 +1071,8 @@ static int bpnet_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	bp->pdev = pdev;
 	bp->ops = ops;
 	mutex_init(&bp->link_lock);
+	spin_lock_init(&bp->storm_lock);
+	bp->storm_window = jiffies;
 	INIT_DELAYED_WORK(&bp->slow_work, bpnet_slow_work);
 	for (i = 0; i < BPNET_HOST_STATS; i++)
 		atomic64_set(&bp->stats[i], 0);
@@ -1018,6 +1123,7 @@ static int bpnet_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	return 0;
 
 err_stop:
+	bpnet_storm_reset(bp);
 	ops->stop(bp);
 	cancel_delayed_work_sync(&bp->slow_work);
 err_free:
@@ -1032,6 +1138,8 @@ static void bpnet_remove(struct pci_dev *pdev)
 
 	/* ndo_stop takes the link down: host_state DOWN, WORK, bounded wait, free. */
 	unregister_netdev(netdev);
+	/* free_irq wants the interrupts as they were requested. */
+	bpnet_storm_reset(bp);
 	bp->ops->stop(bp);
 	cancel_delayed_work_sync(&bp->slow_work);
 	mutex_lock(&bp->link_lock);

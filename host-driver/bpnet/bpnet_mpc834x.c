@@ -46,9 +46,10 @@ static irqreturn_t bpnet_mpc834x_irq(int irq, void *data)
 	odr &= MPC834X_ODR_OURS;
 	bpnet_write(bp, bp->regs + MPC834X_ODR, odr, 4);
 	bpnet_count(bp, BPNET_STAT_interrupts, 1);
-	if (odr & BPNET_NOTIFY_STATUS)
+	/* INTx may be shared: a storm is dropped here, never masked. */
+	if ((odr & BPNET_NOTIFY_STATUS) && !bpnet_interrupt_storm(bp, false))
 		bpnet_status_event(bp);
-	if (odr & BPNET_NOTIFY_LINK)
+	if ((odr & BPNET_NOTIFY_LINK) && !bpnet_interrupt_storm(bp, true))
 		bpnet_link_event(bp);
 	return IRQ_HANDLED;
 }

@@ -9,6 +9,7 @@ pub mod barrier;
 pub mod bat;
 pub mod cache;
 pub mod exception;
+mod mem;
 pub mod msr;
 mod start;
 pub mod timebase;

@@ -11,7 +11,7 @@
 //! | port | protocol | service |
 //! | --- | --- | --- |
 //! | 7 | UDP, TCP | echo (RFC 862) |
-//! | 9 | UDP, TCP | discard (RFC 863): the host → agent benchmark, a [`BULK_BUFFER`] window |
+//! | 9 | UDP, TCP | discard (RFC 863): the host → agent benchmark, a [`DISCARD_WINDOW`] window |
 //! | 19 | TCP | chargen (RFC 864): the [`pattern`] until the peer closes (agent → host benchmark) |
 //! | 5019 | TCP | sized bulk send: the client sends a byte count in ASCII decimal and a newline (`"1048576\n"`, an optional `\r` before the newline), the agent sends exactly that many bytes of the [`pattern`] and closes |
 //!
@@ -63,6 +63,10 @@ const ECHO_SPARE_BUFFER: usize = 16 * 1024;
 /// bytes in flight towards it (chargen, sized). 64 KiB keeps a 33 MHz PCI link busy across the
 /// host's ACK latency; smoltcp scales the window beyond 65535 by itself.
 pub const BULK_BUFFER: usize = 64 * 1024;
+/// The discard service's window: the agent acknowledges the segments of one DMA chain only in a
+/// later chain, so the window must cover about two chains and the host's turn, or the host waits
+/// with the bus idle. smoltcp scales the window beyond 65535 by itself.
+pub const DISCARD_WINDOW: usize = 192 * 1024;
 /// The quiet direction of the bulk services: a request line, or data they ignore.
 const QUIET_BUFFER: usize = 512;
 /// UDP payload storage, each way.
@@ -89,7 +93,7 @@ pub struct Storage {
     echo_tx: [u8; ECHO_BUFFER],
     echo_spare_rx: [[u8; ECHO_SPARE_BUFFER]; POOL - 1],
     echo_spare_tx: [[u8; ECHO_SPARE_BUFFER]; POOL - 1],
-    discard_rx: [[u8; BULK_BUFFER]; POOL],
+    discard_rx: [[u8; DISCARD_WINDOW]; POOL],
     discard_tx: [[u8; QUIET_BUFFER]; POOL],
     chargen_rx: [[u8; QUIET_BUFFER]; POOL],
     chargen_tx: [BulkTx; POOL],
@@ -110,7 +114,7 @@ impl Storage {
             echo_tx: [0; ECHO_BUFFER],
             echo_spare_rx: [[0; ECHO_SPARE_BUFFER]; POOL - 1],
             echo_spare_tx: [[0; ECHO_SPARE_BUFFER]; POOL - 1],
-            discard_rx: [[0; BULK_BUFFER]; POOL],
+            discard_rx: [[0; DISCARD_WINDOW]; POOL],
             discard_tx: [[0; QUIET_BUFFER]; POOL],
             chargen_rx: [[0; QUIET_BUFFER]; POOL],
             chargen_tx: [const { BulkTx([0; BULK_BUFFER]) }; POOL],

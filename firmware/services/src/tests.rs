@@ -367,8 +367,13 @@ impl World {
         config.random_seed = 7;
         let agent = Interface::new(config, &mut agent_end, now);
         let mut agent_sockets = SocketSet::new(&mut leak([SocketStorage::EMPTY; SOCKETS])[..]);
-        let services =
-            Services::new(leak(Storage::new()), leak(PacketMeta::new()), &mut agent_sockets, &identity, FALLBACK_AFTER);
+        // Storage is large (the board keeps it in .bss): made on a thread with room for it on its stack.
+        let storage = std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn(|| leak(Storage::new()))
+            .and_then(|t| t.join().map_err(|_| std::io::Error::other("storage")))
+            .expect("storage");
+        let services = Services::new(storage, leak(PacketMeta::new()), &mut agent_sockets, &identity, FALLBACK_AFTER);
 
         let mut host_end = End::default();
         let mut config = IfaceConfig::new(EthernetAddress(identity.host_mac()).into());

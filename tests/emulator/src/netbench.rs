@@ -305,6 +305,8 @@ pub struct Figures {
     /// Host BAR reads (any: the fast path may have none) and payload bytes moved by the host CPU.
     pub host_bar_reads: u64,
     pub host_copied_bytes: u64,
+    /// Virtual time the data path's DMA channel was busy, picoseconds.
+    pub dma_busy_ps: u64,
 }
 
 /// Where the agent's instructions went in a run, when asked for ([`Board::profile`]): the functions
@@ -343,6 +345,11 @@ impl Figures {
     pub fn notifications_per_packet(&self) -> f64 {
         (self.doorbells + self.interrupts) as f64 / self.frames().max(1) as f64
     }
+    /// Share of the time the DMA channel was moving data: what is left is the agent's doing.
+    pub fn dma_busy_fraction(&self) -> f64 {
+        self.dma_busy_ps as f64 / self.virtual_ps.max(1) as f64
+    }
+
     /// Payload bytes per second of virtual time.
     pub fn rate(&self) -> f64 {
         self.bytes as f64 / (self.virtual_ps.max(1) as f64 / 1e12)
@@ -364,6 +371,7 @@ struct Mark {
     ps: u64,
     stats: host::Stats,
     reads: u64,
+    dma_busy: u64,
 }
 
 impl Mark {
@@ -374,6 +382,7 @@ impl Mark {
             ps: board.virtual_time_ps(),
             stats: link.stats(),
             reads: board.host_bar_reads(),
+            dma_busy: board.dma_stats()[0].busy_instructions,
         }
     }
 
@@ -385,6 +394,7 @@ impl Mark {
             doorbells: stats.doorbells - self.stats.doorbells,
             interrupts: stats.interrupts - self.stats.interrupts,
             host_bar_reads: board.host_bar_reads() - self.reads,
+            dma_busy_ps: (board.dma_stats()[0].busy_instructions - self.dma_busy) * PS_PER_INSTRUCTION,
             ..Figures::default()
         }
     }

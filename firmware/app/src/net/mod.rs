@@ -14,12 +14,15 @@
 //!   DMA the host asked to hear about, and [`bpnet_contract::notify::LINK`] when it is READY (after
 //!   boot) or BROKEN.
 
-// The ring-bench image runs the engine without the stack: the stack's half is built but unused.
-#![cfg_attr(feature = "ring-bench", allow(dead_code, unused))]
+// The ring-bench and hostile-agent images run the engine without the stack: the stack's half is built
+// but unused.
+#![cfg_attr(any(feature = "ring-bench", feature = "hostile-agent"), allow(dead_code, unused))]
 
 #[cfg(feature = "ring-bench")]
 mod bench;
 mod device;
+#[cfg(feature = "hostile-agent")]
+mod hostile;
 mod hw;
 mod services;
 
@@ -128,7 +131,9 @@ pub fn run(timebase_hz: u32, generation: u32) -> ! {
 
     #[cfg(feature = "ring-bench")]
     bench::run(&mut engine, mac);
-    #[cfg(not(feature = "ring-bench"))]
+    #[cfg(feature = "hostile-agent")]
+    hostile::run(&mut engine, timebase_hz);
+    #[cfg(not(any(feature = "ring-bench", feature = "hostile-agent")))]
     serve(&mut engine, mac, timebase_hz)
 }
 

@@ -82,7 +82,7 @@ fn run() -> Result<(), String> {
     let show = |name: &str, f: &Figures| {
         println!(
             "  {name:<35} {:.0} instructions/frame, {:.4} notifications/packet ({} doorbells, {} interrupts), {} \
-             host BAR reads, {} bytes copied by the host, {} + {} frames, {:.1} MB/s",
+             host BAR reads, {} bytes copied by the host, {} + {} frames, {:.1} MB/s, DMA busy {:.0} %",
             f.instructions_per_frame(),
             f.notifications_per_packet(),
             f.doorbells,
@@ -92,6 +92,7 @@ fn run() -> Result<(), String> {
             f.frames_to_agent,
             f.frames_to_host,
             f.rate() / 1e6,
+            100.0 * f.dma_busy_fraction(),
         )
     };
     show("ring path, 1514-byte frames", &ring);

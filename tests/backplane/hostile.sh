@@ -1,0 +1,166 @@
+# A hostile agent next to a normal one: agent 0 runs the hostile-agent image, which after a normal
+# bring-up breaks the contract once per connection, in this order (firmware/app/src/net/hostile.rs):
+# an RX completion with an id never posted, a TX completion for a frame never posted, an RX completion
+# longer than its buffer, rx_used far beyond what was posted, an interrupt storm, a wrong magic and a
+# wrong major version at the next set-up, a flapping state byte. Each phase starts at the connection
+# after the module re-initialises bp0 with a new MTU (the first: at bp0's first link-up); until then the
+# agent leaves bp0's set-ups unanswered. After each, bp0 must be marked broken
+# (the module's message in dmesg, contract_errors and link_resets grown, carrier off), while bp1, on the
+# normal agent 1, keeps carrying ping and TCP echo; the kernel log stays free of oops/BUG/WARN/lockups.
+# After the last phase (and one more MTU change) agent 0 behaves and bp0's link comes back; rmmod leaves
+# a healthy machine.
+host_addr=10.83.49.1/24
+# Each phase: (name, what the module's refusal says). Searched for in order, each after the previous.
+phases="wrong-id:RX.completion.[0-9]*:.id
+never-posted:tx_used.[0-9]*.outside
+long-completion:RX.completion.[0-9]*:.id
+used-beyond:rx_used.[0-9]*.outside
+interrupt-storm:interrupt.storm
+bad-magic:magic.0x
+bad-version:contract.version
+state-flap:state.127.is.not.defined"
+
+# A kernel log line that must never appear.
+bad_kernel_log='WARNING:|BUG:|Oops|general protection|Call Trace|kernel BUG|RIP:|soft lockup|rcu_sched detected|hung_task|blocked for more than'
+
+stat_of() {
+    bpnet-guest stats "$1" | awk -v k="$2" '$1 == k { print $2; found = 1 } END { if (!found) print "missing" }'
+}
+
+# The first line at or after line $1 of dmesg that says bp0 broke the contract and matches $2; prints
+# "line-number:text".
+find_refusal() {
+    dmesg | awk -v from="$1" -v re="$2" 'NR >= from && /bp0: agent broke the contract/ && $0 ~ re { print NR ":" $0; exit }'
+}
+
+wait_refusal() {
+    for _ in $(seq 600); do
+        hit=$(find_refusal "$1" "$2")
+        if [ -n "$hit" ]; then
+            echo "$hit"
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# ping and a TCP echo of $bytes through bp1 until /tmp/stop-bp1 appears; one line per round in /tmp/bp1.log.
+bp1_traffic() {
+    round=0
+    while [ ! -e /tmp/stop-bp1 ]; do
+        round=$((round + 1))
+        if ping -I bp1 -c 1 -W 3 10.83.49.2 > /dev/null 2>&1; then p=ok; else p=lost; fi
+        if e=$(bpnet-guest echo bp1 10.83.49.2 "$bytes" 60 2>&1); then s=pass; else s=fail; fi
+        echo "$round $s ping=$p $e" >> /tmp/bp1.log
+    done
+}
+
+# Check the rounds of bp1 traffic logged since line $2 of /tmp/bp1.log: at least one, every echo whole.
+bp1_rounds_ok() {
+    rounds=$(tail -n +"$2" /tmp/bp1.log | grep -c .)
+    failed=$(tail -n +"$2" /tmp/bp1.log | grep -v ' pass ping=ok ' | head -2 | tr '\n' ' ')
+    if [ "$rounds" -ge 1 ] && [ -z "$failed" ]; then
+        result "$1" pass "$rounds rounds of ping + $bytes-byte echo through bp1, all whole"
+    else
+        result "$1" fail "$rounds rounds; failed: $failed"
+    fi
+}
+
+kernel_log_healthy() {
+    bad=$(dmesg | grep -E "$bad_kernel_log" | head -3)
+    if [ -n "$bad" ]; then
+        echo "$bad"
+        return 1
+    fi
+    echo "no oops/BUG/WARN/lockup in dmesg"
+}
+
+if ! check module-load insmod /lib/modules/bpnet.ko; then
+    check kernel-log-clean kernel_log_healthy
+    return 0 2>/dev/null || exit 0
+fi
+for _ in $(seq 100); do
+    [ -e /sys/class/net/bp0 ] && [ -e /sys/class/net/bp1 ] && break
+    sleep 0.1
+done
+check netdevs ls -d /sys/class/net/bp0 /sys/class/net/bp1
+ip addr add $host_addr dev bp1
+ip link set bp1 up
+check bp1-carrier-up bpnet-guest carrier bp1 up 30
+# The normal agent has its static address 3 s after link-up.
+for _ in $(seq 30); do ping -I bp1 -c 1 -W 1 10.83.49.2 > /dev/null 2>&1 && break; done
+check bp1-ping ping -I bp1 -c 3 -W 5 10.83.49.2
+
+# Agent 0's first violation comes 3 s after its first link-up: everything is counted from before it.
+: > /tmp/bp1.log
+bp1_traffic &
+traffic=$!
+mark=$(($(dmesg | grep -c .) + 1))
+errors=$(stat_of bp0 contract_errors)
+resets=$(stat_of bp0 link_resets)
+downs=$(cat /sys/class/net/bp0/carrier_down_count)
+ip link set bp0 up
+check bp0-carrier-up bpnet-guest carrier bp0 up 30
+mtu=1500
+for phase in $phases; do
+    # Not `name`: lib.sh's result and check use it.
+    pname=${phase%%:*}
+    pattern=${phase#*:}
+    logged=$(($(grep -c . /tmp/bp1.log) + 1))
+    # The agent's cue for its next phase (the first comes with bp0's first link-up, above).
+    if [ "$pname" != wrong-id ]; then
+        mtu=$((mtu - 1))
+        ip link set bp0 mtu $mtu
+    fi
+    if ! hit=$(wait_refusal "$mark" "$pattern"); then
+        result "$pname-refused" fail "no 'bp0: agent broke the contract' matching '$pattern' within 60 s: $(dmesg | tail -n +"$mark" | grep bp0 | tail -3 | tr '\n' ' ')"
+        continue
+    fi
+    mark=$((${hit%%:*} + 1))
+    result "$pname-refused" pass "${hit#*:}"
+    # Carrier off, and seen to go off, while the agent holds off after the module re-initialised.
+    carrier=$(cat /sys/class/net/bp0/carrier 2>/dev/null || echo 0)
+    now=$(cat /sys/class/net/bp0/carrier_down_count)
+    if [ "$carrier" = 0 ] && [ "$now" -gt "$downs" ]; then
+        result "$pname-carrier-off" pass "carrier off, carrier_down_count $downs -> $now"
+    else
+        result "$pname-carrier-off" fail "carrier $carrier, carrier_down_count $downs -> $now"
+    fi
+    downs=$now
+    e=$(stat_of bp0 contract_errors)
+    r=$(stat_of bp0 link_resets)
+    if [ "$e" != missing ] && [ "$e" -gt "$errors" ] && [ "$r" -gt "$resets" ]; then
+        result "$pname-counters" pass "contract_errors $errors -> $e, link_resets $resets -> $r"
+    else
+        result "$pname-counters" fail "contract_errors $errors -> $e, link_resets $resets -> $r"
+    fi
+    errors=$e
+    resets=$r
+    # During: the rounds since the phase began. After: one more, in the foreground.
+    sleep 1
+    bp1_rounds_ok "$pname-bp1-during" "$logged"
+    check "$pname-bp1-after" bpnet-guest echo bp1 10.83.49.2 "$bytes" 60
+    check "$pname-kernel-log" kernel_log_healthy
+done
+touch /tmp/stop-bp1
+wait $traffic
+bp1_rounds_ok bp1-throughout 1
+
+# The hostile agent behaves after its last phase: bp0's link comes back at the next set-up.
+ip link set bp0 mtu 1500
+check bp0-recovers bpnet-guest carrier bp0 up 60
+check bp1-ping-end ping -I bp1 -c 3 -W 5 10.83.49.2
+check rmmod timeout 30 rmmod bpnet
+check netdevs-gone sh -c '! ls -d /sys/class/net/bp* 2>/dev/null'
+check kernel-log-clean kernel_log_healthy
+# The machine is still healthy: it can load the module again and reach the normal agent.
+check insmod-again insmod /lib/modules/bpnet.ko
+for _ in $(seq 100); do [ -e /sys/class/net/bp1 ] && break; sleep 0.1; done
+ip addr add $host_addr dev bp1
+ip link set bp1 up
+check bp1-carrier-again bpnet-guest carrier bp1 up 30
+for _ in $(seq 30); do ping -I bp1 -c 1 -W 1 10.83.49.2 > /dev/null 2>&1 && break; done
+check bp1-echo-again bpnet-guest echo bp1 10.83.49.2 "$bytes" 60
+check rmmod-again timeout 30 rmmod bpnet
+check kernel-log-clean-end kernel_log_healthy
