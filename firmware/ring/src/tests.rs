@@ -717,7 +717,11 @@ fn frames_built_in_place_reach_the_host() {
     let at = (tx.addr - AGENT_BASE) as usize;
     w.borrow_mut().agent[at..at + f.len()].copy_from_slice(&f);
     let too_long = engine.transmit_buffer().unwrap();
-    assert_eq!(engine.commit_transmit(too_long, 1515, false), Err(TransmitError::Length), "refused, the buffer stays free");
+    assert_eq!(
+        engine.commit_transmit(too_long, 1515, false),
+        Err(TransmitError::Length),
+        "refused, the buffer stays free"
+    );
     engine.commit_transmit(tx, f.len(), false).unwrap();
     // A frame whose checksum the stack left out is marked so for the host.
     let tx = engine.transmit_buffer().unwrap();

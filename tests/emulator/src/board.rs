@@ -572,7 +572,8 @@ impl Board {
                     }
                     // Spinning in `b .` until the event: one instruction per cycle, so jump there directly.
                     Some(at) => {
-                        let at = [self.max_instructions, self.turn_end].into_iter().flatten().fold(at, u64::min).max(now);
+                        let at =
+                            [self.max_instructions, self.turn_end].into_iter().flatten().fold(at, u64::min).max(now);
                         self.skipped += at - now;
                         self.uc.get_data_mut().done = at;
                         continue;
