@@ -126,6 +126,9 @@ impl HostStack {
         let buf = || tcp::SocketBuffer::new(vec![0u8; buffer]);
         let handle = self.sockets.add(tcp::Socket::new(buf(), buf()));
         let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+        // Linux acknowledges every second full segment at once (and sooner in quick-ack mode); smoltcp's
+        // 10 ms delayed ACK would make the host model, not the agent, hold the window shut.
+        socket.set_ack_delay(None);
         // A fresh socket in CLOSED with a non-zero local port connects.
         let _ = socket.connect(self.iface.context(), (AGENT_IP, port), local_port);
         handle
