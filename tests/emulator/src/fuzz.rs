@@ -33,6 +33,7 @@ use bpnet_contract::ring::{self, Entries};
 use bpnet_contract::status;
 use bpnet_contract::{notify, shared, EMULATED_BAR_ADDRESS, HOST_WINDOW_BYTES};
 
+use crate::frames::{self, be16};
 use crate::host::{self, HostLink, LinkError, Params};
 use crate::{Board, Config, Outcome};
 
@@ -1016,35 +1017,13 @@ pub fn run_input(elf: &[u8], input: &[u8], options: Options) -> Result<Report, F
 
 // ---- valid frames ----
 
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-fn ethernet(dst: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(14 + payload.len());
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&HOST_MAC);
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
-
 /// "Who has 10.83.49.2?" from the host.
 pub fn arp_request() -> Vec<u8> {
-    let mut a = vec![0, 1, 0x08, 0, 6, 4, 0, 1];
-    a.extend_from_slice(&HOST_MAC);
-    a.extend_from_slice(&HOST_IP);
-    a.extend_from_slice(&[0; 6]);
-    a.extend_from_slice(&AGENT_IP);
-    ethernet([0xff; 6], 0x0806, &a)
+    frames::arp_request(HOST_MAC, HOST_IP, AGENT_IP)
+}
+
+fn echo_request(agent_mac: [u8; 6], seq: u16, payload: &[u8]) -> Vec<u8> {
+    frames::echo_request((HOST_MAC, HOST_IP), (agent_mac, AGENT_IP), 0xf022, seq, payload)
 }
 
 /// The sender's MAC, if `f` is an ARP reply to the host.
@@ -1052,25 +1031,6 @@ fn arp_reply_mac(f: &[u8]) -> Option<[u8; 6]> {
     let reply =
         f.len() >= 42 && be16(f, 12) == 0x0806 && f[..6] == HOST_MAC && f[14..22] == [0, 1, 0x08, 0, 6, 4, 0, 2];
     reply.then(|| f[22..28].try_into().unwrap_or_default())
-}
-
-fn echo_request(agent_mac: [u8; 6], seq: u16, payload: &[u8]) -> Vec<u8> {
-    let mut icmp = vec![8, 0, 0, 0, 0xf0, 0x22];
-    icmp.extend_from_slice(&seq.to_be_bytes());
-    icmp.extend_from_slice(payload);
-    let c = checksum(&icmp);
-    icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    let total = (20 + icmp.len()) as u16;
-    let mut ip = vec![0x45, 0];
-    ip.extend_from_slice(&total.to_be_bytes());
-    ip.extend_from_slice(&seq.to_be_bytes());
-    ip.extend_from_slice(&[0x40, 0, 64, 1, 0, 0]);
-    ip.extend_from_slice(&HOST_IP);
-    ip.extend_from_slice(&AGENT_IP);
-    let c = checksum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    ip.extend_from_slice(&icmp);
-    ethernet(agent_mac, 0x0800, &ip)
 }
 
 /// The echo's payload, if `f` is the reply to `seq`.

@@ -30,6 +30,7 @@ mod ppc;
 pub mod realtime;
 mod time;
 
+pub mod frames;
 pub mod fuzz;
 pub mod host;
 pub mod netbench;

@@ -443,26 +443,29 @@ pub fn ring(elf: &[u8], frames: u64, len: usize, profile: bool) -> Result<(Figur
     Ok((f, Profile::of(&board)))
 }
 
-/// A TCP transfer of `bytes` at `mtu` through the real firmware, verified, with its figures over the
-/// transfer (connection set-up excluded).
-pub fn tcp_echo(elf: &[u8], bytes: usize, mtu: u16, profile: bool) -> Result<(Figures, Profile), String> {
+/// Boot with `mtu`, and a host TCP connection to the agent's `port`, established.
+fn connected(elf: &[u8], mtu: u16, port: u16) -> Result<(Board, HostLink, HostStack, SocketHandle), String> {
     let params = Params { mtu, buffer_len: (u32::from(mtu) + 14).next_multiple_of(64), ..Params::default() };
     let (mut board, mut link) = boot(elf, params)?;
     let mut stack = HostStack::new(&board, mtu);
-    let sock = stack.connect(ECHO_PORT, 49152, 256 * 1024);
-    let err = |e: LinkError| e.to_string();
+    let sock = stack.connect(port, 49152, 256 * 1024);
     for _ in 0..10_000 {
         if stack.tcp(sock).may_send() {
-            break;
+            return Ok((board, link, stack, sock));
         }
         let now = virtual_now(&board);
         stack.host_turn(&mut board, now, &mut link);
-        agent_turn(&mut board, &mut link).map_err(err)?;
+        agent_turn(&mut board, &mut link).map_err(|e| e.to_string())?;
         stack.take_received(&mut link);
     }
-    if !stack.tcp(sock).may_send() {
-        return Err(format!("no TCP connection to the echo port: {:?}", stack.tcp(sock).state()));
-    }
+    Err(format!("no TCP connection to port {port}: {:?}", stack.tcp(sock).state()))
+}
+
+/// A TCP transfer of `bytes` at `mtu` through the real firmware, verified, with its figures over the
+/// transfer (connection set-up excluded).
+pub fn tcp_echo(elf: &[u8], bytes: usize, mtu: u16, profile: bool) -> Result<(Figures, Profile), String> {
+    let (mut board, mut link, mut stack, sock) = connected(elf, mtu, ECHO_PORT)?;
+    let err = |e: LinkError| e.to_string();
     let data = pattern(bytes);
     let mut echoed = Vec::with_capacity(bytes);
     let mut sent = 0;
@@ -526,27 +529,12 @@ pub fn tcp_one_way(
     mtu: u16,
     profile: bool,
 ) -> Result<(Figures, Profile), String> {
-    let params = Params { mtu, buffer_len: (u32::from(mtu) + 14).next_multiple_of(64), ..Params::default() };
-    let (mut board, mut link) = boot(elf, params)?;
-    let mut stack = HostStack::new(&board, mtu);
     let port = match flow {
         Flow::ToAgent => bpnet_services::DISCARD_PORT,
         Flow::ToHost => bpnet_services::SIZED_PORT,
     };
-    let sock = stack.connect(port, 49152, 256 * 1024);
+    let (mut board, mut link, mut stack, sock) = connected(elf, mtu, port)?;
     let err = |e: LinkError| e.to_string();
-    for _ in 0..10_000 {
-        if stack.tcp(sock).may_send() {
-            break;
-        }
-        let now = virtual_now(&board);
-        stack.host_turn(&mut board, now, &mut link);
-        agent_turn(&mut board, &mut link).map_err(err)?;
-        stack.take_received(&mut link);
-    }
-    if !stack.tcp(sock).may_send() {
-        return Err(format!("no TCP connection to port {port}: {:?}", stack.tcp(sock).state()));
-    }
     let data = match flow {
         Flow::ToAgent => pattern(bytes),
         Flow::ToHost => format!("{bytes}\n").into_bytes(),

@@ -4,6 +4,7 @@
 
 mod common;
 
+use bpnet_emu::frames::{self, be16, checksum, ETHERTYPE_ARP, ETHERTYPE_IPV4};
 use bpnet_emu::host::{self, HostLink, Params};
 use bpnet_emu::netbench::{self, HostStack};
 use bpnet_emu::{Board, Config};
@@ -11,8 +12,6 @@ use bpnet_emu::{Board, Config};
 const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const HOST_IP: [u8; 4] = [10, 83, 49, 1];
 const AGENT_IP: [u8; 4] = [10, 83, 49, 2];
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_ARP: u16 = 0x0806;
 /// Emulator slices to wait for one answer: generous, a reply takes a few.
 const STEPS: usize = 200;
 
@@ -28,56 +27,12 @@ fn boot() -> (Board, HostLink) {
     (board, link)
 }
 
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-/// The Internet checksum (RFC 1071) of `data`.
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-fn ethernet(dst: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(14 + payload.len());
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&HOST_MAC);
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
-
 fn arp_request() -> Vec<u8> {
-    let mut a = Vec::with_capacity(28);
-    a.extend_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, 1]); // Ethernet, IPv4, request
-    a.extend_from_slice(&HOST_MAC);
-    a.extend_from_slice(&HOST_IP);
-    a.extend_from_slice(&[0; 6]);
-    a.extend_from_slice(&AGENT_IP);
-    ethernet([0xff; 6], ETHERTYPE_ARP, &a)
+    frames::arp_request(HOST_MAC, HOST_IP, AGENT_IP)
 }
 
 fn echo_request(agent_mac: [u8; 6], id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
-    let mut icmp = vec![8, 0, 0, 0];
-    icmp.extend_from_slice(&id.to_be_bytes());
-    icmp.extend_from_slice(&seq.to_be_bytes());
-    icmp.extend_from_slice(payload);
-    let c = checksum(&icmp);
-    icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    let total = (20 + icmp.len()) as u16;
-    let mut ip = vec![0x45, 0];
-    ip.extend_from_slice(&total.to_be_bytes());
-    ip.extend_from_slice(&seq.to_be_bytes()); // identification
-    ip.extend_from_slice(&[0x40, 0, 64, 1, 0, 0]); // don't fragment, TTL 64, ICMP
-    ip.extend_from_slice(&HOST_IP);
-    ip.extend_from_slice(&AGENT_IP);
-    let c = checksum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    ip.extend_from_slice(&icmp);
-    ethernet(agent_mac, ETHERTYPE_IPV4, &ip)
+    frames::echo_request((HOST_MAC, HOST_IP), (agent_mac, AGENT_IP), id, seq, payload)
 }
 
 /// The agent's MAC from an ARP reply to our request, if `f` is one.

@@ -7,6 +7,7 @@ mod common;
 
 use std::io::Write;
 
+use bpnet_emu::frames::{self, arp_request, be16, ethernet, ipv4, ETHERTYPE_ARP, ETHERTYPE_IPV4};
 use bpnet_emu::host::{self, HostLink, Params};
 use bpnet_emu::{Board, Config};
 
@@ -112,40 +113,8 @@ fn await_address(a: &mut Agent, steps: usize) -> (String, u64) {
 
 // ---- frames ----
 
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_ARP: u16 = 0x0806;
-
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-fn ethernet(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    [&dst[..], &src[..], &ethertype.to_be_bytes(), payload].concat()
-}
-
-fn ipv4(src: [u8; 4], dst: [u8; 4], protocol: u8, payload: &[u8]) -> Vec<u8> {
-    let mut ip = vec![0x45, 0];
-    ip.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
-    ip.extend_from_slice(&[0, 0, 0x40, 0, 64, protocol, 0, 0]);
-    ip.extend_from_slice(&src);
-    ip.extend_from_slice(&dst);
-    let c = checksum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    ip.extend_from_slice(payload);
-    ip
-}
-
-fn arp_request(host_mac: [u8; 6], host_ip: [u8; 4], target: [u8; 4]) -> Vec<u8> {
-    let a = [&[0, 1, 8, 0, 6, 4, 0, 1][..], &host_mac, &host_ip, &[0; 6], &target].concat();
-    ethernet([0xff; 6], host_mac, ETHERTYPE_ARP, &a)
+fn echo_request(host: ([u8; 6], [u8; 4]), agent: ([u8; 6], [u8; 4]), seq: u16) -> Vec<u8> {
+    frames::echo_request(host, agent, 0x5e71, seq, b"services")
 }
 
 /// The sender MAC of an ARP reply from `agent_ip` to us.
@@ -155,15 +124,6 @@ fn arp_reply(f: &[u8], host_mac: [u8; 6], agent_ip: [u8; 4]) -> Option<[u8; 6]> 
     }
     let a = &f[14..];
     (a[..8] == [0, 1, 8, 0, 6, 4, 0, 2] && a[14..18] == agent_ip).then(|| a[8..14].try_into().unwrap())
-}
-
-fn echo_request(host: ([u8; 6], [u8; 4]), agent: ([u8; 6], [u8; 4]), seq: u16) -> Vec<u8> {
-    let mut icmp = vec![8, 0, 0, 0, 0x5e, 0x71];
-    icmp.extend_from_slice(&seq.to_be_bytes());
-    icmp.extend_from_slice(b"services");
-    let c = checksum(&icmp);
-    icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    ethernet(agent.0, host.0, ETHERTYPE_IPV4, &ipv4(host.1, agent.1, 1, &icmp))
 }
 
 fn echo_reply(f: &[u8], host_mac: [u8; 6], agent_ip: [u8; 4], seq: u16) -> Option<()> {
