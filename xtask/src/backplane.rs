@@ -23,11 +23,6 @@ use std::time::{Duration, Instant};
 use crate::firmware::{self, Variant};
 use crate::util::{self, Error, Result};
 
-/// Debian packages the backplane needs: the guest's kernel and emulator, its userland, the module's build
-/// (kbuild pulls the compiler in through the headers), the initramfs and the kernel's extraction.
-pub const PACKAGES: &[&str] =
-    &["qemu-system-x86", "linux-image-amd64", "linux-headers-amd64", "busybox-static", "cpio", "xz-utils", "make"];
-
 /// Guest RAM; the agents' outbound window covers exactly this much host RAM.
 const GUEST_RAM: u64 = bpnet_contract::HOST_WINDOW_BYTES;
 /// The guest's device bus: agent n's ivshmem device is at slot FIRST_SLOT + n, so sysfs order is agent
@@ -69,21 +64,41 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
         bytes: bytes.unwrap_or(ECHO_BYTES),
         timeout: Duration::from_secs(420),
     };
+    // Agent 0 runs the hostile image, agent 1 the normal one (see agent_firmware).
+    let hostile = Suite {
+        name: "hostile-2".into(),
+        guest: "hostile",
+        agents: 2,
+        needs_module: true,
+        bytes: 300 << 10,
+        timeout: Duration::from_secs(600),
+    };
     match agents {
-        Some(n) => vec![infra(n), net(n)],
-        None => vec![infra(4), net(1), net(4)],
+        Some(n) => vec![infra(n), net(n), hostile],
+        None => vec![infra(4), net(1), net(4), hostile],
+    }
+}
+
+/// The image agent `n` of `suite` runs: the hostile suite's agent 0 breaks the contract on purpose.
+fn agent_firmware(tools: &Tools, suite: &Suite, n: u32) -> Result<PathBuf> {
+    match (suite.guest, n) {
+        ("hostile", 0) => firmware::build(Variant::HostileAgent),
+        _ => Ok(tools.firmware.clone()),
     }
 }
 
 const HELP: &str = "\
-cargo xtask backplane [--suite infra|net] [--agents N] [--bytes N]
+cargo xtask backplane [--suite infra|net|hostile] [--agents N] [--bytes N]
 
 Boots Debian's kernel in qemu-system-x86_64 with one ivshmem-doorbell device per agent, each served
 by a board emulator running the firmware, and runs the guest's test suites:
   infra  the devices, the shared region behind BAR2 and the doorbells (no kernel module needed)
   net    bpnet.ko: ping, TCP echo verified byte for byte, MTUs, agent reset, rmmod/insmod under
          traffic, counters, a clean kernel log
-Default: infra with 4 agents, net with 1 and with 4. Artefacts: target/backplane/<suite>-<agents>/.";
+  hostile  2 agents, agent 0 running an image that breaks the contract in phases (bad completions,
+         indexes, an interrupt storm, a garbage header, a flapping state): bp0 is marked broken each
+         time, bp1 keeps carrying traffic, the kernel stays clean (--agents does not apply)
+Default: infra with 4 agents, net with 1 and with 4, hostile. Artefacts: target/backplane/<suite>-<agents>/.";
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut args = args.to_vec();
@@ -104,7 +119,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     if let Some(only) = &only {
         chosen.retain(|s| s.guest == only);
         if chosen.is_empty() {
-            return Err(Error::Usage(format!("--suite: no suite `{only}` (infra, net)")));
+            return Err(Error::Usage(format!("--suite: no suite `{only}` (infra, net, hostile)")));
         }
     }
     run_suites(&chosen)
@@ -140,31 +155,54 @@ fn run_suites(chosen: &[Suite]) -> Result<ExitCode> {
     }
 }
 
-// ---- set-up and builds ----
+// ---- the bench suite ----
 
-fn installed(package: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", package])
-        .output()
-        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).ends_with("install ok installed"))
-        .unwrap_or(false)
-}
+/// Bytes the bench suite moves each way, per configuration: long enough that connection set-up and the
+/// slow start are a small part of the time.
+const BENCH_BYTES: u64 = 32 << 20;
 
-/// Install what [`PACKAGES`] lists and is missing (as root).
-fn ensure_packages() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    eprintln!("xtask: backplane: installing Debian packages: {}", missing.join(" "));
-    let apt = || {
-        let mut cmd = Command::new("apt-get");
-        cmd.env("DEBIAN_FRONTEND", "noninteractive");
-        cmd
+/// `cargo xtask bench`: the `bench` guest suite (tests/backplane/bench.sh) on one agent. Every check must
+/// pass; returns its figures, the `FIGURE key value` lines of the results channel, in order.
+pub fn bench() -> Result<Vec<(String, f64)>> {
+    let suite = Suite {
+        name: "bench-1".into(),
+        guest: "bench",
+        agents: 1,
+        needs_module: true,
+        bytes: BENCH_BYTES,
+        timeout: Duration::from_secs(600),
     };
-    util::run(apt().args(["update", "-q"]), "apt-get update")?;
-    util::run(apt().args(["install", "-y", "-q", "--no-install-recommends"]).args(&missing), "apt-get install")
+    let tools = prepare(true)?;
+    eprintln!("xtask: backplane: {} ({} agent(s))", suite.name, suite.agents);
+    let report = run_suite(&tools, &suite)?;
+    if !report.passed() {
+        report.print();
+        return Err(Error::Failed(format!("backplane suite {} failed", suite.name)));
+    }
+    eprintln!("xtask: backplane: {}: {} checks passed, {:.0} s", suite.name, report.checks.len(), report.seconds);
+    let results = report.dir.join("results.log");
+    let text = std::fs::read_to_string(&results).map_err(io(format!("reading {}", results.display())))?;
+    parse_figures(&text)
 }
+
+/// The `FIGURE key value` lines: a key of word characters and a finite number, or the run is refused.
+fn parse_figures(text: &str) -> Result<Vec<(String, f64)>> {
+    let mut figures = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_matches(|c: char| c.is_whitespace() || c == '\0');
+        let Some(rest) = line.strip_prefix("FIGURE ") else { continue };
+        let bad = || Error::Failed(format!("unparsable figure from the guest: `{line}`"));
+        let (key, value) = rest.split_once(' ').ok_or_else(bad)?;
+        let value: f64 = value.trim().parse().map_err(|_| bad())?;
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || !value.is_finite() {
+            return Err(bad());
+        }
+        figures.push((key.to_string(), value));
+    }
+    Ok(figures)
+}
+
+// ---- set-up and builds ----
 
 /// What every suite runs.
 struct Tools {
@@ -186,8 +224,8 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 }
 
 fn prepare(with_module: bool) -> Result<Tools> {
+    // The backplane's Debian packages are in the set-up's list.
     crate::setup::ensure()?;
-    ensure_packages()?;
     std::fs::create_dir_all(out_dir()).map_err(io("creating target/backplane"))?;
     let version = kernel_version()?;
     let vmlinux = extract_vmlinux(&version)?;
@@ -505,7 +543,7 @@ fn run_suite(tools: &Tools, suite: &Suite) -> Result<Report> {
         let err = dir.join(format!("{name}.err"));
         let child = Command::new(&tools.emulator)
             .arg("--firmware")
-            .arg(&tools.firmware)
+            .arg(agent_firmware(tools, suite, n)?)
             .arg("--ivshmem-server")
             .arg(dir.join(format!("ivs{n}.sock")))
             .arg("--host-ram-file")
@@ -852,5 +890,17 @@ mod tests {
         assert_eq!(r.new_lines(&path), ["RESULT b fail y", "END"]);
         assert!(r.new_lines(&path).is_empty());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bench_figures_from_the_results_channel() {
+        let text = "BEGIN suite=bench\nRESULT a pass x\nFIGURE rig_tcp_tx_mbps 81.25\r\nFIGURE k_2 0.50000\nEND\n";
+        let figures = parse_figures(text).unwrap();
+        assert_eq!(figures, [("rig_tcp_tx_mbps".to_string(), 81.25), ("k_2".to_string(), 0.5)]);
+        assert!(parse_figures("FIGURE rig_tcp_tx_mbps\n").is_err(), "no value");
+        assert!(parse_figures("FIGURE rig_tcp_tx_mbps fast\n").is_err(), "not a number");
+        assert!(parse_figures("FIGURE rig\"x 1\n").is_err(), "a key that would break the JSON");
+        assert!(parse_figures("FIGURE k NaN\n").is_err(), "not finite");
+        assert!(parse_figures("RESULT figure pass FIGURE k 1\n").unwrap().is_empty());
     }
 }

@@ -1,7 +1,10 @@
-//! `cargo xtask bench`: figures from virtual time and exact counts on the board emulator, plus the
-//! emulator's own speed on this machine (the one wall-clock figure, labelled as such).
+//! `cargo xtask bench`: figures from virtual time and exact counts on the board emulator (the DMA
+//! self-test, and the data path through `bpnet-netbench`), plus two kinds of wall-clock figures, labelled
+//! as such: the emulator's own speed on this machine, and the virtual backplane's (Linux under QEMU with
+//! the real kernel module, firmware and emulator).
 
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
 
 use crate::emu::Summary;
 use crate::firmware::{self, Variant};
@@ -29,6 +32,103 @@ fn chain_bytes(size: u64) -> u64 {
     size * (256 * 1024 / size).max(4)
 }
 
+/// Keys `bpnet-netbench --json` must print (it may print more; all of them are passed on).
+const NETBENCH_KEYS: &[&str] = &[
+    "agent_insns_per_frame_ring",
+    "agent_insns_per_frame_tcp",
+    "tx_bus_fraction_1500",
+    "rx_bus_fraction_1500",
+    "notifications_per_packet",
+    "host_bar_reads_per_packet",
+    "host_copied_bytes",
+];
+
+/// What one `bpnet-netbench --json` run printed.
+pub struct Netbench {
+    /// Its human lines (everything before the JSON object).
+    pub lines: Vec<String>,
+    /// The JSON object's fields, in order: key and the number's text as printed.
+    pub fields: Vec<(String, String)>,
+}
+
+/// Run `bpnet-netbench --json` (built next to the emulator by [`crate::emu::build`]) on the release and
+/// ring-bench firmware. Fails if it fails (a run that stalls or a transfer that arrives corrupted is an
+/// error there), or if its JSON is not a flat object of numbers with at least [`NETBENCH_KEYS`].
+pub fn netbench(emulator: &Path, release: &Path, ring: &Path) -> Result<Netbench> {
+    let binary: PathBuf = emulator.with_file_name("bpnet-netbench");
+    let out = Command::new(&binary)
+        .arg("--firmware")
+        .arg(release)
+        .arg("--ring-firmware")
+        .arg(ring)
+        .arg("--json")
+        .output()
+        .map_err(|e| Error::Io(format!("starting {}", binary.display()), e))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(Error::Failed(format!(
+            "bpnet-netbench failed ({}):\n{}{}",
+            out.status,
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    let mut lines: Vec<String> = stdout.lines().map(str::to_string).filter(|l| !l.trim().is_empty()).collect();
+    let last = lines.pop().unwrap_or_default();
+    let fields = parse_flat_numbers(&last)
+        .ok_or_else(|| Error::Failed(format!("bpnet-netbench: last line is not a JSON object of numbers: `{last}`")))?;
+    if let Some(missing) = NETBENCH_KEYS.iter().find(|k| !fields.iter().any(|(f, _)| f == *k)) {
+        return Err(Error::Failed(format!("bpnet-netbench printed no `{missing}`: `{last}`")));
+    }
+    Ok(Netbench { lines, fields })
+}
+
+/// `{"key":number,...}` (what bpnet-netbench prints) as (key, number text); `None` for anything else.
+fn parse_flat_numbers(line: &str) -> Option<Vec<(String, String)>> {
+    let inner = line.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let mut fields = Vec::new();
+    for field in inner.split(',').filter(|f| !f.trim().is_empty()) {
+        let (key, value) = field.split_once(':')?;
+        let key = key.trim().strip_prefix('"')?.strip_suffix('"')?;
+        let value = value.trim();
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return None;
+        }
+        if !value.parse::<f64>().is_ok_and(f64::is_finite) {
+            return None;
+        }
+        fields.push((key.to_string(), value.to_string()));
+    }
+    Some(fields)
+}
+
+/// The virtual backplane's figures: the bench guest suite's, and the suppression gain from them.
+struct Rig {
+    figures: Vec<(String, f64)>,
+}
+
+impl Rig {
+    fn get(&self, key: &str) -> Result<f64> {
+        self.figures
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| Error::Failed(format!("the backplane's bench suite reported no `{key}`")))
+    }
+
+    /// Notifications per packet without event-index suppression over those with it, both measured in
+    /// the same guest boot.
+    fn suppression_gain(&self) -> Result<f64> {
+        let on = self.get("rig_notifications_per_packet")?;
+        let off = self.get("rig_notifications_per_packet_no_event_index")?;
+        if on > 0.0 {
+            Ok(off / on)
+        } else {
+            Err(Error::Failed(format!("no notifications at all with suppression on ({on}): no gain to report")))
+        }
+    }
+}
+
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut args = args.to_vec();
     let json = util::take_flag(&mut args, "--json");
@@ -43,6 +143,9 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     }
     let boot = crate::emu::run_for_summary(&emulator, &release, &[])?;
     let st = crate::emu::run_for_summary(&emulator, &firmware::build(Variant::SelfTest)?, &["--echo-host"])?;
+    let net = netbench(&emulator, &release, &firmware::build(Variant::RingBench)?)?;
+    let rig = Rig { figures: crate::backplane::bench()? };
+    let gain = rig.suppression_gain()?;
 
     let (submit_start, _) = marker(&st, 0x01)?;
     let (submit_end, _) = marker(&st, 0x02)?;
@@ -85,6 +188,29 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         cpu.instructions,
         cpu.wall_ns as f64 / 1e9
     );
+    // bpnet-netbench's own lines, indented under ours; its first line is its heading.
+    for line in &net.lines {
+        println!("  {line}");
+    }
+    println!("virtual backplane (wall clock on this machine: Linux in QEMU under TCG, bpnet.ko, the firmware on");
+    println!("  the emulator paced to real time; not virtual time, and slower than the hardware; the emulator's");
+    println!("  virtual time still follows the bus model, shared/bus-model.md)");
+    println!(
+        "  TCP host to agent (discard)         {:.1} Mbit/s ({:.1} without event-index suppression)",
+        rig.get("rig_tcp_tx_mbps")?,
+        rig.get("rig_tcp_tx_mbps_no_event_index")?
+    );
+    println!(
+        "  TCP agent to host (sized bulk)      {:.1} Mbit/s ({:.1} without event-index suppression)",
+        rig.get("rig_tcp_rx_mbps")?,
+        rig.get("rig_tcp_rx_mbps_no_event_index")?
+    );
+    println!(
+        "  notifications per packet            {:.4} with event-index suppression, {:.4} without: gain {gain:.2}",
+        rig.get("rig_notifications_per_packet")?,
+        rig.get("rig_notifications_per_packet_no_event_index")?
+    );
+    println!("    (doorbells + interrupts over frames, from the module's ethtool -S, both ways of both transfers)");
     if json {
         let mut fields = vec![
             format!("\"emu_mips\":{:.1}", cpu.mips()),
@@ -96,7 +222,44 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             fields.push(format!("\"dma_bus_fraction_{size}\":{write:.4}"));
             fields.push(format!("\"dma_bus_fraction_{size}_read\":{read:.4}"));
         }
+        for (key, value) in &net.fields {
+            fields.push(format!("\"{key}\":{value}"));
+        }
+        for (key, value) in &rig.figures {
+            fields.push(format!("\"{key}\":{value}"));
+        }
+        fields.push(format!("\"rig_suppression_gain\":{gain:.4}"));
         println!("{{{}}}", fields.join(","));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netbench_json_is_a_flat_object_of_numbers() {
+        let fields = parse_flat_numbers(r#"{"a_1":12.5,"b":3,"c":0.00012}"#).unwrap();
+        assert_eq!(fields, [("a_1".into(), "12.5".into()), ("b".into(), "3".into()), ("c".into(), "0.00012".into())]);
+        assert_eq!(parse_flat_numbers("{}").unwrap(), []);
+        assert!(parse_flat_numbers(r#"{"a":"x"}"#).is_none(), "a string");
+        assert!(parse_flat_numbers(r#"{"a":NaN}"#).is_none(), "not finite");
+        assert!(parse_flat_numbers(r#"{a:1}"#).is_none(), "an unquoted key");
+        assert!(parse_flat_numbers(r#""a":1"#).is_none(), "no braces");
+        assert!(parse_flat_numbers("bpnet data-path benchmarks").is_none());
+    }
+
+    #[test]
+    fn suppression_gain_is_off_over_on() {
+        let rig = |on: f64, off: f64| Rig {
+            figures: vec![
+                ("rig_notifications_per_packet".into(), on),
+                ("rig_notifications_per_packet_no_event_index".into(), off),
+            ],
+        };
+        assert!((rig(0.25, 1.0).suppression_gain().unwrap() - 4.0).abs() < 1e-12);
+        assert!(rig(0.0, 1.0).suppression_gain().is_err());
+        assert!(Rig { figures: vec![] }.suppression_gain().is_err());
+    }
 }

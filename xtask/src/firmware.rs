@@ -17,6 +17,10 @@ pub enum Variant {
     CpuBench,
     /// The peripheral self-test image.
     SelfTest,
+    /// The ring engine without the stack, for bpnet-netbench's ring-path run.
+    RingBench,
+    /// A normal bring-up, then one contract violation per connection (the backplane's hostile suite).
+    HostileAgent,
 }
 
 impl Variant {
@@ -27,6 +31,8 @@ impl Variant {
             Variant::PanicTest => Some("panic-test"),
             Variant::CpuBench => Some("cpu-bench"),
             Variant::SelfTest => Some("selftest"),
+            Variant::RingBench => Some("ring-bench"),
+            Variant::HostileAgent => Some("hostile-agent"),
         }
     }
 

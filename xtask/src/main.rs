@@ -20,7 +20,9 @@ Commands:
   demo                     boot the firmware on the emulated MPC8349EMDS and show its console
                            and decoded log (the main job)
   test                     run every test: unit tests (x86 and big-endian PowerPC), lints,
-                           the firmware on the board emulator
+                           the firmware on the board emulator, a data-path benchmark run,
+                           bpnet.ko's build with sparse and checkpatch.pl --strict clean, and
+                           the virtual backplane's suites
   test --backplane         only the virtual backplane's end-to-end suites (see backplane)
   backplane [--suite S] [--agents N] [--bytes N]
                            Linux (qemu-system-x86_64) with one ivshmem device per agent, each
@@ -30,7 +32,9 @@ Commands:
                            boot a firmware ELF on the board emulator (console on stdout);
                            exit 0 at the firmware's idle loop or after N instructions,
                            non-zero on a fault or an unmodelled access
-  bench [--json]           figures in virtual time and exact counts (--json: one JSON object
+  bench [--json]           figures in virtual time and exact counts (DMA, the data path), then
+                           the virtual backplane's wall-clock TCP throughput and notifications
+                           per packet with and without suppression (--json: one JSON object
                            on the last line)
   gen-header               regenerate host-driver/include/bpnet_contract.h from the contract crate
   setup                    install the Debian packages the project needs (done by every

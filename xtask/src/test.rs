@@ -1,13 +1,14 @@
 //! `cargo xtask test`: everything, in the order that fails fastest.
 
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use crate::firmware::{self, Variant};
-use crate::util::{self, Result};
+use crate::util::{self, Error, Result};
 
 /// Portable crates that also run big-endian (PowerPC Linux user mode under qemu-ppc).
-const BIG_ENDIAN_CRATES: &[&str] = &["bpnet-contract", "bpnet-ring", "bpnet-services", "norflash", "mpc8349"];
+const BIG_ENDIAN_CRATES: &[&str] = &["bpnet-contract", "bpnet-ring", "bpnet-services", "bpnet-image", "norflash", "mpc8349"];
 /// Crates that only build for the firmware target; linted there.
 const FIRMWARE_CRATES: &[&str] = &["bpnet-firmware", "e300", "mpc8349", "mpc8349emds"];
 
@@ -32,8 +33,9 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     step("generated C header is current", &mut || crate::header::check(&util::root()).map_err(util::Error::Failed))?;
     step("formatting", &mut || util::run(util::host_cargo().args(["fmt", "--all", "--check"]), "cargo fmt --check"))?;
     let mut elfs = Vec::new();
-    step("firmware builds (release, fault-test, panic-test, selftest)", &mut || {
-        elfs = [Variant::Release, Variant::FaultTest, Variant::PanicTest, Variant::SelfTest]
+    // ring-bench is only run by the benchmarks; built here so the image cannot rot.
+    step("firmware builds (release, fault-test, panic-test, selftest, ring-bench)", &mut || {
+        elfs = [Variant::Release, Variant::FaultTest, Variant::PanicTest, Variant::SelfTest, Variant::RingBench]
             .into_iter()
             .map(firmware::build)
             .collect::<Result<Vec<_>>>()?;
@@ -81,6 +83,20 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         }
         util::run(&mut cmd, "big-endian tests")
     })?;
+    step("data-path benchmark smoke run (bpnet-netbench)", &mut || {
+        // No figure is judged here; the run fails by itself if a transfer stalls or arrives corrupted.
+        let emulator = crate::emu::build()?;
+        let net = crate::bench::netbench(&emulator, &elfs[0], &elfs[4])?;
+        eprintln!("xtask: test: bpnet-netbench: {} figures", net.fields.len());
+        Ok(())
+    })?;
+    let module = util::root().join("host-driver/bpnet");
+    step("kernel module build (make -C host-driver/bpnet)", &mut || {
+        util::run(Command::new("make").arg("-C").arg(&module).arg("-j2"), "bpnet.ko build")
+    })?;
+    step("kernel module: sparse (make C=2), no warnings from bpnet's files", &mut || sparse(&module))?;
+    step("kernel module: checkpatch.pl --strict, clean", &mut || checkpatch(&module))?;
+    step("virtual backplane suites", &mut || crate::backplane::test().map(|_| ()))?;
 
     eprintln!("xtask: test: summary");
     for (name, secs) in &steps {
@@ -89,4 +105,101 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     eprintln!("  {:7.1} s  total", started.elapsed().as_secs_f64());
     println!("xtask test: {} passed, 0 failed", steps.len());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Run sparse over every file of the module (`C=2`: also the ones already built; `C=1` would check only
+/// what it recompiles) and refuse any warning or error in bpnet's own files, the module's and the
+/// contract header's. The kernel's own headers are not ours to fix and are not counted.
+fn sparse(module: &Path) -> Result<()> {
+    crate::setup::ensure()?;
+    let out = Command::new("make")
+        .arg("-C")
+        .arg(module)
+        .args(["C=2", "-j2"])
+        .output()
+        .map_err(|e| Error::Io("starting make C=2".into(), e))?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        return Err(Error::Failed(format!("make -C {} C=2 failed ({}):\n{text}", module.display(), out.status)));
+    }
+    let ours = util::root().join("host-driver");
+    let ours = ours.to_string_lossy();
+    let findings = sparse_findings(&text, &ours);
+    let checked = text.lines().filter(|l| l.trim_start().starts_with("CHECK")).count();
+    if checked == 0 {
+        return Err(Error::Failed(format!("make C=2 ran sparse on no file:\n{text}")));
+    }
+    if findings.is_empty() {
+        eprintln!("xtask: test: sparse: {checked} files checked, no warnings");
+        Ok(())
+    } else {
+        Err(Error::Failed(format!("sparse: {} finding(s) in bpnet's files:\n{}", findings.len(), findings.join("\n"))))
+    }
+}
+
+/// The warning and error lines of a sparse (or compiler) run that point into `ours`.
+fn sparse_findings<'a>(text: &'a str, ours: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.contains(ours) && (l.contains(": warning:") || l.contains(": error:"))).collect()
+}
+
+/// The module's sources: every .c and .h in its directory but kbuild's generated `*.mod.c`.
+fn module_sources(module: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(module).map_err(|e| Error::Io(format!("reading {}", module.display()), e))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "c" || x == "h"))
+        .filter(|p| !p.to_string_lossy().ends_with(".mod.c"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::Failed(format!("{}: no .c or .h files", module.display())));
+    }
+    Ok(files)
+}
+
+/// checkpatch.pl --strict on every source of the module: 0 errors, 0 warnings, 0 checks in each.
+fn checkpatch(module: &Path) -> Result<()> {
+    let script = crate::setup::checkpatch()?;
+    let files = module_sources(module)?;
+    let out = Command::new("perl")
+        .arg(&script)
+        .args(["--strict", "--no-tree", "--no-summary", "--terse", "--show-types", "--file"])
+        .args(&files)
+        .current_dir(module)
+        .output()
+        .map_err(|e| Error::Io(format!("starting {}", script.display()), e))?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let findings: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if out.status.success() && findings.is_empty() {
+        eprintln!("xtask: test: checkpatch: {} files, 0 errors, 0 warnings, 0 checks", files.len());
+        Ok(())
+    } else {
+        Err(Error::Failed(format!(
+            "checkpatch.pl --strict ({}): {} finding(s):\n{}",
+            out.status,
+            findings.len(),
+            findings.join("\n")
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_findings_are_ours_only() {
+        let text = "  CHECK   /r/host-driver/bpnet/bpnet_main.c\n\
+                    /r/host-driver/bpnet/bpnet_main.c:12:5: warning: incorrect type in assignment\n\
+                    /usr/src/linux-headers-6.1.0-56-common/include/linux/x.h:3:1: warning: theirs\n\
+                    /r/host-driver/include/bpnet_contract.h:4:2: error: bad constant expression\n";
+        assert_eq!(
+            sparse_findings(text, "/r/host-driver"),
+            [
+                "/r/host-driver/bpnet/bpnet_main.c:12:5: warning: incorrect type in assignment",
+                "/r/host-driver/include/bpnet_contract.h:4:2: error: bad constant expression"
+            ]
+        );
+        assert!(sparse_findings("  CHECK   /r/host-driver/bpnet/a.c\n", "/r/host-driver").is_empty());
+    }
 }

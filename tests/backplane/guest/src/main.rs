@@ -4,6 +4,12 @@
 //! * `echo DEV ADDR BYTES [SECONDS]` — TCP echo of BYTES to ADDR port 7 through DEV (SO_BINDTODEVICE: every
 //!   agent may have the same address), sending a pseudo-random stream while reading the echo back, verified
 //!   byte for byte; prints `bytes=N seconds=S mbit=M` or where the first difference is.
+//! * `send DEV ADDR BYTES [SECONDS]` — TCP throughput host → agent: BYTES to the agent's discard service
+//!   (port 9), then the host's FIN; done when the agent closes in turn (it has taken every byte); prints
+//!   `bytes=N seconds=S mbit=M`.
+//! * `recv DEV ADDR BYTES [SECONDS]` — TCP throughput agent → host: asks the agent's sized bulk service
+//!   (port 5019) for BYTES, checks every byte against the services' pattern and that exactly BYTES arrive
+//!   before the agent closes; prints `bytes=N seconds=S mbit=M` or where the first difference is.
 //! * `stats DEV` — the driver's `ethtool -S` counters (SIOCETHTOOL), one `name value` per line.
 //! * `carrier DEV up|down SECONDS` — wait until the carrier is as asked; prints how long it took.
 
@@ -14,11 +20,18 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: bpnet-guest echo DEV ADDR BYTES [SECONDS]
+       bpnet-guest send DEV ADDR BYTES [SECONDS]
+       bpnet-guest recv DEV ADDR BYTES [SECONDS]
        bpnet-guest stats DEV
        bpnet-guest carrier DEV up|down SECONDS";
 
 /// The agent's echo service.
 const ECHO_PORT: u16 = 7;
+/// The agent's services for the two bulk directions.
+const DISCARD_PORT: u16 = bpnet_services::DISCARD_PORT;
+const SIZED_PORT: u16 = bpnet_services::SIZED_PORT;
+/// Bytes per socket call in the bulk transfers.
+const CHUNK: usize = 64 * 1024;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,6 +39,10 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["echo", dev, addr, bytes] => echo(dev, addr, bytes, "120"),
         ["echo", dev, addr, bytes, secs] => echo(dev, addr, bytes, secs),
+        ["send", dev, addr, bytes] => send(dev, addr, bytes, "120"),
+        ["send", dev, addr, bytes, secs] => send(dev, addr, bytes, secs),
+        ["recv", dev, addr, bytes] => recv(dev, addr, bytes, "120"),
+        ["recv", dev, addr, bytes, secs] => recv(dev, addr, bytes, secs),
         ["stats", dev] => stats(dev),
         ["carrier", dev, want, secs] => carrier(dev, want, secs),
         _ => Err(USAGE.to_string()),
@@ -174,7 +191,82 @@ fn echo(dev: &str, addr: &str, bytes: &str, secs: &str) -> Result<String, String
         Err(_) => return Err("the sending thread panicked".to_string()),
     }
     let _ = stream.shutdown(std::net::Shutdown::Both);
-    Ok(format!("bytes={total} seconds={seconds:.3} mbit={:.2}", total as f64 * 8.0 / seconds.max(1e-9) / 1e6))
+    Ok(throughput(total, seconds))
+}
+
+fn throughput(total: u64, seconds: f64) -> String {
+    format!("bytes={total} seconds={seconds:.3} mbit={:.2}", total as f64 * 8.0 / seconds.max(1e-9) / 1e6)
+}
+
+/// Host → agent through the discard service. The clock stops when the agent answers the host's FIN
+/// with its own, which it sends only once it has read everything before it.
+fn send(dev: &str, addr: &str, bytes: &str, secs: &str) -> Result<String, String> {
+    let addr: Ipv4Addr = parse("address", addr)?;
+    let total: u64 = parse("bytes", bytes)?;
+    let limit = Duration::from_secs(parse("seconds", secs)?);
+    let started = Instant::now();
+    let mut stream = connect_via(dev, addr, DISCARD_PORT, limit)?;
+    stream.set_read_timeout(Some(limit)).map_err(|e| e.to_string())?;
+    let mut pattern = Pattern(0x8349_0009);
+    let mut buf = vec![0u8; CHUNK];
+    let mut sent = 0u64;
+    while sent < total {
+        if started.elapsed() > limit {
+            return Err(format!("timed out after {sent} of {total} bytes sent ({} s)", limit.as_secs()));
+        }
+        let n = buf.len().min((total - sent) as usize);
+        pattern.fill(&mut buf[..n]);
+        stream.write_all(&buf[..n]).map_err(|e| format!("send after {sent} of {total} bytes: {e}"))?;
+        sent += n as u64;
+    }
+    stream.shutdown(std::net::Shutdown::Write).map_err(|e| format!("shutdown after {total} bytes: {e}"))?;
+    // The discard service sends nothing: anything but the end of the stream is wrong.
+    let mut probe = [0u8; 64];
+    match stream.read(&mut probe) {
+        Ok(0) => {}
+        Ok(n) => return Err(format!("the discard service sent {n} bytes")),
+        Err(e) => return Err(format!("waiting for the agent to close after {total} bytes: {e}")),
+    }
+    Ok(throughput(total, started.elapsed().as_secs_f64()))
+}
+
+/// Agent → host through the sized bulk service: exactly `bytes` of the services' pattern, then the
+/// agent's FIN.
+fn recv(dev: &str, addr: &str, bytes: &str, secs: &str) -> Result<String, String> {
+    let addr: Ipv4Addr = parse("address", addr)?;
+    let total: u64 = parse("bytes", bytes)?;
+    let limit = Duration::from_secs(parse("seconds", secs)?);
+    let started = Instant::now();
+    let mut stream = connect_via(dev, addr, SIZED_PORT, limit)?;
+    stream.set_read_timeout(Some(limit)).map_err(|e| e.to_string())?;
+    stream.write_all(format!("{total}\n").as_bytes()).map_err(|e| format!("sending the request: {e}"))?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut received = 0u64;
+    loop {
+        if started.elapsed() > limit {
+            return Err(format!("timed out after {received} of {total} bytes received ({} s)", limit.as_secs()));
+        }
+        let n = stream.read(&mut buf).map_err(|e| format!("receive after {received} of {total} bytes: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        if received + n as u64 > total {
+            return Err(format!("the agent sent more than the {total} bytes asked for"));
+        }
+        if let Some(i) = bpnet_services::pattern::mismatch(received, &buf[..n]) {
+            let at = received + i as u64;
+            return Err(format!(
+                "byte {at} of {total} differs from the pattern: got {:#04x}, expected {:#04x}",
+                buf[i],
+                bpnet_services::pattern::byte(at)
+            ));
+        }
+        received += n as u64;
+    }
+    if received != total {
+        return Err(format!("the agent closed the connection after {received} of {total} bytes"));
+    }
+    Ok(throughput(total, started.elapsed().as_secs_f64()))
 }
 
 // ---- ethtool ----
