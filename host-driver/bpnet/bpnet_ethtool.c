@@ -8,15 +8,8 @@
 
 #include "bpnet.h"
 
-#define BPNET_AGENT_SLOT(name, slot)	(slot),
-static const u8 bpnet_agent_slots[] = {
-	BPNET_FOR_EACH_COUNTER(BPNET_AGENT_SLOT)
-};
-
-#define BPNET_AGENT_NAME(name, slot)	("agent_" #name),
-static const char * const bpnet_agent_names[] = {
-	BPNET_FOR_EACH_COUNTER(BPNET_AGENT_NAME)
-};
+/* The agent's counters by slot; a slot the contract leaves unnamed reads "reserved". */
+static const char * const bpnet_agent_names[] = BPNET_COUNTER_NAMES;
 
 static const char * const bpnet_host_names[] = {
 	[BPNET_STAT_host_bar_reads] = "host_bar_reads",
@@ -65,7 +58,7 @@ static void bpnet_get_strings(struct net_device *netdev, u32 sset, u8 *data)
 	if (sset != ETH_SS_STATS)
 		return;
 	for (i = 0; i < ARRAY_SIZE(bpnet_agent_names); i++)
-		ethtool_sprintf(&data, "%s", bpnet_agent_names[i]);
+		ethtool_sprintf(&data, "agent_%s", bpnet_agent_names[i] ?: "reserved");
 	for (i = 0; i < ARRAY_SIZE(bpnet_host_names); i++)
 		ethtool_sprintf(&data, "%s", bpnet_host_names[i]);
 }
@@ -76,11 +69,11 @@ static void bpnet_get_ethtool_stats(struct net_device *netdev, struct ethtool_st
 	struct bpnet *bp = netdev_priv(netdev);
 	unsigned int i;
 
-	BUILD_BUG_ON(ARRAY_SIZE(bpnet_agent_slots) != ARRAY_SIZE(bpnet_agent_names));
+	BUILD_BUG_ON(ARRAY_SIZE(bpnet_agent_names) > BPNET_COUNTER_SLOTS);
 	BUILD_BUG_ON(ARRAY_SIZE(bpnet_host_names) != BPNET_HOST_STATS);
 	mutex_lock(&bp->link_lock);
-	for (i = 0; i < ARRAY_SIZE(bpnet_agent_slots); i++) {
-		u32 at = bp->agent.counters + 4 * bpnet_agent_slots[i];
+	for (i = 0; i < ARRAY_SIZE(bpnet_agent_names); i++) {
+		u32 at = bp->agent.counters + 4 * i;
 
 		/* counters_offset was checked to lie inside the shared region. */
 		*data++ = bp->agent_valid ? bpnet_slow_read32(bp, at) : 0;

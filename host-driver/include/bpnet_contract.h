@@ -114,21 +114,22 @@
 #define BPNET_COUNTER_HOST_RESETS_SEEN		11
 #define BPNET_COUNTER_BAD_HOST_CONFIG		12
 
-/* X(name, slot) for every counter, e.g. for ethtool -S strings. */
-#define BPNET_FOR_EACH_COUNTER(X)	\
-	X(tx_frames, 0)	\
-	X(tx_bytes, 1)	\
-	X(rx_frames, 2)	\
-	X(rx_bytes, 3)	\
-	X(tx_dma_errors, 4)	\
-	X(rx_dma_errors, 5)	\
-	X(bad_descriptors, 6)	\
-	X(bad_indexes, 7)	\
-	X(rx_no_buffer, 8)	\
-	X(doorbells, 9)	\
-	X(interrupts, 10)	\
-	X(host_resets_seen, 11)	\
-	X(bad_host_config, 12)
+/* Each counter's name by slot: an array initializer (ethtool -S strings). */
+#define BPNET_COUNTER_NAMES {	\
+	[BPNET_COUNTER_TX_FRAMES] = "tx_frames",	\
+	[BPNET_COUNTER_TX_BYTES] = "tx_bytes",	\
+	[BPNET_COUNTER_RX_FRAMES] = "rx_frames",	\
+	[BPNET_COUNTER_RX_BYTES] = "rx_bytes",	\
+	[BPNET_COUNTER_TX_DMA_ERRORS] = "tx_dma_errors",	\
+	[BPNET_COUNTER_RX_DMA_ERRORS] = "rx_dma_errors",	\
+	[BPNET_COUNTER_BAD_DESCRIPTORS] = "bad_descriptors",	\
+	[BPNET_COUNTER_BAD_INDEXES] = "bad_indexes",	\
+	[BPNET_COUNTER_RX_NO_BUFFER] = "rx_no_buffer",	\
+	[BPNET_COUNTER_DOORBELLS] = "doorbells",	\
+	[BPNET_COUNTER_INTERRUPTS] = "interrupts",	\
+	[BPNET_COUNTER_HOST_RESETS_SEEN] = "host_resets_seen",	\
+	[BPNET_COUNTER_BAD_HOST_CONFIG] = "bad_host_config",	\
+}
 
 /*
  * Agent RAM at BPNET_HEADER_OFFSET. Agent fields up to agent_state, host fields

@@ -139,12 +139,12 @@ pub fn generate() -> String {
     for &(name, slot) in bar::COUNTERS {
         define(&mut out, &format!("BPNET_COUNTER_{}", name.to_uppercase()), slot as u64, Dec);
     }
-    out.push_str("\n/* X(name, slot) for every counter, e.g. for ethtool -S strings. */\n");
-    out.push_str("#define BPNET_FOR_EACH_COUNTER(X)");
-    for &(name, slot) in bar::COUNTERS {
-        let _ = write!(out, "\t\\\n\tX({name}, {slot})");
+    out.push_str("\n/* Each counter's name by slot: an array initializer (ethtool -S strings). */\n");
+    out.push_str("#define BPNET_COUNTER_NAMES {");
+    for &(name, _) in bar::COUNTERS {
+        let _ = write!(out, "\t\\\n\t[BPNET_COUNTER_{}] = \"{name}\",", name.to_uppercase());
     }
-    out.push('\n');
+    out.push_str("\t\\\n}\n");
 
     for s in STRUCTS {
         structure(&mut out, s);

@@ -157,10 +157,12 @@ fn module_sources(module: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// checkpatch.pl --strict on every source of the module: 0 errors, 0 warnings, 0 checks in each.
+/// checkpatch.pl --strict on every source of the module and the generated contract header it
+/// includes: 0 errors, 0 warnings, 0 checks in each.
 fn checkpatch(module: &Path) -> Result<()> {
     let script = crate::setup::checkpatch()?;
-    let files = module_sources(module)?;
+    let mut files = module_sources(module)?;
+    files.push(util::root().join(crate::header::PATH));
     let out = Command::new("perl")
         .arg(&script)
         .args(["--strict", "--no-tree", "--no-summary", "--terse", "--show-types", "--file"])
