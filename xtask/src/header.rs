@@ -260,7 +260,8 @@ mod tests {
         }
         assert!(text.contains("#define BPNET_MAGIC\t\t\t\t0x544e5042\n"));
         for &(name, _) in bar::COUNTERS {
-            assert!(text.contains(&format!("X({name}, ")), "{name}");
+            let entry = format!("[BPNET_COUNTER_{}] = \"{name}\",", name.to_uppercase());
+            assert!(text.contains(&entry), "{name}");
         }
     }
 
