@@ -73,9 +73,18 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
         bytes: 300 << 10,
         timeout: Duration::from_secs(600),
     };
+    // bpctl (tests/backplane/bpctl.sh) against two agents.
+    let bpctl = Suite {
+        name: "bpctl-2".into(),
+        guest: "bpctl",
+        agents: 2,
+        needs_module: true,
+        bytes: 2 << 20,
+        timeout: Duration::from_secs(420),
+    };
     match agents {
-        Some(n) => vec![infra(n), net(n), hostile],
-        None => vec![infra(4), net(1), net(4), hostile],
+        Some(n) => vec![infra(n), net(n), hostile, bpctl],
+        None => vec![infra(4), net(1), net(4), hostile, bpctl],
     }
 }
 
@@ -88,7 +97,7 @@ fn agent_firmware(tools: &Tools, suite: &Suite, n: u32) -> Result<PathBuf> {
 }
 
 const HELP: &str = "\
-cargo xtask backplane [--suite infra|net|hostile] [--agents N] [--bytes N]
+cargo xtask backplane [--suite infra|net|hostile|bpctl] [--agents N] [--bytes N]
 
 Boots Debian's kernel in qemu-system-x86_64 with one ivshmem-doorbell device per agent, each served
 by a board emulator running the firmware, and runs the guest's test suites:
@@ -98,7 +107,9 @@ by a board emulator running the firmware, and runs the guest's test suites:
   hostile  2 agents, agent 0 running an image that breaks the contract in phases (bad completions,
          indexes, an interrupt storm, a garbage header, a flapping state): bp0 is marked broken each
          time, bp1 keeps carrying traffic, the kernel stays clean (--agents does not apply)
-Default: infra with 4 agents, net with 1 and with 4, hostile. Artefacts: target/backplane/<suite>-<agents>/.";
+  bpctl  2 agents: `bpctl list` (link, firmware version), `list --json`, `logs` decoded with the
+         firmware ELF, `bench` both ways (--agents does not apply)
+Default: infra with 4 agents, net with 1 and with 4, hostile, bpctl. Artefacts: target/backplane/<suite>-<agents>/.";
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut args = args.to_vec();
@@ -119,7 +130,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     if let Some(only) = &only {
         chosen.retain(|s| s.guest == only);
         if chosen.is_empty() {
-            return Err(Error::Usage(format!("--suite: no suite `{only}` (infra, net, hostile)")));
+            return Err(Error::Usage(format!("--suite: no suite `{only}` (infra, net, hostile, bpctl)")));
         }
     }
     run_suites(&chosen)
@@ -233,9 +244,9 @@ fn prepare(with_module: bool) -> Result<Tools> {
     let emulator = crate::emu::build()?;
     let guest_tool = build_guest_tool()?;
     let module = if with_module { Some(build_module(&version)?) } else { None };
-    let initramfs = build_initramfs(&guest_tool, None, "initramfs.cpio")?;
+    let initramfs = build_initramfs(&guest_tool, &firmware, None, "initramfs.cpio")?;
     let initramfs_module = match &module {
-        Some(ko) => Some(build_initramfs(&guest_tool, Some(ko), "initramfs-bpnet.cpio")?),
+        Some(ko) => Some(build_initramfs(&guest_tool, &firmware, Some(ko), "initramfs-bpnet.cpio")?),
         None => None,
     };
     Ok(Tools { vmlinux, emulator, firmware, initramfs, initramfs_module })
@@ -291,12 +302,12 @@ fn extract_vmlinux(version: &str) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// The guest's test tool: a static x86-64 binary.
+/// The guest's test tool and bpctl: static x86-64 binaries (bpctl beside bpnet-guest).
 fn build_guest_tool() -> Result<PathBuf> {
     const TARGET: &str = "x86_64-unknown-linux-gnu";
     util::run(
         util::host_cargo()
-            .args(["build", "--release", "-p", "bpnet-guest", "-j2", "--target", TARGET])
+            .args(["build", "--release", "-p", "bpnet-guest", "-p", "bpctl", "-j2", "--target", TARGET])
             .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS", "-C target-feature=+crt-static"),
         "guest tool build",
     )?;
@@ -326,17 +337,19 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// An uncompressed newc cpio (the kernel unpacks it faster than a compressed one) of busybox, the guest
-/// tool, the scripts and, when given, the module.
-fn build_initramfs(guest_tool: &Path, module: Option<&Path>, name: &str) -> Result<PathBuf> {
+/// tool, bpctl with the firmware ELF (its defmt table), the scripts and, when given, the module.
+fn build_initramfs(guest_tool: &Path, firmware: &Path, module: Option<&Path>, name: &str) -> Result<PathBuf> {
     let stage = out_dir().join(format!("{name}.d"));
     let _ = std::fs::remove_dir_all(&stage);
-    for d in ["bin", "dev", "proc", "sys", "tmp", "tests", "lib/modules"] {
+    for d in ["bin", "dev", "proc", "sys", "tmp", "tests", "lib/modules", "lib/firmware/bpnet"] {
         std::fs::create_dir_all(stage.join(d)).map_err(io(format!("creating {}", stage.join(d).display())))?;
     }
     copy(Path::new("/bin/busybox"), &stage.join("bin/busybox"))?;
     // The interpreter of /init; /init installs the other applets.
     std::os::unix::fs::symlink("busybox", stage.join("bin/sh")).map_err(io("linking /bin/sh"))?;
     copy(guest_tool, &stage.join("bin/bpnet-guest"))?;
+    copy(&guest_tool.with_file_name("bpctl"), &stage.join("bin/bpctl"))?;
+    copy(firmware, &stage.join("lib/firmware/bpnet/bpnet-firmware.elf"))?;
     let scripts = util::root().join("tests/backplane");
     copy(&scripts.join("init"), &stage.join("init"))?;
     for entry in std::fs::read_dir(&scripts).map_err(io(format!("reading {}", scripts.display())))? {
@@ -349,7 +362,7 @@ fn build_initramfs(guest_tool: &Path, module: Option<&Path>, name: &str) -> Resu
         copy(ko, &stage.join("lib/modules/bpnet.ko"))?;
     }
     // The kernel runs /init only if it is executable, whatever the checkout's modes are.
-    for exe in ["init", "bin/busybox", "bin/bpnet-guest"] {
+    for exe in ["init", "bin/busybox", "bin/bpnet-guest", "bin/bpctl"] {
         use std::os::unix::fs::PermissionsExt;
         let path = stage.join(exe);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
@@ -562,8 +575,11 @@ fn run_suite(tools: &Tools, suite: &Suite) -> Result<Report> {
         wait_for_text(&mut procs, &name, &err, "ivshmem server listening", EMULATOR_START)?;
     }
 
+    // bpctl maps the shared region through sysfs while bpnet.ko holds it, which Debian's kernel
+    // (CONFIG_IO_STRICT_DEVMEM) refuses unless its strict checks are relaxed.
+    let relaxed = if suite.guest == "bpctl" { " iomem=relaxed" } else { "" };
     let append = format!(
-        "console=ttyS0 panic=-1 loglevel=7 bptest.suite={} bptest.agents={} bptest.bytes={}",
+        "console=ttyS0 panic=-1 loglevel=7 bptest.suite={} bptest.agents={} bptest.bytes={}{relaxed}",
         suite.guest, suite.agents, suite.bytes
     );
     let mut qemu = Command::new("qemu-system-x86_64");

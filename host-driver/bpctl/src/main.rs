@@ -1,0 +1,439 @@
+//! `bpctl`: bpnet's operator tool. See `bpctl --help`.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bpctl::agents::{self, Agent, Paths};
+use bpctl::list::{agent_errors, list_entry, module_view, Source};
+use bpctl::logs::{self, Decoder, Framer, Line, RingSource};
+use bpctl::region::{self, Region};
+use bpctl::table::{render, Align};
+use bpctl::{bench, ethtool, Error};
+use bpnet_contract::shared;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use serde_json::json;
+
+const AGENT_NAMES: &str = "An agent is named by its netdev (bp0), its PCI address (0000:00:10.0 or 00:10.0), \
+its index in PCI address order (0), or `all`.";
+
+#[derive(Parser)]
+#[command(
+    name = "bpctl",
+    version,
+    about = "bpnet's operator tool: the agent boards behind bpnet.ko (one netdev bpN per agent)",
+    long_about = "bpnet's operator tool: the agent boards behind bpnet.ko (one netdev bpN per agent).\n\n\
+Agents are the PCI functions bound to the bpnet driver, in PCI address order. Reading an agent's \
+shared region (header, counters, log) maps its BAR through sysfs and needs root.",
+    after_help = AGENT_NAMES
+)]
+struct Cli {
+    /// Print one JSON document on stdout and nothing else (logs --follow: one JSON object per line)
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every agent: PCI address, netdev, link, agent state, firmware version, IP, uptime, counters
+    #[command(long_about = "Every agent: PCI address, netdev, carrier, the agent's state and firmware version \
+from its BAR header, its IPv4 address as the host's neighbour table knows it (`-` when it has none: \
+the agent's address plan is not visible to the host), uptime, and the agent's frame and error counters \
+(from its BAR; ERRORS sums its DMA errors and refused descriptors, indexes and host configurations). \
+UPTIME is `-`: the firmware does not publish its uptime in the shared region. When the kernel refuses to \
+map an agent's BAR (CONFIG_IO_STRICT_DEVMEM while bpnet.ko holds it; boot with iomem=relaxed), the \
+firmware version and counters come from the module (ethtool -i / -S) and STATE is `-`.")]
+    List,
+    /// An agent's defmt log, read from its log ring through the BAR (works with its network down)
+    #[command(after_help = "The defmt format strings are in the firmware ELF, not in the ring: --elf PATH, \
+else the .elf beside --image PATH (bpnet-firmware.bin -> bpnet-firmware.elf), else \
+/lib/firmware/bpnet/bpnet-firmware.elf. Without an ELF only the frames are counted.\n\n\
+Lost bytes (the agent wrote faster than the ring was read) and reboots are reported in parentheses.")]
+    Logs {
+        /// The agent (bp0, 0000:00:10.0, 0)
+        agent: String,
+        /// Keep printing new lines until interrupted
+        #[arg(short, long)]
+        follow: bool,
+        /// The firmware ELF the agent runs (for its defmt table)
+        #[arg(long, value_name = "PATH")]
+        elf: Option<PathBuf>,
+        /// The image the agent was loaded with; its .elf beside it is used
+        #[arg(long, value_name = "PATH", conflicts_with = "elf")]
+        image: Option<PathBuf>,
+        /// Milliseconds between reads of the ring with --follow
+        #[arg(long, default_value_t = 200, value_name = "MS")]
+        interval: u64,
+    },
+    /// TCP throughput to (discard, port 9) and from (sized bulk send, port 5019) each agent in turn
+    #[command(after_help = "Every byte received is checked against the services' pattern. The agent's address \
+is its neighbour entry on its netdev (ping it once, or pass --addr). NOTIFY/PKT is the module's doorbells \
+plus interrupts over its frames both ways during the run (ethtool -S before and after).")]
+    Bench {
+        /// The agents (bp0 bp1, 0 1, all)
+        #[arg(required = true)]
+        agents: Vec<String>,
+        /// Bytes each way
+        #[arg(long, default_value_t = 16 << 20)]
+        bytes: u64,
+        /// The agents' IPv4 address, when the neighbour table has none (the connection is bound to the
+        /// agent's netdev, so one address serves every agent)
+        #[arg(long)]
+        addr: Option<Ipv4Addr>,
+        /// Seconds each transfer may take
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Write a firmware image to agents' NOR flash (not supported by this firmware yet)
+    Flash {
+        #[arg(required = true, num_args = 2.., value_names = ["AGENT", "IMAGE"])]
+        args: Vec<String>,
+    },
+    /// Netboot an agent with an image (not supported by this firmware yet)
+    Boot { agent: String, image: PathBuf },
+    /// Reset an agent (not supported by this firmware yet)
+    Reset { agent: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let result = match cli.command {
+        Command::List => list(&Paths::system(), json),
+        Command::Logs { agent, follow, elf, image, interval } => {
+            logs(&Paths::system(), &agent, follow, elf.as_deref(), image.as_deref(), interval, json)
+        }
+        Command::Bench { agents, bytes, addr, timeout } => {
+            bench(&Paths::system(), &agents, bytes, addr, Duration::from_secs(timeout), json)
+        }
+        Command::Flash { .. } => Err(unsupported("flash", "a firmware update service (NOR flash writes)")),
+        Command::Boot { .. } => Err(unsupported("boot", "a netboot (TFTP) service")),
+        Command::Reset { .. } => Err(unsupported("reset", "a reset request in the shared region")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if json {
+                emit(&json!({ "error": e.to_string() }).to_string());
+            }
+            eprintln!("bpctl: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn unsupported(command: &str, needs: &str) -> Error {
+    Error::Unsupported(format!(
+        "{command}: not supported by this firmware yet: it needs {needs}, which the agent firmware does not have"
+    ))
+}
+
+/// One line on stdout; a closed pipe (`bpctl logs -f | head`) ends the program quietly.
+fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{text}").and_then(|_| out.flush()).is_err() {
+        std::process::exit(0);
+    }
+}
+
+fn discover(paths: &Paths) -> Result<Vec<Agent>, Error> {
+    let found = agents::discover(paths)?;
+    if found.is_empty() {
+        return Err(Error::NoAgents);
+    }
+    Ok(found)
+}
+
+fn list(paths: &Paths, json: bool) -> Result<(), Error> {
+    let found = discover(paths)?;
+    let entries = found.iter().map(|a| list_entry(paths, a, module_view)).collect::<Result<Vec<_>, _>>()?;
+    if json {
+        emit(&serde_json::to_string_pretty(&entries).map_err(|e| Error::Agent(e.to_string()))?);
+        return Ok(());
+    }
+    let dash = || "-".to_string();
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            let counter = |name: &str| {
+                e.counters
+                    .as_ref()
+                    .and_then(|c| c.get(name))
+                    .and_then(|v| v.as_u64())
+                    .map_or_else(dash, |v| v.to_string())
+            };
+            vec![
+                e.index.to_string(),
+                e.netdev.clone().unwrap_or_else(dash),
+                e.pci.clone(),
+                e.link.as_ref().map_or_else(dash, |l| {
+                    if l.carrier {
+                        "up".into()
+                    } else {
+                        format!("down ({})", l.operstate)
+                    }
+                }),
+                e.agent_state.clone().unwrap_or_else(dash),
+                e.firmware_version.clone().unwrap_or_else(dash),
+                e.ip.clone().unwrap_or_else(dash),
+                e.uptime_s.map_or_else(dash, |s| s.to_string()),
+                counter("tx_frames"),
+                counter("rx_frames"),
+                e.counters.as_ref().map_or_else(dash, |c| agent_errors(c).to_string()),
+            ]
+        })
+        .collect();
+    let columns = [
+        ("#", Align::Right),
+        ("AGENT", Align::Left),
+        ("PCI", Align::Left),
+        ("LINK", Align::Left),
+        ("STATE", Align::Left),
+        ("FIRMWARE", Align::Left),
+        ("IP", Align::Left),
+        ("UPTIME", Align::Right),
+        ("TX-FRAMES", Align::Right),
+        ("RX-FRAMES", Align::Right),
+        ("ERRORS", Align::Right),
+    ];
+    emit(render(&columns, &rows).trim_end());
+    // Why an agent's BAR could not be read, on stderr so the table stays a table.
+    for e in &entries {
+        if let Some(why) = &e.header_error {
+            let shown = match e.source {
+                Some(Source::Ethtool) => "firmware version and counters from the module (ethtool)",
+                _ => "no firmware version or counters",
+            };
+            eprintln!("bpctl: {}: {why}; {shown}", e.netdev.as_deref().unwrap_or(&e.pci));
+        }
+    }
+    Ok(())
+}
+
+fn one_agent<'a>(found: &'a [Agent], name: &str) -> Result<&'a Agent, Error> {
+    let chosen = agents::select(found, &[name.to_string()])?;
+    match chosen.as_slice() {
+        [one] => Ok(one),
+        _ => Err(Error::Usage(format!("`{name}` names {} agents; this command takes one", chosen.len()))),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn logs(
+    paths: &Paths,
+    name: &str,
+    follow: bool,
+    elf: Option<&Path>,
+    image: Option<&Path>,
+    interval: u64,
+    json: bool,
+) -> Result<(), Error> {
+    let found = discover(paths)?;
+    let agent = one_agent(&found, name)?;
+    let elf = logs::find_elf(elf, image, Path::new(logs::DEFAULT_ELF))?;
+    let decoder = elf.as_deref().map(Decoder::from_elf).transpose()?;
+    let region = Region::open(&agent.shared_resource()?)?;
+    // The ring is where the header says; before the agent wrote a valid header (or while it resets)
+    // it is at the contract's fixed offset.
+    let offset = region::read_header(&region).map(|h| h.log_ring_offset as usize).unwrap_or(shared::LOG_RING_OFFSET);
+    if decoder.is_none() {
+        eprintln!(
+            "bpctl: no firmware ELF (--elf PATH, --image PATH, or {}): the log's frames are counted, not decoded",
+            logs::DEFAULT_ELF
+        );
+    }
+    let mut source = RingSource::new(offset, logs::MAX_FRAME_IN_FLIGHT);
+    let mut framer = Framer::default();
+    let (mut raw_bytes, mut raw_frames) = (0u64, 0usize);
+    let mut all: Vec<Line> = Vec::new();
+    let mut last_error: Option<String> = None;
+    loop {
+        let mut lines = Vec::new();
+        match source.poll(&region) {
+            Ok(chunk) => {
+                last_error = None;
+                let (notices, frames) = framer.feed(&chunk);
+                lines.extend(notices);
+                match &decoder {
+                    Some(d) => lines.extend(d.decode(&frames)),
+                    None => {
+                        raw_bytes += frames.len() as u64;
+                        raw_frames += logs::count_frames(&frames);
+                        if follow && !frames.is_empty() {
+                            lines.push(Line::Notice {
+                                text: format!("{} bytes, {} frames", frames.len(), logs::count_frames(&frames)),
+                            });
+                        }
+                    }
+                }
+            }
+            // While following, a ring not (yet) initialised is a rebooting agent: wait for it.
+            Err(e) if follow => {
+                let text = e.to_string();
+                if last_error.as_ref() != Some(&text) {
+                    lines.push(Line::Notice { text: text.clone() });
+                    last_error = Some(text);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        if follow {
+            for line in &lines {
+                emit(&if json { json!({ "agent": agent.name(), "line": line }).to_string() } else { line.to_string() });
+            }
+            std::thread::sleep(Duration::from_millis(interval.max(10)));
+            continue;
+        }
+        all.extend(lines);
+        break;
+    }
+    if json {
+        let doc = json!({
+            "agent": agent.name(),
+            "pci": agent.pci,
+            "elf": elf.as_ref().map(|p| p.display().to_string()),
+            "lines": all,
+            "undecoded_bytes": raw_bytes,
+            "undecoded_frames": raw_frames,
+        });
+        emit(&doc.to_string());
+        return Ok(());
+    }
+    for line in &all {
+        emit(&line.to_string());
+    }
+    if decoder.is_none() {
+        emit(&format!(
+            "{raw_bytes} bytes in {raw_frames} defmt frames in {}'s log ring, not decoded: pass --elf PATH (the firmware ELF)",
+            agent.name()
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct BenchEntry {
+    agent: String,
+    pci: String,
+    addr: String,
+    bytes: u64,
+    tx_seconds: f64,
+    tx_mbit_per_s: f64,
+    rx_seconds: f64,
+    rx_mbit_per_s: f64,
+    notifications: u64,
+    packets: u64,
+    notifications_per_packet: Option<f64>,
+}
+
+/// doorbells + interrupts, tx_frames + rx_frames: the module's counters (not the agent_* ones).
+fn notifications_and_packets(stats: &[(String, u64)], dev: &str) -> Result<(u64, u64), Error> {
+    let get = |n: &str| {
+        ethtool::get(stats, n).ok_or_else(|| Error::Agent(format!("{dev}: ethtool -S has no `{n}` (not bpnet?)")))
+    };
+    Ok((get("doorbells")? + get("interrupts")?, get("tx_frames")? + get("rx_frames")?))
+}
+
+fn progress(json: bool, bytes: u64, what: String) -> ProgressBar {
+    let bar = ProgressBar::new(bytes);
+    if json {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    if let Ok(style) = ProgressStyle::with_template("{msg:24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what);
+    bar
+}
+
+fn bench(
+    paths: &Paths,
+    names: &[String],
+    bytes: u64,
+    addr: Option<Ipv4Addr>,
+    limit: Duration,
+    json: bool,
+) -> Result<(), Error> {
+    if bytes == 0 {
+        return Err(Error::Usage("--bytes must be at least 1".into()));
+    }
+    let found = discover(paths)?;
+    let chosen = agents::select(&found, names)?;
+    let mut results = Vec::new();
+    for agent in chosen {
+        let dev = agent
+            .netdev
+            .as_deref()
+            .ok_or_else(|| Error::Agent(format!("{}: no netdev (has bpnet finished probing it?)", agent.pci)))?;
+        let target = match addr.or_else(|| agents::neighbour(paths, dev)) {
+            Some(a) => a,
+            None => {
+                return Err(Error::Usage(format!(
+                    "{dev}: the agent's address is unknown (no neighbour entry on {dev}): ping it once through \
+                     {dev}, or pass --addr"
+                )))
+            }
+        };
+        let (n0, p0) = notifications_and_packets(&ethtool::stats(dev)?, dev)?;
+        let bar = progress(json, bytes, format!("{dev} host -> agent"));
+        let tx = bench::send(dev, target, bytes, limit, &bar);
+        bar.finish_and_clear();
+        let tx = tx?;
+        let bar = progress(json, bytes, format!("{dev} agent -> host"));
+        let rx = bench::recv(dev, target, bytes, limit, &bar);
+        bar.finish_and_clear();
+        let rx = rx?;
+        let (n1, p1) = notifications_and_packets(&ethtool::stats(dev)?, dev)?;
+        let (notifications, packets) = (n1.wrapping_sub(n0), p1.wrapping_sub(p0));
+        results.push(BenchEntry {
+            agent: dev.to_string(),
+            pci: agent.pci.clone(),
+            addr: target.to_string(),
+            bytes,
+            tx_seconds: tx.seconds,
+            tx_mbit_per_s: tx.mbit_per_s(),
+            rx_seconds: rx.seconds,
+            rx_mbit_per_s: rx.mbit_per_s(),
+            notifications,
+            packets,
+            notifications_per_packet: (packets > 0).then(|| notifications as f64 / packets as f64),
+        });
+    }
+    if json {
+        emit(&serde_json::to_string_pretty(&results).map_err(|e| Error::Agent(e.to_string()))?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|r| {
+            vec![
+                r.agent.clone(),
+                r.addr.clone(),
+                r.bytes.to_string(),
+                format!("{:.2}", r.tx_mbit_per_s),
+                format!("{:.2}", r.rx_mbit_per_s),
+                r.notifications.to_string(),
+                r.packets.to_string(),
+                r.notifications_per_packet.map_or_else(|| "-".into(), |v| format!("{v:.4}")),
+            ]
+        })
+        .collect();
+    let columns = [
+        ("AGENT", Align::Left),
+        ("ADDR", Align::Left),
+        ("BYTES", Align::Right),
+        ("TX-MBIT/S", Align::Right),
+        ("RX-MBIT/S", Align::Right),
+        ("NOTIFY", Align::Right),
+        ("PACKETS", Align::Right),
+        ("NOTIFY/PKT", Align::Right),
+    ];
+    emit(render(&columns, &rows).trim_end());
+    Ok(())
+}
