@@ -9,7 +9,7 @@ use crate::util::{self, Error, Result};
 
 /// Portable crates that also run big-endian (PowerPC Linux user mode under qemu-ppc).
 const BIG_ENDIAN_CRATES: &[&str] =
-    &["bpnet-contract", "bpnet-ring", "bpnet-services", "bpnet-image", "norflash", "mpc8349"];
+    &["bpnet-contract", "bpnet-ring", "bpnet-services", "bpnet-image", "bpnet-tftp", "norflash", "mpc8349"];
 /// Crates that only build for the firmware target; linted there.
 const FIRMWARE_CRATES: &[&str] = &["bpnet-firmware", "e300", "mpc8349", "mpc8349emds"];
 
