@@ -1175,11 +1175,55 @@ static const struct pci_device_id bpnet_pci_ids[] = {
 };
 MODULE_DEVICE_TABLE(pci, bpnet_pci_ids);
 
+/*
+ * The shared region, read-only, as the PCI device's file bpnet_shared: what
+ * bpctl reads the agent's header, counters and log ring from, even while its
+ * network is down. A slow path of counted word reads, so it needs no mapping
+ * of a BAR this driver holds (which the kernel may refuse user space).
+ */
+static ssize_t bpnet_shared_read(struct file *file, struct kobject *kobj,
+				 struct bin_attribute *attr, char *buf,
+				 loff_t off, size_t count)
+{
+	struct bpnet *bp = pci_get_drvdata(to_pci_dev(kobj_to_dev(kobj)));
+	size_t done = 0;
+
+	if (!bp || !bp->shared || off < 0 || off >= BPNET_SHARED_LEN)
+		return 0;
+	count = min_t(size_t, count, BPNET_SHARED_LEN - off);
+	while (done < count) {
+		u32 at = off + done;
+		__le32 word = cpu_to_le32(bpnet_slow_read32(bp, at & ~3U));
+		size_t skip = at & 3;
+		size_t n = min_t(size_t, 4 - skip, count - done);
+
+		memcpy(buf + done, (u8 *)&word + skip, n);
+		done += n;
+	}
+	return count;
+}
+static BIN_ATTR_RO(bpnet_shared, BPNET_SHARED_LEN);
+
+static struct bin_attribute *bpnet_bin_attrs[] = {
+	&bin_attr_bpnet_shared,
+	NULL,
+};
+
+static const struct attribute_group bpnet_group = {
+	.bin_attrs = bpnet_bin_attrs,
+};
+
+static const struct attribute_group *bpnet_groups[] = {
+	&bpnet_group,
+	NULL,
+};
+
 static struct pci_driver bpnet_pci_driver = {
 	.name = BPNET_DRV_NAME,
 	.id_table = bpnet_pci_ids,
 	.probe = bpnet_probe,
 	.remove = bpnet_remove,
+	.dev_groups = bpnet_groups,
 };
 module_pci_driver(bpnet_pci_driver);
 

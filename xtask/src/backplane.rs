@@ -575,11 +575,8 @@ fn run_suite(tools: &Tools, suite: &Suite) -> Result<Report> {
         wait_for_text(&mut procs, &name, &err, "ivshmem server listening", EMULATOR_START)?;
     }
 
-    // bpctl maps the shared region through sysfs while bpnet.ko holds it, which Debian's kernel
-    // (CONFIG_IO_STRICT_DEVMEM) refuses unless its strict checks are relaxed.
-    let relaxed = if suite.guest == "bpctl" { " iomem=relaxed" } else { "" };
     let append = format!(
-        "console=ttyS0 panic=-1 loglevel=7 bptest.suite={} bptest.agents={} bptest.bytes={}{relaxed}",
+        "console=ttyS0 panic=-1 loglevel=7 bptest.suite={} bptest.agents={} bptest.bytes={}",
         suite.guest, suite.agents, suite.bytes
     );
     let mut qemu = Command::new("qemu-system-x86_64");

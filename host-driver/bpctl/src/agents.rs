@@ -76,6 +76,12 @@ impl Agent {
         let p = self.personality.ok_or_else(|| {
             Error::Agent(format!("{}: PCI IDs bpctl does not know: no shared region to map", self.pci))
         })?;
+        // The module's own read-only file first: it needs no mapping of a BAR the driver holds,
+        // which Debian's kernel refuses user space (CONFIG_IO_STRICT_DEVMEM).
+        let file = self.dir.join(crate::region::MODULE_FILE);
+        if file.exists() {
+            return Ok(file);
+        }
         Ok(self.dir.join(format!("resource{}", p.shared_bar())))
     }
 }

@@ -1,11 +1,13 @@
-//! The agent's shared region, read through the BAR's sysfs `resourceN` file (a memory BAR's file can
-//! only be mapped, not read). Read-only: bpctl never writes to the agent.
+//! The agent's shared region, read through the module's `bpnet_shared` file on the PCI device (plain
+//! reads; the module reads the BAR word by word), or else by mapping the BAR's sysfs `resourceN` file
+//! (a memory BAR's file can only be mapped, not read). Read-only: bpctl never writes to the agent.
 //!
 //! Reads are 32-bit volatile loads at 4-byte aligned offsets: the agent changes this memory while
 //! it is read, the compiler must not merge or repeat the loads, and a real PCI BAR is best read in
 //! whole words. Every value read is the agent's and is checked by the contract's parsers before use.
 
 use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, Ordering};
 
@@ -16,10 +18,20 @@ use serde::Serialize;
 
 use crate::Error;
 
-/// A read-only mapping of the first [`shared::LEN`] bytes of an agent's shared region.
+/// The file `bpnet.ko` gives every agent's PCI device: the shared region, read-only.
+pub const MODULE_FILE: &str = "bpnet_shared";
+
+/// The first [`shared::LEN`] bytes of an agent's shared region, read-only.
 pub struct Region {
-    map: Mmap,
+    backing: Backing,
     path: PathBuf,
+}
+
+enum Backing {
+    /// The module's file: positioned reads.
+    File(File),
+    /// A BAR's `resourceN` mapped.
+    Map(Mmap),
 }
 
 impl Region {
@@ -37,6 +49,9 @@ impl Region {
                 shared::LEN
             )));
         }
+        if path.file_name().is_some_and(|n| n == MODULE_FILE) {
+            return Ok(Region { backing: Backing::File(file), path: path.to_path_buf() });
+        }
         // SAFETY: a read-only shared mapping of `shared::LEN` bytes, no more than the file holds. The
         // agent changes the memory behind it at any time: it is only ever read through `read`'s
         // volatile word loads, never as a Rust slice, so no reference to changing memory exists.
@@ -51,7 +66,7 @@ impl Region {
                 Error::Io(format!("mapping {}", path.display()), e)
             }
         })?;
-        Ok(Region { map, path: path.to_path_buf() })
+        Ok(Region { backing: Backing::Map(map), path: path.to_path_buf() })
     }
 
     pub fn path(&self) -> &Path {
@@ -60,7 +75,7 @@ impl Region {
 
     /// Copy `buf.len()` bytes from `offset`; both multiples of 4, the range inside the region.
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
-        let end = offset.checked_add(buf.len()).filter(|&e| e <= self.map.len());
+        let end = offset.checked_add(buf.len()).filter(|&e| e <= shared::LEN);
         if end.is_none() || !offset.is_multiple_of(4) || !buf.len().is_multiple_of(4) {
             return Err(Error::Agent(format!(
                 "{}: read of {} bytes at {offset:#x} outside the region or unaligned",
@@ -68,7 +83,15 @@ impl Region {
                 buf.len()
             )));
         }
-        let base = self.map.as_ptr();
+        let map = match &self.backing {
+            Backing::File(file) => {
+                return file
+                    .read_exact_at(buf, offset as u64)
+                    .map_err(|e| Error::Io(format!("reading {}", self.path.display()), e));
+            }
+            Backing::Map(map) => map,
+        };
+        let base = map.as_ptr();
         for (i, word) in buf.chunks_exact_mut(4).enumerate() {
             // SAFETY: `offset + 4 * i + 4 <= map.len()` (checked above), the mapping is page-aligned
             // and `offset` a multiple of 4, so the load is in bounds and aligned; the mapping lives as
@@ -182,6 +205,21 @@ mod tests {
         assert!(parse_header(&mem[..64]).is_err());
         assert!(parse_header(&mem[..63]).is_err());
         assert_eq!(firmware_version_text(0x0001_0203), "1.2.3");
+    }
+
+    #[test]
+    fn the_module_file_is_read_and_preferred() {
+        let host = FakeHost::new();
+        let dir = host.add_device("0000:00:10.0", (0x1af4, 0x1110), Some("bpnet"), Some("bp0"));
+        host.write_bar("0000:00:10.0", 2, &fake::region(&[]));
+        let file = dir.join(MODULE_FILE);
+        std::fs::write(&file, fake::region(&[])).unwrap();
+        let agents = crate::agents::discover(&host.paths).unwrap();
+        assert_eq!(agents[0].shared_resource().unwrap(), file);
+        let region = Region::open(&file).unwrap();
+        assert!(matches!(region.backing, Backing::File(_)));
+        assert_eq!(region.read_vec(0, 8).unwrap(), [b'B', b'P', b'N', b'T', 1, 0, 0, 0]);
+        assert!(region.read_vec(shared::LEN - 4, 8).is_err());
     }
 
     #[test]
