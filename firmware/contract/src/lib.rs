@@ -142,6 +142,19 @@ pub mod selftest {
     }
 }
 
+/// CRC-32 (IEEE 802.3, reflected: zlib's `crc32`), bitwise. What guards the project's persistent
+/// records (the board identity, the boot state): a few dozen bytes, read once at boot.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
+}
+
 /// Why shared memory written by the other side was refused. Every variant is a value that would
 /// have been acted on; the caller counts it, logs it and does nothing else with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -73,17 +73,8 @@ pub enum Error {
     Serial(u32),
 }
 
-/// CRC-32 (IEEE 802.3, reflected, as zlib's `crc32`), bitwise: the record is 12 bytes, read once.
-pub fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
-        }
-    }
-    !crc
-}
+/// The record's CRC (the project's one CRC-32, as zlib's).
+pub use bpnet_contract::crc32;
 
 fn le32(b: &[u8], r: core::ops::Range<usize>) -> u32 {
     let mut w = [0u8; 4];
