@@ -18,8 +18,16 @@
 
 /// A typed view over a fixed-length structure: the wrapper, its constructors, and the one length
 /// check every accessor relies on (values are checked where they are used, by each `Repr`).
+///
+/// Exported for the project's other byte formats (the identity record, the boot-state record): name
+/// an error type in scope with a `Truncated` variant as the third argument; the default is this
+/// crate's [`Error`].
+#[macro_export]
 macro_rules! fixed_view {
     ($(#[$doc:meta])* $name:ident, $len:expr) => {
+        $crate::fixed_view! { $(#[$doc])* $name, $len, Error }
+    };
+    ($(#[$doc:meta])* $name:ident, $len:expr, $err:ident) => {
         $(#[$doc])*
         #[derive(Debug)]
         pub struct $name<T: AsRef<[u8]>> {
@@ -32,17 +40,17 @@ macro_rules! fixed_view {
                 $name { buffer }
             }
 
-            /// Wrap a buffer the other side may have written, checking its length.
-            pub fn new_checked(buffer: T) -> Result<Self, Error> {
+            /// Wrap a buffer the other side (or a flash) may have written, checking its length.
+            pub fn new_checked(buffer: T) -> Result<Self, $err> {
                 let view = Self::new_unchecked(buffer);
                 view.check_len()?;
                 Ok(view)
             }
 
             /// The one check the accessors rely on: the buffer holds the whole structure.
-            pub fn check_len(&self) -> Result<(), Error> {
+            pub fn check_len(&self) -> Result<(), $err> {
                 if self.buffer.as_ref().len() < $len {
-                    return Err(Error::Truncated);
+                    return Err($err::Truncated);
                 }
                 Ok(())
             }

@@ -82,34 +82,13 @@ fn le32(b: &[u8], r: core::ops::Range<usize>) -> u32 {
     u32::from_le_bytes(w)
 }
 
-/// A typed view of the record over a byte buffer (smoltcp's `wire` style): one length check, then
-/// accessors that read each field little-endian. Values are checked by [`Identity::parse`].
-#[derive(Debug)]
-pub struct Record<T: AsRef<[u8]>> {
-    buffer: T,
+bpnet_contract::fixed_view! {
+    /// A typed view of the record over a byte buffer (smoltcp's `wire` style): one length check, then
+    /// accessors that read each field little-endian. Values are checked by [`Identity::parse`].
+    Record, RECORD_LEN, Error
 }
 
 impl<T: AsRef<[u8]>> Record<T> {
-    /// Wrap a buffer without checking it; accessors may then panic. Use `new_checked`.
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Record { buffer }
-    }
-
-    /// Wrap a buffer read from flash, checking its length.
-    pub fn new_checked(buffer: T) -> Result<Self, Error> {
-        let record = Self::new_unchecked(buffer);
-        record.check_len()?;
-        Ok(record)
-    }
-
-    /// The one check the accessors rely on: the buffer holds the whole record.
-    pub fn check_len(&self) -> Result<(), Error> {
-        if self.buffer.as_ref().len() < RECORD_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(())
-    }
-
     pub fn magic(&self) -> u32 {
         le32(self.buffer.as_ref(), field::MAGIC)
     }
@@ -132,10 +111,6 @@ impl<T: AsRef<[u8]>> Record<T> {
     /// The CRC the contents call for.
     pub fn computed_crc(&self) -> u32 {
         crc32(&self.buffer.as_ref()[..field::CRC.start])
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 }
 

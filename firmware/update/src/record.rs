@@ -60,34 +60,13 @@ fn le32(b: &[u8], r: core::ops::Range<usize>) -> u32 {
     u32::from_le_bytes(w)
 }
 
-/// A typed view of the record (smoltcp's `wire` style): one length check, then little-endian
-/// accessors. Values are checked by [`BootState::parse`].
-#[derive(Debug)]
-pub struct Record<T: AsRef<[u8]>> {
-    buffer: T,
+bpnet_contract::fixed_view! {
+    /// A typed view of the record (smoltcp's `wire` style): one length check, then little-endian
+    /// accessors. Values are checked by [`BootState::parse`].
+    Record, RECORD_LEN, RecordError
 }
 
 impl<T: AsRef<[u8]>> Record<T> {
-    /// Wrap a buffer without checking it; accessors may then panic. Use `new_checked`.
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Record { buffer }
-    }
-
-    /// Wrap a buffer read from flash, checking its length.
-    pub fn new_checked(buffer: T) -> Result<Self, RecordError> {
-        let record = Self::new_unchecked(buffer);
-        record.check_len()?;
-        Ok(record)
-    }
-
-    /// The one check the accessors rely on: the buffer holds the whole record.
-    pub fn check_len(&self) -> Result<(), RecordError> {
-        if self.buffer.as_ref().len() < RECORD_LEN {
-            return Err(RecordError::Truncated);
-        }
-        Ok(())
-    }
-
     pub fn magic(&self) -> u32 {
         le32(self.buffer.as_ref(), field::MAGIC)
     }
