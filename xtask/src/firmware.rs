@@ -1,6 +1,6 @@
 //! Cross-building the firmware with Debian's toolchain (build-std core from its Rust sources).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::util::{self, Error, Result};
@@ -21,6 +21,8 @@ pub enum Variant {
     RingBench,
     /// A normal bring-up, then one contract violation per connection (the backplane's hostile suite).
     HostileAgent,
+    /// The boot stage (bpnet-boot.elf), linked at 64 MiB.
+    BootStage,
 }
 
 impl Variant {
@@ -33,21 +35,68 @@ impl Variant {
             Variant::SelfTest => Some("selftest"),
             Variant::RingBench => Some("ring-bench"),
             Variant::HostileAgent => Some("hostile-agent"),
+            Variant::BootStage => Some("boot-stage"),
         }
     }
 
     fn file_name(self) -> String {
         match self.features() {
             None => "bpnet-firmware.elf".into(),
+            Some("boot-stage") => "bpnet-boot.elf".into(),
             Some(f) => format!("bpnet-firmware-{f}.elf"),
         }
     }
 }
 
 /// Build a variant; returns the path of its ELF (copied out so variants do not overwrite each
-/// other), with a raw binary for U-Boot's `go` next to it.
+/// other), with a raw binary for U-Boot's `go` next to it. The release firmware also gets its signed
+/// image (`bpnet-firmware.img`, [`image`]).
 pub fn build(variant: Variant) -> Result<PathBuf> {
-    build_features(variant.features(), &variant.file_name())
+    let elf = build_features(variant.features(), &variant.file_name())?;
+    if variant == Variant::Release {
+        sign(&elf.with_extension("bin"), &elf.with_extension("img"))?;
+    }
+    Ok(elf)
+}
+
+/// Where the development key lives: made at set-up ([`dev_key`]), never committed.
+pub fn key_dir() -> PathBuf {
+    util::root().join("target/keys")
+}
+
+/// The development signing key (`target/keys/dev-key.secret`, `.pub`), made on first use. The firmware
+/// built here trusts its public half; a production build would pass its release key instead.
+pub fn dev_key() -> Result<bpnet_image::SigningKey> {
+    bpnet_image::keyfile::ensure_dev_key(&key_dir())
+        .map_err(|e| Error::Failed(format!("development signing key in {}: {e}", key_dir().display())))
+}
+
+/// The signed firmware image next to the ELF: `bpnet-firmware.img`.
+pub fn image(elf: &Path) -> PathBuf {
+    elf.with_extension("img")
+}
+
+/// Sign a raw firmware binary with the development key: loaded and started at the FIRMWARE region's
+/// start, as U-Boot's `go` would, versioned with the workspace's version.
+fn sign(bin: &Path, img: &Path) -> Result<()> {
+    let payload = std::fs::read(bin).map_err(|e| Error::Io(format!("reading {}", bin.display()), e))?;
+    let version = workspace_version()?;
+    let signed = bpnet_image::sign(&payload, FIRMWARE_ORIGIN, FIRMWARE_ORIGIN, version, &dev_key()?)
+        .map_err(|e| Error::Failed(format!("signing {}: {e}", bin.display())))?;
+    std::fs::write(img, signed).map_err(|e| Error::Io(format!("writing {}", img.display()), e))
+}
+
+/// linker/mpc8349emds/memory.x's FIRMWARE origin: where the payload loads and starts.
+pub const FIRMWARE_ORIGIN: u32 = 0x0010_0000;
+
+/// The workspace version (`major.minor.patch`) as the image header's version word.
+fn workspace_version() -> Result<u32> {
+    let text = env!("CARGO_PKG_VERSION");
+    let parts: Vec<u8> = text.split('.').filter_map(|p| p.parse().ok()).collect();
+    match parts[..] {
+        [major, minor, patch] => Ok(bpnet_image::image_version(major, minor, patch)),
+        _ => Err(Error::Failed(format!("workspace version {text} is not major.minor.patch (each 0..=255)"))),
+    }
 }
 
 fn build_features(features: Option<&str>, file_name: &str) -> Result<PathBuf> {
@@ -71,7 +120,8 @@ fn build_features(features: Option<&str>, file_name: &str) -> Result<PathBuf> {
             "-Zjson-target-spec",
         ])
         // Log level compiled into the image; defmt keeps only `error` without it.
-        .env("DEFMT_LOG", "info");
+        .env("DEFMT_LOG", "info")
+        .env(PUBLIC_KEY_VAR, public_key()?);
     if let Some(f) = features {
         cmd.args(["--features", f]);
     }
@@ -82,6 +132,21 @@ fn build_features(features: Option<&str>, file_name: &str) -> Result<PathBuf> {
     let bin = elf.with_extension("bin");
     write_raw_binary(&elf, &bin)?;
     Ok(elf)
+}
+
+/// What firmware/app/build.rs reads: the public key file the images must be signed with.
+pub const PUBLIC_KEY_VAR: &str = "BPNET_IMAGE_PUBKEY";
+
+/// The development key's public file, made first if needed.
+pub fn public_key() -> Result<PathBuf> {
+    dev_key()?;
+    Ok(key_dir().join(bpnet_image::keyfile::PUBLIC_FILE))
+}
+
+/// The development key's secret file (tests sign their own payloads with it).
+pub fn secret_key() -> Result<PathBuf> {
+    dev_key()?;
+    Ok(key_dir().join(bpnet_image::keyfile::SECRET_FILE))
 }
 
 /// The loadable segments as one flat image starting at the lowest load address, what U-Boot's
@@ -157,10 +222,18 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut args = args.to_vec();
     let features = util::take_value(&mut args, "--features")?;
     util::no_more(&args)?;
-    let elf = match features.as_deref() {
-        None => build(Variant::Release)?,
-        Some(f) => build_features(Some(f), &format!("bpnet-firmware-{}.elf", f.replace([',', ' '], "+")))?,
-    };
-    println!("{}", elf.display());
+    match features.as_deref() {
+        None => {
+            // The firmware, its signed image and the boot stage: what a board's flash holds.
+            let elf = build(Variant::Release)?;
+            println!("{}", elf.display());
+            println!("{}", image(&elf).display());
+            println!("{}", build(Variant::BootStage)?.display());
+        }
+        Some(f) => {
+            let elf = build_features(Some(f), &format!("bpnet-firmware-{}.elf", f.replace([',', ' '], "+")))?;
+            println!("{}", elf.display());
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -49,7 +49,7 @@ pub fn ensure() -> Result<()> {
         .filter(|(_, pkgs)| !pkgs.is_empty())
         .collect();
     if missing.is_empty() {
-        return Ok(());
+        return crate::firmware::dev_key().map(|_| ());
     }
     let all: Vec<&str> = missing.iter().flat_map(|(_, p)| p.iter().copied()).collect();
     if !is_root() {
@@ -65,7 +65,8 @@ pub fn ensure() -> Result<()> {
         eprintln!("xtask: setup: {why}: {}", pkgs.join(" "));
         util::run(apt().args(["install", "-y", "-q", "--no-install-recommends"]).args(pkgs), "apt-get install")?;
     }
-    Ok(())
+    // The development signing key: the firmware built here trusts it (target/keys, never committed).
+    crate::firmware::dev_key().map(|_| ())
 }
 
 /// `checkpatch.pl` from [`LINUX_SOURCE`]'s tarball, extracted once (with the files it reads beside it)

@@ -35,30 +35,28 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     step("formatting", &mut || util::run(util::host_cargo().args(["fmt", "--all", "--check"]), "cargo fmt --check"))?;
     let mut elfs = Vec::new();
     // ring-bench is only run by the benchmarks; built here so the image cannot rot.
-    step("firmware builds (release, fault-test, panic-test, selftest, ring-bench)", &mut || {
-        elfs = [Variant::Release, Variant::FaultTest, Variant::PanicTest, Variant::SelfTest, Variant::RingBench]
+    step(
+        "firmware builds (release + signed image, fault-test, panic-test, selftest, ring-bench, boot stage)",
+        &mut || {
+            elfs = [
+                Variant::Release,
+                Variant::FaultTest,
+                Variant::PanicTest,
+                Variant::SelfTest,
+                Variant::RingBench,
+                Variant::BootStage,
+            ]
             .into_iter()
             .map(firmware::build)
             .collect::<Result<Vec<_>>>()?;
-        Ok(())
-    })?;
-    step("firmware lints (clippy, PowerPC target)", &mut || {
-        let root = util::root();
-        let mut cmd = util::debian_cargo();
-        cmd.args(["clippy", "--profile", "firmware", "-j2"])
-            .arg("--target")
-            .arg(root.join("firmware").join(format!("{}.json", firmware::TARGET)))
-            .args([
-                "-Zbuild-std=core,compiler_builtins",
-                "-Zbuild-std-features=compiler-builtins-mem",
-                "-Zjson-target-spec",
-            ])
-            .env("DEFMT_LOG", "info");
-        for c in FIRMWARE_CRATES {
-            cmd.args(["-p", c]);
+            Ok(())
+        },
+    )?;
+    step("firmware lints (clippy, PowerPC target: firmware and boot stage)", &mut || {
+        for features in [None, Some("boot-stage")] {
+            firmware_clippy(features)?;
         }
-        cmd.args(["--", "-D", "warnings"]);
-        util::run(&mut cmd, "firmware clippy")
+        Ok(())
     })?;
     step("host lints (clippy)", &mut || {
         util::run(util::host_cargo().args(["clippy", "--all-targets", "-j2", "--", "-D", "warnings"]), "host clippy")
@@ -70,7 +68,10 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                 .env("BPNET_FIRMWARE_ELF", &elfs[0])
                 .env("BPNET_FIRMWARE_FAULT_ELF", &elfs[1])
                 .env("BPNET_FIRMWARE_PANIC_ELF", &elfs[2])
-                .env("BPNET_FIRMWARE_SELFTEST_ELF", &elfs[3]),
+                .env("BPNET_FIRMWARE_SELFTEST_ELF", &elfs[3])
+                .env("BPNET_FIRMWARE_IMG", firmware::image(&elfs[0]))
+                .env("BPNET_BOOT_ELF", &elfs[5])
+                .env("BPNET_IMAGE_KEY", firmware::secret_key()?),
             "host tests",
         )
     })?;
@@ -106,6 +107,30 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     eprintln!("  {:7.1} s  total", started.elapsed().as_secs_f64());
     println!("xtask test: {} passed, 0 failed", steps.len());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Clippy over the firmware crates for the PowerPC target, with `features` on the app.
+fn firmware_clippy(features: Option<&str>) -> Result<()> {
+    let root = util::root();
+    let mut cmd = util::debian_cargo();
+    cmd.args(["clippy", "--profile", "firmware", "-j2"])
+        .arg("--target")
+        .arg(root.join("firmware").join(format!("{}.json", firmware::TARGET)))
+        .args([
+            "-Zbuild-std=core,compiler_builtins",
+            "-Zbuild-std-features=compiler-builtins-mem",
+            "-Zjson-target-spec",
+        ])
+        .env("DEFMT_LOG", "info")
+        .env(firmware::PUBLIC_KEY_VAR, firmware::public_key()?);
+    for c in FIRMWARE_CRATES {
+        cmd.args(["-p", c]);
+    }
+    if let Some(f) = features {
+        cmd.args(["--features", &format!("bpnet-firmware/{f}")]);
+    }
+    cmd.args(["--", "-D", "warnings"]);
+    util::run(&mut cmd, "firmware clippy")
 }
 
 /// Run sparse over every file of the module (`C=2`: also the ones already built; `C=1` would check only

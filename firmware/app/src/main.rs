@@ -5,6 +5,7 @@
 
 mod console;
 mod irq;
+mod key;
 mod log;
 #[cfg(not(any(feature = "fault-test", feature = "panic-test", feature = "selftest")))]
 mod net;
