@@ -17,7 +17,7 @@
 /* Identification */
 #define BPNET_MAGIC				0x544e5042
 #define BPNET_VERSION_MAJOR			1
-#define BPNET_VERSION_MINOR			0
+#define BPNET_VERSION_MINOR			1
 #define BPNET_LOG_RING_MAGIC			0x474c5042
 
 /* The shared region (agent RAM behind the BAR): fixed offsets, then defaults */
@@ -30,6 +30,9 @@
 #define BPNET_COUNTERS_OFFSET			0x80
 #define BPNET_TX_RING_OFFSET			0x30000
 #define BPNET_RX_RING_OFFSET			0x40000
+#define BPNET_BOOT_OFFSET			0x200
+#define BPNET_RECOVERY_OFFSET			0x30000
+#define BPNET_RECOVERY_LEN			0xd0000
 
 /* Sizes and limits */
 #define BPNET_HEADER_LEN			64
@@ -37,6 +40,7 @@
 #define BPNET_DESCRIPTOR_LEN			16
 #define BPNET_COUNTERS_LEN			256
 #define BPNET_COUNTER_SLOTS			64
+#define BPNET_BOOT_BLOCK_LEN			64
 #define BPNET_STATUS_HEADER_LEN			32
 #define BPNET_COMPLETION_LEN			8
 #define BPNET_STATUS_BLOCK_ALIGN		64
@@ -58,6 +62,7 @@
 #define BPNET_AGENT_STATE_READY			1
 #define BPNET_AGENT_STATE_RUNNING		2
 #define BPNET_AGENT_STATE_BROKEN		3
+#define BPNET_AGENT_STATE_RECOVERY		4
 #define BPNET_HOST_STATE_DOWN			0
 #define BPNET_HOST_STATE_UP			1
 
@@ -88,12 +93,35 @@
 #define BPNET_NOTIFY_WORK			0x2
 #define BPNET_NOTIFY_STATUS			0x2
 #define BPNET_NOTIFY_LINK			0x4
+#define BPNET_NOTIFY_CONTROL			0x8
+
+/* The boot block: how the agent started, and the host's requests (recovery, reset) */
+#define BPNET_BOOT_SOURCE_DIRECT		0
+#define BPNET_BOOT_SOURCE_FLASH			1
+#define BPNET_BOOT_SOURCE_NETBOOT		2
+#define BPNET_BOOT_SOURCE_RECOVERY		3
+#define BPNET_BOOT_SLOT_NONE			0xff
+#define BPNET_SLOT_STATE_UNKNOWN		0xff
+#define BPNET_BOOT_F_TRIAL			0x1
+#define BPNET_BOOT_F_CONFIRMED			0x2
+#define BPNET_BOOT_STAGE_FIRMWARE		0
+#define BPNET_BOOT_STAGE_CHOOSING		1
+#define BPNET_BOOT_STAGE_RECOVERY_WAITING	2
+#define BPNET_BOOT_STAGE_RECOVERY_VERIFYING	3
+#define BPNET_BOOT_STAGE_RECOVERY_REFUSED	4
+#define BPNET_BOOT_STAGE_STARTING		5
+#define BPNET_HOST_REQUEST_NONE			0
+#define BPNET_HOST_REQUEST_RESET		1
+#define BPNET_HOST_REQUEST_ENTER_RECOVERY	2
+#define BPNET_HOST_REQUEST_BOOT_IMAGE		3
+#define BPNET_RECOVERY_ERROR_LENGTH		0x100
 
 /* ivshmem-doorbell personality: BAR2 is the shared region */
 #define BPNET_IVSHMEM_AGENT_PEER		0
 #define BPNET_IVSHMEM_VECTOR_WORK		0
 #define BPNET_IVSHMEM_VECTOR_STATUS		0
 #define BPNET_IVSHMEM_VECTOR_LINK		1
+#define BPNET_IVSHMEM_VECTOR_CONTROL		1
 #define BPNET_IVSHMEM_VECTORS			2
 
 /* Host RAM the agent reaches through its outbound window: PCI [0, this) */
@@ -223,6 +251,52 @@ struct bpnet_counters {
 
 static_assert(sizeof(struct bpnet_counters) == 256);
 static_assert(offsetof(struct bpnet_counters, slots) == 0x00);
+
+/*
+ * Agent RAM at BPNET_BOOT_OFFSET. Agent fields up to reserved, host fields from
+ * host_request; the host writes recovery_len, host_request, then request_seq,
+ * then rings BPNET_NOTIFY_CONTROL.
+ */
+struct bpnet_boot_block {
+	__u8 boot_source;		/* 0x00 */
+	__u8 boot_slot;			/* 0x01 */
+	__u8 boot_flags;		/* 0x02 */
+	__u8 stage;			/* 0x03 */
+	__le32 uptime_s;		/* 0x04 */
+	__le32 image_version;		/* 0x08 */
+	__le32 recovery_offset;		/* 0x0c */
+	__le32 recovery_capacity;	/* 0x10 */
+	__le32 recovery_error;		/* 0x14 */
+	__le32 slot_a_version;		/* 0x18 */
+	__le32 slot_b_version;		/* 0x1c */
+	__u8 slot_a_state;		/* 0x20 */
+	__u8 slot_b_state;		/* 0x21 */
+	__u8 reserved[14];		/* 0x22 */
+	__le32 host_request;		/* 0x30 */
+	__le32 recovery_len;		/* 0x34 */
+	__le32 request_seq;		/* 0x38 */
+	__le32 host_reserved;		/* 0x3c */
+};
+
+static_assert(sizeof(struct bpnet_boot_block) == 64);
+static_assert(offsetof(struct bpnet_boot_block, boot_source) == 0x00);
+static_assert(offsetof(struct bpnet_boot_block, boot_slot) == 0x01);
+static_assert(offsetof(struct bpnet_boot_block, boot_flags) == 0x02);
+static_assert(offsetof(struct bpnet_boot_block, stage) == 0x03);
+static_assert(offsetof(struct bpnet_boot_block, uptime_s) == 0x04);
+static_assert(offsetof(struct bpnet_boot_block, image_version) == 0x08);
+static_assert(offsetof(struct bpnet_boot_block, recovery_offset) == 0x0c);
+static_assert(offsetof(struct bpnet_boot_block, recovery_capacity) == 0x10);
+static_assert(offsetof(struct bpnet_boot_block, recovery_error) == 0x14);
+static_assert(offsetof(struct bpnet_boot_block, slot_a_version) == 0x18);
+static_assert(offsetof(struct bpnet_boot_block, slot_b_version) == 0x1c);
+static_assert(offsetof(struct bpnet_boot_block, slot_a_state) == 0x20);
+static_assert(offsetof(struct bpnet_boot_block, slot_b_state) == 0x21);
+static_assert(offsetof(struct bpnet_boot_block, reserved) == 0x22);
+static_assert(offsetof(struct bpnet_boot_block, host_request) == 0x30);
+static_assert(offsetof(struct bpnet_boot_block, recovery_len) == 0x34);
+static_assert(offsetof(struct bpnet_boot_block, request_seq) == 0x38);
+static_assert(offsetof(struct bpnet_boot_block, host_reserved) == 0x3c);
 
 /*
  * Host RAM at status_block_addr, followed by ring_entries TX then ring_entries

@@ -63,6 +63,9 @@ pub fn generate() -> String {
     define(&mut out, "BPNET_COUNTERS_OFFSET", shared::COUNTERS_OFFSET as u64, Hex);
     define(&mut out, "BPNET_TX_RING_OFFSET", shared::TX_RING_OFFSET as u64, Hex);
     define(&mut out, "BPNET_RX_RING_OFFSET", shared::RX_RING_OFFSET as u64, Hex);
+    define(&mut out, "BPNET_BOOT_OFFSET", shared::BOOT_OFFSET as u64, Hex);
+    define(&mut out, "BPNET_RECOVERY_OFFSET", shared::RECOVERY_OFFSET as u64, Hex);
+    define(&mut out, "BPNET_RECOVERY_LEN", shared::RECOVERY_LEN as u64, Hex);
 
     section(&mut out, "Sizes and limits");
     define(&mut out, "BPNET_HEADER_LEN", bar::HEADER_LEN as u64, Dec);
@@ -70,6 +73,7 @@ pub fn generate() -> String {
     define(&mut out, "BPNET_DESCRIPTOR_LEN", bar::DESCRIPTOR_LEN as u64, Dec);
     define(&mut out, "BPNET_COUNTERS_LEN", bar::COUNTERS_LEN as u64, Dec);
     define(&mut out, "BPNET_COUNTER_SLOTS", bar::COUNTER_SLOTS as u64, Dec);
+    define(&mut out, "BPNET_BOOT_BLOCK_LEN", bar::BOOT_BLOCK_LEN as u64, Dec);
     define(&mut out, "BPNET_STATUS_HEADER_LEN", status::HEADER_LEN as u64, Dec);
     define(&mut out, "BPNET_COMPLETION_LEN", status::COMPLETION_LEN as u64, Dec);
     define(&mut out, "BPNET_STATUS_BLOCK_ALIGN", bar::STATUS_BLOCK_ALIGN, Dec);
@@ -88,7 +92,13 @@ pub fn generate() -> String {
     );
 
     section(&mut out, "header.agent_state and header.host_state (bytes: write them alone)");
-    for state in [bar::AgentState::Reset, bar::AgentState::Ready, bar::AgentState::Running, bar::AgentState::Broken] {
+    for state in [
+        bar::AgentState::Reset,
+        bar::AgentState::Ready,
+        bar::AgentState::Running,
+        bar::AgentState::Broken,
+        bar::AgentState::Recovery,
+    ] {
         let name = format!("BPNET_AGENT_STATE_{}", format!("{state:?}").to_uppercase());
         define(&mut out, &name, state as u64, Dec);
     }
@@ -124,12 +134,45 @@ pub fn generate() -> String {
     define(&mut out, "BPNET_NOTIFY_WORK", notify::WORK.into(), Hex);
     define(&mut out, "BPNET_NOTIFY_STATUS", notify::STATUS.into(), Hex);
     define(&mut out, "BPNET_NOTIFY_LINK", notify::LINK.into(), Hex);
+    define(&mut out, "BPNET_NOTIFY_CONTROL", notify::CONTROL.into(), Hex);
+
+    section(&mut out, "The boot block: how the agent started, and the host's requests (recovery, reset)");
+    for (name, value) in [
+        ("DIRECT", bar::boot_source::DIRECT),
+        ("FLASH", bar::boot_source::FLASH),
+        ("NETBOOT", bar::boot_source::NETBOOT),
+        ("RECOVERY", bar::boot_source::RECOVERY),
+    ] {
+        define(&mut out, &format!("BPNET_BOOT_SOURCE_{name}"), value.into(), Dec);
+    }
+    define(&mut out, "BPNET_BOOT_SLOT_NONE", bar::BOOT_SLOT_NONE.into(), Hex);
+    define(&mut out, "BPNET_SLOT_STATE_UNKNOWN", bar::SLOT_STATE_UNKNOWN.into(), Hex);
+    define(&mut out, "BPNET_BOOT_F_TRIAL", bar::boot_flags::TRIAL.into(), Hex);
+    define(&mut out, "BPNET_BOOT_F_CONFIRMED", bar::boot_flags::CONFIRMED.into(), Hex);
+    for stage in [
+        bar::BootStage::Firmware,
+        bar::BootStage::Choosing,
+        bar::BootStage::RecoveryWaiting,
+        bar::BootStage::RecoveryVerifying,
+        bar::BootStage::RecoveryRefused,
+        bar::BootStage::Starting,
+    ] {
+        define(&mut out, &format!("BPNET_BOOT_STAGE_{}", upper_snake(&format!("{stage:?}"))), stage as u64, Dec);
+    }
+    for request in
+        [bar::HostRequest::None, bar::HostRequest::Reset, bar::HostRequest::EnterRecovery, bar::HostRequest::BootImage]
+    {
+        let name = format!("BPNET_HOST_REQUEST_{}", upper_snake(&format!("{request:?}")));
+        define(&mut out, &name, request as u64, Dec);
+    }
+    define(&mut out, "BPNET_RECOVERY_ERROR_LENGTH", bar::RECOVERY_ERROR_LENGTH.into(), Hex);
 
     section(&mut out, "ivshmem-doorbell personality: BAR2 is the shared region");
     define(&mut out, "BPNET_IVSHMEM_AGENT_PEER", ivshmem::AGENT_PEER.into(), Dec);
     define(&mut out, "BPNET_IVSHMEM_VECTOR_WORK", ivshmem::VECTOR_WORK.into(), Dec);
     define(&mut out, "BPNET_IVSHMEM_VECTOR_STATUS", ivshmem::VECTOR_STATUS.into(), Dec);
     define(&mut out, "BPNET_IVSHMEM_VECTOR_LINK", ivshmem::VECTOR_LINK.into(), Dec);
+    define(&mut out, "BPNET_IVSHMEM_VECTOR_CONTROL", ivshmem::VECTOR_CONTROL.into(), Dec);
     define(&mut out, "BPNET_IVSHMEM_VECTORS", ivshmem::VECTORS.into(), Dec);
 
     section(&mut out, "Host RAM the agent reaches through its outbound window: PCI [0, this)");
@@ -172,6 +215,18 @@ pub fn write(root: &Path) -> std::io::Result<()> {
         fs::create_dir_all(dir)?;
     }
     fs::write(path, generate())
+}
+
+/// `EnterRecovery` → `ENTER_RECOVERY`: a Rust variant's name as a C constant's.
+fn upper_snake(camel: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
 }
 
 fn section(out: &mut String, title: &str) {

@@ -9,12 +9,14 @@ pub mod barrier;
 pub mod bat;
 pub mod cache;
 pub mod exception;
+pub mod launch;
 mod mem;
 pub mod msr;
 mod start;
 pub mod timebase;
 
 pub use exception::wait_for_interrupt;
+pub use launch::launch;
 pub use start::{halt, idle};
 
 /// Read the Processor Version Register.

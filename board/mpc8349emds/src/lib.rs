@@ -28,6 +28,124 @@ pub const PCI_OUTBOUND_BYTES: u32 = 256 << 20;
 pub const NET_RAM_BASE: u32 = 0x0100_0000;
 pub const NET_RAM_BYTES: u32 = 16 << 20;
 
+/// Where every program's payload loads and starts (linker/mpc8349emds/memory.x's FIRMWARE, U-Boot's
+/// `go` address): the RAM range a signed image's payload must lie in.
+pub const FIRMWARE_BASE: u32 = 0x0010_0000;
+pub const FIRMWARE_END: u32 = 0x0080_0000;
+
+/// Where images are received and verified before they are started or written to flash (TFTP, the
+/// control service's FLASH, a flash slot copied into RAM by the boot stage): 32..64 MiB, above the
+/// data path's RAM and below the boot stage (linker/mpc8349emds-boot).
+pub const STAGING_BASE: u32 = 0x0200_0000;
+pub const STAGING_LEN: u32 = 32 << 20;
+
+/// The boot info record (`bpnet_update::bootinfo`): written by whoever starts an image, just before
+/// the jump, and read then cleared by the firmware at start.
+pub const BOOT_INFO_ADDR: u32 = 0x2000;
+pub const BOOT_INFO_LEN: usize = 64;
+
+const _: () = assert!(NET_RAM_BASE + NET_RAM_BYTES <= STAGING_BASE, "staging overlaps the data path's RAM");
+const _: () = assert!(
+    (BOOT_INFO_ADDR as usize + BOOT_INFO_LEN) <= e300::launch::TRAMPOLINE_ADDR as usize,
+    "the boot info record overlaps the launch trampoline"
+);
+
+/// Read the boot info record's bytes.
+pub fn read_boot_info() -> [u8; BOOT_INFO_LEN] {
+    let mut out = [0u8; BOOT_INFO_LEN];
+    for (i, b) in out.iter_mut().enumerate() {
+        // SAFETY: BOOT_INFO_ADDR..+BOOT_INFO_LEN is DDR below every program's image and above the
+        // exception vectors, reserved for this record; volatile because the previous program wrote it.
+        *b = unsafe { core::ptr::read_volatile((BOOT_INFO_ADDR as usize + i) as *const u8) };
+    }
+    out
+}
+
+/// Write the boot info record's bytes (the whole record; zeros clear it).
+pub fn write_boot_info(bytes: &[u8; BOOT_INFO_LEN]) {
+    for (i, &b) in bytes.iter().enumerate() {
+        // SAFETY: as for `read_boot_info`; nothing else lives in the record's bytes.
+        unsafe { core::ptr::write_volatile((BOOT_INFO_ADDR as usize + i) as *mut u8, b) };
+    }
+    // The next program reads it after a jump that may run with the cache bypassed.
+    e300::cache::clean(BOOT_INFO_ADDR as usize, BOOT_INFO_LEN);
+}
+
+/// The staging area as bytes; one owner at a time (the boot stage, or the firmware's control
+/// service / netboot / recovery, which never run at once).
+pub struct Staging {
+    _private: (),
+}
+
+impl Staging {
+    /// Take the staging area. The caller keeps one instance: two would alias the same RAM.
+    pub fn take() -> Self {
+        Staging { _private: () }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: STAGING_BASE..+STAGING_LEN is DDR that the linker places nothing in (asserted against
+        // the data path's RAM above; the boot stage is linked above it); the borrow of `self` keeps the
+        // one owner from mutating it meanwhile.
+        unsafe { core::slice::from_raw_parts(STAGING_BASE as *const u8, STAGING_LEN as usize) }
+    }
+
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as for `bytes`, and `&mut self` makes this the only reference.
+        unsafe { core::slice::from_raw_parts_mut(STAGING_BASE as *mut u8, STAGING_LEN as usize) }
+    }
+}
+
+/// The shared region (the RAM behind the BAR) as the boot code sees it: byte-exact volatile copies
+/// in and out, bounds-checked. The host writes it at any time, so every read is a fresh copy.
+pub struct SharedWindow {
+    base: usize,
+}
+
+impl SharedWindow {
+    /// Bytes of the region.
+    pub const LEN: usize = 1 << 20;
+
+    /// The window over the region the linker placed (`__bpnet_shared`).
+    pub fn take() -> Self {
+        extern "C" {
+            static __bpnet_shared: u8;
+        }
+        SharedWindow { base: core::ptr::addr_of!(__bpnet_shared) as usize }
+    }
+
+    /// The region's local address (what inbound window 0 maps).
+    pub fn base(&self) -> u32 {
+        self.base as u32
+    }
+
+    /// Copy `buf.len()` bytes at `offset` out; `false` (nothing read) if the range leaves the region.
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> bool {
+        if offset.checked_add(buf.len()).is_none_or(|end| end > Self::LEN) {
+            return false;
+        }
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: inside the shared region (checked above), DDR mapped by the data BAT.
+            *b = unsafe { core::ptr::read_volatile((self.base + offset + i) as *const u8) };
+        }
+        true
+    }
+
+    /// Copy `data` in at `offset`, then `sync` so the host (and the DMA engine) see it in order;
+    /// `false` (nothing written) if the range leaves the region.
+    pub fn write(&mut self, offset: usize, data: &[u8]) -> bool {
+        if offset.checked_add(data.len()).is_none_or(|end| end > Self::LEN) {
+            return false;
+        }
+        for (i, &b) in data.iter().enumerate() {
+            // SAFETY: inside the shared region (checked above), DDR mapped by the data BAT.
+            unsafe { core::ptr::write_volatile((self.base + offset + i) as *mut u8, b) };
+        }
+        e300::barrier::sync();
+        true
+    }
+}
+
 /// 1:1 data mappings: DDR cacheable and coherent (the DMA engine and PCI inbound writes snoop);
 /// the IMMR window, the flash (its status reads must reach the part) and the PCI outbound range
 /// cache-inhibited and guarded.

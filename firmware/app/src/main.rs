@@ -2,12 +2,15 @@
 //! portable crates.
 #![no_std]
 #![no_main]
+// The boot stage ends `__e300_main` early: the firmware's bring-up after it is built but never runs.
+#![cfg_attr(feature = "boot-stage", allow(unreachable_code, dead_code))]
 
+mod boot;
 mod console;
 mod irq;
 mod key;
 mod log;
-#[cfg(not(any(feature = "fault-test", feature = "panic-test", feature = "selftest")))]
+#[cfg(not(any(feature = "fault-test", feature = "panic-test", feature = "selftest", feature = "boot-stage")))]
 mod net;
 #[cfg(feature = "selftest")]
 mod selftest;
@@ -25,6 +28,8 @@ fn __e300_main() -> ! {
         Err(_) => e300::halt(),
     };
     console::set(&board.immr);
+    #[cfg(feature = "boot-stage")]
+    boot::stage::run(&board);
     let log = log::init(board.clocks.timebase_hz);
 
     banner(&board, &log);
@@ -35,6 +40,7 @@ fn __e300_main() -> ! {
         board.clocks.csb_hz,
         board.ram_bytes >> 20
     );
+    boot::start(board.clocks.timebase_hz);
 
     #[cfg(feature = "cpu-bench")]
     cpu_bench();
@@ -50,7 +56,7 @@ fn __e300_main() -> ! {
     #[cfg(feature = "panic-test")]
     panic!("panic-test: panicking on purpose");
 
-    #[cfg(not(any(feature = "fault-test", feature = "panic-test", feature = "selftest")))]
+    #[cfg(not(any(feature = "fault-test", feature = "panic-test", feature = "selftest", feature = "boot-stage")))]
     net::run(board.clocks.timebase_hz, log.generation)
 }
 

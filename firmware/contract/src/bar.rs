@@ -10,9 +10,11 @@
 //! | `0x0_0000` | 64 | [`Header`] | both, field by field (below) |
 //! | `0x0_0040` | 64 | [`Doorbells`] | host |
 //! | `0x0_0080` | 256 | [`Counters`] (default; `counters_offset`) | agent |
+//! | `0x0_0200` | 64 | [`BootBlock`] (fixed, [`crate::shared::BOOT_OFFSET`]) | both, field by field |
 //! | `0x1_0000` | 64 KiB + 16 | log ring ([`crate::logring`]; `log_ring_offset`) | agent |
 //! | `0x3_0000` | 16 × entries | TX [`Descriptor`]s (default; `tx_ring_offset`) | host |
 //! | `0x4_0000` | 16 × entries | RX [`Descriptor`]s (default; `rx_ring_offset`) | host |
+//! | `0x3_0000` | `0xD_0000` | recovery area, only in [`AgentState::Recovery`] (over the dead rings) | host |
 //!
 //! # Header
 //!
@@ -60,7 +62,7 @@ pub const MAGIC: u32 = u32::from_le_bytes(*b"BPNT");
 /// A host refuses a header with another major version.
 pub const VERSION_MAJOR: u16 = 1;
 /// Minor versions only add (fields in reserved space, feature bits), never change.
-pub const VERSION_MINOR: u16 = 0;
+pub const VERSION_MINOR: u16 = 1;
 
 /// Size of [`Header`].
 pub const HEADER_LEN: usize = 64;
@@ -127,6 +129,9 @@ pub enum AgentState {
     Running = 2,
     /// The agent refused the host's fields or hit a fatal error; the host must re-initialise.
     Broken = 3,
+    /// Waiting for an image from the host through the BAR (the boot stage found no slot to start, or
+    /// the firmware was asked to): the rings are not live; the [`BootBlock`] says more.
+    Recovery = 4,
 }
 
 impl TryFrom<u8> for AgentState {
@@ -137,6 +142,7 @@ impl TryFrom<u8> for AgentState {
             1 => Ok(AgentState::Ready),
             2 => Ok(AgentState::Running),
             3 => Ok(AgentState::Broken),
+            4 => Ok(AgentState::Recovery),
             other => Err(Error::BadState(other)),
         }
     }
@@ -343,6 +349,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
         put_le32(self.buffer.as_mut(), field::header::AGENT_GENERATION, generation);
     }
 }
+
+/// Offset of `agent_state` in the [`Header`], for an agent that changes its state with one byte store
+/// into the live header (the rings stopping for [`AgentState::Recovery`], a launch).
+pub const AGENT_STATE_OFFSET: usize = field::header::AGENT_STATE;
 
 /// Where the agent put its regions, as offsets from the start of the shared region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -684,11 +694,393 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Counters<T> {
     }
 }
 
+/// Bytes of the [`BootBlock`].
+pub const BOOT_BLOCK_LEN: usize = 64;
+
+/// `boot_source`: how the running program was started.
+pub mod boot_source {
+    /// Loaded by a debugger, U-Boot's `go` or the emulator, with no boot info.
+    pub const DIRECT: u8 = 0;
+    /// From a flash slot by the boot stage.
+    pub const FLASH: u8 = 1;
+    /// Fetched over TFTP by the firmware.
+    pub const NETBOOT: u8 = 2;
+    /// Written by the host into the recovery area through the BAR.
+    pub const RECOVERY: u8 = 3;
+}
+
+/// `boot_slot` when the program did not come from a slot.
+pub const BOOT_SLOT_NONE: u8 = 0xFF;
+/// `slot_a_state` / `slot_b_state` when the boot state is unknown.
+pub const SLOT_STATE_UNKNOWN: u8 = 0xFF;
+
+/// `boot_flags` bits.
+pub mod boot_flags {
+    /// Started on trial: it must confirm before its boots run out.
+    pub const TRIAL: u8 = 1 << 0;
+    /// The slot it runs from is confirmed (now, or it was already).
+    pub const CONFIRMED: u8 = 1 << 1;
+}
+
+/// `stage`: what the agent is doing, as far as booting goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum BootStage {
+    /// The firmware is running.
+    Firmware = 0,
+    /// The boot stage is reading the boot state and verifying slots.
+    Choosing = 1,
+    /// Waiting for an image in the recovery area.
+    RecoveryWaiting = 2,
+    /// Verifying the image the host declared.
+    RecoveryVerifying = 3,
+    /// The last image was refused (`recovery_error` says why); still waiting.
+    RecoveryRefused = 4,
+    /// An image verified and is being started.
+    Starting = 5,
+}
+
+impl TryFrom<u8> for BootStage {
+    type Error = Error;
+    fn try_from(value: u8) -> Result<Self, Error> {
+        match value {
+            0 => Ok(BootStage::Firmware),
+            1 => Ok(BootStage::Choosing),
+            2 => Ok(BootStage::RecoveryWaiting),
+            3 => Ok(BootStage::RecoveryVerifying),
+            4 => Ok(BootStage::RecoveryRefused),
+            5 => Ok(BootStage::Starting),
+            other => Err(Error::BadState(other)),
+        }
+    }
+}
+
+/// `host_request`: what the host asks for when it bumps `request_seq` and rings
+/// [`crate::notify::CONTROL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum HostRequest {
+    /// Nothing.
+    None = 0,
+    /// Reset the agent (a software hard reset; the boot stage runs again).
+    Reset = 1,
+    /// Stop the rings and wait for an image in the recovery area ([`AgentState::Recovery`]).
+    EnterRecovery = 2,
+    /// Verify and start the `recovery_len` bytes at `recovery_offset` (in [`AgentState::Recovery`]).
+    BootImage = 3,
+}
+
+impl TryFrom<u32> for HostRequest {
+    type Error = Error;
+    fn try_from(value: u32) -> Result<Self, Error> {
+        match value {
+            0 => Ok(HostRequest::None),
+            1 => Ok(HostRequest::Reset),
+            2 => Ok(HostRequest::EnterRecovery),
+            3 => Ok(HostRequest::BootImage),
+            other => Err(Error::BadRequest(other)),
+        }
+    }
+}
+
+/// `recovery_error` for a declared length of zero or beyond `recovery_capacity` (the other values are
+/// the image verifier's error number plus one).
+pub const RECOVERY_ERROR_LENGTH: u32 = 0x100;
+
+mod boot_field {
+    pub const BOOT_SOURCE: usize = 0x00;
+    pub const BOOT_SLOT: usize = 0x01;
+    pub const BOOT_FLAGS: usize = 0x02;
+    pub const STAGE: usize = 0x03;
+    pub const UPTIME_S: usize = 0x04;
+    pub const IMAGE_VERSION: usize = 0x08;
+    pub const RECOVERY_OFFSET: usize = 0x0c;
+    pub const RECOVERY_CAPACITY: usize = 0x10;
+    pub const RECOVERY_ERROR: usize = 0x14;
+    pub const SLOT_A_VERSION: usize = 0x18;
+    pub const SLOT_B_VERSION: usize = 0x1c;
+    pub const SLOT_A_STATE: usize = 0x20;
+    pub const SLOT_B_STATE: usize = 0x21;
+    pub const RESERVED: usize = 0x22;
+    /// The agent's fields end here; the host's start.
+    pub const HOST: usize = 0x30;
+    pub const HOST_REQUEST: usize = 0x30;
+    pub const RECOVERY_LEN: usize = 0x34;
+    pub const REQUEST_SEQ: usize = 0x38;
+    pub const HOST_RESERVED: usize = 0x3c;
+}
+
+/// The agent's half of the boot block ends here and the host's begins: the agent writes bytes
+/// `0..BOOT_HOST_FIELDS` only, the host the rest only.
+pub const BOOT_HOST_FIELDS: usize = boot_field::HOST;
+
+/// [`BootBlock`] for the C header.
+pub const BOOT_BLOCK_SCHEMA: Struct = Struct {
+    name: "boot_block",
+    len: BOOT_BLOCK_LEN,
+    doc: "Agent RAM at BPNET_BOOT_OFFSET. Agent fields up to reserved, host fields from host_request; the \
+          host writes recovery_len, host_request, then request_seq, then rings BPNET_NOTIFY_CONTROL.",
+    fields: &[
+        Field::new("boot_source", boot_field::BOOT_SOURCE, Type::U8),
+        Field::new("boot_slot", boot_field::BOOT_SLOT, Type::U8),
+        Field::new("boot_flags", boot_field::BOOT_FLAGS, Type::U8),
+        Field::new("stage", boot_field::STAGE, Type::U8),
+        Field::new("uptime_s", boot_field::UPTIME_S, Type::Le32),
+        Field::new("image_version", boot_field::IMAGE_VERSION, Type::Le32),
+        Field::new("recovery_offset", boot_field::RECOVERY_OFFSET, Type::Le32),
+        Field::new("recovery_capacity", boot_field::RECOVERY_CAPACITY, Type::Le32),
+        Field::new("recovery_error", boot_field::RECOVERY_ERROR, Type::Le32),
+        Field::new("slot_a_version", boot_field::SLOT_A_VERSION, Type::Le32),
+        Field::new("slot_b_version", boot_field::SLOT_B_VERSION, Type::Le32),
+        Field::new("slot_a_state", boot_field::SLOT_A_STATE, Type::U8),
+        Field::new("slot_b_state", boot_field::SLOT_B_STATE, Type::U8),
+        Field::new("reserved", boot_field::RESERVED, Type::Bytes(boot_field::HOST - boot_field::RESERVED)),
+        Field::new("host_request", boot_field::HOST_REQUEST, Type::Le32),
+        Field::new("recovery_len", boot_field::RECOVERY_LEN, Type::Le32),
+        Field::new("request_seq", boot_field::REQUEST_SEQ, Type::Le32),
+        Field::new("host_reserved", boot_field::HOST_RESERVED, Type::Le32),
+    ],
+};
+
+fixed_view! {
+    /// A typed view of the boot block at [`crate::shared::BOOT_OFFSET`]: how the running program was
+    /// started, the slots, recovery, and the host's requests.
+    ///
+    /// | offset | type | writer | field |
+    /// | --- | --- | --- | --- |
+    /// | `0x00` | u8 | agent | boot_source ([`boot_source`]) |
+    /// | `0x01` | u8 | agent | boot_slot: 0 A, 1 B, [`BOOT_SLOT_NONE`] |
+    /// | `0x02` | u8 | agent | boot_flags ([`boot_flags`]) |
+    /// | `0x03` | u8 | agent | stage ([`BootStage`]) |
+    /// | `0x04` | u32 | agent | uptime_s: seconds since this program started (at least every second) |
+    /// | `0x08` | u32 | agent | image_version of the running program (0 unknown) |
+    /// | `0x0c` | u32 | agent | recovery_offset in the shared region, or 0 |
+    /// | `0x10` | u32 | agent | recovery_capacity in bytes, or 0 |
+    /// | `0x14` | u32 | agent | recovery_error: why the last recovery image was refused (0 none) |
+    /// | `0x18` | u32 | agent | slot_a_version |
+    /// | `0x1c` | u32 | agent | slot_b_version |
+    /// | `0x20` | u8 | agent | slot_a_state (empty, written, confirmed, rejected; [`SLOT_STATE_UNKNOWN`]) |
+    /// | `0x21` | u8 | agent | slot_b_state |
+    /// | `0x30` | u32 | host | host_request ([`HostRequest`]) |
+    /// | `0x34` | u32 | host | recovery_len |
+    /// | `0x38` | u32 | host | request_seq: bumped with every request; the agent acts once per value |
+    ///
+    /// The agent's fields and the host's never share a word, so neither side's store overwrites the
+    /// other's. The host writes `recovery_len`, `host_request`, then `request_seq` (posted writes
+    /// arrive in order) and rings [`crate::notify::CONTROL`]; an agent that sees the new sequence
+    /// number sees the rest.
+    BootBlock, BOOT_BLOCK_LEN
+}
+
+impl<T: AsRef<[u8]>> BootBlock<T> {
+    pub fn boot_source(&self) -> u8 {
+        get_u8(self.buffer.as_ref(), boot_field::BOOT_SOURCE)
+    }
+    pub fn boot_slot(&self) -> u8 {
+        get_u8(self.buffer.as_ref(), boot_field::BOOT_SLOT)
+    }
+    pub fn boot_flags(&self) -> u8 {
+        get_u8(self.buffer.as_ref(), boot_field::BOOT_FLAGS)
+    }
+    pub fn stage(&self) -> Result<BootStage, Error> {
+        BootStage::try_from(get_u8(self.buffer.as_ref(), boot_field::STAGE))
+    }
+    pub fn uptime_s(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), boot_field::UPTIME_S)
+    }
+    pub fn image_version(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), boot_field::IMAGE_VERSION)
+    }
+    pub fn recovery_offset(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), boot_field::RECOVERY_OFFSET)
+    }
+    pub fn recovery_capacity(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), boot_field::RECOVERY_CAPACITY)
+    }
+    pub fn recovery_error(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), boot_field::RECOVERY_ERROR)
+    }
+    pub fn slot_version(&self, slot: usize) -> u32 {
+        let at = if slot == 0 { boot_field::SLOT_A_VERSION } else { boot_field::SLOT_B_VERSION };
+        get_le32(self.buffer.as_ref(), at)
+    }
+    pub fn slot_state(&self, slot: usize) -> u8 {
+        let at = if slot == 0 { boot_field::SLOT_A_STATE } else { boot_field::SLOT_B_STATE };
+        get_u8(self.buffer.as_ref(), at)
+    }
+    /// The raw request word; [`HostRequest::try_from`] checks it.
+    pub fn host_request(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), boot_field::HOST_REQUEST)
+    }
+    pub fn recovery_len(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), boot_field::RECOVERY_LEN)
+    }
+    pub fn request_seq(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), boot_field::REQUEST_SEQ)
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> BootBlock<T> {
+    pub fn set_stage(&mut self, stage: BootStage) {
+        self.buffer.as_mut()[boot_field::STAGE] = stage as u8;
+    }
+    pub fn set_boot_flags(&mut self, flags: u8) {
+        self.buffer.as_mut()[boot_field::BOOT_FLAGS] = flags;
+    }
+    pub fn set_uptime_s(&mut self, seconds: u32) {
+        put_le32(self.buffer.as_mut(), boot_field::UPTIME_S, seconds);
+    }
+    pub fn set_recovery_error(&mut self, error: u32) {
+        put_le32(self.buffer.as_mut(), boot_field::RECOVERY_ERROR, error);
+    }
+    /// Host side: write a request in the documented order (length, request, then the sequence
+    /// number the agent acts on). A host on the other side of PCI writes the same three words as
+    /// posted writes in this order.
+    pub fn set_host_request(&mut self, request: HostRequest, recovery_len: u32, seq: u32) {
+        let buf = self.buffer.as_mut();
+        put_le32(buf, boot_field::RECOVERY_LEN, recovery_len);
+        put_le32(buf, boot_field::HOST_REQUEST, request as u32);
+        put_le32(buf, boot_field::REQUEST_SEQ, seq);
+    }
+}
+
+/// The agent's fields of the boot block (everything before `host_request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootRepr {
+    pub boot_source: u8,
+    pub boot_slot: u8,
+    pub boot_flags: u8,
+    pub stage: BootStage,
+    pub uptime_s: u32,
+    pub image_version: u32,
+    pub recovery_offset: u32,
+    pub recovery_capacity: u32,
+    pub recovery_error: u32,
+    pub slot_versions: [u32; 2],
+    pub slot_states: [u8; 2],
+}
+
+impl BootRepr {
+    /// Parse the agent's fields (the host's view); a stage outside [`BootStage`] is refused.
+    pub fn parse<T: AsRef<[u8]>>(block: &BootBlock<T>) -> Result<Self, Error> {
+        Ok(BootRepr {
+            boot_source: block.boot_source(),
+            boot_slot: block.boot_slot(),
+            boot_flags: block.boot_flags(),
+            stage: block.stage()?,
+            uptime_s: block.uptime_s(),
+            image_version: block.image_version(),
+            recovery_offset: block.recovery_offset(),
+            recovery_capacity: block.recovery_capacity(),
+            recovery_error: block.recovery_error(),
+            slot_versions: [block.slot_version(0), block.slot_version(1)],
+            slot_states: [block.slot_state(0), block.slot_state(1)],
+        })
+    }
+
+    /// Write the agent's fields, reserved bytes zeroed; the host's fields are left alone.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, block: &mut BootBlock<T>) {
+        let buf = block.buffer.as_mut();
+        buf[boot_field::BOOT_SOURCE] = self.boot_source;
+        buf[boot_field::BOOT_SLOT] = self.boot_slot;
+        buf[boot_field::BOOT_FLAGS] = self.boot_flags;
+        buf[boot_field::STAGE] = self.stage as u8;
+        put_le32(buf, boot_field::UPTIME_S, self.uptime_s);
+        put_le32(buf, boot_field::IMAGE_VERSION, self.image_version);
+        put_le32(buf, boot_field::RECOVERY_OFFSET, self.recovery_offset);
+        put_le32(buf, boot_field::RECOVERY_CAPACITY, self.recovery_capacity);
+        put_le32(buf, boot_field::RECOVERY_ERROR, self.recovery_error);
+        put_le32(buf, boot_field::SLOT_A_VERSION, self.slot_versions[0]);
+        put_le32(buf, boot_field::SLOT_B_VERSION, self.slot_versions[1]);
+        buf[boot_field::SLOT_A_STATE] = self.slot_states[0];
+        buf[boot_field::SLOT_B_STATE] = self.slot_states[1];
+        buf[boot_field::RESERVED..boot_field::HOST].fill(0);
+    }
+}
+
+/// A host request, checked (the agent's view of the host's fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestRepr {
+    pub request: HostRequest,
+    pub recovery_len: u32,
+    pub seq: u32,
+}
+
+impl RequestRepr {
+    /// The host's request if `request_seq` differs from `last_seq` (the agent acts once per value).
+    /// `Ok(None)`: nothing new. A request word outside [`HostRequest`] is refused (the caller counts it
+    /// and takes the sequence number as seen, so one bad request is refused once).
+    pub fn parse<T: AsRef<[u8]>>(block: &BootBlock<T>, last_seq: u32) -> Result<Option<Self>, (u32, Error)> {
+        let seq = block.request_seq();
+        if seq == last_seq {
+            return Ok(None);
+        }
+        let request = HostRequest::try_from(block.host_request()).map_err(|e| (seq, e))?;
+        Ok(Some(RequestRepr { request, recovery_len: block.recovery_len(), seq }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn boot_block_round_trips() {
+        let mut buf = [0xAAu8; BOOT_BLOCK_LEN];
+        let mut block = BootBlock::new_checked(&mut buf[..]).unwrap();
+        let repr = BootRepr {
+            boot_source: boot_source::FLASH,
+            boot_slot: 1,
+            boot_flags: boot_flags::TRIAL,
+            stage: BootStage::Firmware,
+            uptime_s: 12,
+            image_version: firmware_version(1, 2, 3),
+            recovery_offset: shared::RECOVERY_OFFSET as u32,
+            recovery_capacity: shared::RECOVERY_LEN as u32,
+            recovery_error: 0,
+            slot_versions: [firmware_version(1, 2, 2), firmware_version(1, 2, 3)],
+            slot_states: [2, 1],
+        };
+        repr.emit(&mut block);
+        // The host's half is the host's: emit leaves it alone.
+        assert!(buf[BOOT_HOST_FIELDS..].iter().all(|&b| b == 0xAA));
+        assert!(buf[0x22..BOOT_HOST_FIELDS].iter().all(|&b| b == 0));
+        let block = BootBlock::new_checked(&buf[..]).unwrap();
+        assert_eq!(BootRepr::parse(&block), Ok(repr));
+        assert_eq!(&buf[0x18..0x1c], &firmware_version(1, 2, 2).to_le_bytes());
+    }
+
+    #[test]
+    fn boot_block_refuses_bad_values() {
+        assert_eq!(BootBlock::new_checked(&[0u8; BOOT_BLOCK_LEN - 1][..]).unwrap_err(), Error::Truncated);
+        let mut buf = [0u8; BOOT_BLOCK_LEN];
+        buf[0x03] = 6;
+        assert_eq!(BootRepr::parse(&BootBlock::new_checked(&buf[..]).unwrap()), Err(Error::BadState(6)));
+    }
+
+    #[test]
+    fn host_requests_are_taken_once_per_sequence_number() {
+        let mut buf = [0u8; BOOT_BLOCK_LEN];
+        let mut block = BootBlock::new_checked(&mut buf[..]).unwrap();
+        assert_eq!(RequestRepr::parse(&block, 0), Ok(None));
+        block.set_host_request(HostRequest::BootImage, 4096, 1);
+        let r = RequestRepr::parse(&block, 0).unwrap().unwrap();
+        assert_eq!(r, RequestRepr { request: HostRequest::BootImage, recovery_len: 4096, seq: 1 });
+        assert_eq!(RequestRepr::parse(&block, 1), Ok(None));
+        assert_eq!(&buf[0x30..0x3c], &[3, 0, 0, 0, 0, 0x10, 0, 0, 1, 0, 0, 0]);
+        buf[0x30] = 9;
+        buf[0x38] = 2;
+        let block = BootBlock::new_checked(&buf[..]).unwrap();
+        assert_eq!(RequestRepr::parse(&block, 1), Err((2, Error::BadRequest(9))));
+    }
+
+    #[test]
+    fn recovery_state_is_a_state() {
+        assert_eq!(AgentState::try_from(4), Ok(AgentState::Recovery));
+        assert_eq!(AgentState::try_from(5), Err(Error::BadState(5)));
+    }
 
     fn agent() -> AgentRepr {
         AgentRepr {
@@ -737,7 +1129,7 @@ mod tests {
         host().emit(&mut header);
         header.set_host_state(HostState::Up);
         let expected: [u8; HEADER_LEN] = [
-            b'B', b'P', b'N', b'T', 1, 0, 0, 0, // magic, version 1.0
+            b'B', b'P', b'N', b'T', 1, 0, 1, 0, // magic, version 1.1
             7, 0, 0, 0, 7, 0, 0, 0, // features, agent generation
             3, 2, 1, 0, 0, 0, 3, 0, // firmware 1.2.3, tx ring 0x3_0000
             0, 0, 4, 0, 0, 0, 1, 0, // rx ring 0x4_0000, log ring 0x1_0000
@@ -757,7 +1149,7 @@ mod tests {
         let mut header = Header::new_unchecked(&mut buf[..]);
         agent().emit(&mut header);
         header.buffer[field::header::VERSION_MAJOR] = 2;
-        assert_eq!(AgentRepr::parse(&header), Err(Error::BadVersion(2, 0)));
+        assert_eq!(AgentRepr::parse(&header), Err(Error::BadVersion(2, VERSION_MINOR)));
         agent().emit(&mut header);
         put_le16(header.buffer, field::header::RING_ENTRIES, 3);
         assert_eq!(AgentRepr::parse(&header), Err(Error::BadRingEntries(3)));
@@ -765,8 +1157,8 @@ mod tests {
         bad.layout.rx_ring = bad.layout.tx_ring + 16;
         bad.emit(&mut header);
         assert_eq!(AgentRepr::parse(&header), Err(Error::BadLayout(bad.layout.rx_ring)));
-        header.buffer[field::header::AGENT_STATE] = 4;
-        assert_eq!(header.agent_state(), Err(Error::BadState(4)));
+        header.buffer[field::header::AGENT_STATE] = 5;
+        assert_eq!(header.agent_state(), Err(Error::BadState(5)));
     }
 
     #[test]

@@ -63,6 +63,7 @@ macro_rules! fixed_view {
 }
 
 pub mod bar;
+pub mod control;
 pub mod logring;
 pub mod ring;
 pub mod schema;
@@ -92,7 +93,20 @@ pub mod shared {
     pub const LOG_RING_CAPACITY: usize = 0x1_0000;
     /// Bytes reserved for the log ring: its header and the data.
     pub const LOG_RING_LEN: usize = crate::logring::HEADER_LEN + LOG_RING_CAPACITY;
+    /// Offset of [`crate::bar::BootBlock`] (fixed: the boot stage publishes it before any header
+    /// exists, and the host finds it with no header to read).
+    pub const BOOT_OFFSET: usize = 0x200;
+    /// Offset of the recovery area, where the host writes an image in [`crate::bar::AgentState::Recovery`].
+    /// It overlaps the rings, which are dead in that state.
+    pub const RECOVERY_OFFSET: usize = 0x3_0000;
+    /// Bytes of the recovery area: the rest of the shared region.
+    pub const RECOVERY_LEN: usize = LEN - RECOVERY_OFFSET;
 }
+
+// The boot block sits between the counters and the log ring; the recovery area after the log ring.
+const _: () = assert!(shared::COUNTERS_OFFSET + bar::COUNTERS_LEN <= shared::BOOT_OFFSET);
+const _: () = assert!(shared::BOOT_OFFSET + bar::BOOT_BLOCK_LEN <= shared::LOG_RING_OFFSET);
+const _: () = assert!(shared::LOG_RING_OFFSET + shared::LOG_RING_LEN <= shared::RECOVERY_OFFSET);
 
 /// Message-unit bits of the data path (the self-test uses its own handshake, [`selftest`]).
 pub mod notify {
@@ -106,6 +120,9 @@ pub mod notify {
     /// DMA to say so: it (re)booted and is READY, or it left RUNNING. The host reads the header (a
     /// slow-path BAR read) and follows: a new `agent_generation` means the agent was reset.
     pub const LINK: u32 = 0x4;
+    /// Inbound doorbell (IDR) bit the host rings after writing a request into the boot block
+    /// ([`crate::bar::BootBlock`]: `host_request`, `recovery_len`, then `request_seq`).
+    pub const CONTROL: u32 = 0x8;
 }
 
 /// The ivshmem-doorbell personality (the virtual backplane): the shared region is the device's
@@ -119,6 +136,8 @@ pub mod ivshmem {
     pub const VECTOR_STATUS: u32 = 0;
     /// The host's MSI-X vector for [`crate::notify::LINK`].
     pub const VECTOR_LINK: u32 = 1;
+    /// Vector the host rings for [`crate::notify::CONTROL`].
+    pub const VECTOR_CONTROL: u32 = 1;
     /// Vectors the device has.
     pub const VECTORS: u32 = 2;
 }
@@ -193,6 +212,8 @@ pub enum Error {
     BadIndex { prod: u32, cons: u32 },
     /// A counter slot outside [`bar::COUNTER_SLOTS`].
     BadCounter(usize),
+    /// A boot block `host_request` outside [`bar::HostRequest`].
+    BadRequest(u32),
 }
 
 impl core::fmt::Display for Error {
@@ -215,6 +236,7 @@ impl core::fmt::Display for Error {
             Error::BadFlags(flags) => write!(f, "undefined flag bits {flags:#06x}"),
             Error::BadIndex { prod, cons } => write!(f, "producer index {prod} not within a ring of consumer {cons}"),
             Error::BadCounter(slot) => write!(f, "counter slot {slot} out of range"),
+            Error::BadRequest(r) => write!(f, "host request {r} is not defined"),
         }
     }
 }

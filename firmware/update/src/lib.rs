@@ -90,6 +90,7 @@
 #![forbid(unsafe_code)]
 
 pub mod boot;
+pub mod bootinfo;
 pub mod layout;
 pub mod record;
 pub mod recovery;

@@ -352,13 +352,46 @@ impl Board {
     /// (the rest of each segment zeroed), PC = entry, MSR = ME|RI, r1 = [`INITIAL_SP`], r3 = 1 (argc),
     /// r4 = 0. Loading again powers the board on afresh.
     pub fn load_elf(&mut self, elf: &[u8]) -> Result<LoadInfo, LoadError> {
+        self.load_program(elf, None)
+    }
+
+    /// Power the board on with a boot stage (`bpnet-boot.elf`), as U-Boot's `bootcmd` would start it
+    /// from flash: the boot stage is what is loaded and started at power-on and at every reset; it starts
+    /// the firmware it finds in flash (or receives through the BAR) itself. `firmware` is the ELF of the
+    /// image it will start (the payload of `bpnet-firmware.img`): its defmt table decodes the log ring,
+    /// and its timebase instructions are hooked at the addresses the payload is copied to (a payload
+    /// that differs from this ELF runs with unhooked timebase instructions there).
+    pub fn load_boot(&mut self, boot: &[u8], firmware: Option<&[u8]>) -> Result<LoadInfo, LoadError> {
+        self.load_program(boot, firmware)
+    }
+
+    /// Write bytes into the flash file as a programmer would before the board runs (provisioning a slot
+    /// with an image): no command cycles, no timing. `Err` if the range leaves the 32 MiB.
+    pub fn provision_flash(&mut self, offset: u32, data: &[u8]) -> Result<(), String> {
+        let end = u64::from(offset) + data.len() as u64;
+        if end > u64::from(FLASH_SIZE) {
+            return Err(format!(
+                "{} bytes at flash offset {offset:#x} run past the {FLASH_SIZE:#x}-byte flash",
+                data.len()
+            ));
+        }
+        self.flash.map[offset as usize..end as usize].copy_from_slice(data);
+        Ok(())
+    }
+
+    fn load_program(&mut self, elf: &[u8], firmware: Option<&[u8]>) -> Result<LoadInfo, LoadError> {
         let image = elf::parse(elf)?;
+        let extra = firmware.map(elf::parse).transpose()?;
         let mut notes = Vec::new();
 
-        // The defmt table and the ring symbol are both needed for logging.
+        // The defmt table and the ring symbol are both needed for logging; with a boot stage, the
+        // firmware's (the boot stage logs to the console only).
         self.log = None;
-        let ring = image.symbol(LOG_RING_SYMBOL);
-        match (defmt_decoder::Table::parse(elf), ring) {
+        let (table_elf, ring) = match (&extra, firmware) {
+            (Some(fw), Some(bytes)) => (bytes, fw.symbol(LOG_RING_SYMBOL)),
+            _ => (elf, image.symbol(LOG_RING_SYMBOL)),
+        };
+        match (defmt_decoder::Table::parse(table_elf), ring) {
             (Ok(Some(table)), Some(ring)) => self.log = Some(LogDecoder::new(table, ring)),
             (Ok(Some(_)), None) => notes.push(format!("defmt table but no {LOG_RING_SYMBOL} symbol: log decoding off")),
             (Ok(None), Some(_)) => notes.push("log ring but no .defmt table: log decoding off".to_string()),
@@ -369,7 +402,9 @@ impl Board {
         for hook in self.time_hooks.drain(..) {
             let _ = self.uc.remove_hook(hook);
         }
-        for segment in image.segments.iter().filter(|s| s.executable) {
+        for segment in
+            image.segments.iter().chain(extra.iter().flat_map(|e| e.segments.iter())).filter(|s| s.executable)
+        {
             for (i, w) in segment.data.chunks_exact(4).enumerate() {
                 let addr = segment.addr + 4 * i as u32;
                 let word = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);

@@ -30,10 +30,12 @@ mod ppc;
 pub mod realtime;
 mod time;
 
+pub mod control;
 pub mod frames;
 pub mod fuzz;
 pub mod host;
 pub mod netbench;
+pub mod powercut;
 pub use board::{
     Board, Config, HostAccessError, LoadInfo, Marker, Output, OutsideRam, SetupError, DEFAULT_HOST_RAM_SIZE,
     INITIAL_SP, LOG_RING_SYMBOL, SHARED_LEN_SYMBOL, SHARED_SYMBOL,

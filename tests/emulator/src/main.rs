@@ -10,7 +10,7 @@ use bpnet_emu::ivshmem::{self, Listener, Server, Signals};
 use bpnet_emu::{Board, BusModel, Config, OutboundDoorbells, Outcome, Output, CORE_HZ, DEFAULT_HOST_RAM_SIZE};
 
 const USAGE: &str = "\
-usage: bpnet-emu --firmware ELF [--max-insns N] [--ram-file PATH] [--host-ram-file PATH]
+usage: bpnet-emu --firmware ELF [--boot ELF] [--provision-slot A|B=IMG]... [--max-insns N] [--ram-file PATH] [--host-ram-file PATH]
                  [--host-ram-size BYTES] [--flash-file PATH] [--power-cut-at N] [--bus pci32|pci64]
                  [--echo-host] [--quiet-log] [--summary-json PATH]
        bpnet-emu --firmware ELF --ivshmem-server SOCKET --host-ram-file GUEST_RAM [--slot N] [...]
@@ -21,7 +21,13 @@ MPC8349EMDS board, handed over as U-Boot's `go` would. Console output (UART0) go
 decoded defmt log lines go to stdout as `log: ...`, a one-line summary goes to stderr.
 
 options:
-  --firmware ELF     the firmware image to run (required)
+  --firmware ELF     the firmware image to run (required); with --boot, the ELF of the image the boot
+                     stage starts (its defmt table decodes the log, its timebase instructions are hooked)
+  --boot ELF         power on and reset into this boot stage (bpnet-boot.elf) instead, as U-Boot's
+                     `bootcmd` starts it from flash: it verifies and starts a slot's image, or waits
+                     for one from the host through the BAR
+  --provision-slot A=IMG  write the signed image IMG into flash slot A (or B) before the board starts,
+                     as a programmer would (repeatable; the flash file keeps it)
   --max-insns N      stop after exactly N instructions (default: no limit); accepts 1e9-style and _ separators
   --ram-file PATH    back the board's 256 MiB of RAM with PATH, shared, so other processes can map it
                      (created if missing, contents kept; default: a temporary file)
@@ -67,8 +73,15 @@ exit status:
   3  bad firmware file or bad usage
 ";
 
+/// Flash offsets of slots A and B (`bpnet_update::MPC8349EMDS`, the flash layout the boot stage uses).
+const SLOT_OFFSETS: [(char, u32); 2] = [('A', 0x14_0000), ('B', 0x94_0000)];
+/// Bytes of each slot.
+const SLOT_BYTES: usize = 8 << 20;
+
 struct Args {
     firmware: PathBuf,
+    boot: Option<PathBuf>,
+    provision: Vec<(u32, PathBuf)>,
     max_insns: Option<u64>,
     ram_file: Option<PathBuf>,
     host_ram_file: Option<PathBuf>,
@@ -87,7 +100,8 @@ struct Args {
 const SLOTS: u32 = 20;
 
 enum Parsed {
-    Run(Args),
+    // Boxed: the arguments dwarf the other variants.
+    Run(Box<Args>),
     Help,
     DescribeBus(BusModel),
 }
@@ -104,6 +118,8 @@ fn parse_count(text: &str) -> Option<u64> {
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut firmware = None;
+    let mut boot = None;
+    let mut provision = Vec::new();
     let mut max_insns = None;
     let mut ram_file = None;
     let mut host_ram_file = None;
@@ -128,6 +144,17 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         match name.as_str() {
             "-h" | "--help" => return Ok(Parsed::Help),
             "--firmware" => firmware = Some(PathBuf::from(value("a file")?)),
+            "--boot" => boot = Some(PathBuf::from(value("a file")?)),
+            "--provision-slot" => {
+                let v = value("SLOT=IMAGE")?;
+                let (slot, path) = v.split_once('=').ok_or(format!("--provision-slot: not SLOT=IMAGE: {v}"))?;
+                let offset = SLOT_OFFSETS
+                    .iter()
+                    .find(|(name, _)| slot.eq_ignore_ascii_case(&name.to_string()))
+                    .map(|&(_, offset)| offset)
+                    .ok_or(format!("--provision-slot: not a slot (A or B): {slot}"))?;
+                provision.push((offset, PathBuf::from(path)));
+            }
             "--max-insns" => {
                 let v = value("a number")?;
                 max_insns = Some(parse_count(&v).ok_or(format!("--max-insns: not a number: {v}"))?);
@@ -185,8 +212,10 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             host_ram_size = bpnet_contract::HOST_WINDOW_BYTES;
         }
     }
-    Ok(Parsed::Run(Args {
+    Ok(Parsed::Run(Box::new(Args {
         firmware,
+        boot,
+        provision,
         max_insns,
         ram_file,
         host_ram_file,
@@ -199,7 +228,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         summary_json,
         ivshmem_server,
         slot,
-    }))
+    })))
 }
 
 fn virtual_time(ps: u64) -> String {
@@ -220,7 +249,7 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 
 fn main() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
-        Ok(Parsed::Run(args)) => args,
+        Ok(Parsed::Run(args)) => *args,
         Ok(Parsed::Help) => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -252,9 +281,26 @@ fn main() -> ExitCode {
         Ok(board) => board,
         Err(e) => return fail(e),
     };
-    let info = match board.load_elf(&elf) {
+    for (offset, path) in &args.provision {
+        let image = match std::fs::read(path) {
+            Ok(bytes) if bytes.len() <= SLOT_BYTES => bytes,
+            Ok(bytes) => return fail(format_args!("{}: {} bytes do not fit a slot", path.display(), bytes.len())),
+            Err(e) => return fail(format_args!("{}: {e}", path.display())),
+        };
+        if let Err(e) = board.provision_flash(*offset, &image) {
+            return fail(format_args!("{}: {e}", path.display()));
+        }
+    }
+    let loaded = match &args.boot {
+        Some(path) => match std::fs::read(path) {
+            Ok(boot) => board.load_boot(&boot, Some(&elf)).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) => return fail(format_args!("{}: {e}", path.display())),
+        },
+        None => board.load_elf(&elf).map_err(|e| format!("{name}: {e}")),
+    };
+    let info = match loaded {
         Ok(info) => info,
-        Err(e) => return fail(format_args!("{name}: {e}")),
+        Err(e) => return fail(e),
     };
     for note in &info.notes {
         eprintln!("bpnet-emu: note: {name}: {note}");
@@ -337,9 +383,10 @@ fn main() -> ExitCode {
     let stats = server.as_ref().map(|s| s.stats()).unwrap_or_default();
     if server.is_some() {
         eprintln!(
-            "{who}: ivshmem: {} work doorbells from the host, {} status and {} link interrupts to it, {} agent \
+            "{who}: ivshmem: {} work and {} control doorbells from the host, {} status and {} link interrupts to it, {} agent \
              resets; refused: {} rings of unknown vectors, {} outbound doorbells without a vector, {} stray bytes",
             stats.work_doorbells,
+            stats.control_doorbells,
             stats.interrupts[bpnet_contract::ivshmem::VECTOR_STATUS as usize],
             stats.interrupts[bpnet_contract::ivshmem::VECTOR_LINK as usize],
             board.host_resets(),
@@ -357,7 +404,7 @@ fn main() -> ExitCode {
              \"power_cuts\":{},\"flash_operations\":{},\"bus_model\":\"{}\",\"dma_bytes_to_host\":{to_host},\
              \"dma_bytes_from_host\":{from_host},\"dma_bytes_local\":{local},\"host_bar_reads\":{},\
              \"host_bar_writes\":{},\"inta_assertions\":{},\"slot\":{},\"host_end\":{},\
-             \"ivshmem_work_doorbells\":{},\"ivshmem_status_interrupts\":{},\"ivshmem_link_interrupts\":{},\
+             \"ivshmem_work_doorbells\":{},\"ivshmem_control_doorbells\":{},\"ivshmem_status_interrupts\":{},\"ivshmem_link_interrupts\":{},\
              \"host_resets\":{},\"markers\":[{}],\"message\":\"{}\"}}\n",
             outcome.kind(),
             outcome.exit_code(),
@@ -374,6 +421,7 @@ fn main() -> ExitCode {
             args.slot.map_or("null".to_string(), |n| n.to_string()),
             board.host_end().map_or("null".to_string(), |e| format!("\"{}\"", json_escape(e))),
             stats.work_doorbells,
+            stats.control_doorbells,
             stats.interrupts[bpnet_contract::ivshmem::VECTOR_STATUS as usize],
             stats.interrupts[bpnet_contract::ivshmem::VECTOR_LINK as usize],
             board.host_resets(),
@@ -550,6 +598,15 @@ mod tests {
         assert!(parse(&["--firmware=f", "--ivshmem-server", "s"]).is_err(), "needs the guest's RAM");
         assert!(parse(&["--firmware=f", "--ivshmem-server=s", "--host-ram-file=g", "--echo-host"]).is_err());
         assert!(parse(&["--firmware=f", "--slot", "20"]).is_err());
+        let Ok(Parsed::Run(a)) =
+            parse(&["--firmware=f", "--boot", "b.elf", "--provision-slot", "A=a.img", "--provision-slot=b=b.img"])
+        else {
+            panic!()
+        };
+        assert_eq!(a.boot, Some(PathBuf::from("b.elf")));
+        assert_eq!(a.provision, [(0x14_0000, PathBuf::from("a.img")), (0x94_0000, PathBuf::from("b.img"))]);
+        assert!(parse(&["--firmware=f", "--provision-slot", "C=x.img"]).is_err());
+        assert!(parse(&["--firmware=f", "--provision-slot", "x.img"]).is_err());
         assert!(parse(&[]).is_err());
         assert!(parse(&["--firmware"]).is_err());
         assert!(parse(&["--firmware", "x", "--bogus"]).is_err());

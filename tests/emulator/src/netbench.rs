@@ -600,3 +600,84 @@ pub fn pattern(len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Where every image's payload loads (the board's FIRMWARE range starts here).
+pub const IMAGE_LOAD: u32 = 0x0010_0000;
+
+/// A signed image of `payload_len` bytes of [`pattern`], loaded and entered at [`IMAGE_LOAD`]
+/// (never started: the benchmarks and tests that use it stop at verification or at the flash).
+pub fn signed_image(key: &bpnet_image::SigningKey, payload_len: usize, version: u32) -> Result<Vec<u8>, String> {
+    bpnet_image::sign(&pattern(payload_len), IMAGE_LOAD, IMAGE_LOAD, version, key).map_err(|e| e.to_string())
+}
+
+/// A control-service run: its figures and what it negotiated.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ControlFigures {
+    pub figures: Figures,
+    /// The TFTP block size the transfer used (0 for a FLASH).
+    pub blksize: u16,
+    /// The TFTP window the agent asked for (blocks per ACK).
+    pub windowsize: u16,
+    /// Virtual time until the whole file was in (the agent's last `PROGRESS fetch`), picoseconds:
+    /// the rest is verification.
+    pub fetch_ps: u64,
+}
+
+/// NETBOOT of `image` (a signed image) at `mtu` from the host model's TFTP server, from the request
+/// to the agent's OK (fetched into the staging area and verified there), in virtual time. The
+/// agent's TFTP client asks for the largest block an unfragmented datagram carries.
+pub fn netboot(elf: &[u8], image: &[u8], mtu: u16, profile: bool) -> Result<(ControlFigures, Profile), String> {
+    let params = Params { mtu, buffer_len: (u32::from(mtu) + 14).next_multiple_of(64), ..Params::default() };
+    let mut s = crate::control::Session::boot_with(elf, None, params)?;
+    s.tftp.add_file("bench.img", image.to_vec());
+    s.idle_skip = false;
+    s.board.set_profiling(profile);
+    let mark = Mark::take(&s.board, &s.link);
+    let (frames_out, frames_in) = (s.stack.frames_out, s.stack.frames_in);
+    let line = format!("NETBOOT {HOST_IP} bench.img\n");
+    let started_ps = s.board.virtual_time_ps();
+    let mut pending = s.open(line.as_bytes(), &[]);
+    let mut fetched_ps = None;
+    let mut done = None;
+    for _ in 0..10_000_000 {
+        done = s.pump(&mut pending);
+        let whole = (crate::control::Phase::Fetch, image.len() as u64, image.len() as u64);
+        if fetched_ps.is_none() && pending.reply.progress.contains(&whole) {
+            fetched_ps = Some(s.board.virtual_time_ps() - started_ps);
+        }
+        if done.is_some() {
+            break;
+        }
+        s.turn()?;
+    }
+    let reply = s.close(pending);
+    done.unwrap_or_else(|| Err("NETBOOT did not finish".into()))?;
+    if !reply.is_ok() || reply.field("bytes") != Some(image.len().to_string()) {
+        return Err(format!("NETBOOT failed: {:?}", reply.lines));
+    }
+    let mut f = mark.figures(&s.board, &s.link);
+    f.frames_to_agent = s.stack.frames_out - frames_out;
+    f.frames_to_host = s.stack.frames_in - frames_in;
+    f.bytes = image.len() as u64;
+    let request = s.tftp.server.log.requests.last().copied().unwrap_or_default();
+    let blksize = request.blksize.unwrap_or(512);
+    let windowsize = request.windowsize.unwrap_or(1);
+    Ok((ControlFigures { figures: f, blksize, windowsize, fetch_ps: fetched_ps.unwrap_or(0) }, Profile::of(&s.board)))
+}
+
+/// FLASH of `image` (a signed image) over the control service: received, verified, written into the
+/// inactive slot, read back and verified, recorded for trial; from the request to the agent's OK,
+/// in virtual time (the flash model's timing: 60 µs a word, 0.5 s a sector).
+pub fn flash_update(elf: &[u8], image: &[u8]) -> Result<ControlFigures, String> {
+    let mut s = crate::control::Session::boot(elf, None)?;
+    s.idle_skip = false;
+    let mark = Mark::take(&s.board, &s.link);
+    let line = format!("FLASH {}\n", image.len());
+    let reply = s.request(line.as_bytes(), image, 100_000_000)?;
+    if !reply.is_ok() || reply.field("bytes") != Some(image.len().to_string()) {
+        return Err(format!("FLASH failed: {:?}", reply.lines));
+    }
+    let mut f = mark.figures(&s.board, &s.link);
+    f.bytes = image.len() as u64;
+    Ok(ControlFigures { figures: f, blksize: 0, windowsize: 0, fetch_ps: 0 })
+}

@@ -20,7 +20,9 @@
 
 #[cfg(feature = "ring-bench")]
 mod bench;
+mod control;
 mod device;
+mod flash;
 #[cfg(feature = "hostile-agent")]
 mod hostile;
 mod hw;
@@ -162,9 +164,11 @@ fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
     let mut iface_terms = device.terms();
     // No address until DHCP or the static fallback gives one (the services, at link-up).
 
-    let mut socket_storage = [SocketStorage::EMPTY; services::SOCKETS];
+    let mut socket_storage = [SocketStorage::EMPTY; services::SOCKETS + control::SOCKETS];
     let mut sockets = SocketSet::new(&mut socket_storage[..]);
     let mut services = services::Services::new(&mut sockets);
+    let mut control = control::Control::new(&mut sockets, timebase);
+    println!("net: control service on TCP {}", bpnet_contract::control::PORT);
 
     let m = mac;
     println!(
@@ -191,6 +195,10 @@ fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
         if changed {
             defmt::info!("net: agent state {=u8}", state as u8);
             last_state = state;
+            if state == bar::AgentState::Running {
+                // The host brought the link up: a firmware on trial has shown it works.
+                crate::boot::confirm_if_trial();
+            }
             // The host's fields are fixed while RUNNING: the engine leaves RUNNING if they change.
             device.refresh();
             if device.terms() != iface_terms {
@@ -204,9 +212,16 @@ fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
         device.release();
 
         let served = services.poll(&mut iface, &mut sockets, now(), state == bar::AgentState::Running);
+        // The boot block's uptime and the host's requests through it (reset, recovery).
+        let boot_due = smoltcp::time::Duration::from_micros(crate::boot::poll());
+        // Requests on the control service; a flash job advances a few words here.
+        let controlled = control.poll(&mut iface, &mut sockets, now(), iface_terms.0 - 14);
 
-        let busy =
-            changed || served || device.take_activity() || polled == smoltcp::iface::PollResult::SocketStateChanged;
+        let busy = changed
+            || served
+            || controlled
+            || device.take_activity()
+            || polled == smoltcp::iface::PollResult::SocketStateChanged;
         if !busy {
             // Nothing to do until the host rings, the chain in flight ends or smoltcp's or the
             // services' next timer (retransmission, delayed ACK, the end of the wait for a DHCP
@@ -219,8 +234,10 @@ fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
             // A frame smoltcp could not hand over for want of a host buffer is retried when the host
             // posts one (it rings then), not in a busy loop: its "send now" waits a little.
             let floor = if device.take_blocked() { TX_BLOCKED_RETRY } else { smoltcp::time::Duration::ZERO };
-            let services_delay =
-                services.poll_at().map(|at| if at > t { at - t } else { smoltcp::time::Duration::ZERO });
+            let until = |at: Instant| if at > t { at - t } else { smoltcp::time::Duration::ZERO };
+            let services_delay = services.poll_at().map(until);
+            // A flash job keeps its pace whatever the link does.
+            let control_delay = control.poll_at(t).map(until);
             let delay = match (iface.poll_delay(t, &sockets), services_delay) {
                 // With the link down no frame can leave: smoltcp's timers (retransmissions, DHCP)
                 // would only wake the agent for nothing. The host's doorbell at link-up wakes it,
@@ -229,6 +246,12 @@ fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
                 (Some(a), Some(b)) => Some(a.min(b).max(floor)),
                 (a, b) => a.or(b).map(|d| d.max(floor)),
             };
+            let delay = match (delay, control_delay) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            // The uptime is published every second whatever the link does.
+            let delay = Some(delay.map_or(boot_due, |d| d.min(boot_due)));
             match delay {
                 Some(delay) => {
                     let ticks = delay.total_micros().saturating_mul(ticks_per_micro);

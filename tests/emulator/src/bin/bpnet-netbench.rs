@@ -7,7 +7,7 @@ use bpnet_emu::netbench::{self, Figures, Flow};
 use bpnet_emu::{Board, Config, Direction};
 
 const USAGE: &str = "\
-usage: bpnet-netbench --firmware ELF --ring-firmware ELF [--json] [--profile]
+usage: bpnet-netbench --firmware ELF --ring-firmware ELF [--image-key SECRET] [--json] [--profile]
 
 Runs the data-path benchmarks on the emulated MPC8349EMDS board with the host model in the kernel
 module's place, and prints their figures. Time is virtual (e300 core at 533.33 MHz, one instruction per
@@ -15,6 +15,9 @@ cycle; DMA timed by the bus model, see `bpnet-emu --describe-bus-model`); instru
 
   --firmware ELF       the release firmware (smoltcp and its services)
   --ring-firmware ELF  the firmware built with `--features ring-bench` (the ring path without a stack)
+  --image-key SECRET   also run the control service's figures (NETBOOT of a 4 MiB payload, FLASH of
+                       1 MiB), with images signed by this secret key file (the key the firmware
+                       trusts: target/keys/dev-key.secret)
   --json               also print every figure as one JSON object on the last line
   --profile            also print where the agent's instructions went in each run (per function, and
                        memcpy/memset calls by call site)
@@ -27,6 +30,11 @@ const RING_FRAMES: u64 = 4096;
 const RING_FRAME_LEN: usize = 1514;
 /// TCP payload of the stack runs.
 const TCP_BYTES: usize = 4 << 20;
+/// Payload of the signed image the NETBOOT run fetches, and of the one the FLASH run writes.
+const NETBOOT_BYTES: usize = 4 << 20;
+const FLASH_BYTES: usize = 1 << 20;
+/// The MTU of the NETBOOT run (its TFTP block size follows: the largest unfragmented).
+const NETBOOT_MTU: u16 = 1500;
 
 fn main() -> ExitCode {
     match run() {
@@ -41,10 +49,12 @@ fn main() -> ExitCode {
 fn run() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
     let (mut firmware, mut ring_firmware, mut json, mut profile) = (None, None, false, false);
+    let mut image_key = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--firmware" => firmware = args.next().map(PathBuf::from),
             "--ring-firmware" => ring_firmware = args.next().map(PathBuf::from),
+            "--image-key" => image_key = args.next().map(PathBuf::from),
             "--json" => json = true,
             "--profile" => profile = true,
             "-h" | "--help" => {
@@ -70,6 +80,10 @@ fn run() -> Result<(), String> {
     let (echo, echo_profile) = netbench::tcp_echo(&firmware, TCP_BYTES, 1500, profile)?;
     let (tx, tx_profile) = netbench::tcp_one_way(&firmware, Flow::ToAgent, TCP_BYTES, 1500, profile)?;
     let (rx, rx_profile) = netbench::tcp_one_way(&firmware, Flow::ToHost, TCP_BYTES, 1500, profile)?;
+    let control = match &image_key {
+        Some(path) => Some(control_figures(&firmware, path, profile)?),
+        None => None,
+    };
     let tx_fraction = tx.rate() / from_host_rate;
     let rx_fraction = rx.rate() / to_host_rate;
 
@@ -113,9 +127,34 @@ fn run() -> Result<(), String> {
     }
     println!("  TCP payload, host to agent          {tx_fraction:.3} of the bus's sustained rate from host RAM");
     println!("  TCP payload, agent to host          {rx_fraction:.3} of the bus's sustained rate into host RAM");
+    // The NETBOOT payload moves host to agent as TFTP DATA: compared with the bus's rate from host
+    // RAM, as the TCP host-to-agent figure is.
+    let netboot_fraction = control.map(|(n, _)| n.figures.rate() / from_host_rate);
+    if let (Some((n, f)), Some(fraction)) = (control, netboot_fraction) {
+        let secs = |x: &Figures| x.virtual_ps as f64 / 1e12;
+        println!(
+            "  NETBOOT of a {} MiB signed payload   {:.3} s to verified in staging ({:.3} s fetching), {:.1} MB/s (MTU \
+             {NETBOOT_MTU}, TFTP blksize {}, windowsize {}), {fraction:.3} of the bus's sustained rate from host RAM, \
+             {:.0} instructions/frame",
+            NETBOOT_BYTES >> 20,
+            secs(&n.figures),
+            n.fetch_ps as f64 / 1e12,
+            n.figures.rate() / 1e6,
+            n.blksize,
+            n.windowsize,
+            n.figures.instructions_per_frame()
+        );
+        println!(
+            "  FLASH of a {} MiB signed image       {:.2} s (receive, verify, erase, program, read back, verify, record \
+             the trial), {:.1} KB/s",
+            FLASH_BYTES >> 20,
+            secs(&f.figures),
+            f.figures.rate() / 1e3
+        );
+    }
     if json {
         let all = [ring, echo, tx, rx];
-        let fields = [
+        let mut fields = vec![
             format!("\"agent_insns_per_frame_ring\":{:.1}", ring.instructions_per_frame()),
             format!(
                 "\"agent_insns_per_frame_tcp\":{:.1}",
@@ -132,7 +171,37 @@ fn run() -> Result<(), String> {
             ),
             format!("\"host_copied_bytes\":{}", all.iter().map(|f| f.host_copied_bytes).sum::<u64>()),
         ];
+        if let (Some((n, f)), Some(fraction)) = (control, netboot_fraction) {
+            fields.push(format!("\"netboot_4mib_s\":{:.4}", n.figures.virtual_ps as f64 / 1e12));
+            fields.push(format!("\"netboot_bus_fraction\":{fraction:.4}"));
+            fields.push(format!("\"netboot_blksize\":{}", n.blksize));
+            fields.push(format!("\"netboot_fetch_s\":{:.4}", n.fetch_ps as f64 / 1e12));
+            fields.push(format!(
+                "\"netboot_fetch_bus_fraction\":{:.4}",
+                NETBOOT_BYTES as f64 / (n.fetch_ps.max(1) as f64 / 1e12) / from_host_rate
+            ));
+            fields.push(format!("\"flash_update_1mib_s\":{:.3}", f.figures.virtual_ps as f64 / 1e12));
+        }
         println!("{{{}}}", fields.join(","));
     }
     Ok(())
+}
+
+/// The control service's runs: NETBOOT of a [`NETBOOT_BYTES`] payload at [`NETBOOT_MTU`], FLASH of a
+/// [`FLASH_BYTES`] one, both signed with `key`.
+fn control_figures(
+    firmware: &[u8],
+    key: &std::path::Path,
+    profile: bool,
+) -> Result<(netbench::ControlFigures, netbench::ControlFigures), String> {
+    let key = bpnet_image::keyfile::read_secret(key).map_err(|e| format!("{}: {e:?}", key.display()))?;
+    let netboot_image = netbench::signed_image(&key, NETBOOT_BYTES, 0x00_01_00)?;
+    let (netboot, netboot_profile) = netbench::netboot(firmware, &netboot_image, NETBOOT_MTU, profile)?;
+    if profile {
+        println!("  NETBOOT profile:");
+        print!("{}", netboot_profile.report(25));
+    }
+    let flash_image = netbench::signed_image(&key, FLASH_BYTES, 0x00_01_00)?;
+    let flash = netbench::flash_update(firmware, &flash_image)?;
+    Ok((netboot, flash))
 }

@@ -1,0 +1,466 @@
+//! Writing an image into the inactive flash slot while the network keeps being served: the
+//! update procedure of `bpnet-update` ([`Update`]) over a flash [`Part`] that starts an erase or a
+//! word program and returns, and a [`FlashJob`] the main loop advances a few words at a time.
+//!
+//! A word takes about 60 µs to program and a sector 0.5 s to erase; `norflash`'s driver polls the
+//! part until each is done, which would hold the main loop for the whole update. Here:
+//!
+//! * a word program is started and left pending; the next operation (or [`Part::poll`]) waits for
+//!   it and checks the word read back, and a mismatch fails the next operation, so [`Update`] sees
+//!   every failure as its own;
+//! * the job erases each sector of the target slot itself, before [`Update`] reaches it, and polls
+//!   the erase from the main loop; when [`Update`] then asks for that erase, the part knows the sector
+//!   was erased (and nothing programmed since) and does not erase it again. The slot is already
+//!   recorded empty by then ([`Update::begin`]), so erasing a sector early changes nothing a power cut
+//!   could expose;
+//! * between words of a step the job sleeps on the decrementer, not in a polling loop, and a step
+//!   ends early when the host rings.
+//!
+//! * the boot-state sector each record write of [`Update::begin`] and [`Update::finish`] goes to is
+//!   erased ahead the same way, so the writes themselves take one short record program each.
+//!
+//! What still holds the main loop: the read back and verification of the whole image at the end
+//! (bus reads and SHA-256 of the image, tens of milliseconds per MiB).
+
+use bpnet_update::{Layout, Region, Slot, Storage, Update, MPC8349EMDS};
+use e300::timebase::Timebase;
+use mpc8349emds::FlashBus;
+use norflash::Bus;
+
+use crate::irq;
+
+/// The AMD command set's unlock cycles and commands (what `norflash` sends, issued here one
+/// operation at a time).
+const UNLOCK1: (u32, u16) = (0x555, 0xAA);
+const UNLOCK2: (u32, u16) = (0x2AA, 0x55);
+const CMD_PROGRAM: u16 = 0xA0;
+const CMD_ERASE: u16 = 0x80;
+const CMD_SECTOR_ERASE: u16 = 0x30;
+const CMD_RESET: u16 = 0xF0;
+/// Toggles on every status read while the part is busy.
+const DQ6_TOGGLE: u16 = 0x40;
+/// Set while busy when the part has given up.
+const DQ5_TIMEOUT: u16 = 0x20;
+
+/// Typical durations (the part's CFI: word 2^6 µs, sector 2^9 ms): when to look first.
+const PROGRAM_TYPICAL_US: u64 = 64;
+const ERASE_TYPICAL_US: u64 = 512_000;
+/// While an erase runs, look again this often.
+const ERASE_POLL_US: u64 = 8_000;
+/// Bytes a step reads back (2048 bus reads).
+const READBACK_CHUNK: usize = 4096;
+/// Words a step programs at most before the main loop runs again (about 2 ms).
+const STEP_WORDS: u32 = 32;
+
+/// The board's flash layout, checked at compile time by `bpnet-update`.
+pub const LAYOUT: Layout = MPC8349EMDS;
+
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Program { word: u32, value: u16 },
+    Erase { offset: u32 },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    op: Op,
+    started_us: u64,
+}
+
+/// The NOR flash, one operation in flight at a time.
+pub struct Part {
+    bus: FlashBus,
+    tb: Timebase,
+    pending: Option<Pending>,
+    /// A sector erased (and verified blank at its first word) with nothing programmed since.
+    erased: Option<u32>,
+    /// A failed operation: every later one fails with it.
+    fault: Option<norflash::Error>,
+}
+
+impl Part {
+    /// The flash in read-array mode (nothing else issues commands while a part exists).
+    pub fn take(tb: Timebase) -> Part {
+        Part { bus: FlashBus::take(), tb, pending: None, erased: None, fault: None }
+    }
+
+    fn now_us(&self) -> u64 {
+        self.tb.micros()
+    }
+
+    fn unlock(&mut self) {
+        self.bus.write(UNLOCK1.0, UNLOCK1.1);
+        self.bus.write(UNLOCK2.0, UNLOCK2.1);
+    }
+
+    fn fail(&mut self, e: norflash::Error) -> norflash::Error {
+        self.pending = None;
+        self.erased = None;
+        self.fault = Some(e);
+        e
+    }
+
+    /// Whether the pending operation (if any) has ended; its failure (timeout, a word that reads
+    /// back wrong, a sector not blank) is returned once and then by every later operation.
+    pub fn poll(&mut self) -> Result<bool, norflash::Error> {
+        if let Some(e) = self.fault {
+            return Err(e);
+        }
+        let Some(p) = self.pending else { return Ok(true) };
+        let word = match p.op {
+            Op::Program { word, .. } => word,
+            Op::Erase { offset } => offset / 2,
+        };
+        let (a, b) = (self.bus.read(word), self.bus.read(word));
+        if (a ^ b) & DQ6_TOGGLE != 0 {
+            let timeout = match p.op {
+                Op::Program { .. } => norflash::PROGRAM_TIMEOUT_US,
+                Op::Erase { .. } => norflash::ERASE_TIMEOUT_US,
+            };
+            let gave_up = b & DQ5_TIMEOUT != 0 && (self.bus.read(word) ^ self.bus.read(word)) & DQ6_TOGGLE != 0;
+            if gave_up || self.now_us().wrapping_sub(p.started_us) > timeout {
+                self.bus.write(0, CMD_RESET);
+                return Err(self.fail(norflash::Error::Timeout { word }));
+            }
+            return Ok(false);
+        }
+        self.pending = None;
+        match p.op {
+            Op::Program { word, value } => {
+                let read = self.bus.read(word);
+                if read != value {
+                    return Err(self.fail(norflash::Error::Verify { word, wrote: value, read }));
+                }
+            }
+            Op::Erase { offset } => {
+                let read = self.bus.read(offset / 2);
+                if read != 0xFFFF {
+                    return Err(self.fail(norflash::Error::Verify { word: offset / 2, wrote: 0xFFFF, read }));
+                }
+                self.erased = Some(offset);
+            }
+        }
+        Ok(true)
+    }
+
+    /// When the pending operation should be looked at next (timebase microseconds).
+    pub fn due_us(&self) -> Option<u64> {
+        let p = self.pending?;
+        let now = self.now_us();
+        Some(
+            match p.op {
+                Op::Program { .. } => p.started_us + PROGRAM_TYPICAL_US,
+                Op::Erase { .. } => (p.started_us + ERASE_TYPICAL_US).max(now + ERASE_POLL_US),
+            }
+            .max(now),
+        )
+    }
+
+    /// A word program is pending: worth sleeping for inside a step.
+    fn short_wait(&self) -> bool {
+        matches!(self.pending, Some(Pending { op: Op::Program { .. }, .. }))
+    }
+
+    /// Sleep on the decrementer until `due_us` (at most 1 ms at a time); an interrupt ends it early.
+    fn sleep_until(&self, due_us: u64) {
+        let us = due_us.saturating_sub(self.now_us()).clamp(1, 1_000);
+        let ticks = us * u64::from(self.tb.hz() / 1_000_000).max(1);
+        e300::timebase::arm_decrementer(ticks as u32);
+        e300::msr::without_interrupts(e300::wait_for_interrupt);
+    }
+
+    /// Wait (sleeping) until nothing is pending.
+    fn settle(&mut self) -> Result<(), norflash::Error> {
+        while !self.poll()? {
+            let due = self.due_us().unwrap_or(0);
+            self.sleep_until(due);
+        }
+        Ok(())
+    }
+
+    /// Start erasing the sector at `offset`; [`Part::poll`] says when it is done.
+    fn start_erase(&mut self, offset: u32) -> Result<(), norflash::Error> {
+        self.settle()?;
+        if !offset.is_multiple_of(LAYOUT.sector_bytes) || offset >= LAYOUT.flash_bytes {
+            return Err(norflash::Error::Address(offset));
+        }
+        self.erased = None;
+        self.unlock();
+        self.bus.write(UNLOCK1.0, CMD_ERASE);
+        self.unlock();
+        self.bus.write(offset / 2, CMD_SECTOR_ERASE);
+        self.pending = Some(Pending { op: Op::Erase { offset }, started_us: self.now_us() });
+        Ok(())
+    }
+
+    fn start_program(&mut self, word: u32, value: u16) {
+        self.unlock();
+        self.bus.write(UNLOCK1.0, CMD_PROGRAM);
+        self.bus.write(word, value);
+        self.pending = Some(Pending { op: Op::Program { word, value }, started_us: self.now_us() });
+    }
+}
+
+impl Storage for Part {
+    fn read(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), norflash::Error> {
+        self.settle()?;
+        if u64::from(offset) + buf.len() as u64 > u64::from(LAYOUT.flash_bytes) {
+            return Err(norflash::Error::Address(offset));
+        }
+        // Words are big-endian on the bus: the byte at an even offset is the high half. One bus
+        // read per word.
+        let mut i = 0;
+        while i < buf.len() {
+            let at = offset + i as u32;
+            let word = self.bus.read(at / 2).to_be_bytes();
+            if at.is_multiple_of(2) {
+                buf[i] = word[0];
+                if let Some(next) = buf.get_mut(i + 1) {
+                    *next = word[1];
+                }
+                i += 2;
+            } else {
+                buf[i] = word[1];
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn erase_sector(&mut self, offset: u32) -> Result<(), norflash::Error> {
+        self.settle()?;
+        if self.erased.take() == Some(offset) {
+            // Erased ahead by the job, nothing programmed since: erasing again would only wear it.
+            return Ok(());
+        }
+        self.start_erase(offset)?;
+        self.settle()?;
+        self.erased = None;
+        Ok(())
+    }
+
+    fn program(&mut self, offset: u32, data: &[u8]) -> Result<(), norflash::Error> {
+        self.settle()?;
+        let end = u64::from(offset) + data.len() as u64;
+        if !offset.is_multiple_of(2) || !data.len().is_multiple_of(2) || end > u64::from(LAYOUT.flash_bytes) {
+            return Err(norflash::Error::Address(offset));
+        }
+        if self.erased.is_some_and(|s| offset / LAYOUT.sector_bytes == s / LAYOUT.sector_bytes) {
+            self.erased = None;
+        }
+        let words = data.len() / 2;
+        for (i, pair) in data.chunks_exact(2).enumerate() {
+            let value = u16::from_be_bytes([pair[0], pair[1]]);
+            if value == 0xFFFF {
+                continue; // the erased state already
+            }
+            self.start_program(offset / 2 + i as u32, value);
+            // The last word is left to finish while the caller goes on (checked by the next
+            // operation or poll); the others are waited for here.
+            if i + 1 < words {
+                self.settle()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why the job stopped.
+#[derive(Clone, Copy, Debug)]
+pub enum JobError {
+    Update(bpnet_update::Error),
+    Flash(norflash::Error),
+    /// The image read back from the slot differs from what was received or fails verification.
+    Readback,
+}
+
+impl core::fmt::Display for JobError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            JobError::Update(e) => write!(f, "update: {e:?}"),
+            JobError::Flash(e) => write!(f, "flash: {e:?}"),
+            JobError::Readback => f.write_str("the slot read back differs from the image or fails verification"),
+        }
+    }
+}
+
+/// How far the job has come.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JobProgress {
+    pub erased: u32,
+    pub sectors: u32,
+    pub programmed: u32,
+    pub total: u32,
+    pub read_back: u32,
+}
+
+/// One image being written into the inactive slot.
+pub struct FlashJob {
+    part: Part,
+    update: Option<Update>,
+    /// [`Update::begin`] has run.
+    began: bool,
+    len: u32,
+    version: u32,
+    /// Bytes handed to the update so far.
+    pos: u32,
+    /// The slot's first byte in flash.
+    slot_offset: u32,
+    /// The sector the job last started erasing (index within the slot).
+    erase_started: Option<u32>,
+    erased: u32,
+    /// Bytes read back from the slot into the caller's buffer so far.
+    read_back: usize,
+}
+
+impl FlashJob {
+    /// A job for an image of `len` bytes (version `version`); nothing is written before the first
+    /// [`FlashJob::step`].
+    pub fn new(tb: Timebase, len: u32, version: u32) -> FlashJob {
+        FlashJob {
+            part: Part::take(tb),
+            update: None,
+            began: false,
+            len,
+            version,
+            pos: 0,
+            slot_offset: 0,
+            erase_started: None,
+            erased: 0,
+            read_back: 0,
+        }
+    }
+
+    /// Before a boot-state record write (in [`Update::begin`] when it must record the target slot
+    /// empty, and in [`Update::finish`]): erase the sector the record will go to, from the main loop,
+    /// so that the write itself does not hold the loop for an erase. That sector never holds the
+    /// newest record (the store writes the other one), so erasing it early loses nothing a power
+    /// cut could need. `Ok(true)` once it is erased.
+    fn erase_state_sector(&mut self) -> Result<bool, JobError> {
+        let loaded = bpnet_update::storage::load(&mut self.part, &LAYOUT).map_err(JobError::Update)?;
+        let offset = LAYOUT.state[loaded.sector.map_or(0, |i| 1 - i)].offset;
+        if self.part.erased == Some(offset) {
+            return Ok(true);
+        }
+        self.part.start_erase(offset).map_err(JobError::Flash)?;
+        Ok(false)
+    }
+
+    /// Whether [`Update::begin`] will write a record (its condition): the target slot is not yet
+    /// recorded empty, or is the one on trial.
+    fn begin_writes_state(&mut self) -> Result<bool, JobError> {
+        let loaded = bpnet_update::storage::load(&mut self.part, &LAYOUT).map_err(JobError::Update)?;
+        let Some(state) = loaded.state else { return Ok(false) };
+        let target = bpnet_update::update::target(&state);
+        Ok(state.slot(target).state != bpnet_update::SlotState::Empty || state.trial == Some(target))
+    }
+
+    pub fn target(&self) -> Option<Slot> {
+        self.update.as_ref().map(Update::target)
+    }
+
+    pub fn progress(&self) -> JobProgress {
+        JobProgress {
+            erased: self.erased,
+            sectors: self.len.div_ceil(LAYOUT.sector_bytes),
+            programmed: self.pos,
+            total: self.len,
+            read_back: self.read_back as u32,
+        }
+    }
+
+    /// When the main loop should step the job again even if nothing else happens (timebase µs).
+    pub fn due_us(&self) -> Option<u64> {
+        self.part.due_us()
+    }
+
+    /// Advance by up to [`STEP_WORDS`] words. `image` is the whole image (as received); `readback`
+    /// a buffer at least as long, for the read back at the end. `Ok(Some(slot))` once the image is
+    /// written, read back, verified by `verify` and recorded for trial.
+    pub fn step(
+        &mut self,
+        image: &[u8],
+        readback: &mut [u8],
+        verify: impl FnOnce(&[u8]) -> bool,
+    ) -> Result<Option<Slot>, JobError> {
+        let sector = LAYOUT.sector_bytes;
+        for _ in 0..STEP_WORDS {
+            if !self.part.poll().map_err(JobError::Flash)? {
+                // A word program ends within microseconds: sleep for it here unless the host rang.
+                if self.part.short_wait() && !irq::doorbells_pending() {
+                    let due = self.part.due_us().unwrap_or(0);
+                    self.part.sleep_until(due);
+                    continue;
+                }
+                return Ok(None);
+            }
+            if !self.began {
+                if self.begin_writes_state()? && !self.erase_state_sector()? {
+                    return Ok(None);
+                }
+                let update =
+                    Update::begin(&mut self.part, &LAYOUT, self.len, self.version).map_err(JobError::Update)?;
+                self.slot_offset = LAYOUT.slot(update.target()).offset;
+                self.update = Some(update);
+                self.began = true;
+                continue;
+            }
+            if self.pos == self.len {
+                let len = self.len as usize;
+                let (Some(copy), Some(image)) = (readback.get_mut(..len), image.get(..len)) else {
+                    return Err(JobError::Readback);
+                };
+                // The read back, a chunk per step, of everything programmed for good: all but an odd
+                // last byte, which [`Update::finish`] programs (padded) before it verifies.
+                let settled = (self.len & !1) as usize;
+                if self.read_back < settled {
+                    let end = (self.read_back + READBACK_CHUNK).min(settled);
+                    let at = self.slot_offset + self.read_back as u32;
+                    self.part.read(at, &mut copy[self.read_back..end]).map_err(JobError::Flash)?;
+                    self.read_back = end;
+                    return Ok(None);
+                }
+                if !self.erase_state_sector()? {
+                    return Ok(None);
+                }
+                let update = self.update.take().ok_or(JobError::Update(bpnet_update::Error::Aborted))?;
+                let from = self.read_back;
+                let mut matched = false;
+                let slot = update
+                    .finish(&mut self.part, |part: &mut Part, region: Region| {
+                        let tail = part.read(region.offset + from as u32, &mut copy[from..]).is_ok();
+                        matched = tail && *copy == *image && verify(copy);
+                        matched
+                    })
+                    .map_err(|e| if matched { JobError::Update(e) } else { JobError::Readback })?;
+                self.read_back = len;
+                return Ok(Some(slot));
+            }
+            let index = self.pos / sector;
+            if self.pos.is_multiple_of(sector) && self.erase_started != Some(index) {
+                let offset = self.slot_offset + self.pos;
+                if !LAYOUT.writable(offset, sector) {
+                    return Err(JobError::Update(bpnet_update::Error::Refused { offset, len: sector }));
+                }
+                self.part.start_erase(offset).map_err(JobError::Flash)?;
+                self.erase_started = Some(index);
+                self.erased += 1;
+                return Ok(None);
+            }
+            let end = (self.pos + 2).min(self.len);
+            let update = self.update.as_mut().ok_or(JobError::Update(bpnet_update::Error::Aborted))?;
+            update.write(&mut self.part, &image[self.pos as usize..end as usize]).map_err(JobError::Update)?;
+            self.pos = end;
+            if irq::doorbells_pending() {
+                return Ok(None);
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The boot state for `STATUS` (a short read of the two boot-state sectors).
+pub fn boot_state(tb: Timebase) -> Option<bpnet_update::BootState> {
+    let mut part = Part::take(tb);
+    bpnet_update::status(&mut part, &LAYOUT).ok().flatten()
+}

@@ -1,0 +1,241 @@
+//! Power cuts during a firmware update, at every flash step: the real boot stage starts the real
+//! firmware from slot A; the host sends a new signed image to the firmware's control service (FLASH);
+//! the emulator cuts the power half-way through the N-th erase or word program; the board powers up
+//! again into the boot stage, which must start an image that verifies — the old one, or the new one
+//! once the update had recorded it — and nothing else.
+//!
+//! A reference run without a cut counts the flash operations the update makes (its first and last);
+//! then every one of them is cut in a run of its own. The new image is small on purpose (one sector,
+//! about 0.6 k word programs, plus the boot-state records before and after), so that every step of a
+//! whole update is cut, not a sample; its payload starts with `b .`, so a board that starts it halts
+//! at its entry, which is how the check tells the new image was started.
+//!
+//! Slot B starts out holding a rejected image, so the update first records slot B as empty (a
+//! boot-state write), then erases and programs it, reads it back, and records the trial (a second
+//! boot-state write): every kind of step an update makes is among the cut points.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use bpnet_update::record::BootState;
+use bpnet_update::{Slot, SlotInfo, SlotState, MPC8349EMDS};
+
+use crate::control::Session;
+use crate::host::{self, LinkError, Params};
+use crate::netbench::IMAGE_LOAD;
+use crate::{Board, Config, Outcome};
+
+/// What the runs need: the boot stage, the firmware (its ELF for the log, its signed image in slot A),
+/// and the new image the update writes.
+pub struct Setup {
+    pub boot_elf: Vec<u8>,
+    pub firmware_elf: Vec<u8>,
+    pub firmware_image: Vec<u8>,
+    pub new_image: Vec<u8>,
+}
+
+/// Bytes of the new image's payload: one word of `b .`, then a pattern.
+pub const NEW_PAYLOAD_LEN: usize = 1024;
+
+/// The `b .` instruction (branch to itself), big-endian.
+const BRANCH_TO_SELF: [u8; 4] = [0x48, 0x00, 0x00, 0x00];
+
+/// The new image's version.
+pub const NEW_VERSION: u32 = 0x00_02_00_00;
+
+/// A signed image whose payload halts at its entry: what the update writes.
+pub fn new_image(key: &bpnet_image::SigningKey) -> Result<Vec<u8>, String> {
+    let mut payload = crate::netbench::pattern(NEW_PAYLOAD_LEN);
+    payload[..4].copy_from_slice(&BRANCH_TO_SELF);
+    bpnet_image::sign(&payload, IMAGE_LOAD, IMAGE_LOAD, NEW_VERSION, key).map_err(|e| e.to_string())
+}
+
+/// How one run ended after the cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The boot stage started the old image (slot A) and the firmware came up.
+    Old,
+    /// The boot stage started the new image (slot B) and it halted at its entry, as it does.
+    New,
+}
+
+/// The result of cutting every step.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Flash operations (erases and word programs) before the update began, and the update's own.
+    pub before: u64,
+    pub steps: u64,
+    /// Cut points run, and those after which the board started a verified image.
+    pub tested: u64,
+    pub survived: u64,
+    /// Runs that started the old image and the new one.
+    pub old: u64,
+    pub new: u64,
+    /// What went wrong where, for the ones that did not survive.
+    pub failures: Vec<String>,
+}
+
+const BOOT_STEPS: usize = 4000;
+const FLASH_TURNS: u64 = 2_000_000;
+
+/// The flash as the runs start it: slot A the firmware, confirmed and active; slot B a rejected image.
+fn provision(board: &mut Board, setup: &Setup) -> Result<(), String> {
+    let a = MPC8349EMDS.slot(Slot::A);
+    let b = MPC8349EMDS.slot(Slot::B);
+    board.provision_flash(a.offset, &setup.firmware_image)?;
+    // Whatever an earlier image left: bytes that do not verify.
+    board.provision_flash(b.offset, &vec![0x5A; 4096])?;
+    let version = u32::from_le_bytes(setup.firmware_image[8..12].try_into().map_err(|_| "short image")?);
+    let len = u32::try_from(setup.firmware_image.len()).map_err(|_| "image too long")?;
+    let mut slots = [SlotInfo::EMPTY; 2];
+    slots[0] = SlotInfo { state: SlotState::Confirmed, version, len };
+    slots[1] = SlotInfo { state: SlotState::Rejected, version: 0x00_00_09_00, len: 4096 };
+    let state = BootState { seq: 41, active: Some(Slot::A), trial: None, trial_boots_left: 0, slots };
+    board.provision_flash(MPC8349EMDS.state[0].offset, &state.to_bytes())
+}
+
+fn console(board: &Board) -> String {
+    String::from_utf8_lossy(board.console()).into_owned()
+}
+
+/// A board powered on into the boot stage with the provisioned flash, the firmware up and its address
+/// taken; `cut` arms the power cut.
+fn start(setup: &Setup, cut: Option<u64>) -> Result<Session, String> {
+    let mut board = Board::new(Config { power_cut_at: cut, ..Config::default() }).map_err(|e| format!("board: {e}"))?;
+    provision(&mut board, setup)?;
+    board.load_boot(&setup.boot_elf, Some(&setup.firmware_elf)).map_err(|e| format!("boot stage: {e}"))?;
+    Session::start(board, Params::default())
+}
+
+/// The reference run: flash operations before the update and the update's own.
+fn reference(setup: &Setup) -> Result<(u64, u64), String> {
+    let mut s = start(setup, None)?;
+    let before = s.board.flash_operations();
+    let line = format!("FLASH {}\n", setup.new_image.len());
+    let reply = s.request(line.as_bytes(), &setup.new_image, FLASH_TURNS)?;
+    if !reply.is_ok() {
+        return Err(format!("the uncut update failed: {:?}", reply.lines));
+    }
+    Ok((before, s.board.flash_operations() - before))
+}
+
+/// One run with the power cut half-way through flash operation `n`: how the board came back.
+fn cut_at(setup: &Setup, n: u64) -> Result<Ending, String> {
+    let mut s = start(setup, Some(n))?;
+    let line = format!("FLASH {}\n", setup.new_image.len());
+    let mut p = s.open(line.as_bytes(), &setup.new_image);
+    let mut turns = 0u64;
+    while s.board.power_cuts() == 0 {
+        turns += 1;
+        if turns > FLASH_TURNS {
+            return Err(format!(
+                "no power cut after {FLASH_TURNS} rounds ({} flash operations)",
+                s.board.flash_operations()
+            ));
+        }
+        if let Some(done) = s.pump(&mut p) {
+            return Err(format!("the update ended before the cut ({done:?}, {:?})", p.reply.lines));
+        }
+        // The cut restarts the board inside the round: the host's link then fails, which is expected.
+        if let Err(e) = s.turn() {
+            if s.board.power_cuts() == 0 {
+                return Err(e);
+            }
+        }
+    }
+    // Powered up again into the boot stage (its second banner): its console from there on.
+    let mut board = s.board;
+    const BANNER: &str = "bpnet boot stage";
+    for _ in 0..BOOT_STEPS {
+        if console(&board).matches(BANNER).count() >= 2 {
+            break;
+        }
+        host::run_slice(&mut board).map_err(|e| format!("after the cut, before the boot stage's banner: {e}"))?;
+    }
+    let from = console(&board).rfind(BANNER).filter(|_| console(&board).matches(BANNER).count() >= 2);
+    let from = from.ok_or_else(|| format!("the boot stage did not start after the cut:\n{}", console(&board)))?;
+    for _ in 0..BOOT_STEPS {
+        let text = console(&board);
+        let after = &text[from..];
+        if let Some(at) = after.find("boot: starting slot ") {
+            let rest = &after[at..];
+            if rest.starts_with("boot: starting slot A") && rest.contains("bpnet firmware") {
+                return Ok(Ending::Old);
+            }
+        }
+        match host::run_slice(&mut board) {
+            Ok(()) => {}
+            Err(LinkError::Board(Outcome::Halted { pc, last_exception: None, .. })) if pc == IMAGE_LOAD => {
+                let text = console(&board);
+                return if text[from..].contains("boot: starting slot B") {
+                    Ok(Ending::New)
+                } else {
+                    Err(format!(
+                        "halted at the new image's entry without the boot stage starting slot B:\n{}",
+                        &text[from..]
+                    ))
+                };
+            }
+            Err(e) => return Err(format!("{e}\nconsole after the cut:\n{}", &console(&board)[from..])),
+        }
+    }
+    Err(format!("nothing started after the cut:\n{}", &console(&board)[from..]))
+}
+
+/// Cut the power at every flash step of the update, on `threads` threads (each run is its own board).
+/// `progress` is called after every run with (runs done, runs in all).
+pub fn run(setup: &Setup, threads: usize, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<Report, String> {
+    let (before, steps) = reference(setup)?;
+    if steps == 0 {
+        return Err("the update made no flash operations".into());
+    }
+    let next = AtomicU64::new(1);
+    let done = AtomicU64::new(0);
+    let report = Mutex::new(Report { before, steps, ..Report::default() });
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k > steps {
+                    break;
+                }
+                let n = before + k;
+                let ending = cut_at(setup, n);
+                let mut r = report.lock().unwrap_or_else(|e| e.into_inner());
+                r.tested += 1;
+                match ending {
+                    Ok(Ending::Old) => {
+                        r.survived += 1;
+                        r.old += 1;
+                    }
+                    Ok(Ending::New) => {
+                        r.survived += 1;
+                        r.new += 1;
+                    }
+                    Err(e) => r.failures.push(format!("cut at flash operation {n} (update step {k}): {e}")),
+                }
+                drop(r);
+                progress(done.fetch_add(1, Ordering::Relaxed) + 1, steps);
+            });
+        }
+    });
+    Ok(report.into_inner().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Read the three ELF/image files and the secret key the runs need.
+pub fn setup_from_files(
+    boot_elf: &PathBuf,
+    firmware_elf: &PathBuf,
+    firmware_image: &PathBuf,
+    key: &PathBuf,
+) -> Result<Setup, String> {
+    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let key = bpnet_image::keyfile::read_secret(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    Ok(Setup {
+        boot_elf: read(boot_elf)?,
+        firmware_elf: read(firmware_elf)?,
+        firmware_image: read(firmware_image)?,
+        new_image: new_image(&key)?,
+    })
+}
