@@ -61,6 +61,8 @@ struct bpnet_bus_ops {
 	void (*stop)(struct bpnet *bp);
 	/* Ring the agent's WORK doorbell (one posted write). */
 	void (*notify)(struct bpnet *bp);
+	/* Ring the agent's CONTROL doorbell: a request is in the boot block. */
+	void (*control)(struct bpnet *bp);
 	/*
 	 * Optional: stop (true) or restart (false) the agent's interrupts
 	 * after a storm; from any context. NULL where the line may be shared.
@@ -128,6 +130,8 @@ struct bpnet {
 	bool want_up;
 	/* The agent's header passed its checks at least once (ethtool). */
 	bool agent_valid;
+	/* The agent shows RECOVERY (said once in the log, carrier off). */
+	bool recovery;
 	/* A refusal that only a new MTU can lift. */
 	bool mtu_refused;
 	/* Slow-path ticks spent waiting for RUNNING after UP. */

@@ -118,10 +118,18 @@ static void bpnet_ivshmem_notify(struct bpnet *bp)
 		    BPNET_IVSHMEM_AGENT_PEER << 16 | BPNET_IVSHMEM_VECTOR_WORK, 4);
 }
 
+/* CONTROL: the agent's peer, its control vector (one posted write). */
+static void bpnet_ivshmem_control(struct bpnet *bp)
+{
+	bpnet_write(bp, bp->regs + IVSHMEM_DOORBELL,
+		    BPNET_IVSHMEM_AGENT_PEER << 16 | BPNET_IVSHMEM_VECTOR_CONTROL, 4);
+}
+
 const struct bpnet_bus_ops bpnet_ivshmem_ops = {
 	.name = "ivshmem",
 	.start = bpnet_ivshmem_start,
 	.stop = bpnet_ivshmem_stop,
 	.notify = bpnet_ivshmem_notify,
+	.control = bpnet_ivshmem_control,
 	.mask = bpnet_ivshmem_mask,
 };

@@ -46,6 +46,8 @@
 	(BPNET_HEADER_OFFSET + offsetof(struct bpnet_header, field))
 #define BPNET_DOORBELL(field) \
 	(BPNET_DOORBELLS_OFFSET + offsetof(struct bpnet_doorbells, field))
+#define BPNET_BOOT(field) \
+	(BPNET_BOOT_OFFSET + offsetof(struct bpnet_boot_block, field))
 
 static unsigned int offer_features = BPNET_F_ALL;
 module_param(offer_features, uint, 0444);
@@ -697,9 +699,9 @@ static void bpnet_host_down(struct bpnet *bp)
 }
 
 /*
- * Wait, bounded, until the agent shows READY or RESET: it publishes a state
- * only once no DMA chain is in flight, and BROKEN may still owe the status
- * block one, so only these two promise the old connection is over.
+ * Wait, bounded, until the agent shows READY, RESET or RECOVERY: it publishes
+ * a state only once no DMA chain is in flight, and BROKEN may still owe the
+ * status block one, so only these promise the old connection is over.
  */
 static bool bpnet_wait_agent_stopped(struct bpnet *bp)
 {
@@ -708,7 +710,8 @@ static bool bpnet_wait_agent_stopped(struct bpnet *bp)
 	for (waited = 0;; waited += BPNET_STOP_POLL_MS) {
 		u8 state = bpnet_read_header_byte(bp, BPNET_HEADER(agent_state));
 
-		if (state == BPNET_AGENT_STATE_READY || state == BPNET_AGENT_STATE_RESET)
+		if (state == BPNET_AGENT_STATE_READY || state == BPNET_AGENT_STATE_RESET ||
+		    state == BPNET_AGENT_STATE_RECOVERY)
 			return true;
 		if (waited >= BPNET_STOP_WAIT_MS)
 			return false;
@@ -774,6 +777,19 @@ static int bpnet_link_down(struct bpnet *bp)
 }
 
 /*
+ * RECOVERY: the agent waits for an image through the BAR and its rings are not
+ * live. Not broken, no carrier; said once per stay.
+ */
+static void bpnet_note_recovery(struct bpnet *bp, bool recovery)
+{
+	if (recovery && !bp->recovery) {
+		netif_carrier_off(bp->netdev);
+		netdev_info(bp->netdev, "agent in recovery: no carrier until it starts an image (bpnet_recovery, bpnet_control)\n");
+	}
+	bp->recovery = recovery;
+}
+
+/*
  * Set-up (HostLink::up): read the header, check it, allocate the status block
  * and RX buffers, write the host's fields, zero the doorbells, post the RX
  * buffers, then host_state UP last as one byte, then WORK.
@@ -795,6 +811,10 @@ static int bpnet_link_up(struct bpnet *bp)
 	if (bp->state != BPNET_LINK_IDLE)
 		return -EBUSY;
 	bpnet_read_header(bp, &header);
+	/* A boot stage in recovery need not have written the rest of the header. */
+	bpnet_note_recovery(bp, header.agent_state == BPNET_AGENT_STATE_RECOVERY);
+	if (bp->recovery)
+		return -EAGAIN;
 	err = bpnet_parse_agent(bp, &header, &agent, false);
 	if (err)
 		return err;
@@ -946,6 +966,10 @@ static void bpnet_link_check(struct bpnet *bp)
 	case BPNET_AGENT_STATE_RESET:
 		netif_carrier_off(bp->netdev);
 		bpnet_link_reset(bp, "the agent is resetting");
+		break;
+	case BPNET_AGENT_STATE_RECOVERY:
+		bpnet_note_recovery(bp, true);
+		bpnet_link_reset(bp, "the agent entered recovery");
 		break;
 	default:
 		bpnet_refuse(bp, "state %u is not defined", state);
@@ -1204,12 +1228,137 @@ static ssize_t bpnet_shared_read(struct file *file, struct kobject *kobj,
 }
 static BIN_ATTR_RO(bpnet_shared, BPNET_SHARED_LEN);
 
+/*
+ * The recovery area the agent published in its boot block, checked: whole
+ * words, inside the shared region, clear of the header, doorbells and boot
+ * block. 0 and the area, or < 0 when the agent is not in recovery.
+ */
+static int bpnet_recovery_area(struct bpnet *bp, u32 *at, u32 *capacity)
+{
+	u8 state = bpnet_read_header_byte(bp, BPNET_HEADER(agent_state));
+
+	if (state != BPNET_AGENT_STATE_RECOVERY)
+		return -EBUSY;
+	*at = bpnet_slow_read32(bp, BPNET_BOOT(recovery_offset));
+	*capacity = bpnet_slow_read32(bp, BPNET_BOOT(recovery_capacity));
+	if (!*capacity || *at % 4 || *at < BPNET_BOOT_OFFSET + sizeof(struct bpnet_boot_block) ||
+	    (u64)*at + *capacity > BPNET_SHARED_LEN) {
+		bpnet_refuse(bp, "recovery area %#x + %#x outside the region or on the boot block",
+			     *at, *capacity);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+/*
+ * bpnet_recovery: an image for an agent in RECOVERY, written into the
+ * recovery area at the file offset with posted writes (whole words where
+ * aligned). Refused with -EBUSY in any other state; bpnet_control "boot <len>"
+ * then asks the agent to start it.
+ */
+static ssize_t bpnet_recovery_write(struct file *file, struct kobject *kobj,
+				    struct bin_attribute *attr, char *buf,
+				    loff_t off, size_t count)
+{
+	struct bpnet *bp = pci_get_drvdata(to_pci_dev(kobj_to_dev(kobj)));
+	size_t done = 0;
+	u32 at, capacity;
+	int err;
+
+	if (!bp || !bp->shared)
+		return -ENODEV;
+	err = bpnet_recovery_area(bp, &at, &capacity);
+	if (err)
+		return err;
+	if (off < 0 || off + count > capacity)
+		return -EFBIG;
+	while (done < count) {
+		u32 to = at + off + done;
+
+		if (!(to & 3) && count - done >= 4) {
+			__le32 word;
+
+			memcpy(&word, buf + done, 4);
+			bpnet_write(bp, bp->shared + to, le32_to_cpu(word), 4);
+			done += 4;
+		} else {
+			bpnet_write(bp, bp->shared + to, (u8)buf[done], 1);
+			done++;
+		}
+	}
+	return count;
+}
+
+/* The contract's recovery area; the agent's published capacity is checked at each write. */
+static BIN_ATTR_WO(bpnet_recovery, BPNET_RECOVERY_LEN);
+
+/*
+ * bpnet_control: "reset", "recover" or "boot <len>". The boot block's host
+ * fields in the contract's order (recovery_len, host_request, then a new
+ * request_seq, all posted), then CONTROL. Works whatever the link does: the
+ * way to an agent whose network is gone.
+ */
+static ssize_t bpnet_control_store(struct device *dev, struct device_attribute *attr,
+				   const char *buf, size_t count)
+{
+	struct bpnet *bp = pci_get_drvdata(to_pci_dev(dev));
+	u32 request, len = 0, at, capacity, seq;
+	const char *name;
+	int err;
+
+	if (!bp || !bp->shared)
+		return -ENODEV;
+	if (sysfs_streq(buf, "reset")) {
+		request = BPNET_HOST_REQUEST_RESET;
+		name = "reset";
+	} else if (sysfs_streq(buf, "recover")) {
+		request = BPNET_HOST_REQUEST_ENTER_RECOVERY;
+		name = "recover";
+	} else if (!strncmp(buf, "boot ", 5)) {
+		request = BPNET_HOST_REQUEST_BOOT_IMAGE;
+		name = "boot";
+		err = kstrtou32(skip_spaces(buf + 5), 0, &len);
+		if (err)
+			return err;
+	} else {
+		return -EINVAL;
+	}
+	mutex_lock(&bp->link_lock);
+	if (request == BPNET_HOST_REQUEST_BOOT_IMAGE) {
+		err = bpnet_recovery_area(bp, &at, &capacity);
+		if (!err && (!len || len > capacity))
+			err = -EFBIG;
+		if (err)
+			goto out;
+	}
+	seq = bpnet_slow_read32(bp, BPNET_BOOT(request_seq)) + 1;
+	bpnet_write(bp, bp->shared + BPNET_BOOT(recovery_len), len, 4);
+	bpnet_write(bp, bp->shared + BPNET_BOOT(host_request), request, 4);
+	bpnet_write(bp, bp->shared + BPNET_BOOT(request_seq), seq, 4);
+	bp->ops->control(bp);
+	bpnet_count(bp, BPNET_STAT_doorbells, 1);
+	netdev_info(bp->netdev, "control request %s (recovery_len %u) sent as request_seq %u\n",
+		    name, len, seq);
+	err = count;
+out:
+	mutex_unlock(&bp->link_lock);
+	return err;
+}
+static DEVICE_ATTR_WO(bpnet_control);
+
+static struct attribute *bpnet_attrs[] = {
+	&dev_attr_bpnet_control.attr,
+	NULL,
+};
+
 static struct bin_attribute *bpnet_bin_attrs[] = {
 	&bin_attr_bpnet_shared,
+	&bin_attr_bpnet_recovery,
 	NULL,
 };
 
 static const struct attribute_group bpnet_group = {
+	.attrs = bpnet_attrs,
 	.bin_attrs = bpnet_bin_attrs,
 };
 

@@ -109,9 +109,16 @@ static void bpnet_mpc834x_notify(struct bpnet *bp)
 	bpnet_write(bp, bp->regs + MPC834X_IDR, BPNET_NOTIFY_WORK, 4);
 }
 
+/* CONTROL: set the inbound doorbell's control bit (one posted write). */
+static void bpnet_mpc834x_control(struct bpnet *bp)
+{
+	bpnet_write(bp, bp->regs + MPC834X_IDR, BPNET_NOTIFY_CONTROL, 4);
+}
+
 const struct bpnet_bus_ops bpnet_mpc834x_ops = {
 	.name = "mpc834x",
 	.start = bpnet_mpc834x_start,
 	.stop = bpnet_mpc834x_stop,
 	.notify = bpnet_mpc834x_notify,
+	.control = bpnet_mpc834x_control,
 };

@@ -55,3 +55,125 @@ kernel_log_clean() {
     fi
     echo "no WARN/BUG/oops in dmesg"
 }
+
+# ---- shared by the bpctl and update suites (they set host_addr, last; init sets agents, agent_addr) ----
+
+# JSON syntax check of stdin (RFC 8259's grammar, string escapes included): busybox has no JSON tool.
+json_valid() {
+    awk '
+    function ch() { return substr(s, p, 1) }
+    function ws() { while (p <= n && index(" \t\r\n", ch()) > 0) p++ }
+    function fail(why) { if (!err) err = why " at offset " p; return 0 }
+    function str(   c) {
+        if (ch() != "\"") return fail("string expected")
+        p++
+        while (p <= n) {
+            c = ch()
+            if (c == "\"") { p++; return 1 }
+            if (c == "\\") {
+                p++; c = ch()
+                if (c == "u") { if (substr(s, p + 1, 4) !~ /^[0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F]$/) return fail("bad \\u escape"); p += 4 }
+                else if (index("\"\\/bfnrt", c) == 0) return fail("bad escape")
+            } else if (c < " ") return fail("control character in string")
+            p++
+        }
+        return fail("unterminated string")
+    }
+    function num(   t) {
+        t = substr(s, p)
+        if (!match(t, /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?/)) return fail("bad number")
+        p += RLENGTH
+        return 1
+    }
+    function lit(w) { if (substr(s, p, length(w)) != w) return fail("bad literal"); p += length(w); return 1 }
+    function val(   c) {
+        ws(); c = ch()
+        if (c == "{") return obj()
+        if (c == "[") return arr()
+        if (c == "\"") return str()
+        if (c == "t") return lit("true")
+        if (c == "f") return lit("false")
+        if (c == "n") return lit("null")
+        return num()
+    }
+    function obj() {
+        p++; ws()
+        if (ch() == "}") { p++; return 1 }
+        while (1) {
+            ws(); if (!str()) return 0
+            ws(); if (ch() != ":") return fail("colon expected"); p++
+            if (!val()) return 0
+            ws()
+            if (ch() == ",") { p++; continue }
+            if (ch() == "}") { p++; return 1 }
+            return fail("comma or } expected")
+        }
+    }
+    function arr() {
+        p++; ws()
+        if (ch() == "]") { p++; return 1 }
+        while (1) {
+            if (!val()) return 0
+            ws()
+            if (ch() == ",") { p++; continue }
+            if (ch() == "]") { p++; return 1 }
+            return fail("comma or ] expected")
+        }
+    }
+    { s = s $0 "\n" }
+    END {
+        n = length(s); p = 1; err = ""
+        ok = val()
+        ws()
+        if (ok && p <= n) { ok = 0; fail("text after the JSON value") }
+        if (!ok) { print "invalid JSON: " err; exit 1 }
+        print "valid JSON, " n " bytes"
+    }
+    '
+}
+
+netdevs_appear() {
+    for _ in $(seq 100); do
+        n=0
+        for i in $(seq 0 $last); do [ -e /sys/class/net/bp$i ] && n=$((n + 1)); done
+        if [ "$n" = "$agents" ]; then
+            echo "bp0..bp$last present"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "only $n of $agents netdevs after 10 s"
+    return 1
+}
+
+configure() {
+    for i in $(seq 0 $last); do
+        ip addr add $host_addr dev bp$i || return 1
+        ip link set bp$i up || return 1
+    done
+}
+
+# The agent answers through bp$1 (it may still be waiting for a DHCP lease before its static address);
+# the reply also leaves the neighbour entry bpctl takes the agent's address from.
+agent_answers() {
+    for t in $(seq 30); do
+        if ping -I bp$1 -c 1 -W 1 $agent_addr > /dev/null 2>&1; then
+            echo "first reply on try $t"
+            return 0
+        fi
+    done
+    echo "no reply from $agent_addr through bp$1 within 30 s"
+    return 1
+}
+
+# exit status $1 and a message matching $2 from the rest of the command line.
+fails_with() {
+    want=$1
+    pattern=$2
+    shift 2
+    text=$("$@" 2>&1)
+    rc=$?
+    [ $rc = "$want" ] || { echo "exit $rc, expected $want: $text"; return 1; }
+    echo "$text" | grep -q -- "$pattern" || { echo "no '$pattern' in: $text"; return 1; }
+    echo "exit $rc: $text"
+}

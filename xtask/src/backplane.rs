@@ -45,6 +45,9 @@ struct Suite {
     needs_module: bool,
     bytes: u64,
     timeout: Duration,
+    /// The agents run the boot stage from their flash file, slot A provisioned with the signed
+    /// firmware image (as a board fresh from production), instead of the firmware ELF loaded directly.
+    boot_stage: bool,
 }
 
 fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
@@ -55,6 +58,7 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
         needs_module: false,
         bytes: 0,
         timeout: Duration::from_secs(120),
+        boot_stage: false,
     };
     let net = |n: u32| Suite {
         name: format!("net-{n}"),
@@ -63,6 +67,7 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
         needs_module: true,
         bytes: bytes.unwrap_or(ECHO_BYTES),
         timeout: Duration::from_secs(420),
+        boot_stage: false,
     };
     // Agent 0 runs the hostile image, agent 1 the normal one (see agent_firmware).
     let hostile = Suite {
@@ -72,6 +77,7 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
         needs_module: true,
         bytes: 300 << 10,
         timeout: Duration::from_secs(600),
+        boot_stage: false,
     };
     // bpctl (tests/backplane/bpctl.sh) against two agents.
     let bpctl = Suite {
@@ -81,10 +87,22 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
         needs_module: true,
         bytes: 2 << 20,
         timeout: Duration::from_secs(420),
+        boot_stage: false,
+    };
+    // Flashing, netbooting, recovery and reset (tests/backplane/update.sh), two agents in boot-stage
+    // mode; the guest serves TFTP.
+    let update = Suite {
+        name: "update-2".into(),
+        guest: "update",
+        agents: 2,
+        needs_module: true,
+        bytes: 0,
+        timeout: Duration::from_secs(1200),
+        boot_stage: true,
     };
     match agents {
-        Some(n) => vec![infra(n), net(n), hostile, bpctl],
-        None => vec![infra(4), net(1), net(4), hostile, bpctl],
+        Some(n) => vec![infra(n), net(n), hostile, bpctl, update],
+        None => vec![infra(4), net(1), net(4), hostile, bpctl, update],
     }
 }
 
@@ -97,7 +115,7 @@ fn agent_firmware(tools: &Tools, suite: &Suite, n: u32) -> Result<PathBuf> {
 }
 
 const HELP: &str = "\
-cargo xtask backplane [--suite infra|net|hostile|bpctl] [--agents N] [--bytes N]
+cargo xtask backplane [--suite infra|net|hostile|bpctl|update] [--agents N] [--bytes N]
 
 Boots Debian's kernel in qemu-system-x86_64 with one ivshmem-doorbell device per agent, each served
 by a board emulator running the firmware, and runs the guest's test suites:
@@ -109,7 +127,12 @@ by a board emulator running the firmware, and runs the guest's test suites:
          time, bp1 keeps carrying traffic, the kernel stays clean (--agents does not apply)
   bpctl  2 agents: `bpctl list` (link, firmware version), `list --json`, `logs` decoded with the
          firmware ELF, `bench` both ways (--agents does not apply)
-Default: infra with 4 agents, net with 1 and with 4, hostile, bpctl. Artefacts: target/backplane/<suite>-<agents>/.";
+  update 2 agents started by the boot stage from their flash (slot A = the signed firmware image):
+         `bpctl list` boot info, `bpctl flash all` (both come back confirmed on slot B), netboot from
+         the guest's TFTP server (in.tftpd), `boot --via-bar` (recovery), `reset` (network and
+         --hard), `logs`, a bad image refused while the agent keeps working (--agents does not apply)
+Default: infra with 4 agents, net with 1 and with 4, hostile, bpctl, update. Artefacts:
+target/backplane/<suite>-<agents>/.";
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut args = args.to_vec();
@@ -130,7 +153,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     if let Some(only) = &only {
         chosen.retain(|s| s.guest == only);
         if chosen.is_empty() {
-            return Err(Error::Usage(format!("--suite: no suite `{only}` (infra, net, hostile, bpctl)")));
+            return Err(Error::Usage(format!("--suite: no suite `{only}` (infra, net, hostile, bpctl, update)")));
         }
     }
     run_suites(&chosen)
@@ -143,7 +166,7 @@ pub fn test() -> Result<ExitCode> {
 
 fn run_suites(chosen: &[Suite]) -> Result<ExitCode> {
     let started = Instant::now();
-    let tools = prepare(chosen.iter().any(|s| s.needs_module))?;
+    let tools = prepare(chosen.iter().any(|s| s.needs_module), chosen.iter().any(|s| s.boot_stage))?;
     let mut reports = Vec::new();
     for suite in chosen {
         eprintln!("xtask: backplane: {} ({} agent(s))", suite.name, suite.agents);
@@ -182,8 +205,9 @@ pub fn bench() -> Result<Vec<(String, f64)>> {
         needs_module: true,
         bytes: BENCH_BYTES,
         timeout: Duration::from_secs(600),
+        boot_stage: false,
     };
-    let tools = prepare(true)?;
+    let tools = prepare(true, false)?;
     eprintln!("xtask: backplane: {} ({} agent(s))", suite.name, suite.agents);
     let report = run_suite(&tools, &suite)?;
     if !report.passed() {
@@ -223,6 +247,14 @@ struct Tools {
     /// Initramfs without and with the module.
     initramfs: PathBuf,
     initramfs_module: Option<PathBuf>,
+    /// Boot-stage suites: the boot stage's ELF and the signed firmware image slot A is provisioned
+    /// with.
+    boot: Option<BootStage>,
+}
+
+struct BootStage {
+    elf: PathBuf,
+    image: PathBuf,
 }
 
 fn out_dir() -> PathBuf {
@@ -234,13 +266,22 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::Io(what, e)
 }
 
-fn prepare(with_module: bool) -> Result<Tools> {
+fn prepare(with_module: bool, with_boot_stage: bool) -> Result<Tools> {
     // The backplane's Debian packages are in the set-up's list.
     crate::setup::ensure()?;
     std::fs::create_dir_all(out_dir()).map_err(io("creating target/backplane"))?;
     let version = kernel_version()?;
     let vmlinux = extract_vmlinux(&version)?;
     let firmware = firmware::build(Variant::Release)?;
+    let boot = if with_boot_stage {
+        let image = firmware::image(&firmware);
+        if !image.exists() {
+            return Err(Error::Failed(format!("{}: no signed firmware image", image.display())));
+        }
+        Some(BootStage { elf: firmware::build(Variant::BootStage)?, image })
+    } else {
+        None
+    };
     let emulator = crate::emu::build()?;
     let guest_tool = build_guest_tool()?;
     let module = if with_module { Some(build_module(&version)?) } else { None };
@@ -249,7 +290,7 @@ fn prepare(with_module: bool) -> Result<Tools> {
         Some(ko) => Some(build_initramfs(&guest_tool, &firmware, Some(ko), "initramfs-bpnet.cpio")?),
         None => None,
     };
-    Ok(Tools { vmlinux, emulator, firmware, initramfs, initramfs_module })
+    Ok(Tools { vmlinux, emulator, firmware, initramfs, initramfs_module, boot })
 }
 
 /// The kernel `linux-image-amd64` depends on, e.g. `6.1.0-56-amd64`.
@@ -336,6 +377,58 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
     std::fs::copy(from, to).map(|_| ()).map_err(io(format!("copying {} to {}", from.display(), to.display())))
 }
 
+/// Debian's TFTP server (tftpd-hpa's in.tftpd, a dynamic executable) with the libraries `ldd` names,
+/// at the same paths, and the few /etc files it looks up (users, groups, services).
+fn add_tftp_server(stage: &Path) -> Result<()> {
+    let tftpd = Path::new(TFTPD);
+    if !tftpd.exists() {
+        return Err(Error::Failed(format!("{TFTPD} missing: install tftpd-hpa (cargo xtask setup)")));
+    }
+    let out = Command::new("ldd").arg(tftpd).output().map_err(io(format!("ldd {TFTPD}")))?;
+    if !out.status.success() {
+        return Err(Error::Failed(format!("ldd {TFTPD} failed: {}", String::from_utf8_lossy(&out.stderr))));
+    }
+    let mut files = vec![tftpd.to_path_buf()];
+    files.extend(ldd_paths(&String::from_utf8_lossy(&out.stdout)));
+    for file in files {
+        let to = stage.join(file.strip_prefix("/").unwrap_or(&file));
+        if let Some(dir) = to.parent() {
+            std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        }
+        copy(&file, &to)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))
+            .map_err(io(format!("making {} executable", to.display())))?;
+    }
+    let etc = stage.join("etc");
+    std::fs::create_dir_all(stage.join("srv/tftp")).map_err(io("creating srv/tftp"))?;
+    std::fs::create_dir_all(&etc).map_err(io("creating etc"))?;
+    for (name, text) in [
+        ("passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
+        ("group", "root:x:0:\nnogroup:x:65534:\n"),
+        ("services", "tftp\t\t69/udp\n"),
+    ] {
+        std::fs::write(etc.join(name), text).map_err(io(format!("writing etc/{name}")))?;
+    }
+    Ok(())
+}
+
+/// The TFTP server the update suite runs in the guest.
+const TFTPD: &str = "/usr/sbin/in.tftpd";
+
+/// The absolute paths in `ldd`'s output (`name => /path (addr)`, `/path (addr)`); the vDSO has none.
+fn ldd_paths(text: &str) -> Vec<PathBuf> {
+    text.lines()
+        .filter_map(|line| {
+            let path = match line.split_once("=>") {
+                Some((_, rest)) => rest.split_whitespace().next()?,
+                None => line.split_whitespace().next()?,
+            };
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
 /// An uncompressed newc cpio (the kernel unpacks it faster than a compressed one) of busybox, the guest
 /// tool, bpctl with the firmware ELF (its defmt table), the scripts and, when given, the module.
 fn build_initramfs(guest_tool: &Path, firmware: &Path, module: Option<&Path>, name: &str) -> Result<PathBuf> {
@@ -350,6 +443,12 @@ fn build_initramfs(guest_tool: &Path, firmware: &Path, module: Option<&Path>, na
     copy(guest_tool, &stage.join("bin/bpnet-guest"))?;
     copy(&guest_tool.with_file_name("bpctl"), &stage.join("bin/bpctl"))?;
     copy(firmware, &stage.join("lib/firmware/bpnet/bpnet-firmware.elf"))?;
+    // The signed image the update suite flashes and boots, when the firmware build made one.
+    let image = firmware::image(firmware);
+    if image.exists() {
+        copy(&image, &stage.join("lib/firmware/bpnet/bpnet-firmware.img"))?;
+    }
+    add_tftp_server(&stage)?;
     let scripts = util::root().join("tests/backplane");
     copy(&scripts.join("init"), &stage.join("init"))?;
     for entry in std::fs::read_dir(&scripts).map_err(io(format!("reading {}", scripts.display())))? {
@@ -362,7 +461,7 @@ fn build_initramfs(guest_tool: &Path, firmware: &Path, module: Option<&Path>, na
         copy(ko, &stage.join("lib/modules/bpnet.ko"))?;
     }
     // The kernel runs /init only if it is executable, whatever the checkout's modes are.
-    for exe in ["init", "bin/busybox", "bin/bpnet-guest", "bin/bpctl"] {
+    for exe in ["init", "bin/busybox", "bin/bpnet-guest", "bin/bpctl", "usr/sbin/in.tftpd"] {
         use std::os::unix::fs::PermissionsExt;
         let path = stage.join(exe);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
@@ -554,7 +653,13 @@ fn run_suite(tools: &Tools, suite: &Suite) -> Result<Report> {
     for n in 0..suite.agents {
         let name = format!("agent{n}");
         let err = dir.join(format!("{name}.err"));
-        let child = Command::new(&tools.emulator)
+        let mut emulator = Command::new(&tools.emulator);
+        if suite.boot_stage {
+            // Power-on runs the boot stage, which starts slot A of this agent's flash file.
+            let boot = tools.boot.as_ref().ok_or_else(|| Error::Failed("the boot stage was not built".into()))?;
+            emulator.arg("--boot").arg(&boot.elf).arg("--provision-slot").arg(format!("A={}", boot.image.display()));
+        }
+        let child = emulator
             .arg("--firmware")
             .arg(agent_firmware(tools, suite, n)?)
             .arg("--ivshmem-server")
@@ -903,6 +1008,18 @@ mod tests {
         assert_eq!(r.new_lines(&path), ["RESULT b fail y", "END"]);
         assert!(r.new_lines(&path).is_empty());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn libraries_from_ldd() {
+        let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibwrap.so.0 => /lib/x86_64-linux-gnu/libwrap.so.0 (0x7f)\n\
+                    \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x7f)\n\t/lib64/ld-linux-x86-64.so.2 (0x7f)\n\
+                    \tlibgone.so => not found\n";
+        let paths: Vec<String> = ldd_paths(text).iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(
+            paths,
+            ["/lib/x86_64-linux-gnu/libwrap.so.0", "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"]
+        );
     }
 
     #[test]

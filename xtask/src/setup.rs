@@ -22,6 +22,9 @@ const GROUPS: &[(&str, &[&str])] = &[
         "virtual backplane (guest Linux in QEMU, bpnet.ko's build)",
         &["qemu-system-x86", "linux-image-amd64", "linux-headers-amd64", "busybox-static", "cpio", "xz-utils", "make"],
     ),
+    // The standard TFTP server the agents netboot from: its `in.tftpd` (and the libraries it links) goes
+    // into the guest's initramfs and runs there, never on this machine.
+    ("netboot in the virtual backplane (TFTP server)", &["tftpd-hpa"]),
     // sparse for `make C=1`; checkpatch.pl and its word lists from the kernel source of the headers' series
     // (6.1, as linux-headers-amd64 in bookworm); checkpatch is a Perl script.
     ("kernel module checks (sparse, checkpatch.pl)", &["sparse", LINUX_SOURCE, "perl"]),

@@ -86,6 +86,14 @@ pub fn region(log: &[&[u8]]) -> Vec<u8> {
     counters.add(bar::counter::BAD_DESCRIPTORS, 3).unwrap();
     counters.add(bar::counter::RX_DMA_ERRORS, 2).unwrap();
     counters.add(bar::counter::DOORBELLS, 1000).unwrap();
+    // Boot block: started from flash slot B, confirmed, up 42 s, running 1.2.3.
+    let boot = &mut mem[shared::BOOT_OFFSET..shared::BOOT_OFFSET + 64];
+    boot[..4].copy_from_slice(&[1, 1, 0x3, 0]);
+    boot[4..8].copy_from_slice(&42u32.to_le_bytes());
+    boot[8..12].copy_from_slice(&bar::firmware_version(1, 2, 3).to_le_bytes());
+    boot[0x1c..0x20].copy_from_slice(&bar::firmware_version(1, 2, 3).to_le_bytes());
+    boot[0x20] = 2;
+    boot[0x21] = 2;
     let ring = &mut mem[shared::LOG_RING_OFFSET..shared::LOG_RING_OFFSET + shared::LOG_RING_LEN];
     let mut writer = LogRing::init(ring, 9).unwrap();
     let mut head = 0;

@@ -1,14 +1,17 @@
 //! `bpctl`, bpnet's operator tool: the agents on this host, their firmware's defmt log read through
-//! the BAR, and their TCP throughput. The binary (`main.rs`) is the command line; this library is
+//! the BAR, their TCP throughput, and flashing, netbooting, recovering and resetting them. The binary (`main.rs`) is the command line; this library is
 //! what it is built from, tested against fake sysfs trees and fake BAR files.
 
 pub mod agents;
 pub mod bench;
+pub mod boot;
+pub mod control;
 pub mod ethtool;
 pub mod list;
 pub mod logs;
 pub mod region;
 pub mod table;
+pub mod update;
 
 #[cfg(test)]
 mod fake;
@@ -29,12 +32,15 @@ pub enum Error {
     /// Something about one agent (its header, its ring, its services).
     Agent(String),
     Io(String, std::io::Error),
+    /// Agents failed and the output already says which and why (a summary): exit 1, nothing more
+    /// on stdout.
+    Reported(String),
 }
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::Usage(s) | Error::Agent(s) | Error::Unsupported(s) => f.write_str(s),
+            Error::Usage(s) | Error::Agent(s) | Error::Unsupported(s) | Error::Reported(s) => f.write_str(s),
             Error::NoAgents => write!(
                 f,
                 "no agents: no PCI function is bound to the bpnet driver (is bpnet.ko loaded? see `lsmod` and \

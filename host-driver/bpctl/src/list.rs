@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::agents::{self, Agent, Paths};
+use crate::boot;
 use crate::region::{self, Region};
 use crate::Error;
 
@@ -57,8 +58,10 @@ pub struct ListEntry {
     pub header_error: Option<String>,
     /// The neighbour entry on its netdev; `None` when the host has none.
     pub ip: Option<String>,
-    /// Always `None`: the firmware does not publish its uptime in the shared region.
+    /// Seconds since the agent's program started (boot block).
     pub uptime_s: Option<u64>,
+    /// How the agent started, its version and flash slots (boot block), when the region was read.
+    pub boot: Option<boot::BootInfo>,
     /// The agent's counters by the contract's names.
     pub counters: Option<serde_json::Map<String, serde_json::Value>>,
 }
@@ -83,9 +86,21 @@ pub fn list_entry(
         header_error: None,
         ip: agent.netdev.as_deref().and_then(|d| agents::neighbour(paths, d)).map(|a| a.to_string()),
         uptime_s: None,
+        boot: None,
         counters: None,
     };
-    let from_bar = agent.shared_resource().and_then(|p| Region::open(&p)).and_then(|region| {
+    let region = agent.shared_resource().and_then(|p| Region::open(&p));
+    if let Ok(region) = &region {
+        // The boot block is fixed and valid without a header (a boot stage in recovery has none).
+        if let (Ok(b), Ok(state)) = (boot::read(region), boot::agent_state(region)) {
+            entry.uptime_s = Some(u64::from(b.uptime_s));
+            if state == crate::update::STATE_RECOVERY {
+                entry.agent_state = Some("recovery".into());
+            }
+            entry.boot = Some(b);
+        }
+    }
+    let from_bar = region.and_then(|region| {
         let h = region::read_header(&region)?;
         let c = region::read_counters(&region, &h)?;
         Ok((h, c))
@@ -159,7 +174,12 @@ mod tests {
         assert_eq!((h.firmware_version.as_str(), h.agent_state.as_str()), ("1.2.3", "running"));
         assert_eq!((h.agent_generation, h.ring_entries, h.mac.as_str()), (4, 256, "06:83:49:00:00:07"));
         assert_eq!(e.ip.as_deref(), Some("10.83.49.2"));
-        assert_eq!(e.uptime_s, None);
+        assert_eq!(e.uptime_s, Some(42));
+        let b = e.boot.as_ref().unwrap();
+        assert_eq!(
+            (b.source.as_str(), b.slot.as_str(), b.confirmed, b.version.as_deref()),
+            ("flash", "B", true, Some("1.2.3"))
+        );
         let c = e.counters.as_ref().unwrap();
         assert_eq!((c["tx_frames"].as_u64(), c["rx_frames"].as_u64()), (Some(111), Some(222)));
         // bad_descriptors 3 + rx_dma_errors 2; doorbells are not errors.

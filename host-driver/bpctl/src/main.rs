@@ -12,6 +12,8 @@ use bpctl::logs::{self, Decoder, Framer, Line, RingSource};
 use bpctl::region::{self, Region};
 use bpctl::table::{render, Align};
 use bpctl::{bench, ethtool, Error};
+
+mod ops;
 use bpnet_contract::shared;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -41,12 +43,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Every agent: PCI address, netdev, link, agent state, firmware version, IP, uptime, counters
+    /// Every agent: PCI address, netdev, link, agent state, firmware, boot source, version, IP, uptime, counters
     #[command(long_about = "Every agent: PCI address, netdev, carrier, the agent's state and firmware version \
-from its BAR header, its IPv4 address as the host's neighbour table knows it (`-` when it has none: \
-the agent's address plan is not visible to the host), uptime, and the agent's frame and error counters \
-(from its BAR; ERRORS sums its DMA errors and refused descriptors, indexes and host configurations). \
-UPTIME is `-`: the firmware does not publish its uptime in the shared region. When the kernel refuses to \
+from its BAR header; from its boot block how it started (BOOT: direct, flash/A, flash/B, netboot, recovery), \
+whether it runs on trial and has confirmed, the running image's VERSION and its UPTIME in seconds; its IPv4 \
+address as the host's neighbour table knows it (`-` when it has none: the agent's address plan is not \
+visible to the host), and the agent's frame and error counters (from its BAR; ERRORS sums its DMA errors \
+and refused descriptors, indexes and host configurations). --json adds both flash slots and the recovery \
+area. An agent in recovery shows STATE recovery. When the kernel refuses to \
 map an agent's BAR (CONFIG_IO_STRICT_DEVMEM while bpnet.ko holds it; boot with iomem=relaxed), the \
 firmware version and counters come from the module (ethtool -i / -S) and STATE is `-`.")]
     List,
@@ -90,15 +94,82 @@ plus interrupts over its frames both ways during the run (ethtool -S before and 
         #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
-    /// Write a firmware image to agents' NOR flash (not supported by this firmware yet)
+    /// Write a signed image into agents' inactive flash slot (in parallel), reset them, and wait for
+    /// each to come back on the new version, confirmed
+    #[command(after_help = "Each agent receives the image over its control service (TCP port 5020, through \
+its netdev), verifies it (nothing is erased for a bad image), writes its inactive slot, reads it back and \
+marks it on trial. Then bpctl sends RESET and waits until the agent runs the image's version from that \
+slot and has confirmed it (the firmware confirms once the host's link is up: keep the netdevs up). \
+One progress bar per agent; a summary table at the end.\n\n\
+Exit status: 0 every agent done; 1 an agent refused the image, failed, or did not come back in time; \
+2 bad arguments (an unknown agent, a file that is not a bpnet image).")]
     Flash {
+        /// The agents (bp0 bp1, 0 1, all), then the image
         #[arg(required = true, num_args = 2.., value_names = ["AGENT", "IMAGE"])]
         args: Vec<String>,
+        /// Write the slot only: the new image starts at the agent's next reset
+        #[arg(long)]
+        no_reset: bool,
+        #[command(flatten)]
+        net: NetArgs,
     },
-    /// Netboot an agent with an image (not supported by this firmware yet)
-    Boot { agent: String, image: PathBuf },
-    /// Reset an agent (not supported by this firmware yet)
-    Reset { agent: String },
+    /// Start an image on an agent without flashing it: netboot (TFTP), or --via-bar through the BAR
+    #[command(after_help = "Netboot (default): the image is copied under the TFTP root (--tftp-root, default \
+/srv/tftp; a TFTP server such as tftpd-hpa must serve it), and the agent is asked over its control service \
+to fetch it from the host's IPv4 address on its link, verify and start it. bpctl waits for it to run the \
+image's version with boot source netboot.\n\n\
+--via-bar needs no network: bpctl asks the agent to enter recovery (bpnet_control \"recover\"), waits for \
+agent state RECOVERY, writes the image into its recovery area (bpnet_recovery), asks it to boot it \
+(\"boot <len>\") and waits for it to run the image's version with boot source recovery. A refused image \
+is reported with the agent's reason.\n\n\
+Exit status: 0 the agent runs the image; 1 it refused, failed or did not come back in time; 2 bad arguments.")]
+    Boot {
+        /// The agent (bp0, 0000:00:10.0, 0)
+        agent: String,
+        /// The signed image
+        image: PathBuf,
+        /// Through the BAR (recovery), not the network
+        #[arg(long)]
+        via_bar: bool,
+        /// Where the TFTP server serves files from
+        #[arg(long, value_name = "DIR", default_value = "/srv/tftp", conflicts_with = "via_bar")]
+        tftp_root: PathBuf,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Reset an agent: over its control service, or through the BAR (--hard, or when it has no network)
+    #[command(after_help = "Without --hard bpctl sends RESET to the agent's control service; when the agent \
+cannot be reached over its network (no netdev, no address, no connection) or with --hard, it writes \
+\"reset\" to the module's bpnet_control, which the agent's firmware or boot stage acts on through the BAR. \
+Then it waits until the agent has restarted and is ready again (--no-wait: it does not).\n\n\
+Exit status: 0 reset (and back); 1 the reset failed or the agent did not come back in time; 2 bad arguments.")]
+    Reset {
+        /// The agent (bp0, 0000:00:10.0, 0)
+        agent: String,
+        /// Through the BAR (bpnet_control), not the network
+        #[arg(long)]
+        hard: bool,
+        /// Return once the request is sent
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+}
+
+/// How an agent is reached and how long to wait for it.
+#[derive(clap::Args, Clone, Copy)]
+struct NetArgs {
+    /// The agents' IPv4 address when the neighbour table has none (connections are bound to each
+    /// agent's netdev, so one address serves every agent)
+    #[arg(long)]
+    addr: Option<Ipv4Addr>,
+    /// Seconds a transfer, a flash write or a fetch may take
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    timeout: u64,
+    /// Seconds an agent may take to come back after a reset or boot
+    #[arg(long, default_value_t = 180, value_name = "SECONDS")]
+    boot_timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -112,12 +183,24 @@ fn main() -> ExitCode {
         Command::Bench { agents, bytes, addr, timeout } => {
             bench(&Paths::system(), &agents, bytes, addr, Duration::from_secs(timeout), json)
         }
-        Command::Flash { .. } => Err(unsupported("flash", "a firmware update service (NOR flash writes)")),
-        Command::Boot { .. } => Err(unsupported("boot", "a netboot (TFTP) service")),
-        Command::Reset { .. } => Err(unsupported("reset", "a reset request in the shared region")),
+        Command::Flash { args, no_reset, net } => ops::flash(&Paths::system(), &args, no_reset, net.into(), json),
+        Command::Boot { agent, image, via_bar: false, tftp_root, net } => {
+            ops::netboot(&Paths::system(), &agent, &image, &tftp_root, net.into(), json)
+        }
+        Command::Boot { agent, image, via_bar: true, net, .. } => {
+            ops::boot_via_bar(&Paths::system(), &agent, &image, net.into(), json)
+        }
+        Command::Reset { agent, hard, no_wait, net } => {
+            ops::reset(&Paths::system(), &agent, hard, !no_wait, net.into(), json)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Already in the output (a summary with each agent's outcome): only the exit status.
+        Err(Error::Reported(e)) => {
+            eprintln!("bpctl: {e}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             if json {
                 emit(&json!({ "error": e.to_string() }).to_string());
@@ -128,21 +211,25 @@ fn main() -> ExitCode {
     }
 }
 
-fn unsupported(command: &str, needs: &str) -> Error {
-    Error::Unsupported(format!(
-        "{command}: not supported by this firmware yet: it needs {needs}, which the agent firmware does not have"
-    ))
+impl From<NetArgs> for ops::Limits {
+    fn from(n: NetArgs) -> Self {
+        ops::Limits {
+            addr: n.addr,
+            transfer: Duration::from_secs(n.timeout.max(1)),
+            come_back: Duration::from_secs(n.boot_timeout.max(1)),
+        }
+    }
 }
 
 /// One line on stdout; a closed pipe (`bpctl logs -f | head`) ends the program quietly.
-fn emit(text: &str) {
+pub(crate) fn emit(text: &str) {
     let mut out = std::io::stdout().lock();
     if writeln!(out, "{text}").and_then(|_| out.flush()).is_err() {
         std::process::exit(0);
     }
 }
 
-fn discover(paths: &Paths) -> Result<Vec<Agent>, Error> {
+pub(crate) fn discover(paths: &Paths) -> Result<Vec<Agent>, Error> {
     let found = agents::discover(paths)?;
     if found.is_empty() {
         return Err(Error::NoAgents);
@@ -181,6 +268,10 @@ fn list(paths: &Paths, json: bool) -> Result<(), Error> {
                 }),
                 e.agent_state.clone().unwrap_or_else(dash),
                 e.firmware_version.clone().unwrap_or_else(dash),
+                e.boot.as_ref().map_or_else(dash, |b| b.summary()),
+                e.boot.as_ref().map_or_else(dash, |b| yes_no(b.trial)),
+                e.boot.as_ref().map_or_else(dash, |b| yes_no(b.confirmed)),
+                e.boot.as_ref().and_then(|b| b.version.clone()).unwrap_or_else(dash),
                 e.ip.clone().unwrap_or_else(dash),
                 e.uptime_s.map_or_else(dash, |s| s.to_string()),
                 counter("tx_frames"),
@@ -196,6 +287,10 @@ fn list(paths: &Paths, json: bool) -> Result<(), Error> {
         ("LINK", Align::Left),
         ("STATE", Align::Left),
         ("FIRMWARE", Align::Left),
+        ("BOOT", Align::Left),
+        ("TRIAL", Align::Left),
+        ("CONFIRMED", Align::Left),
+        ("VERSION", Align::Left),
         ("IP", Align::Left),
         ("UPTIME", Align::Right),
         ("TX-FRAMES", Align::Right),
@@ -216,7 +311,11 @@ fn list(paths: &Paths, json: bool) -> Result<(), Error> {
     Ok(())
 }
 
-fn one_agent<'a>(found: &'a [Agent], name: &str) -> Result<&'a Agent, Error> {
+pub(crate) fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_string()
+}
+
+pub(crate) fn one_agent<'a>(found: &'a [Agent], name: &str) -> Result<&'a Agent, Error> {
     let chosen = agents::select(found, &[name.to_string()])?;
     match chosen.as_slice() {
         [one] => Ok(one),

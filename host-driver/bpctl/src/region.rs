@@ -137,6 +137,7 @@ pub fn state_text(state: Result<AgentState, bpnet_contract::Error>) -> String {
         Ok(AgentState::Ready) => "ready".to_string(),
         Ok(AgentState::Running) => "running".to_string(),
         Ok(AgentState::Broken) => "broken".to_string(),
+        Ok(AgentState::Recovery) => "recovery".to_string(),
         Err(bpnet_contract::Error::BadState(s)) => format!("undefined {s}"),
         Err(e) => e.to_string(),
     }
@@ -185,7 +186,10 @@ mod tests {
         host.add_device("0000:00:10.0", (0x1af4, 0x1110), Some("bpnet"), Some("bp0"));
         let path = host.write_bar("0000:00:10.0", 2, &fake::region(&[]));
         let region = Region::open(&path).unwrap();
-        assert_eq!(region.read_vec(0, 8).unwrap(), [b'B', b'P', b'N', b'T', 1, 0, 0, 0]);
+        assert_eq!(
+            region.read_vec(0, 8).unwrap(),
+            [b'B', b'P', b'N', b'T', 1, 0, bpnet_contract::bar::VERSION_MINOR as u8, 0]
+        );
         assert!(region.read_vec(2, 4).is_err());
         assert!(region.read_vec(0, 6).is_err());
         assert!(region.read_vec(shared::LEN - 4, 8).is_err());
@@ -218,7 +222,10 @@ mod tests {
         assert_eq!(agents[0].shared_resource().unwrap(), file);
         let region = Region::open(&file).unwrap();
         assert!(matches!(region.backing, Backing::File(_)));
-        assert_eq!(region.read_vec(0, 8).unwrap(), [b'B', b'P', b'N', b'T', 1, 0, 0, 0]);
+        assert_eq!(
+            region.read_vec(0, 8).unwrap(),
+            [b'B', b'P', b'N', b'T', 1, 0, bpnet_contract::bar::VERSION_MINOR as u8, 0]
+        );
         assert!(region.read_vec(shared::LEN - 4, 8).is_err());
     }
 

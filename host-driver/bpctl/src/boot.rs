@@ -1,0 +1,223 @@
+//! The boot block (shared offset `shared::BOOT_OFFSET`, 64 bytes): what the agent says about how it
+//! started (source, slot, trial, confirmed), its uptime and version, its flash slots and, in recovery,
+//! where the host writes an image and why the last one was refused. Agent-written: every value is
+//! checked and an undefined one is shown as such, never trusted.
+
+use bpnet_contract::bar::{self, boot_flags, boot_source, BootBlock, BootStage, BOOT_BLOCK_LEN, BOOT_SLOT_NONE};
+use bpnet_contract::control::Source;
+use bpnet_contract::shared;
+use serde::Serialize;
+
+use crate::region::{self, Region};
+use crate::Error;
+
+/// The boot block as bpctl shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BootInfo {
+    /// direct, flash, netboot, recovery (or `undefined N`).
+    pub source: String,
+    /// A, B, or `none`.
+    pub slot: String,
+    pub trial: bool,
+    pub confirmed: bool,
+    /// firmware, choosing, recovery-waiting, recovery-verifying, recovery-refused, starting.
+    pub stage: String,
+    pub uptime_s: u32,
+    /// `major.minor.patch` of the running program, `None` when the agent does not know (0).
+    pub version: Option<String>,
+    pub recovery_offset: u32,
+    pub recovery_capacity: u32,
+    /// Why the last recovery image was refused, `None` when none was.
+    pub recovery_error: Option<String>,
+    pub slot_a: SlotInfo,
+    pub slot_b: SlotInfo,
+    pub request_seq: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlotInfo {
+    /// empty, written, confirmed, rejected, unknown (or `undefined N`).
+    pub state: String,
+    pub version: Option<String>,
+}
+
+impl BootInfo {
+    /// `flash/B`, `netboot`: the source and the slot, the way `list` prints them.
+    pub fn summary(&self) -> String {
+        if self.slot == "none" {
+            self.source.clone()
+        } else {
+            format!("{}/{}", self.source, self.slot)
+        }
+    }
+}
+
+fn version(v: u32) -> Option<String> {
+    (v != 0).then(|| region::firmware_version_text(v))
+}
+
+pub fn source_text(b: u8) -> String {
+    let source = match b {
+        boot_source::DIRECT => Source::Direct,
+        boot_source::FLASH => Source::Flash,
+        boot_source::NETBOOT => Source::Netboot,
+        boot_source::RECOVERY => Source::Recovery,
+        other => return format!("undefined {other}"),
+    };
+    source.as_str().to_string()
+}
+
+fn slot_text(b: u8) -> String {
+    match b {
+        0 => "A".into(),
+        1 => "B".into(),
+        BOOT_SLOT_NONE => "none".into(),
+        other => format!("undefined {other}"),
+    }
+}
+
+pub fn stage_text(b: u8) -> String {
+    match BootStage::try_from(b) {
+        Ok(BootStage::Firmware) => "firmware".into(),
+        Ok(BootStage::Choosing) => "choosing".into(),
+        Ok(BootStage::RecoveryWaiting) => "recovery-waiting".into(),
+        Ok(BootStage::RecoveryVerifying) => "recovery-verifying".into(),
+        Ok(BootStage::RecoveryRefused) => "recovery-refused".into(),
+        Ok(BootStage::Starting) => "starting".into(),
+        Err(_) => format!("undefined {b}"),
+    }
+}
+
+fn slot_state_text(b: u8) -> String {
+    match b {
+        0 => "empty".into(),
+        1 => "written".into(),
+        2 => "confirmed".into(),
+        3 => "rejected".into(),
+        bar::SLOT_STATE_UNKNOWN => "unknown".into(),
+        other => format!("undefined {other}"),
+    }
+}
+
+/// recovery_error: `bpnet_image::Error`'s discriminant + 1, or 0x100 for a length over the area.
+pub fn recovery_error_text(code: u32) -> Option<String> {
+    const IMAGE_ERRORS: &[&str] = &[
+        "truncated (shorter than an image header)",
+        "bad magic: not a bpnet image",
+        "unknown image format version",
+        "bad header length",
+        "bad image version",
+        "undefined flag bits",
+        "empty payload",
+        "misaligned load or entry address",
+        "entry point outside the payload",
+        "image length does not match its header",
+        "payload outside the allowed RAM",
+        "signed with a key the agent does not trust",
+        "bad signature",
+        "payload hash does not match the signed header",
+        "bad public key",
+        "payload too long",
+    ];
+    match code {
+        0 => None,
+        bar::RECOVERY_ERROR_LENGTH => Some("longer than the recovery area".into()),
+        n => Some(IMAGE_ERRORS.get(n as usize - 1).map_or_else(|| format!("undefined error {n}"), |s| s.to_string())),
+    }
+}
+
+/// The boot block from its 64 bytes.
+pub fn parse(bytes: &[u8]) -> Result<BootInfo, Error> {
+    let b = BootBlock::new_checked(bytes).map_err(|e| Error::Agent(format!("boot block: {e}")))?;
+    let flags = b.boot_flags();
+    Ok(BootInfo {
+        source: source_text(b.boot_source()),
+        slot: slot_text(b.boot_slot()),
+        trial: flags & boot_flags::TRIAL != 0,
+        confirmed: flags & boot_flags::CONFIRMED != 0,
+        stage: stage_text(bytes[3]),
+        uptime_s: b.uptime_s(),
+        version: version(b.image_version()),
+        recovery_offset: b.recovery_offset(),
+        recovery_capacity: b.recovery_capacity(),
+        recovery_error: recovery_error_text(b.recovery_error()),
+        slot_a: SlotInfo { state: slot_state_text(b.slot_state(0)), version: version(b.slot_version(0)) },
+        slot_b: SlotInfo { state: slot_state_text(b.slot_state(1)), version: version(b.slot_version(1)) },
+        request_seq: b.request_seq(),
+    })
+}
+
+/// The boot block read from the shared region.
+pub fn read(region: &Region) -> Result<BootInfo, Error> {
+    parse(&region.read_vec(shared::BOOT_OFFSET, BOOT_BLOCK_LEN)?)
+}
+
+/// The header's raw agent_state byte: valid even when the rest of the header is not (a boot stage in
+/// recovery).
+pub fn agent_state(region: &Region) -> Result<u8, Error> {
+    let word = region.read_vec(0x2c, 4)?;
+    Ok(word[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A boot block as the agent writes it.
+    pub fn block(source: u8, slot: u8, flags: u8, stage: u8, version: u32) -> Vec<u8> {
+        let mut b = vec![0u8; BOOT_BLOCK_LEN];
+        b[0] = source;
+        b[1] = slot;
+        b[2] = flags;
+        b[3] = stage;
+        b[4..8].copy_from_slice(&42u32.to_le_bytes());
+        b[8..12].copy_from_slice(&version.to_le_bytes());
+        b[0x0c..0x10].copy_from_slice(&0x3_0000u32.to_le_bytes());
+        b[0x10..0x14].copy_from_slice(&0xd_0000u32.to_le_bytes());
+        b[0x18..0x1c].copy_from_slice(&0x0001_0203u32.to_le_bytes());
+        b[0x1c..0x20].copy_from_slice(&version.to_le_bytes());
+        b[0x20] = 2;
+        b[0x21] = 1;
+        b[0x38..0x3c].copy_from_slice(&7u32.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn a_trial_boot_from_slot_b() {
+        let info = parse(&block(1, 1, boot_flags::TRIAL, 0, 0x0001_0204)).unwrap();
+        assert_eq!((info.source.as_str(), info.slot.as_str(), info.trial, info.confirmed), ("flash", "B", true, false));
+        assert_eq!((info.stage.as_str(), info.uptime_s, info.version.as_deref()), ("firmware", 42, Some("1.2.4")));
+        assert_eq!((info.recovery_offset, info.recovery_capacity, info.request_seq), (0x3_0000, 0xd_0000, 7));
+        assert_eq!(info.slot_a, SlotInfo { state: "confirmed".into(), version: Some("1.2.3".into()) });
+        assert_eq!(info.slot_b.state, "written");
+        assert_eq!(info.recovery_error, None);
+        assert_eq!(info.summary(), "flash/B");
+        let confirmed = parse(&block(1, 1, boot_flags::TRIAL | boot_flags::CONFIRMED, 0, 1)).unwrap();
+        assert!(confirmed.confirmed && confirmed.trial);
+        assert_eq!(parse(&block(2, 0xff, 0, 0, 0)).unwrap().summary(), "netboot");
+    }
+
+    #[test]
+    fn undefined_values_are_named_not_trusted() {
+        let mut b = block(9, 7, 0, 200, 0);
+        b[0x20] = 0x42;
+        b[0x14..0x18].copy_from_slice(&0xffff_ffffu32.to_le_bytes());
+        let info = parse(&b).unwrap();
+        assert_eq!(
+            (info.source.as_str(), info.slot.as_str(), info.stage.as_str(), info.slot_a.state.as_str()),
+            ("undefined 9", "undefined 7", "undefined 200", "undefined 66")
+        );
+        assert_eq!(info.version, None);
+        assert_eq!(info.recovery_error.as_deref(), Some("undefined error 4294967295"));
+        assert!(parse(&b[..63]).is_err());
+    }
+
+    #[test]
+    fn recovery_errors_are_named() {
+        assert_eq!(recovery_error_text(0), None);
+        assert_eq!(recovery_error_text(13).as_deref(), Some("bad signature"));
+        assert_eq!(recovery_error_text(2).as_deref(), Some("bad magic: not a bpnet image"));
+        assert_eq!(recovery_error_text(0x100).as_deref(), Some("longer than the recovery area"));
+        assert_eq!(recovery_error_text(99).as_deref(), Some("undefined error 99"));
+    }
+}
