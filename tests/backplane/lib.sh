@@ -142,7 +142,7 @@ netdevs_appear() {
         fi
         sleep 0.1
     done
-    echo "only $n of $agents netdevs after 10 s"
+    echo "only $n of $agents netdevs after 10 s: $(ls /sys/class/net | tr '\n' ' ')"
     return 1
 }
 
@@ -176,4 +176,23 @@ fails_with() {
     [ $rc = "$want" ] || { echo "exit $rc, expected $want: $text"; return 1; }
     echo "$text" | grep -q -- "$pattern" || { echo "no '$pattern' in: $text"; return 1; }
     echo "exit $rc: $text"
+}
+
+# Start tftpd-hpa's in.tftpd serving $tftp_root on port 69 (pid in /tmp/tftpd.pid) and check it runs.
+tftp_server() {
+    # The probe below fetches over the loopback interface.
+    ip link set lo up
+    /usr/sbin/in.tftpd -L -s $tftp_root -a 0.0.0.0:69 -u root > /tmp/tftpd.log 2>&1 &
+    echo $! > /tmp/tftpd.pid
+    sleep 0.5
+    kill -0 "$(cat /tmp/tftpd.pid)" 2>/dev/null || { echo "in.tftpd exited: $(cat /tmp/tftpd.log)"; return 1; }
+    # A fetch through the server, when busybox has a TFTP client.
+    if busybox tftp --help > /dev/null 2>&1 || busybox --list | grep -qx tftp; then
+        echo probe > $tftp_root/probe.txt
+        busybox tftp -g -r probe.txt -l /tmp/probe.txt 127.0.0.1 || { echo "a local TFTP fetch failed"; return 1; }
+        cmp -s $tftp_root/probe.txt /tmp/probe.txt || { echo "the local TFTP fetch differs"; return 1; }
+        echo "in.tftpd serves $tftp_root (pid $(cat /tmp/tftpd.pid)); a local fetch matches"
+    else
+        echo "in.tftpd running (pid $(cat /tmp/tftpd.pid)) on $tftp_root"
+    fi
 }

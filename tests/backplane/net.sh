@@ -8,20 +8,6 @@
 host_addr=10.83.49.1/24
 last=$((agents - 1))
 
-netdevs_appear() {
-    for _ in $(seq 100); do
-        n=0
-        for i in $(seq 0 $last); do [ -e /sys/class/net/bp$i ] && n=$((n + 1)); done
-        if [ "$n" = "$agents" ]; then
-            echo "bp0..bp$last present"
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "only $n of $agents netdevs after 10 s: $(ls /sys/class/net | tr '\n' ' ')"
-    return 1
-}
-
 configure() {
     for i in $(seq 0 $last); do
         ip addr flush dev bp$i 2>/dev/null

@@ -48,6 +48,11 @@ struct Suite {
     /// The agents run the boot stage from their flash file, slot A provisioned with the signed
     /// firmware image (as a board fresh from production), instead of the firmware ELF loaded directly.
     boot_stage: bool,
+    /// Show the guest's `SAY` lines and each check as they come (the demo), not only the report.
+    live: bool,
+    /// Each agent's flash holds a board identity record (serial 1001 + n, slot n), so agent n takes
+    /// 10.83.n.2 and MACs of its own, as boards in a chassis do; otherwise every agent is 10.83.49.2.
+    identities: bool,
 }
 
 fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
@@ -59,6 +64,8 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
         bytes: 0,
         timeout: Duration::from_secs(120),
         boot_stage: false,
+        live: false,
+        identities: false,
     };
     let net = |n: u32| Suite {
         name: format!("net-{n}"),
@@ -68,6 +75,8 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
         bytes: bytes.unwrap_or(ECHO_BYTES),
         timeout: Duration::from_secs(420),
         boot_stage: false,
+        live: false,
+        identities: false,
     };
     // Agent 0 runs the hostile image, agent 1 the normal one (see agent_firmware).
     let hostile = Suite {
@@ -78,6 +87,8 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
         bytes: 300 << 10,
         timeout: Duration::from_secs(600),
         boot_stage: false,
+        live: false,
+        identities: false,
     };
     // bpctl (tests/backplane/bpctl.sh) against two agents.
     let bpctl = Suite {
@@ -88,6 +99,8 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
         bytes: 2 << 20,
         timeout: Duration::from_secs(420),
         boot_stage: false,
+        live: false,
+        identities: false,
     };
     // Flashing, netbooting, recovery and reset (tests/backplane/update.sh), two agents in boot-stage
     // mode; the guest serves TFTP.
@@ -99,6 +112,8 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
         bytes: 0,
         timeout: Duration::from_secs(1200),
         boot_stage: true,
+        live: false,
+        identities: false,
     };
     match agents {
         Some(n) => vec![infra(n), net(n), hostile, bpctl, update],
@@ -189,6 +204,38 @@ fn run_suites(chosen: &[Suite]) -> Result<ExitCode> {
     }
 }
 
+// ---- the demo ----
+
+/// `cargo xtask demo`: four agents started by the boot stage from their flash, the guest shows them with
+/// `bpctl list`, pings each, netboots one, flashes one with progress, shows its log and a summary
+/// (tests/backplane/demo.sh), printed as it happens. Every step is also a check: the demo fails if one
+/// does.
+pub fn demo() -> Result<ExitCode> {
+    let suite = Suite {
+        name: "demo-4".into(),
+        guest: "demo",
+        agents: 4,
+        needs_module: true,
+        bytes: 0,
+        timeout: Duration::from_secs(900),
+        boot_stage: true,
+        live: true,
+        identities: true,
+    };
+    let tools = prepare(true, true)?;
+    eprintln!(
+        "xtask: demo: starting the guest and {} agents (the guest boots in about a minute under TCG)",
+        suite.agents
+    );
+    let report = run_suite(&tools, &suite)?;
+    report.print();
+    if report.passed() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Error::Failed(format!("the demo failed; artefacts in {}", report.dir.display())))
+    }
+}
+
 // ---- the bench suite ----
 
 /// Bytes the bench suite moves each way, per configuration: long enough that connection set-up and the
@@ -206,6 +253,8 @@ pub fn bench() -> Result<Vec<(String, f64)>> {
         bytes: BENCH_BYTES,
         timeout: Duration::from_secs(600),
         boot_stage: false,
+        live: false,
+        identities: false,
     };
     let tools = prepare(true, false)?;
     eprintln!("xtask: backplane: {} ({} agent(s))", suite.name, suite.agents);
@@ -659,6 +708,9 @@ fn run_suite(tools: &Tools, suite: &Suite) -> Result<Report> {
             let boot = tools.boot.as_ref().ok_or_else(|| Error::Failed("the boot stage was not built".into()))?;
             emulator.arg("--boot").arg(&boot.elf).arg("--provision-slot").arg(format!("A={}", boot.image.display()));
         }
+        if suite.identities {
+            emulator.args(["--provision-identity", &(1001 + n).to_string()]);
+        }
         let child = emulator
             .arg("--firmware")
             .arg(agent_firmware(tools, suite, n)?)
@@ -728,6 +780,9 @@ fn run_suite(tools: &Tools, suite: &Suite) -> Result<Report> {
     let mut qemu_status = None;
     while !ended {
         for line in reader.new_lines(&results) {
+            if suite.live {
+                show_live(&line);
+            }
             match parse_line(&line) {
                 Some(Line::Result(c)) => checks.push(c),
                 Some(Line::Expect(e)) => expects.push(e),
@@ -904,7 +959,23 @@ enum Line {
     Malformed(String),
 }
 
-/// One line of the results channel; `None` for lines that are not for the harness (BEGIN, noise).
+/// A results-channel line as the demo shows it: the guest's `SAY` text as it is, each check as a tick
+/// or a cross; nothing else.
+fn show_live(line: &str) {
+    if let Some(text) = line.strip_prefix("SAY ") {
+        println!("{text}");
+    } else if line == "SAY" {
+        println!();
+    } else if let Some(Line::Result(c)) = parse_line(line) {
+        if c.pass {
+            println!("  ✓ {}", c.name);
+        } else {
+            println!("  ✗ {}: {}", c.name, c.detail);
+        }
+    }
+}
+
+/// One line of the results channel; `None` for lines that are not for the harness (BEGIN, SAY, noise).
 fn parse_line(line: &str) -> Option<Line> {
     let mut words = line.split_whitespace();
     let bad = || Some(Line::Malformed(line.to_string()));

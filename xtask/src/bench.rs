@@ -3,7 +3,7 @@
 //! as such: the emulator's own speed on this machine, and the virtual backplane's (Linux under QEMU with
 //! the real kernel module, firmware and emulator).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 
 use crate::emu::Summary;
@@ -43,7 +43,23 @@ const NETBENCH_KEYS: &[&str] = &[
     "host_copied_bytes",
 ];
 
-/// What one `bpnet-netbench --json` run printed.
+/// Keys `bpnet-netbench --json --image-key` must also print: the control service's figures.
+const CONTROL_KEYS: &[&str] = &["netboot_4mib_s", "netboot_bus_fraction", "flash_update_1mib_s"];
+
+/// Keys `bpnet-powercut --json` prints.
+const POWERCUT_KEYS: &[&str] = &["powercut_points_tested", "powercut_points_survived"];
+
+/// Run `bpnet-powercut --json` (built next to the emulator): a power cut at every flash step of an
+/// update through the real boot stage and firmware. Its counts are the figures; a cut that did not end
+/// with a verified image started fails the run, and the benchmark with it.
+fn powercut(emulator: &Path, release: &Path, boot: &Path) -> Result<Netbench> {
+    let mut cmd = Command::new(emulator.with_file_name("bpnet-powercut"));
+    cmd.arg("--boot").arg(boot).arg("--firmware").arg(release).arg("--image").arg(firmware::image(release));
+    cmd.arg("--key").arg(firmware::secret_key()?).arg("--json");
+    run_figures(cmd, POWERCUT_KEYS)
+}
+
+/// What one `bpnet-netbench --json` (or `bpnet-powercut --json`) run printed.
 pub struct Netbench {
     /// Its human lines (everything before the JSON object).
     pub lines: Vec<String>,
@@ -54,20 +70,27 @@ pub struct Netbench {
 /// Run `bpnet-netbench --json` (built next to the emulator by [`crate::emu::build`]) on the release and
 /// ring-bench firmware. Fails if it fails (a run that stalls or a transfer that arrives corrupted is an
 /// error there), or if its JSON is not a flat object of numbers with at least [`NETBENCH_KEYS`].
-pub fn netbench(emulator: &Path, release: &Path, ring: &Path) -> Result<Netbench> {
-    let binary: PathBuf = emulator.with_file_name("bpnet-netbench");
-    let out = Command::new(&binary)
-        .arg("--firmware")
-        .arg(release)
-        .arg("--ring-firmware")
-        .arg(ring)
-        .arg("--json")
-        .output()
-        .map_err(|e| Error::Io(format!("starting {}", binary.display()), e))?;
+/// With `image_key` (the secret key the firmware trusts) it also runs the control service's figures
+/// (NETBOOT of 4 MiB, FLASH of 1 MiB; [`CONTROL_KEYS`]).
+pub fn netbench(emulator: &Path, release: &Path, ring: &Path, image_key: Option<&Path>) -> Result<Netbench> {
+    let mut cmd = Command::new(emulator.with_file_name("bpnet-netbench"));
+    cmd.arg("--firmware").arg(release).arg("--ring-firmware").arg(ring).arg("--json");
+    let mut keys = NETBENCH_KEYS.to_vec();
+    if let Some(key) = image_key {
+        cmd.arg("--image-key").arg(key);
+        keys.extend_from_slice(CONTROL_KEYS);
+    }
+    run_figures(cmd, &keys)
+}
+
+/// Run a figures tool: it must succeed and end with a flat JSON object of numbers holding `keys`.
+fn run_figures(mut cmd: Command, keys: &[&str]) -> Result<Netbench> {
+    let name = Path::new(cmd.get_program()).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let out = cmd.output().map_err(|e| Error::Io(format!("starting {}", cmd.get_program().to_string_lossy()), e))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(Error::Failed(format!(
-            "bpnet-netbench failed ({}):\n{}{}",
+            "{name} failed ({}):\n{}{}",
             out.status,
             stdout,
             String::from_utf8_lossy(&out.stderr)
@@ -76,9 +99,9 @@ pub fn netbench(emulator: &Path, release: &Path, ring: &Path) -> Result<Netbench
     let mut lines: Vec<String> = stdout.lines().map(str::to_string).filter(|l| !l.trim().is_empty()).collect();
     let last = lines.pop().unwrap_or_default();
     let fields = parse_flat_numbers(&last)
-        .ok_or_else(|| Error::Failed(format!("bpnet-netbench: last line is not a JSON object of numbers: `{last}`")))?;
-    if let Some(missing) = NETBENCH_KEYS.iter().find(|k| !fields.iter().any(|(f, _)| f == *k)) {
-        return Err(Error::Failed(format!("bpnet-netbench printed no `{missing}`: `{last}`")));
+        .ok_or_else(|| Error::Failed(format!("{name}: last line is not a JSON object of numbers: `{last}`")))?;
+    if let Some(missing) = keys.iter().find(|k| !fields.iter().any(|(f, _)| f == *k)) {
+        return Err(Error::Failed(format!("{name} printed no `{missing}`: `{last}`")));
     }
     Ok(Netbench { lines, fields })
 }
@@ -143,7 +166,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     }
     let boot = crate::emu::run_for_summary(&emulator, &release, &[])?;
     let st = crate::emu::run_for_summary(&emulator, &firmware::build(Variant::SelfTest)?, &["--echo-host"])?;
-    let net = netbench(&emulator, &release, &firmware::build(Variant::RingBench)?)?;
+    let net = netbench(&emulator, &release, &firmware::build(Variant::RingBench)?, Some(&firmware::secret_key()?))?;
+    let cuts = powercut(&emulator, &release, &firmware::build(Variant::BootStage)?)?;
     let rig = Rig { figures: crate::backplane::bench()? };
     let gain = rig.suppression_gain()?;
 
@@ -188,9 +212,13 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         cpu.instructions,
         cpu.wall_ns as f64 / 1e9
     );
-    // bpnet-netbench's own lines, indented under ours; its first line is its heading.
+    // bpnet-netbench's and bpnet-powercut's own lines, indented under ours.
     for line in &net.lines {
         println!("  {line}");
+    }
+    println!("  power cuts during a firmware update (bpnet-powercut: boot stage + firmware, every flash step)");
+    for line in &cuts.lines {
+        println!("    {line}");
     }
     println!("virtual backplane (wall clock on this machine: Linux in QEMU under TCG, bpnet.ko, the firmware on");
     println!("  the emulator paced to real time; not virtual time, and slower than the hardware; the emulator's");
@@ -222,7 +250,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             fields.push(format!("\"dma_bus_fraction_{size}\":{write:.4}"));
             fields.push(format!("\"dma_bus_fraction_{size}_read\":{read:.4}"));
         }
-        for (key, value) in &net.fields {
+        for (key, value) in net.fields.iter().chain(&cuts.fields) {
             fields.push(format!("\"{key}\":{value}"));
         }
         for (key, value) in &rig.figures {

@@ -6,8 +6,8 @@ use std::process::{Command, ExitCode};
 use crate::firmware::{self, Variant};
 use crate::util::{self, Error, Result};
 
-/// Build the emulator and its companion binaries (`bpnet-netbench`, `bpnet-emu-fuzz`) and return the
-/// emulator's path. The dev profile: the workspace builds the emulator and every dependency at
+/// Build the emulator and its companion binaries (`bpnet-netbench`, `bpnet-powercut`, `bpnet-emu-fuzz`)
+/// and return the emulator's path. The dev profile: the workspace builds the emulator and every dependency at
 /// opt-level 2 there (as fast as release, measured), and the host tests already built it, so Unicorn
 /// is compiled once, not once per profile.
 pub fn build() -> Result<PathBuf> {

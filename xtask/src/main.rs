@@ -17,8 +17,8 @@ const HELP: &str = "\
 cargo xtask <command> [options]
 
 Commands:
-  demo                     boot the firmware on the emulated MPC8349EMDS and show its console
-                           and decoded log (the main job)
+  demo                     the main job: the virtual backplane with 4 agents started from their
+                           flash; bpctl list, ping, netboot one, flash one with progress, its log
   test                     run every test: unit tests (x86 and big-endian PowerPC), lints,
                            the firmware on the board emulator, a data-path benchmark run,
                            bpnet.ko's build with sparse and checkpatch.pl --strict clean, and
@@ -27,7 +27,8 @@ Commands:
   backplane [--suite S] [--agents N] [--bytes N]
                            Linux (qemu-system-x86_64) with one ivshmem device per agent, each
                            served by a board emulator; runs the guest's suites, prints a summary
-  firmware [--features F]  build the firmware; the ELF's path is the last line printed
+  firmware [--features F]  build the firmware, its signed image and the boot stage (their paths
+                           are printed; with --features, that variant's ELF only)
   emu [--firmware ELF] [--max-insns N] [--selftest]
                            boot a firmware ELF on the board emulator (console on stdout);
                            exit 0 at the firmware's idle loop or after N instructions,

@@ -88,7 +88,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     step("data-path benchmark smoke run (bpnet-netbench)", &mut || {
         // No figure is judged here; the run fails by itself if a transfer stalls or arrives corrupted.
         let emulator = crate::emu::build()?;
-        let net = crate::bench::netbench(&emulator, &elfs[0], &elfs[4])?;
+        let net = crate::bench::netbench(&emulator, &elfs[0], &elfs[4], None)?;
         eprintln!("xtask: test: bpnet-netbench: {} figures", net.fields.len());
         Ok(())
     })?;

@@ -61,7 +61,11 @@ impl Timebase {
 
     /// Time since the timebase started (power-on or the last write), in microseconds.
     pub fn micros(&self) -> u64 {
-        read() / (u64::from(self.hz) / 1_000_000).max(1)
+        // Whole seconds, then the remainder: exact for any frequency (66.67 MHz is not a whole number
+        // of MHz), and no product that could overflow in the board's lifetime.
+        let hz = u64::from(self.hz).max(1);
+        let ticks = read();
+        ticks / hz * 1_000_000 + ticks % hz * 1_000_000 / hz
     }
 
     fn wait_ticks(&self, ticks: u64) {

@@ -3,9 +3,10 @@
 //! (the BAR), then watches the agent's header state and boot block in the shared region until it is
 //! back as asked.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bpctl::agents::{self, Agent, Paths};
@@ -54,7 +55,12 @@ fn open_region(agent: &Agent) -> Result<Region, Error> {
     Region::open(&agent.shared_resource()?)
 }
 
+/// Progress as plain lines on stderr: set when stderr is not a terminal (a log, a serial console, a
+/// pipe), where indicatif draws nothing, and the output is not JSON.
+static PLAIN: AtomicBool = AtomicBool::new(false);
+
 fn bar(multi: &MultiProgress, json: bool, name: &str) -> ProgressBar {
+    PLAIN.store(!json && !std::io::stderr().is_terminal(), Ordering::Relaxed);
     let bar = if json { ProgressBar::hidden() } else { multi.add(ProgressBar::new(0)) };
     if json {
         bar.set_draw_target(ProgressDrawTarget::hidden());
@@ -66,11 +72,28 @@ fn bar(multi: &MultiProgress, json: bool, name: &str) -> ProgressBar {
     bar
 }
 
-/// A PROGRESS line on the bar: the phase and its bytes.
+/// A PROGRESS line on the bar: the phase and its bytes. As plain lines: one per phase and per tenth.
 fn show_progress(bar: &ProgressBar, phase: &str, done: u64, total: u64) {
+    let tenth = |done: u64, total: u64| done.saturating_mul(10) / total.max(1);
+    let same_phase = bar.message() == phase;
+    let (was, now) = (tenth(bar.position(), bar.length().unwrap_or(0)), tenth(done, total));
     bar.set_message(phase.to_string());
     bar.set_length(total);
     bar.set_position(done);
+    if PLAIN.load(Ordering::Relaxed) && (!same_phase || was != now) {
+        // The agent counts sectors while it erases, bytes otherwise.
+        let unit = if phase == "erase" { "sectors" } else { "bytes" };
+        eprintln!("{}: {phase} {}% ({done} of {total} {unit})", bar.prefix(), done.saturating_mul(100) / total.max(1));
+    }
+}
+
+/// What the agent is doing now, on its bar (and as a plain line, see [`PLAIN`]).
+fn note(bar: &ProgressBar, text: impl Into<String>) {
+    let text = text.into();
+    if PLAIN.load(Ordering::Relaxed) {
+        eprintln!("{}: {text}", bar.prefix());
+    }
+    bar.set_message(text);
 }
 
 /// Wait for the agent to restart (it leaves RUNNING or its uptime goes back), then for `want`.
@@ -83,7 +106,7 @@ fn come_back(
     bar: &ProgressBar,
 ) -> Result<Snapshot, Error> {
     let started = Instant::now();
-    bar.set_message("restarting");
+    note(bar, "restarting");
     let mut restarted = false;
     update::wait(agent, region, limit, "coming back", |now| {
         restarted |= update::reset_seen(before, now);
@@ -91,10 +114,10 @@ fn come_back(
             return Ok(Some("it has not restarted yet".into()));
         }
         let missing = update::missing(now, want);
-        bar.set_message(match &missing {
-            Some(m) => format!("back: {}", short(m)),
-            None => format!("back after {:.0} s", started.elapsed().as_secs_f64()),
-        });
+        match &missing {
+            Some(m) => bar.set_message(format!("back: {}", short(m))),
+            None => note(bar, format!("back after {:.0} s", started.elapsed().as_secs_f64())),
+        }
         Ok(missing)
     })
 }
@@ -122,6 +145,24 @@ struct FlashResult {
     error: Option<String>,
 }
 
+impl FlashResult {
+    /// Nothing done yet for this agent.
+    fn new(agent: &str, pci: &str) -> FlashResult {
+        FlashResult {
+            agent: agent.to_string(),
+            pci: pci.to_string(),
+            ok: false,
+            slot: None,
+            version: None,
+            bytes: None,
+            write_seconds: None,
+            reset: false,
+            boot: None,
+            error: None,
+        }
+    }
+}
+
 pub fn flash(paths: &Paths, args: &[String], no_reset: bool, limits: Limits, json: bool) -> Result<(), Error> {
     let (names, image) = args.split_at(args.len() - 1);
     let image = update::read_image(Path::new(&image[0]))?;
@@ -140,18 +181,7 @@ pub fn flash(paths: &Paths, args: &[String], no_reset: bool, limits: Limits, jso
                 let bar = bar(&multi, json, agent.name());
                 let image = &image;
                 s.spawn(move || {
-                    let mut r = FlashResult {
-                        agent: agent.name().to_string(),
-                        pci: agent.pci.clone(),
-                        ok: false,
-                        slot: None,
-                        version: None,
-                        bytes: None,
-                        write_seconds: None,
-                        reset: false,
-                        boot: None,
-                        error: None,
-                    };
+                    let mut r = FlashResult::new(agent.name(), &agent.pci);
                     if let Err(e) = flash_one(agent, addr, image, no_reset, &limits, &bar, &mut r) {
                         r.error = Some(e.to_string());
                         bar.abandon_with_message(format!("failed: {}", short(&e.to_string())));
@@ -167,16 +197,8 @@ pub fn flash(paths: &Paths, args: &[String], no_reset: bool, limits: Limits, jso
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or_else(|_| FlashResult {
-                    agent: "?".into(),
-                    pci: "?".into(),
-                    ok: false,
-                    slot: None,
-                    version: None,
-                    bytes: None,
-                    write_seconds: None,
-                    reset: false,
-                    boot: None,
                     error: Some("internal error: the agent's thread panicked".into()),
+                    ..FlashResult::new("?", "?")
                 })
             })
             .collect()
@@ -234,7 +256,7 @@ fn flash_one(
 ) -> Result<(), Error> {
     let dev = netdev(agent)?;
     let region = open_region(agent)?;
-    bar.set_message("connecting");
+    note(bar, "connecting");
     let mut conn = Connection::open(dev, addr, limits.transfer)?;
     let started = Instant::now();
     let len = u32::try_from(image.bytes.len())
@@ -274,11 +296,11 @@ fn flash_one(
     r.version = version;
     r.bytes = control::get(&answer, "bytes").and_then(|b| b.parse().ok());
     if no_reset {
-        bar.set_message(format!("slot {slot} written, on trial at next reset"));
+        note(bar, format!("slot {slot} written, on trial at next reset"));
         return Ok(());
     }
     let before = update::snapshot(&region)?;
-    bar.set_message("reset");
+    note(bar, "reset");
     Connection::request(dev, addr, &Request::Reset, limits.transfer)?;
     r.reset = true;
     let want = Want { version: Some(image.version.clone()), source: Some("flash"), slot: Some(slot), confirmed: true };
@@ -342,7 +364,7 @@ pub fn netboot(
     let before = update::snapshot(&region)?;
     let request = Request::Netboot { server: server.octets(), filename: &file };
     let line = control::request_line(&request)?;
-    bar.set_message("asking the agent to fetch");
+    note(&bar, "asking the agent to fetch");
     let mut conn = Connection::open(dev, addr, limits.transfer)?;
     conn.send(&line)?;
     let answer = conn.finish(|phase, done, total| show_progress(&bar, phase, done, total)).inspect_err(|_| {
@@ -386,7 +408,7 @@ pub fn boot_via_bar(paths: &Paths, name: &str, image_path: &Path, limits: Limits
         let recovery = if entered.agent_state == update::STATE_RECOVERY {
             entered
         } else {
-            bar.set_message("entering recovery");
+            note(&bar, "entering recovery");
             update::control(agent, "recover")?;
             update::wait(agent, &region, limits.come_back, "entering recovery", |s| {
                 Ok((s.agent_state != update::STATE_RECOVERY
@@ -402,11 +424,11 @@ pub fn boot_via_bar(paths: &Paths, name: &str, image_path: &Path, limits: Limits
                 image.bytes.len()
             )));
         }
-        bar.set_message("writing the recovery area");
+        note(&bar, "writing the recovery area");
         bar.set_length(image.bytes.len() as u64);
         update::write_recovery(agent, &image.bytes, |done| bar.set_position(done))?;
         let refused_before = recovery.boot.recovery_error.clone();
-        bar.set_message("starting");
+        note(&bar, "starting");
         update::control(agent, &format!("boot {}", image.bytes.len()))?;
         let want = Want { version: Some(image.version.clone()), source: Some("recovery"), ..Want::default() };
         update::wait(agent, &region, limits.come_back, "starting the image", |s| {

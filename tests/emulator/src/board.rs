@@ -209,6 +209,8 @@ pub struct Board {
     host_bar_reads: u64,
     host_bar_writes: u64,
     power_cuts: u32,
+    /// Bytes of console output before the last power cut: what the board printed after it starts there.
+    console_at_power_cut: usize,
     /// Instructions per slice.
     slice: u64,
     /// A live host paced in real time (see [`crate::realtime`]).
@@ -340,6 +342,7 @@ impl Board {
             host_bar_reads: 0,
             host_bar_writes: 0,
             power_cuts: 0,
+            console_at_power_cut: 0,
             slice: SLICE,
             live: None,
             outbound: None,
@@ -439,6 +442,7 @@ impl Board {
         self.resets = 0;
         self.skipped = 0;
         self.power_cuts = 0;
+        self.console_at_power_cut = 0;
         self.host_bar_reads = 0;
         self.host_bar_writes = 0;
         let m = self.uc.get_data_mut();
@@ -500,6 +504,7 @@ impl Board {
     /// loses everything, and the board starts as at power-on (RSR reports only the hard reset).
     fn power_cut(&mut self) {
         self.power_cuts += 1;
+        self.console_at_power_cut = self.console.len();
         let m = self.uc.get_data_mut();
         let now = m.done;
         m.flash.power_cut();
@@ -1237,6 +1242,11 @@ impl Board {
     /// Power cuts injected since the firmware was loaded.
     pub fn power_cuts(&self) -> u32 {
         self.power_cuts
+    }
+
+    /// The console output since the last power cut (all of it if there was none).
+    pub fn console_since_power_cut(&self) -> &[u8] {
+        &self.console[self.console_at_power_cut.min(self.console.len())..]
     }
 
     // ---- DMA ----

@@ -57,6 +57,9 @@ options:
                      on SIGTERM/SIGINT (summary as usual); SIGUSR1 resets the agent (hard reset)
   --slot N           the agent's slot in the chassis (0..19), named in the emulator's messages and
                      the summary
+  --provision-identity SERIAL  write the board identity record (SERIAL, and --slot's slot) into the
+                     flash's last sector before the board starts: the agent then takes the MACs of
+                     that serial and the address 10.83.<slot>.2
   --quiet-log        do not print decoded log lines
   --summary-json PATH  also write the summary as one JSON object: outcome (idle, instruction_limit,
                      halted, unmodelled, unmapped), message, exit_code, instructions,
@@ -82,6 +85,8 @@ struct Args {
     firmware: PathBuf,
     boot: Option<PathBuf>,
     provision: Vec<(u32, PathBuf)>,
+    /// Write a board identity record (this serial, `slot`) into the flash before the board starts.
+    identity_serial: Option<u32>,
     max_insns: Option<u64>,
     ram_file: Option<PathBuf>,
     host_ram_file: Option<PathBuf>,
@@ -120,6 +125,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut firmware = None;
     let mut boot = None;
     let mut provision = Vec::new();
+    let mut identity_serial = None;
     let mut max_insns = None;
     let mut ram_file = None;
     let mut host_ram_file = None;
@@ -185,6 +191,17 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--quiet-log" => quiet_log = true,
             "--summary-json" => summary_json = Some(PathBuf::from(value("a path")?)),
             "--ivshmem-server" => ivshmem_server = Some(PathBuf::from(value("a socket path")?)),
+            "--provision-identity" => {
+                let v = value("a serial number")?;
+                identity_serial = Some(
+                    v.parse::<u32>().ok().filter(|&n| n != 0 && n <= bpnet_services::identity::SERIAL_MAX).ok_or(
+                        format!(
+                            "--provision-identity: not a serial (1..={}): {v}",
+                            bpnet_services::identity::SERIAL_MAX
+                        ),
+                    )?,
+                );
+            }
             "--slot" => {
                 let v = value("a slot number")?;
                 slot = Some(
@@ -216,6 +233,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         firmware,
         boot,
         provision,
+        identity_serial,
         max_insns,
         ram_file,
         host_ram_file,
@@ -289,6 +307,17 @@ fn main() -> ExitCode {
         };
         if let Err(e) = board.provision_flash(*offset, &image) {
             return fail(format_args!("{}: {e}", path.display()));
+        }
+    }
+    if let Some(serial) = args.identity_serial {
+        // The slot is the chassis's word (--slot); without it the board knows its serial only.
+        let slot = args.slot.and_then(|n| u8::try_from(n).ok());
+        let record = match (bpnet_services::identity::Identity { serial, slot }).to_bytes() {
+            Ok(record) => record,
+            Err(e) => return fail(format_args!("--provision-identity {serial}: {e:?}")),
+        };
+        if let Err(e) = board.provision_flash(bpnet_services::identity::RECORD_OFFSET, &record) {
+            return fail(format_args!("--provision-identity: {e}"));
         }
     }
     let loaded = match &args.boot {
@@ -607,6 +636,12 @@ mod tests {
         assert_eq!(a.provision, [(0x14_0000, PathBuf::from("a.img")), (0x94_0000, PathBuf::from("b.img"))]);
         assert!(parse(&["--firmware=f", "--provision-slot", "C=x.img"]).is_err());
         assert!(parse(&["--firmware=f", "--provision-slot", "x.img"]).is_err());
+        let Ok(Parsed::Run(a)) = parse(&["--firmware=f", "--provision-identity", "1002", "--slot", "2"]) else {
+            panic!()
+        };
+        assert_eq!((a.identity_serial, a.slot), (Some(1002), Some(2)));
+        assert!(parse(&["--firmware=f", "--provision-identity", "0"]).is_err());
+        assert!(parse(&["--firmware=f", "--provision-identity", "16777216"]).is_err());
         assert!(parse(&[]).is_err());
         assert!(parse(&["--firmware"]).is_err());
         assert!(parse(&["--firmware", "x", "--bogus"]).is_err());

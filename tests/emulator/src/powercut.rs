@@ -4,17 +4,21 @@
 //! again into the boot stage, which must start an image that verifies — the old one, or the new one
 //! once the update had recorded it — and nothing else.
 //!
-//! A reference run without a cut counts the flash operations the update makes (its first and last);
-//! then every one of them is cut in a run of its own. The new image is small on purpose (one sector,
+//! A reference run without a cut counts the flash operations the update makes, and those of the first
+//! boot after it (the boot stage records one trial boot fewer before it starts the new image), and
+//! checks that this boot starts the new image; then every one of those operations is cut in a run of
+//! its own. The new image is small on purpose (one sector,
 //! about 0.6 k word programs, plus the boot-state records before and after), so that every step of a
 //! whole update is cut, not a sample; its payload starts with `b .`, so a board that starts it halts
 //! at its entry, which is how the check tells the new image was started.
 //!
 //! Slot B starts out holding a rejected image, so the update first records slot B as empty (a
 //! boot-state write), then erases and programs it, reads it back, and records the trial (a second
-//! boot-state write): every kind of step an update makes is among the cut points.
+//! boot-state write): every kind of step an update makes is among the cut points. A cut during the
+//! update must bring the old image back (the new one is not recorded as startable until it verified
+//! in flash); a cut during the first boot after it, the new one (still on trial).
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -63,8 +67,11 @@ pub enum Ending {
 /// The result of cutting every step.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// Flash operations (erases and word programs) before the update began, and the update's own.
+    /// Flash operations (erases and word programs) before the update began, the update's own, those
+    /// of the first boot after it, and the two together: the cut points.
     pub before: u64,
+    pub update: u64,
+    pub first_boot: u64,
     pub steps: u64,
     /// Cut points run, and those after which the board started a verified image.
     pub tested: u64,
@@ -95,10 +102,6 @@ fn provision(board: &mut Board, setup: &Setup) -> Result<(), String> {
     board.provision_flash(MPC8349EMDS.state[0].offset, &state.to_bytes())
 }
 
-fn console(board: &Board) -> String {
-    String::from_utf8_lossy(board.console()).into_owned()
-}
-
 /// A board powered on into the boot stage with the provisioned flash, the firmware up and its address
 /// taken; `cut` arms the power cut.
 fn start(setup: &Setup, cut: Option<u64>) -> Result<Session, String> {
@@ -108,8 +111,9 @@ fn start(setup: &Setup, cut: Option<u64>) -> Result<Session, String> {
     Session::start(board, Params::default())
 }
 
-/// The reference run: flash operations before the update and the update's own.
-fn reference(setup: &Setup) -> Result<(u64, u64), String> {
+/// The reference run: flash operations before the update, the update's own, and those of the first
+/// boot after it (the boot stage records one trial boot fewer before it starts the new image).
+fn reference(setup: &Setup) -> Result<(u64, u64, u64), String> {
     let mut s = start(setup, None)?;
     let before = s.board.flash_operations();
     let line = format!("FLASH {}\n", setup.new_image.len());
@@ -117,16 +121,52 @@ fn reference(setup: &Setup) -> Result<(u64, u64), String> {
     if !reply.is_ok() {
         return Err(format!("the uncut update failed: {:?}", reply.lines));
     }
-    Ok((before, s.board.flash_operations() - before))
+    let update = s.board.flash_operations() - before;
+    let mut board = s.board;
+    board.hard_reset();
+    let from = board.console().len();
+    match after_restart(&mut board, from)? {
+        Ending::New => Ok((before, update, board.flash_operations() - before - update)),
+        Ending::Old => Err("after the uncut update the board started the old image, not the new one on trial".into()),
+    }
 }
 
-/// One run with the power cut half-way through flash operation `n`: how the board came back.
+/// After a reset or a power cut (console output from byte `from` on): run until the boot stage has
+/// started an image, and say which.
+fn after_restart(board: &mut Board, from: usize) -> Result<Ending, String> {
+    let since = |board: &Board| String::from_utf8_lossy(&board.console()[from..]).into_owned();
+    for _ in 0..BOOT_STEPS {
+        let text = since(board);
+        if let Some(at) = text.find("boot: starting slot A") {
+            if text[at..].contains("bpnet firmware") {
+                return Ok(Ending::Old);
+            }
+        }
+        match host::run_slice(board) {
+            Ok(()) => {}
+            Err(LinkError::Board(Outcome::Halted { pc, .. })) if pc == IMAGE_LOAD => {
+                let text = since(board);
+                return if text.contains("boot: starting slot B") {
+                    Ok(Ending::New)
+                } else {
+                    Err(format!("halted at the new image's entry without the boot stage starting slot B:\n{text}"))
+                };
+            }
+            Err(e) => return Err(format!("{e}\nconsole:\n{}", since(board))),
+        }
+    }
+    Err(format!("nothing started:\n{}", since(board)))
+}
+
+/// One run with the power cut half-way through flash operation `n` (of the update, or of the first
+/// boot after it, which a reset starts once the update is done): how the board came back.
 fn cut_at(setup: &Setup, n: u64) -> Result<Ending, String> {
     let mut s = start(setup, Some(n))?;
     let line = format!("FLASH {}\n", setup.new_image.len());
     let mut p = s.open(line.as_bytes(), &setup.new_image);
     let mut turns = 0u64;
-    while s.board.power_cuts() == 0 {
+    let mut updated = false;
+    while s.board.power_cuts() == 0 && !updated {
         turns += 1;
         if turns > FLASH_TURNS {
             return Err(format!(
@@ -135,7 +175,12 @@ fn cut_at(setup: &Setup, n: u64) -> Result<Ending, String> {
             ));
         }
         if let Some(done) = s.pump(&mut p) {
-            return Err(format!("the update ended before the cut ({done:?}, {:?})", p.reply.lines));
+            done?;
+            if !p.reply.is_ok() {
+                return Err(format!("the update failed before the cut: {:?}", p.reply.lines));
+            }
+            updated = true;
+            continue;
         }
         // The cut restarts the board inside the round: the host's link then fails, which is expected.
         if let Err(e) = s.turn() {
@@ -144,55 +189,38 @@ fn cut_at(setup: &Setup, n: u64) -> Result<Ending, String> {
             }
         }
     }
-    // Powered up again into the boot stage (its second banner): its console from there on.
     let mut board = s.board;
-    const BANNER: &str = "bpnet boot stage";
-    for _ in 0..BOOT_STEPS {
-        if console(&board).matches(BANNER).count() >= 2 {
-            break;
-        }
-        host::run_slice(&mut board).map_err(|e| format!("after the cut, before the boot stage's banner: {e}"))?;
-    }
-    let from = console(&board).rfind(BANNER).filter(|_| console(&board).matches(BANNER).count() >= 2);
-    let from = from.ok_or_else(|| format!("the boot stage did not start after the cut:\n{}", console(&board)))?;
-    for _ in 0..BOOT_STEPS {
-        let text = console(&board);
-        let after = &text[from..];
-        if let Some(at) = after.find("boot: starting slot ") {
-            let rest = &after[at..];
-            if rest.starts_with("boot: starting slot A") && rest.contains("bpnet firmware") {
-                return Ok(Ending::Old);
+    if board.power_cuts() == 0 {
+        // The update is done: the cut point is in the first boot after it.
+        board.hard_reset();
+        for _ in 0..BOOT_STEPS {
+            if board.power_cuts() > 0 {
+                break;
             }
+            host::run_slice(&mut board).map_err(|e| format!("first boot after the update, before the cut: {e}"))?;
         }
-        match host::run_slice(&mut board) {
-            Ok(()) => {}
-            Err(LinkError::Board(Outcome::Halted { pc, last_exception: None, .. })) if pc == IMAGE_LOAD => {
-                let text = console(&board);
-                return if text[from..].contains("boot: starting slot B") {
-                    Ok(Ending::New)
-                } else {
-                    Err(format!(
-                        "halted at the new image's entry without the boot stage starting slot B:\n{}",
-                        &text[from..]
-                    ))
-                };
-            }
-            Err(e) => return Err(format!("{e}\nconsole after the cut:\n{}", &console(&board)[from..])),
+        if board.power_cuts() == 0 {
+            return Err(format!(
+                "no power cut in the first boot after the update ({} flash operations)",
+                board.flash_operations()
+            ));
         }
     }
-    Err(format!("nothing started after the cut:\n{}", &console(&board)[from..]))
+    let from = board.console().len() - board.console_since_power_cut().len();
+    after_restart(&mut board, from)
 }
 
 /// Cut the power at every flash step of the update, on `threads` threads (each run is its own board).
 /// `progress` is called after every run with (runs done, runs in all).
 pub fn run(setup: &Setup, threads: usize, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<Report, String> {
-    let (before, steps) = reference(setup)?;
-    if steps == 0 {
+    let (before, update, first_boot) = reference(setup)?;
+    if update == 0 {
         return Err("the update made no flash operations".into());
     }
+    let steps = update + first_boot;
     let next = AtomicU64::new(1);
     let done = AtomicU64::new(0);
-    let report = Mutex::new(Report { before, steps, ..Report::default() });
+    let report = Mutex::new(Report { before, update, first_boot, steps, ..Report::default() });
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
             scope.spawn(|| loop {
@@ -225,12 +253,12 @@ pub fn run(setup: &Setup, threads: usize, progress: &(dyn Fn(u64, u64) + Sync)) 
 
 /// Read the three ELF/image files and the secret key the runs need.
 pub fn setup_from_files(
-    boot_elf: &PathBuf,
-    firmware_elf: &PathBuf,
-    firmware_image: &PathBuf,
-    key: &PathBuf,
+    boot_elf: &Path,
+    firmware_elf: &Path,
+    firmware_image: &Path,
+    key: &Path,
 ) -> Result<Setup, String> {
-    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     let key = bpnet_image::keyfile::read_secret(key).map_err(|e| format!("{}: {e}", key.display()))?;
     Ok(Setup {
         boot_elf: read(boot_elf)?,

@@ -31,7 +31,26 @@ use crate::println;
 /// The RAM range every image's payload must load into.
 pub const IMAGE_RAM: core::ops::Range<u64> = FIRMWARE_BASE as u64..FIRMWARE_END as u64;
 
-/// The crate version as an image version word.
+/// The boot block of this program when nothing is known of how it started: started directly, no
+/// slot, nothing known of the slots, at `stage`.
+pub fn unknown_start(stage: BootStage) -> BootRepr {
+    BootRepr {
+        boot_source: Source::Direct as u8,
+        boot_slot: BOOT_SLOT_NONE,
+        boot_flags: 0,
+        stage,
+        uptime_s: 0,
+        image_version: OWN_VERSION,
+        recovery_offset: 0,
+        recovery_capacity: 0,
+        recovery_error: 0,
+        slot_versions: [0; 2],
+        slot_states: [SLOT_STATE_UNKNOWN; 2],
+    }
+}
+
+/// The crate version as an image version word (the same encoding as the contract's
+/// `firmware_version`, which the BAR header publishes).
 pub const OWN_VERSION: u32 = bpnet_image::image_version(
     parse_u8(env!("CARGO_PKG_VERSION_MAJOR")),
     parse_u8(env!("CARGO_PKG_VERSION_MINOR")),
@@ -399,19 +418,7 @@ pub fn launch(image: &[u8], source: Source) -> ! {
         Ok(v) => v,
         Err(e) => panic!("boot: launch of an image that does not verify: {}", e),
     };
-    let mut repr = status().unwrap_or(BootRepr {
-        boot_source: Source::Direct as u8,
-        boot_slot: BOOT_SLOT_NONE,
-        boot_flags: 0,
-        stage: BootStage::Firmware,
-        uptime_s: 0,
-        image_version: OWN_VERSION,
-        recovery_offset: 0,
-        recovery_capacity: 0,
-        recovery_error: 0,
-        slot_versions: [0; 2],
-        slot_states: [SLOT_STATE_UNKNOWN; 2],
-    });
+    let mut repr = status().unwrap_or(unknown_start(BootStage::Firmware));
     let info = BootInfo { source, slot: None, trial: false, image_version: verified.image_version };
     defmt::info!("boot: starting a {=str} image, version {=u32:#x}", source_name(source), verified.image_version);
     start_image(&mut SharedWindow::take(), &verified, info, &mut repr)

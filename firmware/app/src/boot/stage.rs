@@ -13,7 +13,7 @@
 //! The verified bytes are the ones started: the image is read out of flash once, into RAM only this
 //! program writes, and verified there.
 
-use bpnet_contract::bar::{AgentRepr, AgentState, BootRepr, BootStage, Header, Layout, BOOT_SLOT_NONE, HEADER_LEN};
+use bpnet_contract::bar::{AgentRepr, AgentState, BootStage, Header, Layout, HEADER_LEN};
 use bpnet_contract::ring::Entries;
 use bpnet_contract::shared;
 use bpnet_image::{TrustedKey, Verified, HEADER_LEN as IMAGE_HEADER_LEN};
@@ -139,19 +139,7 @@ pub fn run(board: &mpc8349emds::Board) -> ! {
     }
     e300::barrier::sync();
     write_header(&mut window);
-    let mut repr = BootRepr {
-        boot_source: Source::Direct as u8,
-        boot_slot: BOOT_SLOT_NONE,
-        boot_flags: 0,
-        stage: BootStage::Choosing,
-        uptime_s: 0,
-        image_version: OWN_VERSION,
-        recovery_offset: 0,
-        recovery_capacity: 0,
-        recovery_error: 0,
-        slot_versions: [0; 2],
-        slot_states: [bpnet_contract::bar::SLOT_STATE_UNKNOWN; 2],
-    };
+    let mut repr = super::unknown_start(BootStage::Choosing);
     publish(&mut window, &repr);
     let last_seq = current_seq(&window);
 

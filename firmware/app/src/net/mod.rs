@@ -53,23 +53,6 @@ const TX_BLOCKED_RETRY: smoltcp::time::Duration = smoltcp::time::Duration::from_
 /// Features offered to the host.
 const FEATURES: u32 = feature::CSUM_OFFLOAD | feature::EVENT_INDEX | feature::MTU;
 
-const fn parse_u8(s: &str) -> u8 {
-    let b = s.as_bytes();
-    let mut i = 0;
-    let mut v: u8 = 0;
-    while i < b.len() {
-        v = v * 10 + (b[i] - b'0');
-        i += 1;
-    }
-    v
-}
-
-const FIRMWARE_VERSION: u32 = bar::firmware_version(
-    parse_u8(env!("CARGO_PKG_VERSION_MAJOR")),
-    parse_u8(env!("CARGO_PKG_VERSION_MINOR")),
-    parse_u8(env!("CARGO_PKG_VERSION_PATCH")),
-);
-
 /// Bring the data path up and run it; never returns. `generation` changes at every boot.
 pub fn run(timebase_hz: u32, generation: u32) -> ! {
     let immr = mpc8349emds::immr();
@@ -105,7 +88,7 @@ pub fn run(timebase_hz: u32, generation: u32) -> ! {
     let agent = AgentRepr {
         features: FEATURES,
         generation,
-        firmware_version: FIRMWARE_VERSION,
+        firmware_version: crate::boot::OWN_VERSION,
         layout: Layout::DEFAULT,
         mac: identity.host_mac(),
         ring_entries: entries,

@@ -11,9 +11,9 @@ usage: bpnet-powercut --boot ELF --firmware ELF --image IMG --key SECRET [--thre
 
 The real boot stage starts the real firmware from slot A of the emulated board's flash; the host
 model sends a new signed image to the firmware's control service (FLASH); the power is cut half-way
-through each erase and word program of that update in turn, one run per step, and the board must
-come back up on a verified image: the old one, or the new one once the update recorded it. Exit 0
-only if every cut point survived.
+through each erase and word program of that update, and of the first boot after it, in turn, one run
+per step, and the board must come back up on a verified image: the old one, or the new one once the
+update recorded it. Exit 0 only if every cut point survived.
 
   --boot ELF       the boot stage (bpnet-boot.elf)
   --firmware ELF   the firmware (bpnet-firmware.elf, for its log) whose signed image is --image
@@ -66,16 +66,17 @@ fn run() -> Result<bool, String> {
     )?;
     let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let every = |done: u64, all: u64| {
-        if done % 50 == 0 || done == all {
+        if done.is_multiple_of(50) || done == all {
             eprintln!("bpnet-powercut: {done}/{all} cut points run");
         }
     };
     let report = powercut::run(&setup, threads, &every)?;
     println!(
-        "update of a {}-byte image: {} flash operations before it, {} steps in it",
+        "update of a {}-byte image: {} flash operations before it, {} in it, {} in the first boot after it",
         setup.new_image.len(),
         report.before,
-        report.steps
+        report.update,
+        report.first_boot
     );
     println!(
         "power cut at each step: {} tested, {} survived ({} came back on the old image, {} on the new)",
