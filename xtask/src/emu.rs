@@ -98,7 +98,11 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let elf = util::take_value(&mut args, "--firmware")?;
     let max = util::take_value(&mut args, "--max-insns")?;
     let selftest = util::take_flag(&mut args, "--selftest");
+    let from_flash = util::take_flag(&mut args, "--from-flash");
     util::no_more(&args)?;
+    if from_flash && selftest {
+        return Err(Error::Usage("--from-flash starts the signed firmware image, not the self-test".into()));
+    }
     let elf = match (elf, selftest) {
         (Some(path), _) => PathBuf::from(path),
         (None, true) => firmware::build(Variant::SelfTest)?,
@@ -108,6 +112,16 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut cmd = command(&emulator, &elf);
     if let Some(n) = max {
         cmd.args(["--max-insns", &n]);
+    }
+    if from_flash {
+        // Power on into the boot stage, slot A holding the ELF's signed image (as `cargo xtask firmware`
+        // writes it beside the ELF).
+        let image = firmware::image(&elf);
+        if !image.exists() {
+            return Err(Error::Failed(format!("{}: no signed image beside the ELF", image.display())));
+        }
+        let boot = firmware::build(Variant::BootStage)?;
+        cmd.arg("--boot").arg(boot).arg("--provision-slot").arg(format!("A={}", image.display()));
     }
     if !selftest {
         let status = util::status(&mut cmd, "emulator")?;

@@ -29,8 +29,10 @@ Commands:
                            served by a board emulator; runs the guest's suites, prints a summary
   firmware [--features F]  build the firmware, its signed image and the boot stage (their paths
                            are printed; with --features, that variant's ELF only)
-  emu [--firmware ELF] [--max-insns N] [--selftest]
+  emu [--firmware ELF] [--max-insns N] [--selftest] [--from-flash]
                            boot a firmware ELF on the board emulator (console on stdout);
+                           --from-flash: power on into the boot stage, which starts the ELF's
+                           signed image from flash slot A;
                            exit 0 at the firmware's idle loop or after N instructions,
                            non-zero on a fault or an unmodelled access
   bench [--json]           figures in virtual time and exact counts (DMA, the data path), then
