@@ -784,7 +784,7 @@ impl TryFrom<u32> for HostRequest {
 }
 
 /// `recovery_error` for a declared length of zero or beyond `recovery_capacity` (the other values are
-/// the image verifier's error number plus one).
+/// the image verifier's error codes, `bpnet_image::Error::code`, 1 to 16).
 pub const RECOVERY_ERROR_LENGTH: u32 = 0x100;
 
 mod boot_field {

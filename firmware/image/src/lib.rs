@@ -141,6 +141,58 @@ pub enum Error {
     PayloadTooLong,
 }
 
+/// [`Error::code`]'s numbers and a short name for each, in code order (code 1 first): what a reader
+/// that has only the number (the host reading the boot block's `recovery_error`) prints.
+const CODE_NAMES: [&str; 16] = [
+    "truncated (shorter than an image header)",
+    "bad magic: not a bpnet image",
+    "unknown image format version",
+    "bad header length",
+    "bad image version",
+    "undefined flag bits",
+    "empty payload",
+    "misaligned load or entry address",
+    "entry point outside the payload",
+    "image length does not match its header",
+    "payload outside the allowed RAM",
+    "signed with a key the agent does not trust",
+    "bad signature",
+    "payload hash does not match the signed header",
+    "bad public key",
+    "payload too long",
+];
+
+impl Error {
+    /// A stable number for the kind of error, 1 and up (0 is "no error" where a field carries it):
+    /// the boot block's `recovery_error`. Numbers are never reused; [`Error::code_name`] names them.
+    pub const fn code(&self) -> u32 {
+        match self {
+            Error::Truncated => 1,
+            Error::BadMagic(_) => 2,
+            Error::BadFormatVersion(_) => 3,
+            Error::BadHeaderLen(_) => 4,
+            Error::BadImageVersion(_) => 5,
+            Error::BadFlags(_) => 6,
+            Error::EmptyPayload => 7,
+            Error::Misaligned(_) => 8,
+            Error::EntryOutsidePayload { .. } => 9,
+            Error::BadImageLen { .. } => 10,
+            Error::OutsideRam { .. } => 11,
+            Error::UnknownKey(_) => 12,
+            Error::BadSignature => 13,
+            Error::BadPayloadHash => 14,
+            Error::BadKey => 15,
+            Error::PayloadTooLong => 16,
+        }
+    }
+
+    /// The short name of [`Error::code`] `code` (without the details the error itself carries);
+    /// `None` for 0 and for numbers this version does not define.
+    pub fn code_name(code: u32) -> Option<&'static str> {
+        CODE_NAMES.get((code as usize).checked_sub(1)?).copied()
+    }
+}
+
 impl core::fmt::Display for Error {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match *self {

@@ -309,3 +309,35 @@ proptest! {
         prop_assert!(extended);
     }
 }
+
+#[test]
+fn error_codes_are_distinct_and_named() {
+    let every = [
+        Error::Truncated,
+        Error::BadMagic(0),
+        Error::BadFormatVersion(0),
+        Error::BadHeaderLen(0),
+        Error::BadImageVersion(0),
+        Error::BadFlags(0),
+        Error::EmptyPayload,
+        Error::Misaligned(0),
+        Error::EntryOutsidePayload { entry: 0, load: 0, payload_len: 0 },
+        Error::BadImageLen { expected: 0, actual: 0 },
+        Error::OutsideRam { load: 0, payload_len: 0 },
+        Error::UnknownKey([0; KEY_ID_LEN]),
+        Error::BadSignature,
+        Error::BadPayloadHash,
+        Error::BadKey,
+        Error::PayloadTooLong,
+    ];
+    // The numbers travel in the boot block: they are part of the format and must not move.
+    let codes: Vec<u32> = every.iter().map(Error::code).collect();
+    assert_eq!(codes, (1..=16).collect::<Vec<u32>>());
+    for e in &every {
+        assert!(Error::code_name(e.code()).is_some_and(|name| !name.is_empty()), "{e:?}");
+    }
+    assert_eq!(Error::code_name(Error::BadSignature.code()), Some("bad signature"));
+    assert_eq!(Error::code_name(0), None);
+    assert_eq!(Error::code_name(17), None);
+    assert_eq!(Error::code_name(u32::MAX), None);
+}

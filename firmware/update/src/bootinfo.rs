@@ -21,6 +21,7 @@
 //! "started directly" ([`BootInfo::DIRECT`]); [`BootInfo::parse`] never panics.
 
 use crate::layout::Slot;
+use bpnet_contract::bar::boot_source;
 
 /// Bytes of the record.
 pub const LEN: usize = 64;
@@ -42,18 +43,18 @@ mod field {
     pub const CRC: Range<usize> = 0x3C..0x40;
 }
 
-/// How the running image was started (the boot block's `boot_source`).
+/// How the running image was started: the boot block's `boot_source`, with its values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Source {
     /// Loaded by a debugger, U-Boot's `go` or the emulator: no record.
-    Direct = 0,
+    Direct = boot_source::DIRECT,
     /// From a flash slot, by the boot stage.
-    Flash = 1,
+    Flash = boot_source::FLASH,
     /// Fetched over TFTP by the firmware.
-    Netboot = 2,
+    Netboot = boot_source::NETBOOT,
     /// Written by the host into the recovery area through the BAR.
-    Recovery = 3,
+    Recovery = boot_source::RECOVERY,
 }
 
 /// Why bytes are not a record.
@@ -111,10 +112,10 @@ impl BootInfo {
             return Err(Error::Crc { stored, computed });
         }
         let source = match b[field::SOURCE] {
-            0 => Source::Direct,
-            1 => Source::Flash,
-            2 => Source::Netboot,
-            3 => Source::Recovery,
+            boot_source::DIRECT => Source::Direct,
+            boot_source::FLASH => Source::Flash,
+            boot_source::NETBOOT => Source::Netboot,
+            boot_source::RECOVERY => Source::Recovery,
             other => return Err(Error::Source(other)),
         };
         let slot = match b[field::SLOT] {

@@ -99,30 +99,12 @@ fn slot_state_text(b: u8) -> String {
     }
 }
 
-/// recovery_error: `bpnet_image::Error`'s discriminant + 1, or 0x100 for a length over the area.
+/// recovery_error: [`bpnet_image::Error::code`], or `RECOVERY_ERROR_LENGTH` for a length over the area.
 pub fn recovery_error_text(code: u32) -> Option<String> {
-    const IMAGE_ERRORS: &[&str] = &[
-        "truncated (shorter than an image header)",
-        "bad magic: not a bpnet image",
-        "unknown image format version",
-        "bad header length",
-        "bad image version",
-        "undefined flag bits",
-        "empty payload",
-        "misaligned load or entry address",
-        "entry point outside the payload",
-        "image length does not match its header",
-        "payload outside the allowed RAM",
-        "signed with a key the agent does not trust",
-        "bad signature",
-        "payload hash does not match the signed header",
-        "bad public key",
-        "payload too long",
-    ];
     match code {
         0 => None,
         bar::RECOVERY_ERROR_LENGTH => Some("longer than the recovery area".into()),
-        n => Some(IMAGE_ERRORS.get(n as usize - 1).map_or_else(|| format!("undefined error {n}"), |s| s.to_string())),
+        n => Some(bpnet_image::Error::code_name(n).map_or_else(|| format!("undefined error {n}"), str::to_string)),
     }
 }
 

@@ -19,7 +19,8 @@ use bpnet_emu::{Board, Config};
 use bpnet_update::record::{BootState, Record};
 use bpnet_update::{Slot, SlotInfo, SlotState, MPC8349EMDS, TRIAL_BOOTS};
 
-/// `recovery_error` values: `bpnet_image::Error`'s number (in declaration order) + 1.
+/// `recovery_error` values: the image error codes docs/IMAGE.md lists, written out because they are part of
+/// the format (`bpnet_image::Error::code` must give the same).
 const ERR_BAD_MAGIC: u32 = 2;
 const ERR_BAD_IMAGE_LEN: u32 = 10;
 const ERR_OUTSIDE_RAM: u32 = 11;

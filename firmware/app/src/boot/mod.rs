@@ -88,29 +88,6 @@ pub fn slot_fields(state: Option<&BootState>) -> ([u32; 2], [u8; 2]) {
     }
 }
 
-/// Why an image was refused, as the boot block's `recovery_error`: the verifier's error number + 1.
-pub fn image_error_code(e: &bpnet_image::Error) -> u32 {
-    use bpnet_image::Error as E;
-    1 + match e {
-        E::Truncated => 0,
-        E::BadMagic(_) => 1,
-        E::BadFormatVersion(_) => 2,
-        E::BadHeaderLen(_) => 3,
-        E::BadImageVersion(_) => 4,
-        E::BadFlags(_) => 5,
-        E::EmptyPayload => 6,
-        E::Misaligned(_) => 7,
-        E::EntryOutsidePayload { .. } => 8,
-        E::BadImageLen { .. } => 9,
-        E::OutsideRam { .. } => 10,
-        E::UnknownKey(_) => 11,
-        E::BadSignature => 12,
-        E::BadPayloadHash => 13,
-        E::BadKey => 14,
-        E::PayloadTooLong => 15,
-    }
-}
-
 /// Write the agent's half of the boot block (the host's half is never written here).
 pub fn publish(window: &mut SharedWindow, repr: &BootRepr) {
     let mut block = [0u8; BOOT_BLOCK_LEN];

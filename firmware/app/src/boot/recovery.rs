@@ -6,7 +6,7 @@
 //! * boot image: `recovery_len` is the host's word, so it is checked against the area before a byte
 //!   is read; the declared bytes are copied out of the BAR into STAGING (where the host cannot change
 //!   them after they are checked), verified there and started (boot info source "recovery"). A refused
-//!   image sets `recovery_error` (the verifier's error number + 1, or `RECOVERY_ERROR_LENGTH`) and
+//!   image sets `recovery_error` (`bpnet_image::Error::code`, or `RECOVERY_ERROR_LENGTH`) and
 //!   stage "refused", and the agent keeps waiting;
 //! * reset: a software hard reset;
 //! * anything else: nothing.
@@ -79,7 +79,7 @@ pub fn serve(
                                 }
                                 Err(e) => {
                                     println!("recovery: image refused: {}", e);
-                                    repr.recovery_error = super::image_error_code(&e);
+                                    repr.recovery_error = e.code();
                                 }
                             }
                         }
