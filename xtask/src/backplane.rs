@@ -410,9 +410,15 @@ fn build_module(version: &str) -> Result<PathBuf> {
         return Err(Error::Failed(format!("{}: no kernel module to build (no Makefile)", dir.display())));
     }
     // The module's Makefile builds against the running Debian kernel's headers; the guest boots that
-    // version (`linux-image-amd64`), so say which.
+    // version (`linux-image-amd64`), so say which. make's lines go to stderr with the other build
+    // output: stdout is the command's own (`bench --json` ends it with its JSON object).
     util::run(
-        Command::new("make").arg("-C").arg(&dir).arg("-j2").env("BPNET_KERNEL_VERSION", version),
+        Command::new("make")
+            .arg("-C")
+            .arg(&dir)
+            .arg("-j2")
+            .env("BPNET_KERNEL_VERSION", version)
+            .stdout(std::io::stderr()),
         "bpnet.ko build (make -C host-driver/bpnet)",
     )?;
     let ko = dir.join("bpnet.ko");
