@@ -17,20 +17,83 @@ pub trait Clock {
     fn now_us(&mut self) -> u64;
 }
 
-const CMD_RESET: u16 = 0xF0;
 const CMD_CFI: u16 = 0x98;
-const CMD_PROGRAM: u16 = 0xA0;
-const CMD_ERASE: u16 = 0x80;
-const CMD_SECTOR_ERASE: u16 = 0x30;
-const UNLOCK1: (u32, u16) = (0x555, 0xAA);
-const UNLOCK2: (u32, u16) = (0x2AA, 0x55);
-
-const DQ6_TOGGLE: u16 = 0x40;
-const DQ5_TIMEOUT: u16 = 0x20;
 
 /// Worst cases we wait for before calling the part broken (several times the typical figures).
 pub const PROGRAM_TIMEOUT_US: u64 = 2_000;
 pub const ERASE_TIMEOUT_US: u64 = 5_000_000;
+
+/// What data polling says about the operation running at a word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Nothing running there: the part reads array data again.
+    Ready,
+    /// Still erasing or programming.
+    Busy,
+    /// The part gave up (DQ5 while still busy); it needs [`command::reset`].
+    Failed,
+}
+
+/// One operation's command cycles and its status, without waiting: for a caller that keeps other
+/// work going while the part is busy and looks again later. [`Flash`] issues the same cycles and
+/// waits in place.
+pub mod command {
+    use super::{Bus, Status};
+
+    pub(crate) const CMD_RESET: u16 = 0xF0;
+    pub(crate) const CMD_PROGRAM: u16 = 0xA0;
+    pub(crate) const CMD_ERASE: u16 = 0x80;
+    pub(crate) const CMD_SECTOR_ERASE: u16 = 0x30;
+    pub(crate) const UNLOCK1: (u32, u16) = (0x555, 0xAA);
+    pub(crate) const UNLOCK2: (u32, u16) = (0x2AA, 0x55);
+    /// Toggles on every status read while the part is busy.
+    pub(crate) const DQ6_TOGGLE: u16 = 0x40;
+    /// Set while busy when the part has given up.
+    pub(crate) const DQ5_TIMEOUT: u16 = 0x20;
+
+    fn unlock(bus: &mut impl Bus) {
+        bus.write(UNLOCK1.0, UNLOCK1.1);
+        bus.write(UNLOCK2.0, UNLOCK2.1);
+    }
+
+    /// Back to read-array mode (after CFI, or after a failed operation).
+    pub fn reset(bus: &mut impl Bus) {
+        bus.write(0, CMD_RESET);
+    }
+
+    /// Start erasing the sector holding `word` (the caller checks it is a sector start).
+    pub fn erase_sector(bus: &mut impl Bus, word: u32) {
+        unlock(bus);
+        bus.write(UNLOCK1.0, CMD_ERASE);
+        unlock(bus);
+        bus.write(word, CMD_SECTOR_ERASE);
+    }
+
+    /// Start programming `value` at `word`: bits only go from 1 to 0.
+    pub fn program(bus: &mut impl Bus, word: u32, value: u16) {
+        unlock(bus);
+        bus.write(UNLOCK1.0, CMD_PROGRAM);
+        bus.write(word, value);
+    }
+
+    /// Data polling at the word being erased or programmed: DQ6 toggles while busy; DQ5 while it
+    /// still toggles means the part gave up (read twice more, as it may have finished in between).
+    pub fn status(bus: &mut impl Bus, word: u32) -> Status {
+        let (a, b) = (bus.read(word), bus.read(word));
+        if (a ^ b) & DQ6_TOGGLE == 0 {
+            return Status::Ready;
+        }
+        if b & DQ5_TIMEOUT == 0 {
+            return Status::Busy;
+        }
+        let (c, d) = (bus.read(word), bus.read(word));
+        if (c ^ d) & DQ6_TOGGLE == 0 {
+            Status::Ready
+        } else {
+            Status::Failed
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
@@ -70,7 +133,7 @@ pub struct Flash<B: Bus> {
 impl<B: Bus> Flash<B> {
     /// Query CFI and accept only what this driver handles.
     pub fn probe(mut bus: B) -> Result<Self, Error> {
-        bus.write(0, CMD_RESET);
+        command::reset(&mut bus);
         bus.write(0x55, CMD_CFI);
         let qry = [bus.read(0x10), bus.read(0x11), bus.read(0x12)];
         let result = (|| {
@@ -95,7 +158,7 @@ impl<B: Bus> Flash<B> {
             }
             Ok(geometry)
         })();
-        bus.write(0, CMD_RESET);
+        command::reset(&mut bus);
         Ok(Flash { geometry: result?, bus })
     }
 
@@ -107,31 +170,17 @@ impl<B: Bus> Flash<B> {
         self.bus.read(word)
     }
 
-    fn unlock(&mut self) {
-        self.bus.write(UNLOCK1.0, UNLOCK1.1);
-        self.bus.write(UNLOCK2.0, UNLOCK2.1);
-    }
-
-    /// Poll DQ6 until it stops toggling; DQ5 while still toggling means the part gave up.
+    /// Wait until the operation at `word` ends.
     fn wait(&mut self, word: u32, clock: &mut impl Clock, timeout_us: u64) -> Result<(), Error> {
         let start = clock.now_us();
         loop {
-            let a = self.bus.read(word);
-            let b = self.bus.read(word);
-            if (a ^ b) & DQ6_TOGGLE == 0 {
-                return Ok(());
-            }
-            if b & DQ5_TIMEOUT != 0 {
-                let c = self.bus.read(word);
-                let d = self.bus.read(word);
-                if (c ^ d) & DQ6_TOGGLE == 0 {
-                    return Ok(());
-                }
-                self.bus.write(0, CMD_RESET);
-                return Err(Error::Timeout { word });
-            }
-            if clock.now_us().wrapping_sub(start) > timeout_us {
-                self.bus.write(0, CMD_RESET);
+            let failed = match command::status(&mut self.bus, word) {
+                Status::Ready => return Ok(()),
+                Status::Failed => true,
+                Status::Busy => clock.now_us().wrapping_sub(start) > timeout_us,
+            };
+            if failed {
+                command::reset(&mut self.bus);
                 return Err(Error::Timeout { word });
             }
         }
@@ -143,10 +192,7 @@ impl<B: Bus> Flash<B> {
             return Err(Error::Address(offset));
         }
         let word = offset / 2;
-        self.unlock();
-        self.bus.write(UNLOCK1.0, CMD_ERASE);
-        self.unlock();
-        self.bus.write(word, CMD_SECTOR_ERASE);
+        command::erase_sector(&mut self.bus, word);
         self.wait(word, clock, ERASE_TIMEOUT_US)
     }
 
@@ -163,9 +209,7 @@ impl<B: Bus> Flash<B> {
             if value == 0xFFFF {
                 continue; // erased state already
             }
-            self.unlock();
-            self.bus.write(UNLOCK1.0, CMD_PROGRAM);
-            self.bus.write(word, value);
+            command::program(&mut self.bus, word, value);
             self.wait(word, clock, PROGRAM_TIMEOUT_US)?;
             let read = self.bus.read(word);
             if read != value {

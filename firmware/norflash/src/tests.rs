@@ -1,5 +1,6 @@
 //! A small stand-in for the part, following the command table in docs/REGISTERS.md.
 extern crate std;
+use super::command::{CMD_ERASE, CMD_PROGRAM, CMD_RESET, CMD_SECTOR_ERASE, DQ5_TIMEOUT, DQ6_TOGGLE, UNLOCK1, UNLOCK2};
 use super::*;
 use std::vec;
 use std::vec::Vec;

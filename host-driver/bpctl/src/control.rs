@@ -140,9 +140,9 @@ impl Connection {
         }
     }
 
-    /// One whole request with no payload: the OK's pairs. `ERROR busy` (the agent is still closing an
-    /// earlier connection, or serving one) and a refused connection are tried again every second for
-    /// up to [`BUSY_RETRY`].
+    /// One whole request with no payload: the OK's pairs. `ERROR busy` (the agent is serving another
+    /// client's request) and a refused connection are tried again every second for up to
+    /// [`BUSY_RETRY`].
     pub fn request(
         netdev: &str,
         addr: Ipv4Addr,

@@ -1239,6 +1239,11 @@ impl Board {
         self.uc.get_data().flash.operations()
     }
 
+    /// Whether the flash is erasing a sector now.
+    pub fn flash_erasing(&self) -> bool {
+        self.uc.get_data().flash.erasing()
+    }
+
     /// Power cuts injected since the firmware was loaded.
     pub fn power_cuts(&self) -> u32 {
         self.power_cuts

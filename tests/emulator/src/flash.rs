@@ -120,6 +120,11 @@ impl Flash {
         self.op.map(|o| o.ends)
     }
 
+    /// Whether a sector erase is in progress.
+    pub fn erasing(&self) -> bool {
+        matches!(self.op, Some(Operation { kind: Kind::Erase { .. }, .. }))
+    }
+
     /// When the power is to be cut: half-way through the operation chosen by `power_cut_at`, once it runs.
     pub fn cut_time(&self) -> Option<u64> {
         let op = self.op?;

@@ -113,6 +113,28 @@ fn status_reports_the_running_program_and_the_slots() {
 }
 
 #[test]
+fn a_request_right_after_an_answer_is_served_not_refused() {
+    let flash = flash_with_a_confirmed();
+    let mut s = boot(&flash);
+    // The first client has its answer but has not closed yet, so the agent's connection is still
+    // closing when the second client asks.
+    let mut first = s.open(b"STATUS\n", &[]);
+    let mut done = None;
+    for _ in 0..100_000 {
+        done = s.pump(&mut first);
+        if done.is_some() {
+            break;
+        }
+        s.turn().unwrap();
+    }
+    assert_eq!(done, Some(Ok(())), "{:?}", first.reply.lines);
+    let second = s.request(b"STATUS\n", &[], 400_000).unwrap();
+    assert!(second.is_ok(), "the second request: {:?}", second.lines);
+    let first = s.close(first);
+    assert!(first.is_ok(), "{:?}", first.lines);
+}
+
+#[test]
 fn flash_writes_the_inactive_slot_on_trial() {
     let flash = flash_with_a_confirmed();
     let mut s = boot(&flash);
@@ -300,7 +322,7 @@ fn the_network_is_served_while_the_flash_programs() {
     let mut during_erase = 0;
     while s.pump(&mut flashing).is_none() {
         seq += 1;
-        let erasing = flashing.reply.progress.last().is_some_and(|p| p.0 == Phase::Erase);
+        let erasing = s.board.flash_erasing();
         let sent = s.board.virtual_time_ns();
         s.send_ping(seq);
         let mut answered = false;

@@ -14,7 +14,7 @@
 //!
 //! One request at a time: a client that connects while a request is served is answered
 //! `ERROR busy` on a second socket (which also keeps the port listening while the last connection
-//! closes).
+//! closes); one that connects while the last connection closes after its answer waits and is served.
 
 use bpnet_contract::bar::boot_flags;
 use bpnet_contract::control::{self, ErrorCode, Phase, Request, SlotReport, Source, Status, Version, LINE_MAX};
@@ -240,10 +240,13 @@ impl Control {
     }
 
     /// Every socket not serving the request: listening again once closed, and a connection made
-    /// while a request is served answered `ERROR busy`.
+    /// while a request is served answered `ERROR busy`. Once a request has its final line and only
+    /// its connection is closing (nothing follows), a new one is not refused: it waits for the close
+    /// (at most [`CLOSE_TIMEOUT`]) and is served next, so a client may send its next request as soon
+    /// as it has the answer to the last.
     fn others(&mut self, sockets: &mut SocketSet<'_>) -> bool {
         let mut busy = false;
-        let serving = !matches!(self.state, State::Listen);
+        let serving = !matches!(self.state, State::Listen | State::Closing { after: After::Listen, .. });
         for i in 0..CONNECTIONS {
             let s = sockets.get_mut::<tcp::Socket>(self.tcp[i]);
             if !s.is_open() {

@@ -3,7 +3,8 @@
 //! word program and returns, and a [`FlashJob`] the main loop advances a few words at a time.
 //!
 //! A word takes about 60 µs to program and a sector 0.5 s to erase; `norflash`'s driver polls the
-//! part until each is done, which would hold the main loop for the whole update. Here:
+//! part until each is done, which would hold the main loop for the whole update. Here (with
+//! `norflash::command`'s cycles and data polling):
 //!
 //! * a word program is started and left pending; the next operation (or [`Part::poll`]) waits for
 //!   it and checks the word read back, and a mismatch fails the next operation, so [`Update`] sees
@@ -25,22 +26,9 @@
 use bpnet_update::{Layout, Region, Slot, Storage, Update, MPC8349EMDS};
 use e300::timebase::Timebase;
 use mpc8349emds::FlashBus;
-use norflash::Bus;
+use norflash::{command, Bus, Status};
 
 use crate::irq;
-
-/// The AMD command set's unlock cycles and commands (what `norflash` sends, issued here one
-/// operation at a time).
-const UNLOCK1: (u32, u16) = (0x555, 0xAA);
-const UNLOCK2: (u32, u16) = (0x2AA, 0x55);
-const CMD_PROGRAM: u16 = 0xA0;
-const CMD_ERASE: u16 = 0x80;
-const CMD_SECTOR_ERASE: u16 = 0x30;
-const CMD_RESET: u16 = 0xF0;
-/// Toggles on every status read while the part is busy.
-const DQ6_TOGGLE: u16 = 0x40;
-/// Set while busy when the part has given up.
-const DQ5_TIMEOUT: u16 = 0x20;
 
 /// Typical durations (the part's CFI: word 2^6 µs, sector 2^9 ms): when to look first.
 const PROGRAM_TYPICAL_US: u64 = 64;
@@ -88,11 +76,6 @@ impl Part {
         self.tb.micros()
     }
 
-    fn unlock(&mut self) {
-        self.bus.write(UNLOCK1.0, UNLOCK1.1);
-        self.bus.write(UNLOCK2.0, UNLOCK2.1);
-    }
-
     fn fail(&mut self, e: norflash::Error) -> norflash::Error {
         self.pending = None;
         self.erased = None;
@@ -111,18 +94,19 @@ impl Part {
             Op::Program { word, .. } => word,
             Op::Erase { offset } => offset / 2,
         };
-        let (a, b) = (self.bus.read(word), self.bus.read(word));
-        if (a ^ b) & DQ6_TOGGLE != 0 {
-            let timeout = match p.op {
-                Op::Program { .. } => norflash::PROGRAM_TIMEOUT_US,
-                Op::Erase { .. } => norflash::ERASE_TIMEOUT_US,
-            };
-            let gave_up = b & DQ5_TIMEOUT != 0 && (self.bus.read(word) ^ self.bus.read(word)) & DQ6_TOGGLE != 0;
-            if gave_up || self.now_us().wrapping_sub(p.started_us) > timeout {
-                self.bus.write(0, CMD_RESET);
-                return Err(self.fail(norflash::Error::Timeout { word }));
-            }
-            return Ok(false);
+        let timeout = match p.op {
+            Op::Program { .. } => norflash::PROGRAM_TIMEOUT_US,
+            Op::Erase { .. } => norflash::ERASE_TIMEOUT_US,
+        };
+        let failed = match command::status(&mut self.bus, word) {
+            Status::Ready => false,
+            Status::Failed => true,
+            Status::Busy if self.now_us().wrapping_sub(p.started_us) > timeout => true,
+            Status::Busy => return Ok(false),
+        };
+        if failed {
+            command::reset(&mut self.bus);
+            return Err(self.fail(norflash::Error::Timeout { word }));
         }
         self.pending = None;
         match p.op {
@@ -185,18 +169,13 @@ impl Part {
             return Err(norflash::Error::Address(offset));
         }
         self.erased = None;
-        self.unlock();
-        self.bus.write(UNLOCK1.0, CMD_ERASE);
-        self.unlock();
-        self.bus.write(offset / 2, CMD_SECTOR_ERASE);
+        command::erase_sector(&mut self.bus, offset / 2);
         self.pending = Some(Pending { op: Op::Erase { offset }, started_us: self.now_us() });
         Ok(())
     }
 
     fn start_program(&mut self, word: u32, value: u16) {
-        self.unlock();
-        self.bus.write(UNLOCK1.0, CMD_PROGRAM);
-        self.bus.write(word, value);
+        command::program(&mut self.bus, word, value);
         self.pending = Some(Pending { op: Op::Program { word, value }, started_us: self.now_us() });
     }
 }
