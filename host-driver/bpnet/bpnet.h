@@ -22,6 +22,15 @@
 
 #define BPNET_DRV_NAME "bpnet"
 
+/*
+ * RX buffers kept posted: the whole ring, or fewer when a ring of them would
+ * pin more than BPNET_RX_POSTED_BYTES, but never fewer than BPNET_RX_POSTED_MIN.
+ * That is the whole ring up to a 9000-byte MTU and 63 buffers at 65535, where
+ * a full ring would pin 32 MiB per agent (each buffer a 128 KiB allocation).
+ */
+#define BPNET_RX_POSTED_BYTES	(4U << 20)
+#define BPNET_RX_POSTED_MIN	16U
+
 struct bpnet;
 
 /* Counters kept by the module, shown by ethtool -S after the agent's. */
@@ -144,6 +153,8 @@ struct bpnet {
 	u32 host_generation;
 	u32 entries;
 	u32 buffer_len;
+	/* RX buffers kept posted (BPNET_RX_POSTED_BYTES). */
+	u32 rx_posted_max;
 	struct bpnet_status *status;
 	dma_addr_t status_addr;
 	size_t status_len;

@@ -83,10 +83,29 @@ static void bpnet_get_ethtool_stats(struct net_device *netdev, struct ethtool_st
 		*data++ = atomic64_read(&bp->stats[i]);
 }
 
+/*
+ * The agent sets the ring size; the module posts fewer RX buffers at large
+ * MTUs (BPNET_RX_POSTED_BYTES). Zero until the link has come up once.
+ */
+static void bpnet_get_ringparam(struct net_device *netdev, struct ethtool_ringparam *ring,
+				struct kernel_ethtool_ringparam *kernel_ring,
+				struct netlink_ext_ack *extack)
+{
+	struct bpnet *bp = netdev_priv(netdev);
+
+	mutex_lock(&bp->link_lock);
+	ring->rx_max_pending = bp->entries;
+	ring->tx_max_pending = bp->entries;
+	ring->rx_pending = bp->rx_posted_max;
+	ring->tx_pending = bp->entries;
+	mutex_unlock(&bp->link_lock);
+}
+
 const struct ethtool_ops bpnet_ethtool_ops = {
 	.get_drvinfo = bpnet_get_drvinfo,
 	.get_link = ethtool_op_get_link,
 	.get_sset_count = bpnet_get_sset_count,
 	.get_strings = bpnet_get_strings,
 	.get_ethtool_stats = bpnet_get_ethtool_stats,
+	.get_ringparam = bpnet_get_ringparam,
 };

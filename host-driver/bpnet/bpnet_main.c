@@ -295,7 +295,7 @@ static void bpnet_publish_events(struct bpnet *bp)
 }
 
 /*
- * Post empty buffers until the RX ring is full, then move rx_prod once and
+ * Post empty buffers until rx_posted_max are posted, then move rx_prod once and
  * ring if the agent asked (not during set-up: WORK follows UP anyway).
  */
 static void bpnet_fill_rx(struct bpnet *bp, gfp_t gfp, bool notify)
@@ -303,7 +303,7 @@ static void bpnet_fill_rx(struct bpnet *bp, gfp_t gfp, bool notify)
 	struct device *dev = &bp->pdev->dev;
 	u32 old = bp->rx_prod;
 
-	while (bp->rx_prod - bp->rx_seen < bp->entries) {
+	while (bp->rx_prod - bp->rx_seen < bp->rx_posted_max) {
 		struct bpnet_rx_slot *s = &bp->rx_slots[bpnet_slot(bp, bp->rx_prod)];
 		struct sk_buff *skb;
 		dma_addr_t addr;
@@ -870,6 +870,8 @@ static int bpnet_link_up(struct bpnet *bp)
 	bp->features = features;
 	bp->entries = entries;
 	bp->buffer_len = netdev->mtu + ETH_HLEN;
+	bp->rx_posted_max = min(entries,
+				max(BPNET_RX_POSTED_MIN, BPNET_RX_POSTED_BYTES / bp->buffer_len));
 	bp->status = status;
 	bp->status_addr = status_addr;
 	bp->status_len = status_len;
@@ -954,7 +956,7 @@ static void bpnet_link_check(struct bpnet *bp)
 		}
 		/* Safety net: a status update, completions or an RX refill left waiting. */
 		if (!READ_ONCE(bp->running) || bpnet_status_pending(bp) ||
-		    READ_ONCE(bp->rx_prod) - READ_ONCE(bp->rx_seen) < bp->entries) {
+		    READ_ONCE(bp->rx_prod) - READ_ONCE(bp->rx_seen) < bp->rx_posted_max) {
 			local_bh_disable();
 			napi_schedule(&bp->napi);
 			local_bh_enable();

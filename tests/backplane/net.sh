@@ -87,6 +87,17 @@ for i in $(seq 0 $last); do
     fi
 done
 
+rx_posted_fits() {
+    ring=$(bpnet-guest ring bp0) || return 1
+    entries=$(echo "$ring" | sed -n 's/.* rx_max=\([0-9]*\) .*/\1/p')
+    posted=$(echo "$ring" | sed -n 's/^rx=\([0-9]*\) .*/\1/p')
+    want=$((4194304 / ($1 + 14)))
+    [ $want -lt 16 ] && want=16
+    [ $want -gt "$entries" ] && want=$entries
+    echo "$ring (want rx=$want)"
+    [ "$posted" = "$want" ]
+}
+
 for mtu in 1500 9000 65535; do
     ok=1
     for i in $(seq 0 $last); do
@@ -100,6 +111,9 @@ for mtu in 1500 9000 65535; do
         bpnet-guest carrier bp$i up 30 > /dev/null
         check "mtu$mtu-agent$i-ping" ping_agent $i 3 $size
     done
+    # RX buffers posted: the whole ring, or 4 MiB worth (at least 16) at a large MTU, so 4 agents at
+    # 65535 do not pin 128 MiB of the guest (bpnet.h, BPNET_RX_POSTED_BYTES).
+    check "mtu$mtu-rx-buffers-posted" rx_posted_fits $mtu
     echo_all "mtu$mtu-echo" 1048576
 done
 for i in $(seq 0 $last); do ip link set bp$i mtu 1500; done

@@ -11,6 +11,7 @@
 //!   (port 5019) for BYTES, checks every byte against the services' pattern and that exactly BYTES arrive
 //!   before the agent closes; prints `bytes=N seconds=S mbit=M` or where the first difference is.
 //! * `stats DEV` — the driver's `ethtool -S` counters (SIOCETHTOOL), one `name value` per line.
+//! * `ring DEV` — the driver's `ethtool -g` ring sizes: `rx=N rx_max=N tx=N tx_max=N`.
 //! * `carrier DEV up|down SECONDS` — wait until the carrier is as asked; prints how long it took.
 
 use std::io::{Read, Write};
@@ -23,6 +24,7 @@ const USAGE: &str = "usage: bpnet-guest echo DEV ADDR BYTES [SECONDS]
        bpnet-guest send DEV ADDR BYTES [SECONDS]
        bpnet-guest recv DEV ADDR BYTES [SECONDS]
        bpnet-guest stats DEV
+       bpnet-guest ring DEV
        bpnet-guest carrier DEV up|down SECONDS";
 
 /// The agent's echo service.
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         ["recv", dev, addr, bytes] => recv(dev, addr, bytes, "120"),
         ["recv", dev, addr, bytes, secs] => recv(dev, addr, bytes, secs),
         ["stats", dev] => stats(dev),
+        ["ring", dev] => ring(dev),
         ["carrier", dev, want, secs] => carrier(dev, want, secs),
         _ => Err(USAGE.to_string()),
     };
@@ -274,6 +277,10 @@ fn recv(dev: &str, addr: &str, bytes: &str, secs: &str) -> Result<String, String
 const ETHTOOL_GDRVINFO: u32 = 0x03;
 const ETHTOOL_GSTRINGS: u32 = 0x1b;
 const ETHTOOL_GSTATS: u32 = 0x1d;
+const ETHTOOL_GRINGPARAM: u32 = 0x10;
+/// `struct ethtool_ringparam`: nine 32-bit words after which come rx_max_pending (1), tx_max_pending
+/// (4), rx_pending (5) and tx_pending (8).
+const RINGPARAM_LEN: usize = 36;
 const ETH_SS_STATS: u32 = 1;
 const ETH_GSTRING_LEN: usize = 32;
 /// `struct ethtool_drvinfo`: 196 bytes, `n_stats` at 180.
@@ -345,6 +352,13 @@ fn stats(dev: &str) -> Result<String, String> {
         return Err(format!("{dev}: the driver has no ethtool counters"));
     }
     Ok(out.join("\n"))
+}
+
+fn ring(dev: &str) -> Result<String, String> {
+    let mut r = vec![0u8; RINGPARAM_LEN];
+    r[..4].copy_from_slice(&ETHTOOL_GRINGPARAM.to_ne_bytes());
+    ethtool(dev, &mut r)?;
+    Ok(format!("rx={} rx_max={} tx={} tx_max={}", u32_at(&r, 20), u32_at(&r, 4), u32_at(&r, 32), u32_at(&r, 16)))
 }
 
 fn carrier(dev: &str, want: &str, secs: &str) -> Result<String, String> {
