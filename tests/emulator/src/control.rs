@@ -348,28 +348,32 @@ impl Session {
         p.reply
     }
 
+    /// Pump `p` and run rounds until its answer is complete and the agent has closed (at most
+    /// `max_turns` rounds); the connection stays open until [`Session::close`].
+    pub fn await_answer(&mut self, p: &mut Pending, max_turns: u64) -> Result<(), String> {
+        for _ in 0..max_turns {
+            match self.pump(p) {
+                Some(done) => return done,
+                None => self.turn()?,
+            }
+        }
+        Err(format!(
+            "no complete answer after {max_turns} rounds ({} bytes sent of {}), lines {:?}\nconsole:\n{}\nlog:\n{}",
+            p.sent,
+            p.out.len(),
+            p.reply.lines,
+            console(&self.board),
+            self.board.log_lines().join("\n")
+        ))
+    }
+
     /// Send `line` (and `body` after it) on a new connection to the control service and collect the
     /// answer until the agent closes; at most `max_turns` rounds.
     pub fn request(&mut self, line: &[u8], body: &[u8], max_turns: u64) -> Result<Reply, String> {
         let mut p = self.open(line, body);
-        for _ in 0..max_turns {
-            match self.pump(&mut p) {
-                Some(Ok(())) => return Ok(self.close(p)),
-                Some(Err(e)) => {
-                    self.close(p);
-                    return Err(e);
-                }
-                None => self.turn()?,
-            }
-        }
-        let (sent, len) = (p.sent, p.out.len());
+        let done = self.await_answer(&mut p, max_turns);
         let reply = self.close(p);
-        Err(format!(
-            "no complete answer after {max_turns} rounds ({sent} bytes sent of {len}), lines {:?}\nconsole:\n{}\nlog:\n{}",
-            reply.lines,
-            console(&self.board),
-            self.board.log_lines().join("\n")
-        ))
+        done.map(|()| reply)
     }
 
     /// The agent's MAC: the host's with the locally administered unicast prefix 02 (its identity's

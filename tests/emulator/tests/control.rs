@@ -119,15 +119,7 @@ fn a_request_right_after_an_answer_is_served_not_refused() {
     // The first client has its answer but has not closed yet, so the agent's connection is still
     // closing when the second client asks.
     let mut first = s.open(b"STATUS\n", &[]);
-    let mut done = None;
-    for _ in 0..100_000 {
-        done = s.pump(&mut first);
-        if done.is_some() {
-            break;
-        }
-        s.turn().unwrap();
-    }
-    assert_eq!(done, Some(Ok(())), "{:?}", first.reply.lines);
+    s.await_answer(&mut first, 100_000).unwrap();
     let second = s.request(b"STATUS\n", &[], 400_000).unwrap();
     assert!(second.is_ok(), "the second request: {:?}", second.lines);
     let first = s.close(first);
