@@ -384,9 +384,9 @@ fn agent_reset_mid_transfer_link_down_and_up() {
     assert!(echo.echoed == echo.data, "traffic resumes after the agent's reset");
 }
 
-fn board_header(board: &mut Board) -> bpnet_contract::bar::Header<[u8; 64]> {
-    let mut raw = [0u8; 64];
-    host::Backplane::bar_read(board, 0, &mut raw).expect("header");
+fn board_header(board: &mut Board) -> bpnet_contract::bar::Header<[u8; bpnet_contract::bar::HEADER_LEN]> {
+    let mut raw = [0u8; bpnet_contract::bar::HEADER_LEN];
+    host::Backplane::bar_read(board, bpnet_contract::shared::HEADER_OFFSET, &mut raw).expect("header");
     bpnet_contract::bar::Header::new_unchecked(raw)
 }
 

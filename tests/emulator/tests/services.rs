@@ -19,7 +19,7 @@ const FALLBACK_STEPS: usize = 1200;
 
 // ---- the identity record (bpnet_services::identity) ----
 
-const FLASH_BYTES: usize = 32 << 20;
+const FLASH_BYTES: usize = bpnet_emu::FLASH_SIZE as usize;
 const RECORD_OFFSET: usize = FLASH_BYTES - (128 << 10);
 
 fn crc32(data: &[u8]) -> u32 {
