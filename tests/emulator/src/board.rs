@@ -6,6 +6,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use bpnet_test_support::host::HostAccessError;
 use unicorn_engine::unicorn_const::{uc_error, Arch, HookType, Mode, Prot};
 use unicorn_engine::{Context, PpcCpuModel, RegisterPPC, UcHookId, Unicorn};
 
@@ -106,22 +107,6 @@ impl fmt::Display for SetupError {
         }
     }
 }
-
-/// A host access across PCI that reaches nothing on the agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostAccessError {
-    pub pci_addr: u64,
-    pub len: usize,
-    pub reason: String,
-}
-
-impl fmt::Display for HostAccessError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "host access of {} bytes at PCI address {:#010x}: {}", self.len, self.pci_addr, self.reason)
-    }
-}
-
-impl std::error::Error for HostAccessError {}
 
 /// A value the firmware wrote to UART1's scratch register (USCR) to mark a point in its run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,15 +26,15 @@ use std::fmt;
 use std::ops::Range;
 
 use bpnet_contract::bar::{
-    self, counter, desc_flags, feature, AgentState, Counters, Descriptor, DescriptorRepr, HostState, COUNTERS_LEN,
-    COUNTER_SLOTS, DESCRIPTOR_LEN, MTU_DEFAULT,
+    self, counter, desc_flags, feature, field, AgentState, Counters, Descriptor, DescriptorRepr, HostState,
+    COUNTERS_LEN, COUNTER_SLOTS, DESCRIPTOR_LEN, MTU_DEFAULT,
 };
 use bpnet_contract::ring::{self, Entries};
 use bpnet_contract::status;
-use bpnet_contract::{notify, shared, EMULATED_BAR_ADDRESS, HOST_WINDOW_BYTES};
+use bpnet_contract::{logring, notify, put_le16, put_le32, put_le64, shared, EMULATED_BAR_ADDRESS, HOST_WINDOW_BYTES};
+use bpnet_test_support::frames;
 
-use crate::frames::{self, be16};
-use crate::host::{self, HostLink, LinkError, Params};
+use crate::host::{self, HostLink, Params, RunError};
 use crate::{Board, Config, Outcome};
 
 /// Host RAM of a hostile run: the link's status block and buffers, scratch space and canary, and small
@@ -60,15 +60,15 @@ const ATTEMPTS: usize = 20;
 const AGENT_IP: [u8; 4] = [10, 83, 49, 2];
 const HOST_IP: [u8; 4] = [10, 83, 49, 1];
 const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-/// The header byte of `agent_state`, and the host's state byte after it.
-const AGENT_STATE: usize = 0x2c;
-const HOST_STATE: usize = 0x2d;
-/// Doorbell words.
-const TX_PROD: usize = shared::DOORBELLS_OFFSET;
-const RX_PROD: usize = shared::DOORBELLS_OFFSET + 4;
-const USED_EVENTS: usize = shared::DOORBELLS_OFFSET + 8;
+/// BAR offsets of the header's `agent_state` byte, and of the host's state byte after it.
+const AGENT_STATE: usize = shared::HEADER_OFFSET + field::header::AGENT_STATE;
+const HOST_STATE: usize = shared::HEADER_OFFSET + field::header::HOST_STATE;
+/// BAR offsets of the doorbell words; `rx_used_event` and `tx_used_event` go in one write.
+const TX_PROD: usize = shared::DOORBELLS_OFFSET + field::doorbells::TX_PROD;
+const RX_PROD: usize = shared::DOORBELLS_OFFSET + field::doorbells::RX_PROD;
+const USED_EVENTS: usize = shared::DOORBELLS_OFFSET + field::doorbells::RX_USED_EVENT;
 /// The log ring's header in the BAR: magic, capacity, head, generation.
-const LOG_RING_HEADER: Range<usize> = shared::LOG_RING_OFFSET..shared::LOG_RING_OFFSET + 16;
+const LOG_RING_HEADER: Range<usize> = shared::LOG_RING_OFFSET..shared::LOG_RING_OFFSET + logring::HEADER_LEN;
 /// The shortest frame the agent's stack sends (an ARP reply, unpadded).
 const MIN_FRAME: u64 = 42;
 /// The ring size the firmware publishes (checked against the header at set-up).
@@ -583,12 +583,13 @@ impl HostileHost {
 
     /// The host's fields and `host_state` UP last, as [`HostLink::up`] writes them.
     fn write_host_fields(&mut self, mtu: u16, addr: u64, features: u32, generation: u32) -> Result<(), String> {
-        let mut raw = [0u8; 0x40 - 0x2e];
-        raw[0..2].copy_from_slice(&mtu.to_le_bytes());
-        raw[2..10].copy_from_slice(&addr.to_le_bytes());
-        raw[10..14].copy_from_slice(&features.to_le_bytes());
-        raw[14..18].copy_from_slice(&generation.to_le_bytes());
-        self.bar_write(0x2e, &raw)
+        // Any values, valid or not, at the contract's offsets: the fields after `host_state`.
+        let mut raw = [0u8; bar::HEADER_LEN];
+        put_le16(&mut raw, field::header::MTU, mtu);
+        put_le64(&mut raw, field::header::STATUS_BLOCK_ADDR, addr);
+        put_le32(&mut raw, field::header::HOST_FEATURES, features);
+        put_le32(&mut raw, field::header::HOST_GENERATION, generation);
+        self.bar_write(shared::HEADER_OFFSET + field::header::MTU, &raw[field::header::MTU..])
     }
 
     /// Valid traffic needs the link: set it up again (DOWN, a doorbell, the agent READY, then a new
@@ -1028,24 +1029,14 @@ fn echo_request(agent_mac: [u8; 6], seq: u16, payload: &[u8]) -> Vec<u8> {
 
 /// The sender's MAC, if `f` is an ARP reply to the host.
 fn arp_reply_mac(f: &[u8]) -> Option<[u8; 6]> {
-    let reply =
-        f.len() >= 42 && be16(f, 12) == 0x0806 && f[..6] == HOST_MAC && f[14..22] == [0, 1, 0x08, 0, 6, 4, 0, 2];
-    reply.then(|| f[22..28].try_into().unwrap_or_default())
+    frames::arp_reply(f).filter(|r| r.eth_dst == HOST_MAC).map(|r| r.sender.0)
 }
 
 /// The echo's payload, if `f` is the reply to `seq`.
 fn echo_reply(f: &[u8], seq: u16) -> Option<Vec<u8>> {
-    if f.len() < 42 || be16(f, 12) != 0x0800 || f[..6] != HOST_MAC {
-        return None;
-    }
-    let ip = &f[14..];
-    let ihl = usize::from(ip[0] & 0xf) * 4;
-    let total = usize::from(be16(ip, 2)).min(ip.len());
-    if ip[9] != 1 || ip[12..16] != AGENT_IP || total < ihl + 8 {
-        return None;
-    }
-    let icmp = &ip[ihl..total];
-    (icmp[0] == 0 && be16(icmp, 6) == seq).then(|| icmp[8..].to_vec())
+    frames::echo_reply(f)
+        .filter(|r| r.eth_dst == HOST_MAC && r.ip_src == AGENT_IP && r.seq == seq)
+        .map(|r| r.payload.to_vec())
 }
 
 /// Send an ARP request or a ping through `link` and wait for its answer, asking again every
@@ -1096,7 +1087,7 @@ fn exchange_for(board: &mut Board, link: &mut HostLink, ping: bool, payload: u16
         match answered {
             Ok(_) if wrong.is_some() => return Err(format!("{what} of {payload} bytes: {}", wrong.unwrap_or(""))),
             Ok(_) => return Ok(agent_mac),
-            Err(LinkError::Timeout { .. }) if !sent || !got => continue,
+            Err(RunError::Timeout { .. }) if !sent || !got => continue,
             Err(e) => return Err(format!("{what} of {payload} bytes: {e}")),
         }
     }

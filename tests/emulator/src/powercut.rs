@@ -26,7 +26,7 @@ use bpnet_update::record::BootState;
 use bpnet_update::{Slot, SlotInfo, SlotState, MPC8349EMDS};
 
 use crate::control::Session;
-use crate::host::{self, LinkError, Params};
+use crate::host::{self, Params, RunError};
 use crate::netbench::IMAGE_LOAD;
 use crate::{Board, Config, Outcome};
 
@@ -145,7 +145,7 @@ fn after_restart(board: &mut Board, from: usize) -> Result<Ending, String> {
         }
         match host::run_slice(board) {
             Ok(()) => {}
-            Err(LinkError::Board(Outcome::Halted { pc, .. })) if pc == IMAGE_LOAD => {
+            Err(RunError::Board(Outcome::Halted { pc, .. })) if pc == IMAGE_LOAD => {
                 let text = since(board);
                 return if text.contains("boot: starting slot B") {
                     Ok(Ending::New)
