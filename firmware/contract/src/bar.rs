@@ -169,7 +169,15 @@ impl TryFrom<u8> for HostState {
     }
 }
 
-mod field {
+/// Byte offsets of every field, each from the start of its structure: [`Header`] (at
+/// [`shared::HEADER_OFFSET`](crate::shared::HEADER_OFFSET)), [`Doorbells`] (at
+/// [`shared::DOORBELLS_OFFSET`](crate::shared::DOORBELLS_OFFSET)), a [`Descriptor`] and the
+/// [`BootBlock`] (at [`shared::BOOT_OFFSET`](crate::shared::BOOT_OFFSET)). The typed views read through
+/// them, and so does whatever must touch one field alone: a byte store of a state, a posted write of
+/// one index, a test that corrupts exactly one field. Multi-byte fields are little-endian
+/// ([`crate::get_le32`] and its siblings).
+pub mod field {
+    /// [`Header`](super::Header): the agent's fields up to `AGENT_STATE`, the host's from `HOST_STATE`.
     pub mod header {
         pub const MAGIC: usize = 0x00;
         pub const VERSION_MAJOR: usize = 0x04;
@@ -190,6 +198,8 @@ mod field {
         pub const HOST_FEATURES: usize = 0x38;
         pub const HOST_GENERATION: usize = 0x3c;
     }
+    /// [`Doorbells`](super::Doorbells): `RX_USED_EVENT` and `TX_USED_EVENT` are adjacent, so a host
+    /// may post both in one write.
     pub mod doorbells {
         pub const TX_PROD: usize = 0;
         pub const RX_PROD: usize = 4;
@@ -197,11 +207,36 @@ mod field {
         pub const TX_USED_EVENT: usize = 12;
         pub const RESERVED: usize = 16;
     }
+    /// A [`Descriptor`](super::Descriptor).
     pub mod descriptor {
         pub const ADDR: usize = 0;
         pub const LEN: usize = 8;
         pub const ID: usize = 12;
         pub const FLAGS: usize = 14;
+    }
+    /// The [`BootBlock`](super::BootBlock): the agent's fields up to `HOST`, the host's from there.
+    pub mod boot_block {
+
+        pub const BOOT_SOURCE: usize = 0x00;
+        pub const BOOT_SLOT: usize = 0x01;
+        pub const BOOT_FLAGS: usize = 0x02;
+        pub const STAGE: usize = 0x03;
+        pub const UPTIME_S: usize = 0x04;
+        pub const IMAGE_VERSION: usize = 0x08;
+        pub const RECOVERY_OFFSET: usize = 0x0c;
+        pub const RECOVERY_CAPACITY: usize = 0x10;
+        pub const RECOVERY_ERROR: usize = 0x14;
+        pub const SLOT_A_VERSION: usize = 0x18;
+        pub const SLOT_B_VERSION: usize = 0x1c;
+        pub const SLOT_A_STATE: usize = 0x20;
+        pub const SLOT_B_STATE: usize = 0x21;
+        pub const RESERVED: usize = 0x22;
+        /// The agent's fields end here; the host's start.
+        pub const HOST: usize = 0x30;
+        pub const HOST_REQUEST: usize = 0x30;
+        pub const RECOVERY_LEN: usize = 0x34;
+        pub const REQUEST_SEQ: usize = 0x38;
+        pub const HOST_RESERVED: usize = 0x3c;
     }
 }
 
@@ -349,10 +384,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
         put_le32(self.buffer.as_mut(), field::header::AGENT_GENERATION, generation);
     }
 }
-
-/// Offset of `agent_state` in the [`Header`], for an agent that changes its state with one byte store
-/// into the live header (the rings stopping for [`AgentState::Recovery`], a launch).
-pub const AGENT_STATE_OFFSET: usize = field::header::AGENT_STATE;
 
 /// Where the agent put its regions, as offsets from the start of the shared region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -787,32 +818,9 @@ impl TryFrom<u32> for HostRequest {
 /// the image verifier's error codes, `bpnet_image::Error::code`, 1 to 16).
 pub const RECOVERY_ERROR_LENGTH: u32 = 0x100;
 
-mod boot_field {
-    pub const BOOT_SOURCE: usize = 0x00;
-    pub const BOOT_SLOT: usize = 0x01;
-    pub const BOOT_FLAGS: usize = 0x02;
-    pub const STAGE: usize = 0x03;
-    pub const UPTIME_S: usize = 0x04;
-    pub const IMAGE_VERSION: usize = 0x08;
-    pub const RECOVERY_OFFSET: usize = 0x0c;
-    pub const RECOVERY_CAPACITY: usize = 0x10;
-    pub const RECOVERY_ERROR: usize = 0x14;
-    pub const SLOT_A_VERSION: usize = 0x18;
-    pub const SLOT_B_VERSION: usize = 0x1c;
-    pub const SLOT_A_STATE: usize = 0x20;
-    pub const SLOT_B_STATE: usize = 0x21;
-    pub const RESERVED: usize = 0x22;
-    /// The agent's fields end here; the host's start.
-    pub const HOST: usize = 0x30;
-    pub const HOST_REQUEST: usize = 0x30;
-    pub const RECOVERY_LEN: usize = 0x34;
-    pub const REQUEST_SEQ: usize = 0x38;
-    pub const HOST_RESERVED: usize = 0x3c;
-}
-
 /// The agent's half of the boot block ends here and the host's begins: the agent writes bytes
 /// `0..BOOT_HOST_FIELDS` only, the host the rest only.
-pub const BOOT_HOST_FIELDS: usize = boot_field::HOST;
+pub const BOOT_HOST_FIELDS: usize = field::boot_block::HOST;
 
 /// [`BootBlock`] for the C header.
 pub const BOOT_BLOCK_SCHEMA: Struct = Struct {
@@ -821,24 +829,28 @@ pub const BOOT_BLOCK_SCHEMA: Struct = Struct {
     doc: "Agent RAM at BPNET_BOOT_OFFSET. Agent fields up to reserved, host fields from host_request; the \
           host writes recovery_len, host_request, then request_seq, then rings BPNET_NOTIFY_CONTROL.",
     fields: &[
-        Field::new("boot_source", boot_field::BOOT_SOURCE, Type::U8),
-        Field::new("boot_slot", boot_field::BOOT_SLOT, Type::U8),
-        Field::new("boot_flags", boot_field::BOOT_FLAGS, Type::U8),
-        Field::new("stage", boot_field::STAGE, Type::U8),
-        Field::new("uptime_s", boot_field::UPTIME_S, Type::Le32),
-        Field::new("image_version", boot_field::IMAGE_VERSION, Type::Le32),
-        Field::new("recovery_offset", boot_field::RECOVERY_OFFSET, Type::Le32),
-        Field::new("recovery_capacity", boot_field::RECOVERY_CAPACITY, Type::Le32),
-        Field::new("recovery_error", boot_field::RECOVERY_ERROR, Type::Le32),
-        Field::new("slot_a_version", boot_field::SLOT_A_VERSION, Type::Le32),
-        Field::new("slot_b_version", boot_field::SLOT_B_VERSION, Type::Le32),
-        Field::new("slot_a_state", boot_field::SLOT_A_STATE, Type::U8),
-        Field::new("slot_b_state", boot_field::SLOT_B_STATE, Type::U8),
-        Field::new("reserved", boot_field::RESERVED, Type::Bytes(boot_field::HOST - boot_field::RESERVED)),
-        Field::new("host_request", boot_field::HOST_REQUEST, Type::Le32),
-        Field::new("recovery_len", boot_field::RECOVERY_LEN, Type::Le32),
-        Field::new("request_seq", boot_field::REQUEST_SEQ, Type::Le32),
-        Field::new("host_reserved", boot_field::HOST_RESERVED, Type::Le32),
+        Field::new("boot_source", field::boot_block::BOOT_SOURCE, Type::U8),
+        Field::new("boot_slot", field::boot_block::BOOT_SLOT, Type::U8),
+        Field::new("boot_flags", field::boot_block::BOOT_FLAGS, Type::U8),
+        Field::new("stage", field::boot_block::STAGE, Type::U8),
+        Field::new("uptime_s", field::boot_block::UPTIME_S, Type::Le32),
+        Field::new("image_version", field::boot_block::IMAGE_VERSION, Type::Le32),
+        Field::new("recovery_offset", field::boot_block::RECOVERY_OFFSET, Type::Le32),
+        Field::new("recovery_capacity", field::boot_block::RECOVERY_CAPACITY, Type::Le32),
+        Field::new("recovery_error", field::boot_block::RECOVERY_ERROR, Type::Le32),
+        Field::new("slot_a_version", field::boot_block::SLOT_A_VERSION, Type::Le32),
+        Field::new("slot_b_version", field::boot_block::SLOT_B_VERSION, Type::Le32),
+        Field::new("slot_a_state", field::boot_block::SLOT_A_STATE, Type::U8),
+        Field::new("slot_b_state", field::boot_block::SLOT_B_STATE, Type::U8),
+        Field::new(
+            "reserved",
+            field::boot_block::RESERVED,
+            Type::Bytes(field::boot_block::HOST - field::boot_block::RESERVED),
+        ),
+        Field::new("host_request", field::boot_block::HOST_REQUEST, Type::Le32),
+        Field::new("recovery_len", field::boot_block::RECOVERY_LEN, Type::Le32),
+        Field::new("request_seq", field::boot_block::REQUEST_SEQ, Type::Le32),
+        Field::new("host_reserved", field::boot_block::HOST_RESERVED, Type::Le32),
     ],
 };
 
@@ -874,73 +886,73 @@ fixed_view! {
 
 impl<T: AsRef<[u8]>> BootBlock<T> {
     pub fn boot_source(&self) -> u8 {
-        get_u8(self.buffer.as_ref(), boot_field::BOOT_SOURCE)
+        get_u8(self.buffer.as_ref(), field::boot_block::BOOT_SOURCE)
     }
     pub fn boot_slot(&self) -> u8 {
-        get_u8(self.buffer.as_ref(), boot_field::BOOT_SLOT)
+        get_u8(self.buffer.as_ref(), field::boot_block::BOOT_SLOT)
     }
     pub fn boot_flags(&self) -> u8 {
-        get_u8(self.buffer.as_ref(), boot_field::BOOT_FLAGS)
+        get_u8(self.buffer.as_ref(), field::boot_block::BOOT_FLAGS)
     }
     pub fn stage(&self) -> Result<BootStage, Error> {
-        BootStage::try_from(get_u8(self.buffer.as_ref(), boot_field::STAGE))
+        BootStage::try_from(get_u8(self.buffer.as_ref(), field::boot_block::STAGE))
     }
     pub fn uptime_s(&self) -> u32 {
-        get_le32(self.buffer.as_ref(), boot_field::UPTIME_S)
+        get_le32(self.buffer.as_ref(), field::boot_block::UPTIME_S)
     }
     pub fn image_version(&self) -> u32 {
-        get_le32(self.buffer.as_ref(), boot_field::IMAGE_VERSION)
+        get_le32(self.buffer.as_ref(), field::boot_block::IMAGE_VERSION)
     }
     pub fn recovery_offset(&self) -> u32 {
-        get_le32(self.buffer.as_ref(), boot_field::RECOVERY_OFFSET)
+        get_le32(self.buffer.as_ref(), field::boot_block::RECOVERY_OFFSET)
     }
     pub fn recovery_capacity(&self) -> u32 {
-        get_le32(self.buffer.as_ref(), boot_field::RECOVERY_CAPACITY)
+        get_le32(self.buffer.as_ref(), field::boot_block::RECOVERY_CAPACITY)
     }
     pub fn recovery_error(&self) -> u32 {
-        get_le32(self.buffer.as_ref(), boot_field::RECOVERY_ERROR)
+        get_le32(self.buffer.as_ref(), field::boot_block::RECOVERY_ERROR)
     }
     pub fn slot_version(&self, slot: usize) -> u32 {
-        let at = if slot == 0 { boot_field::SLOT_A_VERSION } else { boot_field::SLOT_B_VERSION };
+        let at = if slot == 0 { field::boot_block::SLOT_A_VERSION } else { field::boot_block::SLOT_B_VERSION };
         get_le32(self.buffer.as_ref(), at)
     }
     pub fn slot_state(&self, slot: usize) -> u8 {
-        let at = if slot == 0 { boot_field::SLOT_A_STATE } else { boot_field::SLOT_B_STATE };
+        let at = if slot == 0 { field::boot_block::SLOT_A_STATE } else { field::boot_block::SLOT_B_STATE };
         get_u8(self.buffer.as_ref(), at)
     }
     /// The raw request word; [`HostRequest::try_from`] checks it.
     pub fn host_request(&self) -> u32 {
-        get_le32(self.buffer.as_ref(), boot_field::HOST_REQUEST)
+        get_le32(self.buffer.as_ref(), field::boot_block::HOST_REQUEST)
     }
     pub fn recovery_len(&self) -> u32 {
-        get_le32(self.buffer.as_ref(), boot_field::RECOVERY_LEN)
+        get_le32(self.buffer.as_ref(), field::boot_block::RECOVERY_LEN)
     }
     pub fn request_seq(&self) -> u32 {
-        get_le32(self.buffer.as_ref(), boot_field::REQUEST_SEQ)
+        get_le32(self.buffer.as_ref(), field::boot_block::REQUEST_SEQ)
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> BootBlock<T> {
     pub fn set_stage(&mut self, stage: BootStage) {
-        self.buffer.as_mut()[boot_field::STAGE] = stage as u8;
+        self.buffer.as_mut()[field::boot_block::STAGE] = stage as u8;
     }
     pub fn set_boot_flags(&mut self, flags: u8) {
-        self.buffer.as_mut()[boot_field::BOOT_FLAGS] = flags;
+        self.buffer.as_mut()[field::boot_block::BOOT_FLAGS] = flags;
     }
     pub fn set_uptime_s(&mut self, seconds: u32) {
-        put_le32(self.buffer.as_mut(), boot_field::UPTIME_S, seconds);
+        put_le32(self.buffer.as_mut(), field::boot_block::UPTIME_S, seconds);
     }
     pub fn set_recovery_error(&mut self, error: u32) {
-        put_le32(self.buffer.as_mut(), boot_field::RECOVERY_ERROR, error);
+        put_le32(self.buffer.as_mut(), field::boot_block::RECOVERY_ERROR, error);
     }
     /// Host side: write a request in the documented order (length, request, then the sequence
     /// number the agent acts on). A host on the other side of PCI writes the same three words as
     /// posted writes in this order.
     pub fn set_host_request(&mut self, request: HostRequest, recovery_len: u32, seq: u32) {
         let buf = self.buffer.as_mut();
-        put_le32(buf, boot_field::RECOVERY_LEN, recovery_len);
-        put_le32(buf, boot_field::HOST_REQUEST, request as u32);
-        put_le32(buf, boot_field::REQUEST_SEQ, seq);
+        put_le32(buf, field::boot_block::RECOVERY_LEN, recovery_len);
+        put_le32(buf, field::boot_block::HOST_REQUEST, request as u32);
+        put_le32(buf, field::boot_block::REQUEST_SEQ, seq);
     }
 }
 
@@ -981,20 +993,20 @@ impl BootRepr {
     /// Write the agent's fields, reserved bytes zeroed; the host's fields are left alone.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, block: &mut BootBlock<T>) {
         let buf = block.buffer.as_mut();
-        buf[boot_field::BOOT_SOURCE] = self.boot_source;
-        buf[boot_field::BOOT_SLOT] = self.boot_slot;
-        buf[boot_field::BOOT_FLAGS] = self.boot_flags;
-        buf[boot_field::STAGE] = self.stage as u8;
-        put_le32(buf, boot_field::UPTIME_S, self.uptime_s);
-        put_le32(buf, boot_field::IMAGE_VERSION, self.image_version);
-        put_le32(buf, boot_field::RECOVERY_OFFSET, self.recovery_offset);
-        put_le32(buf, boot_field::RECOVERY_CAPACITY, self.recovery_capacity);
-        put_le32(buf, boot_field::RECOVERY_ERROR, self.recovery_error);
-        put_le32(buf, boot_field::SLOT_A_VERSION, self.slot_versions[0]);
-        put_le32(buf, boot_field::SLOT_B_VERSION, self.slot_versions[1]);
-        buf[boot_field::SLOT_A_STATE] = self.slot_states[0];
-        buf[boot_field::SLOT_B_STATE] = self.slot_states[1];
-        buf[boot_field::RESERVED..boot_field::HOST].fill(0);
+        buf[field::boot_block::BOOT_SOURCE] = self.boot_source;
+        buf[field::boot_block::BOOT_SLOT] = self.boot_slot;
+        buf[field::boot_block::BOOT_FLAGS] = self.boot_flags;
+        buf[field::boot_block::STAGE] = self.stage as u8;
+        put_le32(buf, field::boot_block::UPTIME_S, self.uptime_s);
+        put_le32(buf, field::boot_block::IMAGE_VERSION, self.image_version);
+        put_le32(buf, field::boot_block::RECOVERY_OFFSET, self.recovery_offset);
+        put_le32(buf, field::boot_block::RECOVERY_CAPACITY, self.recovery_capacity);
+        put_le32(buf, field::boot_block::RECOVERY_ERROR, self.recovery_error);
+        put_le32(buf, field::boot_block::SLOT_A_VERSION, self.slot_versions[0]);
+        put_le32(buf, field::boot_block::SLOT_B_VERSION, self.slot_versions[1]);
+        buf[field::boot_block::SLOT_A_STATE] = self.slot_states[0];
+        buf[field::boot_block::SLOT_B_STATE] = self.slot_states[1];
+        buf[field::boot_block::RESERVED..field::boot_block::HOST].fill(0);
     }
 }
 

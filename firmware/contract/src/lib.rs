@@ -246,36 +246,42 @@ fn get_u8(buf: &[u8], at: usize) -> u8 {
     buf[at]
 }
 
-/// Read a little-endian `u16` at `at`. Callers have checked the length.
-fn get_le16(buf: &[u8], at: usize) -> u16 {
+// The little-endian reads and writes every view is built on, public so that code which must touch a
+// single field (a byte store of a state, a posted write of one index, a test corrupting one field)
+// uses the contract's offsets (`bar::field`, `status::field`, `logring::field`) and these helpers
+// instead of its own. Each panics if `buf` is shorter than `at` plus the field: callers check the
+// length first, as the views' `check_len` does.
+
+/// Read a little-endian `u16` at `at`.
+pub fn get_le16(buf: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([buf[at], buf[at + 1]])
 }
 
-/// Read a little-endian `u64` at `at`. Callers have checked the length.
-fn get_le64(buf: &[u8], at: usize) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&buf[at..at + 8]);
-    u64::from_le_bytes(word)
-}
-
-/// Write a little-endian `u16` at `at`. Callers have checked the length.
-fn put_le16(buf: &mut [u8], at: usize, value: u16) {
-    buf[at..at + 2].copy_from_slice(&value.to_le_bytes());
-}
-
-/// Write a little-endian `u64` at `at`. Callers have checked the length.
-fn put_le64(buf: &mut [u8], at: usize, value: u64) {
-    buf[at..at + 8].copy_from_slice(&value.to_le_bytes());
-}
-
-/// Read a little-endian `u32` at `at`. Callers have checked the length.
-fn get_le32(buf: &[u8], at: usize) -> u32 {
+/// Read a little-endian `u32` at `at`.
+pub fn get_le32(buf: &[u8], at: usize) -> u32 {
     let mut word = [0u8; 4];
     word.copy_from_slice(&buf[at..at + 4]);
     u32::from_le_bytes(word)
 }
 
-/// Write a little-endian `u32` at `at`. Callers have checked the length.
-fn put_le32(buf: &mut [u8], at: usize, value: u32) {
+/// Read a little-endian `u64` at `at`.
+pub fn get_le64(buf: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&buf[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+/// Write a little-endian `u16` at `at`.
+pub fn put_le16(buf: &mut [u8], at: usize, value: u16) {
+    buf[at..at + 2].copy_from_slice(&value.to_le_bytes());
+}
+
+/// Write a little-endian `u32` at `at`.
+pub fn put_le32(buf: &mut [u8], at: usize, value: u32) {
     buf[at..at + 4].copy_from_slice(&value.to_le_bytes());
+}
+
+/// Write a little-endian `u64` at `at`.
+pub fn put_le64(buf: &mut [u8], at: usize, value: u64) {
+    buf[at..at + 8].copy_from_slice(&value.to_le_bytes());
 }

@@ -25,7 +25,9 @@ pub const HEADER_LEN: usize = 16;
 /// Smallest capacity a ring may have.
 pub const MIN_CAPACITY: u32 = 64;
 
-mod field {
+/// Byte offsets of the header's fields (the table above), for a reader that copies the header alone
+/// before it knows the capacity.
+pub mod field {
     pub const MAGIC: usize = 0;
     pub const CAPACITY: usize = 4;
     pub const HEAD: usize = 8;
@@ -90,6 +92,12 @@ impl<T: AsRef<[u8]>> LogRing<T> {
             return Err(Error::Truncated);
         }
         Ok(())
+    }
+
+    /// [`MAGIC`] once the ring is initialised. Like the other accessors it needs only the header: a
+    /// reader may wrap a copy of the header alone with [`LogRing::new_unchecked`].
+    pub fn magic(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), field::MAGIC)
     }
 
     pub fn capacity(&self) -> u32 {

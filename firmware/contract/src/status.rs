@@ -77,7 +77,11 @@ pub mod compl_flags {
     pub const ALL: u16 = CSUM_VALID | NEEDS_CSUM | ERROR;
 }
 
-mod field {
+/// Byte offsets of every field: the [`Header`] from the start of the block, a [`Completion`] from the
+/// start of its entry ([`tx_completion_offset`], [`rx_completion_offset`]). Little-endian, as
+/// everything the contract defines.
+pub mod field {
+    /// The status block's [`Header`](super::Header).
     pub mod header {
         pub const TX_USED: usize = 0x00;
         pub const RX_USED: usize = 0x04;
@@ -87,6 +91,7 @@ mod field {
         pub const AGENT_GENERATION: usize = 0x14;
         pub const RESERVED: usize = 0x18;
     }
+    /// A [`Completion`](super::Completion).
     pub mod completion {
         pub const ID: usize = 0;
         pub const FLAGS: usize = 2;

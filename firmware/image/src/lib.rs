@@ -61,6 +61,7 @@ mod sign;
 #[cfg(feature = "sign")]
 pub use sign::{sign, SigningKey};
 
+use bpnet_contract::{get_le16, get_le32};
 use core::ops::Range;
 
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -234,16 +235,6 @@ impl core::fmt::Display for Error {
 
 impl core::error::Error for Error {}
 
-fn le16(b: &[u8], r: Range<usize>) -> u16 {
-    u16::from_le_bytes([b[r.start], b[r.start + 1]])
-}
-
-fn le32(b: &[u8], r: Range<usize>) -> u32 {
-    let mut w = [0u8; 4];
-    w.copy_from_slice(&b[r]);
-    u32::from_le_bytes(w)
-}
-
 fn array<const N: usize>(b: &[u8], r: Range<usize>) -> [u8; N] {
     let mut a = [0u8; N];
     a.copy_from_slice(&b[r]);
@@ -280,28 +271,28 @@ impl<T: AsRef<[u8]>> Header<T> {
     }
 
     pub fn magic(&self) -> u32 {
-        le32(self.buffer.as_ref(), field::MAGIC)
+        get_le32(self.buffer.as_ref(), field::MAGIC.start)
     }
     pub fn format_version(&self) -> u16 {
-        le16(self.buffer.as_ref(), field::FORMAT_VERSION)
+        get_le16(self.buffer.as_ref(), field::FORMAT_VERSION.start)
     }
     pub fn header_len(&self) -> u16 {
-        le16(self.buffer.as_ref(), field::HEADER_LEN)
+        get_le16(self.buffer.as_ref(), field::HEADER_LEN.start)
     }
     pub fn image_version(&self) -> u32 {
-        le32(self.buffer.as_ref(), field::IMAGE_VERSION)
+        get_le32(self.buffer.as_ref(), field::IMAGE_VERSION.start)
     }
     pub fn flags(&self) -> u32 {
-        le32(self.buffer.as_ref(), field::FLAGS)
+        get_le32(self.buffer.as_ref(), field::FLAGS.start)
     }
     pub fn load(&self) -> u32 {
-        le32(self.buffer.as_ref(), field::LOAD)
+        get_le32(self.buffer.as_ref(), field::LOAD.start)
     }
     pub fn entry(&self) -> u32 {
-        le32(self.buffer.as_ref(), field::ENTRY)
+        get_le32(self.buffer.as_ref(), field::ENTRY.start)
     }
     pub fn payload_len(&self) -> u32 {
-        le32(self.buffer.as_ref(), field::PAYLOAD_LEN)
+        get_le32(self.buffer.as_ref(), field::PAYLOAD_LEN.start)
     }
     pub fn payload_sha256(&self) -> [u8; 32] {
         array(self.buffer.as_ref(), field::PAYLOAD_SHA256)

@@ -25,8 +25,8 @@
 #![forbid(unsafe_code)]
 
 use bpnet_contract::bar::{
-    self, counter, feature, AgentRepr, AgentState, Counters, Descriptor, DescriptorRepr, Doorbells, Header, HostRepr,
-    HostState, COUNTERS_LEN, DESCRIPTOR_LEN, DOORBELLS_LEN,
+    self, counter, feature, field, AgentRepr, AgentState, Counters, Descriptor, DescriptorRepr, Doorbells, Header,
+    HostRepr, HostState, COUNTERS_LEN, DESCRIPTOR_LEN, DOORBELLS_LEN,
 };
 use bpnet_contract::ring::{self, Entries};
 use bpnet_contract::status::{self, cause, compl_flags, Completion, CompletionRepr, COMPLETION_LEN};
@@ -51,15 +51,13 @@ pub const STAGING_LEN: usize = status::HEADER_LEN + 2 * MAX_BATCH * COMPLETION_L
 /// An Ethernet header: a frame is at most the MTU plus this (no FCS crosses the backplane).
 pub const ETHERNET_HEADER_LEN: u32 = 14;
 
-/// The header byte that holds `agent_state` (contract table in [`bpnet_contract::bar`]). The agent
-/// writes it alone so it never overwrites the host's byte next to it.
-const AGENT_STATE_OFFSET: usize = 0x2c;
-/// The agent's fields end where the state byte starts.
-const AGENT_FIELDS_LEN: usize = AGENT_STATE_OFFSET;
+/// The agent's fields end where the `agent_state` byte starts; the agent writes that byte alone, so it
+/// never overwrites the host's byte next to it.
+const AGENT_FIELDS_LEN: usize = field::header::AGENT_STATE;
 /// The doorbell block's four indexes; the rest is reserved.
-const DOORBELL_INDEXES_LEN: usize = 16;
+const DOORBELL_INDEXES_LEN: usize = field::doorbells::RESERVED;
 /// While RUNNING only the host's state byte, MTU and the rest of its fields are looked at.
-const HOST_FIELDS: core::ops::Range<usize> = AGENT_STATE_OFFSET..bar::HEADER_LEN;
+const HOST_FIELDS: core::ops::Range<usize> = field::header::AGENT_STATE..bar::HEADER_LEN;
 const STAGING_TX: usize = status::HEADER_LEN;
 const STAGING_RX: usize = status::HEADER_LEN + MAX_BATCH * COMPLETION_LEN;
 
@@ -666,7 +664,7 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
     fn publish_state(&mut self) {
         if self.in_flight.is_none() && self.published != Some(self.state) {
             self.published = Some(self.state);
-            self.shared.write(shared::HEADER_OFFSET + AGENT_STATE_OFFSET, &[self.state as u8]);
+            self.shared.write(shared::HEADER_OFFSET + field::header::AGENT_STATE, &[self.state as u8]);
             if matches!(self.state, AgentState::Ready | AgentState::Broken) {
                 self.notify.link_changed();
             }

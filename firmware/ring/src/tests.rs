@@ -473,7 +473,7 @@ fn handshake_publishes_header_and_goes_running() {
     host.init();
     engine.poll();
     assert_eq!(engine.state(), AgentState::Running);
-    assert_eq!(w.borrow().shared[AGENT_STATE_OFFSET], AgentState::Running as u8);
+    assert_eq!(w.borrow().shared[field::header::AGENT_STATE], AgentState::Running as u8);
     engine.poll();
     engine.poll();
     // The LINK status reached host RAM, with an interrupt.
@@ -499,7 +499,7 @@ fn handshake_status_arrives_after_the_chain() {
 fn agent_state_byte_is_where_the_contract_puts_it() {
     let mut buf = [0u8; bar::HEADER_LEN];
     Header::new_unchecked(&mut buf[..]).set_agent_state(AgentState::Broken);
-    assert_eq!(buf.iter().position(|&b| b != 0), Some(AGENT_STATE_OFFSET));
+    assert_eq!(buf.iter().position(|&b| b != 0), Some(field::header::AGENT_STATE));
 }
 
 #[test]
@@ -508,7 +508,7 @@ fn refused_host_config_breaks_until_reinit() {
     let mut host = HostModel::new(w.clone(), 64, feature::ALL, 9000);
     host.init();
     // Accepts a feature the agent never offered.
-    w.borrow_mut().shared[0x38] = 0x80;
+    w.borrow_mut().shared[field::header::HOST_FEATURES] = 0x80;
     engine.poll();
     assert_eq!(engine.state(), AgentState::Broken);
     assert_eq!(engine.counter(counter::BAD_HOST_CONFIG), 1);
@@ -868,7 +868,7 @@ fn host_reinit_mid_traffic_recovers() {
     assert_eq!(w.borrow().chains.len(), 1);
     host.down();
     let mut polls = 0;
-    while w.borrow().shared[AGENT_STATE_OFFSET] == AgentState::Running as u8 {
+    while w.borrow().shared[field::header::AGENT_STATE] == AgentState::Running as u8 {
         engine.poll();
         polls += 1;
         assert!(polls < 10);
@@ -1018,8 +1018,9 @@ proptest! {
         host.fill_rx(&mut engine);
         for (region, offset, bytes, traffic) in writes {
             let base = [0, shared::DOORBELLS_OFFSET, shared::TX_RING_OFFSET, shared::RX_RING_OFFSET,
-                        shared::COUNTERS_OFFSET, 0x2d][region];
-            let span = [bar::HEADER_LEN, DOORBELLS_LEN, 256, 256, COUNTERS_LEN, 0x13][region];
+                        shared::COUNTERS_OFFSET, field::header::HOST_STATE][region];
+            let span = [bar::HEADER_LEN, DOORBELLS_LEN, 256, 256, COUNTERS_LEN,
+                        bar::HEADER_LEN - field::header::HOST_STATE][region];
             let at = base + offset as usize % span;
             {
                 let mut world = w.borrow_mut();

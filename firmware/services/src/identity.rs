@@ -20,6 +20,7 @@
 //! record is untrusted input. [`Record::new_checked`] is the one length check; [`Identity::parse`]
 //! refuses every bad value with an [`Error`] and never panics.
 
+use bpnet_contract::{get_le16, get_le32};
 use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
 
 /// Bytes of the NOR flash the record's sector is the last of (the board's 32 MiB part).
@@ -76,12 +77,6 @@ pub enum Error {
 /// The record's CRC (the project's one CRC-32, as zlib's).
 pub use bpnet_contract::crc32;
 
-fn le32(b: &[u8], r: core::ops::Range<usize>) -> u32 {
-    let mut w = [0u8; 4];
-    w.copy_from_slice(&b[r]);
-    u32::from_le_bytes(w)
-}
-
 bpnet_contract::fixed_view! {
     /// A typed view of the record over a byte buffer (smoltcp's `wire` style): one length check, then
     /// accessors that read each field little-endian. Values are checked by [`Identity::parse`].
@@ -90,11 +85,10 @@ bpnet_contract::fixed_view! {
 
 impl<T: AsRef<[u8]>> Record<T> {
     pub fn magic(&self) -> u32 {
-        le32(self.buffer.as_ref(), field::MAGIC)
+        get_le32(self.buffer.as_ref(), field::MAGIC.start)
     }
     pub fn version(&self) -> u16 {
-        let b = self.buffer.as_ref();
-        u16::from_le_bytes([b[field::VERSION.start], b[field::VERSION.start + 1]])
+        get_le16(self.buffer.as_ref(), field::VERSION.start)
     }
     pub fn slot(&self) -> u8 {
         self.buffer.as_ref()[field::SLOT]
@@ -103,10 +97,10 @@ impl<T: AsRef<[u8]>> Record<T> {
         self.buffer.as_ref()[field::RESERVED]
     }
     pub fn serial(&self) -> u32 {
-        le32(self.buffer.as_ref(), field::SERIAL)
+        get_le32(self.buffer.as_ref(), field::SERIAL.start)
     }
     pub fn crc(&self) -> u32 {
-        le32(self.buffer.as_ref(), field::CRC)
+        get_le32(self.buffer.as_ref(), field::CRC.start)
     }
     /// The CRC the contents call for.
     pub fn computed_crc(&self) -> u32 {

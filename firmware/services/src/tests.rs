@@ -4,13 +4,12 @@
 extern crate std;
 
 use std::boxed::Box;
-use std::collections::VecDeque;
 use std::vec;
 use std::vec::Vec;
 
+use bpnet_test_support::wire::WireEnd;
 use proptest::prelude::*;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet, SocketStorage};
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
@@ -285,59 +284,17 @@ fn a_lease_in_time_means_no_static_address() {
 
 // ---- the services over a wire ----
 
-/// One end of an in-memory Ethernet wire.
-#[derive(Default)]
-struct End {
-    rx: VecDeque<Vec<u8>>,
-    tx: VecDeque<Vec<u8>>,
-}
-
-struct Rx(Vec<u8>);
-impl phy::RxToken for Rx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-struct Tx<'a>(&'a mut VecDeque<Vec<u8>>);
-impl phy::TxToken for Tx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut frame = vec![0; len];
-        let r = f(&mut frame);
-        self.0.push_back(frame);
-        r
-    }
-}
-
-impl phy::Device for End {
-    type RxToken<'a> = Rx;
-    type TxToken<'a> = Tx<'a>;
-    fn receive(&mut self, _: Instant) -> Option<(Rx, Tx<'_>)> {
-        let frame = self.rx.pop_front()?;
-        Some((Rx(frame), Tx(&mut self.tx)))
-    }
-    fn transmit(&mut self, _: Instant) -> Option<Tx<'_>> {
-        Some(Tx(&mut self.tx))
-    }
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = 1514;
-        caps
-    }
-}
-
 const HOST_TCP_BUFFER: usize = 256 * 1024;
 
 /// The agent (the services) and a host (smoltcp with TCP sockets, and optionally a DHCP server).
 struct World {
     now: Instant,
     agent: Interface,
-    agent_end: End,
+    agent_end: WireEnd,
     agent_sockets: SocketSet<'static>,
     services: Services<'static>,
     host: Interface,
-    host_end: End,
+    host_end: WireEnd,
     host_sockets: SocketSet<'static>,
     link_up: bool,
     /// Answer DHCP with this address, if set.
@@ -362,7 +319,7 @@ fn slice<T: Clone>(value: T, len: usize) -> &'static mut [T] {
 impl World {
     fn new(identity: Identity) -> World {
         let now = Instant::from_secs(100);
-        let mut agent_end = End::default();
+        let mut agent_end = WireEnd::default();
         let mut config = IfaceConfig::new(EthernetAddress(identity.agent_mac()).into());
         config.random_seed = 7;
         let agent = Interface::new(config, &mut agent_end, now);
@@ -375,7 +332,7 @@ impl World {
             .expect("storage");
         let services = Services::new(storage, leak(PacketMeta::new()), &mut agent_sockets, &identity, FALLBACK_AFTER);
 
-        let mut host_end = End::default();
+        let mut host_end = WireEnd::default();
         let mut config = IfaceConfig::new(EthernetAddress(identity.host_mac()).into());
         config.random_seed = 11;
         let mut host = Interface::new(config, &mut host_end, now);

@@ -7,9 +7,9 @@ use std::collections::VecDeque;
 use std::vec;
 use std::vec::Vec;
 
+use bpnet_test_support::wire::WireEnd;
 use proptest::prelude::*;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::socket::udp as udp_socket;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint};
@@ -892,48 +892,6 @@ proptest! {
 
 // ---- over smoltcp ----
 
-/// One end of an in-memory Ethernet wire.
-#[derive(Default)]
-struct End {
-    rx: VecDeque<Vec<u8>>,
-    tx: VecDeque<Vec<u8>>,
-}
-
-struct Rx(Vec<u8>);
-impl phy::RxToken for Rx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-struct Tx<'a>(&'a mut VecDeque<Vec<u8>>);
-impl phy::TxToken for Tx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut frame = vec![0; len];
-        let r = f(&mut frame);
-        self.0.push_back(frame);
-        r
-    }
-}
-
-impl phy::Device for End {
-    type RxToken<'a> = Rx;
-    type TxToken<'a> = Tx<'a>;
-    fn receive(&mut self, _: Instant) -> Option<(Rx, Tx<'_>)> {
-        let frame = self.rx.pop_front()?;
-        Some((Rx(frame), Tx(&mut self.tx)))
-    }
-    fn transmit(&mut self, _: Instant) -> Option<Tx<'_>> {
-        Some(Tx(&mut self.tx))
-    }
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = 1514;
-        caps
-    }
-}
-
 fn leak<T>(v: T) -> &'static mut T {
     Box::leak(Box::new(v))
 }
@@ -942,11 +900,11 @@ fn leak<T>(v: T) -> &'static mut T {
 struct World {
     now: Instant,
     agent: Interface,
-    agent_end: End,
+    agent_end: WireEnd,
     agent_sockets: SocketSet<'static>,
     client: crate::udp::Client,
     host: Interface,
-    host_end: End,
+    host_end: WireEnd,
     host_sockets: SocketSet<'static>,
     /// (port, socket) for the server's well-known port and its transfer ports.
     host_ports: Vec<(u16, smoltcp::iface::SocketHandle)>,
@@ -959,7 +917,7 @@ struct World {
 impl World {
     fn new(content: Content) -> World {
         let now = T0;
-        let mut agent_end = End::default();
+        let mut agent_end = WireEnd::default();
         let mut config = IfaceConfig::new(EthernetAddress([2, 0x83, 0x49, 0, 0, 1]).into());
         config.random_seed = 7;
         let mut agent = Interface::new(config, &mut agent_end, now);
@@ -971,7 +929,7 @@ impl World {
             &mut agent_sockets,
         );
 
-        let mut host_end = End::default();
+        let mut host_end = WireEnd::default();
         let mut config = IfaceConfig::new(EthernetAddress([6, 0x83, 0x49, 0, 0, 1]).into());
         config.random_seed = 11;
         let mut host = Interface::new(config, &mut host_end, now);

@@ -22,6 +22,7 @@
 
 use crate::layout::Slot;
 use bpnet_contract::bar::boot_source;
+use bpnet_contract::{get_le16, get_le32};
 
 /// Bytes of the record.
 pub const LEN: usize = 64;
@@ -85,12 +86,6 @@ pub struct BootInfo {
     pub image_version: u32,
 }
 
-fn le32(b: &[u8], r: core::ops::Range<usize>) -> u32 {
-    let mut w = [0u8; 4];
-    w.copy_from_slice(&b[r]);
-    u32::from_le_bytes(w)
-}
-
 impl BootInfo {
     /// What a program started without a record assumes.
     pub const DIRECT: BootInfo = BootInfo { source: Source::Direct, slot: None, trial: false, image_version: 0 };
@@ -98,15 +93,15 @@ impl BootInfo {
     /// Parse a record, refusing anything a writer never produces.
     pub fn parse(bytes: &[u8]) -> Result<BootInfo, Error> {
         let b = bytes.get(..LEN).ok_or(Error::Truncated)?;
-        let magic = le32(b, field::MAGIC);
+        let magic = get_le32(b, field::MAGIC.start);
         if magic != MAGIC {
             return Err(Error::BadMagic(magic));
         }
-        let version = u16::from_le_bytes([b[field::VERSION.start], b[field::VERSION.start + 1]]);
+        let version = get_le16(b, field::VERSION.start);
         if version != VERSION {
             return Err(Error::Version(version));
         }
-        let stored = le32(b, field::CRC);
+        let stored = get_le32(b, field::CRC.start);
         let computed = crate::record::crc32(&b[..field::CRC.start]);
         if stored != computed {
             return Err(Error::Crc { stored, computed });
@@ -132,7 +127,7 @@ impl BootInfo {
         if (source == Source::Flash) != slot.is_some() || (trial && source != Source::Flash) {
             return Err(Error::Inconsistent);
         }
-        Ok(BootInfo { source, slot, trial, image_version: le32(b, field::IMAGE_VERSION) })
+        Ok(BootInfo { source, slot, trial, image_version: get_le32(b, field::IMAGE_VERSION.start) })
     }
 
     /// The record's bytes, reserved bytes zero, CRC last.

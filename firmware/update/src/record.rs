@@ -5,6 +5,7 @@
 //! from another firmware. [`BootState::parse`] refuses every bad value and never panics.
 
 use crate::layout::Slot;
+use bpnet_contract::{get_le16, get_le32};
 
 /// Bytes of the record.
 pub const RECORD_LEN: usize = 0x24;
@@ -54,12 +55,6 @@ pub enum RecordError {
 /// The record's CRC (the project's one CRC-32, as zlib's).
 pub use bpnet_contract::crc32;
 
-fn le32(b: &[u8], r: core::ops::Range<usize>) -> u32 {
-    let mut w = [0u8; 4];
-    w.copy_from_slice(&b[r]);
-    u32::from_le_bytes(w)
-}
-
 bpnet_contract::fixed_view! {
     /// A typed view of the record (smoltcp's `wire` style): one length check, then little-endian
     /// accessors. Values are checked by [`BootState::parse`].
@@ -68,11 +63,10 @@ bpnet_contract::fixed_view! {
 
 impl<T: AsRef<[u8]>> Record<T> {
     pub fn magic(&self) -> u32 {
-        le32(self.buffer.as_ref(), field::MAGIC)
+        get_le32(self.buffer.as_ref(), field::MAGIC.start)
     }
     pub fn version(&self) -> u16 {
-        let b = &self.buffer.as_ref()[field::VERSION];
-        u16::from_le_bytes([b[0], b[1]])
+        get_le16(self.buffer.as_ref(), field::VERSION.start)
     }
     pub fn active(&self) -> u8 {
         self.buffer.as_ref()[field::ACTIVE]
@@ -87,16 +81,16 @@ impl<T: AsRef<[u8]>> Record<T> {
         self.buffer.as_ref()[field::SLOT_STATE[slot.index()]]
     }
     pub fn seq(&self) -> u32 {
-        le32(self.buffer.as_ref(), field::SEQ)
+        get_le32(self.buffer.as_ref(), field::SEQ.start)
     }
     pub fn slot_version(&self, slot: Slot) -> u32 {
-        le32(self.buffer.as_ref(), field::SLOT_VERSION[slot.index()].clone())
+        get_le32(self.buffer.as_ref(), field::SLOT_VERSION[slot.index()].start)
     }
     pub fn slot_len(&self, slot: Slot) -> u32 {
-        le32(self.buffer.as_ref(), field::SLOT_LEN[slot.index()].clone())
+        get_le32(self.buffer.as_ref(), field::SLOT_LEN[slot.index()].start)
     }
     pub fn crc(&self) -> u32 {
-        le32(self.buffer.as_ref(), field::CRC)
+        get_le32(self.buffer.as_ref(), field::CRC.start)
     }
     /// The CRC the contents call for.
     pub fn computed_crc(&self) -> u32 {

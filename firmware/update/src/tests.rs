@@ -1,10 +1,10 @@
 //! Tests over a fake NOR part driven through the real `norflash` driver.
 //!
-//! The fake follows the AMD command set at the level of `norflash`'s own fake (unlock cycles, program,
-//! sector erase, a short busy period with DQ6 toggling) and the board emulator's semantics: program
-//! only clears bits, erase sets a sector to 0xFF. A power cut is injected at the Nth program or erase
-//! operation and leaves it half-done in one of several ways ([`Effect`]); the part is then dead
-//! (writes ignored, reads all ones) until the test restarts it.
+//! The fake is the one the project's tests share (`bpnet-test-support`'s `nor`): the AMD command set
+//! at the driver's level and the board emulator's semantics (program only clears bits, erase sets a
+//! sector to 0xFF). A power cut is injected at the Nth program or erase operation and leaves it
+//! half-done in one of several ways ([`Cut`]); the part is then dead (writes ignored, reads all
+//! ones) until the test restarts it.
 extern crate std;
 
 use core::cell::RefCell;
@@ -13,6 +13,7 @@ use std::string::String;
 use std::vec;
 use std::vec::Vec;
 
+use bpnet_test_support::nor::{Cut, FakeNor};
 use norflash::{Bus, Clock, Flash};
 
 use super::*;
@@ -22,203 +23,16 @@ use crate::storage::Storage;
 // ---------------------------------------------------------------------------------------------------
 // The fake part
 
-/// What a power cut leaves of the operation it interrupts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Effect {
-    /// Nothing happened yet.
-    Untouched,
-    /// The board emulator's cut: a word keeps the lower half of the bits it was to lose cleared; a
-    /// sector has its first half erased, the rest untouched.
-    EmulatorHalf,
-    /// A word keeps the upper half of those bits cleared; a sector is left with garbage throughout.
-    Scrambled,
-    /// The operation finished, but nothing after it ran.
-    Complete,
-}
-
-const EFFECTS: [Effect; 4] = [Effect::Untouched, Effect::EmulatorHalf, Effect::Scrambled, Effect::Complete];
-
-const CMD_RESET: u16 = 0xF0;
-const UNLOCK1: (u32, u16) = (0x555, 0xAA);
-const UNLOCK2: (u32, u16) = (0x2AA, 0x55);
-
-#[derive(Clone)]
-struct Part {
-    words: Vec<u16>,
-    sector_words: u32,
-    size_log2: u16,
-    cfi: bool,
-    seq: Vec<(u32, u16)>,
-    busy_reads: u32,
-    toggle: u16,
-    /// Program and erase operations started since power-on.
-    ops: u64,
-    cut: Option<(u64, Effect)>,
-    dead: bool,
-}
-
-impl Part {
-    fn new(size_log2: u16, sector_bytes: u32) -> Self {
-        Part {
-            words: vec![0xFFFF; (1usize << size_log2) / 2],
-            sector_words: sector_bytes / 2,
-            size_log2,
-            cfi: false,
-            seq: Vec::new(),
-            busy_reads: 0,
-            toggle: 0,
-            ops: 0,
-            cut: None,
-            dead: false,
-        }
-    }
-
-    /// Power comes back: read mode, no cut pending, operation count from zero.
-    fn restart(&mut self) {
-        self.cfi = false;
-        self.seq.clear();
-        self.busy_reads = 0;
-        self.ops = 0;
-        self.cut = None;
-        self.dead = false;
-    }
-
-    fn cfi_word(&self, word: u32) -> u16 {
-        let sectors = (1u32 << self.size_log2) / (self.sector_words * 2);
-        let unit = self.sector_words * 2 / 256;
-        match word {
-            0x10 => u16::from(b'Q'),
-            0x11 => u16::from(b'R'),
-            0x12 => u16::from(b'Y'),
-            0x13 => 0x02,
-            0x14 => 0x00,
-            0x27 => self.size_log2,
-            0x2C => 1,
-            0x2D => ((sectors - 1) & 0xFF) as u16,
-            0x2E => ((sectors - 1) >> 8) as u16,
-            0x2F => (unit & 0xFF) as u16,
-            0x30 => (unit >> 8) as u16,
-            _ => 0,
-        }
-    }
-
-    fn operate(&mut self, program: Option<(u32, u16)>, sector: u32) {
-        self.ops += 1;
-        let effect = match self.cut {
-            Some((at, effect)) if at == self.ops => {
-                self.dead = true;
-                effect
-            }
-            _ => Effect::Complete,
-        };
-        if let Some((word, value)) = program {
-            let old = self.words[word as usize];
-            let to_clear = old & !value;
-            let low = lowest_bits(to_clear, to_clear.count_ones() / 2);
-            let cleared = match effect {
-                Effect::Untouched => 0,
-                Effect::EmulatorHalf => low,
-                Effect::Scrambled => {
-                    to_clear & !lowest_bits(to_clear, to_clear.count_ones().div_ceil(2)) | {
-                        // At least one bit, so the word is visibly torn whenever it had any to lose.
-                        if to_clear.count_ones() == 1 {
-                            to_clear
-                        } else {
-                            0
-                        }
-                    }
-                }
-                Effect::Complete => to_clear,
-            };
-            self.words[word as usize] = old & !cleared;
-        } else {
-            let start = (sector * self.sector_words) as usize;
-            let words = &mut self.words[start..start + self.sector_words as usize];
-            match effect {
-                Effect::Untouched => {}
-                Effect::EmulatorHalf => {
-                    let half = words.len() / 2;
-                    words[..half].fill(0xFFFF)
-                }
-                Effect::Scrambled => {
-                    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ self.ops;
-                    for w in words.iter_mut() {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        *w = x as u16;
-                    }
-                }
-                Effect::Complete => words.fill(0xFFFF),
-            }
-        }
-        if !self.dead {
-            self.busy_reads = 2;
-        }
-    }
-}
-
-/// The `n` lowest set bits of `bits`.
-fn lowest_bits(mut bits: u16, mut n: u32) -> u16 {
-    let mut out = 0;
-    while n > 0 && bits != 0 {
-        let lowest = bits & bits.wrapping_neg();
-        out |= lowest;
-        bits &= !lowest;
-        n -= 1;
-    }
-    out
-}
-
-/// The part as the driver's 16-bit bus.
-struct Port<'a>(&'a RefCell<Part>);
+/// The fake part as the driver's bus, shared with the test that cuts its power.
+struct Port<'a>(&'a RefCell<FakeNor>);
 
 impl Bus for Port<'_> {
     fn read(&mut self, word: u32) -> u16 {
-        let mut p = self.0.borrow_mut();
-        if p.dead {
-            return 0xFFFF;
-        }
-        if p.busy_reads > 0 {
-            p.busy_reads -= 1;
-            p.toggle ^= 0x40;
-            return p.toggle;
-        }
-        if p.cfi {
-            return p.cfi_word(word);
-        }
-        p.words[word as usize]
+        self.0.borrow_mut().read(word)
     }
 
     fn write(&mut self, word: u32, value: u16) {
-        let mut p = self.0.borrow_mut();
-        if p.dead || p.busy_reads > 0 {
-            return;
-        }
-        // The word after a program set-up is data, whatever its value (0x00F0 is not a reset there).
-        let program_data = p.seq.len() == 3 && p.seq[2] == (0x555, 0xA0);
-        if value == CMD_RESET && !program_data {
-            p.cfi = false;
-            p.seq.clear();
-            return;
-        }
-        if word == 0x55 && value == 0x98 && !program_data {
-            p.cfi = true;
-            return;
-        }
-        p.seq.push((word, value));
-        let s = p.seq.clone();
-        let unlock = |i: usize| s[i] == UNLOCK1 && s[i + 1] == UNLOCK2;
-        if s.len() == 4 && unlock(0) && s[2] == (0x555, 0xA0) {
-            p.seq.clear();
-            p.operate(Some((word, value)), 0);
-        } else if s.len() == 6 && unlock(0) && s[2] == (0x555, 0x80) && unlock(3) && value == 0x30 {
-            p.seq.clear();
-            let sector = word / p.sector_words;
-            p.operate(None, sector);
-        } else if s.len() >= 6 || (s.len() == 4 && s[2] != (0x555, 0x80)) {
-            p.seq.clear();
-        }
+        self.0.borrow_mut().write(word, value)
     }
 }
 
@@ -232,7 +46,7 @@ impl Clock for Ticks {
 
 type Fake<'a> = Nor<Port<'a>, Ticks>;
 
-fn nor(part: &RefCell<Part>) -> Fake<'_> {
+fn nor(part: &RefCell<FakeNor>) -> Fake<'_> {
     Nor::new(Flash::probe(Port(part)).expect("the fake part answers CFI"), Ticks(0))
 }
 
@@ -300,10 +114,10 @@ const SMALL: Layout = Layout {
 };
 const _: () = assert!(SMALL.check().is_ok());
 
-fn small_part() -> RefCell<Part> {
-    let mut part = Part::new(12, 256);
+fn small_part() -> RefCell<FakeNor> {
+    let mut part = FakeNor::new(12, 256);
     // Something to notice if it were touched: the reserved area, the unused sectors, the identity.
-    for (i, w) in part.words.iter_mut().enumerate() {
+    for (i, w) in part.words_mut().iter_mut().enumerate() {
         let byte = 2 * i as u32;
         if SMALL.reserved.holds(byte, 2) || byte >= SMALL.slots[1].end() as u32 {
             *w = 0x5A00 | (i as u16 & 0xFF);
@@ -312,19 +126,19 @@ fn small_part() -> RefCell<Part> {
     RefCell::new(part)
 }
 
-fn protected(part: &RefCell<Part>) -> Vec<u16> {
+fn protected(part: &RefCell<FakeNor>) -> Vec<u16> {
     let p = part.borrow();
     let r = SMALL.reserved;
-    let mut v = p.words[..(r.len / 2) as usize].to_vec();
-    v.extend_from_slice(&p.words[(SMALL.slots[1].end() / 2) as usize..]);
+    let mut v = p.words()[..(r.len / 2) as usize].to_vec();
+    v.extend_from_slice(&p.words()[(SMALL.slots[1].end() / 2) as usize..]);
     v
 }
 
-fn slot_content(part: &RefCell<Part>, slot: Slot) -> Option<Vec<u8>> {
+fn slot_content(part: &RefCell<FakeNor>, slot: Slot) -> Option<Vec<u8>> {
     read_image(&mut nor(part), SMALL.slot(slot))
 }
 
-fn write_update(part: &RefCell<Part>, img: &[u8], version: u32, chunk: usize) -> Result<Slot, Error> {
+fn write_update(part: &RefCell<FakeNor>, img: &[u8], version: u32, chunk: usize) -> Result<Slot, Error> {
     let mut f = nor(part);
     let mut u = Update::begin(&mut f, &SMALL, img.len() as u32, version)?;
     for c in img.chunks(chunk) {
@@ -333,7 +147,7 @@ fn write_update(part: &RefCell<Part>, img: &[u8], version: u32, chunk: usize) ->
     u.finish(&mut f, verify)
 }
 
-fn choose_small(part: &RefCell<Part>) -> Result<Decision, Error> {
+fn choose_small(part: &RefCell<FakeNor>) -> Result<Decision, Error> {
     choose(&mut nor(part), &SMALL, verify)
 }
 
@@ -376,7 +190,7 @@ enum Stop {
 }
 
 /// Run `steps` until the power is cut; the op count after each finished step.
-fn run(part: &RefCell<Part>, steps: &[Step]) -> Result<Vec<u64>, Stop> {
+fn run(part: &RefCell<FakeNor>, steps: &[Step]) -> Result<Vec<u64>, Stop> {
     let mut marks = Vec::new();
     let mut running = None;
     for step in steps {
@@ -416,7 +230,7 @@ fn run(part: &RefCell<Part>, steps: &[Step]) -> Result<Vec<u64>, Stop> {
 
 /// Ops of a clean run up to the end of the first update's writes (before `finish`): until then the
 /// new image is not complete in flash.
-fn ops_until_image_written(base: &RefCell<Part>, version: u32) -> u64 {
+fn ops_until_image_written(base: &RefCell<FakeNor>, version: u32) -> u64 {
     let part = base.clone();
     part.borrow_mut().restart();
     let img = image_of(version);
@@ -446,7 +260,7 @@ enum Started {
     Recovery,
 }
 
-fn boot_and_check(part: &RefCell<Part>) -> Result<Started, String> {
+fn boot_and_check(part: &RefCell<FakeNor>) -> Result<Started, String> {
     let d = choose_small(part).map_err(|e| format!("choose failed after restart: {e:?}"))?;
     match d.boot {
         Boot::Recovery => Ok(Started::Recovery),
@@ -464,7 +278,7 @@ fn boot_and_check(part: &RefCell<Part>) -> Result<Started, String> {
 
 /// After a cut and the first boot, carry on to the end of the story: updates lost to the cut are
 /// redone, trials are confirmed (or not, per `confirm`), until the board runs `want` unconfirmed-free.
-fn complete(part: &RefCell<Part>, mut started: Started, confirm_new: bool, new: u32) -> Result<(), String> {
+fn complete(part: &RefCell<FakeNor>, mut started: Started, confirm_new: bool, new: u32) -> Result<(), String> {
     for _ in 0..(2 * TRIAL_BOOTS as usize + 6) {
         let state = status(&mut nor(part), &SMALL).map_err(|e| format!("{e:?}"))?;
         match started {
@@ -516,17 +330,17 @@ impl Tally {
 /// Which image must start after a cut at op `k` (`None`: either), given the uncut run's marks.
 type Expect = dyn Fn(u64, &[u64]) -> Option<u32>;
 
-/// Cut the power at every program/erase step of `steps` (run on `base`), in every [`Effect`]; after
+/// Cut the power at every program/erase step of `steps` (run on `base`), in every [`Cut`]; after
 /// each cut restart, boot, and check the image started (intact, the expected one) and carry the board
 /// on to its steady state. The first boot after a cut may write the boot state itself: the power is
 /// cut at each of those steps too (a second cut), then the board boots again and is checked the same way.
-fn exhaust(base: &RefCell<Part>, steps: &[Step], confirm_new: bool, new: u32, expect: &Expect, tally: &mut Tally) {
+fn exhaust(base: &RefCell<FakeNor>, steps: &[Step], confirm_new: bool, new: u32, expect: &Expect, tally: &mut Tally) {
     base.borrow_mut().restart();
     let guard = protected(base);
     let marks = run(&base.clone(), steps).expect("the uncut run succeeds");
     let total = *marks.last().unwrap();
     for k in 1..=total {
-        for effect in EFFECTS {
+        for effect in Cut::ALL {
             let part = base.clone();
             part.borrow_mut().cut = Some((k, effect));
             let what = format!("cut at step {k}/{total} ({effect:?})");
@@ -539,7 +353,7 @@ fn exhaust(base: &RefCell<Part>, steps: &[Step], confirm_new: bool, new: u32, ex
                     n
                 };
                 for j in 1..=ops_of_boot {
-                    for effect2 in [Effect::EmulatorHalf, Effect::Scrambled] {
+                    for effect2 in [Cut::EmulatorHalf, Cut::Scrambled] {
                         let again = part.clone();
                         again.borrow_mut().cut = Some((j, effect2));
                         let noticed = choose_small(&again).map_or(true, |d| d.state_write_failed);
@@ -560,7 +374,7 @@ fn exhaust(base: &RefCell<Part>, steps: &[Step], confirm_new: bool, new: u32, ex
     }
 }
 
-fn untouched(part: &RefCell<Part>, guard: &[u16]) -> Result<(), String> {
+fn untouched(part: &RefCell<FakeNor>, guard: &[u16]) -> Result<(), String> {
     if protected(part) != guard {
         return Err("the reserved area, the unused sectors or the identity sector changed".into());
     }
@@ -569,7 +383,7 @@ fn untouched(part: &RefCell<Part>, guard: &[u16]) -> Result<(), String> {
 
 /// Boot after a restart: an intact image, never recovery (a good image always exists), the
 /// `expected` version if one is.
-fn check_start(part: &RefCell<Part>, expected: Option<u32>) -> Result<Started, String> {
+fn check_start(part: &RefCell<FakeNor>, expected: Option<u32>) -> Result<Started, String> {
     let started = boot_and_check(part)?;
     match (started, expected) {
         (Started::Recovery, _) => Err("recovery while a good image existed".into()),
@@ -581,7 +395,7 @@ fn check_start(part: &RefCell<Part>, expected: Option<u32>) -> Result<Started, S
 }
 
 /// A board with the old image confirmed in slot A.
-fn provisioned() -> RefCell<Part> {
+fn provisioned() -> RefCell<FakeNor> {
     let part = small_part();
     write_update(&part, &image_of(OLD), OLD, 64).unwrap();
     assert!(matches!(choose_small(&part).unwrap().boot, Boot::Slot { slot: Slot::A, trial: true, .. }));
@@ -671,7 +485,7 @@ fn power_cut_at_every_step_of_first_provisioning() {
     let guard = protected(&base);
     let total = *marks.last().unwrap();
     for k in 1..=total {
-        for effect in EFFECTS {
+        for effect in Cut::ALL {
             let p = base.clone();
             p.borrow_mut().cut = Some((k, effect));
             let outcome = cut_outcome(run(&p, &steps)).and_then(|()| {
@@ -703,7 +517,7 @@ fn power_cut_at_every_step_of_first_provisioning() {
 // ---------------------------------------------------------------------------------------------------
 // Trial boots, rollback, verification failures
 
-fn boot(part: &RefCell<Part>) -> Boot {
+fn boot(part: &RefCell<FakeNor>) -> Boot {
     choose_small(part).unwrap().boot
 }
 
@@ -773,9 +587,9 @@ fn a_slot_failing_verification_is_never_started() {
 }
 
 /// Clear one bit that is set (as decay or a stray program would).
-fn corrupt(part: &RefCell<Part>, byte: u32) {
+fn corrupt(part: &RefCell<FakeNor>, byte: u32) {
     let mut p = part.borrow_mut();
-    let w = &mut p.words[(byte / 2) as usize];
+    let w = &mut p.words_mut()[(byte / 2) as usize];
     assert_ne!(*w, 0, "a word with a bit to clear");
     *w &= *w - 1;
 }
@@ -812,7 +626,7 @@ fn garbage_in_both_state_sectors_is_no_record() {
     let part = provisioned();
     {
         let mut p = part.borrow_mut();
-        for (i, w) in p.words[128..384].iter_mut().enumerate() {
+        for (i, w) in p.words_mut()[128..384].iter_mut().enumerate() {
             *w &= (i as u16).wrapping_mul(0x9E37);
         }
     }
@@ -851,10 +665,10 @@ fn flash_image_verifies_before_and_after_and_reports_progress() {
     let img = image(NEW, 1200);
     let mut f = nor(&part);
     // Refused in RAM: nothing is touched, not even the boot state.
-    let before = part.borrow().words.clone();
+    let before = part.borrow().words().to_vec();
     let r = flash_image(&mut f, &SMALL, &img[..1199], NEW, image_ok, verify, |_| {});
     assert_eq!(r, Err(Error::ImageRefused));
-    assert_eq!(part.borrow().words, before);
+    assert_eq!(part.borrow().words(), before);
 
     let mut reports = Vec::new();
     let r = flash_image(&mut f, &SMALL, &img, NEW, image_ok, verify, |p| reports.push(p));
@@ -918,17 +732,17 @@ fn update_during_a_trial_replaces_the_trial_not_the_confirmed_slot() {
 #[test]
 fn board_layout_on_a_32_mib_part() {
     let layout = MPC8349EMDS;
-    let part = RefCell::new(Part::new(25, 128 << 10));
+    let part = RefCell::new(FakeNor::new(25, 128 << 10));
     {
         let mut p = part.borrow_mut();
         let identity = (layout.identity.offset / 2) as usize;
-        p.words[identity..identity + 8].copy_from_slice(&[0x4250, 0x4944, 1, 7, 0x1234, 0x5678, 0xAAAA, 0x5555]);
-        p.words[0..4].copy_from_slice(&[0x2705, 0x1956, 0, 0]);
+        p.words_mut()[identity..identity + 8].copy_from_slice(&[0x4250, 0x4944, 1, 7, 0x1234, 0x5678, 0xAAAA, 0x5555]);
+        p.words_mut()[0..4].copy_from_slice(&[0x2705, 0x1956, 0, 0]);
     }
-    let snapshot = |p: &RefCell<Part>| {
+    let snapshot = |p: &RefCell<FakeNor>| {
         let p = p.borrow();
         let identity = (layout.identity.offset / 2) as usize;
-        (p.words[..(layout.reserved.len / 2) as usize].to_vec(), p.words[identity..].to_vec())
+        (p.words()[..(layout.reserved.len / 2) as usize].to_vec(), p.words()[identity..].to_vec())
     };
     let before = snapshot(&part);
     let mut f = nor(&part);

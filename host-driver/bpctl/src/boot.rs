@@ -137,30 +137,32 @@ pub fn read(region: &Region) -> Result<BootInfo, Error> {
 /// The header's raw agent_state byte: valid even when the rest of the header is not (a boot stage in
 /// recovery).
 pub fn agent_state(region: &Region) -> Result<u8, Error> {
-    let word = region.read_vec(0x2c, 4)?;
+    let word = region.read_vec(shared::HEADER_OFFSET + bar::field::header::AGENT_STATE, 4)?;
     Ok(word[0])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bpnet_contract::bar::field::boot_block as f;
+    use bpnet_contract::put_le32;
 
     /// A boot block as the agent writes it.
     pub fn block(source: u8, slot: u8, flags: u8, stage: u8, version: u32) -> Vec<u8> {
         let mut b = vec![0u8; BOOT_BLOCK_LEN];
-        b[0] = source;
-        b[1] = slot;
-        b[2] = flags;
-        b[3] = stage;
-        b[4..8].copy_from_slice(&42u32.to_le_bytes());
-        b[8..12].copy_from_slice(&version.to_le_bytes());
-        b[0x0c..0x10].copy_from_slice(&0x3_0000u32.to_le_bytes());
-        b[0x10..0x14].copy_from_slice(&0xd_0000u32.to_le_bytes());
-        b[0x18..0x1c].copy_from_slice(&0x0001_0203u32.to_le_bytes());
-        b[0x1c..0x20].copy_from_slice(&version.to_le_bytes());
-        b[0x20] = 2;
-        b[0x21] = 1;
-        b[0x38..0x3c].copy_from_slice(&7u32.to_le_bytes());
+        b[f::BOOT_SOURCE] = source;
+        b[f::BOOT_SLOT] = slot;
+        b[f::BOOT_FLAGS] = flags;
+        b[f::STAGE] = stage;
+        put_le32(&mut b, f::UPTIME_S, 42);
+        put_le32(&mut b, f::IMAGE_VERSION, version);
+        put_le32(&mut b, f::RECOVERY_OFFSET, 0x3_0000);
+        put_le32(&mut b, f::RECOVERY_CAPACITY, 0xd_0000);
+        put_le32(&mut b, f::SLOT_A_VERSION, 0x0001_0203);
+        put_le32(&mut b, f::SLOT_B_VERSION, version);
+        b[f::SLOT_A_STATE] = 2;
+        b[f::SLOT_B_STATE] = 1;
+        put_le32(&mut b, f::REQUEST_SEQ, 7);
         b
     }
 
@@ -182,8 +184,8 @@ mod tests {
     #[test]
     fn undefined_values_are_named_not_trusted() {
         let mut b = block(9, 7, 0, 200, 0);
-        b[0x20] = 0x42;
-        b[0x14..0x18].copy_from_slice(&0xffff_ffffu32.to_le_bytes());
+        b[f::SLOT_A_STATE] = 0x42;
+        put_le32(&mut b, f::RECOVERY_ERROR, 0xffff_ffff);
         let info = parse(&b).unwrap();
         assert_eq!(
             (info.source.as_str(), info.slot.as_str(), info.stage.as_str(), info.slot_a.state.as_str()),

@@ -5,10 +5,11 @@
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 
+use bpnet_contract::bar::field::boot_block;
 use bpnet_contract::bar::{self, AgentRepr, AgentState, Counters, Header, Layout, COUNTERS_LEN, HEADER_LEN};
 use bpnet_contract::logring::{self, LogRing};
 use bpnet_contract::ring::Entries;
-use bpnet_contract::shared;
+use bpnet_contract::{put_le32, shared};
 
 use crate::agents::Paths;
 
@@ -87,13 +88,14 @@ pub fn region(log: &[&[u8]]) -> Vec<u8> {
     counters.add(bar::counter::RX_DMA_ERRORS, 2).unwrap();
     counters.add(bar::counter::DOORBELLS, 1000).unwrap();
     // Boot block: started from flash slot B, confirmed, up 42 s, running 1.2.3.
-    let boot = &mut mem[shared::BOOT_OFFSET..shared::BOOT_OFFSET + 64];
-    boot[..4].copy_from_slice(&[1, 1, 0x3, 0]);
-    boot[4..8].copy_from_slice(&42u32.to_le_bytes());
-    boot[8..12].copy_from_slice(&bar::firmware_version(1, 2, 3).to_le_bytes());
-    boot[0x1c..0x20].copy_from_slice(&bar::firmware_version(1, 2, 3).to_le_bytes());
-    boot[0x20] = 2;
-    boot[0x21] = 2;
+    let boot = &mut mem[shared::BOOT_OFFSET..shared::BOOT_OFFSET + bar::BOOT_BLOCK_LEN];
+    let version = bar::firmware_version(1, 2, 3);
+    boot[..4].copy_from_slice(&[bar::boot_source::FLASH, 1, bar::boot_flags::TRIAL | bar::boot_flags::CONFIRMED, 0]);
+    put_le32(boot, boot_block::UPTIME_S, 42);
+    put_le32(boot, boot_block::IMAGE_VERSION, version);
+    put_le32(boot, boot_block::SLOT_B_VERSION, version);
+    boot[boot_block::SLOT_A_STATE] = 2;
+    boot[boot_block::SLOT_B_STATE] = 2;
     let ring = &mut mem[shared::LOG_RING_OFFSET..shared::LOG_RING_OFFSET + shared::LOG_RING_LEN];
     let mut writer = LogRing::init(ring, 9).unwrap();
     let mut head = 0;
@@ -107,11 +109,11 @@ pub fn region(log: &[&[u8]]) -> Vec<u8> {
 /// Append `bytes` to the ring at `offset` of `mem` and publish them, as the agent's writer does (data
 /// first, head last), for tests that move the writer between a reader's accesses.
 pub fn append(mem: &mut [u8], offset: usize, bytes: &[u8]) {
-    let cap = u32::from_le_bytes(mem[offset + 4..offset + 8].try_into().unwrap());
-    let mut head = u32::from_le_bytes(mem[offset + 8..offset + 12].try_into().unwrap());
+    let ring = LogRing::new_unchecked(&mem[offset..offset + logring::HEADER_LEN]);
+    let (cap, mut head) = (ring.capacity(), ring.head());
     for &b in bytes {
         mem[offset + logring::HEADER_LEN + (head & (cap - 1)) as usize] = b;
         head = head.wrapping_add(1);
     }
-    mem[offset + 8..offset + 12].copy_from_slice(&head.to_le_bytes());
+    put_le32(mem, offset + logring::field::HEAD, head);
 }

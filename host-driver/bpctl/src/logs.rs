@@ -12,7 +12,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use bpnet_contract::logring::{self, LogReader, HEADER_LEN, MIN_CAPACITY};
+use bpnet_contract::logring::{self, LogReader, LogRing, HEADER_LEN, MIN_CAPACITY};
 use defmt_decoder::{DecodeError, Table};
 use serde::Serialize;
 
@@ -62,10 +62,6 @@ struct RingHeader {
     generation: u32,
 }
 
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
 /// Reads a log ring at a fixed offset of the shared region, poll after poll.
 pub struct RingSource {
     offset: usize,
@@ -87,7 +83,14 @@ impl RingSource {
     fn header(&self, mem: &impl Memory) -> Result<RingHeader, Error> {
         let mut h = [0u8; HEADER_LEN];
         mem.read(self.offset, &mut h)?;
-        Ok(RingHeader { magic: le32(&h, 0), capacity: le32(&h, 4), head: le32(&h, 8), generation: le32(&h, 12) })
+        // The header alone: the capacity it states is checked before any data is read.
+        let ring = LogRing::new_unchecked(&h[..]);
+        Ok(RingHeader {
+            magic: ring.magic(),
+            capacity: ring.capacity(),
+            head: ring.head(),
+            generation: ring.generation(),
+        })
     }
 
     pub fn poll(&mut self, mem: &impl Memory) -> Result<Chunk, Error> {

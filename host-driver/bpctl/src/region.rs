@@ -200,12 +200,13 @@ mod tests {
     #[test]
     fn header_states_and_versions_are_named() {
         let mut mem = fake::region(&[]);
-        mem[0x2c] = 3;
+        let state = shared::HEADER_OFFSET + bpnet_contract::bar::field::header::AGENT_STATE;
+        mem[state] = 3;
         assert_eq!(parse_header(&mem[..64]).unwrap().agent_state, "broken");
-        mem[0x2c] = 9;
+        mem[state] = 9;
         assert_eq!(parse_header(&mem[..64]).unwrap().agent_state, "undefined 9");
         // A major version the host does not speak is refused, like the module refuses it.
-        mem[4] = 2;
+        mem[bpnet_contract::bar::field::header::VERSION_MAJOR] = 2;
         assert!(parse_header(&mem[..64]).is_err());
         assert!(parse_header(&mem[..63]).is_err());
         assert_eq!(firmware_version_text(0x0001_0203), "1.2.3");

@@ -13,10 +13,10 @@ use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
 
-use crate::frames::{self, be16, ETHERTYPE_IPV4};
-use crate::host::{self, HostLink, LinkError, Params};
+use crate::host::{self, HostLink, Params, RunError};
 use crate::netbench::{self, virtual_now, HostStack, AGENT_IP, HOST_IP, HOST_MAC};
 use crate::{Board, Config, PS_PER_INSTRUCTION};
+use bpnet_test_support::frames::{self, be16, ETHERTYPE_IPV4};
 
 const IPPROTO_UDP: u8 = 17;
 
@@ -103,7 +103,7 @@ impl TftpHost {
     fn queue(&mut self, stack: &mut HostStack, out: Vec<bpnet_tftp::server::Out>) {
         let Some(mac) = self.agent_mac else { return };
         for o in out {
-            stack.dev.to_agent.push_back(udp_frame(mac, o.from_port, o.to, &o.packet));
+            stack.dev.tx.push_back(udp_frame(mac, o.from_port, o.to, &o.packet));
             self.datagrams_out += 1;
         }
     }
@@ -111,9 +111,9 @@ impl TftpHost {
     /// Take the server's datagrams out of what the agent sent, answer them, and let the server's
     /// timers run. True if anything moved.
     pub fn turn(&mut self, stack: &mut HostStack, now: Instant) -> bool {
-        let mut rest = std::collections::VecDeque::with_capacity(stack.dev.from_agent.len());
+        let mut rest = std::collections::VecDeque::with_capacity(stack.dev.rx.len());
         let mut moved = false;
-        while let Some(frame) = stack.dev.from_agent.pop_front() {
+        while let Some(frame) = stack.dev.rx.pop_front() {
             let Some((from, port, payload)) = udp_to_host(&frame) else {
                 rest.push_back(frame);
                 continue;
@@ -126,7 +126,7 @@ impl TftpHost {
             let out = self.server.receive(now, payload, from, port);
             self.queue(stack, out);
         }
-        stack.dev.from_agent = rest;
+        stack.dev.rx = rest;
         if self.server.poll_at().is_some_and(|at| at <= now) {
             let out = self.server.tick(now);
             moved |= !out.is_empty();
@@ -140,7 +140,7 @@ impl TftpHost {
 const HOST_IDLE_MAX_US: u64 = 100_000;
 
 /// [`netbench::agent_turn`] with a budget of `instructions` before the host acts again.
-fn agent_turn_for(board: &mut Board, link: &mut HostLink, instructions: u64) -> Result<(), LinkError> {
+fn agent_turn_for(board: &mut Board, link: &mut HostLink, instructions: u64) -> Result<(), RunError> {
     board.set_stop_at_wait(true);
     board.set_max_instructions(None);
     board.set_turn_end(Some(board.instructions() + instructions));
@@ -149,7 +149,7 @@ fn agent_turn_for(board: &mut Board, link: &mut HostLink, instructions: u64) -> 
     board.set_stop_at_wait(false);
     match outcome {
         crate::Outcome::Idle { .. } | crate::Outcome::InstructionLimit => {}
-        other => return Err(LinkError::Board(other)),
+        other => return Err(RunError::Board(other)),
     }
     link.poll(board)?;
     Ok(())
@@ -290,7 +290,7 @@ impl Session {
         Ok(())
     }
 
-    fn fail(&self, e: LinkError) -> String {
+    fn fail(&self, e: RunError) -> String {
         format!("{e}\nconsole:\n{}", console(&self.board))
     }
 
@@ -392,19 +392,13 @@ impl Session {
             seq,
             b"ctl",
         );
-        self.stack.dev.to_agent.push_back(req);
+        self.stack.dev.tx.push_back(req);
     }
 
     /// Take the echo reply to `seq` if it has come (before the host's stack sees it).
     pub fn take_pong(&mut self, seq: u16) -> bool {
-        let pos = self.stack.dev.from_agent.iter().position(|f| {
-            f.len() >= 14 + 28
-                && be16(f, 12) == ETHERTYPE_IPV4
-                && f[14 + 9] == 1
-                && f[14 + 20] == 0
-                && be16(f, 14 + 26) == seq
-        });
-        pos.map(|i| self.stack.dev.from_agent.remove(i)).is_some()
+        let pos = self.stack.dev.rx.iter().position(|f| frames::echo_reply(f).is_some_and(|r| r.seq == seq));
+        pos.map(|i| self.stack.dev.rx.remove(i)).is_some()
     }
 
     /// Ping the agent (ICMP echo, sequence `seq`) and wait for the reply.

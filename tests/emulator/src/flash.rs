@@ -19,12 +19,15 @@
 //!   sector erase 2^9 ms, ×2^3), Vcc 2.7-3.6 V, interface x8/x16, no buffer programming, no chip erase, and a
 //!   minimal "PRI" extended table at 0x40 (version 1.3, no erase suspend, no protection, uniform sectors).
 
+use bpnet_update::MPC8349EMDS;
+
 use crate::memory::Region;
 use crate::time::PS_PER_INSTRUCTION;
 
 pub const FLASH_BASE: u32 = 0xFE00_0000;
-pub const FLASH_SIZE: u32 = 0x0200_0000;
-pub const SECTOR_BYTES: u32 = 128 << 10;
+/// The part's size and sector: the board's flash layout's (`bpnet_update::MPC8349EMDS`).
+pub const FLASH_SIZE: u32 = MPC8349EMDS.flash_bytes;
+pub const SECTOR_BYTES: u32 = MPC8349EMDS.sector_bytes;
 const SECTOR_WORDS: u32 = SECTOR_BYTES / 2;
 
 /// Instructions (core cycles) for a duration in picoseconds, rounded up.

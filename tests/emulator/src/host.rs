@@ -1,67 +1,50 @@
-//! The host half of the bpnet data path, in Rust: what the kernel module does for one agent, driven against
-//! the emulated board (or any other [`Backplane`]).
-//!
-//! It keeps to the contract's rule: the host reads only its own RAM on the fast path. The agent's header is
-//! read once through the BAR at set-up; after that the host tells the agent things with posted BAR writes
-//! (descriptors, producer and event indexes, the doorbell) and learns everything from the status block the
-//! agent DMAs into host RAM. The one BAR read outside set-up is the ODR read after an interrupt, which on a
-//! real PCI bus also flushes the agent's DMA writes ahead of it; while the host keeps polling it asks for no
-//! interrupts (virtio's event index), so a busy link costs no BAR reads at all.
-//!
-//! Host RAM layout from [`Params::host_ram_base`]: the status block (64-byte aligned), then one buffer of
-//! [`Params::buffer_len`] per TX ring slot, then one per RX ring slot. A slot's buffer never moves, so the
-//! buffer of free-running index `n` is the one at `slot(n)`.
+//! The host half of the data path on the emulated board: the host model (`bpnet-test-support`'s
+//! [`HostLink`], what the kernel module does for one agent) over the board's BAR, message unit and host
+//! RAM, and the loops that run the firmware and the host in turns.
 
-use std::collections::VecDeque;
 use std::fmt;
 
-use bpnet_contract::bar::{
-    self, feature, AgentRepr, AgentState, Descriptor, DescriptorRepr, Header, HostRepr, HostState, DESCRIPTOR_LEN,
-    DOORBELLS_LEN,
-};
-use bpnet_contract::ring::{self, Entries};
-use bpnet_contract::status::{self, compl_flags, Completion, COMPLETION_LEN};
-use bpnet_contract::{notify, shared, Error, EMULATED_BAR_ADDRESS};
+use bpnet_contract::{shared, Error, EMULATED_BAR_ADDRESS};
+pub use bpnet_test_support::host::{is_ipv4_tcp_udp, Backplane, HostAccessError, HostLink, LinkError, Params, Stats};
 
-use crate::{Board, HostAccessError, Outcome};
+use crate::{Board, Outcome};
 
-/// The byte of the header that holds `host_state`, written alone (the agent owns the byte before it).
-const HOST_STATE_OFFSET: usize = 0x2d;
-/// The host's fields after the state byte: mtu, status_block_addr, host_features, host_generation.
-const HOST_FIELDS: core::ops::Range<usize> = 0x2e..bar::HEADER_LEN;
-/// Doorbell words (contract table in [`bpnet_contract::bar`]).
-const TX_PROD: usize = 0;
-const RX_PROD: usize = 4;
-/// `rx_used_event` and `tx_used_event` are adjacent, so both go in one posted write.
-const USED_EVENTS: usize = 8;
-/// An event index this far ahead of the consumer is never passed while a ring's worth of entries is in
-/// flight: the agent's interrupts stay off until the host asks again.
-const FAR: u32 = 1 << 31;
 /// Instructions of one emulator slice in [`run_until`]: about 4 ms of virtual time.
 pub const SLICE_INSTRUCTIONS: u64 = 2_000_000;
 
-/// The host's view of one agent on the bus: what the kernel module's bus personality provides.
-pub trait Backplane {
-    /// Read `buf.len()` bytes at `offset` in the agent's BAR (a stalling read across the bus).
-    fn bar_read(&mut self, offset: usize, buf: &mut [u8]) -> Result<(), HostAccessError>;
-    /// Posted write of `data` at `offset` in the agent's BAR.
-    fn bar_write(&mut self, offset: usize, data: &[u8]) -> Result<(), HostAccessError>;
-    /// Write IDR: set doorbell `bits` towards the agent (posted).
-    fn ring_doorbell(&mut self, bits: u32);
-    /// The interrupt line from the agent (a wire: no bus access).
-    fn interrupt_asserted(&self) -> bool;
-    /// Read ODR, the doorbell bits the agent rang (a read across the bus).
-    fn read_odr(&mut self) -> u32;
-    /// Write ODR: 1s clear doorbell bits (posted).
-    fn clear_odr(&mut self, bits: u32);
-    /// The host reading its own RAM at bus address `addr`.
-    fn read_ram(&self, addr: u64, buf: &mut [u8]) -> Result<(), HostAccessError>;
-    /// The host writing its own RAM at bus address `addr`.
-    fn write_ram(&mut self, addr: u64, data: &[u8]) -> Result<(), HostAccessError>;
-    /// Reads across the bus so far (BAR and message-unit registers alike).
-    fn bar_reads(&self) -> u64;
-    /// Posted writes across the bus so far.
-    fn bar_writes(&self) -> u64;
+/// Why running the board with a link failed.
+#[derive(Debug)]
+pub enum RunError {
+    /// The link refused something, or could not be set up.
+    Link(LinkError),
+    /// The emulated board stopped (halted, faulted, unmodelled access).
+    Board(Outcome),
+    /// [`run_until`] ran out of steps.
+    Timeout { steps: usize },
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Link(e) => write!(f, "{e}"),
+            RunError::Board(outcome) => write!(f, "board stopped: {outcome:?}"),
+            RunError::Timeout { steps } => write!(f, "condition not met after {steps} steps"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+impl From<LinkError> for RunError {
+    fn from(e: LinkError) -> Self {
+        RunError::Link(e)
+    }
+}
+
+impl From<HostAccessError> for RunError {
+    fn from(e: HostAccessError) -> Self {
+        RunError::Link(LinkError::Access(e))
+    }
 }
 
 /// The emulated board, with its BAR where the firmware opens it when no host enumerates the bus.
@@ -111,463 +94,6 @@ fn bar_address(offset: usize, len: usize) -> Result<u32, HostAccessError> {
     Ok(EMULATED_BAR_ADDRESS + offset as u32)
 }
 
-/// What the host asks for at set-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Params {
-    /// Bus address of the host RAM the link may use (status block first): not 0, which the contract
-    /// reserves for "no status block".
-    pub host_ram_base: u64,
-    /// Bytes of each TX frame buffer and RX buffer.
-    pub buffer_len: u32,
-    /// Feature bits the host would like; it accepts only those the agent also offers.
-    pub features: u32,
-    /// The MTU to ask for; anything but [`bar::MTU_DEFAULT`] needs [`feature::MTU`] on both sides.
-    pub mtu: u16,
-    /// Bumped at every host (re)initialisation, so the agent sees a reset.
-    pub generation: u32,
-}
-
-impl Default for Params {
-    fn default() -> Self {
-        Params {
-            host_ram_base: 0x10_0000,
-            buffer_len: 2048,
-            features: feature::ALL,
-            mtu: bar::MTU_DEFAULT,
-            generation: 1,
-        }
-    }
-}
-
-/// Why the link could not be brought up or had to be dropped.
-#[derive(Debug)]
-pub enum LinkError {
-    /// A bus or host RAM access failed.
-    Access(HostAccessError),
-    /// The agent wrote something the contract refuses (header fields, an index, a completion).
-    Contract(Error),
-    /// The agent is not READY at set-up.
-    NotReady(AgentState),
-    /// Host RAM cannot hold the status block and buffers.
-    HostRam { need: u64 },
-    /// The buffers cannot hold a frame of the MTU, or the MTU is not one the agent allows.
-    Params(&'static str),
-    /// The emulated board stopped (halted, faulted, unmodelled access).
-    Board(Outcome),
-    /// [`run_until`] ran out of steps.
-    Timeout { steps: usize },
-}
-
-impl fmt::Display for LinkError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LinkError::Access(e) => write!(f, "{e}"),
-            LinkError::Contract(e) => write!(f, "agent broke the contract: {e}"),
-            LinkError::NotReady(state) => write!(f, "agent is {state:?}, not Ready"),
-            LinkError::HostRam { need } => write!(f, "host RAM too small: the link needs up to {need:#x}"),
-            LinkError::Params(why) => write!(f, "bad parameters: {why}"),
-            LinkError::Board(outcome) => write!(f, "board stopped: {outcome:?}"),
-            LinkError::Timeout { steps } => write!(f, "condition not met after {steps} steps"),
-        }
-    }
-}
-
-impl std::error::Error for LinkError {}
-
-impl From<HostAccessError> for LinkError {
-    fn from(e: HostAccessError) -> Self {
-        LinkError::Access(e)
-    }
-}
-
-impl From<Error> for LinkError {
-    fn from(e: Error) -> Self {
-        LinkError::Contract(e)
-    }
-}
-
-/// What the link did, as the kernel module would count it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// BAR reads of set-up (the header).
-    pub setup_bar_reads: u64,
-    /// Frames the agent confirmed sent, and those it refused.
-    pub tx_done: u64,
-    pub tx_errors: u64,
-    /// Frames received, and RX completions refused (flagged ERROR, or failing the host's checks).
-    pub rx_frames: u64,
-    pub rx_errors: u64,
-    /// IDR doorbells rung.
-    pub doorbells: u64,
-    /// Interrupts taken (each costs one ODR read).
-    pub interrupts: u64,
-    /// LINK doorbells: the agent's state changed without a status block to say so.
-    pub link_events: u64,
-    /// Header reads after LINK doorbells ([`HostLink::agent_state`]).
-    pub slow_bar_reads: u64,
-    /// Frames received with their TCP/UDP checksum left out (checksum offload).
-    pub rx_csum_left_out: u64,
-}
-
-/// One agent's link, up: the host's rings, buffers and indexes.
-#[derive(Debug)]
-pub struct HostLink {
-    agent: AgentRepr,
-    features: u32,
-    mtu: u16,
-    entries: Entries,
-    buffer_len: u32,
-    status_addr: u64,
-    tx_base: u64,
-    rx_base: u64,
-    tx_prod: u32,
-    tx_seen: u32,
-    rx_prod: u32,
-    rx_seen: u32,
-    /// Frames posted and not yet completed, in TX index order: (id, length).
-    tx_posted: VecDeque<(u16, u32)>,
-    /// Buffers posted and not yet filled, in RX index order: their ids.
-    rx_posted: VecDeque<u16>,
-    next_id: u16,
-    received: VecDeque<Vec<u8>>,
-    /// Whether the host wants an interrupt at the next completion (it is about to sleep) or none (it is
-    /// polling).
-    interrupts: bool,
-    /// The (rx_used_event, tx_used_event) last written.
-    published: Option<(u32, u32)>,
-    /// The agent has written the status block since UP (it took the host's fields and went RUNNING).
-    running: bool,
-    /// A LINK doorbell came in since [`HostLink::take_link_event`] was last asked.
-    link_event: bool,
-    stats: Stats,
-}
-
-impl HostLink {
-    /// Set-up, once the agent is READY: read the header (the only BAR read), allocate and clear the
-    /// status block, write the host's fields and zero the doorbells with posted writes, then UP, then post
-    /// every RX buffer.
-    pub fn up(bp: &mut impl Backplane, params: Params) -> Result<HostLink, LinkError> {
-        let reads_before = bp.bar_reads();
-        let mut raw = [0u8; bar::HEADER_LEN];
-        bp.bar_read(shared::HEADER_OFFSET, &mut raw)?;
-        let header = Header::new_unchecked(&raw[..]);
-        let agent = AgentRepr::parse(&header)?;
-        let state = header.agent_state()?;
-        if state != AgentState::Ready {
-            return Err(LinkError::NotReady(state));
-        }
-        let features = params.features & agent.features & feature::ALL;
-        if params.mtu < bar::MTU_MIN || (features & feature::MTU == 0 && params.mtu != bar::MTU_DEFAULT) {
-            return Err(LinkError::Params("MTU not allowed without the MTU feature"));
-        }
-        if params.buffer_len < u32::from(params.mtu) + 14 {
-            return Err(LinkError::Params("buffers smaller than the MTU plus the Ethernet header"));
-        }
-        if params.host_ram_base == 0 || !params.host_ram_base.is_multiple_of(bar::STATUS_BLOCK_ALIGN) {
-            return Err(LinkError::Params("host RAM base must be non-zero and 64-byte aligned"));
-        }
-        let entries = agent.ring_entries;
-        let block_len = status::block_len(entries) as u64;
-        let pool = u64::from(entries.get()) * u64::from(params.buffer_len);
-        let status_addr = params.host_ram_base;
-        let tx_base = status_addr + block_len.next_multiple_of(bar::STATUS_BLOCK_ALIGN);
-        let rx_base = tx_base + pool;
-        let end = rx_base + pool;
-        // The last byte must exist; an absent one means host RAM is too small.
-        if bp.read_ram(end - 1, &mut [0u8]).is_err() {
-            return Err(LinkError::HostRam { need: end });
-        }
-        bp.write_ram(status_addr, &vec![0u8; block_len as usize])?;
-
-        let mut mine = [0u8; bar::HEADER_LEN];
-        HostRepr { features, generation: params.generation, mtu: params.mtu, status_block_addr: status_addr }
-            .emit(&mut Header::new_unchecked(&mut mine[..]));
-        bp.bar_write(HOST_FIELDS.start, &mine[HOST_FIELDS])?;
-        bp.bar_write(shared::DOORBELLS_OFFSET, &[0u8; DOORBELLS_LEN])?;
-        // Last, alone and as one byte: an agent that sees UP sees everything before it.
-        bp.bar_write(HOST_STATE_OFFSET, &[HostState::Up as u8])?;
-
-        let mut link = HostLink {
-            agent,
-            features,
-            mtu: params.mtu,
-            entries,
-            buffer_len: params.buffer_len,
-            status_addr,
-            tx_base,
-            rx_base,
-            tx_prod: 0,
-            tx_seen: 0,
-            rx_prod: 0,
-            rx_seen: 0,
-            tx_posted: VecDeque::new(),
-            rx_posted: VecDeque::new(),
-            next_id: 0,
-            received: VecDeque::new(),
-            interrupts: false,
-            published: None,
-            running: false,
-            link_event: false,
-            stats: Stats { setup_bar_reads: bp.bar_reads() - reads_before, ..Stats::default() },
-        };
-        link.publish_events(bp)?;
-        link.fill_rx(bp)?;
-        Ok(link)
-    }
-
-    /// Take the link down (before a re-initialisation, an MTU change or unloading): `host_state` DOWN
-    /// and a doorbell. The host's RAM stays the agent's until the header shows it left RUNNING
-    /// ([`HostLink::agent_state`]); [`connect`] waits for that and brings a new link up.
-    pub fn down(self, bp: &mut impl Backplane) -> Result<(), LinkError> {
-        bp.bar_write(HOST_STATE_OFFSET, &[HostState::Down as u8])?;
-        bp.ring_doorbell(notify::WORK);
-        Ok(())
-    }
-
-    /// The agent's half of the header as read at set-up.
-    pub fn agent(&self) -> &AgentRepr {
-        &self.agent
-    }
-    /// The features both sides agreed on.
-    pub fn features(&self) -> u32 {
-        self.features
-    }
-    pub fn mac(&self) -> [u8; 6] {
-        self.agent.mac
-    }
-    pub fn stats(&self) -> Stats {
-        self.stats
-    }
-    /// The agent has answered UP through the status block (it is RUNNING).
-    pub fn is_running(&self) -> bool {
-        self.running
-    }
-    /// Whether a LINK doorbell came in since the last call: the agent's state changed on its own (it was
-    /// reset, or broke the link) and the header must be read.
-    pub fn take_link_event(&mut self) -> bool {
-        std::mem::take(&mut self.link_event)
-    }
-
-    /// The agent's state and generation, read from the header through the BAR: the slow path after a
-    /// LINK doorbell.
-    pub fn agent_state(&mut self, bp: &mut impl Backplane) -> Result<(AgentState, u32), LinkError> {
-        let mut raw = [0u8; bar::HEADER_LEN];
-        bp.bar_read(shared::HEADER_OFFSET, &mut raw)?;
-        self.stats.slow_bar_reads += 1;
-        let header = Header::new_unchecked(&raw[..]);
-        Ok((header.agent_state()?, header.agent_generation()))
-    }
-
-    /// TX descriptors the host can still post before the ring is full.
-    pub fn tx_room(&self) -> u32 {
-        self.entries.get() - self.tx_in_flight()
-    }
-
-    /// TX frames posted and not yet completed.
-    pub fn tx_in_flight(&self) -> u32 {
-        self.tx_prod.wrapping_sub(self.tx_seen)
-    }
-
-    /// Ask for an interrupt at the next completion (about to sleep) or for none (polling). Takes effect
-    /// with the next [`HostLink::poll`].
-    pub fn set_interrupts(&mut self, on: bool) {
-        self.interrupts = on;
-    }
-
-    /// Queue `frame` for the agent. `Ok(false)`: the TX ring is full, try after a poll.
-    pub fn send(&mut self, bp: &mut impl Backplane, frame: &[u8]) -> Result<bool, LinkError> {
-        let max = (u32::from(self.mtu) + 14).min(self.buffer_len) as usize;
-        if frame.is_empty() || frame.len() > max {
-            return Err(LinkError::Params("frame empty or longer than the MTU allows"));
-        }
-        if self.tx_in_flight() == self.entries.get() {
-            return Ok(false);
-        }
-        let slot = ring::slot(self.tx_prod, self.entries);
-        let addr = self.tx_base + slot as u64 * u64::from(self.buffer_len);
-        bp.write_ram(addr, frame)?;
-        let id = self.take_id();
-        // frame.len() <= buffer_len, a u32.
-        let len = frame.len() as u32;
-        // With checksum offload the host's stack leaves TCP/UDP checksums out, and says so.
-        let flags = if self.features & feature::CSUM_OFFLOAD != 0 && is_ipv4_tcp_udp(frame) {
-            bar::desc_flags::NEEDS_CSUM
-        } else {
-            0
-        };
-        self.write_descriptor(bp, self.agent.layout.tx_ring, self.tx_prod, DescriptorRepr { addr, len, id, flags })?;
-        self.tx_posted.push_back((id, len));
-        let old = self.tx_prod;
-        self.tx_prod = self.tx_prod.wrapping_add(1);
-        bp.bar_write(shared::DOORBELLS_OFFSET + TX_PROD, &self.tx_prod.to_le_bytes())?;
-        let event = self.status_header(bp)?.tx_prod_event();
-        self.notify_if_wanted(bp, event, self.tx_prod, old);
-        Ok(true)
-    }
-
-    /// The next frame received, in arrival order.
-    pub fn recv(&mut self) -> Option<Vec<u8>> {
-        self.received.pop_front()
-    }
-
-    /// Take what the agent reported: acknowledge its interrupt, reap TX and RX completions from host RAM,
-    /// re-post RX buffers and publish the event indexes. Returns the number of completions reaped.
-    pub fn poll(&mut self, bp: &mut impl Backplane) -> Result<usize, LinkError> {
-        if bp.interrupt_asserted() {
-            // The read says the interrupt is ours and, on a real bus, pushes the agent's DMA writes
-            // ahead of it into host RAM; only then is the status block trusted.
-            let odr = bp.read_odr();
-            if odr & notify::STATUS != 0 {
-                bp.clear_odr(notify::STATUS);
-                self.stats.interrupts += 1;
-            }
-            if odr & notify::LINK != 0 {
-                // The agent booted or left RUNNING on its own: the header says how (a slow-path
-                // read, made by whoever owns the link: HostLink::agent_state).
-                bp.clear_odr(notify::LINK);
-                self.stats.link_events += 1;
-                self.link_event = true;
-            }
-        }
-        let mut raw = vec![0u8; status::block_len(self.entries)];
-        bp.read_ram(self.status_addr, &mut raw)?;
-        let header = status::Header::new_unchecked(&raw[..status::HEADER_LEN]);
-        if header.interrupt_cause() != 0 {
-            self.running = true;
-        }
-        let (tx_used, rx_used) = (header.tx_used(), header.rx_used());
-        // The agent may complete only what was posted.
-        let tx_new = ring::pending(tx_used, self.tx_seen, self.entries)?;
-        ring::pending(self.tx_prod, tx_used, self.entries)?;
-        let rx_new = ring::pending(rx_used, self.rx_seen, self.entries)?;
-        ring::pending(self.rx_prod, rx_used, self.entries)?;
-        let block = status::Block::new_unchecked(&raw[..], self.entries);
-
-        for _ in 0..tx_new {
-            let (id, len) = self.tx_posted.pop_front().expect("pending() bounds completions by posted frames");
-            match block.tx_completion(self.tx_seen).check(len) {
-                Ok(c) if c.id == id && c.flags & compl_flags::ERROR == 0 => self.stats.tx_done += 1,
-                _ => self.stats.tx_errors += 1,
-            }
-            self.tx_seen = self.tx_seen.wrapping_add(1);
-        }
-
-        for _ in 0..rx_new {
-            let id = self.rx_posted.pop_front().expect("pending() bounds completions by posted buffers");
-            let completion = Completion::new_unchecked(&raw[rx_offset(self.entries, self.rx_seen)..][..COMPLETION_LEN]);
-            match completion.check(self.buffer_len) {
-                Ok(c) if c.id == id && c.flags & compl_flags::ERROR == 0 && c.len > 0 => {
-                    let mut frame = vec![0u8; c.len as usize];
-                    bp.read_ram(self.rx_buffer(self.rx_seen), &mut frame)?;
-                    if c.flags & compl_flags::NEEDS_CSUM != 0 {
-                        self.stats.rx_csum_left_out += 1;
-                    }
-                    self.received.push_back(frame);
-                    self.stats.rx_frames += 1;
-                }
-                _ => self.stats.rx_errors += 1,
-            }
-            self.rx_seen = self.rx_seen.wrapping_add(1);
-        }
-
-        if rx_new > 0 {
-            self.fill_rx(bp)?;
-        }
-        self.publish_events(bp)?;
-        Ok((tx_new + rx_new) as usize)
-    }
-
-    /// Post empty buffers until the RX ring is full, then move `rx_prod` once and ring if the agent asked.
-    fn fill_rx(&mut self, bp: &mut impl Backplane) -> Result<(), LinkError> {
-        let old = self.rx_prod;
-        while self.rx_prod.wrapping_sub(self.rx_seen) < self.entries.get() {
-            let id = self.take_id();
-            let d = DescriptorRepr { addr: self.rx_buffer(self.rx_prod), len: self.buffer_len, id, flags: 0 };
-            self.write_descriptor(bp, self.agent.layout.rx_ring, self.rx_prod, d)?;
-            self.rx_posted.push_back(id);
-            self.rx_prod = self.rx_prod.wrapping_add(1);
-        }
-        if self.rx_prod != old {
-            bp.bar_write(shared::DOORBELLS_OFFSET + RX_PROD, &self.rx_prod.to_le_bytes())?;
-            let event = self.status_header(bp)?.rx_prod_event();
-            self.notify_if_wanted(bp, event, self.rx_prod, old);
-        }
-        Ok(())
-    }
-
-    /// Write the used-event indexes: the next completion when the host wants interrupts, far ahead when
-    /// it polls. A write is spent only when the published value no longer says what the host wants.
-    fn publish_events(&mut self, bp: &mut impl Backplane) -> Result<(), LinkError> {
-        let entries = self.entries.get();
-        // Far ahead stays far enough while the agent cannot reach it: more than a ring beyond the
-        // consumer and not behind it.
-        let far = |event: u32, seen: u32| (entries + 1..=FAR).contains(&event.wrapping_sub(seen));
-        let (events, stale) = if self.interrupts {
-            let events = (self.rx_seen, self.tx_seen);
-            (events, self.published != Some(events))
-        } else {
-            let events = (self.rx_seen.wrapping_add(FAR), self.tx_seen.wrapping_add(FAR));
-            let stale = self.published.is_none_or(|(rx, tx)| !far(rx, self.rx_seen) || !far(tx, self.tx_seen));
-            (events, stale)
-        };
-        if stale {
-            let mut words = [0u8; 8];
-            words[..4].copy_from_slice(&events.0.to_le_bytes());
-            words[4..].copy_from_slice(&events.1.to_le_bytes());
-            bp.bar_write(shared::DOORBELLS_OFFSET + USED_EVENTS, &words)?;
-            self.published = Some(events);
-        }
-        Ok(())
-    }
-
-    /// Ring IDR when the agent's published event lies between `old` and `new`, or always without the
-    /// event index.
-    fn notify_if_wanted(&mut self, bp: &mut impl Backplane, event: u32, new: u32, old: u32) {
-        if self.features & feature::EVENT_INDEX == 0 || ring::need_event(event, new, old) {
-            bp.ring_doorbell(notify::WORK);
-            self.stats.doorbells += 1;
-        }
-    }
-
-    fn status_header(&self, bp: &impl Backplane) -> Result<status::Header<[u8; status::HEADER_LEN]>, LinkError> {
-        let mut raw = [0u8; status::HEADER_LEN];
-        bp.read_ram(self.status_addr, &mut raw)?;
-        Ok(status::Header::new_unchecked(raw))
-    }
-
-    fn write_descriptor(
-        &self,
-        bp: &mut impl Backplane,
-        ring_offset: u32,
-        index: u32,
-        d: DescriptorRepr,
-    ) -> Result<(), LinkError> {
-        let mut raw = [0u8; DESCRIPTOR_LEN];
-        d.emit(&mut Descriptor::new_unchecked(&mut raw[..]));
-        let at = ring_offset as usize + ring::slot(index, self.entries) * DESCRIPTOR_LEN;
-        bp.bar_write(at, &raw)?;
-        Ok(())
-    }
-
-    fn rx_buffer(&self, index: u32) -> u64 {
-        self.rx_base + ring::slot(index, self.entries) as u64 * u64::from(self.buffer_len)
-    }
-
-    fn take_id(&mut self) -> u16 {
-        self.next_id = self.next_id.wrapping_add(1);
-        self.next_id
-    }
-}
-
-/// An IPv4 TCP or UDP frame: the ones whose checksum a stack leaves out under checksum offload.
-pub fn is_ipv4_tcp_udp(frame: &[u8]) -> bool {
-    frame.len() >= 34 && frame[12..14] == [0x08, 0x00] && matches!(frame[23], 6 | 17)
-}
-
-fn rx_offset(entries: Entries, index: u32) -> usize {
-    status::rx_completion_offset(entries, index)
-}
-
 /// Run the board in slices of [`SLICE_INSTRUCTIONS`] (or until it idles), polling the link after each,
 /// until `done` holds. Returns the slices taken.
 pub fn run_until(
@@ -575,7 +101,7 @@ pub fn run_until(
     link: &mut HostLink,
     mut done: impl FnMut(&mut HostLink) -> bool,
     max_steps: usize,
-) -> Result<usize, LinkError> {
+) -> Result<usize, RunError> {
     for step in 0..max_steps {
         if done(link) {
             return Ok(step);
@@ -586,28 +112,52 @@ pub fn run_until(
     if done(link) {
         return Ok(max_steps);
     }
-    Err(LinkError::Timeout { steps: max_steps })
+    Err(RunError::Timeout { steps: max_steps })
+}
+
+/// Run until a received frame satisfies `want` (frames before it are dropped), and return what `want`
+/// made of it: the answer to a frame the host sent.
+pub fn await_frame<T>(
+    board: &mut Board,
+    link: &mut HostLink,
+    mut want: impl FnMut(&[u8]) -> Option<T>,
+    max_steps: usize,
+) -> Result<T, RunError> {
+    let mut got = None;
+    run_until(
+        board,
+        link,
+        |l| {
+            while got.is_none() {
+                let Some(f) = l.recv() else { break };
+                got = want(&f);
+            }
+            got.is_some()
+        },
+        max_steps,
+    )?;
+    Ok(got.expect("run_until returns once the frame came"))
 }
 
 /// One slice of the firmware: up to [`SLICE_INSTRUCTIONS`], less if it idles first.
-pub fn run_slice(board: &mut Board) -> Result<(), LinkError> {
+pub fn run_slice(board: &mut Board) -> Result<(), RunError> {
     board.set_max_instructions(Some(board.instructions() + SLICE_INSTRUCTIONS));
     match board.run() {
         Outcome::Idle { .. } | Outcome::InstructionLimit => Ok(()),
-        other => Err(LinkError::Board(other)),
+        other => Err(RunError::Board(other)),
     }
 }
 
 /// Boot to READY and bring the link up: run slices until the header reads READY through the BAR. Each
 /// look is one BAR read, taken only when the firmware has idled (done booting) or every eighth slice.
-pub fn connect(board: &mut Board, params: Params, max_steps: usize) -> Result<HostLink, LinkError> {
-    let mut last = LinkError::Timeout { steps: max_steps };
+pub fn connect(board: &mut Board, params: Params, max_steps: usize) -> Result<HostLink, RunError> {
+    let mut last = RunError::Timeout { steps: max_steps };
     for step in 0..max_steps {
         board.set_max_instructions(Some(board.instructions() + SLICE_INSTRUCTIONS));
         let idle = match board.run() {
             Outcome::Idle { .. } => true,
             Outcome::InstructionLimit => false,
-            other => return Err(LinkError::Board(other)),
+            other => return Err(RunError::Board(other)),
         };
         if !idle && step % 8 != 7 {
             continue;
@@ -616,407 +166,17 @@ pub fn connect(board: &mut Board, params: Params, max_steps: usize) -> Result<Ho
             Ok(link) => return Ok(link),
             // Not there yet: the window is not open, the header not written, or still RESET.
             Err(e @ (LinkError::Access(_) | LinkError::NotReady(_) | LinkError::Contract(Error::BadMagic(_)))) => {
-                last = e;
+                last = e.into();
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
     Err(last)
 }
 
-/// The host model against the agent's real ring engine over fake memories: the contract both ways without
-/// the firmware or the emulator.
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bpnet_contract::bar::Layout;
-    use bpnet_ring::{Addr, AgentRam, Config, Copy, Dma, DmaError, Engine, Notify, Shared, Ticket, Window};
-    use std::cell::RefCell;
-    use std::rc::Rc;
-
-    const AGENT_BASE: u32 = 0x0100_0000;
-    const AGENT_BUF: u32 = 2048;
-    const AGENT_BUFS: usize = 8;
-    const HOST_RAM: usize = 2 << 20;
-    const RING: u32 = 16;
-
-    struct World {
-        bar: Vec<u8>,
-        host: Vec<u8>,
-        agent: Vec<u8>,
-        done: VecDeque<Ticket>,
-        next_ticket: u32,
-        odr: u32,
-        reads: u64,
-        writes: u64,
-    }
-    type W = Rc<RefCell<World>>;
-
-    fn host_range(addr: u64, len: u32) -> core::ops::Range<usize> {
-        assert!(addr + u64::from(len) <= HOST_RAM as u64, "DMA outside host RAM");
-        addr as usize..addr as usize + len as usize
-    }
-    fn agent_range(addr: u32, len: u32) -> core::ops::Range<usize> {
-        let at = (addr - AGENT_BASE) as usize;
-        at..at + len as usize
-    }
-
-    /// A DMA controller that finishes each chain by the next poll.
-    struct FakeDma(W);
-    impl Dma for FakeDma {
-        fn submit(&mut self, copies: &[Copy]) -> Result<Ticket, DmaError> {
-            let mut w = self.0.borrow_mut();
-            for c in copies {
-                let data = match c.src {
-                    Addr::Host(a) => w.host[host_range(a, c.len)].to_vec(),
-                    Addr::Agent(a) => w.agent[agent_range(a, c.len)].to_vec(),
-                };
-                match c.dst {
-                    Addr::Host(a) => w.host[host_range(a, c.len)].copy_from_slice(&data),
-                    Addr::Agent(a) => w.agent[agent_range(a, c.len)].copy_from_slice(&data),
-                }
-            }
-            let ticket = Ticket(w.next_ticket);
-            w.next_ticket += 1;
-            w.done.push_back(ticket);
-            Ok(ticket)
-        }
-        fn poll(&mut self) -> Option<Result<Ticket, DmaError>> {
-            self.0.borrow_mut().done.pop_front().map(Ok)
-        }
-    }
-    struct FakeShared(W);
-    impl Shared for FakeShared {
-        fn read(&self, offset: usize, buf: &mut [u8]) {
-            buf.copy_from_slice(&self.0.borrow().bar[offset..offset + buf.len()]);
-        }
-        fn write(&mut self, offset: usize, data: &[u8]) {
-            self.0.borrow_mut().bar[offset..offset + data.len()].copy_from_slice(data);
-        }
-    }
-    struct FakeRam(W);
-    impl AgentRam for FakeRam {
-        fn read(&self, addr: u32, buf: &mut [u8]) {
-            buf.copy_from_slice(&self.0.borrow().agent[agent_range(addr, buf.len() as u32)]);
-        }
-        fn write(&mut self, addr: u32, data: &[u8]) {
-            self.0.borrow_mut().agent[agent_range(addr, data.len() as u32)].copy_from_slice(data);
-        }
-    }
-    struct FakeNotify(W);
-    impl Notify for FakeNotify {
-        fn interrupt_host(&mut self) {
-            self.0.borrow_mut().odr |= notify::STATUS;
-        }
-        fn link_changed(&mut self) {
-            self.0.borrow_mut().odr |= notify::LINK;
-        }
-    }
-
-    /// An agent whose stack echoes every frame from the host back to it.
-    struct Fake {
-        w: W,
-        engine: Engine<FakeDma, FakeShared, FakeRam, FakeNotify>,
-        doorbells: u32,
-    }
-
-    impl Fake {
-        fn new(agent_features: u32) -> Fake {
-            let from_host: Vec<u32> = (0..AGENT_BUFS as u32).map(|i| AGENT_BASE + i * AGENT_BUF).collect();
-            let to_host: Vec<u32> =
-                (0..AGENT_BUFS as u32).map(|i| AGENT_BASE + (AGENT_BUFS as u32 + i) * AGENT_BUF).collect();
-            let staging = AGENT_BASE + 2 * AGENT_BUFS as u32 * AGENT_BUF;
-            let w = Rc::new(RefCell::new(World {
-                bar: vec![0; shared::LEN],
-                host: vec![0; HOST_RAM],
-                agent: vec![0; (staging - AGENT_BASE) as usize + bpnet_ring::STAGING_LEN],
-                done: VecDeque::new(),
-                next_ticket: 0,
-                odr: 0,
-                reads: 0,
-                writes: 0,
-            }));
-            let config = Config {
-                agent: AgentRepr {
-                    features: agent_features,
-                    generation: 5,
-                    firmware_version: bar::firmware_version(0, 1, 0),
-                    layout: Layout::DEFAULT,
-                    mac: [2, 0xb0, 0, 0, 0, 2],
-                    ring_entries: Entries::new(RING).unwrap(),
-                },
-                window: Window { base: 0, len: HOST_RAM as u64 },
-                from_host_buffers: &from_host,
-                to_host_buffers: &to_host,
-                buffer_len: AGENT_BUF,
-                staging,
-            };
-            let engine = Engine::new(
-                config,
-                FakeDma(w.clone()),
-                FakeShared(w.clone()),
-                FakeRam(w.clone()),
-                FakeNotify(w.clone()),
-            )
-            .unwrap();
-            Fake { w, engine, doorbells: 0 }
-        }
-
-        /// A few turns of the agent's main loop.
-        fn step(&mut self) {
-            for _ in 0..4 {
-                self.engine.poll();
-                // A frame waits in its buffer until there is room to echo it.
-                while self.engine.can_transmit() {
-                    let Some(r) = self.engine.receive() else { break };
-                    let mut frame = vec![0u8; r.len as usize];
-                    self.engine.ram().read(r.addr, &mut frame);
-                    self.engine.release(r.buffer);
-                    self.engine.transmit(&frame).unwrap();
-                }
-            }
-        }
-    }
-
-    impl Backplane for Fake {
-        fn bar_read(&mut self, offset: usize, buf: &mut [u8]) -> Result<(), HostAccessError> {
-            let mut w = self.w.borrow_mut();
-            w.reads += 1;
-            buf.copy_from_slice(&w.bar[offset..offset + buf.len()]);
-            Ok(())
-        }
-        fn bar_write(&mut self, offset: usize, data: &[u8]) -> Result<(), HostAccessError> {
-            let mut w = self.w.borrow_mut();
-            w.writes += 1;
-            w.bar[offset..offset + data.len()].copy_from_slice(data);
-            Ok(())
-        }
-        fn ring_doorbell(&mut self, bits: u32) {
-            assert_eq!(bits, notify::WORK);
-            self.w.borrow_mut().writes += 1;
-            self.doorbells += 1;
-            self.engine.doorbell();
-        }
-        fn interrupt_asserted(&self) -> bool {
-            self.w.borrow().odr != 0
-        }
-        fn read_odr(&mut self) -> u32 {
-            let mut w = self.w.borrow_mut();
-            w.reads += 1;
-            w.odr
-        }
-        fn clear_odr(&mut self, bits: u32) {
-            let mut w = self.w.borrow_mut();
-            w.writes += 1;
-            w.odr &= !bits;
-        }
-        fn read_ram(&self, addr: u64, buf: &mut [u8]) -> Result<(), HostAccessError> {
-            let w = self.w.borrow();
-            let at = addr as usize;
-            let src = w.host.get(at..at + buf.len()).ok_or_else(|| HostAccessError {
-                pci_addr: addr,
-                len: buf.len(),
-                reason: "outside host RAM".into(),
-            })?;
-            buf.copy_from_slice(src);
-            Ok(())
-        }
-        fn write_ram(&mut self, addr: u64, data: &[u8]) -> Result<(), HostAccessError> {
-            let mut w = self.w.borrow_mut();
-            let at = addr as usize;
-            let dst = w.host.get_mut(at..at + data.len()).ok_or_else(|| HostAccessError {
-                pci_addr: addr,
-                len: data.len(),
-                reason: "outside host RAM".into(),
-            })?;
-            dst.copy_from_slice(data);
-            Ok(())
-        }
-        fn bar_reads(&self) -> u64 {
-            self.w.borrow().reads
-        }
-        fn bar_writes(&self) -> u64 {
-            self.w.borrow().writes
-        }
-    }
-
-    fn frame(len: usize, seed: u32) -> Vec<u8> {
-        (0..len).map(|i| (i as u32).wrapping_mul(31).wrapping_add(seed.wrapping_mul(7919)) as u8).collect()
-    }
-
-    /// Set-up and the agent's answer: RUNNING, the LINK interrupt taken.
-    fn connected(agent_features: u32, params: Params) -> (Fake, HostLink) {
-        let mut fake = Fake::new(agent_features);
-        let mut link = HostLink::up(&mut fake, params).unwrap();
-        for _ in 0..4 {
-            fake.step();
-            link.poll(&mut fake).unwrap();
-        }
-        assert_eq!(fake.engine.state(), AgentState::Running);
-        assert!(link.is_running());
-        (fake, link)
-    }
-
-    #[test]
-    fn set_up_reads_the_header_once_and_the_agent_accepts_the_host_fields() {
-        let mut fake = Fake::new(feature::ALL);
-        let link = HostLink::up(&mut fake, Params::default()).unwrap();
-        assert_eq!(link.stats().setup_bar_reads, 1);
-        assert_eq!(fake.bar_reads(), 1);
-        assert_eq!(link.features(), feature::ALL);
-        assert_eq!(link.mac(), [2, 0xb0, 0, 0, 0, 2]);
-        let w = fake.w.borrow();
-        let header = Header::new_unchecked(&w.bar[..bar::HEADER_LEN]);
-        let host = HostRepr::parse(&header, feature::ALL, Entries::new(RING).unwrap()).unwrap().unwrap();
-        assert_eq!(host.status_block_addr, Params::default().host_ram_base);
-        assert_eq!(host.mtu, bar::MTU_DEFAULT);
-        // The agent's byte next to the host's state byte is untouched.
-        assert_eq!(header.agent_state(), Ok(AgentState::Ready));
-        drop(w);
-        let (_fake, link) = connected(feature::ALL, Params::default());
-        // The LINK interrupt cost one ODR read; nothing else was read.
-        assert_eq!(link.stats().interrupts, 1);
-    }
-
-    #[test]
-    fn features_are_the_intersection() {
-        let (_, link) = connected(feature::EVENT_INDEX, Params::default());
-        assert_eq!(link.features(), feature::EVENT_INDEX);
-        let params = Params { features: feature::CSUM_OFFLOAD, ..Params::default() };
-        let (_, link) = connected(feature::ALL, params);
-        assert_eq!(link.features(), feature::CSUM_OFFLOAD);
-    }
-
-    #[test]
-    fn frames_echo_byte_for_byte_across_many_wraps_without_bar_reads() {
-        for features in [feature::ALL, 0] {
-            let (mut fake, mut link) = connected(features, Params { features, ..Params::default() });
-            let reads = fake.bar_reads();
-            let sent: Vec<Vec<u8>> = (0..200u32).map(|i| frame(14 + (i as usize * 37) % 1501, i)).collect();
-            let mut next = 0;
-            let mut got = Vec::new();
-            for _ in 0..1000 {
-                // No more frames out than the host has RX buffers for their echoes, which the agent
-                // would otherwise drop as a NIC with an empty receive ring does.
-                while next < sent.len()
-                    && next - got.len() < RING as usize
-                    && link.send(&mut fake, &sent[next]).unwrap()
-                {
-                    next += 1;
-                }
-                fake.step();
-                link.poll(&mut fake).unwrap();
-                while let Some(f) = link.recv() {
-                    got.push(f);
-                }
-                if got.len() == sent.len() {
-                    break;
-                }
-            }
-            assert_eq!(got, sent, "features {features:#x}");
-            // Each read is the ODR read of an interrupt; only the event index lets a polling host turn
-            // them off.
-            let interrupts = link.stats().interrupts - 1;
-            assert_eq!(fake.bar_reads() - reads, interrupts);
-            if features & feature::EVENT_INDEX != 0 {
-                assert_eq!(fake.bar_reads(), reads, "the fast path reads nothing across the bus");
-            }
-            let stats = link.stats();
-            assert_eq!((stats.tx_done, stats.tx_errors, stats.rx_frames, stats.rx_errors), (200, 0, 200, 0));
-            assert_eq!(fake.engine.counter(bar::counter::RX_NO_BUFFER), 0);
-        }
-    }
-
-    #[test]
-    fn doorbells_follow_the_agents_event_index() {
-        // With the event index a burst posted while the agent sleeps rings once.
-        let (mut fake, mut link) = connected(feature::ALL, Params::default());
-        let before = fake.doorbells;
-        for i in 0..8 {
-            assert!(link.send(&mut fake, &frame(60, i)).unwrap());
-        }
-        assert_eq!(fake.doorbells - before, 1);
-        // Without it every frame rings.
-        let (mut fake, mut link) = connected(0, Params { features: 0, ..Params::default() });
-        let before = fake.doorbells;
-        for i in 0..8 {
-            assert!(link.send(&mut fake, &frame(60, i)).unwrap());
-        }
-        assert_eq!(fake.doorbells - before, 8);
-    }
-
-    #[test]
-    fn interrupts_only_when_asked_and_each_acknowledged_with_one_read() {
-        let (mut fake, mut link) = connected(feature::ALL, Params::default());
-        for i in 0..4 {
-            link.send(&mut fake, &frame(100, i)).unwrap();
-            fake.step();
-            assert!(!fake.interrupt_asserted(), "a polling host asked for no interrupt");
-            link.poll(&mut fake).unwrap();
-            assert_eq!(link.recv().unwrap(), frame(100, i));
-        }
-        link.set_interrupts(true);
-        link.poll(&mut fake).unwrap();
-        let reads = fake.bar_reads();
-        link.send(&mut fake, &frame(100, 9)).unwrap();
-        fake.step();
-        assert!(fake.interrupt_asserted());
-        link.poll(&mut fake).unwrap();
-        assert!(!fake.interrupt_asserted());
-        assert_eq!(fake.bar_reads(), reads + 1);
-        assert_eq!(link.stats().interrupts, 2);
-        assert_eq!(link.recv().unwrap(), frame(100, 9));
-    }
-
-    #[test]
-    fn full_tx_ring_refuses_until_reaped() {
-        let (mut fake, mut link) = connected(feature::ALL, Params::default());
-        for i in 0..RING {
-            assert!(link.send(&mut fake, &frame(64, i)).unwrap());
-        }
-        assert!(!link.send(&mut fake, &frame(64, 99)).unwrap());
-        assert_eq!(link.tx_in_flight(), RING);
-        fake.step();
-        link.poll(&mut fake).unwrap();
-        assert!(link.send(&mut fake, &frame(64, 99)).unwrap());
-    }
-
-    #[test]
-    fn set_up_refusals() {
-        // No header yet.
-        let mut fake = Fake::new(feature::ALL);
-        fake.w.borrow_mut().bar[..4].fill(0);
-        assert!(matches!(HostLink::up(&mut fake, Params::default()), Err(LinkError::Contract(Error::BadMagic(0)))));
-        // Not READY.
-        let mut fake = Fake::new(feature::ALL);
-        fake.w.borrow_mut().bar[0x2c] = AgentState::Running as u8;
-        assert!(matches!(HostLink::up(&mut fake, Params::default()), Err(LinkError::NotReady(AgentState::Running))));
-        // Host RAM too small for the buffers.
-        let mut fake = Fake::new(feature::ALL);
-        let params = Params { host_ram_base: HOST_RAM as u64 - 4096, ..Params::default() };
-        assert!(matches!(HostLink::up(&mut fake, params), Err(LinkError::HostRam { .. })));
-        // An MTU the agent did not agree to.
-        let mut fake = Fake::new(0);
-        let params = Params { mtu: 9000, buffer_len: 9216, ..Params::default() };
-        assert!(matches!(HostLink::up(&mut fake, params), Err(LinkError::Params(_))));
-        // Buffers too small for the MTU.
-        let mut fake = Fake::new(feature::ALL);
-        let params = Params { buffer_len: 1024, ..Params::default() };
-        assert!(matches!(HostLink::up(&mut fake, params), Err(LinkError::Params(_))));
-    }
-
-    #[test]
-    fn hostile_status_is_refused() {
-        let (mut fake, mut link) = connected(feature::ALL, Params::default());
-        let at = Params::default().host_ram_base as usize;
-        // rx_used more than a ring ahead of what the host has seen.
-        fake.w.borrow_mut().host[at + 4..at + 8].copy_from_slice(&100u32.to_le_bytes());
-        assert!(matches!(link.poll(&mut fake), Err(LinkError::Contract(Error::BadIndex { .. }))));
-        // tx_used beyond what was posted.
-        let (mut fake, mut link) = connected(feature::ALL, Params::default());
-        fake.w.borrow_mut().host[at..at + 4].copy_from_slice(&1u32.to_le_bytes());
-        assert!(matches!(link.poll(&mut fake), Err(LinkError::Contract(Error::BadIndex { .. }))));
-    }
 
     #[test]
     fn bar_addresses_stay_in_the_bar() {

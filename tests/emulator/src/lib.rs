@@ -31,15 +31,15 @@ pub mod realtime;
 mod time;
 
 pub mod control;
-pub mod frames;
 pub mod fuzz;
 pub mod host;
 pub mod netbench;
 pub mod powercut;
 pub use board::{
-    Board, Config, HostAccessError, LoadInfo, Marker, Output, OutsideRam, SetupError, DEFAULT_HOST_RAM_SIZE,
-    INITIAL_SP, LOG_RING_SYMBOL, SHARED_LEN_SYMBOL, SHARED_SYMBOL,
+    Board, Config, LoadInfo, Marker, Output, OutsideRam, SetupError, DEFAULT_HOST_RAM_SIZE, INITIAL_SP,
+    LOG_RING_SYMBOL, SHARED_LEN_SYMBOL, SHARED_SYMBOL,
 };
+pub use bpnet_test_support::host::HostAccessError;
 pub use bus::{BusModel, BusTiming, Direction};
 pub use dma::DmaStats;
 pub use elf::{LoadError, RAM_SIZE};

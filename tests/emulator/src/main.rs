@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use bpnet_emu::ivshmem::{self, Listener, Server, Signals};
 use bpnet_emu::{Board, BusModel, Config, OutboundDoorbells, Outcome, Output, CORE_HZ, DEFAULT_HOST_RAM_SIZE};
+use bpnet_update::{Slot, MPC8349EMDS};
 
 const USAGE: &str = "\
 usage: bpnet-emu --firmware ELF [--boot ELF] [--provision-slot A|B=IMG]... [--max-insns N] [--ram-file PATH] [--host-ram-file PATH]
@@ -76,10 +77,8 @@ exit status:
   3  bad firmware file or bad usage
 ";
 
-/// Flash offsets of slots A and B (`bpnet_update::MPC8349EMDS`, the flash layout the boot stage uses).
-const SLOT_OFFSETS: [(char, u32); 2] = [('A', 0x14_0000), ('B', 0x94_0000)];
-/// Bytes of each slot.
-const SLOT_BYTES: usize = 8 << 20;
+/// Slots A and B and their names: the flash layout the boot stage uses.
+const FLASH_SLOTS: [(char, Slot); 2] = [('A', Slot::A), ('B', Slot::B)];
 
 struct Args {
     firmware: PathBuf,
@@ -154,10 +153,10 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--provision-slot" => {
                 let v = value("SLOT=IMAGE")?;
                 let (slot, path) = v.split_once('=').ok_or(format!("--provision-slot: not SLOT=IMAGE: {v}"))?;
-                let offset = SLOT_OFFSETS
+                let offset = FLASH_SLOTS
                     .iter()
                     .find(|(name, _)| slot.eq_ignore_ascii_case(&name.to_string()))
-                    .map(|&(_, offset)| offset)
+                    .map(|&(_, slot)| MPC8349EMDS.slot(slot).offset)
                     .ok_or(format!("--provision-slot: not a slot (A or B): {slot}"))?;
                 provision.push((offset, PathBuf::from(path)));
             }
@@ -301,7 +300,7 @@ fn main() -> ExitCode {
     };
     for (offset, path) in &args.provision {
         let image = match std::fs::read(path) {
-            Ok(bytes) if bytes.len() <= SLOT_BYTES => bytes,
+            Ok(bytes) if bytes.len() <= MPC8349EMDS.slot(Slot::A).len as usize => bytes,
             Ok(bytes) => return fail(format_args!("{}: {} bytes do not fit a slot", path.display(), bytes.len())),
             Err(e) => return fail(format_args!("{}: {e}", path.display())),
         };

@@ -6,17 +6,16 @@
 //! the bottleneck and the figures are the agent's and the bus's: instructions are exact counts, time is
 //! the emulator's virtual time under the bus model (shared/bus-model.md).
 
-use std::collections::VecDeque;
-
 use bpnet_contract::{bar, shared};
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet, SocketStorage};
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, Ipv4Address};
 
 use crate::bus::Direction;
-use crate::host::{self, Backplane, HostLink, LinkError, Params};
+use bpnet_test_support::wire::WireEnd;
+
+use crate::host::{self, Backplane, HostLink, Params, RunError};
 use crate::{Board, HostAccessError, Outcome, PS_PER_INSTRUCTION};
 
 /// The host's MAC on the link.
@@ -32,66 +31,11 @@ pub fn virtual_now(board: &Board) -> Instant {
     Instant::from_micros((board.virtual_time_ns() / 1000) as i64)
 }
 
-/// Frames between smoltcp and the link, both ways.
-#[derive(Default)]
-pub struct Queues {
-    pub to_agent: VecDeque<Vec<u8>>,
-    pub from_agent: VecDeque<Vec<u8>>,
-    mtu: usize,
-    csum_offload: bool,
-}
-
-pub struct QueueRx(Vec<u8>);
-
-impl phy::RxToken for QueueRx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-pub struct QueueTx<'a>(&'a mut VecDeque<Vec<u8>>);
-
-impl phy::TxToken for QueueTx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut frame = vec![0; len];
-        let r = f(&mut frame);
-        self.0.push_back(frame);
-        r
-    }
-}
-
-impl phy::Device for Queues {
-    type RxToken<'a> = QueueRx;
-    type TxToken<'a> = QueueTx<'a>;
-
-    fn receive(&mut self, _: Instant) -> Option<(QueueRx, QueueTx<'_>)> {
-        let frame = self.from_agent.pop_front()?;
-        Some((QueueRx(frame), QueueTx(&mut self.to_agent)))
-    }
-
-    fn transmit(&mut self, _: Instant) -> Option<QueueTx<'_>> {
-        Some(QueueTx(&mut self.to_agent))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        if self.csum_offload {
-            // As Linux with the module's checksum offload: TCP/UDP checksums neither computed
-            // (CHECKSUM_PARTIAL, NEEDS_CSUM) nor verified (NEEDS_CSUM / CSUM_VALID frames).
-            caps.checksum.tcp = smoltcp::phy::Checksum::None;
-            caps.checksum.udp = smoltcp::phy::Checksum::None;
-        }
-        // The Ethernet header on top of the MTU, as smoltcp counts it for Ethernet.
-        caps.max_transmission_unit = self.mtu + 14;
-        caps
-    }
-}
-
 /// smoltcp at [`HOST_IP`] on the host's side of a link.
 pub struct HostStack {
     pub iface: Interface,
-    pub dev: Queues,
+    /// Frames to the agent go out of `tx`, frames from it come in through `rx`.
+    pub dev: WireEnd,
     pub sockets: SocketSet<'static>,
     /// Frames handed to the agent, and taken from it.
     pub frames_out: u64,
@@ -108,7 +52,7 @@ impl HostStack {
     /// A stack that computes and verifies TCP/UDP checksums unless `csum_offload` (the link's
     /// negotiated [`bpnet_contract::bar::feature::CSUM_OFFLOAD`]).
     pub fn with_checksums(board: &Board, mtu: u16, csum_offload: bool) -> HostStack {
-        let mut dev = Queues { mtu: usize::from(mtu), csum_offload, ..Queues::default() };
+        let mut dev = WireEnd::new(usize::from(mtu), csum_offload);
         let mut config = IfaceConfig::new(EthernetAddress(HOST_MAC).into());
         config.random_seed = 0x0bad_5eed;
         let mut iface = Interface::new(config, &mut dev, virtual_now(board));
@@ -145,21 +89,21 @@ impl HostStack {
         // (Linux does in one softirq), so poll until nothing more comes out, as far as the ring takes.
         let room = link.tx_room() as usize;
         loop {
-            let queued = self.dev.to_agent.len();
+            let queued = self.dev.tx.len();
             self.iface.poll(board_now, &mut self.dev, &mut self.sockets);
-            if self.dev.to_agent.len() == queued || self.dev.to_agent.len() >= room {
+            if self.dev.tx.len() == queued || self.dev.tx.len() >= room {
                 break;
             }
         }
         let mut sent = false;
-        while let Some(frame) = self.dev.to_agent.front() {
+        while let Some(frame) = self.dev.tx.front() {
             match link.send(bp, frame) {
                 Ok(true) => {}
                 Ok(false) => break,
                 // smoltcp builds what the MTU allows; anything else is a bug here, not the agent's.
                 Err(e) => panic!("host frame refused by the host model: {e}"),
             }
-            self.dev.to_agent.pop_front();
+            self.dev.tx.pop_front();
             self.frames_out += 1;
             sent = true;
         }
@@ -170,7 +114,7 @@ impl HostStack {
     pub fn take_received(&mut self, link: &mut HostLink) -> bool {
         let before = self.frames_in;
         while let Some(frame) = link.recv() {
-            self.dev.from_agent.push_back(frame);
+            self.dev.rx.push_back(frame);
             self.frames_in += 1;
         }
         self.frames_in != before
@@ -275,7 +219,7 @@ pub const HOST_TURN_INSTRUCTIONS: u64 = 20_000;
 
 /// One turn of the firmware: until it is about to wait (or [`HOST_TURN_INSTRUCTIONS`] have run), then
 /// the link's news.
-pub fn agent_turn(board: &mut Board, link: &mut HostLink) -> Result<(), LinkError> {
+pub fn agent_turn(board: &mut Board, link: &mut HostLink) -> Result<(), RunError> {
     board.set_stop_at_wait(true);
     board.set_max_instructions(None);
     board.set_turn_end(Some(board.instructions() + HOST_TURN_INSTRUCTIONS));
@@ -284,7 +228,7 @@ pub fn agent_turn(board: &mut Board, link: &mut HostLink) -> Result<(), LinkErro
     board.set_stop_at_wait(false);
     match outcome {
         Outcome::Idle { .. } | Outcome::InstructionLimit => {}
-        other => return Err(LinkError::Board(other)),
+        other => return Err(RunError::Board(other)),
     }
     link.poll(board)?;
     Ok(())
@@ -410,7 +354,7 @@ pub fn ring(elf: &[u8], frames: u64, len: usize, profile: bool) -> Result<(Figur
     let (mut board, mut link) = boot_link(elf, Params::default())?;
     board.set_profiling(profile);
     let frame: Vec<u8> = (0..len).map(|i| i as u8).collect();
-    let err = |e: LinkError| e.to_string();
+    let err = |e: RunError| e.to_string();
     let mark = Mark::take(&board, &link);
     let (mut sent, mut received, mut copied) = (0u64, 0u64, 0u64);
     for _ in 0..1_000_000 {
@@ -419,7 +363,7 @@ pub fn ring(elf: &[u8], frames: u64, len: usize, profile: bool) -> Result<(Figur
         }
         let mut m = Metered { board: &mut board, copied_bytes: 0 };
         let mut progress = false;
-        while sent < frames && link.send(&mut m, &frame).map_err(err)? {
+        while sent < frames && link.send(&mut m, &frame).map_err(|e| err(e.into()))? {
             sent += 1;
             progress = true;
         }
@@ -465,7 +409,7 @@ fn connected(elf: &[u8], mtu: u16, port: u16) -> Result<(Board, HostLink, HostSt
 /// transfer (connection set-up excluded).
 pub fn tcp_echo(elf: &[u8], bytes: usize, mtu: u16, profile: bool) -> Result<(Figures, Profile), String> {
     let (mut board, mut link, mut stack, sock) = connected(elf, mtu, ECHO_PORT)?;
-    let err = |e: LinkError| e.to_string();
+    let err = |e: RunError| e.to_string();
     let data = pattern(bytes);
     let mut echoed = Vec::with_capacity(bytes);
     let mut sent = 0;
@@ -534,7 +478,7 @@ pub fn tcp_one_way(
         Flow::ToHost => bpnet_services::SIZED_PORT,
     };
     let (mut board, mut link, mut stack, sock) = connected(elf, mtu, port)?;
-    let err = |e: LinkError| e.to_string();
+    let err = |e: RunError| e.to_string();
     let data = match flow {
         Flow::ToAgent => pattern(bytes),
         Flow::ToHost => format!("{bytes}\n").into_bytes(),

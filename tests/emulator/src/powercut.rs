@@ -26,7 +26,7 @@ use bpnet_update::record::BootState;
 use bpnet_update::{Slot, SlotInfo, SlotState, MPC8349EMDS};
 
 use crate::control::Session;
-use crate::host::{self, LinkError, Params};
+use crate::host::{self, Params, RunError};
 use crate::netbench::IMAGE_LOAD;
 use crate::{Board, Config, Outcome};
 
@@ -93,7 +93,8 @@ fn provision(board: &mut Board, setup: &Setup) -> Result<(), String> {
     board.provision_flash(a.offset, &setup.firmware_image)?;
     // Whatever an earlier image left: bytes that do not verify.
     board.provision_flash(b.offset, &vec![0x5A; 4096])?;
-    let version = u32::from_le_bytes(setup.firmware_image[8..12].try_into().map_err(|_| "short image")?);
+    let version =
+        bpnet_image::Header::new_checked(&setup.firmware_image[..]).map_err(|_| "short image")?.image_version();
     let len = u32::try_from(setup.firmware_image.len()).map_err(|_| "image too long")?;
     let mut slots = [SlotInfo::EMPTY; 2];
     slots[0] = SlotInfo { state: SlotState::Confirmed, version, len };
@@ -144,7 +145,7 @@ fn after_restart(board: &mut Board, from: usize) -> Result<Ending, String> {
         }
         match host::run_slice(board) {
             Ok(()) => {}
-            Err(LinkError::Board(Outcome::Halted { pc, .. })) if pc == IMAGE_LOAD => {
+            Err(RunError::Board(Outcome::Halted { pc, .. })) if pc == IMAGE_LOAD => {
                 let text = since(board);
                 return if text.contains("boot: starting slot B") {
                     Ok(Ending::New)

@@ -44,9 +44,9 @@ fn images() -> Images {
     Images { boot: read("BPNET_BOOT_ELF"), firmware_elf: read("BPNET_FIRMWARE_ELF"), image: read("BPNET_FIRMWARE_IMG") }
 }
 
-/// The image's version word (header offset 8).
+/// The image's version word.
 fn image_version(image: &[u8]) -> u32 {
-    u32::from_le_bytes(image[8..12].try_into().unwrap())
+    bpnet_image::Header::new_checked(image).expect("an image header").image_version()
 }
 
 /// A fresh board (erased flash) with `slots` provisioned, powered on into the boot stage.
@@ -90,7 +90,7 @@ fn request_seq(board: &mut Board) -> u32 {
 fn agent_state(board: &mut Board) -> Option<AgentState> {
     let mut buf = [0u8; HEADER_LEN];
     board.host_bar_read(EMULATED_BAR_ADDRESS, &mut buf).expect("BAR open");
-    AgentState::try_from(buf[bpnet_contract::bar::AGENT_STATE_OFFSET]).ok()
+    AgentState::try_from(buf[bpnet_contract::bar::field::header::AGENT_STATE]).ok()
 }
 
 /// Run until the boot block satisfies `done`.
@@ -112,7 +112,8 @@ fn request(board: &mut Board, request: HostRequest, len: u32) {
     let mut block = [0u8; BOOT_BLOCK_LEN];
     BootBlock::new_unchecked(&mut block[..]).set_host_request(request, len, seq);
     let base = EMULATED_BAR_ADDRESS + shared::BOOT_OFFSET as u32;
-    for at in [0x34usize, 0x30, 0x38] {
+    use bpnet_contract::bar::field::boot_block::{HOST_REQUEST, RECOVERY_LEN, REQUEST_SEQ};
+    for at in [RECOVERY_LEN, HOST_REQUEST, REQUEST_SEQ] {
         board.host_bar_write(base + at as u32, &block[at..at + 4]).expect("BAR open");
     }
     board.host_ring_doorbell(notify::CONTROL);

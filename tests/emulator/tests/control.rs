@@ -15,7 +15,7 @@ use bpnet_tftp::server::{Content, Faults};
 use bpnet_update::record::{BootState, Record};
 use bpnet_update::{Slot, SlotInfo, SlotState, MPC8349EMDS};
 
-const FLASH_BYTES: usize = 32 << 20;
+const FLASH_BYTES: usize = bpnet_emu::FLASH_SIZE as usize;
 /// A FLASH or NETBOOT answer comes within this many host/agent rounds.
 const TURNS: u64 = 5_000_000;
 
@@ -263,7 +263,7 @@ fn netboot_fetches_verifies_and_starts_the_image() {
     assert_eq!(st.slot, None);
     assert!(!st.trial && !st.confirmed);
     assert_eq!(st.a, SlotReport::Confirmed(Version(version(1, 0, 0))));
-    let image_version = u32::from_le_bytes(img[8..12].try_into().unwrap());
+    let image_version = bpnet_image::Header::new_checked(&img[..]).expect("an image header").image_version();
     assert_eq!(st.version, Version(image_version));
     s.ping(3).unwrap();
 }

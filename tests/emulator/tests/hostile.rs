@@ -8,7 +8,7 @@ mod common;
 use std::sync::OnceLock;
 
 use bpnet_contract::bar;
-use bpnet_contract::{shared, EMULATED_BAR_ADDRESS, HOST_WINDOW_BYTES};
+use bpnet_contract::{logring, shared, EMULATED_BAR_ADDRESS, HOST_WINDOW_BYTES};
 use bpnet_emu::fuzz::{self, Action, AddrKind, BadField, HostileHost, Options, Report, Rng};
 use bpnet_emu::Outcome;
 use proptest::prelude::*;
@@ -180,10 +180,10 @@ fn torn_updates_scribbles_stray_doorbells_and_event_indexes() {
 fn log_ring_capacity_written_by_the_host_does_not_crash_the_agent() {
     for capacity in [0u32, 0x0010_0000] {
         let mut host = HostileHost::boot(elf()).unwrap_or_else(|f| panic!("{f}"));
-        let at = EMULATED_BAR_ADDRESS + shared::LOG_RING_OFFSET as u32 + 4;
+        let at = EMULATED_BAR_ADDRESS + (shared::LOG_RING_OFFSET + logring::field::CAPACITY) as u32;
         host.board.host_bar_write(at, &capacity.to_le_bytes()).expect("BAR write");
         // Every state change is a log line of a few bytes: enough of them to pass 64 KiB of log.
-        let state = EMULATED_BAR_ADDRESS + 0x2d;
+        let state = EMULATED_BAR_ADDRESS + (shared::HEADER_OFFSET + bar::field::header::HOST_STATE) as u32;
         for flip in 0..40_000u32 {
             host.board.host_bar_write(state, &[(flip & 1) as u8]).expect("BAR write");
             host.board.host_ring_doorbell(bpnet_contract::notify::WORK);

@@ -4,10 +4,10 @@
 
 mod common;
 
-use bpnet_emu::frames::{self, be16, checksum, ETHERTYPE_ARP, ETHERTYPE_IPV4};
 use bpnet_emu::host::{self, HostLink, Params};
 use bpnet_emu::netbench::{self, HostStack};
 use bpnet_emu::{Board, Config};
+use bpnet_test_support::frames::{self, be16, checksum, ETHERTYPE_ARP, ETHERTYPE_IPV4};
 
 const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const HOST_IP: [u8; 4] = [10, 83, 49, 1];
@@ -37,56 +37,32 @@ fn echo_request(agent_mac: [u8; 6], id: u16, seq: u16, payload: &[u8]) -> Vec<u8
 
 /// The agent's MAC from an ARP reply to our request, if `f` is one.
 fn arp_reply(f: &[u8]) -> Option<[u8; 6]> {
-    if f.len() < 42 || be16(f, 12) != ETHERTYPE_ARP || f[..6] != HOST_MAC {
+    let r = frames::arp_reply(f)?;
+    if r.eth_dst != HOST_MAC || r.sender.1 != AGENT_IP || r.target != (HOST_MAC, HOST_IP) {
         return None;
     }
-    let a = &f[14..];
-    if a[..8] != [0, 1, 0x08, 0, 6, 4, 0, 2] || a[14..18] != AGENT_IP || a[18..24] != HOST_MAC || a[24..28] != HOST_IP {
-        return None;
-    }
-    assert_eq!(f[6..12], a[8..14], "Ethernet source is the sender hardware address");
-    Some(a[8..14].try_into().unwrap())
+    assert_eq!(r.eth_src, r.sender.0, "Ethernet source is the sender hardware address");
+    Some(r.sender.0)
 }
 
 /// (id, seq, payload) of an echo reply from the agent to us, checksums verified.
 fn echo_reply(f: &[u8], agent_mac: [u8; 6]) -> Option<(u16, u16, Vec<u8>)> {
-    if f.len() < 42 || be16(f, 12) != ETHERTYPE_IPV4 || f[..6] != HOST_MAC || f[6..12] != agent_mac {
+    let r = frames::echo_reply(f)?;
+    if r.eth_dst != HOST_MAC || r.eth_src != agent_mac || r.ip_src != AGENT_IP || r.ip_dst != HOST_IP {
         return None;
     }
-    let ip = &f[14..];
-    let ihl = usize::from(ip[0] & 0xf) * 4;
-    if ip[0] >> 4 != 4 || ip[9] != 1 || ip[12..16] != AGENT_IP || ip[16..20] != HOST_IP {
-        return None;
-    }
-    assert_eq!(checksum(&ip[..ihl]), 0, "IPv4 header checksum");
-    let total = usize::from(be16(ip, 2));
-    assert!(total <= ip.len(), "IPv4 total length {total} beyond the frame's {}", ip.len());
-    let icmp = &ip[ihl..total];
-    if icmp[0] != 0 || icmp[1] != 0 {
-        return None;
-    }
-    assert_eq!(checksum(icmp), 0, "ICMP checksum");
-    Some((be16(icmp, 4), be16(icmp, 6), icmp[8..].to_vec()))
+    assert_eq!(checksum(r.ip_header), 0, "IPv4 header checksum");
+    let ip_len = f.len() - 14;
+    assert!(r.ip_total_len <= ip_len, "IPv4 total length {} beyond the frame's {ip_len}", r.ip_total_len);
+    assert_eq!(checksum(r.icmp), 0, "ICMP checksum");
+    Some((r.id, r.seq, r.payload.to_vec()))
 }
 
 /// Send `frame` and run until a received frame satisfies `want`; other frames are skipped.
-fn exchange<T>(board: &mut Board, link: &mut HostLink, frame: &[u8], mut want: impl FnMut(&[u8]) -> Option<T>) -> T {
+fn exchange<T>(board: &mut Board, link: &mut HostLink, frame: &[u8], want: impl FnMut(&[u8]) -> Option<T>) -> T {
     assert!(link.send(board, frame).expect("frame accepted"), "TX ring full");
-    let mut got = None;
-    host::run_until(
-        board,
-        link,
-        |l| {
-            while got.is_none() {
-                let Some(f) = l.recv() else { break };
-                got = want(&f);
-            }
-            got.is_some()
-        },
-        STEPS,
-    )
-    .unwrap_or_else(|e| panic!("no answer: {e}\nconsole:\n{}", String::from_utf8_lossy(board.console())));
-    got.unwrap()
+    host::await_frame(board, link, want, STEPS)
+        .unwrap_or_else(|e| panic!("no answer: {e}\nconsole:\n{}", String::from_utf8_lossy(board.console())))
 }
 
 #[test]
@@ -150,7 +126,7 @@ impl HostTcp {
     fn step(&mut self, board: &mut Board, link: &mut HostLink) {
         self.host_turn(board, link);
         let got = Self::agent_turn(board, link);
-        self.stack.dev.from_agent.extend(got);
+        self.stack.dev.rx.extend(got);
     }
 
     /// Step until the handshake is done.
@@ -384,9 +360,9 @@ fn agent_reset_mid_transfer_link_down_and_up() {
     assert!(echo.echoed == echo.data, "traffic resumes after the agent's reset");
 }
 
-fn board_header(board: &mut Board) -> bpnet_contract::bar::Header<[u8; 64]> {
-    let mut raw = [0u8; 64];
-    host::Backplane::bar_read(board, 0, &mut raw).expect("header");
+fn board_header(board: &mut Board) -> bpnet_contract::bar::Header<[u8; bpnet_contract::bar::HEADER_LEN]> {
+    let mut raw = [0u8; bpnet_contract::bar::HEADER_LEN];
+    host::Backplane::bar_read(board, bpnet_contract::shared::HEADER_OFFSET, &mut raw).expect("header");
     bpnet_contract::bar::Header::new_unchecked(raw)
 }
 

@@ -7,9 +7,10 @@ mod common;
 
 use std::io::Write;
 
-use bpnet_emu::frames::{self, arp_request, be16, ethernet, ipv4, ETHERTYPE_ARP, ETHERTYPE_IPV4};
 use bpnet_emu::host::{self, HostLink, Params};
 use bpnet_emu::{Board, Config};
+use bpnet_test_support::frames::{self, arp_request, be16, ethernet, ipv4, ETHERTYPE_ARP, ETHERTYPE_IPV4};
+use bpnet_test_support::wire::WireEnd;
 
 const STEPS: usize = 200;
 /// The wait for a DHCP lease the firmware documents, and a slice of virtual time (~4 ms) to spare.
@@ -19,7 +20,7 @@ const FALLBACK_STEPS: usize = 1200;
 
 // ---- the identity record (bpnet_services::identity) ----
 
-const FLASH_BYTES: usize = 32 << 20;
+const FLASH_BYTES: usize = bpnet_emu::FLASH_SIZE as usize;
 const RECORD_OFFSET: usize = FLASH_BYTES - (128 << 10);
 
 fn crc32(data: &[u8]) -> u32 {
@@ -119,42 +120,20 @@ fn echo_request(host: ([u8; 6], [u8; 4]), agent: ([u8; 6], [u8; 4]), seq: u16) -
 
 /// The sender MAC of an ARP reply from `agent_ip` to us.
 fn arp_reply(f: &[u8], host_mac: [u8; 6], agent_ip: [u8; 4]) -> Option<[u8; 6]> {
-    if f.len() < 42 || be16(f, 12) != ETHERTYPE_ARP || f[..6] != host_mac {
-        return None;
-    }
-    let a = &f[14..];
-    (a[..8] == [0, 1, 8, 0, 6, 4, 0, 2] && a[14..18] == agent_ip).then(|| a[8..14].try_into().unwrap())
+    frames::arp_reply(f).filter(|r| r.eth_dst == host_mac && r.sender.1 == agent_ip).map(|r| r.sender.0)
 }
 
 fn echo_reply(f: &[u8], host_mac: [u8; 6], agent_ip: [u8; 4], seq: u16) -> Option<()> {
-    if f.len() < 42 || be16(f, 12) != ETHERTYPE_IPV4 || f[..6] != host_mac {
-        return None;
-    }
-    let ip = &f[14..];
-    let ihl = usize::from(ip[0] & 0xf) * 4;
-    let icmp = &ip[ihl..usize::from(be16(ip, 2))];
-    (ip[9] == 1 && ip[12..16] == agent_ip && icmp[0] == 0 && be16(icmp, 6) == seq && &icmp[8..] == b"services")
-        .then_some(())
+    frames::echo_reply(f)
+        .filter(|r| r.eth_dst == host_mac && r.ip_src == agent_ip && r.seq == seq && r.payload == b"services")
+        .map(|_| ())
 }
 
 /// Send `frame` and run until a received frame satisfies `want`; others are skipped.
-fn exchange<T>(a: &mut Agent, frame: &[u8], mut want: impl FnMut(&[u8]) -> Option<T>) -> T {
+fn exchange<T>(a: &mut Agent, frame: &[u8], want: impl FnMut(&[u8]) -> Option<T>) -> T {
     assert!(a.link.send(&mut a.board, frame).expect("frame accepted"), "TX ring full");
-    let mut got = None;
-    host::run_until(
-        &mut a.board,
-        &mut a.link,
-        |l| {
-            while got.is_none() {
-                let Some(f) = l.recv() else { break };
-                got = want(&f);
-            }
-            got.is_some()
-        },
-        STEPS,
-    )
-    .unwrap_or_else(|e| panic!("no answer: {e}\nconsole:\n{}", console(&a.board)));
-    got.unwrap()
+    host::await_frame(&mut a.board, &mut a.link, want, STEPS)
+        .unwrap_or_else(|e| panic!("no answer: {e}\nconsole:\n{}", console(&a.board)))
 }
 
 /// ARP for `agent_ip`, then ping it: the agent's MAC.
@@ -316,51 +295,6 @@ fn a_dhcp_lease_is_taken_and_answers_ping() {
 
 // ---- TCP discard and bulk send, with a smoltcp client on the host model ----
 
-#[derive(Default)]
-struct Queues {
-    to_agent: std::collections::VecDeque<Vec<u8>>,
-    from_agent: std::collections::VecDeque<Vec<u8>>,
-}
-
-struct QueueRx(Vec<u8>);
-impl smoltcp::phy::RxToken for QueueRx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-struct QueueTx<'a>(&'a mut std::collections::VecDeque<Vec<u8>>);
-impl smoltcp::phy::TxToken for QueueTx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut frame = vec![0; len];
-        let r = f(&mut frame);
-        self.0.push_back(frame);
-        r
-    }
-}
-
-impl smoltcp::phy::Device for Queues {
-    type RxToken<'a> = QueueRx;
-    type TxToken<'a> = QueueTx<'a>;
-    fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(QueueRx, QueueTx<'_>)> {
-        let frame = self.from_agent.pop_front()?;
-        Some((QueueRx(frame), QueueTx(&mut self.to_agent)))
-    }
-    fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<QueueTx<'_>> {
-        Some(QueueTx(&mut self.to_agent))
-    }
-    fn capabilities(&self) -> smoltcp::phy::DeviceCapabilities {
-        let mut caps = smoltcp::phy::DeviceCapabilities::default();
-        caps.medium = smoltcp::phy::Medium::Ethernet;
-        caps.max_transmission_unit = 1514;
-        // The link negotiates checksum offload (the host model's default): TCP/UDP checksums are
-        // left out both ways, as Linux does with the module.
-        caps.checksum.tcp = smoltcp::phy::Checksum::None;
-        caps.checksum.udp = smoltcp::phy::Checksum::None;
-        caps
-    }
-}
-
 fn virtual_now(board: &Board) -> smoltcp::time::Instant {
     smoltcp::time::Instant::from_micros((board.virtual_time_ns() / 1000) as i64)
 }
@@ -368,7 +302,7 @@ fn virtual_now(board: &Board) -> smoltcp::time::Instant {
 /// A host TCP client at 10.83.49.1 connected to the agent's static address, port `port`.
 struct Client {
     iface: smoltcp::iface::Interface,
-    dev: Queues,
+    dev: WireEnd,
     sockets: smoltcp::iface::SocketSet<'static>,
     handle: smoltcp::iface::SocketHandle,
 }
@@ -379,7 +313,9 @@ impl Client {
         use smoltcp::socket::tcp;
         use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, Ipv4Address};
 
-        let mut dev = Queues::default();
+        // The link negotiates checksum offload (the host model's default): TCP/UDP checksums are
+        // left out both ways, as Linux does with the module.
+        let mut dev = WireEnd::new(1500, true);
         let mut config = IfaceConfig::new(EthernetAddress(a.link.mac()).into());
         config.random_seed = 0x05e7_1ce5;
         let mut iface = Interface::new(config, &mut dev, virtual_now(&a.board));
@@ -409,15 +345,15 @@ impl Client {
     /// The host's smoltcp acts, its frames go to the agent, one agent slice, its frames come back.
     fn step(&mut self, a: &mut Agent) {
         self.iface.poll(virtual_now(&a.board), &mut self.dev, &mut self.sockets);
-        while let Some(frame) = self.dev.to_agent.front() {
+        while let Some(frame) = self.dev.tx.front() {
             if !a.link.send(&mut a.board, frame).expect("frame accepted") {
                 break;
             }
-            self.dev.to_agent.pop_front();
+            self.dev.tx.pop_front();
         }
         host::run_slice(&mut a.board).unwrap_or_else(|e| panic!("board: {e}\nconsole:\n{}", console(&a.board)));
         a.link.poll(&mut a.board).expect("link poll");
-        self.dev.from_agent.extend(std::iter::from_fn(|| a.link.recv()));
+        self.dev.rx.extend(std::iter::from_fn(|| a.link.recv()));
         self.iface.poll(virtual_now(&a.board), &mut self.dev, &mut self.sockets);
     }
 }

@@ -124,7 +124,7 @@ pub fn current_seq(window: &SharedWindow) -> u32 {
 
 /// Change `agent_state` with one byte store into the live header and tell the host (LINK).
 pub fn set_agent_state(window: &mut SharedWindow, state: AgentState) {
-    window.write(shared::HEADER_OFFSET + bar::AGENT_STATE_OFFSET, &[state as u8]);
+    window.write(shared::HEADER_OFFSET + bar::field::header::AGENT_STATE, &[state as u8]);
     mpc8349emds::immr().message_unit().ring_host(notify::LINK);
 }
 
@@ -369,7 +369,7 @@ pub fn poll() -> u64 {
     // Every second while the host is watching (the link is up); otherwise the agent keeps sleeping
     // until the host rings, and the uptime is brought up to date at every wake.
     let mut agent_state = [0u8];
-    window.read(shared::HEADER_OFFSET + bar::AGENT_STATE_OFFSET, &mut agent_state);
+    window.read(shared::HEADER_OFFSET + bar::field::header::AGENT_STATE, &mut agent_state);
     if agent_state[0] != AgentState::Running as u8 {
         return NO_DEADLINE;
     }

@@ -71,11 +71,6 @@ const FLAP: u64 = 3_000_000;
 /// Between two values of the flapping state byte.
 const FLAP_STEP: u64 = 50_000;
 
-/// Header bytes this image rewrites (the contract's table in `bpnet_contract::bar`).
-const MAGIC_OFFSET: usize = 0x00;
-const VERSION_MAJOR_OFFSET: usize = 0x04;
-const AGENT_STATE_OFFSET: usize = 0x2c;
-
 struct Clock {
     ticks_per_micro: u64,
 }
@@ -276,15 +271,17 @@ fn act(engine: &mut RingEngine, clock: &Clock, phase: Phase, host: bar::HostRepr
         }
         Phase::BadMagic | Phase::BadVersion => {
             let mut saved = [0u8; 8];
-            engine.shared().read(shared::HEADER_OFFSET + MAGIC_OFFSET, &mut saved);
+            engine.shared().read(shared::HEADER_OFFSET + bar::field::header::MAGIC, &mut saved);
             if phase == Phase::BadMagic {
-                engine.shared().write(shared::HEADER_OFFSET + MAGIC_OFFSET, b"EVIL");
+                engine.shared().write(shared::HEADER_OFFSET + bar::field::header::MAGIC, b"EVIL");
             } else {
                 let major = bar::VERSION_MAJOR.wrapping_add(0x7e).to_le_bytes();
-                engine.shared().write(shared::HEADER_OFFSET + VERSION_MAJOR_OFFSET, &major);
+                engine.shared().write(shared::HEADER_OFFSET + bar::field::header::VERSION_MAJOR, &major);
             }
             // BROKEN makes the host re-initialise, and so read the header again.
-            engine.shared().write(shared::HEADER_OFFSET + AGENT_STATE_OFFSET, &[bar::AgentState::Broken as u8]);
+            engine
+                .shared()
+                .write(shared::HEADER_OFFSET + bar::field::header::AGENT_STATE, &[bar::AgentState::Broken as u8]);
             engine.notify().link_changed();
             Some(saved)
         }
@@ -297,7 +294,7 @@ fn act(engine: &mut RingEngine, clock: &Clock, phase: Phase, host: bar::HostRepr
             while clock.now() - start < FLAP {
                 let value = STATES[step % STATES.len()];
                 step += 1;
-                engine.shared().write(shared::HEADER_OFFSET + AGENT_STATE_OFFSET, &[value]);
+                engine.shared().write(shared::HEADER_OFFSET + bar::field::header::AGENT_STATE, &[value]);
                 engine.notify().link_changed();
                 let at = clock.now();
                 while clock.now() - at < FLAP_STEP {
@@ -305,7 +302,9 @@ fn act(engine: &mut RingEngine, clock: &Clock, phase: Phase, host: bar::HostRepr
                 }
             }
             // Back to what the engine last published, so it takes over consistently.
-            engine.shared().write(shared::HEADER_OFFSET + AGENT_STATE_OFFSET, &[bar::AgentState::Running as u8]);
+            engine
+                .shared()
+                .write(shared::HEADER_OFFSET + bar::field::header::AGENT_STATE, &[bar::AgentState::Running as u8]);
             None
         }
     }
@@ -349,6 +348,6 @@ fn settle(engine: &mut RingEngine, clock: &Clock, generation: u32, restore: Opti
         while clock.now() - held < HOLD {
             clock.nap(engine, 100_000);
         }
-        engine.shared().write(shared::HEADER_OFFSET + MAGIC_OFFSET, &saved);
+        engine.shared().write(shared::HEADER_OFFSET + bar::field::header::MAGIC, &saved);
     }
 }

@@ -661,16 +661,16 @@ fn logging_spec() -> ElfSpec {
 
 /// Write a ring header (capacity 64, generation `gen`) with `data` published from head 0.
 fn write_ring(board: &mut Board, generation: u32, head: u32, data: &[u8]) {
-    let mut ring = Vec::new();
-    ring.extend_from_slice(b"BPLG");
-    ring.extend_from_slice(&64u32.to_le_bytes());
-    ring.extend_from_slice(&head.to_le_bytes());
-    ring.extend_from_slice(&generation.to_le_bytes());
-    let mut buf = vec![0u8; 64];
+    use bpnet_contract::logring::{self, field};
+    let mut ring = vec![0u8; logring::HEADER_LEN + 64];
+    bpnet_contract::put_le32(&mut ring, field::MAGIC, logring::MAGIC);
+    bpnet_contract::put_le32(&mut ring, field::CAPACITY, 64);
+    bpnet_contract::put_le32(&mut ring, field::HEAD, head);
+    bpnet_contract::put_le32(&mut ring, field::GENERATION, generation);
+    let buf = &mut ring[logring::HEADER_LEN..];
     for (i, &b) in data.iter().enumerate() {
         buf[(head as usize - data.len() + i) % 64] = b;
     }
-    ring.extend_from_slice(&buf);
     board.write_ram(RING, &ring).unwrap();
 }
 
