@@ -150,7 +150,7 @@ fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
     let mut socket_storage = [SocketStorage::EMPTY; services::SOCKETS + control::SOCKETS];
     let mut sockets = SocketSet::new(&mut socket_storage[..]);
     let mut services = services::Services::new(&mut sockets);
-    let mut control = control::Control::new(&mut sockets, timebase);
+    let mut control = control::new(&mut sockets, timebase);
     println!("net: control service on TCP {}", bpnet_contract::control::PORT);
 
     let m = mac;
