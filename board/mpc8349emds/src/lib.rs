@@ -2,6 +2,9 @@
 //! 0xE000_0000, DDR at 0, the system PLL fed by the 66.67 MHz PCI clock.
 #![no_std]
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use bpnet_contract::shared;
 use e300::bat::{self, wimg, Block};
 use mpc8349::clocks::{self, Frequencies};
 use mpc8349::Immr;
@@ -96,22 +99,37 @@ impl Staging {
     }
 }
 
-/// The shared region (the RAM behind the BAR) as the boot code sees it: byte-exact volatile copies
-/// in and out, bounds-checked. The host writes it at any time, so every read is a fresh copy.
+/// The shared region (the RAM behind the BAR, laid out by `bpnet_contract::shared`), the one way
+/// the firmware reaches it: the boot code's blocks, the ring engine's header, doorbells, counters and
+/// rings ([`bpnet_ring::Shared`]), and the log ring, handed once to the logger ([`SharedWindow::log_ring`]).
+///
+/// The host writes the region at any time, so every access is a volatile copy in or out, bounds-checked
+/// (whole aligned words where the range allows: every contract field is naturally aligned, so a word
+/// never mixes two of the host's stores). Any number of windows may exist: they hold no reference to
+/// the region, only its address. The log ring is left out of them: once handed out it belongs to the
+/// logger's slice.
 pub struct SharedWindow {
     base: usize,
 }
 
+/// The log ring's bytes in the region (`bpnet_contract::shared`).
+const LOG_RING: core::ops::Range<usize> = shared::LOG_RING_OFFSET..shared::LOG_RING_OFFSET + shared::LOG_RING_LEN;
+
 impl SharedWindow {
     /// Bytes of the region.
-    pub const LEN: usize = 1 << 20;
+    pub const LEN: usize = shared::LEN;
 
-    /// The window over the region the linker placed (`__bpnet_shared`).
+    /// The window over the region the linker placed (`__bpnet_shared`, `__bpnet_shared_len` bytes).
     pub fn take() -> Self {
         extern "C" {
             static __bpnet_shared: u8;
+            static __bpnet_shared_len: u8;
         }
-        SharedWindow { base: core::ptr::addr_of!(__bpnet_shared) as usize }
+        // Only the symbols' addresses are used.
+        let (base, len) =
+            (core::ptr::addr_of!(__bpnet_shared) as usize, core::ptr::addr_of!(__bpnet_shared_len) as usize);
+        assert!(len >= Self::LEN, "SHARED smaller than the contract's region");
+        SharedWindow { base }
     }
 
     /// The region's local address (what inbound window 0 maps).
@@ -119,30 +137,104 @@ impl SharedWindow {
         self.base as u32
     }
 
-    /// Copy `buf.len()` bytes at `offset` out; `false` (nothing read) if the range leaves the region.
+    /// `len` bytes at `offset` lie in the region and outside the log ring.
+    fn fits(offset: usize, len: usize) -> bool {
+        offset
+            .checked_add(len)
+            .is_some_and(|end| end <= Self::LEN && (end <= LOG_RING.start || offset >= LOG_RING.end))
+    }
+
+    /// Copy `buf.len()` bytes at `offset` out; `false` (nothing read) if the range leaves the region
+    /// or enters the log ring.
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> bool {
-        if offset.checked_add(buf.len()).is_none_or(|end| end > Self::LEN) {
+        if !Self::fits(offset, buf.len()) {
             return false;
         }
-        for (i, b) in buf.iter_mut().enumerate() {
-            // SAFETY: inside the shared region (checked above), DDR mapped by the data BAT.
-            *b = unsafe { core::ptr::read_volatile((self.base + offset + i) as *const u8) };
+        // Loads of one call happen after those of the previous one (an index before the
+        // descriptors it covers).
+        e300::barrier::sync();
+        let at = self.base + offset;
+        let words = if at.is_multiple_of(4) { buf.len() / 4 } else { 0 };
+        let (head, tail) = buf.split_at_mut(words * 4);
+        for (i, w) in head.chunks_exact_mut(4).enumerate() {
+            // SAFETY: inside the shared region (checked above), DDR mapped by the data BAT that no
+            // Rust object lives in; `at + 4 i` is word-aligned.
+            let word = unsafe { core::ptr::read_volatile((at + 4 * i) as *const u32) };
+            // Native order is memory order: the bytes as they lie in the region.
+            w.copy_from_slice(&word.to_ne_bytes());
+        }
+        for (i, b) in tail.iter_mut().enumerate() {
+            // SAFETY: as for the words.
+            *b = unsafe { core::ptr::read_volatile((at + 4 * words + i) as *const u8) };
         }
         true
     }
 
-    /// Copy `data` in at `offset`, then `sync` so the host (and the DMA engine) see it in order;
-    /// `false` (nothing written) if the range leaves the region.
+    /// Copy `data` in at `offset`, then `sync` so the host (and the DMA engine) see one write
+    /// complete before the next (the agent's fields before READY); `false` (nothing written) if the
+    /// range leaves the region or enters the log ring.
     pub fn write(&mut self, offset: usize, data: &[u8]) -> bool {
-        if offset.checked_add(data.len()).is_none_or(|end| end > Self::LEN) {
+        if !Self::fits(offset, data.len()) {
             return false;
         }
-        for (i, &b) in data.iter().enumerate() {
-            // SAFETY: inside the shared region (checked above), DDR mapped by the data BAT.
-            unsafe { core::ptr::write_volatile((self.base + offset + i) as *mut u8, b) };
+        let at = self.base + offset;
+        let words = if at.is_multiple_of(4) { data.len() / 4 } else { 0 };
+        let (head, tail) = data.split_at(words * 4);
+        for (i, w) in head.chunks_exact(4).enumerate() {
+            let word = u32::from_ne_bytes([w[0], w[1], w[2], w[3]]);
+            // SAFETY: as in `read`.
+            unsafe { core::ptr::write_volatile((at + 4 * i) as *mut u32, word) };
+        }
+        for (i, &b) in tail.iter().enumerate() {
+            // SAFETY: as in `read`.
+            unsafe { core::ptr::write_volatile((at + 4 * words + i) as *mut u8, b) };
         }
         e300::barrier::sync();
         true
+    }
+
+    /// Zero `len` bytes at `offset`, as [`SharedWindow::write`] would.
+    pub fn zero(&mut self, offset: usize, len: usize) -> bool {
+        if !Self::fits(offset, len) {
+            return false;
+        }
+        for i in 0..len {
+            // SAFETY: as in `read`.
+            unsafe { core::ptr::write_volatile((self.base + offset + i) as *mut u8, 0) };
+        }
+        e300::barrier::sync();
+        true
+    }
+
+    /// The log ring's bytes, for the logger: the first call only (`None` after), so the slice is the
+    /// one reference to them. The host only reads them; the logger orders its writes before the head
+    /// that publishes them.
+    pub fn log_ring(&mut self) -> Option<&'static mut [u8]> {
+        static TAKEN: AtomicBool = AtomicBool::new(false);
+        extern "C" {
+            static __bpnet_log_ring: u8;
+        }
+        let at = self.base + LOG_RING.start;
+        assert_eq!(at, core::ptr::addr_of!(__bpnet_log_ring) as usize, "link.x's log ring disagrees with the contract");
+        if TAKEN.swap(true, Ordering::Relaxed) {
+            return None;
+        }
+        // SAFETY: the range lies inside the region (the contract's layout, asserted against SHARED in
+        // `take`), which the linker reserves for host-visible data; every window refuses it, and
+        // TAKEN lets this slice be made once.
+        Some(unsafe { core::slice::from_raw_parts_mut(at as *mut u8, LOG_RING.len()) })
+    }
+}
+
+/// The ring engine's view: its fields are the contract's, always inside the region, so a range
+/// outside it is a bug of the engine's.
+impl bpnet_ring::Shared for SharedWindow {
+    fn read(&self, offset: usize, buf: &mut [u8]) {
+        assert!(SharedWindow::read(self, offset, buf), "shared read outside the region or into the log ring");
+    }
+
+    fn write(&mut self, offset: usize, data: &[u8]) {
+        assert!(SharedWindow::write(self, offset, data), "shared write outside the region or into the log ring");
     }
 }
 

@@ -5,13 +5,7 @@ use core::ptr::addr_of_mut;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use bpnet_contract::logring::{LogRing, LogWriter};
-use bpnet_contract::shared;
-
-extern "C" {
-    static mut __bpnet_shared: u8;
-    static __bpnet_shared_len: u8;
-    static __bpnet_log_ring: u8;
-}
+use mpc8349emds::SharedWindow;
 
 struct State {
     ring: Option<LogWriter<&'static mut [u8]>>,
@@ -41,19 +35,8 @@ pub struct Info {
 /// Set up the ring (its previous generation + 1, so readers notice the reboot) and the timestamp.
 pub fn init(timebase_hz: u32) -> Info {
     TIMEBASE_HZ.store(timebase_hz, Ordering::Relaxed);
-    // The linker places SHARED at __bpnet_shared with __bpnet_shared_len bytes, reserved for
-    // host-visible data; only the symbols' addresses are used.
-    let (shared_start, shared_len, linked_at) = (
-        addr_of_mut!(__bpnet_shared) as usize,
-        core::ptr::addr_of!(__bpnet_shared_len) as usize,
-        core::ptr::addr_of!(__bpnet_log_ring) as usize,
-    );
-    assert!(shared::LOG_RING_OFFSET + shared::LOG_RING_LEN <= shared_len, "log ring outside SHARED");
-    let addr = shared_start + shared::LOG_RING_OFFSET;
-    assert_eq!(addr, linked_at, "link.x's __bpnet_log_ring disagrees with the contract");
-    // SAFETY: the range lies inside SHARED (checked above), which nothing else in the firmware
-    // uses, and `init` runs once, before any logging: this is the only reference to it.
-    let bytes = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, shared::LOG_RING_LEN) };
+    let Some(bytes) = SharedWindow::take().log_ring() else { panic!("log ring set up twice") };
+    let addr = bytes.as_ptr() as usize;
     let generation = LogRing::new_checked(&*bytes).map(|r| r.generation().wrapping_add(1)).unwrap_or(1);
     let ring = LogRing::init(bytes, generation).expect("log ring larger than its header");
     let capacity = ring.capacity();

@@ -23,10 +23,12 @@
 //! What still holds the main loop: the read back and verification of the whole image at the end
 //! (bus reads and SHA-256 of the image, tens of milliseconds per MiB).
 
+use bpnet_control::{JobError, JobProgress};
 use bpnet_update::{Layout, Region, Slot, Storage, Update, MPC8349EMDS};
 use e300::timebase::Timebase;
 use mpc8349emds::FlashBus;
 use norflash::{command, Bus, Status};
+use smoltcp::time::Instant;
 
 use crate::irq;
 
@@ -244,35 +246,6 @@ impl Storage for Part {
     }
 }
 
-/// Why the job stopped.
-#[derive(Clone, Copy, Debug)]
-pub enum JobError {
-    Update(bpnet_update::Error),
-    Flash(norflash::Error),
-    /// The image read back from the slot differs from what was received or fails verification.
-    Readback,
-}
-
-impl core::fmt::Display for JobError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            JobError::Update(e) => write!(f, "update: {e:?}"),
-            JobError::Flash(e) => write!(f, "flash: {e:?}"),
-            JobError::Readback => f.write_str("the slot read back differs from the image or fails verification"),
-        }
-    }
-}
-
-/// How far the job has come.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct JobProgress {
-    pub erased: u32,
-    pub sectors: u32,
-    pub programmed: u32,
-    pub total: u32,
-    pub read_back: u32,
-}
-
 /// One image being written into the inactive slot.
 pub struct FlashJob {
     part: Part,
@@ -333,12 +306,14 @@ impl FlashJob {
         let target = bpnet_update::update::target(&state);
         Ok(state.slot(target).state != bpnet_update::SlotState::Empty || state.trial == Some(target))
     }
+}
 
-    pub fn target(&self) -> Option<Slot> {
+impl bpnet_control::FlashJob for FlashJob {
+    fn target(&self) -> Option<Slot> {
         self.update.as_ref().map(Update::target)
     }
 
-    pub fn progress(&self) -> JobProgress {
+    fn progress(&self) -> JobProgress {
         JobProgress {
             erased: self.erased,
             sectors: self.len.div_ceil(LAYOUT.sector_bytes),
@@ -348,15 +323,13 @@ impl FlashJob {
         }
     }
 
-    /// When the main loop should step the job again even if nothing else happens (timebase µs).
-    pub fn due_us(&self) -> Option<u64> {
-        self.part.due_us()
+    /// The flash part's next look (timebase microseconds, smoltcp's clock on this board).
+    fn due(&self) -> Option<Instant> {
+        self.part.due_us().map(|us| Instant::from_micros(us as i64))
     }
 
-    /// Advance by up to [`STEP_WORDS`] words. `image` is the whole image (as received); `readback`
-    /// a buffer at least as long, for the read back at the end. `Ok(Some(slot))` once the image is
-    /// written, read back, verified by `verify` and recorded for trial.
-    pub fn step(
+    /// Advance by up to [`STEP_WORDS`] words.
+    fn step(
         &mut self,
         image: &[u8],
         readback: &mut [u8],

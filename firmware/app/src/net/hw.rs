@@ -1,5 +1,6 @@
-//! The ring engine's traits over this board: DMA channel 0 in chaining mode, the shared region
-//! behind the BAR, the data path's agent RAM and the message unit's outbound doorbell.
+//! The ring engine's traits over this board: DMA channel 0 in chaining mode, the data path's agent
+//! RAM and the message unit's outbound doorbell (the shared region behind the BAR is the board's
+//! `mpc8349emds::SharedWindow`).
 //!
 //! Agent RAM for the data path (`mpc8349emds::NET_RAM_BASE`, outside everything the linker places):
 //!
@@ -11,8 +12,8 @@
 //! | then | [`BUFFERS`] × [`BUFFER_LEN`] | frames to the host |
 //! | then | [`BUFFER_LEN`] | the discard area: frames the stack builds that cannot be sent |
 
-use bpnet_contract::{bar, notify, shared};
-use bpnet_ring::{Addr, AgentRam, Copy, Dma, DmaError, Notify, Shared, Ticket, MAX_COPIES, STAGING_LEN};
+use bpnet_contract::{bar, notify};
+use bpnet_ring::{Addr, AgentRam, Copy, Dma, DmaError, Notify, Ticket, MAX_COPIES, STAGING_LEN};
 use mpc8349::dma::{self, link, Descriptor};
 use mpc8349emds::{NET_RAM_BASE, NET_RAM_BYTES, PCI_OUTBOUND_BASE, PCI_OUTBOUND_BYTES};
 
@@ -118,87 +119,6 @@ impl Dma for ChainDma {
     }
 }
 
-/// The shared region (`__bpnet_shared`), except the log ring, which the defmt logger owns.
-/// Accessed with volatile byte loads and stores: the host writes it behind the compiler's back.
-pub struct SharedRegion {
-    base: usize,
-}
-
-impl SharedRegion {
-    pub fn new() -> Self {
-        extern "C" {
-            static __bpnet_shared: u8;
-            static __bpnet_shared_len: u8;
-        }
-        let (base, len) =
-            (core::ptr::addr_of!(__bpnet_shared) as usize, core::ptr::addr_of!(__bpnet_shared_len) as usize);
-        assert!(len >= shared::LEN, "SHARED smaller than the contract's region");
-        SharedRegion { base }
-    }
-
-    fn check(offset: usize, len: usize) {
-        let end = offset.checked_add(len).filter(|&end| end <= shared::LEN);
-        let log = shared::LOG_RING_OFFSET..shared::LOG_RING_OFFSET + shared::LOG_RING_LEN;
-        assert!(
-            end.is_some_and(|end| end <= log.start || offset >= log.end),
-            "shared access outside the region or into the log ring"
-        );
-    }
-
-    /// Zero `len` bytes at `offset`.
-    pub fn zero(&mut self, offset: usize, len: usize) {
-        Self::check(offset, len);
-        for i in 0..len {
-            // SAFETY: inside the shared region and outside the log ring (checked); no Rust object
-            // lives there, and the host's concurrent writes are why the access is volatile.
-            unsafe { core::ptr::write_volatile((self.base + offset + i) as *mut u8, 0) };
-        }
-        e300::barrier::sync();
-    }
-}
-
-impl Shared for SharedRegion {
-    fn read(&self, offset: usize, buf: &mut [u8]) {
-        Self::check(offset, buf.len());
-        // Loads of one call happen after those of the previous one (an index before the
-        // descriptors it covers).
-        e300::barrier::sync();
-        let at = self.base + offset;
-        // Whole aligned words where the range allows (every contract field is naturally aligned,
-        // so a word never mixes two of the host's stores), bytes for the rest.
-        let words = if at.is_multiple_of(4) { buf.len() / 4 } else { 0 };
-        let (head, tail) = buf.split_at_mut(words * 4);
-        for (i, w) in head.chunks_exact_mut(4).enumerate() {
-            // SAFETY: as in `zero`; `at + 4 i` is word-aligned.
-            let word = unsafe { core::ptr::read_volatile((at + 4 * i) as *const u32) };
-            // Native order is memory order: the bytes as they lie in the region.
-            w.copy_from_slice(&word.to_ne_bytes());
-        }
-        for (i, b) in tail.iter_mut().enumerate() {
-            // SAFETY: as in `zero`.
-            *b = unsafe { core::ptr::read_volatile((at + 4 * words + i) as *const u8) };
-        }
-    }
-
-    fn write(&mut self, offset: usize, data: &[u8]) {
-        Self::check(offset, data.len());
-        let at = self.base + offset;
-        let words = if at.is_multiple_of(4) { data.len() / 4 } else { 0 };
-        let (head, tail) = data.split_at(words * 4);
-        for (i, w) in head.chunks_exact(4).enumerate() {
-            let word = u32::from_ne_bytes([w[0], w[1], w[2], w[3]]);
-            // SAFETY: as in `zero`; `at + 4 i` is word-aligned.
-            unsafe { core::ptr::write_volatile((at + 4 * i) as *mut u32, word) };
-        }
-        for (i, &b) in tail.iter().enumerate() {
-            // SAFETY: as in `zero`.
-            unsafe { core::ptr::write_volatile((at + 4 * words + i) as *mut u8, b) };
-        }
-        // The host must see one write complete before the next (the agent's fields before READY).
-        e300::barrier::sync();
-    }
-}
-
 /// The staging area and the frame buffers.
 pub struct NetRam {
     _private: (),
@@ -275,7 +195,7 @@ impl Notify for Doorbell {
     }
 
     fn link_changed(&mut self) {
-        // The state byte is written and synced (SharedRegion::write) before the host is told.
+        // The state byte is written and synced (SharedWindow::write) before the host is told.
         mpc8349emds::immr().message_unit().ring_host(notify::LINK);
     }
 }

@@ -34,15 +34,15 @@ use bpnet_contract::{shared, EMULATED_BAR_ADDRESS, HOST_WINDOW_BYTES};
 use bpnet_ring::{Config, Engine, Window};
 use mpc8349::ipic::vector;
 use mpc8349::msgunit::inbound;
-use mpc8349emds::{PCI_OUTBOUND_BASE, PCI_OUTBOUND_BYTES};
+use mpc8349emds::{SharedWindow, PCI_OUTBOUND_BASE, PCI_OUTBOUND_BYTES};
 
-use self::hw::{ChainDma, Doorbell, NetRam, SharedRegion, BUFFERS, BUFFER_LEN};
+use self::hw::{ChainDma, Doorbell, NetRam, BUFFERS, BUFFER_LEN};
 use crate::irq;
 
 const _: () =
     assert!(HOST_WINDOW_BYTES <= PCI_OUTBOUND_BYTES as u64, "the contract's host window outgrows the board's");
 
-type RingEngine = Engine<ChainDma, SharedRegion, NetRam, Doorbell>;
+type RingEngine = Engine<ChainDma, SharedWindow, NetRam, Doorbell>;
 
 /// Descriptors per ring: 64 KiB between the default TX and RX ring offsets hold up to 4096; 256
 /// keeps the host's status block within one page.
@@ -56,27 +56,27 @@ const FEATURES: u32 = feature::CSUM_OFFLOAD | feature::EVENT_INDEX | feature::MT
 /// Bring the data path up and run it; never returns. `generation` changes at every boot.
 pub fn run(timebase_hz: u32, generation: u32) -> ! {
     let immr = mpc8349emds::immr();
-    let mut region = SharedRegion::new();
+    let mut region = SharedWindow::take();
     let entries = match Entries::new(RING_ENTRIES) {
         Ok(e) => e,
         Err(_) => panic!("ring entries {} refused by the contract", RING_ENTRIES),
     };
     // A previous boot's header, doorbells and rings must not be taken for this one's.
-    region.zero(shared::HEADER_OFFSET, bar::HEADER_LEN);
-    region.zero(shared::DOORBELLS_OFFSET, bar::DOORBELLS_LEN);
-    region.zero(shared::COUNTERS_OFFSET, bar::COUNTERS_LEN);
-    region.zero(shared::TX_RING_OFFSET, bar::ring_len(entries));
-    region.zero(shared::RX_RING_OFFSET, bar::ring_len(entries));
+    for (offset, len) in [
+        (shared::HEADER_OFFSET, bar::HEADER_LEN),
+        (shared::DOORBELLS_OFFSET, bar::DOORBELLS_LEN),
+        (shared::COUNTERS_OFFSET, bar::COUNTERS_LEN),
+        (shared::TX_RING_OFFSET, bar::ring_len(entries)),
+        (shared::RX_RING_OFFSET, bar::ring_len(entries)),
+    ] {
+        assert!(region.zero(offset, len), "the contract's layout leaves the shared region");
+    }
 
     let windows = immr.pci_windows();
     if let Err(e) = windows.set_outbound(0, PCI_OUTBOUND_BASE, 0, HOST_WINDOW_BYTES) {
         panic!("outbound window 0: {:?}", e);
     }
-    extern "C" {
-        static __bpnet_shared: u8;
-    }
-    let shared_base = core::ptr::addr_of!(__bpnet_shared) as u32;
-    if let Err(e) = windows.set_inbound(0, EMULATED_BAR_ADDRESS, shared_base, shared::LEN as u64) {
+    if let Err(e) = windows.set_inbound(0, EMULATED_BAR_ADDRESS, region.base(), shared::LEN as u64) {
         panic!("inbound window 0: {:?}", e);
     }
     // Windows before anything can use them.
@@ -150,7 +150,7 @@ fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
     let mut socket_storage = [SocketStorage::EMPTY; services::SOCKETS + control::SOCKETS];
     let mut sockets = SocketSet::new(&mut socket_storage[..]);
     let mut services = services::Services::new(&mut sockets);
-    let mut control = control::Control::new(&mut sockets, timebase);
+    let mut control = control::new(&mut sockets, timebase);
     println!("net: control service on TCP {}", bpnet_contract::control::PORT);
 
     let m = mac;
