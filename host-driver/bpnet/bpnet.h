@@ -31,6 +31,14 @@
 #define BPNET_RX_POSTED_BYTES	(4U << 20)
 #define BPNET_RX_POSTED_MIN	16U
 
+/* Offsets of the contract's fields in the shared region. */
+#define BPNET_HEADER(field) \
+	(BPNET_HEADER_OFFSET + offsetof(struct bpnet_header, field))
+#define BPNET_DOORBELL(field) \
+	(BPNET_DOORBELLS_OFFSET + offsetof(struct bpnet_doorbells, field))
+#define BPNET_BOOT(field) \
+	(BPNET_BOOT_OFFSET + offsetof(struct bpnet_boot_block, field))
+
 struct bpnet;
 
 /* Counters kept by the module, shown by ethtool -S after the agent's. */
@@ -230,10 +238,36 @@ static inline u32 bpnet_slow_read32(struct bpnet *bp, u32 offset)
 	return bpnet_read32(bp, bp->shared + offset);
 }
 
+/* Whether the agent's DMA reaches len bytes at addr (its outbound window). */
+static inline bool bpnet_in_window(dma_addr_t addr, u32 len)
+{
+	return (u64)addr + len <= BPNET_HOST_WINDOW_BYTES;
+}
+
 /* Interrupt entry points for the personalities. */
 bool bpnet_interrupt_storm(struct bpnet *bp, bool link);
 void bpnet_status_event(struct bpnet *bp);
 void bpnet_link_event(struct bpnet *bp);
+
+/* The data path (bpnet_netdev.c), for the link's set-up and slow path. */
+void bpnet_notify(struct bpnet *bp);
+void bpnet_fill_rx(struct bpnet *bp, gfp_t gfp, bool notify);
+bool bpnet_status_pending(struct bpnet *bp);
+
+/* The link (bpnet_link.c): handshake, slow path, violations, storms. */
+void bpnet_link_init(struct bpnet *bp);
+void bpnet_link_probe(struct bpnet *bp);
+void bpnet_link_open(struct bpnet *bp);
+void bpnet_link_close(struct bpnet *bp);
+int bpnet_link_change_mtu(struct bpnet *bp, int new_mtu);
+void bpnet_link_free(struct bpnet *bp);
+void bpnet_storm_reset(struct bpnet *bp);
+u8 bpnet_read_header_byte(struct bpnet *bp, u32 offset);
+__printf(2, 3) void bpnet_refuse(struct bpnet *bp, const char *fmt, ...);
+__printf(2, 3) void bpnet_broken(struct bpnet *bp, const char *fmt, ...);
+
+/* The PCI device's files (bpnet_sysfs.c). */
+extern const struct attribute_group *bpnet_groups[];
 
 extern const struct ethtool_ops bpnet_ethtool_ops;
 

@@ -4,7 +4,8 @@
  * ivshmem-doorbell device (1af4:1110): BAR2 is the shared region, BAR0 holds
  * the doorbell register, and the agent's two notifications arrive as MSI-X
  * vectors. An MSI-X message is a posted write ordered behind the agent's DMA,
- * so no register is read to flush or acknowledge anything.
+ * so no register is read to flush or acknowledge anything; it pairs with the
+ * agent ringing only after its status chain ended (Doorbell::interrupt_host).
  */
 
 #include <linux/pci.h>

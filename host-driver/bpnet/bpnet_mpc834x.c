@@ -11,7 +11,9 @@
  * the handler reads ODR once: the read says whether the interrupt is ours and
  * its completion pushes the agent's earlier DMA writes into host RAM. It then
  * clears the bits with a posted write (write-1-to-clear). One read per
- * interrupt, never per frame.
+ * interrupt, never per frame. The read pairs with the agent ringing ODR only
+ * after its status chain ended (Doorbell::interrupt_host, behind the sync in
+ * ChainDma::poll, firmware/app/src/net/hw.rs).
  *
  * Not tested on hardware: register facts from docs/REGISTERS.md.
  */

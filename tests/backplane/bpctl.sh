@@ -15,12 +15,16 @@ read_header_versions() {
     for d in $(ivshmem_devices); do
         echo 1 > "$d/enable"
         bar2=$(bar_start "$d" 2)
+        state=
         for _ in $(seq 100); do
-            [ "$(devmem $((bar2 + 0x2c)) 8)" = 0x01 ] && break
+            state=$(devmem $((bar2 + 0x2c)) 8)
+            [ "$state" = 0x01 ] && break
             sleep 0.1
         done
         v=$(devmem $((bar2 + 0x10)) 32)
         echo 0 > "$d/enable"
+        # The version is the agent's only once it shows READY.
+        [ "$state" = 0x01 ] || { echo "agent$i: agent_state $state after 10 s, expected READY (0x01)"; return 1; }
         echo "$(((v >> 16) & 255)).$(((v >> 8) & 255)).$((v & 255))" >> /tmp/versions
         echo "agent$i: firmware $(tail -1 /tmp/versions)"
         i=$((i + 1))

@@ -82,7 +82,7 @@ check flash show bpctl flash bp2 $image
 check agent2-back back_up 2
 
 step "the log of bp2 (defmt, read through the BAR)"
-check logs show sh -c "bpctl logs bp2 | tail -12"
+check logs show sh -c "bpctl logs bp2 > /tmp/logs.txt && tail -12 /tmp/logs.txt"
 
 step "summary"
 check list-after show bpctl list

@@ -38,13 +38,14 @@ for d in $devices; do
     else
         result "agent$i-ready" fail "agent_state $state, expected READY (0x01)"
     fi
-    # Ring the agent's work vector (peer 0, vector 0) three times, apart, through BAR0 + 12.
+    # Ring the agent's work vector (peer 0, vector 0) three times, apart, through BAR0 + 12. Whether
+    # they arrived is the emulator's to say (the EXPECT below); ringing is no check of its own.
     bar0=$(bar_start "$d" 0)
     for _ in 1 2 3; do
         devmem $((bar0 + 12)) 32 0
         sleep 0.1
     done
-    result "agent$i-doorbells-rung" pass "3 rings of vector 0"
+    echo "bptest: agent$i: 3 rings of vector 0" > /dev/console
     out "EXPECT agent $i ivshmem_work_doorbells = 3"
     # The firmware announced READY with the link doorbell (an MSI-X message on vector 1).
     out "EXPECT agent $i ivshmem_link_interrupts >= 1"

@@ -5,7 +5,9 @@
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
+use std::time::Duration;
 
+use crate::backplane;
 use crate::emu::Summary;
 use crate::firmware::{self, Variant};
 use crate::util::{self, Error, Result};
@@ -125,6 +127,54 @@ fn parse_flat_numbers(line: &str) -> Option<Vec<(String, String)>> {
     Some(fields)
 }
 
+/// Bytes the bench suite moves each way, per configuration: long enough that connection set-up and the
+/// slow start are a small part of the time.
+const BENCH_BYTES: u64 = 32 << 20;
+
+/// The `bench` guest suite (tests/backplane/bench.sh) on one agent of the virtual backplane. Every check
+/// must pass; returns its figures, the `FIGURE key value` lines of the results channel, in order.
+fn rig_figures() -> Result<Vec<(String, f64)>> {
+    let suite = backplane::Suite {
+        name: "bench-1".into(),
+        guest: "bench",
+        agents: 1,
+        needs_module: true,
+        bytes: BENCH_BYTES,
+        timeout: Duration::from_secs(600),
+        boot_stage: false,
+        live: false,
+        identities: false,
+    };
+    let tools = backplane::prepare(true, false)?;
+    eprintln!("xtask: backplane: {} ({} agent(s))", suite.name, suite.agents);
+    let report = backplane::run_suite(&tools, &suite)?;
+    if !report.passed() {
+        report.print();
+        return Err(Error::Failed(format!("backplane suite {} failed", suite.name)));
+    }
+    eprintln!("xtask: backplane: {}: {} checks passed, {:.0} s", suite.name, report.checks.len(), report.seconds);
+    let results = report.dir.join("results.log");
+    let text = std::fs::read_to_string(&results).map_err(|e| Error::Io(format!("reading {}", results.display()), e))?;
+    parse_figures(&text)
+}
+
+/// The `FIGURE key value` lines: a key of word characters and a finite number, or the run is refused.
+fn parse_figures(text: &str) -> Result<Vec<(String, f64)>> {
+    let mut figures = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_matches(|c: char| c.is_whitespace() || c == '\0');
+        let Some(rest) = line.strip_prefix("FIGURE ") else { continue };
+        let bad = || Error::Failed(format!("unparsable figure from the guest: `{line}`"));
+        let (key, value) = rest.split_once(' ').ok_or_else(bad)?;
+        let value: f64 = value.trim().parse().map_err(|_| bad())?;
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || !value.is_finite() {
+            return Err(bad());
+        }
+        figures.push((key.to_string(), value));
+    }
+    Ok(figures)
+}
+
 /// The virtual backplane's figures: the bench guest suite's, and the suppression gain from them.
 struct Rig {
     figures: Vec<(String, f64)>,
@@ -168,7 +218,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let st = crate::emu::run_for_summary(&emulator, &firmware::build(Variant::SelfTest)?, &["--echo-host"])?;
     let net = netbench(&emulator, &release, &firmware::build(Variant::RingBench)?, Some(&firmware::secret_key()?))?;
     let cuts = powercut(&emulator, &release, &firmware::build(Variant::BootStage)?)?;
-    let rig = Rig { figures: crate::backplane::bench()? };
+    let rig = Rig { figures: rig_figures()? };
     let gain = rig.suppression_gain()?;
 
     let (submit_start, _) = marker(&st, 0x01)?;
@@ -289,5 +339,17 @@ mod tests {
         assert!((rig(0.25, 1.0).suppression_gain().unwrap() - 4.0).abs() < 1e-12);
         assert!(rig(0.0, 1.0).suppression_gain().is_err());
         assert!(Rig { figures: vec![] }.suppression_gain().is_err());
+    }
+
+    #[test]
+    fn bench_figures_from_the_results_channel() {
+        let text = "BEGIN suite=bench\nRESULT a pass x\nFIGURE rig_tcp_tx_mbps 81.25\r\nFIGURE k_2 0.50000\nEND\n";
+        let figures = parse_figures(text).unwrap();
+        assert_eq!(figures, [("rig_tcp_tx_mbps".to_string(), 81.25), ("k_2".to_string(), 0.5)]);
+        assert!(parse_figures("FIGURE rig_tcp_tx_mbps\n").is_err(), "no value");
+        assert!(parse_figures("FIGURE rig_tcp_tx_mbps fast\n").is_err(), "not a number");
+        assert!(parse_figures("FIGURE rig\"x 1\n").is_err(), "a key that would break the JSON");
+        assert!(parse_figures("FIGURE k NaN\n").is_err(), "not finite");
+        assert!(parse_figures("RESULT figure pass FIGURE k 1\n").unwrap().is_empty());
     }
 }

@@ -217,14 +217,14 @@ mod tests {
 
     #[test]
     fn sparse_findings_are_ours_only() {
-        let text = "  CHECK   /r/host-driver/bpnet/bpnet_main.c\n\
-                    /r/host-driver/bpnet/bpnet_main.c:12:5: warning: incorrect type in assignment\n\
+        let text = "  CHECK   /r/host-driver/bpnet/bpnet_netdev.c\n\
+                    /r/host-driver/bpnet/bpnet_netdev.c:12:5: warning: incorrect type in assignment\n\
                     /usr/src/linux-headers-6.1.0-56-common/include/linux/x.h:3:1: warning: theirs\n\
                     /r/host-driver/include/bpnet_contract.h:4:2: error: bad constant expression\n";
         assert_eq!(
             sparse_findings(text, "/r/host-driver"),
             [
-                "/r/host-driver/bpnet/bpnet_main.c:12:5: warning: incorrect type in assignment",
+                "/r/host-driver/bpnet/bpnet_netdev.c:12:5: warning: incorrect type in assignment",
                 "/r/host-driver/include/bpnet_contract.h:4:2: error: bad constant expression"
             ]
         );

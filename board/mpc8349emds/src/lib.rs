@@ -151,7 +151,8 @@ impl SharedWindow {
             return false;
         }
         // Loads of one call happen after those of the previous one (an index before the
-        // descriptors it covers).
+        // descriptors it covers: pairs with bpnet.ko posting a descriptor's writes before the index
+        // that covers it, bpnet_write_descriptor).
         e300::barrier::sync();
         let at = self.base + offset;
         let words = if at.is_multiple_of(4) { buf.len() / 4 } else { 0 };

@@ -95,7 +95,9 @@ impl Dma for ChainDma {
             d.set(src, dst, copy.len, next).map_err(|_| DmaError::Transfer)?;
         }
         // The controller snoops its descriptor fetches (SNEN); order the descriptor stores, and
-        // the engine's stores of frames and staged completions, before the start.
+        // the engine's stores of frames and staged completions, before the start. The chain then
+        // writes completions before the status header, which bpnet.ko's dma_rmb in bpnet_reap pairs
+        // with.
         e300::barrier::sync();
         self.channel.start_chain(DESCRIPTORS, true).map_err(|_| DmaError::Busy)?;
         self.next = self.next.wrapping_add(1);
@@ -113,7 +115,9 @@ impl Dma for ChainDma {
         // Not busy: `wait` returns at once, stops the channel and clears its status.
         let result = self.channel.wait();
         // What the chain wrote is read only after its end was seen (and the compiler may not
-        // move those reads above this point).
+        // move those reads above this point); the doorbells read after it pair with bpnet.ko's mb()
+        // between writing an index and reading the event the chain carried (bpnet_fill_rx,
+        // bpnet_publish_tx_prod, bpnet_poll).
         e300::barrier::sync();
         Some(result.map(|()| ticket).map_err(|_| DmaError::Transfer))
     }

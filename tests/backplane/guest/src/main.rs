@@ -369,6 +369,10 @@ fn carrier(dev: &str, want: &str, secs: &str) -> Result<String, String> {
     };
     let limit = Duration::from_secs(parse("seconds", secs)?);
     let path = format!("/sys/class/net/{dev}/carrier");
+    // A device that is not there has no carrier to be down: that is an error, not "down".
+    if !std::path::Path::new(&format!("/sys/class/net/{dev}")).exists() {
+        return Err(format!("{dev}: no such network device"));
+    }
     let started = Instant::now();
     loop {
         // Reading carrier of an interface that is down fails (EINVAL): that counts as no carrier.

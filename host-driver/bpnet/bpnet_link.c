@@ -1,0 +1,671 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bpnet: the link with one agent, as ntb_transport owns its handshake.
+ *
+ * Set-up reads the agent's header through the BAR, checks it, writes the
+ * host's fields and host_state UP last. The slow path (a delayed work, every
+ * second and at once on a LINK interrupt or a violation the data path saw)
+ * looks at the agent's state and generation and re-initialises the link
+ * without a reload when the agent resets, breaks, leaves RUNNING or enters
+ * recovery. Tear-down writes host_state DOWN and gives the buffers back only
+ * once the agent shows no DMA can follow. Interrupt storms are caught here
+ * and break the link like any other violation. The netdev (bpnet_netdev.c)
+ * only asks for the link up or down.
+ */
+
+#include <linux/delay.h>
+#include <linux/dma-mapping.h>
+#include <linux/io.h>
+#include <linux/log2.h>
+#include <linux/module.h>
+
+#include "bpnet.h"
+
+/* How long to wait for the agent to leave RUNNING after host_state DOWN. */
+#define BPNET_STOP_WAIT_MS	1000
+#define BPNET_STOP_POLL_MS	10
+/* Slow-path ticks (1 s) to wait for RUNNING before re-initialising. */
+#define BPNET_UP_TICKS		5
+/*
+ * An agent raises STATUS only after a status block DMA that carried
+ * completions (or, once per connection, its state), and LINK only when its
+ * state changes. More STATUS interrupts in a window than completions taken,
+ * by this margin, or more LINK interrupts than this, is a storm.
+ */
+#define BPNET_STORM_WINDOW		HZ
+#define BPNET_STORM_STATUS_SLACK	1000
+#define BPNET_STORM_LINK		100
+
+static unsigned int offer_features = BPNET_F_ALL;
+module_param(offer_features, uint, 0444);
+MODULE_PARM_DESC(offer_features, "Feature bits the host accepts when the agent offers them");
+
+/* A byte of the header, read as the aligned word holding it (slow path). */
+u8 bpnet_read_header_byte(struct bpnet *bp, u32 offset)
+{
+	u32 word = bpnet_slow_read32(bp, offset & ~3U);
+
+	return word >> (8 * (offset & 3));
+}
+
+static void bpnet_vrefuse(struct bpnet *bp, const char *fmt, va_list *args)
+{
+	struct va_format vaf = { .fmt = fmt, .va = args };
+
+	bpnet_count(bp, BPNET_STAT_contract_errors, 1);
+	if (net_ratelimit())
+		netdev_err(bp->netdev, "agent broke the contract: %pV\n", &vaf);
+}
+
+/* Refused input: counted and logged (rate-limited); the caller refuses it. */
+void bpnet_refuse(struct bpnet *bp, const char *fmt, ...)
+{
+	va_list args;
+
+	va_start(args, fmt);
+	bpnet_vrefuse(bp, fmt, &args);
+	va_end(args);
+}
+
+/*
+ * A violation on the data path: stop using the rings at once and let the slow
+ * path reset the link. Other agents are separate devices and go on.
+ */
+void bpnet_broken(struct bpnet *bp, const char *fmt, ...)
+{
+	va_list args;
+
+	va_start(args, fmt);
+	bpnet_vrefuse(bp, fmt, &args);
+	va_end(args);
+	bp->broken = true;
+	netif_carrier_off(bp->netdev);
+	bpnet_link_event(bp);
+}
+
+/* The agent's header, read once through the BAR: 16 word reads. */
+static void bpnet_read_header(struct bpnet *bp, struct bpnet_header *header)
+{
+	__le32 *words = (__le32 *)header;
+	unsigned int i;
+
+	for (i = 0; i < BPNET_HEADER_LEN / 4; i++)
+		words[i] = cpu_to_le32(bpnet_slow_read32(bp, BPNET_HEADER_OFFSET + 4 * i));
+}
+
+/*
+ * AgentRepr::parse and Layout::check: magic, major version, ring size, and
+ * every region aligned, inside the shared region and apart from the others.
+ */
+static int bpnet_parse_agent(struct bpnet *bp, const struct bpnet_header *header,
+			     struct bpnet_agent *agent, bool quiet)
+{
+	struct {
+		u32 at;
+		u32 len;
+		u32 align;
+	} regions[6];
+	u32 magic = le32_to_cpu(header->magic);
+	u16 major = le16_to_cpu(header->version_major);
+	u32 entries = le16_to_cpu(header->ring_entries);
+	unsigned int i, j;
+
+	if (magic != BPNET_MAGIC) {
+		if (!quiet)
+			bpnet_refuse(bp, "magic %#010x, expected %#010x", magic, BPNET_MAGIC);
+		return -EPROTO;
+	}
+	if (major != BPNET_VERSION_MAJOR) {
+		if (!quiet)
+			bpnet_refuse(bp, "contract version %u.%u, expected major %u", major,
+				     le16_to_cpu(header->version_minor), BPNET_VERSION_MAJOR);
+		return -EPROTO;
+	}
+	if (entries < BPNET_RING_ENTRIES_MIN || entries > BPNET_RING_ENTRIES_MAX ||
+	    !is_power_of_2(entries)) {
+		if (!quiet)
+			bpnet_refuse(bp, "ring size %u is not a power of two in %u..=%u", entries,
+				     BPNET_RING_ENTRIES_MIN, BPNET_RING_ENTRIES_MAX);
+		return -EPROTO;
+	}
+	agent->features = le32_to_cpu(header->agent_features);
+	agent->generation = le32_to_cpu(header->agent_generation);
+	agent->firmware_version = le32_to_cpu(header->firmware_version);
+	agent->tx_ring = le32_to_cpu(header->tx_ring_offset);
+	agent->rx_ring = le32_to_cpu(header->rx_ring_offset);
+	agent->log_ring = le32_to_cpu(header->log_ring_offset);
+	agent->counters = le32_to_cpu(header->counters_offset);
+	memcpy(agent->mac, header->mac, ETH_ALEN);
+	agent->ring_entries = entries;
+
+	regions[0].at = BPNET_HEADER_OFFSET;
+	regions[0].len = BPNET_HEADER_LEN;
+	regions[0].align = 64;
+	regions[1].at = BPNET_DOORBELLS_OFFSET;
+	regions[1].len = BPNET_DOORBELLS_LEN;
+	regions[1].align = 64;
+	regions[2].at = agent->counters;
+	regions[2].len = BPNET_COUNTERS_LEN;
+	regions[2].align = 4;
+	regions[3].at = agent->log_ring;
+	regions[3].len = BPNET_LOG_RING_LEN;
+	regions[3].align = 4;
+	regions[4].at = agent->tx_ring;
+	regions[4].len = entries * BPNET_DESCRIPTOR_LEN;
+	regions[4].align = BPNET_DESCRIPTOR_LEN;
+	regions[5].at = agent->rx_ring;
+	regions[5].len = entries * BPNET_DESCRIPTOR_LEN;
+	regions[5].align = BPNET_DESCRIPTOR_LEN;
+	for (i = 0; i < ARRAY_SIZE(regions); i++) {
+		u64 end = (u64)regions[i].at + regions[i].len;
+		bool bad = regions[i].at % regions[i].align || end > BPNET_SHARED_LEN;
+
+		for (j = 0; j < i && !bad; j++)
+			bad = regions[i].at < (u64)regions[j].at + regions[j].len &&
+			      regions[j].at < end;
+		if (bad) {
+			if (!quiet)
+				bpnet_refuse(bp, "region at %#x misaligned, outside or overlapping",
+					     regions[i].at);
+			return -EPROTO;
+		}
+	}
+	return 0;
+}
+
+/* The agent's state changed, or the fast path saw trouble: run the slow path now. */
+void bpnet_link_event(struct bpnet *bp)
+{
+	mod_delayed_work(system_wq, &bp->slow_work, 0);
+}
+
+/* Completions NAPI has taken so far. */
+static u64 bpnet_completions(struct bpnet *bp)
+{
+	return atomic64_read(&bp->stats[BPNET_STAT_tx_frames]) +
+	       atomic64_read(&bp->stats[BPNET_STAT_tx_errors]) +
+	       atomic64_read(&bp->stats[BPNET_STAT_rx_frames]) +
+	       atomic64_read(&bp->stats[BPNET_STAT_rx_errors]);
+}
+
+/* A new storm window; the caller holds storm_lock. */
+static void bpnet_storm_window(struct bpnet *bp, unsigned long now)
+{
+	bp->storm_window = now;
+	bp->storm_status = 0;
+	bp->storm_link = 0;
+	bp->storm_done = bpnet_completions(bp);
+	bp->storm_tripped = false;
+}
+
+/*
+ * Every interrupt of the agent's, counted by the personality's handler (hard
+ * IRQ). True while the agent storms: the caller drops the event. The first
+ * time in a window the link is broken and, where the bus allows it, the
+ * agent's interrupts stay off until the next set-up.
+ */
+bool bpnet_interrupt_storm(struct bpnet *bp, bool link)
+{
+	unsigned long now = jiffies;
+	bool storm, trip = false, masked;
+	u32 status, links, ms;
+	u64 done;
+
+	spin_lock(&bp->storm_lock);
+	if (time_after_eq(now, bp->storm_window + BPNET_STORM_WINDOW))
+		bpnet_storm_window(bp, now);
+	if (link)
+		bp->storm_link++;
+	else
+		bp->storm_status++;
+	status = bp->storm_status;
+	links = bp->storm_link;
+	done = bpnet_completions(bp) - bp->storm_done;
+	ms = jiffies_to_msecs(now - bp->storm_window);
+	storm = links > BPNET_STORM_LINK || status > done + BPNET_STORM_STATUS_SLACK;
+	if (storm && !bp->storm_tripped) {
+		bp->storm_tripped = true;
+		trip = true;
+		if (bp->ops->mask && !bp->storm_masked) {
+			bp->storm_masked = true;
+			bp->ops->mask(bp, true);
+		}
+	}
+	masked = bp->storm_masked;
+	spin_unlock(&bp->storm_lock);
+	if (trip)
+		bpnet_broken(bp,
+			     "interrupt storm: %u STATUS interrupts for %llu completions and %u LINK interrupts in %u ms%s",
+			     status, done, links, ms,
+			     masked ? "; its interrupts are off until the next set-up" : "");
+	return storm;
+}
+
+/* Set-up and removal: a new storm window, and the agent's interrupts back on. */
+void bpnet_storm_reset(struct bpnet *bp)
+{
+	unsigned long flags;
+	bool masked;
+
+	spin_lock_irqsave(&bp->storm_lock, flags);
+	bpnet_storm_window(bp, jiffies);
+	masked = bp->storm_masked;
+	bp->storm_masked = false;
+	spin_unlock_irqrestore(&bp->storm_lock, flags);
+	/* Masked under the lock, so this enable follows that disable. */
+	if (masked)
+		bp->ops->mask(bp, false);
+}
+
+/*
+ * host_state DOWN, alone and as one byte, then WORK so a sleeping agent sees
+ * it. No barrier: the doorbell is a posted write behind the state's, and PCI
+ * keeps them in order, so the agent's bpnet_ring::Engine::poll, which reads
+ * the header after the doorbell woke it, finds DOWN.
+ */
+static void bpnet_host_down(struct bpnet *bp)
+{
+	bpnet_write(bp, bp->shared + BPNET_HEADER(host_state), BPNET_HOST_STATE_DOWN, 1);
+	bpnet_notify(bp);
+}
+
+/*
+ * Wait, bounded, until the agent shows READY, RESET or RECOVERY: it publishes
+ * a state only once no DMA chain is in flight, and BROKEN may still owe the
+ * status block one, so only these promise the old connection is over.
+ */
+static bool bpnet_wait_agent_stopped(struct bpnet *bp)
+{
+	unsigned int waited;
+
+	for (waited = 0;; waited += BPNET_STOP_POLL_MS) {
+		u8 state = bpnet_read_header_byte(bp, BPNET_HEADER(agent_state));
+
+		if (state == BPNET_AGENT_STATE_READY || state == BPNET_AGENT_STATE_RESET ||
+		    state == BPNET_AGENT_STATE_RECOVERY)
+			return true;
+		if (waited >= BPNET_STOP_WAIT_MS)
+			return false;
+		msleep(BPNET_STOP_POLL_MS);
+	}
+}
+
+static void bpnet_reclaim(struct bpnet *bp)
+{
+	struct device *dev = &bp->pdev->dev;
+	u32 i;
+
+	for (i = 0; i < bp->entries; i++) {
+		struct bpnet_tx_slot *t = &bp->tx_slots[i];
+		struct bpnet_rx_slot *r = &bp->rx_slots[i];
+
+		if (t->skb) {
+			dma_unmap_single(dev, t->addr, t->len, DMA_TO_DEVICE);
+			dev_kfree_skb_any(t->skb);
+			bpnet_count(bp, BPNET_STAT_tx_dropped, 1);
+		}
+		if (r->skb) {
+			dma_unmap_single(dev, r->addr, bp->buffer_len, DMA_FROM_DEVICE);
+			dev_kfree_skb_any(r->skb);
+		}
+	}
+	kfree(bp->tx_slots);
+	kfree(bp->rx_slots);
+	bp->tx_slots = NULL;
+	bp->rx_slots = NULL;
+	dma_free_coherent(dev, bp->status_len, bp->status, bp->status_addr);
+	bp->status = NULL;
+}
+
+/*
+ * Take the link down: carrier off, no more TX or NAPI, host_state DOWN, and
+ * once the agent has stopped, every posted buffer and the status block back.
+ * If the agent does not stop in time, everything stays allocated (it may still
+ * DMA into it) and the slow path tries again.
+ */
+static int bpnet_link_down(struct bpnet *bp)
+{
+	lockdep_assert_held(&bp->link_lock);
+	if (bp->state == BPNET_LINK_IDLE)
+		return 0;
+	if (bp->state == BPNET_LINK_UP) {
+		netif_carrier_off(bp->netdev);
+		/* NAPI first: its TX reaping could wake the queue again. */
+		napi_disable(&bp->napi);
+		netif_tx_disable(bp->netdev);
+		bp->state = BPNET_LINK_STOPPING;
+		bpnet_host_down(bp);
+	}
+	if (!bpnet_wait_agent_stopped(bp)) {
+		if (net_ratelimit())
+			netdev_err(bp->netdev, "agent still connected %u ms after host_state DOWN: its buffers stay allocated\n",
+				   BPNET_STOP_WAIT_MS);
+		return -ETIMEDOUT;
+	}
+	bpnet_reclaim(bp);
+	bp->state = BPNET_LINK_IDLE;
+	return 0;
+}
+
+/*
+ * RECOVERY: the agent waits for an image through the BAR and its rings are not
+ * live. Not broken, no carrier; said once per stay.
+ */
+static void bpnet_note_recovery(struct bpnet *bp, bool recovery)
+{
+	if (recovery && !bp->recovery) {
+		netif_carrier_off(bp->netdev);
+		netdev_info(bp->netdev, "agent in recovery: no carrier until it starts an image (bpnet_recovery, bpnet_control)\n");
+	}
+	bp->recovery = recovery;
+}
+
+/*
+ * Set-up (HostLink::up): read the header, check it, allocate the status block
+ * and RX buffers, write the host's fields, zero the doorbells, post the RX
+ * buffers, then host_state UP last as one byte, then WORK.
+ */
+static int bpnet_link_up(struct bpnet *bp)
+{
+	struct net_device *netdev = bp->netdev;
+	struct device *dev = &bp->pdev->dev;
+	struct bpnet_header header;
+	struct bpnet_agent agent;
+	u32 features, entries, i;
+	size_t status_len;
+	dma_addr_t status_addr;
+	void *status;
+	u64 bus;
+	int err;
+
+	lockdep_assert_held(&bp->link_lock);
+	if (bp->state != BPNET_LINK_IDLE)
+		return -EBUSY;
+	bpnet_read_header(bp, &header);
+	/* A boot stage in recovery need not have written the rest of the header. */
+	bpnet_note_recovery(bp, header.agent_state == BPNET_AGENT_STATE_RECOVERY);
+	if (bp->recovery)
+		return -EAGAIN;
+	err = bpnet_parse_agent(bp, &header, &agent, false);
+	if (err)
+		return err;
+	bp->agent = agent;
+	bp->agent_valid = true;
+	switch (header.agent_state) {
+	case BPNET_AGENT_STATE_READY:
+		break;
+	case BPNET_AGENT_STATE_RUNNING:
+	case BPNET_AGENT_STATE_BROKEN:
+		/* A connection this host did not make (reload, host reset): end it first. */
+		bpnet_host_down(bp);
+		return -EAGAIN;
+	case BPNET_AGENT_STATE_RESET:
+		/* Booting: the slow path tries again. */
+		return -EAGAIN;
+	default:
+		bpnet_refuse(bp, "state %u is not defined", header.agent_state);
+		return -EPROTO;
+	}
+
+	features = agent.features & offer_features & BPNET_F_ALL;
+	if (!(features & BPNET_F_MTU) && netdev->mtu != BPNET_MTU_DEFAULT) {
+		if (!bp->mtu_refused)
+			netdev_err(netdev, "the MTU feature is not negotiated: MTU must be %u\n",
+				   BPNET_MTU_DEFAULT);
+		bp->mtu_refused = true;
+		return -EINVAL;
+	}
+	entries = agent.ring_entries;
+	status_len = BPNET_STATUS_BLOCK_LEN(entries);
+	status = dma_alloc_coherent(dev, status_len, &status_addr, GFP_KERNEL);
+	if (!status)
+		return -ENOMEM;
+	if (!status_addr || !IS_ALIGNED(status_addr, BPNET_STATUS_BLOCK_ALIGN) ||
+	    !bpnet_in_window(status_addr, status_len)) {
+		netdev_err(netdev, "status block at %pad unusable by the agent\n", &status_addr);
+		dma_free_coherent(dev, status_len, status, status_addr);
+		return -ENOMEM;
+	}
+	memset(status, 0, status_len);
+	bp->tx_slots = kcalloc(entries, sizeof(*bp->tx_slots), GFP_KERNEL);
+	bp->rx_slots = kcalloc(entries, sizeof(*bp->rx_slots), GFP_KERNEL);
+	if (!bp->tx_slots || !bp->rx_slots) {
+		kfree(bp->tx_slots);
+		kfree(bp->rx_slots);
+		bp->tx_slots = NULL;
+		bp->rx_slots = NULL;
+		dma_free_coherent(dev, status_len, status, status_addr);
+		return -ENOMEM;
+	}
+
+	bp->features = features;
+	bp->entries = entries;
+	bp->buffer_len = netdev->mtu + ETH_HLEN;
+	bp->rx_posted_max = min(entries,
+				max(BPNET_RX_POSTED_MIN, BPNET_RX_POSTED_BYTES / bp->buffer_len));
+	bp->status = status;
+	bp->status_addr = status_addr;
+	bp->status_len = status_len;
+	bp->tx_prod = 0;
+	bp->tx_prod_published = 0;
+	bp->tx_seen = 0;
+	bp->rx_prod = 0;
+	bp->rx_seen = 0;
+	bp->running = false;
+	bp->broken = false;
+	/* The zeroed doorbells ask for an interrupt at the first completion. */
+	bp->interrupts = true;
+	bp->published_valid = true;
+	bp->published_rx = 0;
+	bp->published_tx = 0;
+	bp->ticks_waiting = 0;
+	bp->host_generation++;
+
+	bus = status_addr;
+	bpnet_write(bp, bp->shared + BPNET_HEADER(mtu), netdev->mtu, 2);
+	bpnet_write(bp, bp->shared + BPNET_HEADER(status_block_addr), lower_32_bits(bus), 4);
+	bpnet_write(bp, bp->shared + BPNET_HEADER(status_block_addr) + 4, upper_32_bits(bus), 4);
+	bpnet_write(bp, bp->shared + BPNET_HEADER(host_features), features, 4);
+	bpnet_write(bp, bp->shared + BPNET_HEADER(host_generation), bp->host_generation, 4);
+	for (i = 0; i < BPNET_DOORBELLS_LEN; i += 4)
+		bpnet_write(bp, bp->shared + BPNET_DOORBELLS_OFFSET + i, 0, 4);
+	bpnet_fill_rx(bp, GFP_KERNEL, false);
+	/* Before UP: the agent's first status interrupt must find NAPI enabled. */
+	bp->state = BPNET_LINK_UP;
+	napi_enable(&bp->napi);
+	/* Interrupts a storm stopped come back with the new connection. */
+	bpnet_storm_reset(bp);
+	/*
+	 * Last, alone and as one byte: an agent that sees UP sees everything
+	 * before it, the zeroed status block and posted buffers in host RAM
+	 * included. Pairs with the agent's bpnet_ring::Engine::poll, which
+	 * reads the header through SharedRegion::read (a sync first) and takes
+	 * the host's fields only once host_state is UP (HostRepr::parse).
+	 */
+	wmb();
+	bpnet_write(bp, bp->shared + BPNET_HEADER(host_state), BPNET_HOST_STATE_UP, 1);
+	bpnet_notify(bp);
+	return 0;
+}
+
+/* Re-initialise without reloading: down, reclaim, new host_generation, up. */
+static void bpnet_link_reset(struct bpnet *bp, const char *why)
+{
+	netdev_info(bp->netdev, "re-initialising the link: %s\n", why);
+	bpnet_count(bp, BPNET_STAT_link_resets, 1);
+	if (bpnet_link_down(bp))
+		return;
+	if (bp->want_up)
+		bpnet_link_up(bp);
+}
+
+/* The slow path's look at an established link: two header reads. */
+static void bpnet_link_check(struct bpnet *bp)
+{
+	u32 generation;
+	u8 state;
+
+	if (bp->broken) {
+		bpnet_link_reset(bp, "the agent broke the contract");
+		return;
+	}
+	generation = bpnet_slow_read32(bp, BPNET_HEADER(agent_generation));
+	state = bpnet_read_header_byte(bp, BPNET_HEADER(agent_state));
+	if (generation != bp->agent.generation) {
+		bpnet_link_reset(bp, "the agent was reset (new generation)");
+		return;
+	}
+	switch (state) {
+	case BPNET_AGENT_STATE_RUNNING:
+	case BPNET_AGENT_STATE_READY:
+		if (READ_ONCE(bp->running)) {
+			if (state == BPNET_AGENT_STATE_READY) {
+				bpnet_link_reset(bp, "the agent left RUNNING");
+				break;
+			}
+		} else if (++bp->ticks_waiting > BPNET_UP_TICKS) {
+			bpnet_link_reset(bp, "the agent did not take the host's fields");
+			break;
+		} else if (state == BPNET_AGENT_STATE_READY) {
+			/* It may have slept through the first doorbell. */
+			bpnet_notify(bp);
+			break;
+		}
+		/* Safety net: a status update, completions or an RX refill left waiting. */
+		if (!READ_ONCE(bp->running) || bpnet_status_pending(bp) ||
+		    READ_ONCE(bp->rx_prod) - READ_ONCE(bp->rx_seen) < bp->rx_posted_max) {
+			local_bh_disable();
+			napi_schedule(&bp->napi);
+			local_bh_enable();
+		}
+		break;
+	case BPNET_AGENT_STATE_BROKEN:
+		bpnet_link_reset(bp, "the agent is BROKEN (see its counters)");
+		break;
+	case BPNET_AGENT_STATE_RESET:
+		netif_carrier_off(bp->netdev);
+		bpnet_link_reset(bp, "the agent is resetting");
+		break;
+	case BPNET_AGENT_STATE_RECOVERY:
+		bpnet_note_recovery(bp, true);
+		bpnet_link_reset(bp, "the agent entered recovery");
+		break;
+	default:
+		bpnet_refuse(bp, "state %u is not defined", state);
+		bpnet_link_reset(bp, "undefined agent state");
+		break;
+	}
+}
+
+static void bpnet_slow_work(struct work_struct *work)
+{
+	struct bpnet *bp = container_of(to_delayed_work(work), struct bpnet, slow_work);
+	bool again;
+
+	mutex_lock(&bp->link_lock);
+	switch (bp->state) {
+	case BPNET_LINK_STOPPING:
+		if (!bpnet_link_down(bp) && bp->want_up)
+			bpnet_link_up(bp);
+		break;
+	case BPNET_LINK_IDLE:
+		if (bp->want_up && !bp->mtu_refused)
+			bpnet_link_up(bp);
+		break;
+	case BPNET_LINK_UP:
+		bpnet_link_check(bp);
+		break;
+	}
+	again = bp->want_up || bp->state != BPNET_LINK_IDLE;
+	mutex_unlock(&bp->link_lock);
+	if (again)
+		queue_delayed_work(system_wq, &bp->slow_work, HZ);
+}
+
+void bpnet_link_init(struct bpnet *bp)
+{
+	mutex_init(&bp->link_lock);
+	spin_lock_init(&bp->storm_lock);
+	bp->storm_window = jiffies;
+	INIT_DELAYED_WORK(&bp->slow_work, bpnet_slow_work);
+}
+
+/*
+ * Probe: the agent's header, if it is already there (its MAC); a connection
+ * of an earlier host is ended so its DMA cannot reach this one's RAM.
+ */
+void bpnet_link_probe(struct bpnet *bp)
+{
+	struct bpnet_header header;
+
+	bpnet_read_header(bp, &header);
+	if (bpnet_parse_agent(bp, &header, &bp->agent, true))
+		return;
+	bp->agent_valid = true;
+	if (header.agent_state == BPNET_AGENT_STATE_RUNNING ||
+	    header.agent_state == BPNET_AGENT_STATE_BROKEN)
+		bpnet_host_down(bp);
+}
+
+/* The interface is up: connect now if the agent is ready, else the slow path keeps trying. */
+void bpnet_link_open(struct bpnet *bp)
+{
+	mutex_lock(&bp->link_lock);
+	bp->want_up = true;
+	bp->mtu_refused = false;
+	if (bp->state == BPNET_LINK_IDLE)
+		bpnet_link_up(bp);
+	mutex_unlock(&bp->link_lock);
+	/* Set-up may wait for the agent: the slow path retries. */
+	queue_delayed_work(system_wq, &bp->slow_work, HZ);
+}
+
+void bpnet_link_close(struct bpnet *bp)
+{
+	mutex_lock(&bp->link_lock);
+	bp->want_up = false;
+	bpnet_link_down(bp);
+	mutex_unlock(&bp->link_lock);
+}
+
+int bpnet_link_change_mtu(struct bpnet *bp, int new_mtu)
+{
+	struct net_device *netdev = bp->netdev;
+
+	mutex_lock(&bp->link_lock);
+	if (bp->agent_valid && !(bp->agent.features & offer_features & BPNET_F_MTU) &&
+	    new_mtu != BPNET_MTU_DEFAULT) {
+		mutex_unlock(&bp->link_lock);
+		netdev_err(netdev, "the MTU feature is not negotiated: MTU must be %u\n",
+			   BPNET_MTU_DEFAULT);
+		return -EINVAL;
+	}
+	/* The agent takes the MTU at set-up only: re-initialise with the new one. */
+	bpnet_link_down(bp);
+	netdev->mtu = new_mtu;
+	bp->mtu_refused = false;
+	if (bp->want_up && bp->state == BPNET_LINK_IDLE)
+		bpnet_link_up(bp);
+	mutex_unlock(&bp->link_lock);
+	return 0;
+}
+
+/*
+ * Removal (and a failed probe), with the interrupts already freed: the slow
+ * path stopped, then the link down for good.
+ */
+void bpnet_link_free(struct bpnet *bp)
+{
+	cancel_delayed_work_sync(&bp->slow_work);
+	mutex_lock(&bp->link_lock);
+	if (bpnet_link_down(bp)) {
+		/*
+		 * The agent still holds buffers and may DMA into them: stop it
+		 * mastering the bus and never give that memory back.
+		 */
+		pci_clear_master(bp->pdev);
+		netdev_err(bp->netdev, "agent did not stop: its %zu-byte status block and buffers are left allocated\n",
+			   bp->status_len);
+	}
+	mutex_unlock(&bp->link_lock);
+}

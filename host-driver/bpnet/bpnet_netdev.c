@@ -1,0 +1,638 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bpnet: Ethernet over a PCI backplane, host side: the network device, its
+ * data path and the PCI driver.
+ *
+ * The host reads only its own RAM on the fast path: descriptors, producer and
+ * event indexes and the doorbell are posted writes; completions and indexes
+ * come from the status block the agent DMAs into host RAM. The agent's DMA
+ * engine moves every payload byte: skbs are mapped, never copied. Everything
+ * the agent wrote is checked before use; a violation breaks the link (logged,
+ * counted, carrier off) and the link's slow path (bpnet_link.c, which owns the
+ * handshake with the agent) re-initialises it. Open, stop and a new MTU only
+ * ask the link for it.
+ */
+
+#include <linux/dma-mapping.h>
+#include <linux/etherdevice.h>
+#include <linux/io.h>
+#include <linux/log2.h>
+#include <linux/module.h>
+
+#include "bpnet.h"
+
+/* Every bus address handed to the agent lies below its outbound window's end. */
+#define BPNET_DMA_MASK		DMA_BIT_MASK(ilog2(BPNET_HOST_WINDOW_BYTES))
+/*
+ * An event index this far ahead of the consumer is never passed while a
+ * ring's worth of entries is in flight: the agent's interrupts stay off until
+ * the host asks again (host.rs FAR).
+ */
+#define BPNET_FAR		BIT(31)
+/* ring::need_event: virtio's event-index test on 32-bit indexes. */
+static bool bpnet_need_event(u32 event, u32 new, u32 old)
+{
+	return (u32)(new - event - 1) < (u32)(new - old);
+}
+
+/*
+ * ring::pending: entries produced but not consumed; false for a producer more
+ * than a ring ahead of its consumer (or behind it).
+ */
+static bool bpnet_pending(u32 prod, u32 cons, u32 entries, u32 *n)
+{
+	*n = prod - cons;
+	return *n <= entries;
+}
+
+static u32 bpnet_slot(const struct bpnet *bp, u32 index)
+{
+	return index & (bp->entries - 1);
+}
+
+static struct bpnet_completion *bpnet_tx_completion(struct bpnet *bp, u32 index)
+{
+	u8 *block = (u8 *)bp->status;
+
+	return (struct bpnet_completion *)(block +
+		BPNET_STATUS_TX_COMPLETIONS_OFFSET(bp->entries)) + bpnet_slot(bp, index);
+}
+
+static struct bpnet_completion *bpnet_rx_completion(struct bpnet *bp, u32 index)
+{
+	u8 *block = (u8 *)bp->status;
+
+	return (struct bpnet_completion *)(block +
+		BPNET_STATUS_RX_COMPLETIONS_OFFSET(bp->entries)) + bpnet_slot(bp, index);
+}
+
+void bpnet_notify(struct bpnet *bp)
+{
+	bp->ops->notify(bp);
+	bpnet_count(bp, BPNET_STAT_doorbells, 1);
+}
+
+/* Ring when the agent's event lies between old and new, or always without EVENT_INDEX. */
+static void bpnet_notify_if_wanted(struct bpnet *bp, u32 event, u32 new, u32 old)
+{
+	if (!(bp->features & BPNET_F_EVENT_INDEX) || bpnet_need_event(event, new, old))
+		bpnet_notify(bp);
+}
+
+/*
+ * Four posted word writes. No barrier before the producer index that covers
+ * the descriptor: iowrite32s reach the BAR in program order and PCI keeps
+ * posted writes in order, so the agent never sees an index ahead of its
+ * descriptors. That pairs with the agent's sync at the start of
+ * SharedRegion::read (firmware/app/src/net/hw.rs), which orders the descriptor
+ * reads of bpnet_ring::Engine::run after its read of tx_prod or rx_prod.
+ */
+static void bpnet_write_descriptor(struct bpnet *bp, u32 ring_offset, u32 index,
+				   dma_addr_t addr, u32 len, u16 flags)
+{
+	void __iomem *d = bp->shared + ring_offset + bpnet_slot(bp, index) * BPNET_DESCRIPTOR_LEN;
+	u64 bus = addr;
+
+	BUILD_BUG_ON(offsetof(struct bpnet_descriptor, flags) !=
+		     offsetof(struct bpnet_descriptor, id) + 2);
+	bpnet_write(bp, d + offsetof(struct bpnet_descriptor, addr), lower_32_bits(bus), 4);
+	bpnet_write(bp, d + offsetof(struct bpnet_descriptor, addr) + 4, upper_32_bits(bus), 4);
+	bpnet_write(bp, d + offsetof(struct bpnet_descriptor, len), len, 4);
+	/* id is the low 16 bits of the free-running index; flags share the word. */
+	bpnet_write(bp, d + offsetof(struct bpnet_descriptor, id),
+		    (index & 0xffff) | (u32)flags << 16, 4);
+}
+
+/*
+ * Write the used-event indexes: the next completion when the host wants
+ * interrupts, far ahead while NAPI polls. A write is spent only when the
+ * published value no longer says what the host wants. Without EVENT_INDEX the
+ * agent ignores them, so nothing is written.
+ */
+static void bpnet_publish_events(struct bpnet *bp)
+{
+	u32 rx, tx;
+	bool stale;
+
+	if (!(bp->features & BPNET_F_EVENT_INDEX))
+		return;
+	if (bp->interrupts) {
+		rx = bp->rx_seen;
+		tx = bp->tx_seen;
+		stale = !bp->published_valid || bp->published_rx != rx || bp->published_tx != tx;
+	} else {
+		u32 drx = bp->published_rx - bp->rx_seen;
+		u32 dtx = bp->published_tx - bp->tx_seen;
+
+		rx = bp->rx_seen + BPNET_FAR;
+		tx = bp->tx_seen + BPNET_FAR;
+		/* Far stays far while it is more than a ring ahead and not behind. */
+		stale = !bp->published_valid ||
+			drx <= bp->entries || drx > BPNET_FAR ||
+			dtx <= bp->entries || dtx > BPNET_FAR;
+	}
+	if (!stale)
+		return;
+	bpnet_write(bp, bp->shared + BPNET_DOORBELL(rx_used_event), rx, 4);
+	bpnet_write(bp, bp->shared + BPNET_DOORBELL(tx_used_event), tx, 4);
+	bp->published_rx = rx;
+	bp->published_tx = tx;
+	bp->published_valid = true;
+}
+
+/*
+ * Post empty buffers until rx_posted_max are posted, then move rx_prod once and
+ * ring if the agent asked (not during set-up: WORK follows UP anyway).
+ */
+void bpnet_fill_rx(struct bpnet *bp, gfp_t gfp, bool notify)
+{
+	struct device *dev = &bp->pdev->dev;
+	u32 old = bp->rx_prod;
+
+	while (bp->rx_prod - bp->rx_seen < bp->rx_posted_max) {
+		struct bpnet_rx_slot *s = &bp->rx_slots[bpnet_slot(bp, bp->rx_prod)];
+		struct sk_buff *skb;
+		dma_addr_t addr;
+
+		skb = __netdev_alloc_skb_ip_align(bp->netdev, bp->buffer_len, gfp);
+		if (!skb) {
+			bpnet_count(bp, BPNET_STAT_rx_dropped, 1);
+			break;
+		}
+		addr = dma_map_single(dev, skb->data, bp->buffer_len, DMA_FROM_DEVICE);
+		if (dma_mapping_error(dev, addr)) {
+			dev_kfree_skb_any(skb);
+			bpnet_count(bp, BPNET_STAT_rx_dropped, 1);
+			break;
+		}
+		if (!bpnet_in_window(addr, bp->buffer_len)) {
+			dma_unmap_single(dev, addr, bp->buffer_len, DMA_FROM_DEVICE);
+			dev_kfree_skb_any(skb);
+			bpnet_count(bp, BPNET_STAT_rx_dropped, 1);
+			break;
+		}
+		s->skb = skb;
+		s->addr = addr;
+		bpnet_write_descriptor(bp, bp->agent.rx_ring, bp->rx_prod, addr, bp->buffer_len, 0);
+		bp->rx_prod++;
+	}
+	if (bp->rx_prod == old)
+		return;
+	/* After the descriptors (bpnet_write_descriptor). */
+	bpnet_write(bp, bp->shared + BPNET_DOORBELL(rx_prod), bp->rx_prod, 4);
+	if (notify) {
+		/*
+		 * rx_prod out before the agent's event is read. Pairs with
+		 * the agent's side of the event index: bpnet_ring::Engine::submit
+		 * publishes rx_prod_event in the status header of a chain, and
+		 * Engine::run reads rx_prod again only after that chain ended,
+		 * behind the sync in ChainDma::poll and the one opening
+		 * SharedRegion::read. Either the agent sees the new rx_prod or
+		 * this read sees its new event and rings.
+		 */
+		mb();
+		bpnet_notify_if_wanted(bp, le32_to_cpu(READ_ONCE(bp->status->rx_prod_event)),
+				       bp->rx_prod, old);
+	}
+}
+
+/* Write tx_prod (deferred while the stack has more frames) and ring if asked. */
+static void bpnet_publish_tx_prod(struct bpnet *bp)
+{
+	u32 old = bp->tx_prod_published;
+
+	if (bp->tx_prod == old)
+		return;
+	/* After the descriptors (bpnet_write_descriptor). */
+	bpnet_write(bp, bp->shared + BPNET_DOORBELL(tx_prod), bp->tx_prod, 4);
+	bp->tx_prod_published = bp->tx_prod;
+	/*
+	 * tx_prod out before the agent's event is read: the pair of the mb()
+	 * in bpnet_fill_rx, with tx_prod_event and tx_prod.
+	 */
+	mb();
+	bpnet_notify_if_wanted(bp, le32_to_cpu(READ_ONCE(bp->status->tx_prod_event)),
+			       bp->tx_prod, old);
+}
+
+static netdev_tx_t bpnet_start_xmit(struct sk_buff *skb, struct net_device *netdev)
+{
+	struct bpnet *bp = netdev_priv(netdev);
+	struct device *dev = &bp->pdev->dev;
+	struct bpnet_tx_slot *s;
+	u16 flags = 0;
+	dma_addr_t addr;
+
+	if (bp->state != BPNET_LINK_UP || !bp->running || bp->broken)
+		goto drop;
+	if (!skb->len || skb->len > bp->buffer_len || skb_linearize(skb))
+		goto drop;
+	if (skb->ip_summed == CHECKSUM_PARTIAL) {
+		if (bp->features & BPNET_F_CSUM_OFFLOAD)
+			flags |= BPNET_DESC_F_NEEDS_CSUM;
+		else if (skb_checksum_help(skb))
+			goto drop;
+	}
+	if (bp->tx_prod - bp->tx_seen >= bp->entries) {
+		netif_stop_queue(netdev);
+		bpnet_publish_tx_prod(bp);
+		return NETDEV_TX_BUSY;
+	}
+	addr = dma_map_single(dev, skb->data, skb->len, DMA_TO_DEVICE);
+	if (dma_mapping_error(dev, addr))
+		goto drop;
+	if (!bpnet_in_window(addr, skb->len)) {
+		dma_unmap_single(dev, addr, skb->len, DMA_TO_DEVICE);
+		goto drop;
+	}
+	s = &bp->tx_slots[bpnet_slot(bp, bp->tx_prod)];
+	s->skb = skb;
+	s->addr = addr;
+	s->len = skb->len;
+	bpnet_write_descriptor(bp, bp->agent.tx_ring, bp->tx_prod, addr, skb->len, flags);
+	bp->tx_prod++;
+	skb_tx_timestamp(skb);
+	if (bp->tx_prod - bp->tx_seen >= bp->entries)
+		netif_stop_queue(netdev);
+	if (!netdev_xmit_more() || netif_queue_stopped(netdev))
+		bpnet_publish_tx_prod(bp);
+	return NETDEV_TX_OK;
+
+drop:
+	bpnet_count(bp, BPNET_STAT_tx_dropped, 1);
+	dev_kfree_skb_any(skb);
+	if (bp->state == BPNET_LINK_UP && !netdev_xmit_more())
+		bpnet_publish_tx_prod(bp);
+	return NETDEV_TX_OK;
+}
+
+/* TX completions, under the TX queue lock so tx_prod and tx_seen are exact. */
+static int bpnet_reap_tx(struct bpnet *bp, u32 tx_used, int budget)
+{
+	struct netdev_queue *txq = netdev_get_tx_queue(bp->netdev, 0);
+	struct device *dev = &bp->pdev->dev;
+	u32 n, in_flight;
+
+	__netif_tx_lock(txq, smp_processor_id());
+	/* The agent may complete only what was posted. */
+	if (!bpnet_pending(tx_used, bp->tx_seen, bp->entries, &n) ||
+	    !bpnet_pending(bp->tx_prod_published, tx_used, bp->entries, &in_flight)) {
+		u32 seen = bp->tx_seen, prod = bp->tx_prod_published;
+
+		__netif_tx_unlock(txq);
+		bpnet_broken(bp, "tx_used %u outside tx_seen %u .. tx_prod %u",
+			     tx_used, seen, prod);
+		return -EPROTO;
+	}
+	while (n--) {
+		struct bpnet_tx_slot *s = &bp->tx_slots[bpnet_slot(bp, bp->tx_seen)];
+		struct bpnet_completion *c = bpnet_tx_completion(bp, bp->tx_seen);
+		u16 id = le16_to_cpu(READ_ONCE(c->id));
+		u16 flags = le16_to_cpu(READ_ONCE(c->flags));
+		u32 len = le32_to_cpu(READ_ONCE(c->len));
+		u32 index = bp->tx_seen;
+
+		if ((flags & ~BPNET_COMPL_F_ALL) || len > s->len || id != (index & 0xffff) ||
+		    !s->skb) {
+			__netif_tx_unlock(txq);
+			bpnet_broken(bp, "TX completion %u: id %u flags %#x len %u (posted %u, %u)",
+				     index, id, flags, len, index & 0xffff, s->len);
+			return -EPROTO;
+		}
+		dma_unmap_single(dev, s->addr, s->len, DMA_TO_DEVICE);
+		if (flags & BPNET_COMPL_F_ERROR) {
+			bpnet_count(bp, BPNET_STAT_tx_errors, 1);
+		} else {
+			bpnet_count(bp, BPNET_STAT_tx_frames, 1);
+			bpnet_count(bp, BPNET_STAT_tx_bytes, s->len);
+		}
+		napi_consume_skb(s->skb, budget);
+		s->skb = NULL;
+		bp->tx_seen++;
+	}
+	if (netif_tx_queue_stopped(txq) && bp->running &&
+	    bp->tx_prod - bp->tx_seen < bp->entries)
+		netif_tx_wake_queue(txq);
+	__netif_tx_unlock(txq);
+	return 0;
+}
+
+/* RX completions, at most budget of them; then refill. */
+static int bpnet_reap_rx(struct bpnet *bp, u32 rx_used, int budget)
+{
+	struct device *dev = &bp->pdev->dev;
+	u32 n, posted, done;
+
+	if (!bpnet_pending(rx_used, bp->rx_seen, bp->entries, &n) ||
+	    !bpnet_pending(bp->rx_prod, rx_used, bp->entries, &posted)) {
+		bpnet_broken(bp, "rx_used %u outside rx_seen %u .. rx_prod %u", rx_used,
+			     bp->rx_seen, bp->rx_prod);
+		return -EPROTO;
+	}
+	n = min_t(u32, n, budget);
+	for (done = 0; done < n; done++) {
+		struct bpnet_rx_slot *s = &bp->rx_slots[bpnet_slot(bp, bp->rx_seen)];
+		struct bpnet_completion *c = bpnet_rx_completion(bp, bp->rx_seen);
+		u16 id = le16_to_cpu(READ_ONCE(c->id));
+		u16 flags = le16_to_cpu(READ_ONCE(c->flags));
+		u32 len = le32_to_cpu(READ_ONCE(c->len));
+		u32 index = bp->rx_seen;
+		struct sk_buff *skb = s->skb;
+
+		if ((flags & ~BPNET_COMPL_F_ALL) || len > bp->buffer_len ||
+		    id != (index & 0xffff) || !skb) {
+			bpnet_broken(bp, "RX completion %u: id %u flags %#x len %u (posted %u, %u)",
+				     index, id, flags, len, index & 0xffff, bp->buffer_len);
+			return -EPROTO;
+		}
+		s->skb = NULL;
+		dma_unmap_single(dev, s->addr, bp->buffer_len, DMA_FROM_DEVICE);
+		bp->rx_seen++;
+		/* A refused buffer, or a runt eth_type_trans cannot parse. */
+		if ((flags & BPNET_COMPL_F_ERROR) || len < ETH_HLEN) {
+			bpnet_count(bp, BPNET_STAT_rx_errors, 1);
+			dev_kfree_skb_any(skb);
+			continue;
+		}
+		skb_put(skb, len);
+		skb->protocol = eth_type_trans(skb, bp->netdev);
+		if ((flags & BPNET_COMPL_F_NEEDS_CSUM) && (bp->features & BPNET_F_CSUM_OFFLOAD)) {
+			/*
+			 * The agent left the TCP/UDP checksum out, as virtio's
+			 * NEEDS_CSUM: CHECKSUM_PARTIAL, completed only if the
+			 * frame is forwarded.
+			 */
+			skb_reset_network_header(skb);
+			if (skb_checksum_setup(skb, true)) {
+				bpnet_count(bp, BPNET_STAT_rx_errors, 1);
+				dev_kfree_skb_any(skb);
+				continue;
+			}
+		} else if ((flags & BPNET_COMPL_F_CSUM_VALID) &&
+			   (bp->features & BPNET_F_CSUM_OFFLOAD) &&
+			   (bp->netdev->features & NETIF_F_RXCSUM)) {
+			skb->ip_summed = CHECKSUM_UNNECESSARY;
+		}
+		bpnet_count(bp, BPNET_STAT_rx_frames, 1);
+		bpnet_count(bp, BPNET_STAT_rx_bytes, len);
+		napi_gro_receive(&bp->napi, skb);
+	}
+	bpnet_fill_rx(bp, GFP_ATOMIC, true);
+	return done;
+}
+
+/* Take what the status block reports. Returns RX frames taken, or < 0 when broken. */
+static int bpnet_reap(struct bpnet *bp, int budget)
+{
+	struct bpnet_status *st = bp->status;
+	u32 cause = le32_to_cpu(READ_ONCE(st->interrupt_cause)) & BPNET_CAUSE_ALL;
+	u32 generation = le32_to_cpu(READ_ONCE(st->agent_generation));
+	u32 tx_used = le32_to_cpu(READ_ONCE(st->tx_used));
+	u32 rx_used = le32_to_cpu(READ_ONCE(st->rx_used));
+
+	/*
+	 * Indexes first, then what they cover. Pairs with the order of the
+	 * agent's chain, which the DMA controller performs in order and whose
+	 * writes reach host RAM in order: frames, completions, then this
+	 * header (bpnet_ring::Engine::submit), started behind the sync in
+	 * ChainDma::submit that puts the staged completions in agent RAM.
+	 */
+	dma_rmb();
+	if (cause && generation != bp->agent.generation) {
+		bpnet_broken(bp, "status block of agent generation %u, connected to %u", generation,
+			     bp->agent.generation);
+		return -EPROTO;
+	}
+	if (!bp->running && cause) {
+		/* The first status DMA: the agent took the host's fields and is RUNNING. */
+		bp->running = true;
+		netdev_info(bp->netdev, "link up: firmware %u.%u.%u, %u entries, features %#x, MTU %u\n",
+			    (bp->agent.firmware_version >> 16) & 0xff,
+			    (bp->agent.firmware_version >> 8) & 0xff,
+			    bp->agent.firmware_version & 0xff, bp->entries, bp->features,
+			    bp->buffer_len - ETH_HLEN);
+		netif_carrier_on(bp->netdev);
+		netif_wake_queue(bp->netdev);
+	}
+	/* The agent refused an index and went BROKEN: the slow path reads why. */
+	if ((cause & BPNET_CAUSE_LINK) && (cause & BPNET_CAUSE_ERROR))
+		bpnet_link_event(bp);
+	if (bpnet_reap_tx(bp, tx_used, budget))
+		return -EPROTO;
+	return bpnet_reap_rx(bp, rx_used, budget);
+}
+
+/* Completions the host has not taken yet (host RAM only). */
+bool bpnet_status_pending(struct bpnet *bp)
+{
+	struct bpnet_status *st = bp->status;
+
+	return le32_to_cpu(READ_ONCE(st->tx_used)) != READ_ONCE(bp->tx_seen) ||
+	       le32_to_cpu(READ_ONCE(st->rx_used)) != READ_ONCE(bp->rx_seen);
+}
+
+static int bpnet_poll(struct napi_struct *napi, int budget)
+{
+	struct bpnet *bp = container_of(napi, struct bpnet, napi);
+	bool pending;
+	int done;
+
+	if (bp->broken)
+		goto idle;
+	bp->interrupts = false;
+	done = bpnet_reap(bp, budget);
+	if (done < 0)
+		goto idle;
+	if (done == budget) {
+		/* Polling on: no interrupts until the host asks again. */
+		bpnet_publish_events(bp);
+		return budget;
+	}
+	/*
+	 * About to sleep: ask for an interrupt at the next completion, then
+	 * look once more, so a completion the agent made before it saw the
+	 * new event is not left waiting.
+	 */
+	bp->interrupts = true;
+	bpnet_publish_events(bp);
+	/*
+	 * The event write before the status block is looked at again. Pairs
+	 * with the agent's bpnet_ring::Engine::complete, which reads
+	 * tx_used_event and rx_used_event only after the chain that carried
+	 * the new tx_used and rx_used ended (the sync in ChainDma::poll and the
+	 * one opening SharedRegion::read): either it sees the new event and
+	 * interrupts, or this look sees its indexes.
+	 */
+	mb();
+	pending = bpnet_status_pending(bp);
+	if (napi_complete_done(napi, done) && pending)
+		napi_schedule(napi);
+	return done;
+
+idle:
+	napi_complete(napi);
+	return 0;
+}
+
+void bpnet_status_event(struct bpnet *bp)
+{
+	napi_schedule(&bp->napi);
+}
+
+static int bpnet_open(struct net_device *netdev)
+{
+	struct bpnet *bp = netdev_priv(netdev);
+
+	/* Carrier comes with the agent's first status block (bpnet_reap). */
+	netif_carrier_off(netdev);
+	netif_stop_queue(netdev);
+	bpnet_link_open(bp);
+	return 0;
+}
+
+static int bpnet_stop(struct net_device *netdev)
+{
+	bpnet_link_close(netdev_priv(netdev));
+	return 0;
+}
+
+static int bpnet_change_mtu(struct net_device *netdev, int new_mtu)
+{
+	return bpnet_link_change_mtu(netdev_priv(netdev), new_mtu);
+}
+
+static void bpnet_get_stats64(struct net_device *netdev, struct rtnl_link_stats64 *stats)
+{
+	struct bpnet *bp = netdev_priv(netdev);
+
+	stats->tx_packets = atomic64_read(&bp->stats[BPNET_STAT_tx_frames]);
+	stats->tx_bytes = atomic64_read(&bp->stats[BPNET_STAT_tx_bytes]);
+	stats->tx_errors = atomic64_read(&bp->stats[BPNET_STAT_tx_errors]);
+	stats->tx_dropped = atomic64_read(&bp->stats[BPNET_STAT_tx_dropped]);
+	stats->rx_packets = atomic64_read(&bp->stats[BPNET_STAT_rx_frames]);
+	stats->rx_bytes = atomic64_read(&bp->stats[BPNET_STAT_rx_bytes]);
+	stats->rx_errors = atomic64_read(&bp->stats[BPNET_STAT_rx_errors]);
+	stats->rx_dropped = atomic64_read(&bp->stats[BPNET_STAT_rx_dropped]);
+}
+
+static const struct net_device_ops bpnet_netdev_ops = {
+	.ndo_open = bpnet_open,
+	.ndo_stop = bpnet_stop,
+	.ndo_start_xmit = bpnet_start_xmit,
+	.ndo_change_mtu = bpnet_change_mtu,
+	.ndo_get_stats64 = bpnet_get_stats64,
+	.ndo_set_mac_address = eth_mac_addr,
+	.ndo_validate_addr = eth_validate_addr,
+};
+
+static int bpnet_probe(struct pci_dev *pdev, const struct pci_device_id *id)
+{
+	const struct bpnet_bus_ops *ops = (const struct bpnet_bus_ops *)id->driver_data;
+	struct net_device *netdev;
+	struct bpnet *bp;
+	int err, i;
+
+	BUILD_BUG_ON_NOT_POWER_OF_2(BPNET_HOST_WINDOW_BYTES);
+	netdev = alloc_etherdev(sizeof(*bp));
+	if (!netdev)
+		return -ENOMEM;
+	SET_NETDEV_DEV(netdev, &pdev->dev);
+	bp = netdev_priv(netdev);
+	bp->netdev = netdev;
+	bp->pdev = pdev;
+	bp->ops = ops;
+	bpnet_link_init(bp);
+	for (i = 0; i < BPNET_HOST_STATS; i++)
+		atomic64_set(&bp->stats[i], 0);
+	pci_set_drvdata(pdev, bp);
+	netif_napi_add(netdev, &bp->napi, bpnet_poll);
+
+	err = pcim_enable_device(pdev);
+	if (err)
+		goto err_free;
+	err = dma_set_mask_and_coherent(&pdev->dev, BPNET_DMA_MASK);
+	if (err) {
+		dev_err(&pdev->dev, "no DMA below %#x, the agent's window onto host RAM\n",
+			BPNET_HOST_WINDOW_BYTES);
+		goto err_free;
+	}
+	pci_set_master(pdev);
+	err = ops->start(bp);
+	if (err)
+		goto err_free;
+
+	/* The MAC, if the agent is already there; the header is read again at set-up. */
+	bpnet_link_probe(bp);
+	if (bp->agent_valid && is_valid_ether_addr(bp->agent.mac))
+		eth_hw_addr_set(netdev, bp->agent.mac);
+	else
+		eth_hw_addr_random(netdev);
+
+	netdev->netdev_ops = &bpnet_netdev_ops;
+	netdev->ethtool_ops = &bpnet_ethtool_ops;
+	netdev->min_mtu = BPNET_MTU_MIN;
+	netdev->max_mtu = BPNET_MTU_MAX;
+	netdev->hw_features = NETIF_F_HW_CSUM | NETIF_F_RXCSUM;
+	netdev->features = netdev->hw_features;
+	strscpy(netdev->name, "bp%d", sizeof(netdev->name));
+	netif_carrier_off(netdev);
+	err = register_netdev(netdev);
+	if (err)
+		goto err_stop;
+	netdev_info(netdev, "%s agent at %s, MAC %pM%s\n", ops->name, pci_name(pdev),
+		    netdev->dev_addr, bp->agent_valid ? "" : " (random: agent not ready)");
+	return 0;
+
+err_stop:
+	bpnet_storm_reset(bp);
+	ops->stop(bp);
+	bpnet_link_free(bp);
+err_free:
+	free_netdev(netdev);
+	return err;
+}
+
+static void bpnet_remove(struct pci_dev *pdev)
+{
+	struct bpnet *bp = pci_get_drvdata(pdev);
+	struct net_device *netdev = bp->netdev;
+
+	/* ndo_stop takes the link down: host_state DOWN, WORK, bounded wait, free. */
+	unregister_netdev(netdev);
+	/* free_irq wants the interrupts as they were requested. */
+	bpnet_storm_reset(bp);
+	bp->ops->stop(bp);
+	bpnet_link_free(bp);
+	free_netdev(netdev);
+}
+
+static const struct pci_device_id bpnet_pci_ids[] = {
+	/* ivshmem-doorbell: the virtual backplane. */
+	{ PCI_VDEVICE(REDHAT_QUMRANET, 0x1110), (kernel_ulong_t)&bpnet_ivshmem_ops },
+	/*
+	 * MPC834x in agent mode. 0x0086 (MPC8343E) is confirmed; the others
+	 * follow the public PCI ID list and are not checked on hardware.
+	 */
+	{ PCI_VDEVICE(FREESCALE, 0x0080), (kernel_ulong_t)&bpnet_mpc834x_ops },
+	{ PCI_VDEVICE(FREESCALE, 0x0081), (kernel_ulong_t)&bpnet_mpc834x_ops },
+	{ PCI_VDEVICE(FREESCALE, 0x0082), (kernel_ulong_t)&bpnet_mpc834x_ops },
+	{ PCI_VDEVICE(FREESCALE, 0x0083), (kernel_ulong_t)&bpnet_mpc834x_ops },
+	{ PCI_VDEVICE(FREESCALE, 0x0084), (kernel_ulong_t)&bpnet_mpc834x_ops },
+	{ PCI_VDEVICE(FREESCALE, 0x0085), (kernel_ulong_t)&bpnet_mpc834x_ops },
+	{ PCI_VDEVICE(FREESCALE, 0x0086), (kernel_ulong_t)&bpnet_mpc834x_ops },
+	{ PCI_VDEVICE(FREESCALE, 0x0087), (kernel_ulong_t)&bpnet_mpc834x_ops },
+	{ }
+};
+MODULE_DEVICE_TABLE(pci, bpnet_pci_ids);
+
+static struct pci_driver bpnet_pci_driver = {
+	.name = BPNET_DRV_NAME,
+	.id_table = bpnet_pci_ids,
+	.probe = bpnet_probe,
+	.remove = bpnet_remove,
+	.dev_groups = bpnet_groups,
+};
+module_pci_driver(bpnet_pci_driver);
+
+MODULE_DESCRIPTION("bpnet: Ethernet over a PCI backplane (host side)");
+MODULE_LICENSE("GPL");

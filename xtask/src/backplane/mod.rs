@@ -1,0 +1,401 @@
+//! `cargo xtask backplane`: the virtual backplane end to end, and the suite driver the demo and the
+//! bench use too. A Linux guest (Debian's kernel in qemu-system-x86_64, TCG) with its RAM in a shared
+//! file and one ivshmem-doorbell device per agent, each served by a board emulator running the
+//! firmware ([`rig`]), boots an image of the suites' scripts, the `bpnet-guest` tool, bpctl and
+//! `bpnet.ko` ([`image`]) and reports on its second serial port ([`results`]). A suite passes when
+//! every check the guest reported passes, the guest reached its end, every agent ran until its host
+//! left, the agents' summaries meet the guest's expectations and the guest's kernel log is clean.
+//! Artefacts stay under `target/backplane/`.
+
+mod image;
+mod results;
+mod rig;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+pub(crate) use image::{prepare, Tools};
+use results::{json_str, Channel, Check};
+use rig::Rig;
+
+use crate::firmware::{self, Variant};
+use crate::util::{self, Error, Result};
+
+/// Bytes each agent echoes in the network suites (the issue's 10 MB).
+const ECHO_BYTES: u64 = 10 << 20;
+
+/// One boot of the guest.
+#[derive(Debug, Clone)]
+pub(crate) struct Suite {
+    /// Name in reports and of the run directory.
+    pub name: String,
+    /// Script in the initramfs (`tests/backplane/<guest>.sh`).
+    pub guest: &'static str,
+    pub agents: u32,
+    pub needs_module: bool,
+    pub bytes: u64,
+    pub timeout: Duration,
+    /// The agents run the boot stage from their flash file, slot A provisioned with the signed
+    /// firmware image (as a board fresh from production), instead of the firmware ELF loaded directly.
+    pub boot_stage: bool,
+    /// Show the guest's `SAY` lines and each check as they come (the demo), not only the report.
+    pub live: bool,
+    /// Each agent's flash holds a board identity record (serial 1001 + n, slot n), so agent n takes
+    /// 10.83.n.2 and MACs of its own, as boards in a chassis do; otherwise every agent is 10.83.49.2.
+    pub identities: bool,
+}
+
+fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
+    let infra = |n: u32| Suite {
+        name: format!("infra-{n}"),
+        guest: "infra",
+        agents: n,
+        needs_module: false,
+        bytes: 0,
+        timeout: Duration::from_secs(120),
+        boot_stage: false,
+        live: false,
+        identities: false,
+    };
+    let net = |n: u32| Suite {
+        name: format!("net-{n}"),
+        guest: "net",
+        agents: n,
+        needs_module: true,
+        bytes: bytes.unwrap_or(ECHO_BYTES),
+        timeout: Duration::from_secs(420),
+        boot_stage: false,
+        live: false,
+        identities: false,
+    };
+    // Agent 0 runs the hostile image, agent 1 the normal one (see agent_firmware).
+    let hostile = Suite {
+        name: "hostile-2".into(),
+        guest: "hostile",
+        agents: 2,
+        needs_module: true,
+        bytes: 300 << 10,
+        timeout: Duration::from_secs(600),
+        boot_stage: false,
+        live: false,
+        identities: false,
+    };
+    // bpctl (tests/backplane/bpctl.sh) against two agents.
+    let bpctl = Suite {
+        name: "bpctl-2".into(),
+        guest: "bpctl",
+        agents: 2,
+        needs_module: true,
+        bytes: 2 << 20,
+        timeout: Duration::from_secs(420),
+        boot_stage: false,
+        live: false,
+        identities: false,
+    };
+    // Flashing, netbooting, recovery and reset (tests/backplane/update.sh), two agents in boot-stage
+    // mode; the guest serves TFTP.
+    let update = Suite {
+        name: "update-2".into(),
+        guest: "update",
+        agents: 2,
+        needs_module: true,
+        bytes: 0,
+        timeout: Duration::from_secs(1200),
+        boot_stage: true,
+        live: false,
+        identities: false,
+    };
+    match agents {
+        Some(n) => vec![infra(n), net(n), hostile, bpctl, update],
+        None => vec![infra(4), net(1), net(4), hostile, bpctl, update],
+    }
+}
+
+/// The image agent `n` of `suite` runs: the hostile suite's agent 0 breaks the contract on purpose.
+fn agent_firmware(tools: &Tools, suite: &Suite, n: u32) -> Result<PathBuf> {
+    match (suite.guest, n) {
+        ("hostile", 0) => firmware::build(Variant::HostileAgent),
+        _ => Ok(tools.firmware.clone()),
+    }
+}
+
+const HELP: &str = "\
+cargo xtask backplane [--suite infra|net|hostile|bpctl|update] [--agents N] [--bytes N]
+
+Boots Debian's kernel in qemu-system-x86_64 with one ivshmem-doorbell device per agent, each served
+by a board emulator running the firmware, and runs the guest's test suites:
+  infra  the devices, the shared region behind BAR2 and the doorbells (no kernel module needed)
+  net    bpnet.ko: ping, TCP echo verified byte for byte, MTUs, agent reset, rmmod/insmod under
+         traffic, counters, a clean kernel log
+  hostile  2 agents, agent 0 running an image that breaks the contract in phases (bad completions,
+         indexes, an interrupt storm, a garbage header, a flapping state): bp0 is marked broken each
+         time, bp1 keeps carrying traffic, the kernel stays clean (--agents does not apply)
+  bpctl  2 agents: `bpctl list` (link, firmware version), `list --json`, `logs` decoded with the
+         firmware ELF, `bench` both ways (--agents does not apply)
+  update 2 agents started by the boot stage from their flash (slot A = the signed firmware image):
+         `bpctl list` boot info, `bpctl flash all` (both come back confirmed on slot B), netboot from
+         the guest's TFTP server (in.tftpd), `boot --via-bar` (recovery), `reset` (network and
+         --hard), `logs`, a bad image refused while the agent keeps working (--agents does not apply)
+Default: infra with 4 agents, net with 1 and with 4, hostile, bpctl, update. Artefacts:
+target/backplane/<suite>-<agents>/.";
+
+pub fn run(args: &[String]) -> Result<ExitCode> {
+    let mut args = args.to_vec();
+    if util::take_flag(&mut args, "--help") {
+        println!("{HELP}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let only = util::take_value(&mut args, "--suite")?;
+    let agents = util::take_value(&mut args, "--agents")?
+        .map(|v| v.parse::<u32>().ok().filter(|n| (1..=20).contains(n)).ok_or(v))
+        .transpose()
+        .map_err(|v| Error::Usage(format!("--agents: {v} is not 1..20")))?;
+    let bytes = util::take_value(&mut args, "--bytes")?
+        .map(|v| v.parse::<u64>().map_err(|_| Error::Usage(format!("--bytes: {v} is not a number"))))
+        .transpose()?;
+    util::no_more(&args)?;
+    let mut chosen = suites(agents, bytes);
+    if let Some(only) = &only {
+        chosen.retain(|s| s.guest == only);
+        if chosen.is_empty() {
+            return Err(Error::Usage(format!("--suite: no suite `{only}` (infra, net, hostile, bpctl, update)")));
+        }
+    }
+    run_suites(&chosen)
+}
+
+/// `cargo xtask test --backplane`: every suite.
+pub fn test() -> Result<ExitCode> {
+    run_suites(&suites(None, None))
+}
+
+fn run_suites(chosen: &[Suite]) -> Result<ExitCode> {
+    let started = Instant::now();
+    let tools = prepare(chosen.iter().any(|s| s.needs_module), chosen.iter().any(|s| s.boot_stage))?;
+    let mut reports = Vec::new();
+    for suite in chosen {
+        eprintln!("xtask: backplane: {} ({} agent(s))", suite.name, suite.agents);
+        let report = run_suite(&tools, suite)?;
+        report.print();
+        reports.push(report);
+    }
+    let failed: Vec<&str> = reports.iter().filter(|r| !r.passed()).map(|r| r.suite.as_str()).collect();
+    let checks: usize = reports.iter().map(|r| r.checks.len()).sum();
+    let bad: usize = reports.iter().map(|r| r.checks.iter().filter(|c| !c.pass).count()).sum();
+    println!(
+        "xtask backplane: {} suite(s), {checks} checks, {bad} failed, {:.0} s",
+        reports.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Error::Failed(format!("backplane suites failed: {}", failed.join(", "))))
+    }
+}
+
+fn out_dir() -> PathBuf {
+    util::root().join("target/backplane")
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |e| Error::Io(what, e)
+}
+
+/// One suite on a rig of its own: the guest's checks as they come (the guest's reset requests acted on),
+/// then the harness's own: the guest reached END, every agent ran until its host left and meets the
+/// guest's expectations, the guest's kernel log is clean.
+pub(crate) fn run_suite(tools: &Tools, suite: &Suite) -> Result<Report> {
+    let started = Instant::now();
+    let dir = out_dir().join(&suite.name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    let mut rig = Rig::start(tools, suite, &dir)?;
+
+    let mut channel = Channel::default();
+    let mut checks = Vec::new();
+    let results = dir.join("results.log");
+    let deadline = Instant::now() + suite.timeout;
+    let mut qemu_status = None;
+    while !channel.ended {
+        for n in channel.take(&results, suite.agents, suite.live) {
+            if rig.reset_agent(n) {
+                eprintln!("xtask: backplane: reset of agent {n} requested by the guest");
+            } else {
+                checks.push(Check {
+                    name: format!("agent{n}-reset"),
+                    pass: false,
+                    detail: "reset requested by the guest; its emulator is not running".into(),
+                });
+            }
+        }
+        if channel.ended {
+            break;
+        }
+        if let Some(status) = rig.qemu_exited() {
+            qemu_status = Some(status);
+            // A last look: the guest may have written its last lines just before powering off. A reset
+            // it asked for then has no guest left to see it.
+            channel.take(&results, suite.agents, suite.live);
+            break;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let finished = channel.ended;
+    checks.append(&mut channel.checks);
+    checks.push(Check {
+        name: "guest-finished".into(),
+        pass: finished,
+        detail: if finished {
+            format!("suite ran to its end in {:.1} s", started.elapsed().as_secs_f64())
+        } else if let Some(status) = qemu_status {
+            format!("QEMU exited ({status}) before the suite's END")
+        } else {
+            format!("no END within {} s", suite.timeout.as_secs())
+        },
+    });
+    // The guest powers off after END; then every emulator sees its host disconnect and stops by itself.
+    if qemu_status.is_none() {
+        rig.stop_qemu();
+    }
+    for n in 0..suite.agents {
+        let stop = rig.stop_agent(n);
+        let summary = std::fs::read_to_string(dir.join(format!("agent{n}.json"))).unwrap_or_default();
+        checks.push(agent_ran(n, &stop, &summary));
+        for e in channel.expects.iter().filter(|e| e.agent == n) {
+            checks.push(e.check(&summary));
+        }
+    }
+    checks.push(console_clean(&dir.join("console.log")));
+    drop(rig);
+    Ok(Report {
+        suite: suite.name.clone(),
+        checks,
+        seconds: started.elapsed().as_secs_f64(),
+        dir,
+        agents: suite.agents,
+    })
+}
+
+/// Agent `n` ran until its host left: the guest reached it (it rang its doorbell at least once, which
+/// every suite does, so an agent whose guest never booted fails), and once the host left it stopped
+/// by itself, cleanly, at its idle loop.
+fn agent_ran(n: u32, stop: &rig::AgentStop, summary: &str) -> Check {
+    let end = json_str(summary, "host_end");
+    let outcome = json_str(summary, "outcome").unwrap_or_else(|| "no summary".into());
+    let rung = results::json_u64(summary, "ivshmem_work_doorbells").unwrap_or(0);
+    let status = stop.status.map_or("did not stop".to_string(), |s| s.to_string());
+    let clean = stop.status.is_some_and(|s| s.success()) && outcome == "idle";
+    let detail = match &end {
+        _ if !clean => {
+            format!("emulator {status}, outcome {outcome}: {}", json_str(summary, "message").unwrap_or_default())
+        }
+        None => format!("emulator {status}: its host never connected"),
+        Some(_) if rung == 0 => "the guest never rang it: its host never ran a suite".to_string(),
+        Some(e) if !stop.by_itself => format!("still running after its host left ({e}): stopped ({status})"),
+        Some(e) => format!("stopped when {e} ({status}), rung {rung} times"),
+    };
+    Check {
+        name: format!("agent{n}-ran-to-the-end"),
+        pass: clean && end.is_some() && rung > 0 && stop.by_itself,
+        detail,
+    }
+}
+
+/// The guest's kernel log (the console) has no warning, BUG or oops.
+fn console_clean(path: &Path) -> Check {
+    const BAD: &[&str] = &["WARNING:", "BUG:", "Oops", "general protection fault", "Call Trace", "Kernel panic"];
+    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let hits: Vec<&str> = text.lines().filter(|l| BAD.iter().any(|b| l.contains(b))).take(3).collect();
+    Check {
+        name: "guest-console-clean".into(),
+        pass: !text.is_empty() && hits.is_empty(),
+        detail: if text.is_empty() {
+            "the console log is empty".into()
+        } else if hits.is_empty() {
+            "no WARN/BUG/oops/panic in the console log".into()
+        } else {
+            hits.join(" | ")
+        },
+    }
+}
+
+pub(crate) struct Report {
+    pub suite: String,
+    pub checks: Vec<Check>,
+    pub seconds: f64,
+    pub dir: PathBuf,
+    agents: u32,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        !self.checks.is_empty() && self.checks.iter().all(|c| c.pass)
+    }
+
+    pub fn print(&self) {
+        for c in &self.checks {
+            println!("  {} {:<28} {}", if c.pass { "PASS" } else { "FAIL" }, c.name, c.detail);
+        }
+        let bad = self.checks.iter().filter(|c| !c.pass).count();
+        println!(
+            "backplane {}: {} checks, {bad} failed, {:.1} s ({})",
+            self.suite,
+            self.checks.len(),
+            self.seconds,
+            self.dir.display()
+        );
+        if bad > 0 {
+            print_tail(&self.dir.join("console.log"), 40);
+            for n in 0..self.agents {
+                print_tail(&self.dir.join(format!("agent{n}.err")), 8);
+                print_tail(&self.dir.join(format!("agent{n}.log")), 15);
+            }
+            print_tail(&self.dir.join("qemu.log"), 10);
+        }
+    }
+}
+
+fn print_tail(path: &Path, lines: usize) {
+    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    if all.is_empty() {
+        return;
+    }
+    println!("  --- last {} lines of {} ---", lines.min(all.len()), path.display());
+    for l in &all[all.len().saturating_sub(lines)..] {
+        println!("  | {l}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
+
+    use super::*;
+
+    fn stop(by_itself: bool) -> rig::AgentStop {
+        rig::AgentStop { status: Some(ExitStatus::from_raw(0)), by_itself }
+    }
+
+    #[test]
+    fn an_agent_runs_to_the_end_only_for_a_guest_that_ran() {
+        let ran = r#"{"outcome":"idle","host_end":"the host closed the connection","ivshmem_work_doorbells":5}"#;
+        assert!(agent_ran(0, &stop(true), ran).pass);
+        // QEMU connected to the agent's socket and went away before booting a guest.
+        let no_guest = r#"{"outcome":"idle","host_end":"the host closed the connection","ivshmem_work_doorbells":0}"#;
+        let c = agent_ran(0, &stop(true), no_guest);
+        assert!(!c.pass && c.detail.contains("never rang"), "{}", c.detail);
+        // Still running after its host left: stopped by the harness, whatever it then wrote.
+        let stopped = r#"{"outcome":"idle","host_end":"stopped by SIGTERM","ivshmem_work_doorbells":5}"#;
+        assert!(!agent_ran(0, &stop(false), stopped).pass);
+        // Stopped before any host connected: no summary at all.
+        assert!(!agent_ran(0, &stop(true), "").pass);
+    }
+}
