@@ -5,7 +5,7 @@
  * One PCI function per agent, one net_device per agent. The bus personalities
  * (ivshmem, mpc834x) map the shared region, ring the agent and take its
  * interrupts; everything else is shared. Logic and names follow the host model
- * in tests/emulator/src/host.rs.
+ * in tests/support/src/host.rs.
  */
 #ifndef BPNET_H
 #define BPNET_H
