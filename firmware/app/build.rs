@@ -1,28 +1,17 @@
-//! Link the firmware with the common script (linker/link.x), the board's memory map
-//! (linker/<board>/memory.x, or linker/<board>-boot/memory.x for the boot stage) and defmt's table
-//! script; build in the public key images must be signed with.
+//! Link the firmware and its test images with the board's memory map (linker/mpc8349emds/memory.x);
+//! build in the public key images must be signed with (the library's `key`, which the boot stage uses
+//! too).
 use std::path::PathBuf;
 
-const BOARD: &str = "mpc8349emds";
+include!("../../linker/link.rs");
+
 /// The public key file (64 hex digits, `bpnet-image keygen`) whose images this build starts.
 const KEY_VAR: &str = "BPNET_IMAGE_PUBKEY";
 
 fn main() {
-    if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() != Ok("powerpc") {
+    if !link_firmware("mpc8349emds") {
         return;
     }
-    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../linker");
-    let memory = if std::env::var_os("CARGO_FEATURE_BOOT_STAGE").is_some() {
-        root.join(format!("{BOARD}-boot"))
-    } else {
-        root.join(BOARD)
-    };
-    println!("cargo:rustc-link-search={}", root.display());
-    println!("cargo:rustc-link-search={}", memory.display());
-    println!("cargo:rustc-link-arg=-Tlink.x");
-    println!("cargo:rustc-link-arg=-Tdefmt.x");
-    println!("cargo:rerun-if-changed={}", root.join("link.x").display());
-    println!("cargo:rerun-if-changed={}", memory.join("memory.x").display());
     println!("cargo:rerun-if-env-changed=DEFMT_LOG");
     public_key();
 }

@@ -18,7 +18,7 @@ use crate::util::{self, Error, Result};
 const PCI_CLOCK_HZ: f64 = 100e6 / 3.0;
 const WRITE_RATE: f64 = PCI_CLOCK_HZ * 256.0 / 71.0;
 const READ_RATE: f64 = PCI_CLOCK_HZ * 256.0 / 85.0;
-/// Chained transfer sizes the self-test measures, in marker order (firmware/app/src/selftest.rs).
+/// Chained transfer sizes the self-test measures, in marker order (firmware/app/src/bin/selftest.rs).
 const CHAIN_SIZES: [u64; 4] = [64, 1500, 9000, 65536];
 
 fn marker(run: &Summary, id: u64) -> Result<(u64, u64)> {

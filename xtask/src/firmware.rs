@@ -7,7 +7,8 @@ use crate::util::{self, Error, Result};
 
 pub const TARGET: &str = "powerpc-e300-none-eabi";
 
-/// The firmware variants the tests use, by feature set.
+/// The firmware programs the tests use: the firmware, its test images and the boot stage, each a
+/// binary of its own (`firmware/app/src/main.rs`, `firmware/app/src/bin/`, `firmware/boot`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
     Release,
@@ -25,26 +26,35 @@ pub enum Variant {
     BootStage,
 }
 
+/// The test images, each `bpnet-firmware-<name>` (binary and ELF), for `--variant <name>`.
+const TEST_IMAGES: [Variant; 6] = [
+    Variant::FaultTest,
+    Variant::PanicTest,
+    Variant::CpuBench,
+    Variant::SelfTest,
+    Variant::RingBench,
+    Variant::HostileAgent,
+];
+
 impl Variant {
-    pub fn features(self) -> Option<&'static str> {
+    /// The cargo package and binary that build the variant; its ELF is `<binary>.elf`.
+    fn binary(self) -> (&'static str, &'static str) {
+        let firmware = "bpnet-firmware";
         match self {
-            Variant::Release => None,
-            Variant::FaultTest => Some("fault-test"),
-            Variant::PanicTest => Some("panic-test"),
-            Variant::CpuBench => Some("cpu-bench"),
-            Variant::SelfTest => Some("selftest"),
-            Variant::RingBench => Some("ring-bench"),
-            Variant::HostileAgent => Some("hostile-agent"),
-            Variant::BootStage => Some("boot-stage"),
+            Variant::Release => (firmware, "bpnet-firmware"),
+            Variant::FaultTest => (firmware, "bpnet-firmware-fault-test"),
+            Variant::PanicTest => (firmware, "bpnet-firmware-panic-test"),
+            Variant::CpuBench => (firmware, "bpnet-firmware-cpu-bench"),
+            Variant::SelfTest => (firmware, "bpnet-firmware-selftest"),
+            Variant::RingBench => (firmware, "bpnet-firmware-ring-bench"),
+            Variant::HostileAgent => (firmware, "bpnet-firmware-hostile-agent"),
+            Variant::BootStage => ("bpnet-boot", "bpnet-boot"),
         }
     }
 
-    fn file_name(self) -> String {
-        match self.features() {
-            None => "bpnet-firmware.elf".into(),
-            Some("boot-stage") => "bpnet-boot.elf".into(),
-            Some(f) => format!("bpnet-firmware-{f}.elf"),
-        }
+    /// A test image's name: its binary without the `bpnet-firmware-` prefix.
+    fn test_image_name(self) -> Option<&'static str> {
+        self.binary().1.strip_prefix("bpnet-firmware-")
     }
 }
 
@@ -52,7 +62,8 @@ impl Variant {
 /// other), with a raw binary for U-Boot's `go` next to it. The release firmware also gets its signed
 /// image (`bpnet-firmware.img`, [`image`]).
 pub fn build(variant: Variant) -> Result<PathBuf> {
-    let elf = build_features(variant.features(), &variant.file_name())?;
+    let (package, binary) = variant.binary();
+    let elf = build_binary(package, binary)?;
     if variant == Variant::Release {
         sign(&elf.with_extension("bin"), &elf.with_extension("img"))?;
     }
@@ -99,11 +110,12 @@ fn workspace_version() -> Result<u32> {
     }
 }
 
-fn build_features(features: Option<&str>, file_name: &str) -> Result<PathBuf> {
+/// Build one program (`binary` of `package`) and copy it out as `target/firmware/<binary>.elf`.
+fn build_binary(package: &str, binary: &str) -> Result<PathBuf> {
     crate::setup::ensure()?;
     let root = util::root();
-    // Every variant is linked to the same path before it is copied out under its own name: two
-    // builds at once (two terminals, a test run) would copy each other's image. One at a time.
+    // Each program is linked to one path under target/ppc and copied out from there: two builds at
+    // once (two terminals, a test run) could copy an image the other is linking. One at a time.
     let out_dir = root.join("target/firmware");
     std::fs::create_dir_all(&out_dir).map_err(|e| Error::Io(format!("creating {}", out_dir.display()), e))?;
     let lock_path = out_dir.join(".build.lock");
@@ -111,7 +123,7 @@ fn build_features(features: Option<&str>, file_name: &str) -> Result<PathBuf> {
         std::fs::File::create(&lock_path).map_err(|e| Error::Io(format!("creating {}", lock_path.display()), e))?;
     lock.lock().map_err(|e| Error::Io(format!("locking {}", lock_path.display()), e))?;
     let mut cmd = util::debian_cargo();
-    cmd.args(["build", "-p", "bpnet-firmware", "--profile", "firmware", "-j2"])
+    cmd.args(["build", "-p", package, "--bin", binary, "--profile", "firmware", "-j2"])
         .arg("--target")
         .arg(root.join("firmware").join(format!("{TARGET}.json")))
         .args([
@@ -122,12 +134,9 @@ fn build_features(features: Option<&str>, file_name: &str) -> Result<PathBuf> {
         // Log level compiled into the image; defmt keeps only `error` without it.
         .env("DEFMT_LOG", "info")
         .env(PUBLIC_KEY_VAR, public_key()?);
-    if let Some(f) = features {
-        cmd.args(["--features", f]);
-    }
     util::run(&mut cmd, "firmware build")?;
-    let built = root.join("target/ppc").join(TARGET).join("firmware/bpnet-firmware");
-    let elf = out_dir.join(file_name);
+    let built = root.join("target/ppc").join(TARGET).join("firmware").join(binary);
+    let elf = out_dir.join(format!("{binary}.elf"));
     std::fs::copy(&built, &elf).map_err(|e| Error::Io(format!("copying {}", built.display()), e))?;
     let bin = elf.with_extension("bin");
     write_raw_binary(&elf, &bin)?;
@@ -220,9 +229,9 @@ fn section_size(data: &[u8], name: &str) -> Option<u64> {
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut args = args.to_vec();
-    let features = util::take_value(&mut args, "--features")?;
+    let variant = util::take_value(&mut args, "--variant")?;
     util::no_more(&args)?;
-    match features.as_deref() {
+    match variant.as_deref() {
         None => {
             // The firmware, its signed image and the boot stage: what a board's flash holds.
             let elf = build(Variant::Release)?;
@@ -230,9 +239,12 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             println!("{}", image(&elf).display());
             println!("{}", build(Variant::BootStage)?.display());
         }
-        Some(f) => {
-            let elf = build_features(Some(f), &format!("bpnet-firmware-{}.elf", f.replace([',', ' '], "+")))?;
-            println!("{}", elf.display());
+        Some(name) => {
+            let Some(variant) = TEST_IMAGES.into_iter().find(|v| v.test_image_name() == Some(name)) else {
+                let names: Vec<&str> = TEST_IMAGES.iter().filter_map(|v| v.test_image_name()).collect();
+                return Err(Error::Usage(format!("--variant {name}: not a test image (one of {})", names.join(", "))));
+            };
+            println!("{}", build(variant)?.display());
         }
     }
     Ok(ExitCode::SUCCESS)

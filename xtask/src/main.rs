@@ -27,8 +27,9 @@ Commands:
   backplane [--suite S] [--agents N] [--bytes N]
                            Linux (qemu-system-x86_64) with one ivshmem device per agent, each
                            served by a board emulator; runs the guest's suites, prints a summary
-  firmware [--features F]  build the firmware, its signed image and the boot stage (their paths
-                           are printed; with --features, that variant's ELF only)
+  firmware [--variant V]   build the firmware, its signed image and the boot stage (their paths
+                           are printed; with --variant, that test image's ELF only: fault-test,
+                           panic-test, cpu-bench, selftest, ring-bench, hostile-agent)
   emu [--firmware ELF] [--max-insns N] [--selftest] [--from-flash]
                            boot a firmware ELF on the board emulator (console on stdout);
                            --from-flash: power on into the boot stage, which starts the ELF's

@@ -10,8 +10,9 @@ use crate::util::{self, Error, Result};
 /// Portable crates that also run big-endian (PowerPC Linux user mode under qemu-ppc).
 const BIG_ENDIAN_CRATES: &[&str] =
     &["bpnet-contract", "bpnet-ring", "bpnet-services", "bpnet-image", "bpnet-tftp", "norflash", "mpc8349"];
-/// Crates that only build for the firmware target; linted there.
-const FIRMWARE_CRATES: &[&str] = &["bpnet-firmware", "e300", "mpc8349", "mpc8349emds"];
+/// Crates that only build for the firmware target; linted there, every library and binary of each:
+/// the firmware, its test images and the boot stage.
+const FIRMWARE_CRATES: &[&str] = &["bpnet-firmware", "bpnet-boot", "e300", "mpc8349", "mpc8349emds"];
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut args = args.to_vec();
@@ -52,12 +53,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             Ok(())
         },
     )?;
-    step("firmware lints (clippy, PowerPC target: firmware and boot stage)", &mut || {
-        for features in [None, Some("boot-stage")] {
-            firmware_clippy(features)?;
-        }
-        Ok(())
-    })?;
+    step("firmware lints (clippy, PowerPC target: firmware, test images and boot stage)", &mut || firmware_clippy())?;
     step("host lints (clippy)", &mut || {
         util::run(util::host_cargo().args(["clippy", "--all-targets", "-j2", "--", "-D", "warnings"]), "host clippy")
     })?;
@@ -109,8 +105,9 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Clippy over the firmware crates for the PowerPC target, with `features` on the app.
-fn firmware_clippy(features: Option<&str>) -> Result<()> {
+/// Clippy over the firmware crates for the PowerPC target: cargo's default targets, every library and
+/// binary, so every program is linted.
+fn firmware_clippy() -> Result<()> {
     let root = util::root();
     let mut cmd = util::debian_cargo();
     cmd.args(["clippy", "--profile", "firmware", "-j2"])
@@ -125,9 +122,6 @@ fn firmware_clippy(features: Option<&str>) -> Result<()> {
         .env(firmware::PUBLIC_KEY_VAR, firmware::public_key()?);
     for c in FIRMWARE_CRATES {
         cmd.args(["-p", c]);
-    }
-    if let Some(f) = features {
-        cmd.args(["--features", &format!("bpnet-firmware/{f}")]);
     }
     cmd.args(["--", "-D", "warnings"]);
     util::run(&mut cmd, "firmware clippy")

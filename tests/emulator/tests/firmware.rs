@@ -59,7 +59,7 @@ fn trap_is_reported_with_vector_and_address() {
 fn panic_is_reported_with_location_and_message() {
     let run = emulate(&firmware("BPNET_FIRMWARE_PANIC_ELF"), &[]);
     assert_eq!(run.code, 1, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("PANIC: panicked at firmware/app/src/main.rs:"), "{}", run.stdout);
+    assert!(run.stdout.contains("PANIC: panicked at firmware/app/src/bin/panic-test.rs:"), "{}", run.stdout);
     assert!(run.stdout.contains("panic-test: panicking on purpose"), "{}", run.stdout);
 }
 

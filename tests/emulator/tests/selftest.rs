@@ -1,5 +1,5 @@
-//! The peripheral self-test image (`--features selftest`, built by `cargo xtask test`) on the
-//! emulated board with the echo host: DMA, windows, message unit and interrupts, NOR flash — and
+//! The peripheral self-test image (`bpnet-firmware-selftest.elf`, built by `cargo xtask test`) on
+//! the emulated board with the echo host: DMA, windows, message unit and interrupts, NOR flash — and
 //! what a power cut in the middle of a flash program or erase leaves behind.
 
 mod common;

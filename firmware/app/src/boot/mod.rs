@@ -4,12 +4,10 @@
 //! the boot block (reset, enter recovery), recovery through the BAR ([`recovery`]) and starting a
 //! verified image ([`launch`]).
 //!
-//! The boot stage ([`stage`], `--features boot-stage`) logs to the console only: the defmt table in
+//! The boot stage (`firmware/boot`, `bpnet-boot.elf`) logs to the console only: the defmt table in
 //! its ELF is not the firmware's, so nothing it runs may log through defmt.
 
 pub mod recovery;
-#[cfg(feature = "boot-stage")]
-pub mod stage;
 
 use core::cell::RefCell;
 
@@ -278,6 +276,8 @@ pub fn start(timebase_hz: u32) {
 /// Once the host has brought the link up (ring RUNNING): a firmware started on trial from a slot
 /// confirms it, so the next reset starts it again instead of rolling back. Cheap when there is
 /// nothing to do; tried once per boot.
+// Inlined into its one caller, the data path's main loop: smaller there than as a call.
+#[inline]
 pub fn confirm_if_trial() {
     let todo = critical_section::with(|cs| {
         let mut fw = FIRMWARE.borrow_ref_mut(cs);
@@ -333,6 +333,8 @@ pub fn status() -> Option<BootRepr> {
 /// microseconds until the uptime next needs publishing, for the loop's sleep: within a second while
 /// the link is up (RUNNING), [`NO_DEADLINE`] otherwise (a board with no host up sleeps until it
 /// rings, as before; the uptime is then as of the agent's last wake).
+// Inlined into the data path's main loop, its one caller, which runs it on every pass.
+#[inline]
 pub fn poll() -> u64 {
     let Some((mut repr, hz, start_tb, mut last_seq)) = critical_section::with(|cs| {
         FIRMWARE.borrow_ref(cs).as_ref().map(|fw| (fw.repr, fw.timebase_hz, fw.start_tb, fw.last_seq))

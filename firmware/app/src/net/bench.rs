@@ -1,4 +1,4 @@
-//! The ring path alone, for `cargo xtask bench` (`--features ring-bench`): no stack, so the
+//! The ring path alone, for `cargo xtask bench` (the ring-bench image): no stack, so the
 //! instructions the agent spends per frame are the driver's and the ring engine's.
 //!
 //! Frames from the host are taken and released at once; frames to the host go out as fast as the

@@ -1,4 +1,4 @@
-//! A test image that breaks the contract on purpose (`--features hostile-agent`), for the backplane's
+//! A test image that breaks the contract on purpose (the hostile-agent image), for the backplane's
 //! `hostile` suite: the host must refuse every violation, mark the device broken and keep serving
 //! its other agents.
 //!

@@ -14,19 +14,15 @@
 //!   DMA the host asked to hear about, and [`bpnet_contract::notify::LINK`] when it is READY (after
 //!   boot) or BROKEN.
 
-// The ring-bench and hostile-agent images run the engine without the stack: the stack's half is built
-// but unused.
-#![cfg_attr(any(feature = "ring-bench", feature = "hostile-agent"), allow(dead_code, unused))]
-
-#[cfg(feature = "ring-bench")]
 mod bench;
 mod control;
 mod device;
 mod flash;
-#[cfg(feature = "hostile-agent")]
 mod hostile;
 mod hw;
 mod services;
+
+use core::convert::Infallible;
 
 use bpnet_contract::bar::{self, feature, AgentRepr, Layout};
 use bpnet_contract::ring::Entries;
@@ -53,8 +49,28 @@ const TX_BLOCKED_RETRY: smoltcp::time::Duration = smoltcp::time::Duration::from_
 /// Features offered to the host.
 const FEATURES: u32 = feature::CSUM_OFFLOAD | feature::EVENT_INDEX | feature::MTU;
 
-/// Bring the data path up and run it; never returns. `generation` changes at every boot.
+/// Bring the data path up and serve the network (smoltcp, the services, the control service); never
+/// returns. `generation` changes at every boot.
 pub fn run(timebase_hz: u32, generation: u32) -> ! {
+    start(generation, |engine, mac| serve(engine, mac, timebase_hz))
+}
+
+/// The ring-bench image's data path: the ring engine alone, no stack ([`bench`]); never returns.
+pub fn run_ring_bench(generation: u32) -> ! {
+    start(generation, |engine, mac| bench::run(engine, mac))
+}
+
+/// The hostile-agent image's data path: the ring engine alone, then one contract violation per
+/// connection ([`hostile`]); never returns.
+pub fn run_hostile_agent(timebase_hz: u32, generation: u32) -> ! {
+    start(generation, |engine, _| hostile::run(engine, timebase_hz))
+}
+
+/// Bring the data path up: a clean shared region, the PCI windows, the ring engine over this board's
+/// DMA, BAR and message unit, the doorbell interrupt; then hand the engine and the agent's MAC to
+/// `main_loop`, which never returns (its `Infallible` says so: a closure cannot be declared `-> !`).
+/// The engine stays in this frame: returning it (about 8 KiB) would copy it.
+fn start(generation: u32, main_loop: impl FnOnce(&mut RingEngine, [u8; 6]) -> Infallible) -> ! {
     let immr = mpc8349emds::immr();
     let mut region = SharedWindow::take();
     let entries = match Entries::new(RING_ENTRIES) {
@@ -113,17 +129,10 @@ pub fn run(timebase_hz: u32, generation: u32) -> ! {
     mu.mask_inbound(inbound::IM0I | inbound::IM1I);
     irq::take_doorbells();
     immr.ipic().enable(vector::MESSAGE_UNIT);
-
-    #[cfg(feature = "ring-bench")]
-    bench::run(&mut engine, mac);
-    #[cfg(feature = "hostile-agent")]
-    hostile::run(&mut engine, timebase_hz);
-    #[cfg(not(any(feature = "ring-bench", feature = "hostile-agent")))]
-    serve(&mut engine, mac, timebase_hz)
+    match main_loop(&mut engine, mac) {}
 }
 
 /// smoltcp and the services over the engine, and the main loop; never returns.
-#[cfg(not(feature = "ring-bench"))]
 fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
     use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
     use smoltcp::time::Instant;

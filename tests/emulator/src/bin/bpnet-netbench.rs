@@ -14,7 +14,7 @@ module's place, and prints their figures. Time is virtual (e300 core at 533.33 M
 cycle; DMA timed by the bus model, see `bpnet-emu --describe-bus-model`); instruction counts are exact.
 
   --firmware ELF       the release firmware (smoltcp and its services)
-  --ring-firmware ELF  the firmware built with `--features ring-bench` (the ring path without a stack)
+  --ring-firmware ELF  the ring-bench image, bpnet-firmware-ring-bench.elf (the ring path without a stack)
   --image-key SECRET   also run the control service's figures (NETBOOT of a 4 MiB payload, FLASH of
                        1 MiB), with images signed by this secret key file (the key the firmware
                        trusts: target/keys/dev-key.secret)

@@ -1,5 +1,5 @@
-//! The boot stage (`bpnet-boot.elf`, `--features boot-stage`, linked at 64 MiB): what U-Boot's
-//! `bootcmd` starts from flash offset 0xC_0000 (the emulator: what it loads at every reset).
+//! The boot stage (`bpnet-boot.elf`, linked at 64 MiB by `linker/mpc8349emds-boot/memory.x`): what
+//! U-Boot's `bootcmd` starts from flash offset 0xC_0000 (the emulator: what it loads at every reset).
 //!
 //! 1. A header in RESET (a new generation, so the host sees the agent restart) and the boot block
 //!    with stage "choosing".
@@ -8,10 +8,14 @@
 //!    are counted and a trial out of boots is rolled back, all persisted before anything starts.
 //! 3. The chosen image is started from STAGING with boot info (source flash, slot, trial): the
 //!    trampoline copies it to its load address. No slot verifies (or no flash): recovery through the
-//!    BAR ([`super::recovery`]), the host writes an image into the recovery area.
+//!    BAR ([`recovery`]), the host writes an image into the recovery area.
 //!
 //! The verified bytes are the ones started: the image is read out of flash once, into RAM only this
-//! program writes, and verified there.
+//! program writes, and verified there. What it shares with the firmware (the boot block, recovery,
+//! starting an image, the trusted key, the console) is `bpnet-firmware`'s library
+//! ([`bpnet_firmware::boot`]); it prints on the console only, never through defmt.
+#![no_std]
+#![no_main]
 
 use bpnet_contract::bar::{AgentRepr, AgentState, BootStage, Header, Layout, HEADER_LEN};
 use bpnet_contract::ring::Entries;
@@ -22,8 +26,10 @@ use bpnet_update::{choose, Boot, Region, Slot, MPC8349EMDS};
 use mpc8349emds::{FlashBus, SharedWindow, Staging, FLASH_BYTES};
 use norflash::Bus;
 
-use super::{current_seq, flash, publish, recovery, slot_fields, start_image, OWN_VERSION};
-use crate::println;
+use bpnet_firmware::boot::{
+    current_seq, flash, publish, recovery, slot_fields, start_image, unknown_start, IMAGE_RAM, OWN_VERSION,
+};
+use bpnet_firmware::println;
 
 /// Ring size the boot stage's header announces (no ring is live; the host's checks of the header
 /// pass as for the firmware's).
@@ -79,7 +85,7 @@ fn load(region: Region, staging: &mut [u8], key: &TrustedKey) -> Result<Loaded, 
     if !read_flash(region.offset, &mut staging[..len]) {
         return Err("outside the flash");
     }
-    match bpnet_image::verify(&staging[..len], core::slice::from_ref(key), super::IMAGE_RAM) {
+    match bpnet_image::verify(&staging[..len], core::slice::from_ref(key), IMAGE_RAM) {
         Ok(v) => Ok(Loaded {
             region,
             len,
@@ -118,7 +124,9 @@ fn write_header(window: &mut SharedWindow) {
 }
 
 /// The boot stage's main; never returns.
-pub fn run(board: &mpc8349emds::Board) -> ! {
+#[no_mangle]
+fn __e300_main() -> ! {
+    let board = bpnet_firmware::board();
     let hz = board.clocks.timebase_hz;
     let start_tb = e300::timebase::read();
     let (major, minor, patch) = bpnet_image::version_parts(OWN_VERSION);
@@ -139,7 +147,7 @@ pub fn run(board: &mpc8349emds::Board) -> ! {
     }
     e300::barrier::sync();
     write_header(&mut window);
-    let mut repr = super::unknown_start(BootStage::Choosing);
+    let mut repr = unknown_start(BootStage::Choosing);
     publish(&mut window, &repr);
     let last_seq = current_seq(&window);
 
@@ -148,7 +156,7 @@ pub fn run(board: &mpc8349emds::Board) -> ! {
         println!("boot: no CFI flash answers: recovery");
         recovery::serve(window, staging, repr, hz, start_tb, last_seq)
     };
-    let key = crate::key::trusted();
+    let key = bpnet_firmware::key::trusted();
     let mut loaded: Option<Loaded> = None;
     let decision = choose(&mut nor, &MPC8349EMDS, |_, region| {
         loaded = None;

@@ -1,4 +1,4 @@
-//! The peripheral self-test image (`--features selftest`): DMA direct and chained copies of many
+//! The peripheral self-test image (`bpnet-firmware-selftest.elf`): DMA direct and chained copies of many
 //! sizes and alignments, in RAM and across the outbound window, the transfer-error path, window
 //! moves, the doorbell and message round trip with the host (interrupt driven), and NOR flash
 //! erase/program/verify including what a power cut left behind. Prints one line per check and
@@ -6,16 +6,17 @@
 //!
 //! Scratch memory: agent RAM from 16 MiB up (the firmware image and the shared region sit below),
 //! host RAM through outbound window 0 (local 0x8000_0000 → PCI 0, 16 MiB).
+#![no_std]
+#![no_main]
 
 use core::fmt;
 
 use bpnet_contract::selftest as handshake;
+use bpnet_firmware::{irq, println};
 use mpc8349::dma::{self, link, Descriptor};
 use mpc8349::msgunit::{inbound, outbound};
 use mpc8349emds::{FlashBus, PCI_OUTBOUND_BASE};
 use norflash::Flash;
-
-use crate::println;
 
 const SRC: u32 = 0x0100_0000;
 const DST: u32 = 0x0200_0000;
@@ -31,7 +32,7 @@ const FLASH_SCRATCH: u32 = (32 << 20) - (128 << 10);
 const FLASH_PATTERN_WORDS: u32 = 256;
 
 /// Chained benchmark sizes; markers 0x10+i/0x20+i (agent → host) and 0x30+i/0x40+i (host → agent).
-pub const CHAIN_SIZES: [u32; 4] = [64, 1500, 9000, 65536];
+const CHAIN_SIZES: [u32; 4] = [64, 1500, 9000, 65536];
 
 struct Fail {
     what: &'static str,
@@ -68,7 +69,13 @@ fn pattern(seed: u32, i: usize) -> u8 {
     (i as u32).wrapping_mul(31).wrapping_add(seed).to_le_bytes()[0] ^ (i >> 8) as u8
 }
 
-pub fn run() -> ! {
+#[no_mangle]
+fn __e300_main() -> ! {
+    bpnet_firmware::start();
+    run()
+}
+
+fn run() -> ! {
     let immr = mpc8349emds::immr();
     let windows = immr.pci_windows();
     let mut passed = 0u32;
@@ -211,13 +218,13 @@ fn dma_boundary() -> Check {
     // rather than by polling through 126 ms of transfer.
     let immr = mpc8349emds::immr();
     build_chain(BIG_SRC, BIG_DST, len, 1)?;
-    crate::irq::take_dma_events();
+    irq::take_dma_events();
     immr.ipic().enable(mpc8349::ipic::vector::DMA);
     channel.start_chain(DESCRIPTORS, true).map_err(|_| fail("start", len, 0u32))?;
     let mut events = 0;
     while events & ((dma::status::EOCDI | dma::status::TE) << 16) == 0 {
         e300::wait_for_interrupt();
-        events |= crate::irq::take_dma_events();
+        events |= irq::take_dma_events();
     }
     immr.ipic().disable(mpc8349::ipic::vector::DMA);
     // Channel 1's status byte sits in bits 23:16 (DGSR order).
@@ -323,14 +330,14 @@ fn doorbell_round_trip() -> Check {
     mu.mask_inbound(inbound::IM0I | inbound::IM1I);
     mu.mask_outbound(0);
     ipic.enable(mpc8349::ipic::vector::MESSAGE_UNIT);
-    crate::irq::take_doorbells();
+    irq::take_doorbells();
     println!("selftest:   waiting for the host's doorbell (OMR0 = READY)");
     mu.send_message(0, handshake::READY);
-    let taken_before = crate::irq::taken();
+    let taken_before = irq::taken();
     let mut bells = 0;
     while bells & handshake::DOORBELL == 0 {
         e300::wait_for_interrupt();
-        bells |= crate::irq::take_doorbells();
+        bells |= irq::take_doorbells();
     }
     let challenge = mu.inbound_message(0);
     mu.send_message(1, handshake::reply(challenge));
@@ -339,7 +346,7 @@ fn doorbell_round_trip() -> Check {
     }
     mu.ring_host(handshake::DOORBELL);
     ipic.disable(mpc8349::ipic::vector::MESSAGE_UNIT);
-    if crate::irq::taken() == taken_before {
+    if irq::taken() == taken_before {
         return Err(fail("doorbell seen without an interrupt", 0u32, 0u32));
     }
     if mu.outbound_status() & (outbound::OM1I | outbound::ODI) == 0 {
