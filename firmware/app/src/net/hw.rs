@@ -199,7 +199,8 @@ impl Shared for SharedRegion {
             // SAFETY: as in `zero`.
             unsafe { core::ptr::write_volatile((at + 4 * words + i) as *mut u8, b) };
         }
-        // The host must see one write complete before the next (the agent's fields before READY).
+        // The host must see one write complete before the next (the agent's fields before READY:
+        // bpnet.ko's set-up, bpnet_link_up, takes the fields only from a header that shows READY).
         e300::barrier::sync();
     }
 }
