@@ -190,6 +190,8 @@ impl SharedWindow {
             // SAFETY: as in `read`.
             unsafe { core::ptr::write_volatile((at + 4 * words + i) as *mut u8, b) };
         }
+        // The agent's fields before READY: bpnet.ko's set-up (bpnet_link_up) takes the fields only
+        // from a header that shows READY.
         e300::barrier::sync();
         true
     }

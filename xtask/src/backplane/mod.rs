@@ -22,7 +22,7 @@ use rig::Rig;
 use crate::firmware::{self, Variant};
 use crate::util::{self, Error, Result};
 
-/// Bytes each agent echoes in the network suites (the 10 MB).
+/// Bytes each agent echoes in the network suites: 10 MiB.
 const ECHO_BYTES: u64 = 10 << 20;
 
 /// One boot of the guest.
