@@ -8,8 +8,16 @@ use crate::firmware::{self, Variant};
 use crate::util::{self, Error, Result};
 
 /// Portable crates that also run big-endian (PowerPC Linux user mode under qemu-ppc).
-const BIG_ENDIAN_CRATES: &[&str] =
-    &["bpnet-contract", "bpnet-ring", "bpnet-services", "bpnet-image", "bpnet-tftp", "norflash", "mpc8349"];
+const BIG_ENDIAN_CRATES: &[&str] = &[
+    "bpnet-contract",
+    "bpnet-ring",
+    "bpnet-services",
+    "bpnet-image",
+    "bpnet-tftp",
+    "bpnet-control",
+    "norflash",
+    "mpc8349",
+];
 /// Crates that only build for the firmware target; linted there, every library and binary of each:
 /// the firmware, its test images and the boot stage.
 const FIRMWARE_CRATES: &[&str] = &["bpnet-firmware", "bpnet-boot", "e300", "mpc8349", "mpc8349emds"];

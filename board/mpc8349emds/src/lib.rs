@@ -139,9 +139,7 @@ impl SharedWindow {
 
     /// `len` bytes at `offset` lie in the region and outside the log ring.
     fn fits(offset: usize, len: usize) -> bool {
-        offset
-            .checked_add(len)
-            .is_some_and(|end| end <= Self::LEN && (end <= LOG_RING.start || offset >= LOG_RING.end))
+        offset.checked_add(len).is_some_and(|end| end <= Self::LEN && (end <= LOG_RING.start || offset >= LOG_RING.end))
     }
 
     /// Copy `buf.len()` bytes at `offset` out; `false` (nothing read) if the range leaves the region

@@ -55,6 +55,8 @@ struct Nor {
     sectors: BTreeMap<u32, Vec<u8>>,
     erases: u32,
     programs: u32,
+    /// Programs in slot B and beyond fail (a worn-out part).
+    broken_from: Option<u32>,
 }
 
 impl Nor {
@@ -87,6 +89,9 @@ impl Storage for Nor {
     }
 
     fn program(&mut self, offset: u32, data: &[u8]) -> Result<(), norflash::Error> {
+        if self.broken_from.is_some_and(|from| offset >= from) {
+            return Err(norflash::Error::Timeout { word: offset / 2 });
+        }
         self.programs += 1;
         let size = LAYOUT.sector_bytes;
         for (i, &b) in data.iter().enumerate() {
@@ -550,6 +555,22 @@ fn flash_writes_a_good_image_with_progress() {
     let status = ok(&w.request("STATUS\n"));
     assert_eq!(field(&status, "a"), "trial:1.2.3");
     assert_eq!(w.doors.borrow().resets, 0);
+}
+
+#[test]
+fn flash_failure_is_reported() {
+    let mut w = World::new();
+    w.nor.borrow_mut().broken_from = Some(LAYOUT.slots[0].offset);
+    let img = image(50_000, &key(1));
+    let mut request = format!("FLASH {}\n", img.len()).into_bytes();
+    request.extend_from_slice(&img);
+    let i = w.connect(&request, false);
+    let (code, text) = error(&w.answer(i, Duration::from_secs(30)));
+    assert_eq!(code, ErrorCode::Flash);
+    assert!(text.starts_with("update: "), "{text}");
+    // Nothing is on trial.
+    let status = ok(&w.request("STATUS\n"));
+    assert!(!field(&status, "a").starts_with("trial"), "{status:?}");
 }
 
 /// Send a FLASH of `img` (announced as `len` bytes), closing after `send` bytes of the image if
