@@ -7,7 +7,7 @@ mod common;
 use bpnet_emu::host::{self, HostLink, Params};
 use bpnet_emu::netbench::{self, HostStack};
 use bpnet_emu::{Board, Config};
-use bpnet_test_support::frames::{self, be16, checksum, ETHERTYPE_ARP, ETHERTYPE_IPV4};
+use bpnet_test_support::frames::{self, be16, checksum, ETHERTYPE_IPV4};
 
 const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const HOST_IP: [u8; 4] = [10, 83, 49, 1];

@@ -9,7 +9,7 @@ use std::io::Write;
 
 use bpnet_emu::host::{self, HostLink, Params};
 use bpnet_emu::{Board, Config};
-use bpnet_test_support::frames::{self, arp_request, be16, ethernet, ipv4, ETHERTYPE_ARP, ETHERTYPE_IPV4};
+use bpnet_test_support::frames::{self, arp_request, be16, ethernet, ipv4, ETHERTYPE_IPV4};
 use bpnet_test_support::wire::WireEnd;
 
 const STEPS: usize = 200;

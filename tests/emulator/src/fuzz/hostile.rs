@@ -4,8 +4,8 @@
 use std::ops::Range;
 
 use bpnet_contract::bar::{
-    self, counter, feature, field, AgentState, Descriptor, DescriptorRepr, HostState, COUNTERS_LEN,
-    DESCRIPTOR_LEN, MTU_DEFAULT,
+    self, counter, feature, field, AgentState, Descriptor, DescriptorRepr, HostState, COUNTERS_LEN, DESCRIPTOR_LEN,
+    MTU_DEFAULT,
 };
 use bpnet_contract::ring::{self, Entries};
 use bpnet_contract::status;
@@ -168,6 +168,8 @@ impl HostileHost {
             other => Err(format!("board stopped: {other}")),
         }
     }
+
+    /// The agent's consumer indexes, from the status block it last wrote (`tx_prod_event` and
     /// `rx_prod_event` are what it has taken: virtio's avail_event).
     fn consumers(&self) -> Result<(u32, u32), String> {
         let mut raw = [0u8; status::HEADER_LEN];

@@ -138,8 +138,6 @@ impl HostileHost {
         Ok(Snapshot { counters, state, transfer_errors: dma.errors, log_lines: self.board.log_lines().len() })
     }
 
-    /// The agent's consumer indexes, from the status block it last wrote (`tx_prod_event` and
-
     /// Host RAM outside what the agent may write must still hold what the host wrote.
     pub(super) fn check_canary(&self) -> Result<(), String> {
         let mut ram = vec![0u8; HOST_RAM_SIZE as usize];
