@@ -227,8 +227,31 @@ fn section_size(data: &[u8], name: &str) -> Option<u64> {
     None
 }
 
+/// What the host tests that run the real firmware read (`tests/emulator/tests/common`): each variable
+/// with the file it names, every program built first. `cargo xtask test` passes them to `cargo test`;
+/// a plain `cargo test` gets them from `cargo xtask firmware --test-env`.
+pub fn test_env() -> Result<Vec<(&'static str, PathBuf)>> {
+    let release = build(Variant::Release)?;
+    Ok(vec![
+        ("BPNET_FIRMWARE_IMG", image(&release)),
+        ("BPNET_FIRMWARE_ELF", release),
+        ("BPNET_FIRMWARE_FAULT_ELF", build(Variant::FaultTest)?),
+        ("BPNET_FIRMWARE_PANIC_ELF", build(Variant::PanicTest)?),
+        ("BPNET_FIRMWARE_SELFTEST_ELF", build(Variant::SelfTest)?),
+        ("BPNET_BOOT_ELF", build(Variant::BootStage)?),
+        ("BPNET_IMAGE_KEY", secret_key()?),
+    ])
+}
+
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut args = args.to_vec();
+    if util::take_flag(&mut args, "--test-env") {
+        util::no_more(&args)?;
+        for (var, path) in test_env()? {
+            println!("{var}={}", path.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let variant = util::take_value(&mut args, "--variant")?;
     util::no_more(&args)?;
     match variant.as_deref() {

@@ -42,22 +42,17 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     step("set-up", &mut || crate::setup::ensure())?;
     step("generated C header is current", &mut || crate::header::check(&util::root()).map_err(util::Error::Failed))?;
     step("formatting", &mut || util::run(util::host_cargo().args(["fmt", "--all", "--check"]), "cargo fmt --check"))?;
-    let mut elfs = Vec::new();
+    let mut test_env = Vec::new();
+    let mut firmware_elf = PathBuf::new();
+    let mut ring_bench = PathBuf::new();
     // ring-bench is only run by the benchmarks; built here so the image cannot rot.
     step(
         "firmware builds (release + signed image, fault-test, panic-test, selftest, ring-bench, boot stage)",
         &mut || {
-            elfs = [
-                Variant::Release,
-                Variant::FaultTest,
-                Variant::PanicTest,
-                Variant::SelfTest,
-                Variant::RingBench,
-                Variant::BootStage,
-            ]
-            .into_iter()
-            .map(firmware::build)
-            .collect::<Result<Vec<_>>>()?;
+            test_env = firmware::test_env()?;
+            // Already built by test_env: this only names it.
+            firmware_elf = firmware::build(Variant::Release)?;
+            ring_bench = firmware::build(Variant::RingBench)?;
             Ok(())
         },
     )?;
@@ -67,15 +62,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     })?;
     step("host tests (x86: unit, property, emulator, firmware on the emulator)", &mut || {
         util::run(
-            util::host_cargo()
-                .args(["test", "-j2"])
-                .env("BPNET_FIRMWARE_ELF", &elfs[0])
-                .env("BPNET_FIRMWARE_FAULT_ELF", &elfs[1])
-                .env("BPNET_FIRMWARE_PANIC_ELF", &elfs[2])
-                .env("BPNET_FIRMWARE_SELFTEST_ELF", &elfs[3])
-                .env("BPNET_FIRMWARE_IMG", firmware::image(&elfs[0]))
-                .env("BPNET_BOOT_ELF", &elfs[5])
-                .env("BPNET_IMAGE_KEY", firmware::secret_key()?),
+            util::host_cargo().args(["test", "-j2"]).envs(test_env.iter().map(|(var, path)| (var, path))),
             "host tests",
         )
     })?;
@@ -92,7 +79,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     step("data-path benchmark smoke run (bpnet-netbench)", &mut || {
         // No figure is judged here; the run fails by itself if a transfer stalls or arrives corrupted.
         let emulator = crate::emu::build()?;
-        let net = crate::bench::netbench(&emulator, &elfs[0], &elfs[4], None)?;
+        let net = crate::bench::netbench(&emulator, &firmware_elf, &ring_bench, None)?;
         eprintln!("xtask: test: bpnet-netbench: {} figures", net.fields.len());
         Ok(())
     })?;

@@ -4,14 +4,42 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
-/// The firmware image named by `var`; these tests need the real firmware, so a missing variable
-/// fails them rather than skipping.
+/// The firmware file named by `var`. `cargo xtask test` sets these variables; under a plain
+/// `cargo test` they are not set, so the programs are built here, once per test binary, with
+/// `cargo xtask firmware --test-env` (which prints `VAR=path` lines). These tests need the real
+/// firmware: a build that fails fails them rather than skipping.
 pub fn firmware(var: &str) -> PathBuf {
-    match std::env::var_os(var) {
-        Some(path) => PathBuf::from(path),
-        None => panic!("{var} is not set: these tests run the real firmware; run them with `cargo xtask test`"),
+    if let Some(path) = std::env::var_os(var) {
+        return PathBuf::from(path);
     }
+    static BUILT: OnceLock<Vec<(String, PathBuf)>> = OnceLock::new();
+    let built = BUILT.get_or_init(build_firmware);
+    match built.iter().find(|(name, _)| name == var) {
+        Some((_, path)) => path.clone(),
+        None => panic!("`cargo xtask firmware --test-env` names no {var}"),
+    }
+}
+
+fn build_firmware() -> Vec<(String, PathBuf)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(&root)
+        .args(["xtask", "firmware", "--test-env"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("cargo starts");
+    assert!(
+        out.status.success(),
+        "`cargo xtask firmware --test-env` failed; these tests run the real firmware (or run `cargo xtask test`)"
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(var, path)| (var.to_string(), PathBuf::from(path)))
+        .collect()
 }
 
 /// What one `bpnet-emu` run printed and how it ended.
