@@ -5,8 +5,6 @@
 
 extern crate std;
 
-mod wire;
-
 use std::boxed::Box;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -25,8 +23,8 @@ use smoltcp::iface::{Config as IfaceConfig, SocketStorage};
 use smoltcp::socket::udp;
 use smoltcp::wire::{EthernetAddress, IpCidr};
 
-use self::wire::End;
 use super::*;
+use bpnet_test_support::wire::WireEnd;
 
 const AGENT: Ipv4Address = Ipv4Address::new(10, 83, 49, 2);
 const HOST: Ipv4Address = Ipv4Address::new(10, 83, 49, 1);
@@ -263,11 +261,11 @@ type Service = Control<Ram, FakeFlash, FakeSystem>;
 struct World {
     now: Instant,
     agent: Interface,
-    agent_end: End,
+    agent_end: WireEnd,
     agent_sockets: SocketSet<'static>,
     control: Service,
     host: Interface,
-    host_end: End,
+    host_end: WireEnd,
     host_sockets: SocketSet<'static>,
     /// The TFTP server's UDP sockets: (port, socket).
     tftp_ports: Vec<(u16, SocketHandle)>,
@@ -278,7 +276,7 @@ struct World {
     doors: Rc<RefCell<Doors>>,
 }
 
-fn interface(end: &mut End, mac: [u8; 6], addr: Ipv4Address, seed: u64, now: Instant) -> Interface {
+fn interface(end: &mut WireEnd, mac: [u8; 6], addr: Ipv4Address, seed: u64, now: Instant) -> Interface {
     let mut config = IfaceConfig::new(EthernetAddress(mac).into());
     config.random_seed = seed;
     let mut iface = Interface::new(config, end, now);
@@ -289,7 +287,7 @@ fn interface(end: &mut End, mac: [u8; 6], addr: Ipv4Address, seed: u64, now: Ins
 impl World {
     fn new() -> World {
         let now = Instant::from_secs(1000);
-        let mut agent_end = End::default();
+        let mut agent_end = WireEnd::default();
         let agent = interface(&mut agent_end, [2, 0x83, 0x49, 0, 0, 2], AGENT, 7, now);
         let mut agent_sockets = SocketSet::new(&mut Box::leak(Box::new([SocketStorage::EMPTY; SOCKETS]))[..]);
         let nor = Rc::new(RefCell::new(Nor::default()));
@@ -307,7 +305,7 @@ impl World {
             system,
         );
 
-        let mut host_end = End::default();
+        let mut host_end = WireEnd::default();
         let host = interface(&mut host_end, [6, 0x83, 0x49, 0, 0, 2], HOST, 11, now);
         let mut host_sockets = SocketSet::new(&mut Box::leak(Box::new([SocketStorage::EMPTY; 32]))[..]);
         let mut tftp_ports = Vec::new();
@@ -379,7 +377,7 @@ impl World {
         self.agent.poll(self.now, &mut self.agent_end, &mut self.agent_sockets);
         self.control.poll(&mut self.agent, &mut self.agent_sockets, self.now, 1500);
         self.agent.poll(self.now, &mut self.agent_end, &mut self.agent_sockets);
-        wire::carry(&mut self.agent_end, &mut self.host_end);
+        self.host_end.rx.extend(self.agent_end.tx.drain(..));
         self.host.poll(self.now, &mut self.host_end, &mut self.host_sockets);
         for i in 0..self.tftp_ports.len() {
             let (port, handle) = self.tftp_ports[i];
@@ -392,7 +390,7 @@ impl World {
         let out = self.server.tick(self.now);
         self.serve_tftp(out);
         self.host.poll(self.now, &mut self.host_end, &mut self.host_sockets);
-        wire::carry(&mut self.host_end, &mut self.agent_end);
+        self.agent_end.rx.extend(self.host_end.tx.drain(..));
         self.now += STEP;
     }
 
