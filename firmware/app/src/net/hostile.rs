@@ -18,7 +18,7 @@ use bpnet_contract::bar::{self, Doorbells, HostState};
 use bpnet_contract::ring::Entries;
 use bpnet_contract::status::{self, cause, Completion, CompletionRepr, COMPLETION_LEN};
 use bpnet_contract::{shared, HOST_WINDOW_BYTES};
-use bpnet_ring::{Addr, AgentRam, Copy, Dma, Notify, Shared};
+use bpnet_ring::{Addr, AgentRam, Copy, Dma, Notify};
 
 use super::hw;
 use super::RingEngine;
