@@ -30,6 +30,8 @@ Commands:
   firmware [--variant V]   build the firmware, its signed image and the boot stage (their paths
                            are printed; with --variant, that test image's ELF only: fault-test,
                            panic-test, cpu-bench, selftest, ring-bench, hostile-agent)
+  firmware --test-env      build what the host tests run on the emulator and print their
+                           environment (VAR=path lines), as a plain `cargo test` asks for it
   emu [--firmware ELF] [--max-insns N] [--selftest] [--from-flash]
                            boot a firmware ELF on the board emulator (console on stdout);
                            --from-flash: power on into the boot stage, which starts the ELF's
