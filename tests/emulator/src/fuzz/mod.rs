@@ -56,8 +56,8 @@ pub const SCRATCH_LEN: u64 = 0x1_0000;
 const SETTLE_SLICE: u64 = 500_000;
 /// Slices a settle may take before the agent counts as hung: 100 ms of virtual time without sleeping.
 const SETTLE_SLICES: usize = 200;
-/// Slices (of [`SLICE_INSTRUCTIONS`](crate::host::SLICE_INSTRUCTIONS), less when the agent idles) to wait for an answer through
-/// the link before asking again, and how often to ask.
+/// Slices (of [`SLICE_INSTRUCTIONS`](crate::host::SLICE_INSTRUCTIONS), less when the agent idles) to
+/// wait for an answer through the link before asking again, and how often to ask.
 const ANSWER_STEPS: usize = 100;
 const ATTEMPTS: usize = 20;
 /// The agent's and the host model's addresses (the firmware's static configuration).
