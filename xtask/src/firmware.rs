@@ -229,12 +229,12 @@ fn section_size(data: &[u8], name: &str) -> Option<u64> {
 
 /// What the host tests that run the real firmware read (`tests/emulator/tests/common`): each variable
 /// with the file it names, every program built first. `cargo xtask test` passes them to `cargo test`;
-/// a plain `cargo test` gets them from `cargo xtask firmware --test-env`.
-pub fn test_env() -> Result<Vec<(&'static str, PathBuf)>> {
-    let release = build(Variant::Release)?;
+/// a plain `cargo test` gets them from `cargo xtask firmware --test-env`. `release` is the firmware
+/// [`build`] made for [`Variant::Release`] (its signed image lies beside it).
+pub fn test_env(release: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
     Ok(vec![
-        ("BPNET_FIRMWARE_IMG", image(&release)),
-        ("BPNET_FIRMWARE_ELF", release),
+        ("BPNET_FIRMWARE_IMG", image(release)),
+        ("BPNET_FIRMWARE_ELF", release.to_path_buf()),
         ("BPNET_FIRMWARE_FAULT_ELF", build(Variant::FaultTest)?),
         ("BPNET_FIRMWARE_PANIC_ELF", build(Variant::PanicTest)?),
         ("BPNET_FIRMWARE_SELFTEST_ELF", build(Variant::SelfTest)?),
@@ -247,7 +247,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut args = args.to_vec();
     if util::take_flag(&mut args, "--test-env") {
         util::no_more(&args)?;
-        for (var, path) in test_env()? {
+        for (var, path) in test_env(&build(Variant::Release)?)? {
             println!("{var}={}", path.display());
         }
         return Ok(ExitCode::SUCCESS);

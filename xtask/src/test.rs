@@ -49,9 +49,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     step(
         "firmware builds (release + signed image, fault-test, panic-test, selftest, ring-bench, boot stage)",
         &mut || {
-            test_env = firmware::test_env()?;
-            // Already built by test_env: this only names it.
             firmware_elf = firmware::build(Variant::Release)?;
+            test_env = firmware::test_env(&firmware_elf)?;
             ring_bench = firmware::build(Variant::RingBench)?;
             Ok(())
         },
