@@ -1,4 +1,4 @@
-//! Power cuts during a firmware update, at every flash step: the real boot stage starts the real
+//! Power cuts during a firmware update, at every flash step ([`Cuts`]): the real boot stage starts the real
 //! firmware from slot A; the host sends a new signed image to the firmware's control service (FLASH);
 //! the emulator cuts the power half-way through the N-th erase or word program; the board powers up
 //! again into the boot stage, which must start an image that verifies — the old one, or the new one
@@ -6,10 +6,10 @@
 //!
 //! A reference run without a cut counts the flash operations the update makes, and those of the first
 //! boot after it (the boot stage records one trial boot fewer before it starts the new image), and
-//! checks that this boot starts the new image; then every one of those operations is cut in a run of
-//! its own. The new image is small on purpose (one sector,
+//! checks that this boot starts the new image; then each selected operation ([`Cuts`]: all of them, or a
+//! sample) is cut in a run of its own. The new image is small on purpose (one sector,
 //! about 0.6 k word programs, plus the boot-state records before and after), so that every step of a
-//! whole update is cut, not a sample; its payload starts with `b .`, so a board that starts it halts
+//! whole update can be cut; its payload starts with `b .`, so a board that starts it halts
 //! at its entry, which is how the check tells the new image was started.
 //!
 //! Slot B starts out holding a rejected image, so the update first records slot B as empty (a
@@ -73,6 +73,9 @@ pub struct Report {
     pub update: u64,
     pub first_boot: u64,
     pub steps: u64,
+    /// Of those, the steps selected to be cut ([`Cuts`]), and how many of the update's they are.
+    pub selected: u64,
+    pub selected_update: u64,
     /// Cut points run, and those after which the board started a verified image.
     pub tested: u64,
     pub survived: u64,
@@ -81,6 +84,35 @@ pub struct Report {
     pub new: u64,
     /// What went wrong where, for the ones that did not survive.
     pub failures: Vec<String>,
+}
+
+/// Which steps are cut: all of them (the campaign `bpnet-powercut` and the benchmark run), or the ones
+/// where the kind of step changes plus a stride through the image's word programs in between (the test
+/// suite's run, a fifth of the time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cuts {
+    Every,
+    /// Every step of the first and last `edge` steps of the update (the boot-state record before it, the
+    /// erase and the first words of slot B; the last words and the trial record), every `stride`-th
+    /// step in between, and every step of the first boot after it.
+    Sample {
+        edge: u64,
+        stride: u64,
+    },
+}
+
+impl Cuts {
+    /// The sample the test suite runs: the records either side are 19 steps each (an erase and 18
+    /// word programs), so 24 steps at each edge reach into the image's words.
+    pub const SAMPLE: Cuts = Cuts::Sample { edge: 24, stride: 16 };
+
+    /// Whether step `k` (1-based) of `update` update steps followed by the first boot's is cut.
+    pub fn includes(self, k: u64, update: u64) -> bool {
+        match self {
+            Cuts::Every => true,
+            Cuts::Sample { edge, stride } => k <= edge || k + edge > update || k % stride.max(1) == 0,
+        }
+    }
 }
 
 const BOOT_STEPS: usize = 4000;
@@ -211,24 +243,27 @@ fn cut_at(setup: &Setup, n: u64) -> Result<Ending, String> {
     after_restart(&mut board, from)
 }
 
-/// Cut the power at every flash step of the update, on `threads` threads (each run is its own board).
-/// `progress` is called after every run with (runs done, runs in all).
-pub fn run(setup: &Setup, threads: usize, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<Report, String> {
+/// Cut the power at the selected flash steps of the update, on `threads` threads (each run is its own
+/// board). `progress` is called after every run with (runs done, runs in all).
+pub fn run(setup: &Setup, cuts: Cuts, threads: usize, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<Report, String> {
     let (before, update, first_boot) = reference(setup)?;
     if update == 0 {
         return Err("the update made no flash operations".into());
     }
     let steps = update + first_boot;
-    let next = AtomicU64::new(1);
+    let chosen: Vec<u64> = (1..=steps).filter(|&k| cuts.includes(k, update)).collect();
+    let selected = chosen.len() as u64;
+    let selected_update = chosen.iter().filter(|&&k| k <= update).count() as u64;
+    let next = AtomicU64::new(0);
     let done = AtomicU64::new(0);
-    let report = Mutex::new(Report { before, update, first_boot, steps, ..Report::default() });
+    let report =
+        Mutex::new(Report { before, update, first_boot, steps, selected, selected_update, ..Report::default() });
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
             scope.spawn(|| loop {
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                if k > steps {
+                let Some(&k) = chosen.get(next.fetch_add(1, Ordering::Relaxed) as usize) else {
                     break;
-                }
+                };
                 let n = before + k;
                 let ending = cut_at(setup, n);
                 let mut r = report.lock().unwrap_or_else(|e| e.into_inner());
@@ -245,7 +280,7 @@ pub fn run(setup: &Setup, threads: usize, progress: &(dyn Fn(u64, u64) + Sync)) 
                     Err(e) => r.failures.push(format!("cut at flash operation {n} (update step {k}): {e}")),
                 }
                 drop(r);
-                progress(done.fetch_add(1, Ordering::Relaxed) + 1, steps);
+                progress(done.fetch_add(1, Ordering::Relaxed) + 1, selected);
             });
         }
     });
@@ -267,4 +302,18 @@ pub fn setup_from_files(
         firmware_image: read(firmware_image)?,
         new_image: new_image(&key)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cuts;
+
+    #[test]
+    fn the_sample_keeps_both_edges_a_stride_and_the_first_boot() {
+        let cuts = Cuts::Sample { edge: 3, stride: 4 };
+        let update = 20;
+        let chosen: Vec<u64> = (1..=25).filter(|&k| cuts.includes(k, update)).collect();
+        assert_eq!(chosen, [1, 2, 3, 4, 8, 12, 16, 18, 19, 20, 21, 22, 23, 24, 25]);
+        assert!((1..=25).all(|k| Cuts::Every.includes(k, update)));
+    }
 }

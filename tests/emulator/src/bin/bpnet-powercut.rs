@@ -70,7 +70,7 @@ fn run() -> Result<bool, String> {
             eprintln!("bpnet-powercut: {done}/{all} cut points run");
         }
     };
-    let report = powercut::run(&setup, threads, &every)?;
+    let report = powercut::run(&setup, powercut::Cuts::Every, threads, &every)?;
     println!(
         "update of a {}-byte image: {} flash operations before it, {} in it, {} in the first boot after it",
         setup.new_image.len(),
