@@ -140,7 +140,8 @@ static void bpnet_read_header(struct bpnet *bp, struct bpnet_header *header)
 
 /*
  * AgentRepr::parse and Layout::check: magic, major version, ring size, and
- * every region aligned, inside the shared region and apart from the others.
+ * every region (the fixed header, doorbells and boot block among them)
+ * aligned, inside the shared region and apart from the others.
  */
 static int bpnet_parse_agent(struct bpnet *bp, const struct bpnet_header *header,
 			     struct bpnet_agent *agent, enum bpnet_refusal how)
@@ -180,28 +181,29 @@ static int bpnet_parse_agent(struct bpnet *bp, const struct bpnet_header *header
 	memcpy(agent->mac, header->mac, ETH_ALEN);
 	agent->ring_entries = entries;
 
+	/* The fixed regions first; the boot block is the boot stage's and the host's. */
+	/* The fixed regions first; the boot block is the boot stage's and the host's. */
 	regions[0].at = BPNET_HEADER_OFFSET;
 	regions[0].len = BPNET_HEADER_LEN;
 	regions[0].align = 64;
 	regions[1].at = BPNET_DOORBELLS_OFFSET;
 	regions[1].len = BPNET_DOORBELLS_LEN;
 	regions[1].align = 64;
-	/* The boot block is the boot stage's and the host's: no ring over it. */
-	regions[6].at = BPNET_BOOT_OFFSET;
-	regions[6].len = sizeof(struct bpnet_boot_block);
-	regions[6].align = 64;
-	regions[2].at = agent->counters;
-	regions[2].len = BPNET_COUNTERS_LEN;
-	regions[2].align = 4;
-	regions[3].at = agent->log_ring;
-	regions[3].len = BPNET_LOG_RING_LEN;
+	regions[2].at = BPNET_BOOT_OFFSET;
+	regions[2].len = sizeof(struct bpnet_boot_block);
+	regions[2].align = 64;
+	regions[3].at = agent->counters;
+	regions[3].len = BPNET_COUNTERS_LEN;
 	regions[3].align = 4;
-	regions[4].at = agent->tx_ring;
-	regions[4].len = entries * BPNET_DESCRIPTOR_LEN;
-	regions[4].align = BPNET_DESCRIPTOR_LEN;
-	regions[5].at = agent->rx_ring;
+	regions[4].at = agent->log_ring;
+	regions[4].len = BPNET_LOG_RING_LEN;
+	regions[4].align = 4;
+	regions[5].at = agent->tx_ring;
 	regions[5].len = entries * BPNET_DESCRIPTOR_LEN;
 	regions[5].align = BPNET_DESCRIPTOR_LEN;
+	regions[6].at = agent->rx_ring;
+	regions[6].len = entries * BPNET_DESCRIPTOR_LEN;
+	regions[6].align = BPNET_DESCRIPTOR_LEN;
 	for (i = 0; i < ARRAY_SIZE(regions); i++) {
 		u64 end = (u64)regions[i].at + regions[i].len;
 		bool bad = regions[i].at % regions[i].align || end > BPNET_SHARED_LEN;
