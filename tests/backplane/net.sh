@@ -147,6 +147,17 @@ for i in $(seq 0 $last); do
     fi
 done
 
+# A healthy link never trips the TX watchdog (ndo_tx_timeout rings the agent and resets a stuck link).
+no_tx_timeouts() {
+    n=$(bpnet-guest stats bp$1 | awk '$1 == "tx_timeouts" { print $2 }')
+    [ -n "$n" ] || { echo "no tx_timeouts counter"; return 1; }
+    echo "tx_timeouts $n"
+    [ "$n" = 0 ]
+}
+for i in $(seq 0 $last); do
+    check "agent$i-no-tx-timeouts" no_tx_timeouts $i
+done
+
 rx_posted_fits() {
     ring=$(bpnet-guest ring bp0) || return 1
     entries=$(echo "$ring" | sed -n 's/.* rx_max=\([0-9]*\) .*/\1/p')

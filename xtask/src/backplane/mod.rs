@@ -135,7 +135,9 @@ Boots Debian's kernel in qemu-system-x86_64 with one ivshmem-doorbell device per
 by a board emulator running the firmware, and runs the guest's test suites:
   infra  the devices, the shared region behind BAR2 and the doorbells (no kernel module needed)
   net    bpnet.ko: ping, TCP echo verified byte for byte, MTUs, agent reset, rmmod/insmod under
-         traffic, counters, a clean kernel log
+         traffic, counters, a clean kernel log; an unrelated ivshmem-plain device left alone, IRQ
+         names, features with and without checksum offload, checksums a packet socket sees, a
+         stop that does not wait for a frozen agent
   hostile  2 agents, agent 0 running an image that breaks the contract in phases (bad completions,
          indexes, an interrupt storm, a garbage header, a flapping state): bp0 is marked broken each
          time, bp1 keeps carrying traffic, the kernel stays clean (--agents does not apply)
