@@ -15,7 +15,6 @@
 
 #include <linux/dma-mapping.h>
 #include <linux/etherdevice.h>
-#include <linux/if_vlan.h>
 #include <linux/io.h>
 #include <linux/log2.h>
 #include <linux/module.h>
