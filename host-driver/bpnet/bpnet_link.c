@@ -576,21 +576,16 @@ static void bpnet_link_new_episode(struct bpnet *bp)
 
 /*
  * Re-initialise without reloading: down, reclaim, new host_generation, up.
- * Resets before the agent ever ran count as failed set-ups (backoff, one log
- * line per run).
+ * A reset before the agent ever ran backs the retries off like a refused
+ * set-up; within a run of refusals already logged it is not said again.
  */
 static void bpnet_link_reset(struct bpnet *bp, const char *why)
 {
-	bool quiet = bp->up_failure_logged;
-
-	if (!quiet)
+	if (!bp->up_failure_logged)
 		netdev_info(bp->netdev, "re-initialising the link: %s\n", why);
 	bpnet_count(bp, BPNET_STAT_link_resets, 1);
-	if (!READ_ONCE(bp->running)) {
-		bp->up_failure_logged = true;
-		if (bp->up_failures < BPNET_BACKOFF_MAX_SHIFT)
-			bp->up_failures++;
-	}
+	if (!READ_ONCE(bp->running) && bp->up_failures < BPNET_BACKOFF_MAX_SHIFT)
+		bp->up_failures++;
 	if (bpnet_link_down(bp))
 		return;
 	if (bp->want_up)
