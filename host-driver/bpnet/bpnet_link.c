@@ -738,8 +738,10 @@ static void bpnet_slow_work(struct work_struct *work)
 	/* Stopping is polled (nothing sleeps under link_lock); refusals back off. */
 	if (bp->state == BPNET_LINK_STOPPING && !bp->stop_late)
 		delay = msecs_to_jiffies(BPNET_STOP_POLL_MS);
-	else
+	else if (bp->state == BPNET_LINK_IDLE)
 		delay = HZ << bp->up_failures;
+	else
+		delay = HZ;
 	again = bp->want_up || bp->state != BPNET_LINK_IDLE;
 	mutex_unlock(&bp->link_lock);
 	if (READ_ONCE(bp->features_stale)) {
