@@ -1227,8 +1227,14 @@ mod tests {
             (Layout { log_ring: 0x2_fff0, ..Layout::DEFAULT }, 0x3_0000),
             // Nothing over the boot block, which a host writes recovery requests into.
             (Layout { tx_ring: shared::BOOT_OFFSET as u32, ..Layout::DEFAULT }, shared::BOOT_OFFSET as u32),
-            (Layout { counters: shared::BOOT_OFFSET as u32 + 0x20, ..Layout::DEFAULT }, shared::BOOT_OFFSET as u32 + 0x20),
-            (Layout { rx_ring: shared::BOOT_OFFSET as u32 - 0x10, ..Layout::DEFAULT }, shared::BOOT_OFFSET as u32 - 0x10),
+            (
+                Layout { counters: shared::BOOT_OFFSET as u32 + 0x20, ..Layout::DEFAULT },
+                shared::BOOT_OFFSET as u32 + 0x20,
+            ),
+            (
+                Layout { rx_ring: shared::BOOT_OFFSET as u32 - 0x10, ..Layout::DEFAULT },
+                shared::BOOT_OFFSET as u32 - 0x10,
+            ),
         ] {
             assert_eq!(layout.check(e), Err(Error::BadLayout(bad)), "{layout:?}");
         }

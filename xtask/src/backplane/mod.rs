@@ -60,7 +60,7 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
         boot_stage: false,
         live: false,
         identities: false,
-    unrelated_ivshmem: false,
+        unrelated_ivshmem: false,
     };
     let net = |n: u32| Suite {
         name: format!("net-{n}"),
@@ -85,7 +85,7 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
         boot_stage: false,
         live: false,
         identities: false,
-    unrelated_ivshmem: false,
+        unrelated_ivshmem: false,
     };
     // bpctl (tests/backplane/bpctl.sh) against two agents.
     let bpctl = Suite {
@@ -98,7 +98,7 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
         boot_stage: false,
         live: false,
         identities: false,
-    unrelated_ivshmem: false,
+        unrelated_ivshmem: false,
     };
     // Flashing, netbooting, recovery and reset (tests/backplane/update.sh), two agents in boot-stage
     // mode; the guest serves TFTP.
@@ -112,7 +112,7 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
         boot_stage: true,
         live: false,
         identities: false,
-    unrelated_ivshmem: false,
+        unrelated_ivshmem: false,
     };
     match agents {
         Some(n) => vec![infra(n), net(n), hostile, bpctl, update],

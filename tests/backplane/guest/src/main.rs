@@ -572,7 +572,7 @@ fn csum(dev: &str, secs: &str, min: &str) -> Result<String, String> {
             return Err(format!("receiving on {dev}: {e}"));
         }
         // Only what the device received; the host's own frames are the kernel's to checksum.
-        if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+        if from.sll_pkttype == libc::PACKET_OUTGOING {
             continue;
         }
         match check_frame(&frame[..n as usize]) {
@@ -587,7 +587,9 @@ fn csum(dev: &str, secs: &str, min: &str) -> Result<String, String> {
     }
     match first_bad {
         Some(why) => Err(format!("{bad} of {checked} received TCP/UDP frames with a wrong checksum; first: {why}")),
-        None if checked < min => Err(format!("only {checked} TCP/UDP frames received in {} s (wanted {min})", limit.as_secs())),
+        None if checked < min => {
+            Err(format!("only {checked} TCP/UDP frames received in {} s (wanted {min})", limit.as_secs()))
+        }
         None => Ok(format!("{checked} received TCP/UDP frames, every checksum valid")),
     }
 }
