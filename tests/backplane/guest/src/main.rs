@@ -15,8 +15,8 @@
 //! * `carrier DEV up|down SECONDS` — wait until the carrier is as asked; prints how long it took.
 //! * `features DEV` — the device's active features (`ethtool -k` names), one line, space-separated.
 //! * `csum DEV SECONDS MIN` — for SECONDS, every IPv4 TCP/UDP frame DEV receives as a packet socket
-//!   (tcpdump, a DHCP server) sees it: its IPv4 header and TCP/UDP checksums must be valid; fails with
-//!   fewer than MIN frames checked.
+//!   (tcpdump, a DHCP server) sees it, GRO off meanwhile: its IPv4 header and TCP/UDP checksums must be
+//!   valid; fails with fewer than MIN frames checked.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
