@@ -147,6 +147,18 @@ for i in $(seq 0 $last); do
     fi
 done
 
+# BQL: the module reports sent and completed bytes, so the queue's limit has adapted (it stays 0 for a
+# driver that does not).
+bql_in_use() {
+    q=/sys/class/net/bp$1/queues/tx-0/byte_queue_limits
+    limit=$(cat $q/limit) || return 1
+    echo "BQL limit $limit, inflight $(cat $q/inflight)"
+    [ "$limit" -gt 0 ]
+}
+for i in $(seq 0 $last); do
+    check "agent$i-bql" bql_in_use $i
+done
+
 # A healthy link never trips the TX watchdog (ndo_tx_timeout rings the agent and resets a stuck link).
 no_tx_timeouts() {
     n=$(bpnet-guest stats bp$1 | awk '$1 == "tx_timeouts" { print $2 }')
