@@ -16,6 +16,7 @@
 #include <linux/netdevice.h>
 #include <linux/pci.h>
 #include <linux/spinlock.h>
+#include <linux/u64_stats_sync.h>
 #include <linux/workqueue.h>
 
 #include "bpnet_contract.h"
@@ -61,11 +62,21 @@ enum bpnet_host_stat {
 	BPNET_STAT_rx_bytes,
 	/* Completions with the ERROR flag, and runts. */
 	BPNET_STAT_rx_errors,
-	/* RX buffers that could not be allocated or mapped. */
+	/* Received frames dropped by the host (a checksum it could not complete). */
 	BPNET_STAT_rx_dropped,
 	/* Values the agent wrote that the contract refuses. */
 	BPNET_STAT_contract_errors,
 	BPNET_STAT_link_resets,
+	/* RX buffers that could not be allocated or mapped (not frames). */
+	BPNET_STAT_rx_alloc_failed,
+	/*
+	 * WORK rung again by the slow path: work was outstanding and the
+	 * agent had moved nothing for a whole tick (a lost doorbell or a
+	 * stale event index).
+	 */
+	BPNET_STAT_doorbells_resent,
+	/* ndo_tx_timeout: the TX queue stayed stopped past the watchdog. */
+	BPNET_STAT_tx_timeouts,
 	BPNET_HOST_STATS
 };
 
@@ -104,6 +115,15 @@ enum bpnet_link_state {
 	BPNET_LINK_STOPPING,
 };
 
+/* The IRQ names a personality can use. */
+enum bpnet_irq_name {
+	/* One line for everything (mpc834x INTx). */
+	BPNET_IRQ_ALL,
+	BPNET_IRQ_STATUS,
+	BPNET_IRQ_LINK,
+	BPNET_IRQ_NAMES
+};
+
 struct bpnet_tx_slot {
 	struct sk_buff *skb;
 	dma_addr_t addr;
@@ -140,7 +160,11 @@ struct bpnet {
 
 	struct napi_struct napi;
 
-	/* Serialises set-up, reset and tear-down. */
+	/*
+	 * Serialises set-up, reset and tear-down. Never held across a sleep
+	 * that waits for the agent: ndo_stop, MTU changes and ethtool take it
+	 * under rtnl.
+	 */
 	struct mutex link_lock;
 	enum bpnet_link_state state;
 	/* The interface is up: keep (re)connecting. */
@@ -153,7 +177,41 @@ struct bpnet {
 	bool mtu_refused;
 	/* Slow-path ticks spent waiting for RUNNING after UP. */
 	unsigned int ticks_waiting;
+	/* STOPPING: when the agent must have stopped (jiffies). */
+	unsigned long stop_deadline;
+	/* The stop wait timed out and was logged (once per episode). */
+	bool stop_late;
+	/* Set-ups refused in a row: the retry interval backs off with them. */
+	unsigned int up_failures;
+	/* The first refusal of a run of failed set-ups was logged. */
+	bool up_failure_logged;
+	/*
+	 * The status block's indexes at the last slow-path tick: work
+	 * outstanding while none of them moves means a missed doorbell.
+	 */
+	u32 tick_tx_used;
+	u32 tick_rx_used;
+	u32 tick_tx_event;
+	u32 tick_rx_event;
+	bool tick_valid;
+	/* WORK was rung again for this unmoving status; not again until it moves. */
+	bool tick_rung;
+	/* Watchdog timeouts without a TX completion in between (TX lock). */
+	unsigned int tx_timeout_run;
+	/* The TX queue stayed stopped through two timeouts: reset the link. */
+	bool tx_stalled;
+	/* Checksum offload negotiated (ndo_fix_features reads it). */
+	bool csum_offload;
+	/* csum_offload changed: netdev_update_features is owed (under rtnl). */
+	bool features_stale;
 	struct delayed_work slow_work;
+	/* RX refill in process context when NAPI could not allocate. */
+	struct work_struct refill_work;
+	/*
+	 * IRQ names after the device, for /proc/interrupts: bpnet-<pci address>
+	 * with -status or -link where the agent has a vector for each.
+	 */
+	char irq_names[BPNET_IRQ_NAMES][32];
 
 	/* Fixed while the link is up. */
 	struct bpnet_agent agent;
@@ -188,7 +246,10 @@ struct bpnet {
 	u32 published_rx;
 	u32 published_tx;
 
-	atomic64_t stats[BPNET_HOST_STATS];
+	/* Per-CPU: counting must not bounce a cache line per BAR access. */
+	struct bpnet_pcpu_stats __percpu *pcpu_stats;
+	/* Completions NAPI has taken (its own writes; the storm check reads it). */
+	unsigned long completions;
 
 	/*
 	 * Interrupt storm detection, in the handlers: the current one-second
@@ -199,15 +260,31 @@ struct bpnet {
 	unsigned long storm_window;
 	u32 storm_status;
 	u32 storm_link;
-	u64 storm_done;
+	unsigned long storm_done;
 	bool storm_tripped;
 	bool storm_masked;
 };
 
+struct bpnet_pcpu_stats {
+	u64_stats_t v[BPNET_HOST_STATS];
+	struct u64_stats_sync syncp;
+};
+
+/*
+ * Count on this CPU: from hard IRQ, NAPI and process context alike, so the
+ * 32-bit sequence update runs with interrupts off (a no-op on 64-bit).
+ */
 static inline void bpnet_count(struct bpnet *bp, enum bpnet_host_stat stat, u64 n)
 {
-	atomic64_add(n, &bp->stats[stat]);
+	struct bpnet_pcpu_stats *s = get_cpu_ptr(bp->pcpu_stats);
+	unsigned long flags = u64_stats_update_begin_irqsave(&s->syncp);
+
+	u64_stats_add(&s->v[stat], n);
+	u64_stats_update_end_irqrestore(&s->syncp, flags);
+	put_cpu_ptr(bp->pcpu_stats);
 }
+
+u64 bpnet_stat(struct bpnet *bp, enum bpnet_host_stat stat);
 
 /*
  * The only accessors of device memory: every read and posted write across
@@ -251,16 +328,19 @@ void bpnet_link_event(struct bpnet *bp);
 
 /* The data path (bpnet_netdev.c), for the link's set-up and slow path. */
 void bpnet_notify(struct bpnet *bp);
-void bpnet_fill_rx(struct bpnet *bp, gfp_t gfp, bool notify);
+bool bpnet_fill_rx(struct bpnet *bp, gfp_t gfp, bool notify);
 bool bpnet_status_pending(struct bpnet *bp);
+void bpnet_refill_work(struct work_struct *work);
 
 /* The link (bpnet_link.c): handshake, slow path, violations, storms. */
 void bpnet_link_init(struct bpnet *bp);
-void bpnet_link_probe(struct bpnet *bp);
+int bpnet_link_probe(struct bpnet *bp);
 void bpnet_link_open(struct bpnet *bp);
+void bpnet_link_sync_features(struct bpnet *bp);
 void bpnet_link_close(struct bpnet *bp);
 int bpnet_link_change_mtu(struct bpnet *bp, int new_mtu);
 void bpnet_link_free(struct bpnet *bp);
+void bpnet_link_tx_timeout(struct bpnet *bp);
 void bpnet_storm_reset(struct bpnet *bp);
 u8 bpnet_read_header_byte(struct bpnet *bp, u32 offset);
 __printf(2, 3) void bpnet_refuse(struct bpnet *bp, const char *fmt, ...);

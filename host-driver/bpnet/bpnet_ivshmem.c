@@ -43,6 +43,14 @@ static int bpnet_ivshmem_start(struct bpnet *bp)
 	struct pci_dev *pdev = bp->pdev;
 	int err;
 
+	/*
+	 * ivshmem-plain shares the device ID but has no MSI-X and no doorbell:
+	 * some other user's shared memory, never an agent. Left alone quietly.
+	 */
+	if (!pdev->msix_cap) {
+		dev_info(&pdev->dev, "ivshmem without MSI-X (ivshmem-plain): not a bpnet agent, left alone\n");
+		return -ENODEV;
+	}
 	if (pci_resource_len(pdev, IVSHMEM_SHARED_BAR) < BPNET_SHARED_LEN) {
 		dev_err(&pdev->dev, "BAR%d holds %llu bytes, the shared region needs %u\n",
 			IVSHMEM_SHARED_BAR,
@@ -69,11 +77,11 @@ static int bpnet_ivshmem_start(struct bpnet *bp)
 		return err;
 	}
 	err = request_irq(pci_irq_vector(pdev, BPNET_IVSHMEM_VECTOR_STATUS),
-			  bpnet_ivshmem_status_irq, 0, BPNET_DRV_NAME, bp);
+			  bpnet_ivshmem_status_irq, 0, bp->irq_names[BPNET_IRQ_STATUS], bp);
 	if (err)
 		goto err_vectors;
 	err = request_irq(pci_irq_vector(pdev, BPNET_IVSHMEM_VECTOR_LINK),
-			  bpnet_ivshmem_link_irq, 0, BPNET_DRV_NAME, bp);
+			  bpnet_ivshmem_link_irq, 0, bp->irq_names[BPNET_IRQ_LINK], bp);
 	if (err)
 		goto err_status;
 	return 0;

@@ -18,12 +18,23 @@
 #include <linux/io.h>
 #include <linux/log2.h>
 #include <linux/module.h>
+#include <linux/rtnetlink.h>
 
 #include "bpnet.h"
 
-/* How long to wait for the agent to leave RUNNING after host_state DOWN. */
+/*
+ * How long to wait for the agent to leave RUNNING after host_state DOWN. The
+ * wait is the slow path's (polling every BPNET_STOP_POLL_MS): ndo_stop and
+ * MTU changes return at once under rtnl, and link_lock is not held across it.
+ * Only removal waits in place.
+ */
 #define BPNET_STOP_WAIT_MS	1000
 #define BPNET_STOP_POLL_MS	10
+/* Probe: how long a board still booting may take to write the contract's magic. */
+#define BPNET_PROBE_WAIT_MS	2000
+#define BPNET_PROBE_POLL_MS	50
+/* Set-ups refused in a row back off: 1, 2, 4, then every 8 s. */
+#define BPNET_BACKOFF_MAX_SHIFT	3
 /* Slow-path ticks (1 s) to wait for RUNNING before re-initialising. */
 #define BPNET_UP_TICKS		5
 /*
@@ -83,6 +94,40 @@ void bpnet_broken(struct bpnet *bp, const char *fmt, ...)
 	bpnet_link_event(bp);
 }
 
+/* How a refusal found while parsing the header is reported. */
+enum bpnet_refusal {
+	/* Probe: neither counted nor logged (the device may not be an agent). */
+	BPNET_REFUSE_QUIET,
+	/* Counted only: this run of failed set-ups was logged already. */
+	BPNET_REFUSE_COUNT,
+	/* Counted and logged. */
+	BPNET_REFUSE_LOG,
+};
+
+static __printf(3, 4) void bpnet_parse_refuse(struct bpnet *bp, enum bpnet_refusal how,
+					      const char *fmt, ...)
+{
+	va_list args;
+
+	if (how == BPNET_REFUSE_LOG) {
+		va_start(args, fmt);
+		bpnet_vrefuse(bp, fmt, &args);
+		va_end(args);
+	} else if (how == BPNET_REFUSE_COUNT) {
+		bpnet_count(bp, BPNET_STAT_contract_errors, 1);
+	}
+}
+
+/*
+ * A surprise-removed device reads all ones (or the PCI core knows it is
+ * gone): it can DMA no more, so nothing needs to be waited for.
+ */
+static bool bpnet_device_gone(struct bpnet *bp, u32 word)
+{
+	return pci_dev_is_disconnected(bp->pdev) ||
+	       (word == ~0U && bpnet_slow_read32(bp, BPNET_HEADER(magic)) == ~0U);
+}
+
 /* The agent's header, read once through the BAR: 16 word reads. */
 static void bpnet_read_header(struct bpnet *bp, struct bpnet_header *header)
 {
@@ -95,37 +140,35 @@ static void bpnet_read_header(struct bpnet *bp, struct bpnet_header *header)
 
 /*
  * AgentRepr::parse and Layout::check: magic, major version, ring size, and
- * every region aligned, inside the shared region and apart from the others.
+ * every region (the fixed header, doorbells and boot block among them)
+ * aligned, inside the shared region and apart from the others.
  */
 static int bpnet_parse_agent(struct bpnet *bp, const struct bpnet_header *header,
-			     struct bpnet_agent *agent, bool quiet)
+			     struct bpnet_agent *agent, enum bpnet_refusal how)
 {
 	struct {
 		u32 at;
 		u32 len;
 		u32 align;
-	} regions[6];
+	} regions[7];
 	u32 magic = le32_to_cpu(header->magic);
 	u16 major = le16_to_cpu(header->version_major);
 	u32 entries = le16_to_cpu(header->ring_entries);
 	unsigned int i, j;
 
 	if (magic != BPNET_MAGIC) {
-		if (!quiet)
-			bpnet_refuse(bp, "magic %#010x, expected %#010x", magic, BPNET_MAGIC);
+		bpnet_parse_refuse(bp, how, "magic %#010x, expected %#010x", magic, BPNET_MAGIC);
 		return -EPROTO;
 	}
 	if (major != BPNET_VERSION_MAJOR) {
-		if (!quiet)
-			bpnet_refuse(bp, "contract version %u.%u, expected major %u", major,
-				     le16_to_cpu(header->version_minor), BPNET_VERSION_MAJOR);
+		bpnet_parse_refuse(bp, how, "contract version %u.%u, expected major %u", major,
+				   le16_to_cpu(header->version_minor), BPNET_VERSION_MAJOR);
 		return -EPROTO;
 	}
 	if (entries < BPNET_RING_ENTRIES_MIN || entries > BPNET_RING_ENTRIES_MAX ||
 	    !is_power_of_2(entries)) {
-		if (!quiet)
-			bpnet_refuse(bp, "ring size %u is not a power of two in %u..=%u", entries,
-				     BPNET_RING_ENTRIES_MIN, BPNET_RING_ENTRIES_MAX);
+		bpnet_parse_refuse(bp, how, "ring size %u is not a power of two in %u..=%u",
+				   entries, BPNET_RING_ENTRIES_MIN, BPNET_RING_ENTRIES_MAX);
 		return -EPROTO;
 	}
 	agent->features = le32_to_cpu(header->agent_features);
@@ -138,24 +181,29 @@ static int bpnet_parse_agent(struct bpnet *bp, const struct bpnet_header *header
 	memcpy(agent->mac, header->mac, ETH_ALEN);
 	agent->ring_entries = entries;
 
+	/* The fixed regions first; the boot block is the boot stage's and the host's. */
+	/* The fixed regions first; the boot block is the boot stage's and the host's. */
 	regions[0].at = BPNET_HEADER_OFFSET;
 	regions[0].len = BPNET_HEADER_LEN;
 	regions[0].align = 64;
 	regions[1].at = BPNET_DOORBELLS_OFFSET;
 	regions[1].len = BPNET_DOORBELLS_LEN;
 	regions[1].align = 64;
-	regions[2].at = agent->counters;
-	regions[2].len = BPNET_COUNTERS_LEN;
-	regions[2].align = 4;
-	regions[3].at = agent->log_ring;
-	regions[3].len = BPNET_LOG_RING_LEN;
+	regions[2].at = BPNET_BOOT_OFFSET;
+	regions[2].len = sizeof(struct bpnet_boot_block);
+	regions[2].align = 64;
+	regions[3].at = agent->counters;
+	regions[3].len = BPNET_COUNTERS_LEN;
 	regions[3].align = 4;
-	regions[4].at = agent->tx_ring;
-	regions[4].len = entries * BPNET_DESCRIPTOR_LEN;
-	regions[4].align = BPNET_DESCRIPTOR_LEN;
-	regions[5].at = agent->rx_ring;
+	regions[4].at = agent->log_ring;
+	regions[4].len = BPNET_LOG_RING_LEN;
+	regions[4].align = 4;
+	regions[5].at = agent->tx_ring;
 	regions[5].len = entries * BPNET_DESCRIPTOR_LEN;
 	regions[5].align = BPNET_DESCRIPTOR_LEN;
+	regions[6].at = agent->rx_ring;
+	regions[6].len = entries * BPNET_DESCRIPTOR_LEN;
+	regions[6].align = BPNET_DESCRIPTOR_LEN;
 	for (i = 0; i < ARRAY_SIZE(regions); i++) {
 		u64 end = (u64)regions[i].at + regions[i].len;
 		bool bad = regions[i].at % regions[i].align || end > BPNET_SHARED_LEN;
@@ -164,9 +212,9 @@ static int bpnet_parse_agent(struct bpnet *bp, const struct bpnet_header *header
 			bad = regions[i].at < (u64)regions[j].at + regions[j].len &&
 			      regions[j].at < end;
 		if (bad) {
-			if (!quiet)
-				bpnet_refuse(bp, "region at %#x misaligned, outside or overlapping",
-					     regions[i].at);
+			bpnet_parse_refuse(bp, how,
+					   "region at %#x misaligned, outside or overlapping",
+					   regions[i].at);
 			return -EPROTO;
 		}
 	}
@@ -179,13 +227,10 @@ void bpnet_link_event(struct bpnet *bp)
 	mod_delayed_work(system_wq, &bp->slow_work, 0);
 }
 
-/* Completions NAPI has taken so far. */
-static u64 bpnet_completions(struct bpnet *bp)
+/* Completions NAPI has taken so far (wraps; only differences are used). */
+static unsigned long bpnet_completions(struct bpnet *bp)
 {
-	return atomic64_read(&bp->stats[BPNET_STAT_tx_frames]) +
-	       atomic64_read(&bp->stats[BPNET_STAT_tx_errors]) +
-	       atomic64_read(&bp->stats[BPNET_STAT_rx_frames]) +
-	       atomic64_read(&bp->stats[BPNET_STAT_rx_errors]);
+	return READ_ONCE(bp->completions);
 }
 
 /* A new storm window; the caller holds storm_lock. */
@@ -209,7 +254,7 @@ bool bpnet_interrupt_storm(struct bpnet *bp, bool link)
 	unsigned long now = jiffies;
 	bool storm, trip = false, masked;
 	u32 status, links, ms;
-	u64 done;
+	unsigned long done;
 
 	spin_lock(&bp->storm_lock);
 	if (time_after_eq(now, bp->storm_window + BPNET_STORM_WINDOW))
@@ -235,7 +280,7 @@ bool bpnet_interrupt_storm(struct bpnet *bp, bool link)
 	spin_unlock(&bp->storm_lock);
 	if (trip)
 		bpnet_broken(bp,
-			     "interrupt storm: %u STATUS interrupts for %llu completions and %u LINK interrupts in %u ms%s",
+			     "interrupt storm: %u STATUS interrupts for %lu completions and %u LINK interrupts in %u ms%s",
 			     status, done, links, ms,
 			     masked ? "; its interrupts are off until the next set-up" : "");
 	return storm;
@@ -270,24 +315,19 @@ static void bpnet_host_down(struct bpnet *bp)
 }
 
 /*
- * Wait, bounded, until the agent shows READY, RESET or RECOVERY: it publishes
- * a state only once no DMA chain is in flight, and BROKEN may still owe the
- * status block one, so only these promise the old connection is over.
+ * Whether the agent shows READY, RESET or RECOVERY: it publishes a state only
+ * once no DMA chain is in flight, and BROKEN may still owe the status block
+ * one, so only these promise the old connection is over. A device that is
+ * gone (surprise removal) can DMA no more either. One read, no waiting.
  */
-static bool bpnet_wait_agent_stopped(struct bpnet *bp)
+static bool bpnet_agent_stopped(struct bpnet *bp)
 {
-	unsigned int waited;
+	u32 at = BPNET_HEADER(agent_state);
+	u32 word = bpnet_slow_read32(bp, at & ~3U);
+	u8 state = word >> (8 * (at & 3));
 
-	for (waited = 0;; waited += BPNET_STOP_POLL_MS) {
-		u8 state = bpnet_read_header_byte(bp, BPNET_HEADER(agent_state));
-
-		if (state == BPNET_AGENT_STATE_READY || state == BPNET_AGENT_STATE_RESET ||
-		    state == BPNET_AGENT_STATE_RECOVERY)
-			return true;
-		if (waited >= BPNET_STOP_WAIT_MS)
-			return false;
-		msleep(BPNET_STOP_POLL_MS);
-	}
+	return state == BPNET_AGENT_STATE_READY || state == BPNET_AGENT_STATE_RESET ||
+	       state == BPNET_AGENT_STATE_RECOVERY || bpnet_device_gone(bp, word);
 }
 
 static void bpnet_reclaim(struct bpnet *bp)
@@ -320,8 +360,10 @@ static void bpnet_reclaim(struct bpnet *bp)
 /*
  * Take the link down: carrier off, no more TX or NAPI, host_state DOWN, and
  * once the agent has stopped, every posted buffer and the status block back.
- * If the agent does not stop in time, everything stays allocated (it may still
- * DMA into it) and the slow path tries again.
+ * Never waits: while the agent has not stopped the link stays STOPPING with
+ * everything allocated (it may still DMA into it), -EINPROGRESS is returned
+ * and the slow path looks again every BPNET_STOP_POLL_MS. Past
+ * BPNET_STOP_WAIT_MS that is said once; the slow path keeps looking.
  */
 static int bpnet_link_down(struct bpnet *bp)
 {
@@ -333,17 +375,21 @@ static int bpnet_link_down(struct bpnet *bp)
 		/* NAPI first: its TX reaping could wake the queue again. */
 		napi_disable(&bp->napi);
 		netif_tx_disable(bp->netdev);
-		bp->state = BPNET_LINK_STOPPING;
+		WRITE_ONCE(bp->state, BPNET_LINK_STOPPING);
+		bp->stop_deadline = jiffies + msecs_to_jiffies(BPNET_STOP_WAIT_MS);
+		bp->stop_late = false;
 		bpnet_host_down(bp);
 	}
-	if (!bpnet_wait_agent_stopped(bp)) {
-		if (net_ratelimit())
-			netdev_err(bp->netdev, "agent still connected %u ms after host_state DOWN: its buffers stay allocated\n",
+	if (!bpnet_agent_stopped(bp)) {
+		if (!bp->stop_late && time_after(jiffies, bp->stop_deadline)) {
+			bp->stop_late = true;
+			netdev_err(bp->netdev, "agent still connected %u ms after host_state DOWN: its buffers stay allocated until it stops\n",
 				   BPNET_STOP_WAIT_MS);
-		return -ETIMEDOUT;
+		}
+		return -EINPROGRESS;
 	}
 	bpnet_reclaim(bp);
-	bp->state = BPNET_LINK_IDLE;
+	WRITE_ONCE(bp->state, BPNET_LINK_IDLE);
 	return 0;
 }
 
@@ -371,7 +417,9 @@ static int bpnet_link_up(struct bpnet *bp)
 	struct device *dev = &bp->pdev->dev;
 	struct bpnet_header header;
 	struct bpnet_agent agent;
+	enum bpnet_refusal how;
 	u32 features, entries, i;
+	bool csum;
 	size_t status_len;
 	dma_addr_t status_addr;
 	void *status;
@@ -386,11 +434,14 @@ static int bpnet_link_up(struct bpnet *bp)
 	bpnet_note_recovery(bp, header.agent_state == BPNET_AGENT_STATE_RECOVERY);
 	if (bp->recovery)
 		return -EAGAIN;
-	err = bpnet_parse_agent(bp, &header, &agent, false);
+	/* A run of refused set-ups is logged once, at its start. */
+	how = bp->up_failure_logged ? BPNET_REFUSE_COUNT : BPNET_REFUSE_LOG;
+	err = bpnet_parse_agent(bp, &header, &agent, how);
 	if (err)
 		return err;
 	bp->agent = agent;
-	bp->agent_valid = true;
+	/* ethtool reads the counters' offset without link_lock. */
+	smp_store_release(&bp->agent_valid, true);
 	switch (header.agent_state) {
 	case BPNET_AGENT_STATE_READY:
 		break;
@@ -403,7 +454,7 @@ static int bpnet_link_up(struct bpnet *bp)
 		/* Booting: the slow path tries again. */
 		return -EAGAIN;
 	default:
-		bpnet_refuse(bp, "state %u is not defined", header.agent_state);
+		bpnet_parse_refuse(bp, how, "state %u is not defined", header.agent_state);
 		return -EPROTO;
 	}
 
@@ -451,8 +502,18 @@ static int bpnet_link_up(struct bpnet *bp)
 	bp->tx_seen = 0;
 	bp->rx_prod = 0;
 	bp->rx_seen = 0;
-	bp->running = false;
-	bp->broken = false;
+	WRITE_ONCE(bp->running, false);
+	WRITE_ONCE(bp->broken, false);
+	bp->tick_valid = false;
+	bp->tick_rung = false;
+	bp->tx_timeout_run = 0;
+	WRITE_ONCE(bp->tx_stalled, false);
+	/* Offered features follow the negotiation (bpnet_fix_features). */
+	csum = features & BPNET_F_CSUM_OFFLOAD;
+	if (csum != bp->csum_offload) {
+		WRITE_ONCE(bp->csum_offload, csum);
+		WRITE_ONCE(bp->features_stale, true);
+	}
 	/* The zeroed doorbells ask for an interrupt at the first completion. */
 	bp->interrupts = true;
 	bp->published_valid = true;
@@ -470,8 +531,10 @@ static int bpnet_link_up(struct bpnet *bp)
 	for (i = 0; i < BPNET_DOORBELLS_LEN; i += 4)
 		bpnet_write(bp, bp->shared + BPNET_DOORBELLS_OFFSET + i, 0, 4);
 	bpnet_fill_rx(bp, GFP_KERNEL, false);
+	/* No bytes in flight for BQL: the last connection's were reclaimed. */
+	netdev_reset_queue(netdev);
 	/* Before UP: the agent's first status interrupt must find NAPI enabled. */
-	bp->state = BPNET_LINK_UP;
+	WRITE_ONCE(bp->state, BPNET_LINK_UP);
 	napi_enable(&bp->napi);
 	/* Interrupts a storm stopped come back with the new connection. */
 	bpnet_storm_reset(bp);
@@ -488,15 +551,82 @@ static int bpnet_link_up(struct bpnet *bp)
 	return 0;
 }
 
-/* Re-initialise without reloading: down, reclaim, new host_generation, up. */
+/*
+ * Set-up from the slow path. A refusal starts or continues a run of failed
+ * set-ups: logged at its start only, retried with a growing interval. Waiting
+ * for a booting agent (-EAGAIN) is not a failure.
+ */
+static void bpnet_link_try_up(struct bpnet *bp)
+{
+	int err = bpnet_link_up(bp);
+
+	if (!err || err == -EAGAIN || err == -EBUSY)
+		return;
+	bp->up_failure_logged = true;
+	if (bp->up_failures < BPNET_BACKOFF_MAX_SHIFT)
+		bp->up_failures++;
+}
+
+/* A new start (open, MTU change): retry at once and log the next failure. */
+static void bpnet_link_new_episode(struct bpnet *bp)
+{
+	bp->up_failures = 0;
+	bp->up_failure_logged = false;
+}
+
+/*
+ * Re-initialise without reloading: down, reclaim, new host_generation, up.
+ * A reset before the agent ever ran backs the retries off like a refused
+ * set-up; within a run of refusals already logged it is not said again.
+ */
 static void bpnet_link_reset(struct bpnet *bp, const char *why)
 {
-	netdev_info(bp->netdev, "re-initialising the link: %s\n", why);
+	if (!bp->up_failure_logged)
+		netdev_info(bp->netdev, "re-initialising the link: %s\n", why);
 	bpnet_count(bp, BPNET_STAT_link_resets, 1);
+	if (!READ_ONCE(bp->running) && bp->up_failures < BPNET_BACKOFF_MAX_SHIFT)
+		bp->up_failures++;
 	if (bpnet_link_down(bp))
 		return;
 	if (bp->want_up)
-		bpnet_link_up(bp);
+		bpnet_link_try_up(bp);
+}
+
+/*
+ * A posted index write or doorbell the agent missed (on real PCI the host may
+ * read a stale event index and decide not to ring): when work the host posted
+ * is outstanding and nothing in the status block moved for a whole tick, ring
+ * WORK once more. Not again until the status moves, so an idle agent costs at
+ * most one doorbell per quiet spell. Host RAM only.
+ */
+static void bpnet_check_progress(struct bpnet *bp)
+{
+	struct bpnet_status *st = bp->status;
+	u32 tx_used = le32_to_cpu(READ_ONCE(st->tx_used));
+	u32 rx_used = le32_to_cpu(READ_ONCE(st->rx_used));
+	u32 tx_event = le32_to_cpu(READ_ONCE(st->tx_prod_event));
+	u32 rx_event = le32_to_cpu(READ_ONCE(st->rx_prod_event));
+	bool moved = !bp->tick_valid || tx_used != bp->tick_tx_used ||
+		     rx_used != bp->tick_rx_used || tx_event != bp->tick_tx_event ||
+		     rx_event != bp->tick_rx_event;
+	/* TX frames not completed, or RX buffers posted beyond what the agent took. */
+	bool outstanding = READ_ONCE(bp->tx_prod_published) != tx_used ||
+			   READ_ONCE(bp->rx_prod) != rx_event;
+
+	bp->tick_tx_used = tx_used;
+	bp->tick_rx_used = rx_used;
+	bp->tick_tx_event = tx_event;
+	bp->tick_rx_event = rx_event;
+	bp->tick_valid = true;
+	if (moved) {
+		bp->tick_rung = false;
+		return;
+	}
+	if (outstanding && !bp->tick_rung) {
+		bp->tick_rung = true;
+		bpnet_count(bp, BPNET_STAT_doorbells_resent, 1);
+		bpnet_notify(bp);
+	}
 }
 
 /* The slow path's look at an established link: two header reads. */
@@ -505,12 +635,20 @@ static void bpnet_link_check(struct bpnet *bp)
 	u32 generation;
 	u8 state;
 
-	if (bp->broken) {
+	if (READ_ONCE(bp->broken)) {
 		bpnet_link_reset(bp, "the agent broke the contract");
+		return;
+	}
+	if (READ_ONCE(bp->tx_stalled)) {
+		bpnet_link_reset(bp, "the TX queue stayed stopped through two watchdog timeouts");
 		return;
 	}
 	generation = bpnet_slow_read32(bp, BPNET_HEADER(agent_generation));
 	state = bpnet_read_header_byte(bp, BPNET_HEADER(agent_state));
+	if (bpnet_device_gone(bp, generation)) {
+		bpnet_link_reset(bp, "the device is gone (reads all ones)");
+		return;
+	}
 	if (generation != bp->agent.generation) {
 		bpnet_link_reset(bp, "the agent was reset (new generation)");
 		return;
@@ -523,6 +661,9 @@ static void bpnet_link_check(struct bpnet *bp)
 				bpnet_link_reset(bp, "the agent left RUNNING");
 				break;
 			}
+			/* Connected: a new episode for the next trouble. */
+			bpnet_link_new_episode(bp);
+			bpnet_check_progress(bp);
 		} else if (++bp->ticks_waiting > BPNET_UP_TICKS) {
 			bpnet_link_reset(bp, "the agent did not take the host's fields");
 			break;
@@ -531,13 +672,15 @@ static void bpnet_link_check(struct bpnet *bp)
 			bpnet_notify(bp);
 			break;
 		}
-		/* Safety net: a status update, completions or an RX refill left waiting. */
-		if (!READ_ONCE(bp->running) || bpnet_status_pending(bp) ||
-		    READ_ONCE(bp->rx_prod) - READ_ONCE(bp->rx_seen) < bp->rx_posted_max) {
+		/* Safety net: a status update or completions left waiting. */
+		if (!READ_ONCE(bp->running) || bpnet_status_pending(bp)) {
 			local_bh_disable();
 			napi_schedule(&bp->napi);
 			local_bh_enable();
 		}
+		/* An RX refill NAPI could not allocate for. */
+		if (READ_ONCE(bp->rx_prod) - READ_ONCE(bp->rx_seen) < bp->rx_posted_max)
+			schedule_work(&bp->refill_work);
 		break;
 	case BPNET_AGENT_STATE_BROKEN:
 		bpnet_link_reset(bp, "the agent is BROKEN (see its counters)");
@@ -551,35 +694,63 @@ static void bpnet_link_check(struct bpnet *bp)
 		bpnet_link_reset(bp, "the agent entered recovery");
 		break;
 	default:
-		bpnet_refuse(bp, "state %u is not defined", state);
+		bpnet_parse_refuse(bp,
+				   bp->up_failure_logged ? BPNET_REFUSE_COUNT : BPNET_REFUSE_LOG,
+				   "state %u is not defined", state);
 		bpnet_link_reset(bp, "undefined agent state");
 		break;
 	}
 }
 
+/*
+ * netdev_update_features for a negotiation that changed checksum offload;
+ * under rtnl, and only for a registered device.
+ */
+void bpnet_link_sync_features(struct bpnet *bp)
+{
+	ASSERT_RTNL();
+	if (!READ_ONCE(bp->features_stale) || bp->netdev->reg_state != NETREG_REGISTERED)
+		return;
+	WRITE_ONCE(bp->features_stale, false);
+	netdev_update_features(bp->netdev);
+}
+
 static void bpnet_slow_work(struct work_struct *work)
 {
 	struct bpnet *bp = container_of(to_delayed_work(work), struct bpnet, slow_work);
+	unsigned long delay;
 	bool again;
 
 	mutex_lock(&bp->link_lock);
 	switch (bp->state) {
 	case BPNET_LINK_STOPPING:
 		if (!bpnet_link_down(bp) && bp->want_up)
-			bpnet_link_up(bp);
+			bpnet_link_try_up(bp);
 		break;
 	case BPNET_LINK_IDLE:
 		if (bp->want_up && !bp->mtu_refused)
-			bpnet_link_up(bp);
+			bpnet_link_try_up(bp);
 		break;
 	case BPNET_LINK_UP:
 		bpnet_link_check(bp);
 		break;
 	}
+	/* Stopping is polled (nothing sleeps under link_lock); refusals back off. */
+	if (bp->state == BPNET_LINK_STOPPING && !bp->stop_late)
+		delay = msecs_to_jiffies(BPNET_STOP_POLL_MS);
+	else if (bp->state == BPNET_LINK_IDLE)
+		delay = HZ << bp->up_failures;
+	else
+		delay = HZ;
 	again = bp->want_up || bp->state != BPNET_LINK_IDLE;
 	mutex_unlock(&bp->link_lock);
+	if (READ_ONCE(bp->features_stale)) {
+		rtnl_lock();
+		bpnet_link_sync_features(bp);
+		rtnl_unlock();
+	}
 	if (again)
-		queue_delayed_work(system_wq, &bp->slow_work, HZ);
+		queue_delayed_work(system_wq, &bp->slow_work, delay);
 }
 
 void bpnet_link_init(struct bpnet *bp)
@@ -588,23 +759,42 @@ void bpnet_link_init(struct bpnet *bp)
 	spin_lock_init(&bp->storm_lock);
 	bp->storm_window = jiffies;
 	INIT_DELAYED_WORK(&bp->slow_work, bpnet_slow_work);
+	INIT_WORK(&bp->refill_work, bpnet_refill_work);
 }
 
 /*
- * Probe: the agent's header, if it is already there (its MAC); a connection
- * of an earlier host is ended so its DMA cannot reach this one's RAM.
+ * Probe: is this a bpnet agent at all? Only a device whose shared region
+ * carries the contract's magic is taken; an empty region is given
+ * BPNET_PROBE_WAIT_MS to fill (a board still booting). Then the MAC and the
+ * offered features; a connection of an earlier host is ended so its DMA cannot
+ * reach this one's RAM.
  */
-void bpnet_link_probe(struct bpnet *bp)
+int bpnet_link_probe(struct bpnet *bp)
 {
 	struct bpnet_header header;
+	unsigned int waited;
+	u32 magic;
 
+	for (waited = 0;; waited += BPNET_PROBE_POLL_MS) {
+		magic = bpnet_slow_read32(bp, BPNET_HEADER(magic));
+		if (magic == BPNET_MAGIC)
+			break;
+		if (magic || waited >= BPNET_PROBE_WAIT_MS) {
+			dev_info(&bp->pdev->dev, "not a bpnet agent (magic %#010x, expected %#010x): left alone\n",
+				 magic, BPNET_MAGIC);
+			return -ENODEV;
+		}
+		msleep(BPNET_PROBE_POLL_MS);
+	}
 	bpnet_read_header(bp, &header);
-	if (bpnet_parse_agent(bp, &header, &bp->agent, true))
-		return;
+	if (bpnet_parse_agent(bp, &header, &bp->agent, BPNET_REFUSE_QUIET))
+		return 0;
 	bp->agent_valid = true;
+	bp->csum_offload = bp->agent.features & offer_features & BPNET_F_CSUM_OFFLOAD;
 	if (header.agent_state == BPNET_AGENT_STATE_RUNNING ||
 	    header.agent_state == BPNET_AGENT_STATE_BROKEN)
 		bpnet_host_down(bp);
+	return 0;
 }
 
 /* The interface is up: connect now if the agent is ready, else the slow path keeps trying. */
@@ -613,18 +803,21 @@ void bpnet_link_open(struct bpnet *bp)
 	mutex_lock(&bp->link_lock);
 	bp->want_up = true;
 	bp->mtu_refused = false;
+	bpnet_link_new_episode(bp);
 	if (bp->state == BPNET_LINK_IDLE)
-		bpnet_link_up(bp);
+		bpnet_link_try_up(bp);
 	mutex_unlock(&bp->link_lock);
-	/* Set-up may wait for the agent: the slow path retries. */
+	/* Set-up may wait for the agent (or a stop still under way): the slow path goes on. */
 	queue_delayed_work(system_wq, &bp->slow_work, HZ);
 }
 
+/* Under rtnl: starts the tear-down and returns; the slow path finishes it. */
 void bpnet_link_close(struct bpnet *bp)
 {
 	mutex_lock(&bp->link_lock);
 	bp->want_up = false;
-	bpnet_link_down(bp);
+	if (bpnet_link_down(bp))
+		mod_delayed_work(system_wq, &bp->slow_work, msecs_to_jiffies(BPNET_STOP_POLL_MS));
 	mutex_unlock(&bp->link_lock);
 }
 
@@ -640,25 +833,46 @@ int bpnet_link_change_mtu(struct bpnet *bp, int new_mtu)
 			   BPNET_MTU_DEFAULT);
 		return -EINVAL;
 	}
-	/* The agent takes the MTU at set-up only: re-initialise with the new one. */
+	/*
+	 * The agent takes the MTU at set-up only: re-initialise with the new
+	 * one. The old buffers keep their length until they are reclaimed.
+	 */
 	bpnet_link_down(bp);
-	netdev->mtu = new_mtu;
+	WRITE_ONCE(netdev->mtu, new_mtu);
 	bp->mtu_refused = false;
+	bpnet_link_new_episode(bp);
 	if (bp->want_up && bp->state == BPNET_LINK_IDLE)
-		bpnet_link_up(bp);
+		bpnet_link_try_up(bp);
+	else if (bp->state == BPNET_LINK_STOPPING)
+		mod_delayed_work(system_wq, &bp->slow_work, msecs_to_jiffies(BPNET_STOP_POLL_MS));
 	mutex_unlock(&bp->link_lock);
+	bpnet_link_sync_features(bp);
 	return 0;
 }
 
 /*
- * Removal (and a failed probe), with the interrupts already freed: the slow
- * path stopped, then the link down for good.
+ * Removal (and a failed probe), with the interrupts already freed and no rtnl
+ * held: the slow path stopped, then the link down for good, waiting here (the
+ * only place that does) until the agent stops or BPNET_STOP_WAIT_MS passed.
+ * A surprise-removed device is not waited for (bpnet_agent_stopped).
  */
 void bpnet_link_free(struct bpnet *bp)
 {
+	int err;
+
 	cancel_delayed_work_sync(&bp->slow_work);
+	cancel_work_sync(&bp->refill_work);
 	mutex_lock(&bp->link_lock);
-	if (bpnet_link_down(bp)) {
+	for (;;) {
+		err = bpnet_link_down(bp);
+		if (err != -EINPROGRESS || bp->stop_late ||
+		    time_after(jiffies, bp->stop_deadline))
+			break;
+		mutex_unlock(&bp->link_lock);
+		msleep(BPNET_STOP_POLL_MS);
+		mutex_lock(&bp->link_lock);
+	}
+	if (err) {
 		/*
 		 * The agent still holds buffers and may DMA into them: stop it
 		 * mastering the bus and never give that memory back.

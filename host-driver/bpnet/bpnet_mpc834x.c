@@ -91,7 +91,7 @@ static int bpnet_mpc834x_start(struct bpnet *bp)
 	/* Only the doorbell interrupts the host; the message registers must not. */
 	bpnet_write(bp, bp->regs + MPC834X_OMIMR, MPC834X_OMIMR_OM0I | MPC834X_OMIMR_OM1I, 4);
 	err = request_irq(pci_irq_vector(pdev, 0), bpnet_mpc834x_irq, IRQF_SHARED,
-			  BPNET_DRV_NAME, bp);
+			  bp->irq_names[BPNET_IRQ_ALL], bp);
 	if (err) {
 		pci_free_irq_vectors(pdev);
 		return err;

@@ -45,6 +45,28 @@ static bool bpnet_pending(u32 prod, u32 cons, u32 entries, u32 *n)
 	return *n <= entries;
 }
 
+/* The TX watchdog: a queue stopped this long rings the agent and wakes the slow path. */
+#define BPNET_TX_TIMEOUT	(5 * HZ)
+
+u64 bpnet_stat(struct bpnet *bp, enum bpnet_host_stat stat)
+{
+	u64 sum = 0;
+	int cpu;
+
+	for_each_possible_cpu(cpu) {
+		const struct bpnet_pcpu_stats *s = per_cpu_ptr(bp->pcpu_stats, cpu);
+		unsigned int start;
+		u64 v;
+
+		do {
+			start = u64_stats_fetch_begin(&s->syncp);
+			v = u64_stats_read(&s->v[stat]);
+		} while (u64_stats_fetch_retry(&s->syncp, start));
+		sum += v;
+	}
+	return sum;
+}
+
 static u32 bpnet_slot(const struct bpnet *bp, u32 index)
 {
 	return index & (bp->entries - 1);
@@ -142,9 +164,10 @@ static void bpnet_publish_events(struct bpnet *bp)
 
 /*
  * Post empty buffers until rx_posted_max are posted, then move rx_prod once and
- * ring if the agent asked (not during set-up: WORK follows UP anyway).
+ * ring if the agent asked (not during set-up: WORK follows UP anyway). False
+ * when an allocation or mapping failed and buffers are still missing.
  */
-void bpnet_fill_rx(struct bpnet *bp, gfp_t gfp, bool notify)
+bool bpnet_fill_rx(struct bpnet *bp, gfp_t gfp, bool notify)
 {
 	struct device *dev = &bp->pdev->dev;
 	u32 old = bp->rx_prod;
@@ -156,19 +179,19 @@ void bpnet_fill_rx(struct bpnet *bp, gfp_t gfp, bool notify)
 
 		skb = __netdev_alloc_skb_ip_align(bp->netdev, bp->buffer_len, gfp);
 		if (!skb) {
-			bpnet_count(bp, BPNET_STAT_rx_dropped, 1);
+			bpnet_count(bp, BPNET_STAT_rx_alloc_failed, 1);
 			break;
 		}
 		addr = dma_map_single(dev, skb->data, bp->buffer_len, DMA_FROM_DEVICE);
 		if (dma_mapping_error(dev, addr)) {
 			dev_kfree_skb_any(skb);
-			bpnet_count(bp, BPNET_STAT_rx_dropped, 1);
+			bpnet_count(bp, BPNET_STAT_rx_alloc_failed, 1);
 			break;
 		}
 		if (!bpnet_in_window(addr, bp->buffer_len)) {
 			dma_unmap_single(dev, addr, bp->buffer_len, DMA_FROM_DEVICE);
 			dev_kfree_skb_any(skb);
-			bpnet_count(bp, BPNET_STAT_rx_dropped, 1);
+			bpnet_count(bp, BPNET_STAT_rx_alloc_failed, 1);
 			break;
 		}
 		s->skb = skb;
@@ -177,7 +200,7 @@ void bpnet_fill_rx(struct bpnet *bp, gfp_t gfp, bool notify)
 		bp->rx_prod++;
 	}
 	if (bp->rx_prod == old)
-		return;
+		return bp->rx_prod - bp->rx_seen >= bp->rx_posted_max;
 	/* After the descriptors (bpnet_write_descriptor). */
 	bpnet_write(bp, bp->shared + BPNET_DOORBELL(rx_prod), bp->rx_prod, 4);
 	if (notify) {
@@ -194,6 +217,30 @@ void bpnet_fill_rx(struct bpnet *bp, gfp_t gfp, bool notify)
 		bpnet_notify_if_wanted(bp, le32_to_cpu(READ_ONCE(bp->status->rx_prod_event)),
 				       bp->rx_prod, old);
 	}
+	return bp->rx_prod - bp->rx_seen >= bp->rx_posted_max;
+}
+
+/*
+ * RX refill in process context: NAPI allocates with GFP_ATOMIC, which fails
+ * for the high-order buffers of a large MTU under memory pressure. NAPI is
+ * stopped around the refill, as rx_prod is NAPI's; link_lock keeps set-up and
+ * tear-down (which disable NAPI themselves) out.
+ */
+void bpnet_refill_work(struct work_struct *work)
+{
+	struct bpnet *bp = container_of(work, struct bpnet, refill_work);
+
+	mutex_lock(&bp->link_lock);
+	if (bp->state == BPNET_LINK_UP && !READ_ONCE(bp->broken)) {
+		napi_disable(&bp->napi);
+		bpnet_fill_rx(bp, GFP_KERNEL, true);
+		napi_enable(&bp->napi);
+		/* Completions that arrived while NAPI was off. */
+		local_bh_disable();
+		napi_schedule(&bp->napi);
+		local_bh_enable();
+	}
+	mutex_unlock(&bp->link_lock);
 }
 
 /* Write tx_prod (deferred while the stack has more frames) and ring if asked. */
@@ -218,12 +265,14 @@ static void bpnet_publish_tx_prod(struct bpnet *bp)
 static netdev_tx_t bpnet_start_xmit(struct sk_buff *skb, struct net_device *netdev)
 {
 	struct bpnet *bp = netdev_priv(netdev);
+	struct netdev_queue *txq = netdev_get_tx_queue(netdev, 0);
 	struct device *dev = &bp->pdev->dev;
 	struct bpnet_tx_slot *s;
 	u16 flags = 0;
 	dma_addr_t addr;
 
-	if (bp->state != BPNET_LINK_UP || !bp->running || bp->broken)
+	if (READ_ONCE(bp->state) != BPNET_LINK_UP || !READ_ONCE(bp->running) ||
+	    READ_ONCE(bp->broken))
 		goto drop;
 	if (!skb->len || skb->len > bp->buffer_len || skb_linearize(skb))
 		goto drop;
@@ -233,10 +282,13 @@ static netdev_tx_t bpnet_start_xmit(struct sk_buff *skb, struct net_device *netd
 		else if (skb_checksum_help(skb))
 			goto drop;
 	}
-	if (bp->tx_prod - bp->tx_seen >= bp->entries) {
+	/*
+	 * Cannot happen: the queue stops below when the ring fills and is woken
+	 * only with room. Should it ever, the frame is dropped, not requeued.
+	 */
+	if (unlikely(bp->tx_prod - bp->tx_seen >= bp->entries)) {
 		netif_stop_queue(netdev);
-		bpnet_publish_tx_prod(bp);
-		return NETDEV_TX_BUSY;
+		goto drop;
 	}
 	addr = dma_map_single(dev, skb->data, skb->len, DMA_TO_DEVICE);
 	if (dma_mapping_error(dev, addr))
@@ -254,14 +306,15 @@ static netdev_tx_t bpnet_start_xmit(struct sk_buff *skb, struct net_device *netd
 	skb_tx_timestamp(skb);
 	if (bp->tx_prod - bp->tx_seen >= bp->entries)
 		netif_stop_queue(netdev);
-	if (!netdev_xmit_more() || netif_queue_stopped(netdev))
+	/* BQL; true when tx_prod must go out now (no more frames, or stopped). */
+	if (__netdev_tx_sent_queue(txq, s->len, netdev_xmit_more()))
 		bpnet_publish_tx_prod(bp);
 	return NETDEV_TX_OK;
 
 drop:
 	bpnet_count(bp, BPNET_STAT_tx_dropped, 1);
 	dev_kfree_skb_any(skb);
-	if (bp->state == BPNET_LINK_UP && !netdev_xmit_more())
+	if (READ_ONCE(bp->state) == BPNET_LINK_UP && !netdev_xmit_more())
 		bpnet_publish_tx_prod(bp);
 	return NETDEV_TX_OK;
 }
@@ -271,7 +324,7 @@ static int bpnet_reap_tx(struct bpnet *bp, u32 tx_used, int budget)
 {
 	struct netdev_queue *txq = netdev_get_tx_queue(bp->netdev, 0);
 	struct device *dev = &bp->pdev->dev;
-	u32 n, in_flight;
+	u32 n, in_flight, frames = 0, bytes = 0;
 
 	__netif_tx_lock(txq, smp_processor_id());
 	/* The agent may complete only what was posted. */
@@ -306,10 +359,16 @@ static int bpnet_reap_tx(struct bpnet *bp, u32 tx_used, int budget)
 			bpnet_count(bp, BPNET_STAT_tx_frames, 1);
 			bpnet_count(bp, BPNET_STAT_tx_bytes, s->len);
 		}
+		frames++;
+		bytes += s->len;
 		napi_consume_skb(s->skb, budget);
 		s->skb = NULL;
 		bp->tx_seen++;
 	}
+	WRITE_ONCE(bp->completions, bp->completions + frames);
+	if (frames)
+		bp->tx_timeout_run = 0;
+	netdev_tx_completed_queue(txq, frames, bytes);
 	if (netif_tx_queue_stopped(txq) && bp->running &&
 	    bp->tx_prod - bp->tx_seen < bp->entries)
 		netif_tx_wake_queue(txq);
@@ -322,6 +381,7 @@ static int bpnet_reap_rx(struct bpnet *bp, u32 rx_used, int budget)
 {
 	struct device *dev = &bp->pdev->dev;
 	u32 n, posted, done;
+	bool offload = bp->features & BPNET_F_CSUM_OFFLOAD;
 
 	if (!bpnet_pending(rx_used, bp->rx_seen, bp->entries, &n) ||
 	    !bpnet_pending(bp->rx_prod, rx_used, bp->entries, &posted)) {
@@ -348,6 +408,7 @@ static int bpnet_reap_rx(struct bpnet *bp, u32 rx_used, int budget)
 		s->skb = NULL;
 		dma_unmap_single(dev, s->addr, bp->buffer_len, DMA_FROM_DEVICE);
 		bp->rx_seen++;
+		WRITE_ONCE(bp->completions, bp->completions + 1);
 		/* A refused buffer, or a runt eth_type_trans cannot parse. */
 		if ((flags & BPNET_COMPL_F_ERROR) || len < ETH_HLEN) {
 			bpnet_count(bp, BPNET_STAT_rx_errors, 1);
@@ -356,11 +417,13 @@ static int bpnet_reap_rx(struct bpnet *bp, u32 rx_used, int budget)
 		}
 		skb_put(skb, len);
 		skb->protocol = eth_type_trans(skb, bp->netdev);
-		if ((flags & BPNET_COMPL_F_NEEDS_CSUM) && (bp->features & BPNET_F_CSUM_OFFLOAD)) {
+		if ((flags & BPNET_COMPL_F_NEEDS_CSUM) && offload) {
 			/*
-			 * The agent left the TCP/UDP checksum out, as virtio's
-			 * NEEDS_CSUM: CHECKSUM_PARTIAL, completed only if the
-			 * frame is forwarded.
+			 * The agent left the TCP/UDP checksum out (virtio's
+			 * NEEDS_CSUM). It is filled in here rather than left
+			 * CHECKSUM_PARTIAL: packet sockets (tcpdump, DHCP
+			 * servers) see the frame as it is in memory and must
+			 * find a valid checksum. A read of the frame, no copy.
 			 */
 			skb_reset_network_header(skb);
 			if (skb_checksum_setup(skb, true)) {
@@ -368,8 +431,15 @@ static int bpnet_reap_rx(struct bpnet *bp, u32 rx_used, int budget)
 				dev_kfree_skb_any(skb);
 				continue;
 			}
-		} else if ((flags & BPNET_COMPL_F_CSUM_VALID) &&
-			   (bp->features & BPNET_F_CSUM_OFFLOAD) &&
+			if (skb_checksum_help(skb)) {
+				bpnet_count(bp, BPNET_STAT_rx_dropped, 1);
+				dev_kfree_skb_any(skb);
+				continue;
+			}
+			/* Computed just now over the bytes the stack will read. */
+			if (bp->netdev->features & NETIF_F_RXCSUM)
+				skb->ip_summed = CHECKSUM_UNNECESSARY;
+		} else if ((flags & BPNET_COMPL_F_CSUM_VALID) && offload &&
 			   (bp->netdev->features & NETIF_F_RXCSUM)) {
 			skb->ip_summed = CHECKSUM_UNNECESSARY;
 		}
@@ -377,7 +447,9 @@ static int bpnet_reap_rx(struct bpnet *bp, u32 rx_used, int budget)
 		bpnet_count(bp, BPNET_STAT_rx_bytes, len);
 		napi_gro_receive(&bp->napi, skb);
 	}
-	bpnet_fill_rx(bp, GFP_ATOMIC, true);
+	/* No high-order atomic allocation is relied on: process context retries. */
+	if (!bpnet_fill_rx(bp, GFP_ATOMIC | __GFP_NOWARN, true))
+		schedule_work(&bp->refill_work);
 	return done;
 }
 
@@ -405,7 +477,7 @@ static int bpnet_reap(struct bpnet *bp, int budget)
 	}
 	if (!bp->running && cause) {
 		/* The first status DMA: the agent took the host's fields and is RUNNING. */
-		bp->running = true;
+		WRITE_ONCE(bp->running, true);
 		netdev_info(bp->netdev, "link up: firmware %u.%u.%u, %u entries, features %#x, MTU %u\n",
 			    (bp->agent.firmware_version >> 16) & 0xff,
 			    (bp->agent.firmware_version >> 8) & 0xff,
@@ -420,6 +492,22 @@ static int bpnet_reap(struct bpnet *bp, int budget)
 	if (bpnet_reap_tx(bp, tx_used, budget))
 		return -EPROTO;
 	return bpnet_reap_rx(bp, rx_used, budget);
+}
+
+/*
+ * TX completions only, for netpoll (budget 0): no RX, no state change. Before
+ * the agent's first status block there is nothing to take.
+ */
+static void bpnet_reap_tx_only(struct bpnet *bp)
+{
+	u32 tx_used;
+
+	if (READ_ONCE(bp->broken) || !READ_ONCE(bp->running))
+		return;
+	tx_used = le32_to_cpu(READ_ONCE(bp->status->tx_used));
+	/* The index before the completions it covers (bpnet_reap). */
+	dma_rmb();
+	bpnet_reap_tx(bp, tx_used, 0);
 }
 
 /* Completions the host has not taken yet (host RAM only). */
@@ -437,7 +525,12 @@ static int bpnet_poll(struct napi_struct *napi, int budget)
 	bool pending;
 	int done;
 
-	if (bp->broken)
+	/* netpoll: budget 0 reaps TX only and leaves NAPI scheduled. */
+	if (!budget) {
+		bpnet_reap_tx_only(bp);
+		return 0;
+	}
+	if (READ_ONCE(bp->broken))
 		goto idle;
 	bp->interrupts = false;
 	done = bpnet_reap(bp, budget);
@@ -487,9 +580,12 @@ static int bpnet_open(struct net_device *netdev)
 	netif_carrier_off(netdev);
 	netif_stop_queue(netdev);
 	bpnet_link_open(bp);
+	/* A set-up just now may have changed the negotiated features. */
+	bpnet_link_sync_features(bp);
 	return 0;
 }
 
+/* Does not wait for the agent: the slow path finishes the tear-down (bpnet_link.c). */
 static int bpnet_stop(struct net_device *netdev)
 {
 	bpnet_link_close(netdev_priv(netdev));
@@ -501,18 +597,53 @@ static int bpnet_change_mtu(struct net_device *netdev, int new_mtu)
 	return bpnet_link_change_mtu(netdev_priv(netdev), new_mtu);
 }
 
+/*
+ * Checksum offload only when negotiated with the agent. The frames carry no
+ * csum_start/csum_offset: the agent finds the TCP/UDP checksum by parsing
+ * IPv4 and IPv6, hence NETIF_F_IP_CSUM | NETIF_F_IPV6_CSUM, not HW_CSUM.
+ */
+static netdev_features_t bpnet_fix_features(struct net_device *netdev,
+					    netdev_features_t features)
+{
+	struct bpnet *bp = netdev_priv(netdev);
+
+	if (!READ_ONCE(bp->csum_offload))
+		features &= ~(NETIF_F_CSUM_MASK | NETIF_F_RXCSUM);
+	return features;
+}
+
+/*
+ * The TX queue stayed stopped past the watchdog: the agent may have missed a
+ * doorbell (a posted write, or a stale event index). Ring it again; the slow
+ * path re-rings while nothing moves and resets the link if that goes on.
+ */
+static void bpnet_tx_timeout(struct net_device *netdev, unsigned int txqueue)
+{
+	struct bpnet *bp = netdev_priv(netdev);
+
+	bpnet_count(bp, BPNET_STAT_tx_timeouts, 1);
+	netdev_warn(netdev, "TX queue stopped for %u ms: tx_prod %u, tx_seen %u; ringing the agent\n",
+		    jiffies_to_msecs(BPNET_TX_TIMEOUT), bp->tx_prod, bp->tx_seen);
+	if (READ_ONCE(bp->state) == BPNET_LINK_UP)
+		bpnet_notify(bp);
+	/* Still stopped at the next timeout, with no completion since: reset the link. */
+	if (++bp->tx_timeout_run > 1)
+		WRITE_ONCE(bp->tx_stalled, true);
+	bpnet_link_event(bp);
+}
+
 static void bpnet_get_stats64(struct net_device *netdev, struct rtnl_link_stats64 *stats)
 {
 	struct bpnet *bp = netdev_priv(netdev);
 
-	stats->tx_packets = atomic64_read(&bp->stats[BPNET_STAT_tx_frames]);
-	stats->tx_bytes = atomic64_read(&bp->stats[BPNET_STAT_tx_bytes]);
-	stats->tx_errors = atomic64_read(&bp->stats[BPNET_STAT_tx_errors]);
-	stats->tx_dropped = atomic64_read(&bp->stats[BPNET_STAT_tx_dropped]);
-	stats->rx_packets = atomic64_read(&bp->stats[BPNET_STAT_rx_frames]);
-	stats->rx_bytes = atomic64_read(&bp->stats[BPNET_STAT_rx_bytes]);
-	stats->rx_errors = atomic64_read(&bp->stats[BPNET_STAT_rx_errors]);
-	stats->rx_dropped = atomic64_read(&bp->stats[BPNET_STAT_rx_dropped]);
+	stats->tx_packets = bpnet_stat(bp, BPNET_STAT_tx_frames);
+	stats->tx_bytes = bpnet_stat(bp, BPNET_STAT_tx_bytes);
+	stats->tx_errors = bpnet_stat(bp, BPNET_STAT_tx_errors);
+	stats->tx_dropped = bpnet_stat(bp, BPNET_STAT_tx_dropped);
+	stats->rx_packets = bpnet_stat(bp, BPNET_STAT_rx_frames);
+	stats->rx_bytes = bpnet_stat(bp, BPNET_STAT_rx_bytes);
+	stats->rx_errors = bpnet_stat(bp, BPNET_STAT_rx_errors);
+	stats->rx_dropped = bpnet_stat(bp, BPNET_STAT_rx_dropped);
 }
 
 static const struct net_device_ops bpnet_netdev_ops = {
@@ -520,6 +651,8 @@ static const struct net_device_ops bpnet_netdev_ops = {
 	.ndo_stop = bpnet_stop,
 	.ndo_start_xmit = bpnet_start_xmit,
 	.ndo_change_mtu = bpnet_change_mtu,
+	.ndo_fix_features = bpnet_fix_features,
+	.ndo_tx_timeout = bpnet_tx_timeout,
 	.ndo_get_stats64 = bpnet_get_stats64,
 	.ndo_set_mac_address = eth_mac_addr,
 	.ndo_validate_addr = eth_validate_addr,
@@ -530,7 +663,7 @@ static int bpnet_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	const struct bpnet_bus_ops *ops = (const struct bpnet_bus_ops *)id->driver_data;
 	struct net_device *netdev;
 	struct bpnet *bp;
-	int err, i;
+	int err;
 
 	BUILD_BUG_ON_NOT_POWER_OF_2(BPNET_HOST_WINDOW_BYTES);
 	netdev = alloc_etherdev(sizeof(*bp));
@@ -542,8 +675,18 @@ static int bpnet_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	bp->pdev = pdev;
 	bp->ops = ops;
 	bpnet_link_init(bp);
-	for (i = 0; i < BPNET_HOST_STATS; i++)
-		atomic64_set(&bp->stats[i], 0);
+	bp->pcpu_stats = netdev_alloc_pcpu_stats(struct bpnet_pcpu_stats);
+	if (!bp->pcpu_stats) {
+		free_netdev(netdev);
+		return -ENOMEM;
+	}
+	/* Named after the device: /proc/interrupts tells the agents apart. */
+	snprintf(bp->irq_names[BPNET_IRQ_ALL], sizeof(bp->irq_names[0]), "%s-%s",
+		 BPNET_DRV_NAME, pci_name(pdev));
+	snprintf(bp->irq_names[BPNET_IRQ_STATUS], sizeof(bp->irq_names[0]), "%s-%s-status",
+		 BPNET_DRV_NAME, pci_name(pdev));
+	snprintf(bp->irq_names[BPNET_IRQ_LINK], sizeof(bp->irq_names[0]), "%s-%s-link",
+		 BPNET_DRV_NAME, pci_name(pdev));
 	pci_set_drvdata(pdev, bp);
 	netif_napi_add(netdev, &bp->napi, bpnet_poll);
 
@@ -561,8 +704,14 @@ static int bpnet_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	if (err)
 		goto err_free;
 
-	/* The MAC, if the agent is already there; the header is read again at set-up. */
-	bpnet_link_probe(bp);
+	/*
+	 * Only a bpnet agent: a device without the contract's magic (another
+	 * ivshmem user, a board running something else) is left alone. The
+	 * MAC too; the header is read again at set-up.
+	 */
+	err = bpnet_link_probe(bp);
+	if (err)
+		goto err_stop;
 	if (bp->agent_valid && is_valid_ether_addr(bp->agent.mac))
 		eth_hw_addr_set(netdev, bp->agent.mac);
 	else
@@ -572,10 +721,17 @@ static int bpnet_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	netdev->ethtool_ops = &bpnet_ethtool_ops;
 	netdev->min_mtu = BPNET_MTU_MIN;
 	netdev->max_mtu = BPNET_MTU_MAX;
-	netdev->hw_features = NETIF_F_HW_CSUM | NETIF_F_RXCSUM;
-	netdev->features = netdev->hw_features;
+	netdev->hw_features = NETIF_F_IP_CSUM | NETIF_F_IPV6_CSUM | NETIF_F_RXCSUM;
+	/*
+	 * RX buffers hold MTU + 14 bytes and the agent's stack knows no 802.1Q:
+	 * no VLAN devices on top.
+	 */
+	netdev->features = netdev->hw_features | NETIF_F_VLAN_CHALLENGED;
+	netdev->watchdog_timeo = BPNET_TX_TIMEOUT;
+	/* The kernel's default template; udev policy may rename (README). */
 	strscpy(netdev->name, "bp%d", sizeof(netdev->name));
 	netif_carrier_off(netdev);
+	/* Features follow bpnet_fix_features: what probe's header look offers. */
 	err = register_netdev(netdev);
 	if (err)
 		goto err_stop;
@@ -588,6 +744,7 @@ err_stop:
 	ops->stop(bp);
 	bpnet_link_free(bp);
 err_free:
+	free_percpu(bp->pcpu_stats);
 	free_netdev(netdev);
 	return err;
 }
@@ -603,6 +760,7 @@ static void bpnet_remove(struct pci_dev *pdev)
 	bpnet_storm_reset(bp);
 	bp->ops->stop(bp);
 	bpnet_link_free(bp);
+	free_percpu(bp->pcpu_stats);
 	free_netdev(netdev);
 }
 

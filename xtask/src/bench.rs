@@ -144,6 +144,7 @@ fn rig_figures() -> Result<Vec<(String, f64)>> {
         boot_stage: false,
         live: false,
         identities: false,
+        unrelated_ivshmem: false,
     };
     let tools = backplane::prepare(true, false)?;
     eprintln!("xtask: backplane: {} ({} agent(s))", suite.name, suite.agents);

@@ -23,6 +23,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         boot_stage: true,
         live: true,
         identities: true,
+        unrelated_ivshmem: false,
     };
     let tools = backplane::prepare(true, true)?;
     eprintln!(

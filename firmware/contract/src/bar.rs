@@ -403,12 +403,14 @@ impl Layout {
         counters: shared::COUNTERS_OFFSET as u32,
     };
 
-    /// Every region as (offset, bytes, alignment), the fixed ones first.
-    fn regions(&self, entries: Entries) -> [(u32, usize, u32); 6] {
+    /// Every region as (offset, bytes, alignment), the fixed ones first. The boot block is one of
+    /// them: the boot stage and the host's recovery requests use it whatever the rings do.
+    fn regions(&self, entries: Entries) -> [(u32, usize, u32); 7] {
         let ring = ring_len(entries);
         [
             (shared::HEADER_OFFSET as u32, HEADER_LEN, 64),
             (shared::DOORBELLS_OFFSET as u32, DOORBELLS_LEN, 64),
+            (shared::BOOT_OFFSET as u32, BOOT_BLOCK_LEN, 64),
             (self.counters, COUNTERS_LEN, 4),
             (self.log_ring, shared::LOG_RING_LEN, 4),
             (self.tx_ring, ring, DESCRIPTOR_LEN as u32),
@@ -1223,6 +1225,16 @@ mod tests {
             (Layout { rx_ring: !15, ..Layout::DEFAULT }, !15),
             // An overlap is reported at the later of the two regions (here the TX ring).
             (Layout { log_ring: 0x2_fff0, ..Layout::DEFAULT }, 0x3_0000),
+            // Nothing over the boot block, which a host writes recovery requests into.
+            (Layout { tx_ring: shared::BOOT_OFFSET as u32, ..Layout::DEFAULT }, shared::BOOT_OFFSET as u32),
+            (
+                Layout { counters: shared::BOOT_OFFSET as u32 + 0x20, ..Layout::DEFAULT },
+                shared::BOOT_OFFSET as u32 + 0x20,
+            ),
+            (
+                Layout { rx_ring: shared::BOOT_OFFSET as u32 - 0x10, ..Layout::DEFAULT },
+                shared::BOOT_OFFSET as u32 - 0x10,
+            ),
         ] {
             assert_eq!(layout.check(e), Err(Error::BadLayout(bad)), "{layout:?}");
         }

@@ -41,6 +41,9 @@ pub(crate) struct Suite {
     pub boot_stage: bool,
     /// Show the guest's `SAY` lines and each check as they come (the demo), not only the report.
     pub live: bool,
+    /// One more ivshmem device after the agents' (ivshmem-plain, 1 MiB of zeros): someone else's
+    /// shared memory, which bpnet.ko must leave alone.
+    pub unrelated_ivshmem: bool,
     /// Each agent's flash holds a board identity record (serial 1001 + n, slot n), so agent n takes
     /// 10.83.n.2 and MACs of its own, as boards in a chassis do; otherwise every agent is 10.83.49.2.
     pub identities: bool,
@@ -57,6 +60,7 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
         boot_stage: false,
         live: false,
         identities: false,
+        unrelated_ivshmem: false,
     };
     let net = |n: u32| Suite {
         name: format!("net-{n}"),
@@ -68,6 +72,7 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
         boot_stage: false,
         live: false,
         identities: false,
+        unrelated_ivshmem: true,
     };
     // Agent 0 runs the hostile image, agent 1 the normal one (see agent_firmware).
     let hostile = Suite {
@@ -80,6 +85,7 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
         boot_stage: false,
         live: false,
         identities: false,
+        unrelated_ivshmem: false,
     };
     // bpctl (tests/backplane/bpctl.sh) against two agents.
     let bpctl = Suite {
@@ -92,6 +98,7 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
         boot_stage: false,
         live: false,
         identities: false,
+        unrelated_ivshmem: false,
     };
     // Flashing, netbooting, recovery and reset (tests/backplane/update.sh), two agents in boot-stage
     // mode; the guest serves TFTP.
@@ -105,6 +112,7 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
         boot_stage: true,
         live: false,
         identities: false,
+        unrelated_ivshmem: false,
     };
     match agents {
         Some(n) => vec![infra(n), net(n), hostile, bpctl, update],
@@ -127,7 +135,9 @@ Boots Debian's kernel in qemu-system-x86_64 with one ivshmem-doorbell device per
 by a board emulator running the firmware, and runs the guest's test suites:
   infra  the devices, the shared region behind BAR2 and the doorbells (no kernel module needed)
   net    bpnet.ko: ping, TCP echo verified byte for byte, MTUs, agent reset, rmmod/insmod under
-         traffic, counters, a clean kernel log
+         traffic, counters, a clean kernel log; an unrelated ivshmem-plain device left alone, IRQ
+         names, features with and without checksum offload, checksums a packet socket sees, a
+         stop that does not wait for a frozen agent
   hostile  2 agents, agent 0 running an image that breaks the contract in phases (bad completions,
          indexes, an interrupt storm, a garbage header, a flapping state): bp0 is marked broken each
          time, bp1 keeps carrying traffic, the kernel stays clean (--agents does not apply)
@@ -220,14 +230,14 @@ pub(crate) fn run_suite(tools: &Tools, suite: &Suite) -> Result<Report> {
     let deadline = Instant::now() + suite.timeout;
     let mut qemu_status = None;
     while !channel.ended {
-        for n in channel.take(&results, suite.agents, suite.live) {
-            if rig.reset_agent(n) {
-                eprintln!("xtask: backplane: reset of agent {n} requested by the guest");
+        for (request, n) in channel.take(&results, suite.agents, suite.live) {
+            if rig.agent_request(request, n) {
+                eprintln!("xtask: backplane: {} of agent {n} requested by the guest", request.word());
             } else {
                 checks.push(Check {
-                    name: format!("agent{n}-reset"),
+                    name: format!("agent{n}-{}", request.word()),
                     pass: false,
-                    detail: "reset requested by the guest; its emulator is not running".into(),
+                    detail: format!("{} requested by the guest; its emulator is not running", request.word()),
                 });
             }
         }

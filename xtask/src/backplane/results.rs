@@ -4,6 +4,8 @@
 //! * `EXPECT agent N key op value` — a check of agent N's emulator summary (op `=` or `>=`), made once
 //!   the emulators have stopped;
 //! * `REQUEST reset-agent N` — reset agent N now (SIGUSR1 to its emulator: the chassis' HRESET);
+//! * `REQUEST pause-agent N`, `REQUEST resume-agent N` — freeze agent N's emulator (SIGSTOP: a board
+//!   that stops answering, its memory still there) and let it run on (SIGCONT);
 //! * `END` — the suite is over (the guest then powers off).
 //!
 //! Other lines (`BEGIN`, `SAY`, `FIGURE`) are not for the suite driver.
@@ -31,11 +33,11 @@ pub(super) struct Channel {
 
 impl Channel {
     /// Take the complete lines `path` gained since the last call (shown as they come when `live`);
-    /// returns the agents whose reset the guest requested, each below `agents`. Every line, the last
-    /// ones before QEMU exits included, is taken the same way: a malformed one or a request for an
-    /// agent that does not exist is a failed check.
-    pub fn take(&mut self, path: &Path, agents: u32, live: bool) -> Vec<u32> {
-        let mut resets = Vec::new();
+    /// returns what the guest requested of which agent, each below `agents`, in order. Every line,
+    /// the last ones before QEMU exits included, is taken the same way: a malformed one or a request
+    /// for an agent that does not exist is a failed check.
+    pub fn take(&mut self, path: &Path, agents: u32, live: bool) -> Vec<(AgentRequest, u32)> {
+        let mut requests = Vec::new();
         for line in self.reader.new_lines(path) {
             if live {
                 show_live(&line);
@@ -43,11 +45,11 @@ impl Channel {
             match parse_line(&line) {
                 Some(Line::Result(c)) => self.checks.push(c),
                 Some(Line::Expect(e)) => self.expects.push(e),
-                Some(Line::ResetAgent(n)) if n < agents => resets.push(n),
-                Some(Line::ResetAgent(n)) => self.checks.push(Check {
+                Some(Line::Request(r, n)) if n < agents => requests.push((r, n)),
+                Some(Line::Request(r, n)) => self.checks.push(Check {
                     name: "guest-request".into(),
                     pass: false,
-                    detail: format!("reset of agent {n} requested; there are {agents}"),
+                    detail: format!("{} of agent {n} requested; there are {agents}", r.word()),
                 }),
                 Some(Line::End) => self.ended = true,
                 Some(Line::Malformed(text)) => self.checks.push(Check {
@@ -58,7 +60,29 @@ impl Channel {
                 None => {}
             }
         }
-        resets
+        requests
+    }
+}
+
+/// What the guest may ask of an agent's emulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AgentRequest {
+    /// SIGUSR1: the chassis' HRESET.
+    Reset,
+    /// SIGSTOP: the board stops answering.
+    Pause,
+    /// SIGCONT: it goes on.
+    Resume,
+}
+
+impl AgentRequest {
+    /// The request's word on the results channel (`REQUEST <word>-agent N`).
+    pub fn word(self) -> &'static str {
+        match self {
+            AgentRequest::Reset => "reset",
+            AgentRequest::Pause => "pause",
+            AgentRequest::Resume => "resume",
+        }
     }
 }
 
@@ -116,7 +140,7 @@ impl Expect {
 enum Line {
     Result(Check),
     Expect(Expect),
-    ResetAgent(u32),
+    Request(AgentRequest, u32),
     End,
     Malformed(String),
 }
@@ -164,7 +188,9 @@ fn parse_line(line: &str) -> Option<Line> {
             Some(Line::Expect(Expect { agent, key: key.to_string(), at_least, value }))
         }
         "REQUEST" => match (words.next(), words.next().map(str::parse::<u32>)) {
-            (Some("reset-agent"), Some(Ok(n))) => Some(Line::ResetAgent(n)),
+            (Some("reset-agent"), Some(Ok(n))) => Some(Line::Request(AgentRequest::Reset, n)),
+            (Some("pause-agent"), Some(Ok(n))) => Some(Line::Request(AgentRequest::Pause, n)),
+            (Some("resume-agent"), Some(Ok(n))) => Some(Line::Request(AgentRequest::Resume, n)),
             _ => bad(),
         },
         "END" => Some(Line::End),
@@ -207,7 +233,10 @@ mod tests {
         assert_eq!(e, Expect { agent: 2, key: "ivshmem_work_doorbells".into(), at_least: true, value: 3 });
         assert!(matches!(parse_line("EXPECT agent x k = 1"), Some(Line::Malformed(_))));
         assert!(matches!(parse_line("EXPECT agent 1 k < 1"), Some(Line::Malformed(_))));
-        assert!(matches!(parse_line("REQUEST reset-agent 3"), Some(Line::ResetAgent(3))));
+        assert!(matches!(parse_line("REQUEST reset-agent 3"), Some(Line::Request(AgentRequest::Reset, 3))));
+        assert!(matches!(parse_line("REQUEST pause-agent 0"), Some(Line::Request(AgentRequest::Pause, 0))));
+        assert!(matches!(parse_line("REQUEST resume-agent 1"), Some(Line::Request(AgentRequest::Resume, 1))));
+        assert!(matches!(parse_line("REQUEST pause-agent x"), Some(Line::Malformed(_))));
         assert!(matches!(parse_line("REQUEST reboot"), Some(Line::Malformed(_))));
         assert!(matches!(parse_line("END"), Some(Line::End)));
         assert!(parse_line("BEGIN suite=net").is_none());
@@ -250,7 +279,7 @@ mod tests {
         let path = dir.join("results.log");
         let mut channel = Channel::default();
         std::fs::write(&path, "BEGIN suite=net\nRESULT a pass x\nREQUEST reset-agent 0\n").unwrap();
-        assert_eq!(channel.take(&path, 1, false), [0]);
+        assert_eq!(channel.take(&path, 1, false), [(AgentRequest::Reset, 0)]);
         std::fs::write(
             &path,
             "BEGIN suite=net\nRESULT a pass x\nREQUEST reset-agent 0\nREQUEST reset-agent 1\nRESULT b\nEND\n",

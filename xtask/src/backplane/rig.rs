@@ -8,6 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::image::Tools;
+use super::results::AgentRequest;
 use super::{agent_firmware, io, Suite};
 use crate::util::{Error, Result};
 
@@ -205,6 +206,12 @@ impl Rig {
                     FIRST_PCI_SLOT + n
                 ));
         }
+        if suite.unrelated_ivshmem {
+            qemu.arg("-object")
+                .arg("memory-backend-ram,id=unrelated,size=1M")
+                .arg("-device")
+                .arg(format!("ivshmem-plain,memdev=unrelated,addr={:#x}", FIRST_PCI_SLOT + suite.agents));
+        }
         let log = File::create(dir.join("qemu.log")).map_err(io("creating qemu.log"))?;
         let child = qemu
             .stdin(Stdio::null())
@@ -216,9 +223,14 @@ impl Rig {
         Ok(Rig { procs })
     }
 
-    /// Reset agent `n` (the chassis' HRESET); false if its emulator is not running.
-    pub fn reset_agent(&mut self, n: u32) -> bool {
-        self.procs.signal(&format!("agent{n}"), "USR1")
+    /// Reset agent `n` (the chassis' HRESET), freeze or resume its emulator; false if it is not running.
+    pub fn agent_request(&mut self, request: AgentRequest, n: u32) -> bool {
+        let signal = match request {
+            AgentRequest::Reset => "USR1",
+            AgentRequest::Pause => "STOP",
+            AgentRequest::Resume => "CONT",
+        };
+        self.procs.signal(&format!("agent{n}"), signal)
     }
 
     /// QEMU's exit status, if it has exited.

@@ -13,6 +13,10 @@
 //! * `stats DEV` — the driver's `ethtool -S` counters (SIOCETHTOOL), one `name value` per line.
 //! * `ring DEV` — the driver's `ethtool -g` ring sizes: `rx=N rx_max=N tx=N tx_max=N`.
 //! * `carrier DEV up|down SECONDS` — wait until the carrier is as asked; prints how long it took.
+//! * `features DEV` — the device's active features (`ethtool -k` names), one line, space-separated.
+//! * `csum DEV SECONDS MIN` — for SECONDS, every IPv4 TCP/UDP frame DEV receives as a packet socket
+//!   (tcpdump, a DHCP server) sees it, GRO off meanwhile: its IPv4 header and TCP/UDP checksums must be
+//!   valid; fails with fewer than MIN frames checked.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
@@ -25,7 +29,9 @@ const USAGE: &str = "usage: bpnet-guest echo DEV ADDR BYTES [SECONDS]
        bpnet-guest recv DEV ADDR BYTES [SECONDS]
        bpnet-guest stats DEV
        bpnet-guest ring DEV
-       bpnet-guest carrier DEV up|down SECONDS";
+       bpnet-guest carrier DEV up|down SECONDS
+       bpnet-guest features DEV
+       bpnet-guest csum DEV SECONDS MIN";
 
 /// The agent's echo service.
 const ECHO_PORT: u16 = 7;
@@ -48,6 +54,8 @@ fn main() -> ExitCode {
         ["stats", dev] => stats(dev),
         ["ring", dev] => ring(dev),
         ["carrier", dev, want, secs] => carrier(dev, want, secs),
+        ["features", dev] => features(dev),
+        ["csum", dev, secs, min] => csum(dev, secs, min),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -388,5 +396,255 @@ fn carrier(dev: &str, want: &str, secs: &str) -> Result<String, String> {
             return Err(format!("{dev}: carrier still {now} after {} s", limit.as_secs()));
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `ETHTOOL_GSSET_INFO`, `ETHTOOL_GFEATURES` and the string set of feature names.
+const ETHTOOL_GSSET_INFO: u32 = 0x37;
+const ETHTOOL_GFEATURES: u32 = 0x3a;
+const ETH_SS_FEATURES: u32 = 4;
+/// `struct ethtool_get_features_block`: available, requested, active, never_changed (u32 each).
+const FEATURES_BLOCK_LEN: usize = 16;
+const FEATURES_BLOCK_ACTIVE: usize = 8;
+
+/// The names of the features that are on, as `ethtool -k` shows them.
+fn features(dev: &str) -> Result<String, String> {
+    // struct ethtool_sset_info: cmd, reserved, sset_mask (u64), then one u32 per set asked for.
+    let mut info = vec![0u8; 20];
+    info[..4].copy_from_slice(&ETHTOOL_GSSET_INFO.to_ne_bytes());
+    info[8..16].copy_from_slice(&(1u64 << ETH_SS_FEATURES).to_ne_bytes());
+    ethtool(dev, &mut info)?;
+    let n = u32_at(&info, 16) as usize;
+    if n == 0 || n > MAX_STATS {
+        return Err(format!("{dev}: {n} feature names"));
+    }
+    let mut names = vec![0u8; 12 + n * ETH_GSTRING_LEN];
+    names[..4].copy_from_slice(&ETHTOOL_GSTRINGS.to_ne_bytes());
+    names[4..8].copy_from_slice(&ETH_SS_FEATURES.to_ne_bytes());
+    names[8..12].copy_from_slice(&(n as u32).to_ne_bytes());
+    ethtool(dev, &mut names)?;
+    let blocks = n.div_ceil(32);
+    let mut get = vec![0u8; 8 + blocks * FEATURES_BLOCK_LEN];
+    get[..4].copy_from_slice(&ETHTOOL_GFEATURES.to_ne_bytes());
+    get[4..8].copy_from_slice(&(blocks as u32).to_ne_bytes());
+    ethtool(dev, &mut get)?;
+    let mut on = Vec::new();
+    for i in 0..n {
+        let active = u32_at(&get, 8 + (i / 32) * FEATURES_BLOCK_LEN + FEATURES_BLOCK_ACTIVE);
+        if active & (1 << (i % 32)) != 0 {
+            let raw = &names[12 + i * ETH_GSTRING_LEN..12 + (i + 1) * ETH_GSTRING_LEN];
+            let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
+            on.push(String::from_utf8_lossy(&raw[..end]).into_owned());
+        }
+    }
+    Ok(on.join(" "))
+}
+
+/// The ones' complement sum of `data` (as 16-bit big-endian words) added to `sum`.
+fn sum16(mut sum: u32, data: &[u8]) -> u32 {
+    let mut words = data.chunks_exact(2);
+    for w in &mut words {
+        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = words.remainder() {
+        sum += u32::from(*last) << 8;
+    }
+    sum
+}
+
+/// Fold a ones' complement sum to 16 bits; a valid packet's checksum folds to 0xffff.
+fn fold(mut sum: u32) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// One received frame's checksums: None if it is not IPv4 TCP/UDP, Some(Err(why)) if one is wrong.
+fn check_frame(frame: &[u8]) -> Option<Result<(), String>> {
+    const ETH_HLEN: usize = 14;
+    if frame.len() < ETH_HLEN + 20 || frame[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    let ip = &frame[ETH_HLEN..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let proto = ip[9];
+    if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || total > ip.len() || (proto != 6 && proto != 17) {
+        return None;
+    }
+    // Fragments carry no whole transport header to check.
+    if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+        return None;
+    }
+    if fold(sum16(0, &ip[..ihl])) != 0xffff {
+        return Some(Err(format!("IPv4 header checksum wrong ({} bytes)", total)));
+    }
+    let l4 = &ip[ihl..total];
+    let (name, check_at) = if proto == 6 { ("TCP", 16) } else { ("UDP", 6) };
+    if l4.len() < check_at + 2 {
+        return Some(Err(format!("{name} segment of {} bytes is truncated", l4.len())));
+    }
+    // UDP over IPv4 may carry no checksum at all (0): valid as it stands.
+    if proto == 17 && l4[6..8] == [0, 0] {
+        return Some(Ok(()));
+    }
+    let mut sum = sum16(0, &ip[12..20]);
+    sum += u32::from(proto) + l4.len() as u32;
+    sum = sum16(sum, l4);
+    if fold(sum) != 0xffff {
+        let field = u16::from_be_bytes([l4[check_at], l4[check_at + 1]]);
+        return Some(Err(format!("{name} checksum {field:#06x} wrong ({} bytes)", l4.len())));
+    }
+    Some(Ok(()))
+}
+
+/// `ETHTOOL_GGRO`, `ETHTOOL_SGRO`: GRO off and on (`struct ethtool_value`: cmd, data).
+const ETHTOOL_GGRO: u32 = 0x2b;
+const ETHTOOL_SGRO: u32 = 0x2c;
+
+/// Whether GRO is on for `dev`; set it to `on` and return what it was.
+fn set_gro(dev: &str, on: bool) -> Result<bool, String> {
+    let mut v = [0u8; 8];
+    v[..4].copy_from_slice(&ETHTOOL_GGRO.to_ne_bytes());
+    ethtool(dev, &mut v)?;
+    let was = u32_at(&v, 4) != 0;
+    v[..4].copy_from_slice(&ETHTOOL_SGRO.to_ne_bytes());
+    v[4..].copy_from_slice(&u32::from(on).to_ne_bytes());
+    ethtool(dev, &mut v)?;
+    Ok(was)
+}
+
+/// What a packet socket on `dev` receives for `secs` seconds: every IPv4 TCP/UDP frame's checksums.
+/// GRO is off meanwhile: a segment it merged carries the stack's own partial checksum (as on any
+/// device), and the check is of the frames as the device delivered them.
+fn csum(dev: &str, secs: &str, min: &str) -> Result<String, String> {
+    let gro = set_gro(dev, false)?;
+    let result = csum_watch(dev, secs, min);
+    set_gro(dev, gro)?;
+    result
+}
+
+fn csum_watch(dev: &str, secs: &str, min: &str) -> Result<String, String> {
+    let limit = Duration::from_secs(parse("seconds", secs)?);
+    let min: u64 = parse("minimum frames", min)?;
+    let index = std::fs::read_to_string(format!("/sys/class/net/{dev}/ifindex"))
+        .map_err(|e| format!("{dev}: {e}"))?
+        .trim()
+        .parse::<i32>()
+        .map_err(|e| format!("{dev}: ifindex: {e}"))?;
+    let all = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: socket(2) takes no pointers; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, i32::from(all)) };
+    if fd < 0 {
+        return Err(format!("packet socket: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: a fresh descriptor, closed when this value drops.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_ll is plain data; zero is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = all;
+    sll.sll_ifindex = index;
+    // SAFETY: `sll` is a valid sockaddr_ll of the size passed.
+    let r = unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(format!("binding the packet socket to {dev}: {}", std::io::Error::last_os_error()));
+    }
+    let timeout = libc::timeval { tv_sec: 0, tv_usec: 200_000 };
+    // SAFETY: `timeout` is a timeval of the size passed.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(format!("SO_RCVTIMEO: {}", std::io::Error::last_os_error()));
+    }
+    let mut frame = vec![0u8; 65536 + 14];
+    let (mut checked, mut bad, mut first_bad) = (0u64, 0u64, None);
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        // SAFETY: as above; `from` and `len` describe a sockaddr_ll the kernel fills.
+        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: `frame` is writable for its length; `from`/`len` as above.
+        let n = unsafe {
+            libc::recvfrom(
+                sock.as_raw_fd(),
+                frame.as_mut_ptr().cast(),
+                frame.len(),
+                0,
+                (&mut from as *mut libc::sockaddr_ll).cast(),
+                &mut len,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) {
+                continue;
+            }
+            return Err(format!("receiving on {dev}: {e}"));
+        }
+        // Only what the device received; the host's own frames are the kernel's to checksum.
+        if from.sll_pkttype == libc::PACKET_OUTGOING {
+            continue;
+        }
+        match check_frame(&frame[..n as usize]) {
+            None => {}
+            Some(Ok(())) => checked += 1,
+            Some(Err(why)) => {
+                checked += 1;
+                bad += 1;
+                first_bad.get_or_insert(why);
+            }
+        }
+    }
+    match first_bad {
+        Some(why) => Err(format!("{bad} of {checked} received TCP/UDP frames with a wrong checksum; first: {why}")),
+        None if checked < min => {
+            Err(format!("only {checked} TCP/UDP frames received in {} s (wanted {min})", limit.as_secs()))
+        }
+        None => Ok(format!("{checked} received TCP/UDP frames, every checksum valid")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A TCP SYN as Linux sent it (checksums filled in), then the same with a wrong TCP checksum.
+    #[test]
+    fn frame_checksums() {
+        let mut frame: Vec<u8> = vec![
+            0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0x08, 0x00, // Ethernet
+            0x45, 0x00, 0x00, 0x28, 0x00, 0x01, 0x40, 0x00, 0x40, 0x06, 0x00, 0x00, 10, 83, 49, 2, 10, 83, 49,
+            1, // IPv4, checksum filled below
+            0x00, 0x07, 0xc0, 0x00, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0x20, 0x00, 0x00, 0x00, 0x00,
+            0x00, // TCP, checksum filled below
+        ];
+        let ip_sum = !fold(sum16(0, &frame[14..34]));
+        frame[24..26].copy_from_slice(&ip_sum.to_be_bytes());
+        let mut sum = sum16(0, &frame[26..34]);
+        sum += 6 + 20;
+        let tcp_sum = !fold(sum16(sum, &frame[34..54]));
+        frame[50..52].copy_from_slice(&tcp_sum.to_be_bytes());
+        assert_eq!(check_frame(&frame), Some(Ok(())));
+        // What a packet socket saw before: the pseudo-header sum only (CHECKSUM_PARTIAL).
+        frame[50..52].copy_from_slice(&(!tcp_sum).to_be_bytes());
+        assert!(matches!(check_frame(&frame), Some(Err(_))));
+        // Not IPv4 TCP/UDP: not checked.
+        frame[12] = 0x86;
+        assert_eq!(check_frame(&frame), None);
     }
 }
