@@ -306,6 +306,8 @@ pub struct Immr {
     /// No host enumerates this board: when the firmware releases the configuration lock the model assigns
     /// the BARs itself, as a host's enumeration would (kept across resets).
     standalone_host: bool,
+    /// INTA#'s level when [`Immr::take_intx_change`] last looked.
+    intx_seen: bool,
     /// What DMA reaches (nothing until the board attaches its memories).
     pub(crate) mem: Memory,
 }
@@ -334,6 +336,7 @@ impl Immr {
             pci: PciWindows::new(),
             cfg: AgentConfig::new(),
             standalone_host: false,
+            intx_seen: false,
             mem: Memory::EMPTY,
         }
     }
@@ -397,6 +400,14 @@ impl Immr {
     /// command register's INTx-disable bit.
     pub fn intx_level(&self) -> bool {
         self.cfg.intx_level(self.mu.inta())
+    }
+
+    /// Whether INTA#'s level changed since the last call (the run loop ends the slice then).
+    pub fn take_intx_change(&mut self) -> bool {
+        let level = self.intx_level();
+        let changed = level != self.intx_seen;
+        self.intx_seen = level;
+        changed
     }
 
     /// A host configuration read of `len` bytes at `offset`; all ones for an access that is not a
