@@ -79,7 +79,7 @@ impl Default for AgentConfig {
 
 /// An access that is not a naturally aligned 1, 2 or 4 bytes inside the 256-byte header.
 pub fn valid_access(offset: u32, len: u32) -> bool {
-    matches!(len, 1 | 2 | 4) && offset < 0x100 && offset % len == 0
+    matches!(len, 1 | 2 | 4) && offset < 0x100 && offset.is_multiple_of(len)
 }
 
 impl AgentConfig {

@@ -436,7 +436,7 @@ impl Immr {
     /// The header offset a CONFIG_DATA access of `size` bytes at IMMR `offset` reaches.
     fn config_data_register(&self, offset: u32, size: u32) -> Result<u32, Refusal> {
         let lane = offset - CONFIG_DATA;
-        if !matches!(size, 1 | 2 | 4) || lane % size != 0 {
+        if !matches!(size, 1 | 2 | 4) || !lane.is_multiple_of(size) {
             return Err(format!("{size}-byte access to CONFIG_DATA+{lane}: not naturally aligned in the data port"));
         }
         self.cfg.own_register(lane)

@@ -235,10 +235,8 @@ impl Broker {
             if self.qtest.is_some() && revents[qtest_index] != 0 {
                 // QEMU sends nothing unasked: readable means it closed (or an unasked line, skipped).
                 let mut buf = [0u8; 256];
-                let closed = match self.qtest.as_ref().map(|q| (&q.stream).read(&mut buf)) {
-                    Some(Ok(0)) | Some(Err(_)) => true,
-                    _ => false,
-                };
+                let closed =
+                    matches!(self.qtest.as_ref().map(|q| (&q.stream).read(&mut buf)), Some(Ok(0)) | Some(Err(_)));
                 if closed {
                     return Ok("QEMU's qtest connection closed".to_string());
                 }
