@@ -205,6 +205,13 @@ fn guest(mut q: FakeQemu, qtest: Arc<Mutex<Vec<String>>>, reset: ResetButton) ->
     let _ = q.call(proxy::CMD_BAR_WRITE, &FakeQemu::bar_body(BAR0_AT, 0, 3));
     q.enumerate();
 
+    // PCI RST# (QEMU's device reset): the host-written registers back to 0, the lock stays released.
+    assert_eq!(q.call(proxy::CMD_DEVICE_RESET, &[]), 0);
+    assert_eq!((q.cfg_read(0x10, 4), q.cfg_read(0x14, 4) & !0xF, q.cfg_read(0x04, 2)), (0, 0, 0));
+    assert_eq!(q.read(BAR0_AT + SPRIDR, 4), 0xFFFF_FFFF, "memory decoding off: a master abort");
+    q.enumerate();
+    assert_eq!(q.read(BAR0_AT + SPRIDR, 4), u64::from(0x8030_0300u32.swap_bytes()));
+
     // HRESET: the configuration header as after power-on (lock set, BARs 0); the connection stays.
     reset.press();
     let pressed = Instant::now();
