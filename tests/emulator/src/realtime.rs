@@ -68,20 +68,32 @@ struct EngineHandle(*mut uc_engine);
 // while the engine runs on another; [`StopperGuard`] withdraws it before the engine is closed.
 unsafe impl Send for EngineHandle {}
 
+/// The engine, and whether a stop may reach it now.
+struct StopState {
+    engine: Option<EngineHandle>,
+    /// Only the run loop's slices may be ended early; the emulator's own short runs (exception stubs,
+    /// the counted approach to an instruction limit) must finish.
+    armed: bool,
+}
+
 /// Ends the core's current run from another thread, so that a request from a live host is served
 /// between runs without waiting for the slice to end.
 #[derive(Clone)]
-pub struct CoreStopper(Arc<Mutex<Option<EngineHandle>>>);
+pub struct CoreStopper(Arc<Mutex<StopState>>);
 
 impl CoreStopper {
     pub fn stop(&self) {
-        let handle = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(h) = &*handle {
+        let state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(h), true) = (&state.engine, state.armed) {
             // SAFETY: the handle is live while it is in the mutex (the guard removes it, under the same
             // lock, before the engine is dropped); uc_emu_stop is safe to call from another thread and
             // does nothing when the engine is not running.
             let _ = unsafe { uc_emu_stop(h.0) };
         }
+    }
+
+    fn arm(&self, on: bool) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).armed = on;
     }
 }
 
@@ -91,17 +103,22 @@ pub(crate) struct StopperGuard(CoreStopper);
 
 impl StopperGuard {
     pub(crate) fn new(engine: *mut uc_engine) -> StopperGuard {
-        StopperGuard(CoreStopper(Arc::new(Mutex::new(Some(EngineHandle(engine))))))
+        StopperGuard(CoreStopper(Arc::new(Mutex::new(StopState { engine: Some(EngineHandle(engine)), armed: false }))))
     }
 
     pub(crate) fn stopper(&self) -> CoreStopper {
         self.0.clone()
     }
+
+    /// Let stops reach the engine (around a slice of the run loop) or not (`false`, before any other run).
+    pub(crate) fn arm(&self, on: bool) {
+        self.0.arm(on);
+    }
 }
 
 impl Drop for StopperGuard {
     fn drop(&mut self) {
-        *self.0 .0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.0 .0.lock().unwrap_or_else(|e| e.into_inner()).engine = None;
     }
 }
 
