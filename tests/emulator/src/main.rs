@@ -97,8 +97,8 @@ options:
                      host_bar_reads, host_bar_writes, inta_assertions, the PCI function's counters
                      (config_reads, config_writes, config_retries: host cycles held by the lock,
                      config_given_up, bar0_reads, bar0_writes, bar1_reads, bar1_writes,
-                     bar0_service_ns_mean, bar1_service_ns_mean: receipt to reply, host_writes_refused:
-                     host accesses to unmodelled IMMR registers, master_aborts, intx_changes), and
+                     bar0_service_ns_mean, bar1_service_ns_mean: receipt to reply, host_writes_refused,
+                     host_reads_refused: unmodelled IMMR registers, master_aborts, intx_changes), and
                      markers: every value the firmware wrote to UART1's scratch register as
                      [value, instructions, virtual_ps]
   -h, --help         this text
@@ -533,7 +533,7 @@ fn main() -> ExitCode {
         eprintln!(
             "{who}: agent function: {} config reads, {} writes, {} held by the configuration lock ({} given up); \
              BAR0 {} reads {} writes (mean {} ns to reply), BAR1 {} reads {} writes (mean {} ns); refused {} \
-             host accesses to unmodelled registers; {} master aborts; {} INTx level changes; {} agent resets",
+             host writes and {} reads of unmodelled registers; {} master aborts; {} INTx level changes; {} agent resets",
             function.config_reads,
             function.config_writes,
             function.config_retries,
@@ -544,7 +544,8 @@ fn main() -> ExitCode {
             function.bar1_reads,
             function.bar1_writes,
             pstats.bar1_mean_ns(),
-            function.refused,
+            function.refused_writes,
+            function.refused_reads,
             function.master_aborts,
             pstats.intx_changes,
             board.host_resets(),
@@ -562,7 +563,7 @@ fn main() -> ExitCode {
              \"ivshmem_work_doorbells\":{},\"ivshmem_control_doorbells\":{},\"ivshmem_status_interrupts\":{},\"ivshmem_link_interrupts\":{},\
              \"host_resets\":{},\"config_reads\":{},\"config_writes\":{},\"config_retries\":{},\
              \"config_given_up\":{},\"bar0_reads\":{},\"bar0_writes\":{},\"bar1_reads\":{},\"bar1_writes\":{},\
-             \"bar0_service_ns_mean\":{},\"bar1_service_ns_mean\":{},\"host_writes_refused\":{},\
+             \"bar0_service_ns_mean\":{},\"bar1_service_ns_mean\":{},\"host_writes_refused\":{},\"host_reads_refused\":{},\
              \"master_aborts\":{},\"intx_changes\":{},\"markers\":[{}],\"message\":\"{}\"}}\n",
             outcome.kind(),
             outcome.exit_code(),
@@ -593,7 +594,8 @@ fn main() -> ExitCode {
             function.bar1_writes,
             pstats.bar0_mean_ns(),
             pstats.bar1_mean_ns(),
-            function.refused,
+            function.refused_writes,
+            function.refused_reads,
             function.master_aborts,
             pstats.intx_changes,
             markers.join(","),

@@ -18,9 +18,11 @@ pub struct FunctionStats {
     pub bar0_writes: u64,
     pub bar1_reads: u64,
     pub bar1_writes: u64,
-    /// Host accesses to IMMR offsets with no modelled register (or the wrong width): reads answered
-    /// with all ones, writes dropped, each logged.
-    pub refused: u64,
+    /// Host writes to IMMR offsets with no modelled register (or the wrong width, or a register the host
+    /// may not write): dropped, each logged.
+    pub refused_writes: u64,
+    /// Host reads of IMMR offsets with no modelled register (or the wrong width): all ones, each logged.
+    pub refused_reads: u64,
     /// Memory cycles no BAR claimed (outside both, or memory decoding off): reads all ones, writes
     /// dropped.
     pub master_aborts: u64,
@@ -164,7 +166,7 @@ impl Board {
                 match r {
                     Ok(v) => (u64::from(v), None),
                     Err(why) => {
-                        self.function_stats.refused += 1;
+                        self.function_stats.refused_reads += 1;
                         (ones, Some(BusError::Refused(format!("BAR0 read at IMMR+{offset:#x}: {why}"))))
                     }
                 }
@@ -205,7 +207,7 @@ impl Board {
                         None
                     }
                     Err(why) => {
-                        self.function_stats.refused += 1;
+                        self.function_stats.refused_writes += 1;
                         Some(BusError::Refused(format!("BAR0 write of {value:#x} at IMMR+{offset:#x}: {why}")))
                     }
                 };
