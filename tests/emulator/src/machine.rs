@@ -177,7 +177,8 @@ impl Machine {
         if let Some(t) = self.immr.next_event() {
             self.deadline = self.deadline.min(t);
         }
-        if self.immr.dma.has_dirty() || self.pci_remap {
+        // A new INTA# level ends the slice too: a live host hears it between slices.
+        if self.immr.dma.has_dirty() || self.pci_remap || self.immr.take_intx_change() {
             self.deadline = 0;
         }
     }

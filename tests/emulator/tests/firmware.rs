@@ -32,6 +32,9 @@ fn boots_to_idle_with_banner_and_log() {
         "ram:    256 MiB DDR".to_string(),
         "reset:  hard reset (RSR 0x00000001)".to_string(),
         "defmt ring at 0x00810000".to_string(),
+        // PIBAR0 is the host's (BAR1): the firmware releases the configuration lock and reads the
+        // address the emulator's stand-in enumeration assigned; it never writes it.
+        "net: configuration lock released: the host put BAR1 (PIBAR0) at PCI 0x90000000".to_string(),
     ] {
         assert!(run.stdout.contains(&expected), "missing `{expected}` in:\n{}", run.stdout);
     }

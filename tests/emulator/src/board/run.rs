@@ -121,7 +121,10 @@ impl Board {
             .unwrap_or(u64::MAX);
             m.limit = self.max_instructions;
             m.limit_reached = false;
+            // A live host's request may end this run early (and only this one).
+            self.stopper.arm(true);
             let result = self.uc.emu_start(u64::from(pc), NEVER, 0, 0);
+            self.stopper.arm(false);
             self.settle();
             self.pass_output();
             if let Some(outcome) = self.after_slice(result) {
