@@ -94,6 +94,59 @@ static void bpnet_read_header(struct bpnet *bp, struct bpnet_header *header)
 }
 
 /*
+ * parse_dma_reach: the agent info block's dma_reach (two slow-path word
+ * reads, at set-up only); an agent of minor version 1 has none and reaches
+ * BPNET_DMA_REACH_MINOR_1.
+ */
+static int bpnet_read_dma_reach(struct bpnet *bp, const struct bpnet_header *header, u64 *reach)
+{
+	u32 at = BPNET_AGENT_INFO_OFFSET + offsetof(struct bpnet_agent_info, dma_reach);
+	u64 value;
+
+	if (le16_to_cpu(header->version_minor) < BPNET_VERSION_MINOR_AGENT_INFO) {
+		*reach = BPNET_DMA_REACH_MINOR_1;
+		return 0;
+	}
+	value = bpnet_slow_read32(bp, at);
+	value |= (u64)bpnet_slow_read32(bp, at + 4) << 32;
+	if (value < BPNET_DMA_REACH_MIN) {
+		bpnet_refuse(bp, "DMA reach %#llx is below one page", value);
+		return -EPROTO;
+	}
+	*reach = value;
+	return 0;
+}
+
+/*
+ * The DMA mask from the agent's reach: the largest 2^n - 1 below it, so every
+ * mapping (skbs, the status block) lands where the agent's outbound windows
+ * reach. Where host RAM extends above it, the DMA API keeps buffers below the
+ * mask through an IOMMU (mappings are IOVAs then) or swiotlb's bounce buffers
+ * (a CPU copy per buffer); with neither, such a mapping fails and the frame is
+ * counted as dropped. The DMA API refusing the mask altogether is the one case
+ * refused here.
+ */
+static int bpnet_set_dma_reach(struct bpnet *bp, u64 reach)
+{
+	struct device *dev = &bp->pdev->dev;
+	int err;
+
+	if (bp->dma_mask_reach == reach)
+		return 0;
+	err = dma_set_mask_and_coherent(dev, DMA_BIT_MASK(ilog2(reach)));
+	if (err) {
+		netdev_err(bp->netdev, "the agent's DMA reaches host bus addresses below %#llx only, and the DMA API cannot keep this device's buffers there\n",
+			   reach);
+		return err;
+	}
+	bp->dma_mask_reach = reach;
+	if (dma_addressing_limited(dev))
+		netdev_info(bp->netdev, "host RAM extends above the agent's DMA reach %#llx: buffers there go through an IOMMU or swiotlb bounce buffers, or are dropped\n",
+			    reach);
+	return 0;
+}
+
+/*
  * AgentRepr::parse and Layout::check: magic, major version, ring size, and
  * every region aligned, inside the shared region and apart from the others.
  */
@@ -389,6 +442,9 @@ static int bpnet_link_up(struct bpnet *bp)
 	err = bpnet_parse_agent(bp, &header, &agent, false);
 	if (err)
 		return err;
+	err = bpnet_read_dma_reach(bp, &header, &agent.dma_reach);
+	if (err)
+		return err;
 	bp->agent = agent;
 	bp->agent_valid = true;
 	switch (header.agent_state) {
@@ -415,13 +471,16 @@ static int bpnet_link_up(struct bpnet *bp)
 		bp->mtu_refused = true;
 		return -EINVAL;
 	}
+	err = bpnet_set_dma_reach(bp, agent.dma_reach);
+	if (err)
+		return err;
 	entries = agent.ring_entries;
 	status_len = BPNET_STATUS_BLOCK_LEN(entries);
 	status = dma_alloc_coherent(dev, status_len, &status_addr, GFP_KERNEL);
 	if (!status)
 		return -ENOMEM;
 	if (!status_addr || !IS_ALIGNED(status_addr, BPNET_STATUS_BLOCK_ALIGN) ||
-	    !bpnet_in_window(status_addr, status_len)) {
+	    !bpnet_in_reach(bp, status_addr, status_len)) {
 		netdev_err(netdev, "status block at %pad unusable by the agent\n", &status_addr);
 		dma_free_coherent(dev, status_len, status, status_addr);
 		return -ENOMEM;
@@ -470,6 +529,11 @@ static int bpnet_link_up(struct bpnet *bp)
 	for (i = 0; i < BPNET_DOORBELLS_LEN; i += 4)
 		bpnet_write(bp, bp->shared + BPNET_DOORBELLS_OFFSET + i, 0, 4);
 	bpnet_fill_rx(bp, GFP_KERNEL, false);
+	/*
+	 * The agent showed READY: it may master the bus from now on (its DMA
+	 * and, on ivshmem, the MSI-X writes that are its interrupts).
+	 */
+	pci_set_master(bp->pdev);
 	/* Before UP: the agent's first status interrupt must find NAPI enabled. */
 	bp->state = BPNET_LINK_UP;
 	napi_enable(&bp->napi);
@@ -648,6 +712,24 @@ int bpnet_link_change_mtu(struct bpnet *bp, int new_mtu)
 		bpnet_link_up(bp);
 	mutex_unlock(&bp->link_lock);
 	return 0;
+}
+
+/*
+ * Reboot, kexec, power-off (the PCI driver's .shutdown): whoever owns host RAM
+ * next knows nothing of the buffers the agent holds. No more reconnecting,
+ * the link down (host_state DOWN, then the bounded wait for the agent to stop
+ * its DMA), then bus mastering off, which stops an agent that did not stop in
+ * time at the bus. Nothing is freed: the system is going away.
+ */
+void bpnet_link_shutdown(struct bpnet *bp)
+{
+	mutex_lock(&bp->link_lock);
+	bp->want_up = false;
+	if (bpnet_link_down(bp))
+		netdev_err(bp->netdev, "agent did not stop its DMA before shutdown: bus mastering turned off\n");
+	pci_clear_master(bp->pdev);
+	mutex_unlock(&bp->link_lock);
+	cancel_delayed_work_sync(&bp->slow_work);
 }
 
 /*
