@@ -634,10 +634,7 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(
-            (a.ivshmem_server, a.slot, a.host_ram_size),
-            (Some(PathBuf::from("s")), Some(3), 0)
-        );
+        assert_eq!((a.ivshmem_server, a.slot, a.host_ram_size), (Some(PathBuf::from("s")), Some(3), 0));
         assert!(parse(&["--firmware=f", "--ivshmem-server", "s"]).is_err(), "needs the guest's RAM");
         assert!(parse(&["--firmware=f", "--ivshmem-server=s", "--host-ram-file=g", "--echo-host"]).is_err());
         assert!(parse(&["--firmware=f", "--slot", "20"]).is_err());

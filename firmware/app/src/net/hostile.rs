@@ -16,10 +16,10 @@
 
 use bpnet_contract::bar::{self, Doorbells, HostState};
 use bpnet_contract::ring::Entries;
-use bpnet_contract::status::{self, cause, Completion, CompletionRepr, COMPLETION_LEN};
 use bpnet_contract::shared;
-use mpc8349emds::HOST_REACH_BYTES;
+use bpnet_contract::status::{self, cause, Completion, CompletionRepr, COMPLETION_LEN};
 use bpnet_ring::{Addr, AgentRam, Copy, Dma, Notify};
+use mpc8349emds::HOST_REACH_BYTES;
 
 use super::hw;
 use super::RingEngine;
