@@ -62,7 +62,11 @@ const _: () = {
         let w = HOST_REACH_WINDOWS[i];
         // Contiguous on both sides, local = HOST_REACH_LOCAL + PCI.
         assert!(w.pci as u64 == end && w.local as u64 == HOST_REACH_LOCAL as u64 + end, "reach not linear");
-        assert!(w.size.is_power_of_two() && w.local as u64 % w.size == 0 && w.pci as u64 % w.size == 0);
+        assert!(
+            w.size.is_power_of_two()
+                && (w.local as u64).is_multiple_of(w.size)
+                && (w.pci as u64).is_multiple_of(w.size)
+        );
         end += w.size;
         i += 1;
     }
