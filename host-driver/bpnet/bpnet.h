@@ -146,6 +146,8 @@ struct bpnet_agent {
 	u32 counters;
 	u8 mac[ETH_ALEN];
 	u32 ring_entries;
+	/* Host bus addresses the agent's DMA reaches: [0, dma_reach). */
+	u64 dma_reach;
 };
 
 struct bpnet {
@@ -213,6 +215,8 @@ struct bpnet {
 	 */
 	char irq_names[BPNET_IRQ_NAMES][32];
 
+	/* The dma_reach the DMA mask was last set from (0: the probe's default). */
+	u64 dma_mask_reach;
 	/* Fixed while the link is up. */
 	struct bpnet_agent agent;
 	u32 features;
@@ -315,10 +319,14 @@ static inline u32 bpnet_slow_read32(struct bpnet *bp, u32 offset)
 	return bpnet_read32(bp, bp->shared + offset);
 }
 
-/* Whether the agent's DMA reaches len bytes at addr (its outbound window). */
-static inline bool bpnet_in_window(dma_addr_t addr, u32 len)
+/*
+ * Whether the agent's DMA reaches len bytes at addr (its outbound windows).
+ * The DMA mask keeps mappings below the reach; this catches a platform whose
+ * DMA API hands out an address above the mask anyway.
+ */
+static inline bool bpnet_in_reach(const struct bpnet *bp, dma_addr_t addr, u32 len)
 {
-	return (u64)addr + len <= BPNET_HOST_WINDOW_BYTES;
+	return (u64)addr < bp->agent.dma_reach && len <= bp->agent.dma_reach - (u64)addr;
 }
 
 /* Interrupt entry points for the personalities. */
@@ -341,6 +349,7 @@ void bpnet_link_close(struct bpnet *bp);
 int bpnet_link_change_mtu(struct bpnet *bp, int new_mtu);
 void bpnet_link_free(struct bpnet *bp);
 void bpnet_link_tx_timeout(struct bpnet *bp);
+void bpnet_link_shutdown(struct bpnet *bp);
 void bpnet_storm_reset(struct bpnet *bp);
 u8 bpnet_read_header_byte(struct bpnet *bp, u32 offset);
 __printf(2, 3) void bpnet_refuse(struct bpnet *bp, const char *fmt, ...);

@@ -139,6 +139,59 @@ static void bpnet_read_header(struct bpnet *bp, struct bpnet_header *header)
 }
 
 /*
+ * parse_dma_reach: the agent info block's dma_reach (two slow-path word
+ * reads, at set-up only); an agent of minor version 1 has none and reaches
+ * BPNET_DMA_REACH_MINOR_1.
+ */
+static int bpnet_read_dma_reach(struct bpnet *bp, const struct bpnet_header *header, u64 *reach)
+{
+	u32 at = BPNET_AGENT_INFO_OFFSET + offsetof(struct bpnet_agent_info, dma_reach);
+	u64 value;
+
+	if (le16_to_cpu(header->version_minor) < BPNET_VERSION_MINOR_AGENT_INFO) {
+		*reach = BPNET_DMA_REACH_MINOR_1;
+		return 0;
+	}
+	value = bpnet_slow_read32(bp, at);
+	value |= (u64)bpnet_slow_read32(bp, at + 4) << 32;
+	if (value < BPNET_DMA_REACH_MIN) {
+		bpnet_refuse(bp, "DMA reach %#llx is below one page", value);
+		return -EPROTO;
+	}
+	*reach = value;
+	return 0;
+}
+
+/*
+ * The DMA mask from the agent's reach: the largest 2^n - 1 below it, so every
+ * mapping (skbs, the status block) lands where the agent's outbound windows
+ * reach. Where host RAM extends above it, the DMA API keeps buffers below the
+ * mask through an IOMMU (mappings are IOVAs then) or swiotlb's bounce buffers
+ * (a CPU copy per buffer); with neither, such a mapping fails and the frame is
+ * counted as dropped. The DMA API refusing the mask altogether is the one case
+ * refused here.
+ */
+static int bpnet_set_dma_reach(struct bpnet *bp, u64 reach)
+{
+	struct device *dev = &bp->pdev->dev;
+	int err;
+
+	if (bp->dma_mask_reach == reach)
+		return 0;
+	err = dma_set_mask_and_coherent(dev, DMA_BIT_MASK(ilog2(reach)));
+	if (err) {
+		netdev_err(bp->netdev, "the agent's DMA reaches host bus addresses below %#llx only, and the DMA API cannot keep this device's buffers there\n",
+			   reach);
+		return err;
+	}
+	bp->dma_mask_reach = reach;
+	if (dma_addressing_limited(dev))
+		netdev_info(bp->netdev, "host RAM extends above the agent's DMA reach %#llx: buffers there go through an IOMMU or swiotlb bounce buffers, or are dropped\n",
+			    reach);
+	return 0;
+}
+
+/*
  * AgentRepr::parse and Layout::check: magic, major version, ring size, and
  * every region (the fixed header, doorbells and boot block among them)
  * aligned, inside the shared region and apart from the others.
@@ -439,6 +492,9 @@ static int bpnet_link_up(struct bpnet *bp)
 	err = bpnet_parse_agent(bp, &header, &agent, how);
 	if (err)
 		return err;
+	err = bpnet_read_dma_reach(bp, &header, &agent.dma_reach);
+	if (err)
+		return err;
 	bp->agent = agent;
 	/* ethtool reads the counters' offset without link_lock. */
 	smp_store_release(&bp->agent_valid, true);
@@ -466,13 +522,16 @@ static int bpnet_link_up(struct bpnet *bp)
 		bp->mtu_refused = true;
 		return -EINVAL;
 	}
+	err = bpnet_set_dma_reach(bp, agent.dma_reach);
+	if (err)
+		return err;
 	entries = agent.ring_entries;
 	status_len = BPNET_STATUS_BLOCK_LEN(entries);
 	status = dma_alloc_coherent(dev, status_len, &status_addr, GFP_KERNEL);
 	if (!status)
 		return -ENOMEM;
 	if (!status_addr || !IS_ALIGNED(status_addr, BPNET_STATUS_BLOCK_ALIGN) ||
-	    !bpnet_in_window(status_addr, status_len)) {
+	    !bpnet_in_reach(bp, status_addr, status_len)) {
 		netdev_err(netdev, "status block at %pad unusable by the agent\n", &status_addr);
 		dma_free_coherent(dev, status_len, status, status_addr);
 		return -ENOMEM;
@@ -533,6 +592,11 @@ static int bpnet_link_up(struct bpnet *bp)
 	bpnet_fill_rx(bp, GFP_KERNEL, false);
 	/* No bytes in flight for BQL: the last connection's were reclaimed. */
 	netdev_reset_queue(netdev);
+	/*
+	 * The agent showed READY: it may master the bus from now on (its DMA
+	 * and, on ivshmem, the MSI-X writes that are its interrupts).
+	 */
+	pci_set_master(bp->pdev);
 	/* Before UP: the agent's first status interrupt must find NAPI enabled. */
 	WRITE_ONCE(bp->state, BPNET_LINK_UP);
 	napi_enable(&bp->napi);
@@ -851,10 +915,50 @@ int bpnet_link_change_mtu(struct bpnet *bp, int new_mtu)
 }
 
 /*
+ * Take the link down for good and wait (link_lock held, dropped while
+ * sleeping) until the agent stops or BPNET_STOP_WAIT_MS passed: only
+ * removal and shutdown wait, never a path under rtnl. A surprise-removed
+ * device is not waited for (bpnet_agent_stopped).
+ */
+static int bpnet_link_down_wait(struct bpnet *bp)
+{
+	int err;
+
+	lockdep_assert_held(&bp->link_lock);
+	for (;;) {
+		err = bpnet_link_down(bp);
+		if (err != -EINPROGRESS || bp->stop_late ||
+		    time_after(jiffies, bp->stop_deadline))
+			return err;
+		mutex_unlock(&bp->link_lock);
+		msleep(BPNET_STOP_POLL_MS);
+		mutex_lock(&bp->link_lock);
+	}
+}
+
+/*
+ * Reboot, kexec, power-off (the PCI driver's .shutdown): whoever owns host RAM
+ * next knows nothing of the buffers the agent holds. No more reconnecting,
+ * the link down (host_state DOWN, then the bounded wait for the agent to stop
+ * its DMA), then bus mastering off, which stops an agent that did not stop in
+ * time at the bus. Nothing is freed: the system is going away.
+ */
+void bpnet_link_shutdown(struct bpnet *bp)
+{
+	cancel_delayed_work_sync(&bp->slow_work);
+	cancel_work_sync(&bp->refill_work);
+	mutex_lock(&bp->link_lock);
+	bp->want_up = false;
+	if (bpnet_link_down_wait(bp))
+		netdev_err(bp->netdev, "agent did not stop its DMA before shutdown: bus mastering turned off\n");
+	pci_clear_master(bp->pdev);
+	mutex_unlock(&bp->link_lock);
+}
+
+/*
  * Removal (and a failed probe), with the interrupts already freed and no rtnl
- * held: the slow path stopped, then the link down for good, waiting here (the
- * only place that does) until the agent stops or BPNET_STOP_WAIT_MS passed.
- * A surprise-removed device is not waited for (bpnet_agent_stopped).
+ * held: the slow path stopped, then the link down for good, waiting
+ * (bpnet_link_down_wait).
  */
 void bpnet_link_free(struct bpnet *bp)
 {
@@ -863,15 +967,7 @@ void bpnet_link_free(struct bpnet *bp)
 	cancel_delayed_work_sync(&bp->slow_work);
 	cancel_work_sync(&bp->refill_work);
 	mutex_lock(&bp->link_lock);
-	for (;;) {
-		err = bpnet_link_down(bp);
-		if (err != -EINPROGRESS || bp->stop_late ||
-		    time_after(jiffies, bp->stop_deadline))
-			break;
-		mutex_unlock(&bp->link_lock);
-		msleep(BPNET_STOP_POLL_MS);
-		mutex_lock(&bp->link_lock);
-	}
+	err = bpnet_link_down_wait(bp);
 	if (err) {
 		/*
 		 * The agent still holds buffers and may DMA into them: stop it

@@ -18,11 +18,15 @@
 #include <linux/io.h>
 #include <linux/log2.h>
 #include <linux/module.h>
+#include <linux/rtnetlink.h>
 
 #include "bpnet.h"
 
-/* Every bus address handed to the agent lies below its outbound window's end. */
-#define BPNET_DMA_MASK		DMA_BIT_MASK(ilog2(BPNET_HOST_WINDOW_BYTES))
+/*
+ * Until the agent says how far its DMA reaches (set-up, bpnet_link_up), what
+ * any agent reaches: an agent of contract minor version 1 had one window.
+ */
+#define BPNET_DMA_MASK		DMA_BIT_MASK(ilog2(BPNET_DMA_REACH_MINOR_1))
 /*
  * An event index this far ahead of the consumer is never passed while a
  * ring's worth of entries is in flight: the agent's interrupts stay off until
@@ -188,7 +192,7 @@ bool bpnet_fill_rx(struct bpnet *bp, gfp_t gfp, bool notify)
 			bpnet_count(bp, BPNET_STAT_rx_alloc_failed, 1);
 			break;
 		}
-		if (!bpnet_in_window(addr, bp->buffer_len)) {
+		if (!bpnet_in_reach(bp, addr, bp->buffer_len)) {
 			dma_unmap_single(dev, addr, bp->buffer_len, DMA_FROM_DEVICE);
 			dev_kfree_skb_any(skb);
 			bpnet_count(bp, BPNET_STAT_rx_alloc_failed, 1);
@@ -293,7 +297,7 @@ static netdev_tx_t bpnet_start_xmit(struct sk_buff *skb, struct net_device *netd
 	addr = dma_map_single(dev, skb->data, skb->len, DMA_TO_DEVICE);
 	if (dma_mapping_error(dev, addr))
 		goto drop;
-	if (!bpnet_in_window(addr, skb->len)) {
+	if (!bpnet_in_reach(bp, addr, skb->len)) {
 		dma_unmap_single(dev, addr, skb->len, DMA_TO_DEVICE);
 		goto drop;
 	}
@@ -665,7 +669,7 @@ static int bpnet_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	struct bpnet *bp;
 	int err;
 
-	BUILD_BUG_ON_NOT_POWER_OF_2(BPNET_HOST_WINDOW_BYTES);
+	BUILD_BUG_ON_NOT_POWER_OF_2(BPNET_DMA_REACH_MINOR_1);
 	netdev = alloc_etherdev(sizeof(*bp));
 	if (!netdev)
 		return -ENOMEM;
@@ -695,11 +699,11 @@ static int bpnet_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		goto err_free;
 	err = dma_set_mask_and_coherent(&pdev->dev, BPNET_DMA_MASK);
 	if (err) {
-		dev_err(&pdev->dev, "no DMA below %#x, the agent's window onto host RAM\n",
-			BPNET_HOST_WINDOW_BYTES);
+		dev_err(&pdev->dev, "no DMA below %#x, what every agent reaches of host RAM\n",
+			BPNET_DMA_REACH_MINOR_1);
 		goto err_free;
 	}
-	pci_set_master(pdev);
+	/* Bus mastering waits for an agent that shows READY (bpnet_link_up). */
 	err = ops->start(bp);
 	if (err)
 		goto err_free;
@@ -764,6 +768,21 @@ static void bpnet_remove(struct pci_dev *pdev)
 	free_netdev(netdev);
 }
 
+/*
+ * Reboot, kexec, power-off: the next owner of host RAM knows nothing of the
+ * buffers posted to the agents, so every link goes down and each agent stops
+ * its DMA (or loses bus mastering) before this returns.
+ */
+static void bpnet_shutdown(struct pci_dev *pdev)
+{
+	struct bpnet *bp = pci_get_drvdata(pdev);
+
+	rtnl_lock();
+	netif_device_detach(bp->netdev);
+	rtnl_unlock();
+	bpnet_link_shutdown(bp);
+}
+
 static const struct pci_device_id bpnet_pci_ids[] = {
 	/* ivshmem-doorbell: the virtual backplane. */
 	{ PCI_VDEVICE(REDHAT_QUMRANET, 0x1110), (kernel_ulong_t)&bpnet_ivshmem_ops },
@@ -788,6 +807,7 @@ static struct pci_driver bpnet_pci_driver = {
 	.id_table = bpnet_pci_ids,
 	.probe = bpnet_probe,
 	.remove = bpnet_remove,
+	.shutdown = bpnet_shutdown,
 	.dev_groups = bpnet_groups,
 };
 module_pci_driver(bpnet_pci_driver);

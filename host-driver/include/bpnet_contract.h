@@ -17,7 +17,7 @@
 /* Identification */
 #define BPNET_MAGIC				0x544e5042
 #define BPNET_VERSION_MAJOR			1
-#define BPNET_VERSION_MINOR			1
+#define BPNET_VERSION_MINOR			2
 #define BPNET_LOG_RING_MAGIC			0x474c5042
 
 /* The shared region (agent RAM behind the BAR): fixed offsets, then defaults */
@@ -28,6 +28,7 @@
 #define BPNET_LOG_RING_LEN			0x10010
 #define BPNET_LOG_RING_HEADER_LEN		16
 #define BPNET_COUNTERS_OFFSET			0x80
+#define BPNET_AGENT_INFO_OFFSET			0x180
 #define BPNET_TX_RING_OFFSET			0x30000
 #define BPNET_RX_RING_OFFSET			0x40000
 #define BPNET_BOOT_OFFSET			0x200
@@ -39,6 +40,7 @@
 #define BPNET_DOORBELLS_LEN			64
 #define BPNET_DESCRIPTOR_LEN			16
 #define BPNET_COUNTERS_LEN			256
+#define BPNET_AGENT_INFO_LEN			64
 #define BPNET_COUNTER_SLOTS			64
 #define BPNET_BOOT_BLOCK_LEN			64
 #define BPNET_STATUS_HEADER_LEN			32
@@ -124,8 +126,10 @@
 #define BPNET_IVSHMEM_VECTOR_CONTROL		1
 #define BPNET_IVSHMEM_VECTORS			2
 
-/* Host RAM the agent reaches through its outbound window: PCI [0, this) */
-#define BPNET_HOST_WINDOW_BYTES			0x10000000
+/* Host bus addresses an agent of minor version 1 reaches: [0, this); later ones say (agent_info) */
+#define BPNET_DMA_REACH_MINOR_1			0x10000000
+#define BPNET_DMA_REACH_MIN			0x1000
+#define BPNET_VERSION_MINOR_AGENT_INFO		2
 
 /* Counter slots in counters.slots[], u32 each, wrapping */
 #define BPNET_COUNTER_TX_FRAMES			0
@@ -240,6 +244,20 @@ static_assert(offsetof(struct bpnet_descriptor, addr) == 0x00);
 static_assert(offsetof(struct bpnet_descriptor, len) == 0x08);
 static_assert(offsetof(struct bpnet_descriptor, id) == 0x0c);
 static_assert(offsetof(struct bpnet_descriptor, flags) == 0x0e);
+
+/*
+ * Agent RAM at BPNET_AGENT_INFO_OFFSET, from contract minor version 2.
+ * Agent-written before READY, read by the host at set-up with the header.
+ * dma_reach: the agent's DMA reaches host bus addresses [0, dma_reach).
+ */
+struct bpnet_agent_info {
+	__le64 dma_reach;		/* 0x00 */
+	__u8 reserved[56];		/* 0x08 */
+};
+
+static_assert(sizeof(struct bpnet_agent_info) == 64);
+static_assert(offsetof(struct bpnet_agent_info, dma_reach) == 0x00);
+static_assert(offsetof(struct bpnet_agent_info, reserved) == 0x08);
 
 /*
  * Agent RAM at counters_offset. Agent-written, read by the host on slow paths;

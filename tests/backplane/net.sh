@@ -4,7 +4,10 @@
 # what a netdev maintainer looks for: the unrelated ivshmem-plain device the rig adds after the agents
 # is left alone, IRQs are named after their device, the offered features follow the negotiation
 # (checksum offload, VLAN-challenged), a packet socket sees valid checksums on received frames, and
-# ip link set down returns at once for an agent that stopped answering.
+# ip link set down returns at once for an agent that stopped answering. The
+# guest has 2 GiB: the emulators count the DMA into host RAM above 256 MiB and above 1 GiB (the agents'
+# outbound windows reach all of it), and DMA writes after the host took the link down and the agent
+# said it stopped (none allowed).
 #
 # Every agent may have the same static address ($agent_addr): each bpN gets the host's end 10.83.49.1/24
 # and every tool binds to its device (ping -I, SO_BINDTODEVICE), so the per-device connected routes and
@@ -274,6 +277,12 @@ for i in $(seq 0 $last); do
 done
 echo_all echo-after-reload 1048576
 check rmmod-clean timeout 30 rmmod bpnet
+for i in $(seq 0 $last); do
+    # The kernel put RX buffers and the status block in high RAM as well as low: the MiBs echoed above
+    # reached the guest there through the agent's second outbound window (from 1 GiB) too.
+    out "EXPECT agent $i dma_bytes_to_host_above_256m >= 65536"
+    out "EXPECT agent $i dma_bytes_to_host_above_1g >= 65536"
+done
 
 # Without checksum offload (offer_features without BPNET_F_CSUM_OFFLOAD) none is advertised, and
 # traffic works with checksums computed on both sides.
@@ -286,3 +295,17 @@ if check insmod-without-csum insmod /lib/modules/bpnet.ko offer_features=6; then
     check rmmod-without-csum timeout 30 rmmod bpnet
 fi
 check kernel-log-clean kernel_log_clean
+
+# The host goes away under traffic with the agents left running: the suite's end is `poweroff -f`, whose
+# device_shutdown is the one reboot and kexec run too, so bpnet.ko's .shutdown must take every link down
+# and wait for each agent to stop its DMA. The emulators see it: the header shows the host released and
+# the agent stopped when QEMU is gone, and no DMA wrote host RAM after any release (the rmmods above
+# included).
+insmod /lib/modules/bpnet.ko && configure
+for i in $(seq 0 $last); do
+    check "agent$i-carrier-up-before-shutdown" bpnet-guest carrier bp$i up 30
+    bpnet-guest echo bp$i $agent_addr $bytes 60 > /dev/null 2>&1 &
+    out "EXPECT agent $i host_released_at_end = 1"
+    out "EXPECT agent $i dma_host_writes_after_release = 0"
+done
+sleep 1

@@ -61,6 +61,7 @@ pub fn generate() -> String {
     define(&mut out, "BPNET_LOG_RING_LEN", shared::LOG_RING_LEN as u64, Hex);
     define(&mut out, "BPNET_LOG_RING_HEADER_LEN", logring::HEADER_LEN as u64, Dec);
     define(&mut out, "BPNET_COUNTERS_OFFSET", shared::COUNTERS_OFFSET as u64, Hex);
+    define(&mut out, "BPNET_AGENT_INFO_OFFSET", shared::AGENT_INFO_OFFSET as u64, Hex);
     define(&mut out, "BPNET_TX_RING_OFFSET", shared::TX_RING_OFFSET as u64, Hex);
     define(&mut out, "BPNET_RX_RING_OFFSET", shared::RX_RING_OFFSET as u64, Hex);
     define(&mut out, "BPNET_BOOT_OFFSET", shared::BOOT_OFFSET as u64, Hex);
@@ -72,6 +73,7 @@ pub fn generate() -> String {
     define(&mut out, "BPNET_DOORBELLS_LEN", bar::DOORBELLS_LEN as u64, Dec);
     define(&mut out, "BPNET_DESCRIPTOR_LEN", bar::DESCRIPTOR_LEN as u64, Dec);
     define(&mut out, "BPNET_COUNTERS_LEN", bar::COUNTERS_LEN as u64, Dec);
+    define(&mut out, "BPNET_AGENT_INFO_LEN", bar::AGENT_INFO_LEN as u64, Dec);
     define(&mut out, "BPNET_COUNTER_SLOTS", bar::COUNTER_SLOTS as u64, Dec);
     define(&mut out, "BPNET_BOOT_BLOCK_LEN", bar::BOOT_BLOCK_LEN as u64, Dec);
     define(&mut out, "BPNET_STATUS_HEADER_LEN", status::HEADER_LEN as u64, Dec);
@@ -175,8 +177,10 @@ pub fn generate() -> String {
     define(&mut out, "BPNET_IVSHMEM_VECTOR_CONTROL", ivshmem::VECTOR_CONTROL.into(), Dec);
     define(&mut out, "BPNET_IVSHMEM_VECTORS", ivshmem::VECTORS.into(), Dec);
 
-    section(&mut out, "Host RAM the agent reaches through its outbound window: PCI [0, this)");
-    define(&mut out, "BPNET_HOST_WINDOW_BYTES", bpnet_contract::HOST_WINDOW_BYTES, Hex);
+    section(&mut out, "Host bus addresses an agent of minor version 1 reaches: [0, this); later ones say (agent_info)");
+    define(&mut out, "BPNET_DMA_REACH_MINOR_1", bpnet_contract::DMA_REACH_MINOR_1, Hex);
+    define(&mut out, "BPNET_DMA_REACH_MIN", bar::DMA_REACH_MIN, Hex);
+    define(&mut out, "BPNET_VERSION_MINOR_AGENT_INFO", bar::VERSION_MINOR_AGENT_INFO.into(), Dec);
 
     section(&mut out, "Counter slots in counters.slots[], u32 each, wrapping");
     for &(name, slot) in bar::COUNTERS {

@@ -19,10 +19,64 @@ pub const CONSOLE_BAUD: u32 = 115_200;
 /// NOR flash on the local bus (chip select 0).
 pub const FLASH_BASE: u32 = 0xFE00_0000;
 pub const FLASH_BYTES: u32 = 32 << 20;
-/// Local addresses routed to PCI by U-Boot's agent set-up (PCI LAW 0, 1 GiB); the outbound windows
-/// the firmware opens live in the first 256 MiB of it, which one BAT covers.
+/// Local addresses routed to PCI by U-Boot's agent set-up (PCI LAW 0, 1 GiB); the first 256 MiB of
+/// it are what one BAT maps for the CPU (the self-test's window, which the CPU reads and writes).
 pub const PCI_OUTBOUND_BASE: u32 = 0x8000_0000;
 pub const PCI_OUTBOUND_BYTES: u32 = 256 << 20;
+
+/// One piece of the data path's reach into the host: PCI LAW `law` routes local `[local, local +
+/// size)` to the PCI controller and outbound window `window` maps it onto PCI `[pci, pci + size)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostWindow {
+    pub law: usize,
+    pub window: usize,
+    pub local: u32,
+    pub pci: u32,
+    pub size: u64,
+}
+
+/// Where the data path's DMA reaches host RAM: local `HOST_REACH_LOCAL + a` is PCI (host bus)
+/// address `a`, for every `a` below [`HOST_REACH_BYTES`].
+///
+/// Why 2 GiB, in two 1 GiB pieces (docs/REGISTERS.md, "Local access windows for PCI" and "PCI agent
+/// windows"): a PCI LAW is a power of two up to 2 GiB, aligned on its size, and the agent has two;
+/// an outbound window is a power of two aligned on its size on both sides. A 2 GiB LAW could only
+/// start at 0 (DDR) or 0x8000_0000 (over IMMR at 0xE000_0000 and the flash at 0xFE00_0000), so the
+/// largest free aligned pieces of this board's local map are the 1 GiB at 0x4000_0000 and the 1 GiB
+/// at 0x8000_0000 (DDR ends at 0x1000_0000). PCI LAW 0 keeps U-Boot's 1 GiB at 0x8000_0000 (U-Boot
+/// board/freescale/mpc8349emds/pci.c); PCI LAW 1, which U-Boot's agent set-up points at an unused
+/// 4 MiB PCI I/O range, is moved to 0x4000_0000. Host RAM above 2 GiB would need a window moved per
+/// transfer (rewriting POTAR), which the data path does not do: the host's DMA mask keeps its buffers
+/// below the reach instead (`bpnet_contract::bar::AgentInfo`).
+pub const HOST_REACH_LOCAL: u32 = 0x4000_0000;
+pub const HOST_REACH_BYTES: u64 = 2 << 30;
+pub const HOST_REACH_WINDOWS: [HostWindow; 2] = [
+    HostWindow { law: 1, window: 0, local: HOST_REACH_LOCAL, pci: 0, size: 1 << 30 },
+    HostWindow { law: 0, window: 1, local: 0x8000_0000, pci: 0x4000_0000, size: 1 << 30 },
+];
+
+const _: () = {
+    let mut i = 0;
+    let mut end = 0u64;
+    while i < HOST_REACH_WINDOWS.len() {
+        let w = HOST_REACH_WINDOWS[i];
+        // Contiguous on both sides, local = HOST_REACH_LOCAL + PCI.
+        assert!(w.pci as u64 == end && w.local as u64 == HOST_REACH_LOCAL as u64 + end, "reach not linear");
+        assert!(
+            w.size.is_power_of_two()
+                && (w.local as u64).is_multiple_of(w.size)
+                && (w.pci as u64).is_multiple_of(w.size)
+        );
+        end += w.size;
+        i += 1;
+    }
+    assert!(end == HOST_REACH_BYTES, "the windows do not add up to the reach");
+    assert!(HOST_REACH_LOCAL as u64 + HOST_REACH_BYTES <= IMMR_BASE as u64, "the reach runs into IMMR");
+    assert!(DDR_BYTES as u64 <= HOST_REACH_LOCAL as u64, "the reach overlaps DDR");
+};
+
+/// DDR as U-Boot sets it up on this board (DDR LAW 0, docs/REGISTERS.md).
+pub const DDR_BYTES: u32 = 256 << 20;
 
 /// Agent RAM the data path keeps for itself (DMA descriptors, staged completions, frame buffers):
 /// above the image and the shared region (`memory.x`). Nothing the linker places lives here, so the

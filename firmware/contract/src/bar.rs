@@ -10,6 +10,7 @@
 //! | `0x0_0000` | 64 | [`Header`] | both, field by field (below) |
 //! | `0x0_0040` | 64 | [`Doorbells`] | host |
 //! | `0x0_0080` | 256 | [`Counters`] (default; `counters_offset`) | agent |
+//! | `0x0_0180` | 64 | [`AgentInfo`] (fixed, [`crate::shared::AGENT_INFO_OFFSET`]; minor version 2) | agent |
 //! | `0x0_0200` | 64 | [`BootBlock`] (fixed, [`crate::shared::BOOT_OFFSET`]) | both, field by field |
 //! | `0x1_0000` | 64 KiB + 16 | log ring ([`crate::logring`]; `log_ring_offset`) | agent |
 //! | `0x3_0000` | 16 × entries | TX [`Descriptor`]s (default; `tx_ring_offset`) | host |
@@ -61,8 +62,11 @@ use crate::{get_le16, get_le32, get_le64, get_u8, put_le16, put_le32, put_le64, 
 pub const MAGIC: u32 = u32::from_le_bytes(*b"BPNT");
 /// A host refuses a header with another major version.
 pub const VERSION_MAJOR: u16 = 1;
-/// Minor versions only add (fields in reserved space, feature bits), never change.
-pub const VERSION_MINOR: u16 = 1;
+/// Minor versions only add (fields in reserved space, feature bits, blocks in unused space), never
+/// change. 2 added [`AgentInfo`].
+pub const VERSION_MINOR: u16 = 2;
+/// The first minor version with an [`AgentInfo`] block.
+pub const VERSION_MINOR_AGENT_INFO: u16 = 2;
 
 /// Size of [`Header`].
 pub const HEADER_LEN: usize = 64;
@@ -74,6 +78,8 @@ pub const DESCRIPTOR_LEN: usize = 16;
 pub const COUNTER_SLOTS: usize = 64;
 /// Size of [`Counters`].
 pub const COUNTERS_LEN: usize = 4 * COUNTER_SLOTS;
+/// Size of [`AgentInfo`].
+pub const AGENT_INFO_LEN: usize = 64;
 
 /// Smallest MTU (IPv4's minimum).
 pub const MTU_MIN: u16 = 68;
@@ -198,6 +204,13 @@ pub mod field {
         pub const HOST_FEATURES: usize = 0x38;
         pub const HOST_GENERATION: usize = 0x3c;
     }
+
+    /// The [`AgentInfo`](super::AgentInfo) block: agent-written, the rest of the 64 bytes zero.
+    pub mod agent_info {
+        pub const DMA_REACH: usize = 0x00;
+        pub const RESERVED: usize = 0x08;
+    }
+
     /// [`Doorbells`](super::Doorbells): `RX_USED_EVENT` and `TX_USED_EVENT` are adjacent, so a host
     /// may post both in one write.
     pub mod doorbells {
@@ -292,6 +305,19 @@ pub const DESCRIPTOR_SCHEMA: Struct = Struct {
         Field::new("len", field::descriptor::LEN, Type::Le32),
         Field::new("id", field::descriptor::ID, Type::Le16),
         Field::new("flags", field::descriptor::FLAGS, Type::Le16),
+    ],
+};
+
+/// [`AgentInfo`] for the C header.
+pub const AGENT_INFO_SCHEMA: Struct = Struct {
+    name: "agent_info",
+    len: AGENT_INFO_LEN,
+    doc: "Agent RAM at BPNET_AGENT_INFO_OFFSET, from contract minor version 2. Agent-written before READY, \
+          read by the host at set-up with the header. dma_reach: the agent's DMA reaches host bus addresses \
+          [0, dma_reach).",
+    fields: &[
+        Field::new("dma_reach", field::agent_info::DMA_REACH, Type::Le64),
+        Field::new("reserved", field::agent_info::RESERVED, Type::Bytes(AGENT_INFO_LEN - field::agent_info::RESERVED)),
     ],
 };
 
@@ -405,12 +431,13 @@ impl Layout {
 
     /// Every region as (offset, bytes, alignment), the fixed ones first. The boot block is one of
     /// them: the boot stage and the host's recovery requests use it whatever the rings do.
-    fn regions(&self, entries: Entries) -> [(u32, usize, u32); 7] {
+    fn regions(&self, entries: Entries) -> [(u32, usize, u32); 8] {
         let ring = ring_len(entries);
         [
             (shared::HEADER_OFFSET as u32, HEADER_LEN, 64),
             (shared::DOORBELLS_OFFSET as u32, DOORBELLS_LEN, 64),
             (shared::BOOT_OFFSET as u32, BOOT_BLOCK_LEN, 64),
+            (shared::AGENT_INFO_OFFSET as u32, AGENT_INFO_LEN, 64),
             (self.counters, COUNTERS_LEN, 4),
             (self.log_ring, shared::LOG_RING_LEN, 4),
             (self.tx_ring, ring, DESCRIPTOR_LEN as u32),
@@ -543,6 +570,46 @@ impl HostRepr {
         put_le32(buf, field::header::HOST_GENERATION, self.generation);
     }
 }
+
+fixed_view! {
+    /// A typed view of the agent info block at [`shared::AGENT_INFO_OFFSET`] (contract minor version 2
+    /// and later): the agent's fields the header's one line has no room for. The agent writes it
+    /// before READY, the host reads it at set-up together with the header.
+    AgentInfo, AGENT_INFO_LEN
+}
+
+impl<T: AsRef<[u8]>> AgentInfo<T> {
+    /// The end of the host bus addresses the agent's DMA reaches through its outbound windows: it
+    /// reaches `[0, dma_reach)`. The host keeps every bus address it hands over below it.
+    pub fn dma_reach(&self) -> u64 {
+        get_le64(self.buffer.as_ref(), field::agent_info::DMA_REACH)
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> AgentInfo<T> {
+    /// The agent's one write of the block: `dma_reach`, the rest zero.
+    pub fn emit(&mut self, dma_reach: u64) {
+        let buf = self.buffer.as_mut();
+        buf[..AGENT_INFO_LEN].fill(0);
+        put_le64(buf, field::agent_info::DMA_REACH, dma_reach);
+    }
+}
+
+/// The host's check of the agent's DMA reach: an agent of minor version 1 has no [`AgentInfo`] and
+/// reaches [`crate::DMA_REACH_MINOR_1`]; a later one publishes its reach, which must cover at least
+/// one page (anything less could not even hold the status block).
+pub fn parse_dma_reach<T: AsRef<[u8]>>(version_minor: u16, info: &AgentInfo<T>) -> Result<u64, Error> {
+    if version_minor < VERSION_MINOR_AGENT_INFO {
+        return Ok(crate::DMA_REACH_MINOR_1);
+    }
+    match info.dma_reach() {
+        reach if reach < DMA_REACH_MIN => Err(Error::BadReach(reach)),
+        reach => Ok(reach),
+    }
+}
+
+/// The smallest `dma_reach` a host accepts: one 4 KiB page.
+pub const DMA_REACH_MIN: u64 = 4096;
 
 fixed_view! {
     /// A typed view of the doorbell block: the host's ring indexes and event indexes, free-running.
@@ -1143,7 +1210,7 @@ mod tests {
         host().emit(&mut header);
         header.set_host_state(HostState::Up);
         let expected: [u8; HEADER_LEN] = [
-            b'B', b'P', b'N', b'T', 1, 0, 1, 0, // magic, version 1.1
+            b'B', b'P', b'N', b'T', 1, 0, 2, 0, // magic, version 1.2
             7, 0, 0, 0, 7, 0, 0, 0, // features, agent generation
             3, 2, 1, 0, 0, 0, 3, 0, // firmware 1.2.3, tx ring 0x3_0000
             0, 0, 4, 0, 0, 0, 1, 0, // rx ring 0x4_0000, log ring 0x1_0000
@@ -1220,6 +1287,8 @@ mod tests {
         for (layout, bad) in [
             (Layout { counters: 0x40, ..Layout::DEFAULT }, 0x40),
             (Layout { counters: 0x82, ..Layout::DEFAULT }, 0x82),
+            // Counters over the agent info block.
+            (Layout { counters: 0x100, ..Layout::DEFAULT }, 0x100),
             (Layout { tx_ring: 0x3_0008, ..Layout::DEFAULT }, 0x3_0008),
             (Layout { rx_ring: at_end, ..Layout::DEFAULT }, at_end),
             (Layout { rx_ring: !15, ..Layout::DEFAULT }, !15),
@@ -1238,6 +1307,21 @@ mod tests {
         ] {
             assert_eq!(layout.check(e), Err(Error::BadLayout(bad)), "{layout:?}");
         }
+    }
+
+    #[test]
+    fn agent_info_carries_the_dma_reach() {
+        let mut buf = [0xAAu8; AGENT_INFO_LEN];
+        AgentInfo::new_checked(&mut buf[..]).unwrap().emit(2 << 30);
+        assert_eq!(&buf[..8], &[0, 0, 0, 0x80, 0, 0, 0, 0], "little-endian, 2 GiB");
+        assert!(buf[field::agent_info::RESERVED..].iter().all(|&b| b == 0), "reserved bytes zeroed");
+        let info = AgentInfo::new_checked(&buf[..]).unwrap();
+        assert_eq!(parse_dma_reach(VERSION_MINOR, &info), Ok(2 << 30));
+        // A minor-1 agent has no block: whatever lies there, its reach is the old window's.
+        assert_eq!(parse_dma_reach(1, &info), Ok(crate::DMA_REACH_MINOR_1));
+        let zero = [0u8; AGENT_INFO_LEN];
+        assert_eq!(parse_dma_reach(VERSION_MINOR, &AgentInfo::new_unchecked(&zero[..])), Err(Error::BadReach(0)));
+        assert_eq!(AgentInfo::new_checked(&buf[..AGENT_INFO_LEN - 1]).unwrap_err(), Error::Truncated);
     }
 
     #[test]

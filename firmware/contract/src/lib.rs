@@ -83,6 +83,9 @@ pub mod shared {
     pub const DOORBELLS_OFFSET: usize = 0x40;
     /// Default offset of [`crate::bar::Counters`].
     pub const COUNTERS_OFFSET: usize = 0x80;
+    /// Offset of [`crate::bar::AgentInfo`] (fixed; contract minor version 2 and later): the agent's
+    /// fields that no longer fit the header's one line.
+    pub const AGENT_INFO_OFFSET: usize = 0x180;
     /// Default offset of the TX descriptor ring, with room for [`crate::ring::Entries::MAX`] entries.
     pub const TX_RING_OFFSET: usize = 0x3_0000;
     /// Default offset of the RX descriptor ring, with room for [`crate::ring::Entries::MAX`] entries.
@@ -103,8 +106,10 @@ pub mod shared {
     pub const RECOVERY_LEN: usize = LEN - RECOVERY_OFFSET;
 }
 
-// The boot block sits between the counters and the log ring; the recovery area after the log ring.
-const _: () = assert!(shared::COUNTERS_OFFSET + bar::COUNTERS_LEN <= shared::BOOT_OFFSET);
+// The agent info block and the boot block sit between the counters and the log ring; the recovery
+// area after the log ring.
+const _: () = assert!(shared::COUNTERS_OFFSET + bar::COUNTERS_LEN <= shared::AGENT_INFO_OFFSET);
+const _: () = assert!(shared::AGENT_INFO_OFFSET + bar::AGENT_INFO_LEN <= shared::BOOT_OFFSET);
 const _: () = assert!(shared::BOOT_OFFSET + bar::BOOT_BLOCK_LEN <= shared::LOG_RING_OFFSET);
 const _: () = assert!(shared::LOG_RING_OFFSET + shared::LOG_RING_LEN <= shared::RECOVERY_OFFSET);
 
@@ -142,9 +147,9 @@ pub mod ivshmem {
     pub const VECTORS: u32 = 2;
 }
 
-/// The host RAM the agent can reach: its outbound window maps PCI `[0, HOST_WINDOW_BYTES)`. The
-/// host's DMA mask must keep every bus address it hands over (status block, buffers) below this.
-pub const HOST_WINDOW_BYTES: u64 = 256 << 20;
+/// The host bus addresses an agent reaches when its header's minor version is 1 (it publishes no
+/// [`bar::AgentInfo::dma_reach`]): its one outbound window mapped PCI `[0, 256 MiB)`.
+pub const DMA_REACH_MINOR_1: u64 = 256 << 20;
 
 /// Where the agent's BAR1 (the shared region, inbound window 0) sits on the PCI bus when nothing
 /// else enumerates the board: the board emulator then plays the host's enumeration and assigns it here
@@ -216,6 +221,8 @@ pub enum Error {
     BadCounter(usize),
     /// A boot block `host_request` outside [`bar::HostRequest`].
     BadRequest(u32),
+    /// An [`bar::AgentInfo::dma_reach`] below [`bar::DMA_REACH_MIN`].
+    BadReach(u64),
 }
 
 impl core::fmt::Display for Error {
@@ -239,6 +246,7 @@ impl core::fmt::Display for Error {
             Error::BadIndex { prod, cons } => write!(f, "producer index {prod} not within a ring of consumer {cons}"),
             Error::BadCounter(slot) => write!(f, "counter slot {slot} out of range"),
             Error::BadRequest(r) => write!(f, "host request {r} is not defined"),
+            Error::BadReach(reach) => write!(f, "DMA reach {reach:#x} is below one page"),
         }
     }
 }

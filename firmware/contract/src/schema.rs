@@ -57,6 +57,7 @@ pub const STRUCTS: &[Struct] = &[
     crate::bar::HEADER_SCHEMA,
     crate::bar::DOORBELLS_SCHEMA,
     crate::bar::DESCRIPTOR_SCHEMA,
+    crate::bar::AGENT_INFO_SCHEMA,
     crate::bar::COUNTERS_SCHEMA,
     crate::bar::BOOT_BLOCK_SCHEMA,
     crate::status::HEADER_SCHEMA,

@@ -25,8 +25,8 @@
 #![forbid(unsafe_code)]
 
 use bpnet_contract::bar::{
-    self, counter, feature, field, AgentRepr, AgentState, Counters, Descriptor, DescriptorRepr, Doorbells, Header,
-    HostRepr, HostState, COUNTERS_LEN, DESCRIPTOR_LEN, DOORBELLS_LEN,
+    self, counter, feature, field, AgentInfo, AgentRepr, AgentState, Counters, Descriptor, DescriptorRepr, Doorbells,
+    Header, HostRepr, HostState, AGENT_INFO_LEN, COUNTERS_LEN, DESCRIPTOR_LEN, DOORBELLS_LEN,
 };
 use bpnet_contract::ring::{self, Entries};
 use bpnet_contract::status::{self, cause, compl_flags, Completion, CompletionRepr, COMPLETION_LEN};
@@ -390,7 +390,7 @@ pub struct Engine<D: Dma, S: Shared, M: AgentRam, N: Notify> {
 
 impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
     /// Check the configuration, clear the counters and publish the agent's header: RESET, the agent
-    /// fields, then READY.
+    /// fields and the agent info block (the window's end as `dma_reach`), then READY.
     pub fn new(config: Config<'_>, dma: D, shared: S, ram: M, notify: N) -> Result<Self, ConfigError> {
         let agent = config.agent;
         agent.layout.check(agent.ring_entries).map_err(ConfigError::Layout)?;
@@ -453,6 +453,9 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         let mut header = [0u8; bar::HEADER_LEN];
         agent.emit(&mut Header::new_unchecked(&mut header[..]));
         engine.shared.write(shared::HEADER_OFFSET, &header[..AGENT_FIELDS_LEN]);
+        let mut info = [0u8; AGENT_INFO_LEN];
+        AgentInfo::new_unchecked(&mut info[..]).emit(config.window.base.saturating_add(config.window.len));
+        engine.shared.write(shared::AGENT_INFO_OFFSET, &info);
         engine.shared.write(agent.layout.counters as usize, &engine.counters);
         engine.set_state(AgentState::Ready);
         Ok(engine)

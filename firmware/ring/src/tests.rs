@@ -465,6 +465,11 @@ fn handshake_publishes_header_and_goes_running() {
         let header = Header::new_unchecked(&world.shared[..bar::HEADER_LEN]);
         assert_eq!(AgentRepr::parse(&header), Ok(agent_repr(64)));
         assert_eq!(header.agent_state(), Ok(AgentState::Ready));
+        // The reach: the window's end, in the agent info block published with the header.
+        let at = shared::AGENT_INFO_OFFSET;
+        let info = bar::AgentInfo::new_checked(&world.shared[at..at + bar::AGENT_INFO_LEN]).unwrap();
+        let end = HOST_BASE + world.host.len() as u64;
+        assert_eq!(bar::parse_dma_reach(header.version_minor(), &info), Ok(end));
     }
     assert_eq!(w.borrow().link_changes, 1, "READY at boot is announced");
     engine.poll();

@@ -232,11 +232,12 @@ fn connected(agent_features: u32, params: Params) -> (Fake, HostLink) {
 }
 
 #[test]
-fn set_up_reads_the_header_once_and_the_agent_accepts_the_host_fields() {
+fn set_up_reads_the_header_and_agent_info_once_and_the_agent_accepts_the_host_fields() {
     let mut fake = Fake::new(feature::ALL);
     let link = HostLink::up(&mut fake, Params::default()).unwrap();
-    assert_eq!(link.stats().setup_bar_reads, 1);
-    assert_eq!(fake.bar_reads(), 1);
+    assert_eq!(link.stats().setup_bar_reads, 2, "the header and the agent info block");
+    assert_eq!(fake.bar_reads(), 2);
+    assert_eq!(link.dma_reach(), HOST_RAM as u64, "the engine publishes its window's end");
     assert_eq!(link.features(), feature::ALL);
     assert_eq!(link.mac(), [2, 0xb0, 0, 0, 0, 2]);
     let w = fake.w.borrow();
@@ -250,6 +251,21 @@ fn set_up_reads_the_header_once_and_the_agent_accepts_the_host_fields() {
     let (_fake, link) = connected(feature::ALL, Params::default());
     // The LINK interrupt cost one ODR read; nothing else was read.
     assert_eq!(link.stats().interrupts, 1);
+}
+
+#[test]
+fn set_up_keeps_everything_below_the_agents_reach() {
+    let mut fake = Fake::new(feature::ALL);
+    // An agent that reaches only the first 64 KiB: the status block and buffers do not fit below it.
+    let at = shared::AGENT_INFO_OFFSET + bar::field::agent_info::DMA_REACH;
+    fake.w.borrow_mut().bar[at..at + 8].copy_from_slice(&(64u64 << 10).to_le_bytes());
+    match HostLink::up(&mut fake, Params::default()) {
+        Err(LinkError::Unreachable { need, reach: 0x1_0000 }) => assert!(need > 0x1_0000),
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    // A reach below one page is refused as a contract violation.
+    fake.w.borrow_mut().bar[at..at + 8].copy_from_slice(&0u64.to_le_bytes());
+    assert!(matches!(HostLink::up(&mut fake, Params::default()), Err(LinkError::Contract(Error::BadReach(0)))));
 }
 
 #[test]

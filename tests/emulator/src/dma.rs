@@ -90,6 +90,15 @@ pub struct DmaStats {
     pub bytes_local: u64,
     /// Payload bytes moved from host RAM to host RAM.
     pub bytes_host_to_host: u64,
+    /// Of the bytes written into host RAM (from agent RAM or host RAM), those at host bus addresses
+    /// at or above [`HOST_ABOVE_256M`] and at or above [`HOST_ABOVE_1G`]: proof that the outbound
+    /// windows reach high host RAM, whoever placed the buffers there.
+    pub bytes_to_host_above_256m: u64,
+    pub bytes_to_host_above_1g: u64,
+    /// Writes into host RAM (one per contiguous piece of a descriptor) made while the shared region's
+    /// header showed the host gone and the agent stopped ([`Context::host_released`]): memory the host
+    /// may already have given back, or a rebooted host's next kernel owns. Always a fault.
+    pub host_writes_after_release: u64,
     /// Descriptors (and direct transfers) completed or ended by an error.
     pub descriptors: u64,
     /// Channel starts (MR[CS] 0→1, and continuations through MR[CC]).
@@ -107,6 +116,16 @@ impl DmaStats {
     pub fn busy_ps(&self) -> u64 {
         self.busy_instructions * crate::PS_PER_INSTRUCTION
     }
+}
+
+/// Host bus addresses the statistics split host RAM writes at (256 MiB, the reach of the firmware's
+/// first single window, and 1 GiB, one outbound window).
+pub const HOST_ABOVE_256M: u64 = 256 << 20;
+pub const HOST_ABOVE_1G: u64 = 1 << 30;
+
+/// Bytes of `[at, at + len)` at or above `limit`.
+fn bytes_above(at: u64, len: u64, limit: u64) -> u64 {
+    (at + len).saturating_sub(at.max(limit))
 }
 
 /// A contiguous piece of a transfer.
@@ -213,6 +232,25 @@ impl Context<'_> {
             Target::Ram(o) => (self.mem.ram, o),
             Target::Host(o) => (self.mem.host, o),
         }
+    }
+
+    /// Whether the host has released the agent: the shared region (agent RAM behind inbound window 0,
+    /// on either personality) holds a contract header whose `host_state` is DOWN and whose
+    /// `agent_state` is READY, RESET or RECOVERY. The agent publishes those states only once no DMA
+    /// chain of the old connection is in flight, and bpnet.ko frees (or a rebooting host abandons) its
+    /// buffers as soon as it sees one, so no DMA may write host RAM until the host's next UP.
+    pub fn host_released(&self) -> bool {
+        use bpnet_contract::bar::{field::header, AgentState, HostState, HEADER_LEN, MAGIC};
+        let Some((base, size)) = self.pci.inbound_target(0) else { return false };
+        let mut h = [0u8; HEADER_LEN];
+        if size < HEADER_LEN as u64 || !self.mem.ram.read(base, &mut h) {
+            return false;
+        }
+        let magic = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        let agent = AgentState::try_from(h[header::AGENT_STATE]);
+        magic == MAGIC
+            && h[header::HOST_STATE] == HostState::Down as u8
+            && matches!(agent, Ok(AgentState::Ready | AgentState::Reset | AgentState::Recovery))
     }
 
     /// Read `buf.len()` contiguous bytes at local `addr`; `Ok(true)` if they came from host RAM.
@@ -464,6 +502,7 @@ impl Dma {
         match job.step {
             Step::Error(e) => error = Some(e),
             Step::Transfer { plan, eosie, last } => {
+                let released = plan.segments.iter().any(|s| matches!(s.dst, Target::Host(_))) && cx.host_released();
                 for s in &plan.segments {
                     let (src, so) = cx.region(s.src);
                     let (dst, doff) = cx.region(s.dst);
@@ -472,10 +511,15 @@ impl Dma {
                         error = Some(format!("{} bytes do not fit the memories", s.len));
                         break;
                     }
-                    if let Target::Ram(o) = s.dst {
-                        self.dirty.push((o, s.len));
-                    }
                     let st = &mut c.stats;
+                    match s.dst {
+                        Target::Ram(o) => self.dirty.push((o, s.len)),
+                        Target::Host(o) => {
+                            st.bytes_to_host_above_256m += bytes_above(o, s.len, HOST_ABOVE_256M);
+                            st.bytes_to_host_above_1g += bytes_above(o, s.len, HOST_ABOVE_1G);
+                            st.host_writes_after_release += u64::from(released);
+                        }
+                    }
                     match s.direction() {
                         Direction::Local => st.bytes_local += s.len,
                         Direction::ToHost => st.bytes_to_host += s.len,
@@ -636,6 +680,64 @@ mod tests {
         assert_eq!(r.read(0, SR, end), 0);
         assert_eq!(r.read(0, MR, end), mode::CTM | mode::CS);
         assert!(r.dma.take_dirty().is_empty(), "host RAM is not agent code");
+    }
+
+    #[test]
+    fn host_writes_are_counted_by_bus_address_and_after_the_host_released_the_agent() {
+        use bpnet_contract::bar::{field::header, AgentState, HostState, MAGIC};
+        assert_eq!(bytes_above(0, 100, 50), 50);
+        assert_eq!(bytes_above(60, 100, 50), 100);
+        assert_eq!(bytes_above(0, 50, 50), 0);
+        // Agent RAM, and 1 GiB + 1 MiB of (sparse) host RAM; outbound window 0 maps local 0x8000_0000 onto
+        // PCI 0x4000_0000 (1 MiB), inbound window 0 puts the shared region at agent RAM 0x1_0000.
+        let mut ram = open_shared(None, "bpnet-emu-test-", 1 << 20, 0, false).unwrap();
+        let mut host = open_shared(None, "bpnet-emu-test-", (1 << 30) + (1 << 20), 0, false).unwrap();
+        // SAFETY: the mappings outlive every use of the regions in this test.
+        let mem = unsafe { Memory { ram: Region::of(&mut ram.map), host: Region::of(&mut host.map) } };
+        let mut pci = PciWindows::new();
+        let (t, b, c) = outbound_offsets(0);
+        pci.write(t, 0x4000_0000 >> 12, "POTAR0").unwrap();
+        pci.write(b, 0x8000_0000 >> 12, "POBAR0").unwrap();
+        pci.write(c, 0x8000_0000 | 0xF_FF00, "POCMR0").unwrap();
+        let (pitar, _, _, piwar) = crate::pci::INBOUND_OFFSETS[0];
+        pci.write(pitar, 0x1_0000 >> 12, "PITAR0").unwrap();
+        pci.write(piwar, 0x8000_0000 | 0x0F, "PIWAR0").unwrap();
+        assert!(mem.ram.write(0x1_0000, &MAGIC.to_le_bytes()));
+        let set_states = |agent: AgentState, host: HostState| {
+            assert!(mem.ram.write(0x1_0000 + header::AGENT_STATE as u64, &[agent as u8, host as u8]));
+        };
+        let mut dma = Dma::new(BusModel::Pci32At33);
+        let mut now = 0;
+        let send = |dma: &mut Dma, now: &mut u64| {
+            let cx = Context { mem, pci: &pci };
+            for (reg, v) in [(SAR, 0x1000), (DAR, 0x8000_0100), (BCR, 256), (MR, 0), (MR, mode::CTM | mode::CS)] {
+                dma.write(BASE + reg, v, *now, cx).unwrap();
+            }
+            *now = dma.next_event().unwrap();
+            dma.advance(*now, cx);
+            dma.write(BASE + SR, status::EOCDI, *now, cx).unwrap();
+        };
+        set_states(AgentState::Running, HostState::Up);
+        send(&mut dma, &mut now);
+        let s = dma.stats(0, now);
+        assert_eq!((s.bytes_to_host, s.bytes_to_host_above_256m, s.bytes_to_host_above_1g), (256, 256, 256));
+        assert_eq!(s.host_writes_after_release, 0, "the host is up");
+        // DOWN while the agent still runs: the agent has not seen it yet, its chain may still land.
+        set_states(AgentState::Running, HostState::Down);
+        send(&mut dma, &mut now);
+        assert_eq!(dma.stats(0, now).host_writes_after_release, 0);
+        // The agent said it stopped: from now on a write lands in memory the host gave back.
+        set_states(AgentState::Ready, HostState::Down);
+        send(&mut dma, &mut now);
+        assert_eq!(dma.stats(0, now).host_writes_after_release, 1);
+        // Writes into agent RAM are nobody's business here.
+        let cx = Context { mem, pci: &pci };
+        for (reg, v) in [(SAR, 0x1000), (DAR, 0x2000), (BCR, 16), (MR, 0), (MR, mode::CTM | mode::CS)] {
+            dma.write(BASE + reg, v, now, cx).unwrap();
+        }
+        now = dma.next_event().unwrap();
+        dma.advance(now, cx);
+        assert_eq!(dma.stats(0, now).host_writes_after_release, 1);
     }
 
     #[test]

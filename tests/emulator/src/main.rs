@@ -40,7 +40,8 @@ options:
   --host-ram-file PATH  the host's physical memory, shared (PCI memory address = file offset), e.g. a
                      Linux guest's RAM file; the agent reaches it through its PCI outbound windows
                      (created if missing, extended to --host-ram-size if shorter; default: a temporary file)
-  --host-ram-size BYTES  size of host RAM (default 64 MiB; a longer existing file keeps its length)
+  --host-ram-size BYTES  size of host RAM (default 64 MiB; a longer existing file keeps its length;
+                     with --ivshmem-server: the least the guest's file must hold, default any)
   --flash-file PATH  the 32 MiB NOR flash image; contents survive restarts (created erased if missing;
                      default: a temporary erased flash)
   --power-cut-at N   cut the power half-way through the N-th flash program/erase operation (1-based),
@@ -57,9 +58,9 @@ options:
                      is the device's BAR2, the host's ring of vector 0 is inbound doorbell bit WORK,
                      outbound doorbell bits STATUS/LINK become MSI-X vectors 0/1 (acknowledged by the
                      emulator: this personality has no host read of ODR). --host-ram-file must be
-                     the guest's RAM file (existing, at least --host-ram-size, default 256 MiB: it
-                     is neither created nor resized); the outbound window reaches it at PCI address
-                     = guest physical address. Waits pass in real time. Exit when QEMU disconnects or
+                     the guest's RAM file (existing, at least --host-ram-size, default: any length,
+                     all of it is host RAM; it is neither created nor resized); the outbound windows
+                     reach it at PCI address = guest physical address. Waits pass in real time. Exit when QEMU disconnects or
                      on SIGTERM/SIGINT (summary as usual); SIGUSR1 resets the agent (hard reset)
   --agent-function SOCKET  be the MPC8349E's PCI agent function behind one QEMU `x-pci-proxy-dev`
                      (QEMU 7.2's proxy protocol): listen on SOCKET (`agent function listening on
@@ -94,6 +95,10 @@ options:
                      halted, unmodelled, unmapped), message, exit_code, instructions,
                      skipped_instructions (waited in `b .`), virtual_ns, wall_ns, resets, power_cuts,
                      flash_operations, bus_model, dma_bytes_to_host, dma_bytes_from_host, dma_bytes_local,
+                     dma_bytes_to_host_above_256m and _above_1g (bytes written at host bus addresses
+                     from 256 MiB / 1 GiB), dma_host_writes_after_release (DMA writes into host RAM
+                     while the header showed host_state DOWN and the agent stopped: always a fault),
+                     host_released_at_end (1 if the header shows exactly that when the run ends),
                      host_bar_reads, host_bar_writes, inta_assertions, the PCI function's counters
                      (config_reads, config_writes, config_retries: host cycles held by the lock,
                      config_given_up, bar0_reads, bar0_writes, bar1_reads, bar1_writes,
@@ -304,7 +309,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             return Err("--echo-host plays a host; with --agent-function the host is the QEMU guest".to_string());
         }
         if !host_ram_size_given {
-            host_ram_size = bpnet_contract::HOST_WINDOW_BYTES;
+            // The guest decides its RAM's size: all of the existing file is host RAM.
+            host_ram_size = 0;
         }
     } else if intx.is_some() || config_retry_limit.is_some() {
         return Err("--intx-broker/--intx-gsi and --config-retry-limit need --agent-function".to_string());
@@ -317,7 +323,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             return Err("--echo-host plays a host; with --ivshmem-server the host is the QEMU guest".to_string());
         }
         if !host_ram_size_given {
-            host_ram_size = bpnet_contract::HOST_WINDOW_BYTES;
+            // The guest decides its RAM's size: all of the existing file is host RAM.
+            host_ram_size = 0;
         }
     }
     Ok(Parsed::Run(Box::new(Args {
@@ -505,11 +512,17 @@ fn main() -> ExitCode {
     let stats = board.dma_stats();
     let sum = |f: fn(&bpnet_emu::DmaStats) -> u64| stats.iter().map(f).sum::<u64>();
     let (to_host, from_host, local) = (sum(|s| s.bytes_to_host), sum(|s| s.bytes_from_host), sum(|s| s.bytes_local));
+    let (above_256m, above_1g) = (sum(|s| s.bytes_to_host_above_256m), sum(|s| s.bytes_to_host_above_1g));
+    let after_release = sum(|s| s.host_writes_after_release);
     if to_host + from_host + local > 0 {
         eprintln!(
             "{who}: DMA moved {to_host} bytes to the host, {from_host} from the host, {local} within RAM \
              (virtual time under the {} bus model; --describe-bus-model)",
             board.bus_model().name()
+        );
+        eprintln!(
+            "{who}: DMA into host RAM: {above_256m} bytes at bus addresses from 256 MiB, {above_1g} from 1 GiB; \
+             {after_release} writes after the host released the agent"
         );
     }
     let stats = server.as_ref().map(|s| s.stats()).unwrap_or_default();
@@ -558,7 +571,9 @@ fn main() -> ExitCode {
             "{{\"outcome\":\"{}\",\"exit_code\":{},\"instructions\":{instructions},\
              \"skipped_instructions\":{},\"virtual_ns\":{},\"wall_ns\":{},\"resets\":{},\
              \"power_cuts\":{},\"flash_operations\":{},\"bus_model\":\"{}\",\"dma_bytes_to_host\":{to_host},\
-             \"dma_bytes_from_host\":{from_host},\"dma_bytes_local\":{local},\"host_bar_reads\":{},\
+             \"dma_bytes_from_host\":{from_host},\"dma_bytes_local\":{local},\
+             \"dma_bytes_to_host_above_256m\":{above_256m},\"dma_bytes_to_host_above_1g\":{above_1g},\
+             \"dma_host_writes_after_release\":{after_release},\"host_released_at_end\":{},\"host_bar_reads\":{},\
              \"host_bar_writes\":{},\"inta_assertions\":{},\"slot\":{},\"host_end\":{},\
              \"ivshmem_work_doorbells\":{},\"ivshmem_control_doorbells\":{},\"ivshmem_status_interrupts\":{},\"ivshmem_link_interrupts\":{},\
              \"host_resets\":{},\"config_reads\":{},\"config_writes\":{},\"config_retries\":{},\
@@ -574,6 +589,7 @@ fn main() -> ExitCode {
             board.power_cuts(),
             board.flash_operations(),
             board.bus_model().name(),
+            u8::from(board.host_released()),
             board.host_bar_reads(),
             board.host_bar_writes(),
             board.inta_assertions(),
@@ -818,10 +834,7 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(
-            (a.ivshmem_server, a.slot, a.host_ram_size),
-            (Some(PathBuf::from("s")), Some(3), bpnet_contract::HOST_WINDOW_BYTES)
-        );
+        assert_eq!((a.ivshmem_server, a.slot, a.host_ram_size), (Some(PathBuf::from("s")), Some(3), 0));
         assert!(parse(&["--firmware=f", "--ivshmem-server", "s"]).is_err(), "needs the guest's RAM");
         assert!(parse(&["--firmware=f", "--ivshmem-server=s", "--host-ram-file=g", "--echo-host"]).is_err());
         assert!(parse(&["--firmware=f", "--slot", "20"]).is_err());
@@ -845,7 +858,7 @@ mod tests {
                 Some(PathBuf::from("s")),
                 Some((PathBuf::from("b"), 21)),
                 Some(std::time::Duration::from_millis(2500)),
-                bpnet_contract::HOST_WINDOW_BYTES
+                0
             )
         );
         assert!(parse(&["--firmware=f", "--agent-function", "s"]).is_err(), "needs the guest's RAM");

@@ -8,8 +8,8 @@ mod common;
 use std::sync::OnceLock;
 
 use bpnet_contract::bar;
-use bpnet_contract::{logring, shared, EMULATED_BAR_ADDRESS, HOST_WINDOW_BYTES};
-use bpnet_emu::fuzz::{self, Action, AddrKind, BadField, HostileHost, Options, Report, Rng};
+use bpnet_contract::{logring, shared, EMULATED_BAR_ADDRESS};
+use bpnet_emu::fuzz::{self, Action, AddrKind, BadField, HostileHost, Options, Report, Rng, DMA_REACH};
 use bpnet_emu::Outcome;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngAlgorithm, TestRng, TestRunner};
@@ -46,7 +46,7 @@ fn tx_descriptors_with_bad_lengths_addresses_and_flags_are_counted_and_refused()
         tx(AddrKind::OutsideWindow, 0, 60, 0),
         tx(AddrKind::OutsideWindow, u64::MAX, 60, 0),
         tx(AddrKind::Wrapping, 0, 60, 0),
-        tx(AddrKind::Raw, HOST_WINDOW_BYTES - 59, 60, 0),
+        tx(AddrKind::Raw, DMA_REACH - 59, 60, 0),
         PING,
         // Valid descriptors over garbage (the canary): the stack drops the frames.
         tx(AddrKind::HostRam, 0x1234, 1514, 0),
@@ -68,7 +68,7 @@ fn rx_descriptors_with_bad_lengths_addresses_and_flags_are_counted_and_refused()
         rx(AddrKind::Scratch, 0, 2048, 0x4000),
         rx(AddrKind::OutsideWindow, 0, 2048, 0),
         rx(AddrKind::Wrapping, 7, 2048, 0),
-        rx(AddrKind::Raw, HOST_WINDOW_BYTES - 100, 2048, 0),
+        rx(AddrKind::Raw, DMA_REACH - 100, 2048, 0),
         // Valid: the reply lands in a buffer the host posted anywhere in its RAM.
         rx(AddrKind::Scratch, 0x100, 2048, 0),
         rx(AddrKind::HostRam, 0x3f_0000, 64, 0),
@@ -79,7 +79,7 @@ fn rx_descriptors_with_bad_lengths_addresses_and_flags_are_counted_and_refused()
     assert_eq!(report.counter("tx_dma_errors") + report.counter("rx_dma_errors"), 0);
 }
 
-/// Addresses inside the outbound window but beyond host RAM: the agent cannot know them to be bad; its DMA
+/// Addresses inside the outbound windows but beyond host RAM: the agent cannot know them to be bad; its DMA
 /// is master-aborted, the frame is completed with ERROR and counted, and the link carries on.
 #[test]
 fn dma_beyond_host_ram_inside_the_window_is_counted_and_survived() {
@@ -126,7 +126,7 @@ fn bad_host_configurations_are_counted_once_each() {
         Action::BadConfig(BadField::StatusBlockNull),
         Action::BadConfig(BadField::StatusBlockMisaligned(0x10_0008)),
         Action::BadConfig(BadField::StatusBlockOutside(u64::MAX)),
-        Action::BadConfig(BadField::StatusBlockOutside(HOST_WINDOW_BYTES - 64)),
+        Action::BadConfig(BadField::StatusBlockOutside(DMA_REACH - 64)),
         PING,
         // The host's state byte alone: junk breaks, DOWN and UP again re-read the same fields.
         Action::HostStateByte(7),

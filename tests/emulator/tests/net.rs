@@ -68,7 +68,8 @@ fn exchange<T>(board: &mut Board, link: &mut HostLink, frame: &[u8], want: impl 
 #[test]
 fn arp_and_ping_over_the_data_path() {
     let (mut board, mut link) = boot();
-    assert_eq!(link.stats().setup_bar_reads, 1);
+    assert_eq!(link.stats().setup_bar_reads, 2, "the header and the agent info block");
+    assert_eq!(link.dma_reach(), 2 << 30, "the firmware reaches 2 GiB of host bus addresses");
 
     let agent_mac = exchange(&mut board, &mut link, &arp_request(), arp_reply);
     // No identity record in the flash: serial 0.

@@ -110,6 +110,8 @@ pub enum LinkError {
     NotReady(AgentState),
     /// Host RAM cannot hold the status block and buffers.
     HostRam { need: u64 },
+    /// The status block and buffers would end above what the agent's DMA reaches (its `dma_reach`).
+    Unreachable { need: u64, reach: u64 },
     /// The buffers cannot hold a frame of the MTU, or the MTU is not one the agent allows.
     Params(&'static str),
 }
@@ -121,6 +123,9 @@ impl fmt::Display for LinkError {
             LinkError::Contract(e) => write!(f, "agent broke the contract: {e}"),
             LinkError::NotReady(state) => write!(f, "agent is {state:?}, not Ready"),
             LinkError::HostRam { need } => write!(f, "host RAM too small: the link needs up to {need:#x}"),
+            LinkError::Unreachable { need, reach } => {
+                write!(f, "the link needs host RAM up to {need:#x}; the agent's DMA reaches only below {reach:#x}")
+            }
             LinkError::Params(why) => write!(f, "bad parameters: {why}"),
         }
     }
@@ -167,6 +172,8 @@ pub struct Stats {
 #[derive(Debug)]
 pub struct HostLink {
     agent: AgentRepr,
+    /// The agent's `dma_reach`: every bus address handed over lies below it.
+    dma_reach: u64,
     features: u32,
     mtu: u16,
     entries: Entries,
@@ -197,9 +204,9 @@ pub struct HostLink {
 }
 
 impl HostLink {
-    /// Set-up, once the agent is READY: read the header (the only BAR read), allocate and clear the
-    /// status block, write the host's fields and zero the doorbells with posted writes, then UP, then post
-    /// every RX buffer.
+    /// Set-up, once the agent is READY: read the header and the agent info block (the only BAR
+    /// reads), allocate and clear the status block below the agent's reach, write the host's fields
+    /// and zero the doorbells with posted writes, then UP, then post every RX buffer.
     pub fn up(bp: &mut impl Backplane, params: Params) -> Result<HostLink, LinkError> {
         let reads_before = bp.bar_reads();
         let mut raw = [0u8; bar::HEADER_LEN];
@@ -210,6 +217,11 @@ impl HostLink {
         if state != AgentState::Ready {
             return Err(LinkError::NotReady(state));
         }
+        let mut info = [0u8; bar::AGENT_INFO_LEN];
+        if header.version_minor() >= bar::VERSION_MINOR_AGENT_INFO {
+            bp.bar_read(shared::AGENT_INFO_OFFSET, &mut info)?;
+        }
+        let dma_reach = bar::parse_dma_reach(header.version_minor(), &bar::AgentInfo::new_unchecked(&info[..]))?;
         let features = params.features & agent.features & feature::ALL;
         if params.mtu < bar::MTU_MIN || (features & feature::MTU == 0 && params.mtu != bar::MTU_DEFAULT) {
             return Err(LinkError::Params("MTU not allowed without the MTU feature"));
@@ -231,6 +243,9 @@ impl HostLink {
         if bp.read_ram(end - 1, &mut [0u8]).is_err() {
             return Err(LinkError::HostRam { need: end });
         }
+        if end > dma_reach {
+            return Err(LinkError::Unreachable { need: end, reach: dma_reach });
+        }
         bp.write_ram(status_addr, &vec![0u8; block_len as usize])?;
 
         let mut mine = [0u8; bar::HEADER_LEN];
@@ -243,6 +258,7 @@ impl HostLink {
 
         let mut link = HostLink {
             agent,
+            dma_reach,
             features,
             mtu: params.mtu,
             entries,
@@ -281,6 +297,10 @@ impl HostLink {
     /// The agent's half of the header as read at set-up.
     pub fn agent(&self) -> &AgentRepr {
         &self.agent
+    }
+    /// The agent's published `dma_reach`, as read at set-up.
+    pub fn dma_reach(&self) -> u64 {
+        self.dma_reach
     }
     /// The features both sides agreed on.
     pub fn features(&self) -> u32 {

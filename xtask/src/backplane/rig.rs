@@ -12,8 +12,11 @@ use super::results::AgentRequest;
 use super::{agent_firmware, io, Suite};
 use crate::util::{Error, Result};
 
-/// Guest RAM; the agents' outbound window covers exactly this much host RAM.
-const GUEST_RAM: u64 = bpnet_contract::HOST_WINDOW_BYTES;
+/// Guest RAM: 2 GiB, so the kernel's buffers land above 256 MiB and above 1 GiB as on a real host
+/// (the agents' outbound windows reach all of it, the module's DMA mask follows their `dma_reach`).
+/// On q35 all of it lies below the PCI hole, so guest-physical address = file offset. The file is
+/// created sparse (set_len) and only what the guest touches takes memory in /dev/shm.
+const GUEST_RAM: u64 = 2 << 30;
 /// The guest's device bus: agent n's ivshmem device is at slot FIRST_SLOT + n, so sysfs order is agent
 /// order.
 const FIRST_PCI_SLOT: u32 = 0x10;

@@ -16,9 +16,10 @@
 
 use bpnet_contract::bar::{self, Doorbells, HostState};
 use bpnet_contract::ring::Entries;
+use bpnet_contract::shared;
 use bpnet_contract::status::{self, cause, Completion, CompletionRepr, COMPLETION_LEN};
-use bpnet_contract::{shared, HOST_WINDOW_BYTES};
 use bpnet_ring::{Addr, AgentRam, Copy, Dma, Notify};
+use mpc8349emds::HOST_REACH_BYTES;
 
 use super::hw;
 use super::RingEngine;
@@ -194,7 +195,7 @@ fn act(engine: &mut RingEngine, clock: &Clock, phase: Phase, host: bar::HostRepr
     // The hostile content goes only where the host said, inside the window: the engine checked the
     // block at set-up; this image checks again rather than rely on it.
     let block_len = status::block_len(entries) as u64;
-    if block.checked_add(block_len).is_none_or(|end| end > HOST_WINDOW_BYTES) {
+    if block.checked_add(block_len).is_none_or(|end| end > HOST_REACH_BYTES) {
         return None;
     }
     let staged = hw::STAGING;

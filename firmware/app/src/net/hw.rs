@@ -15,7 +15,7 @@
 use bpnet_contract::{bar, notify};
 use bpnet_ring::{Addr, AgentRam, Copy, Dma, DmaError, Notify, Ticket, MAX_COPIES, STAGING_LEN};
 use mpc8349::dma::{self, link, Descriptor};
-use mpc8349emds::{NET_RAM_BASE, NET_RAM_BYTES, PCI_OUTBOUND_BASE, PCI_OUTBOUND_BYTES};
+use mpc8349emds::{HOST_REACH_BYTES, HOST_REACH_LOCAL, NET_RAM_BASE, NET_RAM_BYTES};
 
 /// Frame buffers of each pool.
 pub const BUFFERS: usize = 64;
@@ -64,8 +64,9 @@ impl ChainDma {
     fn local(addr: Addr) -> Option<u32> {
         match addr {
             Addr::Agent(a) => Some(a),
-            // The outbound window maps PCI [0, 256 MiB) at PCI_OUTBOUND_BASE.
-            Addr::Host(a) if a < u64::from(PCI_OUTBOUND_BYTES) => Some(PCI_OUTBOUND_BASE + a as u32),
+            // The outbound windows map PCI [0, HOST_REACH_BYTES) at HOST_REACH_LOCAL; a range that
+            // starts inside may run to the reach's end (the engine checked it against its window).
+            Addr::Host(a) if a < HOST_REACH_BYTES => Some(HOST_REACH_LOCAL + a as u32),
             Addr::Host(_) => None,
         }
     }

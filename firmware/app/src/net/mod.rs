@@ -6,8 +6,8 @@
 //! Conventions a host follows (beyond the wire contract):
 //! * the shared region (1 MiB) is BAR1, inbound window 0, wherever the host's enumeration puts it
 //!   (PIBAR0 is the host's: the agent sets only PITAR0/PIWAR0, then releases the configuration
-//!   lock so the host can enumerate it); host RAM is reached through outbound window 0, PCI
-//!   `[0, bpnet_contract::HOST_WINDOW_BYTES)`;
+//!   lock so the host can enumerate it); host RAM is reached through outbound windows 0 and 1, PCI
+//!   `[0, mpc8349emds::HOST_REACH_BYTES)` (2 GiB), published as the agent info block's `dma_reach`;
 //! * the agent sleeps whenever it has no work: the host rings inbound doorbell bit
 //!   [`bpnet_contract::notify::WORK`] after writing `host_state` (UP, DOWN, a new generation) and
 //!   whenever the event indexes ask for it; any doorbell bit wakes the agent;
@@ -27,17 +27,14 @@ use core::convert::Infallible;
 
 use bpnet_contract::bar::{self, feature, AgentRepr, Layout};
 use bpnet_contract::ring::Entries;
-use bpnet_contract::{shared, HOST_WINDOW_BYTES};
+use bpnet_contract::shared;
 use bpnet_ring::{Config, Engine, Window};
 use mpc8349::ipic::vector;
 use mpc8349::msgunit::inbound;
-use mpc8349emds::{SharedWindow, PCI_OUTBOUND_BASE, PCI_OUTBOUND_BYTES};
+use mpc8349emds::{SharedWindow, HOST_REACH_BYTES, HOST_REACH_LOCAL, HOST_REACH_WINDOWS};
 
 use self::hw::{ChainDma, Doorbell, NetRam, BUFFERS, BUFFER_LEN};
 use crate::irq;
-
-const _: () =
-    assert!(HOST_WINDOW_BYTES <= PCI_OUTBOUND_BYTES as u64, "the contract's host window outgrows the board's");
 
 type RingEngine = Engine<ChainDma, SharedWindow, NetRam, Doorbell>;
 
@@ -90,8 +87,15 @@ fn start(generation: u32, main_loop: impl FnOnce(&mut RingEngine, [u8; 6]) -> In
     }
 
     let windows = immr.pci_windows();
-    if let Err(e) = windows.set_outbound(0, PCI_OUTBOUND_BASE, 0, HOST_WINDOW_BYTES) {
-        panic!("outbound window 0: {:?}", e);
+    let ddr_end = u64::from(immr.sysconf().ddr_base()) + immr.sysconf().ddr_size();
+    assert!(ddr_end <= u64::from(HOST_REACH_LOCAL), "DDR ends at {:#x}, over the host reach windows", ddr_end);
+    for w in HOST_REACH_WINDOWS {
+        if let Err(e) = windows.set_pci_law(w.law, w.local, w.size) {
+            panic!("PCI LAW {}: {:?}", w.law, e);
+        }
+        if let Err(e) = windows.set_outbound(w.window, w.local, w.pci, w.size) {
+            panic!("outbound window {}: {:?}", w.window, e);
+        }
     }
     if let Err(e) = windows.set_inbound(0, region.base(), shared::LEN as u64) {
         panic!("inbound window 0: {:?}", e);
@@ -114,7 +118,7 @@ fn start(generation: u32, main_loop: impl FnOnce(&mut RingEngine, [u8; 6]) -> In
     let to_host: [u32; BUFFERS] = core::array::from_fn(hw::to_host_buffer);
     let config = Config {
         agent,
-        window: Window { base: 0, len: HOST_WINDOW_BYTES },
+        window: Window { base: 0, len: HOST_REACH_BYTES },
         from_host_buffers: &from_host,
         to_host_buffers: &to_host,
         buffer_len: BUFFER_LEN,

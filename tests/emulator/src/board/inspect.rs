@@ -239,4 +239,12 @@ impl Board {
         let dma = &self.uc.get_data().immr.dma;
         std::array::from_fn(|n| dma.stats(n, now))
     }
+
+    /// The shared region's header now shows the host gone and the agent stopped (`host_state` DOWN,
+    /// `agent_state` READY, RESET or RECOVERY: [`crate::dma::Context::host_released`]): what a host that
+    /// shut down cleanly (bpnet.ko's `.shutdown`) leaves behind.
+    pub fn host_released(&self) -> bool {
+        let immr = &self.uc.get_data().immr;
+        crate::dma::Context { mem: immr.mem, pci: &immr.pci }.host_released()
+    }
 }

@@ -1,9 +1,8 @@
 //! The hostile host's actions, and how arbitrary bytes become them.
 
 use bpnet_contract::bar::{self, desc_flags, MTU_DEFAULT};
-use bpnet_contract::HOST_WINDOW_BYTES;
 
-use super::{HOST_RAM_SIZE, RING_ENTRIES, SCRATCH_LEN};
+use super::{DMA_REACH, HOST_RAM_SIZE, RING_ENTRIES, SCRATCH_LEN};
 
 /// Which part of the bus a descriptor or status block address is taken from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,9 +11,9 @@ pub enum AddrKind {
     Scratch,
     /// Anywhere in host RAM, canary included (the host may post any of its RAM): valid.
     HostRam,
-    /// Inside the outbound window, beyond host RAM: the agent cannot tell; its DMA is master-aborted.
+    /// Inside the outbound windows, beyond host RAM: the agent cannot tell; its DMA is master-aborted.
     BeyondHostRam,
-    /// Straddling the end of the outbound window or outside it: refused.
+    /// Straddling the end of the outbound windows' reach or outside it: refused.
     OutsideWindow,
     /// Near 2^64: the range wraps; refused.
     Wrapping,
@@ -40,8 +39,8 @@ impl AddrKind {
         match self {
             AddrKind::Scratch => scratch + (raw % (SCRATCH_LEN - len + 1)),
             AddrKind::HostRam => raw % (HOST_RAM_SIZE - len + 1),
-            AddrKind::BeyondHostRam => HOST_RAM_SIZE + raw % (HOST_WINDOW_BYTES - HOST_RAM_SIZE - len.max(1) + 1),
-            AddrKind::OutsideWindow => HOST_WINDOW_BYTES - len.min(HOST_WINDOW_BYTES) + 1 + (raw >> 8),
+            AddrKind::BeyondHostRam => HOST_RAM_SIZE + raw % (DMA_REACH - HOST_RAM_SIZE - len.max(1) + 1),
+            AddrKind::OutsideWindow => DMA_REACH - len.min(DMA_REACH) + 1 + (raw >> 8),
             AddrKind::Wrapping => u64::MAX - (raw % 0x1_0000),
             AddrKind::Raw => raw,
         }
@@ -211,7 +210,7 @@ pub fn decode(bytes: &[u8], options: Options) -> Vec<Action> {
                 }),
                 4 => BadField::StatusBlockNull,
                 5 => BadField::StatusBlockMisaligned(input.u64() | 1 << (input.u8() % 6)),
-                _ => BadField::StatusBlockOutside(input.u64() | HOST_WINDOW_BYTES),
+                _ => BadField::StatusBlockOutside(input.u64() | DMA_REACH),
             }),
             7 => Action::Reinit {
                 addr: [AddrKind::Scratch, AddrKind::HostRam, AddrKind::BeyondHostRam][usize::from(input.u8() % 3)],

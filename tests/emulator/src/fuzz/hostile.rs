@@ -9,7 +9,7 @@ use bpnet_contract::bar::{
 };
 use bpnet_contract::ring::{self, Entries};
 use bpnet_contract::status;
-use bpnet_contract::{notify, put_le16, put_le32, put_le64, shared, EMULATED_BAR_ADDRESS, HOST_WINDOW_BYTES};
+use bpnet_contract::{notify, put_le16, put_le32, put_le64, shared, EMULATED_BAR_ADDRESS};
 
 use super::action::{Action, AddrKind, BadField};
 use super::oracle::{verdict, Expect, Failure, Report, Span};
@@ -73,6 +73,9 @@ impl HostileHost {
             .map_err(|e| host.fail(None, format!("first link up: {e}")))?;
         if link.agent().ring_entries.get() != RING_ENTRIES {
             return Err(host.fail(None, format!("ring of {} entries", link.agent().ring_entries.get())));
+        }
+        if link.dma_reach() != DMA_REACH {
+            return Err(host.fail(None, format!("the agent publishes a DMA reach of {:#x}", link.dma_reach())));
         }
         host.link = Some(link);
         host.report.reinits += 1;
@@ -386,7 +389,7 @@ impl HostileHost {
                 self.bar_write(TX_PROD, &tx_cons.wrapping_add(1).to_le_bytes())?;
                 // The host handed this buffer over: the agent may write it.
                 if let Some(end) = addr.checked_add(u64::from(len)) {
-                    if addr < HOST_WINDOW_BYTES && end <= HOST_WINDOW_BYTES {
+                    if addr < DMA_REACH && end <= DMA_REACH {
                         self.allow(addr..end);
                     }
                 }
@@ -463,7 +466,7 @@ impl HostileHost {
                     }
                     BadField::StatusBlockNull => addr = 0,
                     BadField::StatusBlockMisaligned(a) => addr = a | 1 << (a.trailing_zeros() % 6),
-                    BadField::StatusBlockOutside(a) => addr = (a | HOST_WINDOW_BYTES) & !63,
+                    BadField::StatusBlockOutside(a) => addr = (a | DMA_REACH) & !63,
                 }
                 self.bar_write(HOST_STATE, &[HostState::Down as u8])?;
                 self.write_host_fields(mtu, addr, features, self.generation)?;

@@ -2,7 +2,7 @@
 //! into BAR writes, host RAM writes and doorbells against the real firmware on the emulated board, mixed
 //! with valid traffic through [`HostLink`](crate::host::HostLink), and checks what the contract promises about hostile input
 //! ("Not trusted" in the design): the agent does not halt, fault or stop on an unmodelled access, does not
-//! hang, never lets its DMA reach outside its RAM and the outbound window, never writes host RAM outside
+//! hang, never lets its DMA reach outside its RAM and the outbound windows, never writes host RAM outside
 //! the status block and the buffers the host posted, and counts every refused value in the BAR counters.
 //!
 //! How counting is checked. The firmware sleeps until a doorbell, so a write the agent has not been rung
@@ -14,8 +14,8 @@
 //! refused host configuration counts once per host generation). *Chaos* actions (scribbles, torn updates,
 //! event indexes, stray doorbells, runs of arbitrary length) are checked only by the invariants.
 //!
-//! Host RAM is small ([`HOST_RAM_SIZE`]) and filled with a canary pattern, so the outbound window (256 MiB)
-//! reaches past it: a descriptor inside the window but beyond host RAM is one the agent cannot know to be
+//! Host RAM is small ([`HOST_RAM_SIZE`]) and filled with a canary pattern, so the outbound windows (2 GiB)
+//! reach past it: a descriptor inside them but beyond host RAM is one the agent cannot know to be
 //! bad, and its DMA ends in a PCI master abort (a transfer error the test provokes on purpose and
 //! predicts). Every other transfer error is a firmware bug: a bad address must be refused before the DMA.
 //!
@@ -42,8 +42,12 @@ use bpnet_contract::bar::field;
 use bpnet_contract::{logring, shared};
 
 /// Host RAM of a hostile run: the link's status block and buffers, scratch space and canary, and small
-/// enough to check byte by byte after every input. The outbound window reaches far beyond it.
+/// enough to check byte by byte after every input. The outbound windows reach far beyond it.
 pub const HOST_RAM_SIZE: u64 = 4 << 20;
+/// The host bus addresses the firmware's DMA reaches, `[0, DMA_REACH)`: the firmware publishes it as
+/// the agent info block's `dma_reach` (its board's `mpc8349emds::HOST_REACH_BYTES`), and
+/// [`HostileHost::boot`] checks the published value against this one.
+pub const DMA_REACH: u64 = 2 << 30;
 /// Where the link keeps its status block and buffers ([`Params::host_ram_base`](crate::host::Params)).
 pub const LINK_BASE: u64 = 0x10_0000;
 /// Host RAM the hostile host puts its own frames in (read by the agent's DMA only).

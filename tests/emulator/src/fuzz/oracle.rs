@@ -4,11 +4,11 @@
 use std::fmt;
 
 use bpnet_contract::bar::{counter, desc_flags, AgentState, Counters, COUNTERS_LEN, COUNTER_SLOTS};
-use bpnet_contract::{shared, HOST_WINDOW_BYTES};
+use bpnet_contract::shared;
 
 use super::action::Action;
 use super::hostile::{HostileHost, DATA_CHANNEL};
-use super::{AGENT_STATE, HOST_RAM_SIZE};
+use super::{AGENT_STATE, DMA_REACH, HOST_RAM_SIZE};
 
 /// Why a hostile run failed: which invariant, after which action.
 #[derive(Debug)]
@@ -115,7 +115,7 @@ pub(super) struct Snapshot {
 /// DMA may move (`copy`).
 pub(super) fn verdict(addr: u64, len: u32, flags: u16, max_len: Span, copy: Span) -> (Span, Span) {
     let refused = |max: u64| {
-        let window = addr.checked_add(u64::from(len)).is_some_and(|end| end <= HOST_WINDOW_BYTES);
+        let window = addr.checked_add(u64::from(len)).is_some_and(|end| end <= DMA_REACH);
         len == 0 || u64::from(len) > max || !window || flags & !desc_flags::ALL != 0
     };
     let faults = |n: u64| u64::from(addr.saturating_add(n) > HOST_RAM_SIZE);
