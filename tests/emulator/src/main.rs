@@ -66,7 +66,8 @@ options:
                      halted, unmodelled, unmapped), message, exit_code, instructions,
                      skipped_instructions (waited in `b .`), virtual_ns, wall_ns, resets, power_cuts,
                      flash_operations, bus_model, dma_bytes_to_host, dma_bytes_from_host, dma_bytes_local,
-                     host_bar_reads, host_bar_writes, inta_assertions, and markers: every value the
+                     host_bar_reads, host_bar_writes, inta_assertions, dcache_locked (the program
+                     left HID0[DLOCK] set, as U-Boot hands over), and markers: every value the
                      firmware wrote to UART1's scratch register as [value, instructions, virtual_ps]
   -h, --help         this text
 
@@ -398,6 +399,12 @@ fn main() -> ExitCode {
         virtual_time(board.virtual_time_ps()),
         CORE_HZ / 1e6
     );
+    if board.dcache_locked() {
+        eprintln!(
+            "{who}: D-cache left locked (HID0[DLOCK] = 1, as U-Boot leaves it at `go`): every data access of \
+             the program ran cache-inhibited"
+        );
+    }
     let stats = board.dma_stats();
     let sum = |f: fn(&bpnet_emu::DmaStats) -> u64| stats.iter().map(f).sum::<u64>();
     let (to_host, from_host, local) = (sum(|s| s.bytes_to_host), sum(|s| s.bytes_from_host), sum(|s| s.bytes_local));
@@ -433,7 +440,7 @@ fn main() -> ExitCode {
              \"dma_bytes_from_host\":{from_host},\"dma_bytes_local\":{local},\"host_bar_reads\":{},\
              \"host_bar_writes\":{},\"inta_assertions\":{},\"slot\":{},\"host_end\":{},\
              \"ivshmem_work_doorbells\":{},\"ivshmem_control_doorbells\":{},\"ivshmem_status_interrupts\":{},\"ivshmem_link_interrupts\":{},\
-             \"host_resets\":{},\"markers\":[{}],\"message\":\"{}\"}}\n",
+             \"host_resets\":{},\"dcache_locked\":{},\"markers\":[{}],\"message\":\"{}\"}}\n",
             outcome.kind(),
             outcome.exit_code(),
             board.skipped_instructions(),
@@ -453,6 +460,7 @@ fn main() -> ExitCode {
             stats.interrupts[bpnet_contract::ivshmem::VECTOR_STATUS as usize],
             stats.interrupts[bpnet_contract::ivshmem::VECTOR_LINK as usize],
             board.host_resets(),
+            board.dcache_locked(),
             markers.join(","),
             json_escape(&outcome.to_string()),
         );
