@@ -66,10 +66,7 @@ pub enum Error {
 fn overlap(blocks: &[Block]) -> Option<(Block, Block)> {
     let end = |b: &Block| u64::from(b.base) + u64::from(b.size);
     blocks.iter().enumerate().find_map(|(n, a)| {
-        blocks[n + 1..]
-            .iter()
-            .find(|b| u64::from(a.base) < end(b) && u64::from(b.base) < end(a))
-            .map(|b| (*a, *b))
+        blocks[n + 1..].iter().find(|b| u64::from(a.base) < end(b) && u64::from(b.base) < end(a)).map(|b| (*a, *b))
     })
 }
 

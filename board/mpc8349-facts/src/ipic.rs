@@ -221,10 +221,7 @@ mod tests {
 
     #[test]
     fn old_formula_disagrees_for_vectors_below_32_and_cannot_reach_32_to_47() {
-        let wrong = SOURCES
-            .iter()
-            .filter(|s| old_formula(s.vector) != Some((s.group.mask_offset(), s.mask())))
-            .count();
+        let wrong = SOURCES.iter().filter(|s| old_formula(s.vector) != Some((s.group.mask_offset(), s.mask()))).count();
         // Every source in 1–23 and 32–48 is placed differently; only SIMSR_L's agree.
         assert_eq!(wrong, 23 + 17);
     }

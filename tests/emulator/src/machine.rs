@@ -28,8 +28,8 @@ use crate::memory::{Memory, Region};
 use crate::outcome::Outcome;
 use crate::pci::Target;
 use crate::ppc::{self, msr, Bat, BatKind, TimeInsn, TrackedWrite, BAT_PAIRS};
-use crate::uboot;
 use crate::time::{TimeBase, PS_PER_INSTRUCTION};
+use crate::uboot;
 
 pub type Uc<'a> = Unicorn<'a, Machine>;
 

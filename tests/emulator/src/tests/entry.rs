@@ -94,7 +94,8 @@ fn reload_bats_and_read_immr(clear_high_pairs: bool) -> (Board, Outcome) {
     if clear_high_pairs {
         a.emit(li(0, 0));
         for pair in 4..BAT_PAIRS {
-            a.emit(mtspr(bat_spr(BatKind::Data, pair, true), 0)).emit(mtspr(bat_spr(BatKind::Instruction, pair, true), 0));
+            a.emit(mtspr(bat_spr(BatKind::Data, pair, true), 0))
+                .emit(mtspr(bat_spr(BatKind::Instruction, pair, true), 0));
         }
     }
     a.li32(5, 0xE000_0002).li32(6, 0xE000_002A);

@@ -617,7 +617,9 @@ fn translation_without_bats_takes_the_itlb_miss_vector() {
     let e = *board.exceptions().last().unwrap_or_else(|| panic!("an exception: {outcome:?}"));
     assert_eq!((e.vector, e.srr0), (0x1000, target), "{e}");
     match &outcome {
-        Outcome::Unmodelled { addr: 0x1000, what, .. } => assert!(what.contains("U-Boot's exception vector 0x1000"), "{what}"),
+        Outcome::Unmodelled { addr: 0x1000, what, .. } => {
+            assert!(what.contains("U-Boot's exception vector 0x1000"), "{what}")
+        }
         other => panic!("{other:?}"),
     }
 }
