@@ -23,8 +23,6 @@ pub mod hid0 {
     pub const DCE: u32 = 0x4000;
     /// Data cache lock: no line is allocated or replaced; every miss is handled as cache-inhibited.
     pub const DLOCK: u32 = 0x1000;
-    /// Data cache flash invalidate.
-    pub const DCFI: u32 = 0x0400;
 }
 
 /// Bits of MSR that survive taking an exception. The architecture clears POW, EE, PR, FP, FE0/1, SE, BE,

@@ -1,7 +1,8 @@
 //! The machine state U-Boot's MPC8349EMDS_SLAVE configuration leaves at `go <addr>` (docs/REGISTERS.md,
 //! "Entry state at go"), which the board emulator hands every program over with. Each value names the
-//! U-Boot file it comes from (the last U-Boot tree with board/freescale/mpc8349emds): `go` is a plain
-//! call (common/cmd_boot.c, do_go_exec), so everything U-Boot set up is still in force.
+//! U-Boot file it comes from, with the paths of the 2008-2010 trees that carry the MPC8349EMDS_SLAVE
+//! configuration (cpu/mpc83xx/, lib_ppc/; later moved to arch/powerpc/cpu/mpc83xx/ and arch/powerpc/lib/):
+//! `go` is a plain call (common/cmd_boot.c, do_go_exec), so everything U-Boot set up is still in force.
 
 use crate::ppc::{hid0, msr, Bat, BAT_PAIRS};
 

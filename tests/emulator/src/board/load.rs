@@ -128,7 +128,7 @@ impl Board {
         let Some(image) = &self.image else { return };
         let _ = self.uc.context_restore(&self.initial_cpu);
         // U-Boot's exception vectors are at 0x100 (start.S trap_init); the image is loaded over them.
-        let leftover = uboot::LEFTOVER_VECTOR_WORD.to_be_bytes().repeat((uboot::VECTORS.len() / 4) as usize);
+        let leftover = uboot::LEFTOVER_VECTOR_WORD.to_be_bytes().repeat(uboot::VECTORS.len() / 4);
         self.mem.ram.write(u64::from(uboot::VECTORS.start), &leftover);
         for s in &image.segments {
             // The loader checked addr + mem_size <= RAM_SIZE and data.len() <= mem_size.

@@ -132,7 +132,9 @@ fn a_program_that_leaves_the_data_cache_locked_is_told() {
     // Invalidate and unlock as U-Boot's unlock_ram_in_cache does.
     let mut a = bare();
     park_dec(&mut a);
-    let (dlock_dcfi, dcfi) = ((hid0::DLOCK | hid0::DCFI) as i16, hid0::DCFI as u16);
+    // HID0[DCFI], data cache flash invalidate.
+    const DCFI: u32 = 0x0400;
+    let (dlock_dcfi, dcfi) = ((hid0::DLOCK | DCFI) as i16, DCFI as u16);
     a.emit(mfspr(5, spr::HID0)).emit(li(7, dlock_dcfi)).emit(0x7CA5_3878); // andc r5,r5,r7
     a.emit(ori(7, 5, dcfi)).emit(mtspr(spr::HID0, 7)).emit(mtspr(spr::HID0, 5)).emit(HALT);
     let (board, _) = run(&spec(&a));
