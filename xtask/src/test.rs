@@ -17,10 +17,11 @@ const BIG_ENDIAN_CRATES: &[&str] = &[
     "bpnet-control",
     "norflash",
     "mpc8349",
+    "mpc8349-facts",
 ];
 /// Crates that only build for the firmware target; linted there, every library and binary of each:
 /// the firmware, its test images and the boot stage.
-const FIRMWARE_CRATES: &[&str] = &["bpnet-firmware", "bpnet-boot", "e300", "mpc8349", "mpc8349emds"];
+const FIRMWARE_CRATES: &[&str] = &["bpnet-firmware", "bpnet-boot", "e300", "mpc8349", "mpc8349-facts", "mpc8349emds"];
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut args = args.to_vec();

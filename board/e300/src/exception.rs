@@ -1,5 +1,6 @@
-//! Exception vectors. Every fault vector reports what the architecture saved (vector, SRR0, SRR1,
-//! DAR, DSISR) to the board's `__e300_fault` and halts; the decrementer vector re-arms the
+//! Exception vectors, 0x100 to 0x1200. Every fault vector reports what the architecture saved (vector,
+//! SRR0, SRR1, DAR, DSISR; for the translation-miss vectors the missed address) to the board's
+//! `__e300_fault` and halts; the decrementer vector re-arms the
 //! decrementer and returns, ending a [`wait_for_interrupt`] it arrived in (it is a timer, not a
 //! fault); the external interrupt vector saves the interrupted context, calls the board's
 //! `__e300_external` and returns.
@@ -14,8 +15,18 @@ pub struct Fault {
     pub vector: u32,
     pub srr0: u32,
     pub srr1: u32,
+    /// The data address: DAR, or for the translation-miss vectors (0x1000-0x1200), where the e300 leaves
+    /// DAR alone, the address that no BAT mapped (IMISS for 0x1000, DMISS for 0x1100/0x1200).
     pub dar: u32,
     pub dsisr: u32,
+}
+
+/// The e300's software table-search vectors (603e family; Linux head_book3s_32.S): the firmware keeps no
+/// page table, so reaching one means an access outside every BAT.
+pub mod vector {
+    pub const ITLB_MISS: u32 = 0x1000;
+    pub const DTLB_LOAD_MISS: u32 = 0x1100;
+    pub const DTLB_STORE_MISS: u32 = 0x1200;
 }
 
 impl Fault {
@@ -33,6 +44,9 @@ impl Fault {
             0x900 => "decrementer",
             0xC00 => "system call",
             0xD00 => "trace",
+            vector::ITLB_MISS => "instruction fetch outside every BAT (ITLB miss)",
+            vector::DTLB_LOAD_MISS => "data load outside every BAT (DTLB load miss)",
+            vector::DTLB_STORE_MISS => "data store outside every BAT (DTLB store miss)",
             _ => "unexpected",
         }
     }
@@ -125,6 +139,12 @@ core::arch::global_asm!(
     fault_stub!("0xC00"),
     fault_stub!("0xD00"),
     fault_stub!("0xE00"),
+    fault_stub!("0xF00"),
+    // 0x1000-0x1200: the translation misses. The core has set MSR[TGPR], so r0-r3 here are the temporary
+    // registers: r1 in the stub is one of them, and the common entry loads its own stack anyway.
+    fault_stub!("0x1000"),
+    fault_stub!("0x1100"),
+    fault_stub!("0x1200"),
     "    .balign 4",
     "",
     // Common entry: a stack of its own (the fault may be a stack overflow), translation back on
@@ -267,6 +287,21 @@ extern "C" fn e300_fault_report(vector: u32) -> ! {
             options(nomem, nostack, preserves_flags)
         )
     };
+    let dar = match vector {
+        vector::ITLB_MISS => {
+            let imiss: u32;
+            // SAFETY: reading IMISS (SPR 980) has no side effects.
+            unsafe { core::arch::asm!("mfspr {0}, 980", out(reg) imiss, options(nomem, nostack, preserves_flags)) };
+            imiss
+        }
+        vector::DTLB_LOAD_MISS | vector::DTLB_STORE_MISS => {
+            let dmiss: u32;
+            // SAFETY: reading DMISS (SPR 976) has no side effects.
+            unsafe { core::arch::asm!("mfspr {0}, 976", out(reg) dmiss, options(nomem, nostack, preserves_flags)) };
+            dmiss
+        }
+        _ => dar,
+    };
     let fault = Fault { vector, srr0, srr1, dar, dsisr };
     // SAFETY: the board provides `__e300_fault` with this signature (the link fails otherwise).
     unsafe { __e300_fault(&fault) }
@@ -287,7 +322,7 @@ pub fn install() {
     let (start, end) =
         (core::ptr::addr_of!(__e300_vectors_start) as usize, core::ptr::addr_of!(__e300_vectors_end) as usize);
     let len = end - start;
-    // SAFETY: 0x100..0x1000 is reserved for the vectors by every board's memory map (link.x
+    // SAFETY: 0x100..0x2000 is reserved for the vectors by every board's memory map (link.x
     // asserts the stubs fit); nothing else lives there, and the source is our own text.
     unsafe { core::ptr::copy_nonoverlapping(start as *const u8, VECTORS_AT as *mut u8, len) };
     crate::cache::sync_icache(VECTORS_AT, len);

@@ -7,9 +7,9 @@
 //! visible to instruction fetch and branches there. The trampoline copies the payload to its load
 //! address (forward, or backward when the destination overlaps the source from above), writes the
 //! copied range back from the data cache and invalidates it in the instruction cache, then enters
-//! the payload with `rfi` and the machine state U-Boot's `go` leaves the emulator's loader with:
-//! MSR = ME | RI (translation and interrupts off), r3 = 1, r4 = 0. The payload's start code takes
-//! its own known state from there (`_start`).
+//! the payload with `rfi`, MSR = ME | RI (translation and interrupts off), r3 = 1, r4 = 0, as
+//! U-Boot's `go` passes argc/argv. The payload's start code takes its own state from there as it does
+//! from U-Boot's (`_start`: DEC, HID0, MSR, all eight BAT pairs).
 
 /// Where the trampoline runs: RAM no program is loaded into (the programs start at 0x0010_0000, the
 /// exception vectors end below 0x2000, the boot info record is at 0x2000..0x2040).
@@ -17,7 +17,8 @@ pub const TRAMPOLINE_ADDR: u32 = 0x2100;
 /// Bytes set aside for it (0x2100..0x3000).
 pub const TRAMPOLINE_ROOM: usize = 0xF00;
 
-/// MSR at the payload's first instruction: machine check and recoverable interrupt, nothing else.
+/// MSR at the payload's first instruction: machine check and recoverable interrupt, nothing else (a
+/// gentler start than U-Boot's, which leaves EE and translation on).
 const MSR_AT_GO: u32 = crate::msr::ME | crate::msr::RI;
 
 core::arch::global_asm!(

@@ -1,8 +1,22 @@
-//! The first instructions after U-Boot's `go` (or the emulator's loader) and the two ways to stop.
+//! The first instructions after U-Boot's `go` (or the emulator's loader, or [`crate::launch`]) and the
+//! two ways to stop.
 //!
-//! U-Boot hands over with its own BATs and translation on, the caches on, EE off, r3/r4 = argc/argv.
-//! The start code takes a known state with `rfi` (translation off, EE off, FP available), sets the
-//! stack, clears .bss and calls the board's `__e300_main`, which installs vectors and BATs.
+//! U-Boot hands over with its own state in force (docs/REGISTERS.md, "Entry state at go"): MSR[EE] set
+//! with its decrementer armed, translation on through its eight BAT pairs, the data cache locked
+//! (HID0[DLOCK]) and its exception vectors at 0x100. `_start` takes the machine before anything can fire:
+//!
+//! 1. MSR[EE] off (the very first instructions), then DEC loaded with the largest positive count, so
+//!    U-Boot's decrementer cannot reach U-Boot's vector.
+//! 2. The data cache invalidated and unlocked, in U-Boot's own order (cpu/mpc83xx/start.S
+//!    `unlock_ram_in_cache`): HID0 with DCFI set and DLOCK clear, then DCFI clear. Flash invalidation
+//!    drops U-Boot's locked init-RAM lines without writing them anywhere; nothing of ours is in the cache
+//!    yet (with the cache locked, U-Boot loaded this image straight to memory).
+//! 3. A known MSR with `rfi`: translation off, FP available (the compiler may use FP registers), ME, RI,
+//!    MSR[IP] kept (the vectors stay U-Boot's until ours are installed, with EE off nothing reaches them).
+//! 4. All eight IBAT/DBAT pairs cleared (translation is off, so no half-written pair is used): U-Boot's
+//!    pairs 4-7 would overlap the board's own table otherwise.
+//!
+//! Then the stack, .bss, and the board's `__e300_main`, which installs vectors and BATs.
 
 core::arch::global_asm!(
     r#"
@@ -10,8 +24,24 @@ core::arch::global_asm!(
     .global _start
     .type _start, @function
 _start:
-    # New MSR: ME | FP | RI, keeping IP (the vectors are still U-Boot's until ours are installed).
     mfmsr   %r6
+    rlwinm  %r6, %r6, 0, 17, 15
+    mtmsr   %r6
+    isync
+    lis     %r5, 0x7fff
+    ori     %r5, %r5, 0xffff
+    mtdec   %r5
+    # HID0 (SPR 1008): DLOCK 0x1000, DCFI 0x0400.
+    mfspr   %r5, 1008
+    li      %r7, 0x1400
+    andc    %r5, %r5, %r7
+    ori     %r7, %r5, 0x0400
+    sync
+    mtspr   1008, %r7
+    mtspr   1008, %r5
+    sync
+    isync
+    # New MSR: ME | FP | RI, keeping IP.
     andi.   %r6, %r6, 0x0040
     ori     %r5, %r6, 0x3002
     lis     %r6, 1f@ha
@@ -20,9 +50,26 @@ _start:
     mtsrr1  %r5
     rfi
 1:
+    li      %r0, 0
+    mtspr   528, %r0
+    mtspr   530, %r0
+    mtspr   532, %r0
+    mtspr   534, %r0
+    mtspr   536, %r0
+    mtspr   538, %r0
+    mtspr   540, %r0
+    mtspr   542, %r0
+    mtspr   560, %r0
+    mtspr   562, %r0
+    mtspr   564, %r0
+    mtspr   566, %r0
+    mtspr   568, %r0
+    mtspr   570, %r0
+    mtspr   572, %r0
+    mtspr   574, %r0
+    isync
     lis     %r1, __stack_top@ha
     addi    %r1, %r1, __stack_top@l
-    li      %r0, 0
     stwu    %r0, -16(%r1)
     lis     %r3, __bss_start@ha
     addi    %r3, %r3, __bss_start@l

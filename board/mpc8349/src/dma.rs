@@ -29,10 +29,12 @@ pub mod status {
 
 /// Bits in CDAR/NDAR next to the 32-byte-aligned address.
 pub mod link {
-    pub const EOTD: u32 = 0x1;
+    pub use mpc8349_facts::unverified::dma_link::{EOTD, SNEN};
     pub const EOSIE: u32 = 0x8;
-    pub const SNEN: u32 = 0x10;
     pub const ADDRESS: u32 = !0x1F;
+    /// The last descriptor's link word (docs/REGISTERS.md, "Unverified facts"): one value shared with the
+    /// board emulator.
+    pub const END_OF_LIST: u32 = mpc8349_facts::unverified::DMA_END_OF_LIST_LINK;
 }
 
 /// Largest byte count of one transfer or descriptor.

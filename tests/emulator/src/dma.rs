@@ -72,7 +72,7 @@ pub mod status {
 
 /// Link word (CDAR, NDAR) bits. SNEN (0x10, snoop) has no effect: the model's memory is coherent.
 pub mod link {
-    pub const EOTD: u32 = 0x1;
+    pub use mpc8349_facts::unverified::dma_link::EOTD;
     pub const EOSIE: u32 = 0x8;
     pub const ADDRESS: u32 = !0x1F;
 }
@@ -747,7 +747,9 @@ mod tests {
         assert!(r.mem.ram.write(0x3000, &[0xCD; 100]));
         // d0: host → RAM 64 bytes, link to d1 with EOSIE (for d1); d1: RAM → RAM 100 bytes, last.
         r.descriptor(0x100, 0x8000_2000, 0x4000, 0x120 | link::EOSIE, 64);
-        r.descriptor(0x120, 0x3000, 0x5000, link::EOTD, 100);
+        // The last link as the firmware writes it (docs/REGISTERS.md, "Unverified facts"): EOTD ends the
+        // chain whatever else the word carries.
+        r.descriptor(0x120, 0x3000, 0x5000, mpc8349_facts::unverified::DMA_END_OF_LIST_LINK, 100);
         r.write(1, MR, mode::EOTIE, 0).unwrap();
         r.write(1, CDAR, 0x100, 0).unwrap();
         r.write(1, MR, mode::EOTIE | mode::CS, 0).unwrap();

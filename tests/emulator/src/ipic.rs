@@ -1,16 +1,19 @@
 //! The integrated programmable interrupt controller (docs/REGISTERS.md, "Interrupt controller, IPIC"):
 //! internal sources UART0 (9), UART1 (10), message unit (69) and DMA (71), level-sensitive, routed to the
-//! core's external interrupt (0x500).
+//! core's external interrupt (0x500). The register and bit of each vector come from the table of Linux's
+//! `ipic_info[]` (`mpc8349_facts::ipic`), the one the firmware's driver uses.
 //!
 //! Priorities are stored but not used: among pending enabled sources the lowest vector number wins (the
 //! firmware reads SIVCR and services what it finds; it does not depend on the order). External interrupt
 //! pins, the error and the critical/management paths have no sources on this board model: their pending
 //! registers read zero.
 
-pub const UART0: u32 = 9;
-pub const UART1: u32 = 10;
-pub const MESSAGE_UNIT: u32 = 69;
-pub const DMA: u32 = 71;
+use mpc8349_facts::ipic::{self as table, Group};
+
+pub const UART0: u32 = table::vector::UART0 as u32;
+pub const UART1: u32 = table::vector::UART1 as u32;
+pub const MESSAGE_UNIT: u32 = table::vector::MESSAGE_UNIT as u32;
+pub const DMA: u32 = table::vector::DMA as u32;
 
 pub const SICFR: u32 = 0x700;
 pub const SIVCR: u32 = 0x704;
@@ -31,13 +34,16 @@ pub const SERMR: u32 = 0x744;
 pub const SERCR: u32 = 0x748;
 pub const SEFCR: u32 = 0x758;
 
-/// (high word, low word) pending bits: vector v < 32 is bit 1 << (31 − v) of the H registers, 64 ≤ v < 96
-/// bit 1 << (31 − (v − 64)) of the L registers.
-pub fn bit(vector: u32) -> (u32, u32) {
-    match vector {
-        0..=31 => (1 << (31 - vector), 0),
-        64..=95 => (0, 1 << (31 - (vector - 64))),
-        _ => (0, 0),
+/// (SIPNR_H, SIPNR_L, SEPNR) bits of a vector, from the table of Linux's `ipic_info[]`
+/// (`mpc8349_facts::ipic`, shared with the firmware's driver); all zero for a vector the IPIC lacks.
+pub fn bit(vector: u32) -> (u32, u32, u32) {
+    match u8::try_from(vector).ok().and_then(table::lookup) {
+        Some(s) => match s.group {
+            Group::InternalHigh => (s.mask(), 0, 0),
+            Group::InternalLow => (0, s.mask(), 0),
+            Group::External => (0, 0, s.mask()),
+        },
+        None => (0, 0, 0),
     }
 }
 
@@ -50,18 +56,15 @@ pub struct Sources {
 }
 
 impl Sources {
-    fn pending(self) -> (u32, u32) {
-        let mut p = (0, 0);
-        for (on, v) in
-            [(self.uart[0], UART0), (self.uart[1], UART1), (self.message_unit, MESSAGE_UNIT), (self.dma, DMA)]
-        {
-            if on {
-                let (h, l) = bit(v);
-                p.0 |= h;
-                p.1 |= l;
-            }
-        }
-        p
+    fn asserting(self) -> impl Iterator<Item = u32> {
+        [(self.uart[0], UART0), (self.uart[1], UART1), (self.message_unit, MESSAGE_UNIT), (self.dma, DMA)]
+            .into_iter()
+            .filter_map(|(on, v)| on.then_some(v))
+    }
+
+    /// (SIPNR_H, SIPNR_L, SEPNR).
+    fn pending(self) -> (u32, u32, u32) {
+        self.asserting().map(bit).fold((0, 0, 0), |p, b| (p.0 | b.0, p.1 | b.1, p.2 | b.2))
     }
 }
 
@@ -81,20 +84,18 @@ pub struct Ipic {
 impl Ipic {
     /// The lowest pending enabled vector, if any.
     pub fn active(&self, sources: Sources) -> Option<u32> {
-        let (h, l) = sources.pending();
-        let (h, l) = (h & self.simsr[0], l & self.simsr[1]);
-        if h != 0 {
-            Some(h.leading_zeros())
-        } else if l != 0 {
-            Some(64 + l.leading_zeros())
-        } else {
-            None
-        }
+        sources
+            .asserting()
+            .filter(|&v| {
+                let (h, l, e) = bit(v);
+                h & self.simsr[0] != 0 || l & self.simsr[1] != 0 || e & self.semsr != 0
+            })
+            .min()
     }
 
     /// A register read; `None` if not an IPIC register.
     pub fn read(&self, offset: u32, sources: Sources) -> Option<u32> {
-        let (h, l) = sources.pending();
+        let (h, l, e) = sources.pending();
         Some(match offset {
             SICFR => self.sicfr,
             SIVCR => self.active(sources).unwrap_or(0),
@@ -104,7 +105,8 @@ impl Ipic {
             SIMSR_H => self.simsr[0],
             SIMSR_L => self.simsr[1],
             SICNR => self.sicnr,
-            SEPNR | SERSR | SEFCR => 0,
+            SEPNR => e,
+            SERSR | SEFCR => 0,
             SMPRR_A => self.smprr[0],
             SMPRR_B => self.smprr[1],
             SEMSR => self.semsr,
@@ -145,11 +147,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn vector_bits_match_the_table() {
-        assert_eq!(bit(UART0), (0x0040_0000, 0));
-        assert_eq!(bit(UART1), (0x0020_0000, 0));
-        assert_eq!(bit(MESSAGE_UNIT), (0, 0x0400_0000));
-        assert_eq!(bit(DMA), (0, 0x0100_0000));
+    fn vector_bits_match_linux_ipic_info() {
+        // ipic_info[9], [10]: SIMSR_H bits 24, 25 (the formula 1 << (31 - v) gave bits 9, 10).
+        assert_eq!(bit(UART0), (0x0000_0080, 0, 0));
+        assert_eq!(bit(UART1), (0x0000_0040, 0, 0));
+        // ipic_info[69], [71]: SIMSR_L bits 5, 7.
+        assert_eq!(bit(MESSAGE_UNIT), (0, 0x0400_0000, 0));
+        assert_eq!(bit(DMA), (0, 0x0100_0000, 0));
+        // Vectors 32-47 exist (SIMSR_H bits 0-15), 17-23 and 48 are external pins (SEMSR).
+        assert_eq!(bit(32), (0x8000_0000, 0, 0));
+        assert_eq!(bit(17), (0, 0, 0x4000_0000));
+        assert_eq!(bit(48), (0, 0, 0x8000_0000));
+        assert_eq!(bit(24), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_uart_is_masked_by_its_table_bit_not_the_formula_bit() {
+        let mut ipic = Ipic::default();
+        let uart0 = Sources { uart: [true, false], ..Sources::default() };
+        // The old formula's bit for vector 9 enables nothing.
+        ipic.write(SIMSR_H, 0x0040_0000).unwrap();
+        assert_eq!(ipic.active(uart0), None);
+        ipic.write(SIMSR_H, 0x0000_0080).unwrap();
+        assert_eq!(ipic.active(uart0), Some(UART0));
+        assert_eq!(ipic.read(SIPNR_H, uart0), Some(0x0000_0080));
     }
 
     #[test]
@@ -163,10 +184,10 @@ mod tests {
         assert_eq!(ipic.active(both), Some(DMA));
         ipic.write(SIMSR_L, 0x0500_0000).unwrap();
         assert_eq!(ipic.read(SIVCR, both), Some(MESSAGE_UNIT));
-        ipic.write(SIMSR_H, 0x0060_0000).unwrap();
+        ipic.write(SIMSR_H, 0x0000_00C0).unwrap();
         let uart = Sources { uart: [false, true], dma: true, ..Sources::default() };
         assert_eq!(ipic.active(uart), Some(UART1));
-        assert_eq!(ipic.read(SIPNR_H, uart), Some(0x0020_0000));
+        assert_eq!(ipic.read(SIPNR_H, uart), Some(0x0000_0040));
         assert!(ipic.write(SIPNR_H, 0).is_err());
         assert!(ipic.write(SEFCR, 1).is_err());
         ipic.write(SIPRR_A + 8, 0x1234).unwrap();

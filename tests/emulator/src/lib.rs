@@ -30,6 +30,7 @@ mod pci;
 mod ppc;
 pub mod realtime;
 mod time;
+mod uboot;
 
 pub mod control;
 pub mod fuzz;

@@ -27,8 +27,9 @@ use crate::immr::{Effect, Immr, IMMR_BASE, IMMR_SIZE, UART1_USCR};
 use crate::memory::{Memory, Region};
 use crate::outcome::Outcome;
 use crate::pci::Target;
-use crate::ppc::{self, msr, TimeInsn};
+use crate::ppc::{self, msr, Bat, BatKind, TimeInsn, TrackedWrite, BAT_PAIRS};
 use crate::time::{TimeBase, PS_PER_INSTRUCTION};
+use crate::uboot;
 
 pub type Uc<'a> = Unicorn<'a, Machine>;
 
@@ -45,20 +46,55 @@ pub const STUB_SET_SRR: u32 = STUB_PAGE;
 pub const STUB_SET_DAR_DSISR: u32 = STUB_PAGE + 0x10;
 /// `mfspr r3, DMISS; mfspr r4, IMISS`.
 pub const STUB_GET_MISS: u32 = STUB_PAGE + 0x20;
+/// `mtspr HID0, r3; mfspr r4, HID0`.
+pub const STUB_SET_HID0: u32 = STUB_PAGE + 0x30;
+/// `mfspr r3, HID0; mfspr r4, HID0`.
+pub const STUB_GET_HID0: u32 = STUB_PAGE + 0x38;
+/// `mtspr xBATnU, r3; mtspr xBATnL, r4`, one per pair: instruction BATs 0-7, then data BATs 0-7.
+const STUB_SET_BAT: u32 = STUB_PAGE + 0x100;
+/// `mfspr r3, xBATnU; mfspr r4, xBATnL`, in the same order.
+const STUB_GET_BAT: u32 = STUB_PAGE + 0x200;
 /// Each stub is two instructions.
 pub const STUB_LEN: u32 = 8;
 
+fn bat_stub_index(kind: BatKind, pair: usize) -> u32 {
+    (if kind == BatKind::Data { BAT_PAIRS } else { 0 } + pair) as u32
+}
+
+/// The stub writing a BAT pair (r3 = upper, r4 = lower).
+pub fn stub_set_bat(kind: BatKind, pair: usize) -> u32 {
+    STUB_SET_BAT + STUB_LEN * bat_stub_index(kind, pair)
+}
+
+/// The stub reading a BAT pair into r3 (upper), r4 (lower).
+pub fn stub_get_bat(kind: BatKind, pair: usize) -> u32 {
+    STUB_GET_BAT + STUB_LEN * bat_stub_index(kind, pair)
+}
+
 pub fn stub_code() -> Vec<(u32, [u32; 2])> {
     use ppc::spr;
-    vec![
+    let mut stubs = vec![
         (STUB_SET_SRR, [ppc::mtspr(spr::SRR0, 3), ppc::mtspr(spr::SRR1, 4)]),
         (STUB_SET_DAR_DSISR, [ppc::mtspr(spr::DAR, 3), ppc::mtspr(spr::DSISR, 4)]),
         (STUB_GET_MISS, [ppc::mfspr(3, spr::DMISS), ppc::mfspr(4, spr::IMISS)]),
-    ]
+        (STUB_SET_HID0, [ppc::mtspr(spr::HID0, 3), ppc::mfspr(4, spr::HID0)]),
+        (STUB_GET_HID0, [ppc::mfspr(3, spr::HID0), ppc::mfspr(4, spr::HID0)]),
+    ];
+    for kind in [BatKind::Instruction, BatKind::Data] {
+        for pair in 0..BAT_PAIRS {
+            let (upper, lower) = (ppc::bat_spr(kind, pair, true), ppc::bat_spr(kind, pair, false));
+            stubs.push((stub_set_bat(kind, pair), [ppc::mtspr(upper, 3), ppc::mtspr(lower, 4)]));
+            stubs.push((stub_get_bat(kind, pair), [ppc::mfspr(3, upper), ppc::mfspr(4, lower)]));
+        }
+    }
+    stubs
 }
 
-/// Unicorn's number for an instruction-fetch TLB miss (QEMU's POWERPC_EXCP_IFTLB).
+/// Unicorn's number for an instruction-fetch TLB miss (QEMU's POWERPC_EXCP_IFTLB); 79 and 80 are the data
+/// load and store misses (POWERPC_EXCP_DLTLB, POWERPC_EXCP_DSTLB).
 pub const INTNO_ITLB_MISS: u32 = 78;
+pub const INTNO_DTLB_LOAD_MISS: u32 = 79;
+pub const INTNO_DTLB_STORE_MISS: u32 = 80;
 
 /// Exception vectors live here once the firmware copies them; their code is decoded as it runs.
 pub const VECTOR_AREA_END: u32 = 0x3000;
@@ -119,7 +155,30 @@ pub struct Machine {
     pub pci_mapped: Vec<(u64, u64)>,
     /// A PCI LAW changed: the mappings must follow at the next slice boundary.
     pub pci_remap: bool,
+    /// The core's BAT pairs and HID0 as the firmware last wrote them (Unicorn holds the values it translates
+    /// with; these are the model's copy, kept by hooks on every `mtspr` to them).
+    pub core: CoreState,
+    /// A BAT changed: the overlap checks must follow at the next slice boundary.
+    pub bats_changed: bool,
     pub wiring: Wiring,
+}
+
+/// What the model tracks of the core's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreState {
+    pub ibat: [Bat; BAT_PAIRS],
+    pub dbat: [Bat; BAT_PAIRS],
+    pub hid0: u32,
+}
+
+impl CoreState {
+    /// As U-Boot leaves it at `go` ([`uboot`]).
+    pub const AT_GO: CoreState = CoreState { ibat: uboot::BATS, dbat: uboot::BATS, hid0: uboot::HID0 };
+
+    /// HID0[DLOCK]: the data cache allocates nothing, so every data access is handled as cache-inhibited.
+    pub fn dcache_locked(&self) -> bool {
+        self.hid0 & ppc::hid0::DLOCK != 0
+    }
 }
 
 /// What the board connects the devices to; kept when the machine state is rebuilt.
@@ -165,6 +224,8 @@ impl Machine {
             calls: std::collections::HashMap::new(),
             pci_mapped: Vec::new(),
             pci_remap: false,
+            core: CoreState::AT_GO,
+            bats_changed: true,
             wiring,
         }
     }
@@ -374,12 +435,106 @@ pub fn on_time_insn(uc: &mut Uc<'_>, addr: u32, insn: TimeInsn) {
     let _ = uc.reg_write(RegisterPPC::PC, u64::from(addr) + 4);
 }
 
-/// Code hook over the exception-vector area: the firmware copies its vectors there at run time, so the
-/// timebase instructions in them cannot be found by scanning the ELF.
-pub fn on_vector_code(uc: &mut Uc<'_>, address: u64, _size: u32) {
-    if let Some(insn) = fetch_word(uc, address as u32).and_then(TimeInsn::decode) {
-        on_time_insn(uc, address as u32, insn);
+/// Code hook on an `mtspr` to a BAT word or HID0: the model's copy follows (the instruction itself runs, so
+/// Unicorn translates with the new value). A BAT write ends the slice so the overlap checks follow it.
+pub fn on_tracked_write(uc: &mut Uc<'_>, write: TrackedWrite) {
+    if uc.get_data().in_stub {
+        return;
     }
+    match write {
+        TrackedWrite::Hid0 { rs } => {
+            let v = read_gpr(uc, rs);
+            uc.get_data_mut().core.hid0 = v;
+        }
+        TrackedWrite::Bat { kind, pair, upper, rs } => {
+            let v = read_gpr(uc, rs);
+            let m = uc.get_data_mut();
+            let bat = match kind {
+                BatKind::Instruction => &mut m.core.ibat[pair],
+                BatKind::Data => &mut m.core.dbat[pair],
+            };
+            if upper {
+                bat.upper = v;
+            } else {
+                bat.lower = v;
+            }
+            m.bats_changed = true;
+            m.deadline = 0;
+        }
+    }
+}
+
+/// Code hook over the exception-vector area: the firmware copies its vectors there at run time, so the
+/// timebase and tracked instructions in them cannot be found by scanning the ELF; and U-Boot's leftover
+/// vectors (see [`uboot::LEFTOVER_VECTOR_WORD`]) stop the run when entered.
+pub fn on_vector_code(uc: &mut Uc<'_>, address: u64, _size: u32) {
+    let Some(word) = fetch_word(uc, address as u32) else { return };
+    if let Some(insn) = TimeInsn::decode(word) {
+        on_time_insn(uc, address as u32, insn);
+    } else if let Some(write) = TrackedWrite::decode(word) {
+        on_tracked_write(uc, write);
+    } else if word == uboot::LEFTOVER_VECTOR_WORD && !uc.get_data().in_stub {
+        let addr = address as u32;
+        let m = uc.get_data_mut();
+        m.settle_at(addr, false);
+        m.request_stop(Stop::Fault(Outcome::Unmodelled {
+            addr,
+            size: 4,
+            write: false,
+            pc: addr,
+            what: format!(
+                "entered U-Boot's exception vector {:#x}, left over from before `go`: an exception was taken \
+                 before the program installed its own vectors",
+                addr & !0xFF
+            ),
+        }));
+        let _ = uc.emu_stop();
+    }
+}
+
+/// Memory hook over a range two valid data BATs cover: with data translation on, the access is hit by both.
+pub fn on_overlapping_data(uc: &mut Uc<'_>, addr: u64, size: usize, write: bool) {
+    if uc.get_data().in_stub || read_msr(uc) & msr::DR == 0 {
+        return;
+    }
+    let (pc, _) = locate_access(uc, addr as u32, size);
+    let what = overlap_report(&uc.get_data().core.dbat, "DBAT", addr);
+    uc.get_data_mut().request_stop(Stop::Fault(Outcome::Unmodelled {
+        addr: addr as u32,
+        size: size as u32,
+        write,
+        pc,
+        what,
+    }));
+}
+
+/// Code hook over a range two valid instruction BATs cover: with instruction translation on, the fetch is
+/// hit by both.
+pub fn on_overlapping_code(uc: &mut Uc<'_>, address: u64, _size: u32) {
+    if uc.get_data().in_stub || read_msr(uc) & msr::IR == 0 {
+        return;
+    }
+    let addr = address as u32;
+    let what = overlap_report(&uc.get_data().core.ibat, "IBAT", address);
+    let m = uc.get_data_mut();
+    m.settle_at(addr, false);
+    m.request_stop(Stop::Fault(Outcome::Unmodelled { addr, size: 4, write: false, pc: addr, what }));
+    let _ = uc.emu_stop();
+}
+
+fn overlap_report(bats: &[Bat; BAT_PAIRS], name: &str, addr: u64) -> String {
+    let hits: Vec<String> = bats
+        .iter()
+        .enumerate()
+        .filter_map(|(n, b)| b.supervisor_block().map(|(s, l)| (n, s, l)))
+        .filter(|&(_, s, l)| (s..s + l).contains(&addr))
+        .map(|(n, s, l)| format!("{name}{n} ({s:#010x}, {} MiB)", l >> 20))
+        .collect();
+    format!(
+        "access hit by two valid BATs, {}: overlapping BATs are a programming error on the e300 (U-Boot's \
+         BATs 4-7 left in place?)",
+        hits.join(" and ")
+    )
 }
 
 /// Which instruction of the current block made the access to `addr`, and the instruction count there; the

@@ -99,7 +99,8 @@ options:
                      from 256 MiB / 1 GiB), dma_host_writes_after_release (DMA writes into host RAM
                      while the header showed host_state DOWN and the agent stopped: always a fault),
                      host_released_at_end (1 if the header shows exactly that when the run ends),
-                     host_bar_reads, host_bar_writes, inta_assertions, the PCI function's counters
+                     host_bar_reads, host_bar_writes, inta_assertions, dcache_locked (the program
+                     left HID0[DLOCK] set, as U-Boot hands over), the PCI function's counters
                      (config_reads, config_writes, config_retries: host cycles held by the lock,
                      config_given_up, bar0_reads, bar0_writes, bar1_reads, bar1_writes,
                      bar0_service_ns_mean, bar1_service_ns_mean: receipt to reply, host_writes_refused,
@@ -509,6 +510,12 @@ fn main() -> ExitCode {
         virtual_time(board.virtual_time_ps()),
         CORE_HZ / 1e6
     );
+    if board.dcache_locked() {
+        eprintln!(
+            "{who}: D-cache left locked (HID0[DLOCK] = 1, as U-Boot leaves it at `go`): every data access of \
+             the program ran cache-inhibited"
+        );
+    }
     let stats = board.dma_stats();
     let sum = |f: fn(&bpnet_emu::DmaStats) -> u64| stats.iter().map(f).sum::<u64>();
     let (to_host, from_host, local) = (sum(|s| s.bytes_to_host), sum(|s| s.bytes_from_host), sum(|s| s.bytes_local));
@@ -579,7 +586,7 @@ fn main() -> ExitCode {
              \"host_resets\":{},\"config_reads\":{},\"config_writes\":{},\"config_retries\":{},\
              \"config_given_up\":{},\"bar0_reads\":{},\"bar0_writes\":{},\"bar1_reads\":{},\"bar1_writes\":{},\
              \"bar0_service_ns_mean\":{},\"bar1_service_ns_mean\":{},\"host_writes_refused\":{},\"host_reads_refused\":{},\
-             \"master_aborts\":{},\"intx_changes\":{},\"markers\":[{}],\"message\":\"{}\"}}\n",
+             \"master_aborts\":{},\"intx_changes\":{},\"dcache_locked\":{},\"markers\":[{}],\"message\":\"{}\"}}\n",
             outcome.kind(),
             outcome.exit_code(),
             board.skipped_instructions(),
@@ -614,6 +621,7 @@ fn main() -> ExitCode {
             function.refused_reads,
             function.master_aborts,
             pstats.intx_changes,
+            board.dcache_locked(),
             markers.join(","),
             json_escape(&outcome.to_string()),
         );

@@ -4,6 +4,8 @@
 
 /// MSR bits (docs/REGISTERS.md, "e300c1 core").
 pub mod msr {
+    /// Temporary GPRs r0-r3 (603 family): set while a software table-search (TLB miss) handler runs.
+    pub const TGPR: u32 = 0x0002_0000;
     pub const EE: u32 = 0x8000;
     pub const PR: u32 = 0x4000;
     pub const ME: u32 = 0x1000;
@@ -13,8 +15,15 @@ pub mod msr {
     pub const RI: u32 = 0x0002;
 }
 
-/// MSR at hand-over from U-Boot's `go`: ME and RI set; EE, IR, DR and IP clear.
-pub const MSR_AT_GO: u32 = msr::ME | msr::RI;
+/// HID0 bits (603e/e300 numbering as U-Boot's `mpc83xx.h` and Linux's `reg.h` name them).
+pub mod hid0 {
+    /// Enable machine check pin.
+    pub const EMCP: u32 = 0x8000_0000;
+    pub const ICE: u32 = 0x8000;
+    pub const DCE: u32 = 0x4000;
+    /// Data cache lock: no line is allocated or replaced; every miss is handled as cache-inhibited.
+    pub const DLOCK: u32 = 0x1000;
+}
 
 /// Bits of MSR that survive taking an exception. The architecture clears POW, EE, PR, FP, FE0/1, SE, BE,
 /// IR, DR and RI (and LE/ILE, which the emulator never sets); ME and IP are kept (ME is cleared too for a
@@ -45,6 +54,11 @@ pub mod vector {
     pub const FP_UNAVAILABLE: u32 = 0x800;
     pub const DECREMENTER: u32 = 0x900;
     pub const SYSTEM_CALL: u32 = 0xC00;
+    /// The e300's software table-search vectors (603e family; Linux head_book3s_32.S, U-Boot start.S):
+    /// an access with translation on that no BAT covers (the firmware keeps no page table).
+    pub const ITLB_MISS: u32 = 0x1000;
+    pub const DTLB_LOAD_MISS: u32 = 0x1100;
+    pub const DTLB_STORE_MISS: u32 = 0x1200;
 }
 
 /// Where the vector table lives for a given MSR.
@@ -72,6 +86,102 @@ pub mod spr {
     pub const TBU_WRITE: u32 = 285;
     pub const DMISS: u32 = 976;
     pub const IMISS: u32 = 980;
+    pub const HID0: u32 = 1008;
+}
+
+/// Instruction or data BAT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatKind {
+    Instruction,
+    Data,
+}
+
+/// The e300 has eight IBAT/DBAT pairs (Linux cputable.c e300c1: MMU_FTR_USE_HIGH_BATS): pairs 0-3 at SPRs
+/// 528-543, pairs 4-7 at 560-575 (Linux reg.h SPRN_IBAT4U = 560, SPRN_DBAT4U = 568).
+pub const BAT_PAIRS: usize = 8;
+
+/// SPR number of a BAT word.
+pub const fn bat_spr(kind: BatKind, n: usize, upper: bool) -> u32 {
+    let base = match (kind, n < 4) {
+        (BatKind::Instruction, true) => 528,
+        (BatKind::Data, true) => 536,
+        (BatKind::Instruction, false) => 560,
+        (BatKind::Data, false) => 568,
+    };
+    base + 2 * (n as u32 % 4) + if upper { 0 } else { 1 }
+}
+
+/// Which BAT word an SPR number is: (kind, pair, upper).
+pub fn decode_bat_spr(spr: u32) -> Option<(BatKind, usize, bool)> {
+    let (kind, first) = match spr {
+        528..=535 => (BatKind::Instruction, 0),
+        536..=543 => (BatKind::Data, 0),
+        560..=567 => (BatKind::Instruction, 4),
+        568..=575 => (BatKind::Data, 4),
+        _ => return None,
+    };
+    let base = bat_spr(kind, first, true);
+    Some((kind, first + ((spr - base) / 2) as usize, (spr - base).is_multiple_of(2)))
+}
+
+/// An `mtspr` to a register the emulator keeps track of (Unicorn keeps the value; the model needs to know
+/// it): a BAT word or HID0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackedWrite {
+    Bat { kind: BatKind, pair: usize, upper: bool, rs: u32 },
+    Hid0 { rs: u32 },
+}
+
+impl TrackedWrite {
+    pub fn decode(word: u32) -> Option<TrackedWrite> {
+        if word & 0xFC00_07FE != 0x7C00_03A6 {
+            return None;
+        }
+        let rs = (word >> 21) & 0x1F;
+        let field = (word >> 11) & 0x3FF;
+        let spr = ((field & 0x1F) << 5) | (field >> 5);
+        if spr == spr::HID0 {
+            return Some(TrackedWrite::Hid0 { rs });
+        }
+        decode_bat_spr(spr).map(|(kind, pair, upper)| TrackedWrite::Bat { kind, pair, upper, rs })
+    }
+}
+
+/// One BAT pair's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Bat {
+    pub upper: u32,
+    pub lower: u32,
+}
+
+impl Bat {
+    /// The block (start, length) the pair maps for supervisor accesses (BATU[Vs]), if valid. The firmware
+    /// runs in supervisor state only.
+    pub fn supervisor_block(self) -> Option<(u64, u64)> {
+        if self.upper & 0x2 == 0 {
+            return None;
+        }
+        let length = u64::from(((self.upper >> 2) & 0x7FF) + 1) << 17;
+        Some((u64::from(self.upper & 0xFFFE_0000), length))
+    }
+}
+
+/// Address ranges covered by two valid BATs of one kind: (first pair, second pair, start, length). On the
+/// e300 such a hit is a programming error with undefined results (the 603e manual; Linux clears BATs 4-7
+/// at boot so its own never overlap U-Boot's), while QEMU quietly takes the lower-numbered pair.
+pub fn bat_overlaps(bats: &[Bat; BAT_PAIRS]) -> Vec<(usize, usize, u64, u64)> {
+    let mut out = Vec::new();
+    for i in 0..BAT_PAIRS {
+        let Some((a, al)) = bats[i].supervisor_block() else { continue };
+        for (j, bat) in bats.iter().enumerate().skip(i + 1) {
+            let Some((b, bl)) = bat.supervisor_block() else { continue };
+            let (start, end) = (a.max(b), (a + al).min(b + bl));
+            if start < end {
+                out.push((i, j, start, end - start));
+            }
+        }
+    }
+    out
 }
 
 /// The split SPR field of `mfspr`/`mtspr`/`mftb`: the two 5-bit halves are swapped in the encoding.
@@ -260,6 +370,47 @@ mod tests {
         assert_eq!(mtspr(spr::TBL_WRITE, 3), 0x7C7C_43A6); // mttbl r3
         assert_eq!(mtspr(spr::SRR0, 7), 0x7CFA_03A6); // mtsrr0 r7
         assert_eq!(mtspr(529, 4), 0x7C91_83A6); // mtibatl 0,r4
+    }
+
+    #[test]
+    fn bat_sprs_and_tracked_writes_decode() {
+        assert_eq!(bat_spr(BatKind::Instruction, 0, true), 528);
+        assert_eq!(bat_spr(BatKind::Data, 3, false), 543);
+        assert_eq!(bat_spr(BatKind::Instruction, 4, true), 560);
+        assert_eq!(bat_spr(BatKind::Data, 7, false), 575);
+        for kind in [BatKind::Instruction, BatKind::Data] {
+            for pair in 0..BAT_PAIRS {
+                for upper in [true, false] {
+                    assert_eq!(decode_bat_spr(bat_spr(kind, pair, upper)), Some((kind, pair, upper)));
+                }
+            }
+        }
+        assert_eq!(decode_bat_spr(544), None);
+        assert_eq!(decode_bat_spr(559), None);
+        // mtdbatu 1,r5 (binutils 0x7CBA83A6), mtspr 1008,r7 (HID0).
+        assert_eq!(
+            TrackedWrite::decode(0x7CBA_83A6),
+            Some(TrackedWrite::Bat { kind: BatKind::Data, pair: 1, upper: true, rs: 5 })
+        );
+        assert_eq!(TrackedWrite::decode(mtspr(spr::HID0, 7)), Some(TrackedWrite::Hid0 { rs: 7 }));
+        assert_eq!(
+            TrackedWrite::decode(mtspr(574, 0)),
+            Some(TrackedWrite::Bat { kind: BatKind::Data, pair: 7, upper: true, rs: 0 })
+        );
+        assert_eq!(TrackedWrite::decode(mfspr(3, 536)), None, "a read is not tracked");
+        assert_eq!(TrackedWrite::decode(mtspr(spr::SRR0, 3)), None);
+    }
+
+    #[test]
+    fn overlapping_bats_are_found() {
+        let mut bats = [Bat::default(); BAT_PAIRS];
+        bats[0] = Bat { upper: 0x1FFF, lower: 0x12 };
+        bats[1] = Bat { upper: 0xE000_0002, lower: 0xE000_002A };
+        bats[5] = Bat { upper: 0xE000_1FFF, lower: 0xE000_002A };
+        assert_eq!(bats[1].supervisor_block(), Some((0xE000_0000, 128 << 10)));
+        assert_eq!(bat_overlaps(&bats), vec![(1, 5, 0xE000_0000, 128 << 10)]);
+        bats[5].upper &= !0x2; // Vs clear: not valid for supervisor accesses
+        assert!(bat_overlaps(&bats).is_empty());
     }
 
     #[test]

@@ -24,6 +24,17 @@ fn run(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
     )
 }
 
+/// What every program does first after U-Boot's `go` (docs/REGISTERS.md, "Entry state at go"): park
+/// the decrementer U-Boot left armed and mask MSR[EE], or U-Boot's decrementer enters U-Boot's vector.
+const START: [u32; 6] = [
+    0x3C00_7FFF, // lis r0,0x7fff
+    0x6000_FFFF, // ori r0,r0,0xffff
+    0x7C16_03A6, // mtdec r0
+    0x7C00_00A6, // mfmsr r0
+    0x5400_045E, // rlwinm r0,r0,0,17,15  (clear EE)
+    0x7C00_0124, // mtmsr r0
+];
+
 const IDLE: [u32; 4] = [
     0x7C00_00A6, // mfmsr r0
     0x6000_8000, // ori r0,r0,0x8000
@@ -34,28 +45,36 @@ const IDLE: [u32; 4] = [
 #[test]
 fn console_goes_to_stdout_and_summary_to_stderr() {
     let dir = tempfile::tempdir().unwrap();
-    let mut words = vec![
+    let mut words = START.to_vec();
+    words.extend([
         0x3D80_E000, // lis r12,0xE000
         0x3860_0068, // li r3,'h'
         0x986C_4500, // stb r3,0x4500(r12)
         0x3860_0069, // li r3,'i'
         0x986C_4500, // stb r3,0x4500(r12)
-    ];
+    ]);
     words.extend(IDLE);
     let elf = firmware(&dir, "hi.elf", &words);
     let (code, stdout, stderr) = run(&["--firmware".as_ref(), elf.as_os_str()]);
     assert_eq!((code, stdout.as_str()), (0, "hi"), "{stderr}");
-    assert!(stderr.starts_with("bpnet-emu: idle after 8 instructions ("), "{stderr}");
+    assert!(stderr.starts_with("bpnet-emu: idle after 14 instructions ("), "{stderr}");
     assert!(stderr.contains("533.33 MHz core") && stderr.contains("MIPS"), "{stderr}");
 }
 
 #[test]
 fn exit_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let halt = firmware(&dir, "halt.elf", &[0x4800_0000]);
+    let halt = firmware(&dir, "halt.elf", &[START.as_slice(), &[0x4800_0000]].concat());
     let (code, _, stderr) = run(&["--firmware".as_ref(), halt.as_os_str()]);
     assert_eq!(code, 1);
-    assert!(stderr.contains("halted at PC 0x00100000 with interrupts off"), "{stderr}");
+    assert!(stderr.contains("halted at PC 0x00100018 with interrupts off"), "{stderr}");
+
+    // Without START, U-Boot's decrementer fires into U-Boot's vector: a loud stop.
+    let halt = firmware(&dir, "halt-in-uboot-state.elf", &[0x4800_0000]);
+    let (code, _, stderr) = run(&["--firmware".as_ref(), halt.as_os_str()]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("entered U-Boot's exception vector 0x900"), "{stderr}");
+    assert!(stderr.contains("D-cache left locked"), "{stderr}");
 
     // lis r3,0x8000; lwz r4,0(r3): PCI LAW 0 covers it, no outbound window does.
     let abort = firmware(&dir, "abort.elf", &[0x3C60_8000, 0x8083_0000]);
@@ -66,7 +85,7 @@ fn exit_codes() {
         "{stderr}"
     );
 
-    let spin = firmware(&dir, "spin.elf", &[0x6000_0000, 0x4BFF_FFFC]); // 1: nop; b 1b
+    let spin = firmware(&dir, "spin.elf", &[START.as_slice(), &[0x6000_0000, 0x4BFF_FFFC]].concat()); // 1: nop; b 1b
     let (code, _, stderr) = run(&["--firmware".as_ref(), spin.as_os_str(), "--max-insns".as_ref(), "1000".as_ref()]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("instruction limit reached after 1000 instructions"), "{stderr}");
@@ -98,13 +117,14 @@ fn bad_firmware_and_usage_exit_3_without_a_panic() {
 #[test]
 fn markers_and_device_counters_in_the_summary() {
     let dir = tempfile::tempdir().unwrap();
-    let mut words = vec![
+    let mut words = START.to_vec();
+    words.extend([
         0x3D80_E000, // lis r12,0xE000
         0x3860_0011, // li r3,0x11
         0x986C_4607, // stb r3,0x4607(r12)  (UART1 USCR)
         0x3860_0022, // li r3,0x22
         0x986C_4607, // stb r3,0x4607(r12)
-    ];
+    ]);
     words.extend(IDLE);
     let elf = firmware(&dir, "markers.elf", &words);
     let summary = dir.path().join("summary.json");
@@ -118,7 +138,8 @@ fn markers_and_device_counters_in_the_summary() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     let json = std::fs::read_to_string(&summary).unwrap();
-    assert!(json.contains(r#""markers":[[17,2,3750],[34,4,7500]]"#), "{json}");
+    assert!(json.contains(r#""markers":[[17,8,15000],[34,10,18750]]"#), "{json}");
+    assert!(json.contains(r#""dcache_locked":true"#), "nothing unlocked it: {json}");
     assert!(json.contains(r#""bus_model":"pci64""#), "{json}");
     assert!(json.contains(r#""power_cuts":0,"flash_operations":0"#), "{json}");
     assert!(json.contains(r#""outcome":"idle""#), "{json}");
@@ -145,7 +166,8 @@ fn describe_bus_model() {
 fn echo_host_answers_the_self_test_handshake() {
     use elfbuild::{PF_R, PF_X};
     let dir = tempfile::tempdir().unwrap();
-    let mut main = vec![
+    let mut main = START.to_vec();
+    main.extend([
         0x3D80_E000, // lis r12,0xE000
         0x3C60_0400, // lis r3,0x0400
         0x906C_0724, // stw r3,0x724(r12)      SIMSR_L: message unit
@@ -154,7 +176,7 @@ fn echo_host_answers_the_self_test_handshake() {
         0x3C80_E000, // lis r4,0xE000
         0x6084_8058, // ori r4,r4,0x8058
         0x7C60_252C, // stwbrx r3,0,r4         OMR0 = READY
-    ];
+    ]);
     main.extend(IDLE);
     let handler: [u32; 15] = [
         0x3E80_E000, // lis r20,0xE000

@@ -58,6 +58,55 @@ fn trap_is_reported_with_vector_and_address() {
     assert!(run.stdout.contains("halted"));
 }
 
+/// The fault-test image with `FAULT_TEST_KIND` set to `kind` before it runs (the value lives in .data,
+/// which the loader fills and the start code leaves alone).
+fn fault_test_run(kind: u32) -> (bpnet_emu::Board, bpnet_emu::Outcome) {
+    let elf = firmware("BPNET_FIRMWARE_FAULT_ELF");
+    let mut board = bpnet_emu::Board::new(bpnet_emu::Config::default()).unwrap();
+    board.load_elf(&std::fs::read(&elf).unwrap()).unwrap();
+    board.write_u32(symbol(&elf, "FAULT_TEST_KIND") as u32, kind).unwrap();
+    let outcome = board.run();
+    (board, outcome)
+}
+
+#[test]
+fn access_outside_every_bat_is_reported_from_the_translation_miss_vectors() {
+    // Values of the image's fault_test::kind: 2 load, 3 store, 4 jump, each at 0xD000_0000.
+    for (kind, vector, what) in [
+        (2, 0x1100, "data load outside every BAT (DTLB load miss)"),
+        (3, 0x1200, "data store outside every BAT (DTLB store miss)"),
+        (4, 0x1000, "instruction fetch outside every BAT (ITLB miss)"),
+    ] {
+        let (board, outcome) = fault_test_run(kind);
+        let console = String::from_utf8_lossy(board.console());
+        assert!(matches!(outcome, bpnet_emu::Outcome::Halted { .. }), "{outcome}\n{console}");
+        let expected = format!("FAULT: vector {vector:#05x} {what} SRR0=");
+        assert!(console.contains(&expected), "missing `{expected}` in:\n{console}");
+        assert!(console.contains("DAR=0xd0000000"), "the missed address is reported:\n{console}");
+        assert_eq!(board.exceptions().last().map(|e| e.vector), Some(vector));
+    }
+}
+
+#[test]
+fn firmware_takes_its_own_state_from_uboots_handover() {
+    let elf = firmware("BPNET_FIRMWARE_ELF");
+    let mut board = bpnet_emu::Board::new(bpnet_emu::Config::default()).unwrap();
+    board.load_elf(&std::fs::read(&elf).unwrap()).unwrap();
+    assert!(board.dcache_locked(), "U-Boot hands over with the data cache locked");
+    let outcome = board.run();
+    assert!(matches!(outcome, bpnet_emu::Outcome::Idle { .. }), "{outcome}");
+    assert!(!board.dcache_locked(), "HID0[DLOCK] still set when the firmware is idle");
+    // U-Boot's pairs 5 (IMMR, 256 MiB) and 6 (0xF000_0000, 256 MiB) are gone; the firmware's own table
+    // maps IMMR and the flash once each.
+    assert_eq!(board.bats_covering(0xE000_0000).1.len(), 1);
+    assert_eq!(board.bats_covering(0xE800_0000), (vec![], vec![]));
+    assert_eq!(board.bats_covering(0xF000_0000), (vec![], vec![]));
+    assert_eq!(board.bats_covering(0xFE00_0000).1.len(), 1);
+    // U-Boot's decrementer never reached U-Boot's vector (the run would have stopped), nor the
+    // firmware's: EE was masked and DEC parked before it could fire.
+    assert!(board.exceptions().iter().all(|e| e.vector != 0x900 || e.instructions > 1000), "{:?}", board.exceptions());
+}
+
 #[test]
 fn panic_is_reported_with_location_and_message() {
     let run = emulate(&firmware("BPNET_FIRMWARE_PANIC_ELF"), &[]);

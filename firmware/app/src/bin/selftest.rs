@@ -141,7 +141,7 @@ fn dma_direct_ram() -> Check {
 fn build_chain(src: u32, dst: u32, size: u32, count: u32) -> Check {
     for i in 0..count {
         let at = DESCRIPTORS + i * dma::DESCRIPTOR_LEN as u32;
-        let next = if i + 1 == count { link::EOTD } else { (at + dma::DESCRIPTOR_LEN as u32) | link::SNEN };
+        let next = if i + 1 == count { link::END_OF_LIST } else { (at + dma::DESCRIPTOR_LEN as u32) | link::SNEN };
         let mut d = Descriptor::new_checked(ram(at, dma::DESCRIPTOR_LEN as u32)).ok_or(fail("descriptor", at, 0u32))?;
         d.set(src + i * size, dst + i * size, size, next).map_err(|_| fail("descriptor count", size, 0u32))?;
     }
@@ -263,7 +263,7 @@ fn dma_error() -> Check {
         .map_err(|_| fail("set", 0u32, 0u32))?;
     Descriptor::new_checked(ram(second, 32))
         .ok_or(fail("descriptor", 0u32, 0u32))?
-        .set(SRC, NOWHERE, 64, link::EOTD)
+        .set(SRC, NOWHERE, 64, link::END_OF_LIST)
         .map_err(|_| fail("set", 0u32, 0u32))?;
     e300::barrier::sync();
     channel.start_chain(first, true).map_err(|_| fail("start chain", 0u32, 0u32))?;

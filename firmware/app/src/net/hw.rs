@@ -91,7 +91,7 @@ impl Dma for ChainDma {
                 return Err(DmaError::Transfer);
             };
             let at = DESCRIPTORS + (i * dma::DESCRIPTOR_LEN) as u32;
-            let next = if i == last { link::EOTD } else { (at + dma::DESCRIPTOR_LEN as u32) | link::SNEN };
+            let next = if i == last { link::END_OF_LIST } else { (at + dma::DESCRIPTOR_LEN as u32) | link::SNEN };
             let mut d = Descriptor::new_checked(raw).ok_or(DmaError::Transfer)?;
             d.set(src, dst, copy.len, next).map_err(|_| DmaError::Transfer)?;
         }

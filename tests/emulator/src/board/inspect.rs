@@ -111,6 +111,31 @@ impl Board {
         &self.exceptions
     }
 
+    /// HID0[DLOCK] is set: the data cache is locked (as U-Boot leaves it at `go`), so every data access
+    /// runs cache-inhibited. A program that leaves it so has not taken its own cache state.
+    pub fn dcache_locked(&self) -> bool {
+        self.uc.get_data().core.dcache_locked()
+    }
+
+    /// HID0 as the program last wrote it (U-Boot's value until it does).
+    pub fn hid0(&self) -> u32 {
+        self.uc.get_data().core.hid0
+    }
+
+    /// The valid BAT pairs of each kind that cover `addr` for supervisor accesses, as the program last
+    /// wrote them: (instruction pairs, data pairs).
+    pub fn bats_covering(&self, addr: u32) -> (Vec<usize>, Vec<usize>) {
+        let core = &self.uc.get_data().core;
+        let hits = |bats: &[crate::ppc::Bat]| {
+            bats.iter()
+                .enumerate()
+                .filter(|(_, b)| b.supervisor_block().is_some_and(|(s, l)| (s..s + l).contains(&u64::from(addr))))
+                .map(|(n, _)| n)
+                .collect()
+        };
+        (hits(&core.ibat), hits(&core.dbat))
+    }
+
     /// Board resets (software hard reset, watchdog) since the firmware was loaded.
     pub fn resets(&self) -> u32 {
         self.resets

@@ -5,8 +5,10 @@ use super::*;
 
 impl Board {
     /// Power the board on with this firmware, as U-Boot's `go` would hand over to it: segments loaded
-    /// (the rest of each segment zeroed), PC = entry, MSR = ME|RI, r1 = [`INITIAL_SP`], r3 = 1 (argc),
-    /// r4 = 0. Loading again powers the board on afresh.
+    /// (the rest of each segment zeroed) over U-Boot's exception vectors, PC = entry, r1 = [`INITIAL_SP`],
+    /// r3 = 1 (argc), r4 = 0, and the core as U-Boot leaves it (`crate::uboot`: BATs 0-7, HID0 with the
+    /// data cache locked, MSR with EE and translation on, the decrementer about to fire). Loading again
+    /// powers the board on afresh.
     pub fn load_elf(&mut self, elf: &[u8]) -> Result<LoadInfo, LoadError> {
         self.load_program(elf, None)
     }
@@ -58,6 +60,7 @@ impl Board {
         for hook in self.time_hooks.drain(..) {
             let _ = self.uc.remove_hook(hook);
         }
+        let mut time_instructions = 0;
         for segment in
             image.segments.iter().chain(extra.iter().flat_map(|e| e.segments.iter())).filter(|s| s.executable)
         {
@@ -65,15 +68,25 @@ impl Board {
                 let addr = segment.addr + 4 * i as u32;
                 let word = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
                 // The vector area has its own hook that decodes as it runs.
-                let Some(insn) = TimeInsn::decode(word).filter(|_| addr >= VECTOR_AREA_END) else {
+                if addr < VECTOR_AREA_END {
                     continue;
-                };
-                let hook = self
-                    .uc
-                    .add_code_hook(u64::from(addr), u64::from(addr), move |uc, _, _| {
+                }
+                let hook = if let Some(insn) = TimeInsn::decode(word) {
+                    self.uc.add_code_hook(u64::from(addr), u64::from(addr), move |uc, _, _| {
                         machine::on_time_insn(uc, addr, insn)
                     })
-                    .map_err(|e| LoadError::Malformed(format!("cannot hook instruction at {addr:#x}: {e:?}")))?;
+                } else if let Some(write) = TrackedWrite::decode(word) {
+                    self.uc.add_code_hook(u64::from(addr), u64::from(addr), move |uc, _, _| {
+                        machine::on_tracked_write(uc, write)
+                    })
+                } else {
+                    continue;
+                };
+                let hook =
+                    hook.map_err(|e| LoadError::Malformed(format!("cannot hook instruction at {addr:#x}: {e:?}")))?;
+                if TimeInsn::decode(word).is_some() {
+                    time_instructions += 1;
+                }
                 self.time_hooks.push(hook);
             }
         }
@@ -84,7 +97,7 @@ impl Board {
             segments: image.segments.iter().map(|s| (s.addr, s.mem_size)).collect(),
             log_ring: self.log.as_ref().and(ring),
             shared_region,
-            time_instructions: self.time_hooks.len(),
+            time_instructions,
             notes,
         };
         self.image = Some(image);
@@ -110,10 +123,14 @@ impl Board {
         Ok(info)
     }
 
-    /// Reset the CPU, reload the image and start it at its entry point.
+    /// Reset the CPU, reload the image and start it at its entry point with the machine state U-Boot
+    /// leaves at `go` (`crate::uboot`, docs/REGISTERS.md "Entry state at go").
     pub(super) fn hand_over(&mut self) {
         let Some(image) = &self.image else { return };
         let _ = self.uc.context_restore(&self.initial_cpu);
+        // U-Boot's exception vectors are at 0x100 (start.S trap_init); the image is loaded over them.
+        let leftover = uboot::LEFTOVER_VECTOR_WORD.to_be_bytes().repeat(uboot::VECTORS.len() / 4);
+        self.mem.ram.write(u64::from(uboot::VECTORS.start), &leftover);
         for s in &image.segments {
             // The loader checked addr + mem_size <= RAM_SIZE and data.len() <= mem_size.
             let at = u64::from(s.addr);
@@ -124,12 +141,26 @@ impl Board {
         // RAM was written behind Unicorn's back and the BATs were reset: drop translations and code.
         let _ = self.uc.ctl_flush_tlb();
         let _ = self.uc.ctl_flush_tb();
+        let entry = image.entry;
+        // The core's configuration, written with translation off through the emulator's stubs.
+        let _ = self.uc.reg_write(RegisterPPC::MSR, 0);
+        for (pair, bat) in uboot::BATS.iter().enumerate() {
+            self.run_stub(machine::stub_set_bat(BatKind::Instruction, pair), bat.upper, bat.lower);
+            self.run_stub(machine::stub_set_bat(BatKind::Data, pair), bat.upper, bat.lower);
+        }
+        self.run_stub(machine::STUB_SET_HID0, uboot::HID0, 0);
+        let m = self.uc.get_data_mut();
+        m.core = machine::CoreState::AT_GO;
+        m.bats_changed = true;
+        let now = m.done;
+        m.tb.write_dec(now, uboot::DEC);
+        let _ = self.uc.ctl_flush_tlb();
         let regs = [
-            (RegisterPPC::MSR as i32, ppc::MSR_AT_GO),
+            (RegisterPPC::MSR as i32, uboot::MSR),
             (machine::gpr_id(1), INITIAL_SP),
             (machine::gpr_id(3), 1),
             (machine::gpr_id(4), 0),
-            (RegisterPPC::PC as i32, image.entry),
+            (RegisterPPC::PC as i32, entry),
         ];
         for (reg, value) in regs {
             let _ = self.uc.reg_write(reg, u64::from(value));

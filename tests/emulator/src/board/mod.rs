@@ -31,9 +31,10 @@ use crate::memory::{open_existing_shared, open_shared, overlay_memfd, Memory, Re
 use crate::msgunit::OutboundDoorbells;
 use crate::outcome::{Exception, Outcome};
 use crate::pci::INBOUND_OFFSETS;
-use crate::ppc::{self, msr, srr1, vector, TimeInsn};
+use crate::ppc::{self, msr, srr1, vector, BatKind, TimeInsn, TrackedWrite};
 use crate::realtime::{self, CoreStopper, HostLink, StopperGuard, Wake};
 use crate::time::{TimeBase, PS_PER_INSTRUCTION};
+use crate::uboot;
 
 /// Name of the symbol marking the log ring.
 pub const LOG_RING_SYMBOL: &str = "__bpnet_log_ring";
@@ -219,6 +220,8 @@ pub struct Board {
     shared: Option<(u32, u32)>,
     /// The memory files of shared regions, kept open (and mapped) for the board's life.
     shared_files: Vec<File>,
+    /// Hooks watching the address ranges two valid BATs cover (none while the BATs are sound).
+    overlap_hooks: Vec<UcHookId>,
 }
 
 /// A host on the other side of the bus that runs in real time.
@@ -351,6 +354,7 @@ impl Board {
             outbound: None,
             shared: None,
             shared_files: Vec::new(),
+            overlap_hooks: Vec::new(),
         })
     }
 }

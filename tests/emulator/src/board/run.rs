@@ -224,6 +224,9 @@ impl Board {
         if m.pci_remap {
             machine::sync_pci_mappings(&mut self.uc);
         }
+        if self.uc.get_data().bats_changed {
+            self.watch_overlapping_bats();
+        }
         let m = self.uc.get_data_mut();
         let dirty = m.immr.dma.take_dirty();
         m.irq = m.immr.external_interrupt();
@@ -231,6 +234,40 @@ impl Board {
             let _ = self.uc.ctl_remove_cache(start, start + len);
         }
         false
+    }
+
+    /// Hook the address ranges two valid BATs of one kind cover, so an access there with translation on
+    /// stops the run (`machine::on_overlapping_data`, `machine::on_overlapping_code`). Called whenever the
+    /// BATs changed; with sound BATs no hook is left (they would slow every access down).
+    pub(super) fn watch_overlapping_bats(&mut self) {
+        for hook in self.overlap_hooks.drain(..) {
+            let _ = self.uc.remove_hook(hook);
+        }
+        let m = self.uc.get_data_mut();
+        m.bats_changed = false;
+        let core = m.core;
+        for (_, _, start, len) in ppc::bat_overlaps(&core.dbat) {
+            let hook = self.uc.add_mem_hook(
+                HookType::MEM_READ | HookType::MEM_WRITE,
+                start,
+                start + len - 1,
+                |uc, kind, addr, size, _| {
+                    machine::on_overlapping_data(uc, addr, size, kind == unicorn_engine::unicorn_const::MemType::WRITE);
+                    true
+                },
+            );
+            self.overlap_hooks.extend(hook.ok());
+        }
+        for (_, _, start, len) in ppc::bat_overlaps(&core.ibat) {
+            let hook = self.uc.add_code_hook(start, start + len - 1, machine::on_overlapping_code);
+            self.overlap_hooks.extend(hook.ok());
+        }
+        // Blocks translated before the hooks existed do not call them. And QEMU's BAT store flushes its
+        // translation cache over the first 128 KiB of the old block only (helper_store_ibatu computes the
+        // range from the new value's length), so a cleared BAT kept translating: flush it all, as the
+        // hardware, which has no such cache of BAT hits, behaves.
+        let _ = self.uc.ctl_flush_tb();
+        let _ = self.uc.ctl_flush_tlb();
     }
 
     /// When the core, parked in `b .`, would next be woken or something would happen: the watchdog always
@@ -320,27 +357,23 @@ impl Board {
                 });
                 self.deliver(vector::ALIGNMENT, pc, 0, Some((dar, ppc::alignment_dsisr(word))), false);
             }
-            // 603-style software TLB misses: nothing maps the address through a BAT.
-            78..=80 => {
+            // The 603 family's software table-search exceptions: translation is on and no BAT maps the
+            // address. The e300 takes them at 0x1000 (instruction fetch), 0x1100 (data load) and 0x1200
+            // (data store) with IMISS/DMISS holding the address (QEMU set them when it raised the miss)
+            // and MSR[TGPR] set; SRR0 is the instruction that missed or whose fetch missed.
+            machine::INTNO_ITLB_MISS | machine::INTNO_DTLB_LOAD_MISS | machine::INTNO_DTLB_STORE_MISS => {
                 let msr = self.msr();
                 let _ = self.uc.reg_write(RegisterPPC::MSR, u64::from(msr & !(msr::IR | msr::DR | msr::PR)));
-                let (dmiss, imiss) = self.run_stub(machine::STUB_GET_MISS, 0, 0);
+                let (_, imiss) = self.run_stub(machine::STUB_GET_MISS, 0, 0);
                 let _ = self.uc.reg_write(RegisterPPC::MSR, u64::from(msr));
-                let (addr, kind) = match intno {
-                    78 => (imiss, "instruction fetch"),
-                    79 => (dmiss, "data load"),
-                    _ => (dmiss, "data store"),
+                let (offset, srr0) = match intno {
+                    machine::INTNO_ITLB_MISS => (vector::ITLB_MISS, imiss),
+                    machine::INTNO_DTLB_LOAD_MISS => (vector::DTLB_LOAD_MISS, pc),
+                    _ => (vector::DTLB_STORE_MISS, pc),
                 };
-                return Some(Outcome::Unmodelled {
-                    addr,
-                    size: if intno == 78 { 4 } else { 0 },
-                    write: intno == 80,
-                    pc,
-                    what: format!(
-                        "{kind} with translation on and no BAT mapping (or permitting) the address; \
-                         page-table translation is not modelled"
-                    ),
-                });
+                self.deliver(offset, srr0, 0, None, false);
+                let new_msr = self.msr() | msr::TGPR;
+                let _ = self.uc.reg_write(RegisterPPC::MSR, u64::from(new_msr));
             }
             _ => {
                 return Some(Outcome::Unmodelled {
