@@ -59,7 +59,7 @@ impl Personality {
     /// The emulator's summary counter that shows the guest reached the agent (rang it at least once).
     fn reached_key(self) -> &'static str {
         match self {
-            Personality::Mpc834x => "host_bar_writes",
+            Personality::Mpc834x => "bar0_writes",
             Personality::Ivshmem => "ivshmem_work_doorbells",
         }
     }
@@ -476,9 +476,9 @@ mod tests {
         assert!(!agent_ran(0, &stop(false), stopped, iv).pass);
         // Stopped before any host connected: no summary at all.
         assert!(!agent_ran(0, &stop(true), "", iv).pass);
-        // The proxied function counts the guest's BAR writes instead; an ivshmem counter says nothing.
+        // The agent function counts the guest's BAR0 writes (its IDR doorbells among them) instead.
         let mpc = Personality::Mpc834x;
-        let proxied = r#"{"outcome":"idle","host_end":"the host closed the connection","host_bar_writes":40}"#;
+        let proxied = r#"{"outcome":"idle","host_end":"the host closed the connection","bar0_writes":40}"#;
         assert!(agent_ran(0, &stop(true), proxied, mpc).pass);
         assert!(!agent_ran(0, &stop(true), ran, mpc).pass);
     }
