@@ -12,6 +12,7 @@ pub mod duart;
 pub mod ipic;
 pub mod msgunit;
 pub mod pci;
+pub mod pcicfg;
 pub mod regs;
 pub mod reset;
 pub mod sysconf;
@@ -71,6 +72,12 @@ impl Immr {
     pub fn pci_windows(&self) -> pci::Windows {
         // SAFETY: as above; the LAW and ATMU registers sit at their documented offsets.
         unsafe { pci::Windows::new(self.base) }
+    }
+
+    /// The configuration port onto the agent's own PCI header (0x8300).
+    pub fn pci_config(&self) -> pcicfg::ConfigPort {
+        // SAFETY: as above, offset 0x8300.
+        unsafe { pcicfg::ConfigPort::new(self.base + 0x8300) }
     }
 
     /// UART0 (0x4500) or UART1 (0x4600).

@@ -94,17 +94,23 @@ impl Windows {
         }
     }
 
-    /// Inbound window `n`: host accesses to PCI `[pci, pci + size)` (the BAR) reach local `local`,
-    /// snooped, prefetchable.
-    pub fn set_inbound(&self, n: usize, pci: u32, local: u32, size: u64) -> Result<(), Error> {
-        let (pitar, pibar, piwar) = *INBOUND.get(n).ok_or(Error::Index(n))?;
+    /// Inbound window `n`: host accesses to the window's BAR reach local `[local, local + size)`,
+    /// snooped, prefetchable. Only the translation and the size are the agent's: where the window
+    /// sits on the PCI bus (PIBARn) is the host's, assigned by its enumeration (for window 0, BAR1
+    /// of the configuration header is PIBAR0), so PIBAR is never written here.
+    pub fn set_inbound(&self, n: usize, local: u32, size: u64) -> Result<(), Error> {
+        let (pitar, _, piwar) = *INBOUND.get(n).ok_or(Error::Index(n))?;
         let code = check(local, size)?;
-        check(pci, size)?;
         self.reg(piwar).write(0);
         self.reg(pitar).write(local >> 12);
-        self.reg(pibar).write(pci >> 12);
         self.reg(piwar).write(EN | PIWAR_PF | PIWAR_SNOOP | code);
         Ok(())
+    }
+
+    /// The PCI address the host's enumeration gave inbound window `n` (PIBARn; 0 while unassigned).
+    pub fn inbound_base(&self, n: usize) -> Option<u32> {
+        let &(_, pibar, _) = INBOUND.get(n)?;
+        Some(self.reg(pibar).read() << 12)
     }
 }
 

@@ -134,21 +134,24 @@ fn __e300_main() -> ! {
     println!("bpnet boot stage {}.{}.{} (MPC8349EMDS)", major, minor, patch);
 
     let mut window = SharedWindow::take();
-    // The host reaches the boot block and the recovery area through inbound window 0. On a chassis the
-    // host's enumeration has set PIBAR; without one (the emulator) the agent opens it where the host
-    // model looks, as the firmware does.
-    if let Err(e) = mpc8349emds::immr().pci_windows().set_inbound(
-        0,
-        bpnet_contract::EMULATED_BAR_ADDRESS,
-        window.base(),
-        shared::LEN as u64,
-    ) {
+    // The host reaches the boot block and the recovery area through inbound window 0, BAR1 of the
+    // configuration header: the agent sets the translation and size, the host's enumeration the
+    // address (PIBAR0), once the configuration lock is released below.
+    let immr = mpc8349emds::immr();
+    if let Err(e) = immr.pci_windows().set_inbound(0, window.base(), shared::LEN as u64) {
         println!("boot: inbound window 0: {:?}", e);
     }
     e300::barrier::sync();
     write_header(&mut window);
     let mut repr = unknown_start(BootStage::Choosing);
     publish(&mut window, &repr);
+    // The boot block and the recovery area are ready: the host may enumerate the agent.
+    e300::barrier::sync();
+    immr.pci_config().release_lock();
+    match immr.pci_windows().inbound_base(0) {
+        Some(0) | None => println!("boot: configuration lock released; BAR1 not assigned by the host yet"),
+        Some(at) => println!("boot: configuration lock released; the host put BAR1 (PIBAR0) at PCI {:#010x}", at),
+    }
     let last_seq = current_seq(&window);
 
     let mut staging = Staging::take();

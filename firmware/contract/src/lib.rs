@@ -146,9 +146,10 @@ pub mod ivshmem {
 /// host's DMA mask must keep every bus address it hands over (status block, buffers) below this.
 pub const HOST_WINDOW_BYTES: u64 = 256 << 20;
 
-/// Where the board emulator's host model (and the self-test) place the agent's BAR on the PCI bus:
-/// on a real chassis the host's PCI enumeration chooses it and writes PIBAR; with no enumeration the
-/// firmware opens inbound window 0 at this address itself.
+/// Where the agent's BAR1 (the shared region, inbound window 0) sits on the PCI bus when nothing
+/// else enumerates the board: the board emulator then plays the host's enumeration and assigns it here
+/// once the firmware releases the configuration lock. On a real chassis (and behind QEMU's proxy
+/// device) the host's enumeration chooses the address; the firmware never writes it (PIBAR0 is BAR1).
 pub const EMULATED_BAR_ADDRESS: u32 = 0x9000_0000;
 
 /// The message-unit handshake the firmware's self-test performs with a host peer (the board
@@ -157,7 +158,8 @@ pub const EMULATED_BAR_ADDRESS: u32 = 0x9000_0000;
 pub mod selftest {
     /// The agent writes this to OMR0 (raising OM0I, hence INTA#) when it waits for the host.
     pub const READY: u32 = 0x5E1F_7E57;
-    /// The PCI address the self-test opens inbound window 0 at, over the shared region.
+    /// The PCI address of BAR1 (inbound window 0 over the shared region) the self-test's host reads
+    /// the challenge at: the emulator's stand-in enumeration puts BAR1 there.
     pub const BAR_PCI_ADDRESS: u32 = crate::EMULATED_BAR_ADDRESS;
     /// The host answers: as the challenge in IMR0, the word it reads through the BAR at
     /// [`crate::shared::LOG_RING_OFFSET`] (the log ring's magic, proving the inbound window), then

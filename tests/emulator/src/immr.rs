@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use crate::agentcfg::{self, AgentConfig, CMD_MASTER, CMD_MEMORY, CONFIG_ADDRESS, CONFIG_DATA};
 use crate::bus::BusModel;
 use crate::dma::{self, Dma};
 use crate::duart::{self, Duart};
@@ -144,6 +145,8 @@ const REGISTERS: &[(u32, u32, &str)] = &[
     (msgunit::IMISR, 4, "IMISR"),
     (msgunit::IMIMR, 4, "IMIMR"),
     (dma::DGSR, 4, "DGSR"),
+    (CONFIG_ADDRESS, 4, "CONFIG_ADDRESS"),
+    (CONFIG_DATA, 4, "CONFIG_DATA"),
     (pci::PMCR, 4, "PMCR"),
     (pci::DTCR, 4, "DTCR"),
 ];
@@ -208,6 +211,15 @@ pub enum Effect {
     /// A PCI local access window moved: the local memory map must follow.
     PciLawChanged,
 }
+
+/// Where the emulator's stand-in for the host's enumeration puts BAR0 (IMMR) when no real host enumerates
+/// (see [`Immr::set_standalone_host`]): the 1 MiB below BAR1.
+pub const STANDALONE_BAR0_ADDRESS: u32 = bpnet_contract::EMULATED_BAR_ADDRESS - agentcfg::BAR0_SIZE;
+
+/// A host configuration cycle the function did not accept: the configuration lock is set, so the host
+/// bridge must retry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigRetry;
 
 /// The system watchdog (block at 0x200). It counts CSB cycles (÷65536 with SWPR) from its last load.
 #[derive(Debug, Clone)]
@@ -289,6 +301,11 @@ pub struct Immr {
     pub(crate) mu: MessageUnit,
     pub(crate) dma: Dma,
     pub(crate) pci: PciWindows,
+    /// The PCI configuration header (agent mode).
+    pub(crate) cfg: AgentConfig,
+    /// No host enumerates this board: when the firmware releases the configuration lock the model assigns
+    /// the BARs itself, as a host's enumeration would (kept across resets).
+    standalone_host: bool,
     /// What DMA reaches (nothing until the board attaches its memories).
     pub(crate) mem: Memory,
 }
@@ -315,6 +332,8 @@ impl Immr {
             mu: MessageUnit::default(),
             dma: Dma::new(BusModel::default()),
             pci: PciWindows::new(),
+            cfg: AgentConfig::new(),
+            standalone_host: false,
             mem: Memory::EMPTY,
         }
     }
@@ -342,9 +361,81 @@ impl Immr {
             new.output.clone_from(&old.output);
         }
         next.mem = self.mem;
+        next.standalone_host = self.standalone_host;
         next.dma = self.dma.after_reset();
         next.mu.carry_count(&self.mu);
         next
+    }
+
+    /// Play the host's enumeration on this board (no real host will): once the firmware releases the
+    /// configuration lock, BAR1 = [`bpnet_contract::EMULATED_BAR_ADDRESS`], BAR0 =
+    /// [`STANDALONE_BAR0_ADDRESS`], command = memory | bus master, written through the header as a host's
+    /// configuration cycles would be.
+    pub fn set_standalone_host(&mut self, on: bool) {
+        self.standalone_host = on;
+        if on && !self.cfg.locked() {
+            self.enumerate();
+        }
+    }
+
+    pub fn standalone_host(&self) -> bool {
+        self.standalone_host
+    }
+
+    fn enumerate(&mut self) {
+        let writes = [
+            (agentcfg::BAR0, STANDALONE_BAR0_ADDRESS),
+            (agentcfg::BAR1, bpnet_contract::EMULATED_BAR_ADDRESS),
+            (agentcfg::COMMAND, u32::from(CMD_MEMORY | CMD_MASTER)),
+        ];
+        for (offset, value) in writes {
+            self.cfg.write(offset, 4, value, &mut self.pci, false);
+        }
+    }
+
+    /// INTA# as driven on the bus: the message unit's outbound interrupt through OMIMR, gated by the
+    /// command register's INTx-disable bit.
+    pub fn intx_level(&self) -> bool {
+        self.cfg.intx_level(self.mu.inta())
+    }
+
+    /// A host configuration read of `len` bytes at `offset`; all ones for an access that is not a
+    /// naturally aligned 1, 2 or 4 bytes in the header.
+    pub fn host_config_read(&self, offset: u32, len: u32) -> Result<u32, ConfigRetry> {
+        if self.cfg.locked() {
+            return Err(ConfigRetry);
+        }
+        if !agentcfg::valid_access(offset, len) {
+            return Ok(u32::MAX);
+        }
+        Ok(self.cfg.read(offset, len, &self.pci, self.mu.inta()))
+    }
+
+    /// A host configuration write; an access that is not naturally aligned in the header is dropped.
+    pub fn host_config_write(&mut self, offset: u32, len: u32, value: u32) -> Result<(), ConfigRetry> {
+        if self.cfg.locked() {
+            return Err(ConfigRetry);
+        }
+        if agentcfg::valid_access(offset, len) {
+            self.cfg.write(offset, len, value, &mut self.pci, false);
+        }
+        Ok(())
+    }
+
+    /// The header offset a CONFIG_DATA access of `size` bytes at IMMR `offset` reaches.
+    fn config_data_register(&self, offset: u32, size: u32) -> Result<u32, Refusal> {
+        let lane = offset - CONFIG_DATA;
+        if !matches!(size, 1 | 2 | 4) || lane % size != 0 {
+            return Err(format!("{size}-byte access to CONFIG_DATA+{lane}: not naturally aligned in the data port"));
+        }
+        self.cfg.own_register(lane)
+    }
+
+    /// PCI RST# from the bus (docs/REGISTERS.md): the host-written header registers to their reset values
+    /// (BAR0, BAR1 = PIBAR0, command, interrupt line); the lock stays as the agent left it.
+    pub fn pci_bus_reset(&mut self) {
+        self.cfg.bus_reset();
+        self.pci.set_bar1(0);
     }
 
     /// Which interrupt sources assert.
@@ -409,6 +500,11 @@ impl Immr {
 
     /// A read of `size` bytes at `offset` at instruction count `now`.
     pub(crate) fn read(&mut self, offset: u32, size: u32, now: u64) -> Result<u32, Refusal> {
+        if (CONFIG_DATA..CONFIG_DATA + 4).contains(&offset) {
+            // The data port is little-endian: the core's load sees the header's bytes swapped.
+            let reg = self.config_data_register(offset, size)?;
+            return Ok(le_register(self.cfg.read(reg, size, &self.pci, self.mu.inta()), size));
+        }
         let reg = Self::check(offset, size)?;
         self.advance(now);
         if let Some((channel, r)) = Self::uart(offset) {
@@ -440,6 +536,7 @@ impl Immr {
             0x204 => self.watchdog.swcrr,
             0x208 => self.watchdog.count(now),
             0x20E => 0,
+            CONFIG_ADDRESS => self.cfg.config_address(),
             0x900 => RCWLR_VALUE,
             0x904 => RCWHR_VALUE,
             0x910 => self.rsr,
@@ -456,6 +553,16 @@ impl Immr {
 
     /// A write of `size` bytes of `value` at `offset` at instruction count `now`.
     pub(crate) fn write(&mut self, offset: u32, size: u32, value: u32, now: u64) -> Result<Option<Effect>, Refusal> {
+        if (CONFIG_DATA..CONFIG_DATA + 4).contains(&offset) {
+            let reg = self.config_data_register(offset, size)?;
+            // The agent's own cycles are accepted with the lock set: that is how it releases it.
+            let was_locked = self.cfg.locked();
+            self.cfg.write(reg, size, le_register(value, size), &mut self.pci, true);
+            if was_locked && !self.cfg.locked() && self.standalone_host {
+                self.enumerate();
+            }
+            return Ok(None);
+        }
         let reg = Self::check(offset, size)?;
         self.advance(now);
         let named = |e: String| format!("{}: {e}", reg.name);
@@ -533,9 +640,49 @@ impl Immr {
             }
             0xA04 => self.occr = value,
             0xA08 => self.sccr = value,
+            CONFIG_ADDRESS => self.cfg.set_config_address(value),
             _ => return Err(format!("{} write is not modelled", reg.name)),
         }
         Ok(None)
+    }
+
+    /// A host read through BAR0 of `size` bytes at IMMR `offset`, as the PCI bus carries it (byte `i` of
+    /// the value = the byte at `offset + i`). The register is read with the code the core's loads use;
+    /// PCI is little-endian, so a big-endian register's bytes arrive swapped and a little-endian
+    /// register's (message unit, DMA) arrive as its value. `Err`: nothing answers there (no modelled
+    /// register, or the width is not the register's).
+    pub(crate) fn host_read(&mut self, offset: u32, size: u32, now: u64) -> Result<u32, Refusal> {
+        let core = self.read(offset, size, now)?;
+        Ok(le_register(core, size))
+    }
+
+    /// A host write through BAR0 (see [`Immr::host_read`] for the byte order). The message unit's registers
+    /// have the host's meaning: IDR and IMR0/1 set inbound status, ODR and OMISR clear outbound status
+    /// (write 1 to clear); the agent's own registers there (OMR0/1, IMISR, IMIMR) are refused. Everything
+    /// else goes through the code the core's stores use.
+    pub(crate) fn host_write(
+        &mut self,
+        offset: u32,
+        size: u32,
+        value: u32,
+        now: u64,
+    ) -> Result<Option<Effect>, Refusal> {
+        if MU_BLOCK.contains(&offset) {
+            let reg = Self::check(offset, size)?;
+            self.advance(now);
+            let v = value;
+            match offset {
+                msgunit::IDR => self.mu.host_ring_doorbell(v),
+                msgunit::IMR0 => self.mu.host_write_message(0, v),
+                msgunit::IMR1 => self.mu.host_write_message(1, v),
+                msgunit::ODR => self.mu.host_clear_odr(v),
+                msgunit::OMISR => self.mu.host_clear_outbound(v),
+                msgunit::OMIMR => self.mu.write(offset, v).map_err(|e| format!("{}: {e}", reg.name))?,
+                _ => return Err(format!("{} is written by the agent, not the host", reg.name)),
+            }
+            return Ok(None);
+        }
+        self.write(offset, size, le_register(value, size), now)
     }
 
     /// DDR local access windows: the RAM map is fixed (LAW0 = 256 MiB at 0, LAW1 off), so a write may store

@@ -202,18 +202,18 @@ impl Signals {
         RESET_REQUESTS.swap(0, Ordering::SeqCst)
     }
 
-    fn drain(&self) {
+    pub(crate) fn drain(&self) {
         let mut buf = [0u8; 64];
         // SAFETY: reads into a live local buffer from a non-blocking descriptor this value owns.
         while unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
     }
 
-    fn raw(&self) -> RawFd {
+    pub(crate) fn raw(&self) -> RawFd {
         self.read.as_raw_fd()
     }
 }
 
-fn signal_name(signal: i32) -> &'static str {
+pub(crate) fn signal_name(signal: i32) -> &'static str {
     match signal {
         libc::SIGTERM => "SIGTERM",
         libc::SIGINT => "SIGINT",
@@ -222,7 +222,7 @@ fn signal_name(signal: i32) -> &'static str {
 }
 
 /// Wait for any of `fds` to be readable (or hung up); `None` timeout: no limit. Returns the revents.
-fn poll_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec<libc::c_short>> {
+pub(crate) fn poll_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec<libc::c_short>> {
     let mut pfds: Vec<libc::pollfd> =
         fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
     let ts = timeout.map(|t| libc::timespec {
@@ -280,6 +280,17 @@ impl Listener {
                 return self.listener.accept().map(|(stream, _)| Some(stream));
             }
         }
+    }
+}
+
+impl Listener {
+    pub fn socket(&self) -> &UnixListener {
+        &self.listener
+    }
+
+    /// Accept one client and stop listening (the socket file goes with the listener).
+    pub fn accept_one(self) -> io::Result<UnixStream> {
+        self.listener.accept().map(|(stream, _)| stream)
     }
 }
 

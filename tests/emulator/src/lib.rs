@@ -11,6 +11,7 @@
 //!
 //! Unicorn facts this relies on are written down where they are used; the BAT finding is in BATS.md.
 
+pub mod agentcfg;
 mod board;
 mod bus;
 mod dma;
@@ -33,18 +34,20 @@ mod time;
 pub mod control;
 pub mod fuzz;
 pub mod host;
+pub mod intx;
 pub mod netbench;
 pub mod powercut;
+pub mod proxy;
 pub use board::{
-    Board, Config, LoadInfo, Marker, Output, OutsideRam, SetupError, DEFAULT_HOST_RAM_SIZE, INITIAL_SP,
-    LOG_RING_SYMBOL, SHARED_LEN_SYMBOL, SHARED_SYMBOL,
+    Board, BusError, Config, FunctionStats, LoadInfo, Marker, Output, OutsideRam, SetupError, DEFAULT_HOST_RAM_SIZE,
+    INITIAL_SP, LOG_RING_SYMBOL, SHARED_LEN_SYMBOL, SHARED_SYMBOL,
 };
 pub use bpnet_test_support::host::HostAccessError;
 pub use bus::{BusModel, BusTiming, Direction};
 pub use dma::DmaStats;
 pub use elf::{LoadError, RAM_SIZE};
 pub use flash::{FLASH_BASE, FLASH_SIZE};
-pub use immr::{le_register, Immr, IMMR_BASE};
+pub use immr::{le_register, ConfigRetry, Immr, IMMR_BASE, STANDALONE_BAR0_ADDRESS};
 pub use machine::STUB_PAGE;
 pub use msgunit::OutboundDoorbells;
 pub use outcome::{Exception, Outcome};

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Instant;
 
+use bpnet_emu::intx::{Broker, IntxClient};
 use bpnet_emu::ivshmem::{self, Listener, Server, Signals};
+use bpnet_emu::proxy::{AgentFunction, ProxyStats, Source};
 use bpnet_emu::{Board, BusModel, Config, OutboundDoorbells, Outcome, Output, CORE_HZ, DEFAULT_HOST_RAM_SIZE};
 use bpnet_update::{Slot, MPC8349EMDS};
 
@@ -15,6 +17,9 @@ usage: bpnet-emu --firmware ELF [--boot ELF] [--provision-slot A|B=IMG]... [--ma
                  [--host-ram-size BYTES] [--flash-file PATH] [--power-cut-at N] [--bus pci32|pci64]
                  [--echo-host] [--quiet-log] [--summary-json PATH]
        bpnet-emu --firmware ELF --ivshmem-server SOCKET --host-ram-file GUEST_RAM [--slot N] [...]
+       bpnet-emu --firmware ELF --agent-function SOCKET --host-ram-file GUEST_RAM
+                 [--intx-broker BROKER --intx-gsi N] [--config-retry-limit SECONDS] [--slot N] [...]
+       bpnet-emu --intx-broker SOCKET --qtest QTEST_SOCKET
        bpnet-emu --describe-bus-model [--bus pci32|pci64]
 
 Runs a bpnet agent firmware ELF (32-bit big-endian PowerPC, linked for the board's RAM) on an emulated
@@ -56,6 +61,29 @@ options:
                      is neither created nor resized); the outbound window reaches it at PCI address
                      = guest physical address. Waits pass in real time. Exit when QEMU disconnects or
                      on SIGTERM/SIGINT (summary as usual); SIGUSR1 resets the agent (hard reset)
+  --agent-function SOCKET  be the MPC8349E's PCI agent function behind one QEMU `x-pci-proxy-dev`
+                     (QEMU 7.2's proxy protocol): listen on SOCKET (`agent function listening on
+                     SOCKET` on stderr once the rig may connect), accept one connection (the rig
+                     hands it to QEMU as fd=N) and serve QEMU's configuration cycles (the agent-mode
+                     header: 1957:0080, class 0x0b2001, BAR0 = IMMR 1 MiB, BAR1 = inbound window 0)
+                     and BAR accesses. The firmware starts at once; the host's configuration cycles
+                     are held while the firmware keeps the configuration lock set. --host-ram-file
+                     is the guest's RAM file, as with --ivshmem-server. Waits pass in real time.
+                     Exit when the connection closes or on SIGTERM/SIGINT; SIGUSR1 resets the agent
+                     (hard reset: the configuration header too; the connection stays)
+  --intx-broker BROKER  with --agent-function: pass INTA#'s level (the message unit's outbound
+                     interrupt through OMIMR, gated by INTx-disable) to the INTx broker at BROKER
+                     for I/O APIC input --intx-gsi N (0..23; on q35's root bus slot s is 20 + s % 4),
+                     synchronously: a host write that clears the cause lowers it before its reply
+  --intx-broker SOCKET --qtest QTEST_SOCKET  (no --firmware) be the INTx broker: listen on SOCKET
+                     (`intx broker listening on SOCKET` on stderr), take `<gsi> <0|1>` lines from
+                     emulators, OR the levels per GSI and set them in QEMU through its qtest socket
+                     (`-qtest unix:QTEST_SOCKET,server=on,wait=off -qtest-log none`), answering
+                     `OK` once QEMU has; levels set before QEMU is up are pushed when it comes up.
+                     Exit on SIGTERM/SIGINT or when QEMU's qtest connection closes
+  --config-retry-limit SECONDS  how long a host configuration cycle is held while the
+                     configuration lock is set before it is answered as a master abort (all ones;
+                     counted, logged); default 30
   --slot N           the agent's slot in the chassis (0..19), named in the emulator's messages and
                      the summary
   --provision-identity SERIAL  write the board identity record (SERIAL, and --slot's slot) into the
@@ -66,8 +94,13 @@ options:
                      halted, unmodelled, unmapped), message, exit_code, instructions,
                      skipped_instructions (waited in `b .`), virtual_ns, wall_ns, resets, power_cuts,
                      flash_operations, bus_model, dma_bytes_to_host, dma_bytes_from_host, dma_bytes_local,
-                     host_bar_reads, host_bar_writes, inta_assertions, and markers: every value the
-                     firmware wrote to UART1's scratch register as [value, instructions, virtual_ps]
+                     host_bar_reads, host_bar_writes, inta_assertions, the PCI function's counters
+                     (config_reads, config_writes, config_retries: host cycles held by the lock,
+                     config_given_up, bar0_reads, bar0_writes, bar1_reads, bar1_writes,
+                     bar0_service_ns_mean, bar1_service_ns_mean: receipt to reply, host_writes_refused:
+                     host accesses to unmodelled IMMR registers, master_aborts, intx_changes), and
+                     markers: every value the firmware wrote to UART1's scratch register as
+                     [value, instructions, virtual_ps]
   -h, --help         this text
 
 exit status:
@@ -97,6 +130,9 @@ struct Args {
     quiet_log: bool,
     summary_json: Option<PathBuf>,
     ivshmem_server: Option<PathBuf>,
+    agent_function: Option<PathBuf>,
+    intx: Option<(PathBuf, u32)>,
+    config_retry_limit: Option<std::time::Duration>,
     slot: Option<u32>,
 }
 
@@ -108,6 +144,7 @@ enum Parsed {
     Run(Box<Args>),
     Help,
     DescribeBus(BusModel),
+    Broker { socket: PathBuf, qtest: PathBuf },
 }
 
 fn parse_count(text: &str) -> Option<u64> {
@@ -137,6 +174,11 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut quiet_log = false;
     let mut summary_json = None;
     let mut ivshmem_server = None;
+    let mut agent_function = None;
+    let mut intx_broker = None;
+    let mut intx_gsi = None;
+    let mut qtest = None;
+    let mut config_retry_limit = None;
     let mut slot = None;
     let mut host_ram_size_given = false;
     let mut args = args.peekable();
@@ -190,6 +232,27 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--quiet-log" => quiet_log = true,
             "--summary-json" => summary_json = Some(PathBuf::from(value("a path")?)),
             "--ivshmem-server" => ivshmem_server = Some(PathBuf::from(value("a socket path")?)),
+            "--agent-function" => agent_function = Some(PathBuf::from(value("a socket path")?)),
+            "--intx-broker" => intx_broker = Some(PathBuf::from(value("a socket path")?)),
+            "--qtest" => qtest = Some(PathBuf::from(value("a socket path")?)),
+            "--intx-gsi" => {
+                let v = value("a GSI")?;
+                intx_gsi = Some(
+                    v.parse::<u32>()
+                        .ok()
+                        .filter(|&n| n < bpnet_emu::intx::GSIS)
+                        .ok_or(format!("--intx-gsi: not an I/O APIC input (0..{}): {v}", bpnet_emu::intx::GSIS - 1))?,
+                );
+            }
+            "--config-retry-limit" => {
+                let v = value("seconds")?;
+                let secs: f64 = v
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+                    .ok_or(format!("--config-retry-limit: not a number of seconds (0 < s <= 3600): {v}"))?;
+                config_retry_limit = Some(std::time::Duration::from_secs_f64(secs));
+            }
             "--provision-identity" => {
                 let v = value("a serial number")?;
                 identity_serial = Some(
@@ -216,7 +279,36 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     if describe_bus {
         return Ok(Parsed::DescribeBus(bus));
     }
+    if let Some(qtest) = qtest {
+        let socket = intx_broker.ok_or("--qtest belongs to the INTx broker: --intx-broker SOCKET --qtest QTEST")?;
+        if firmware.is_some() {
+            return Err("the INTx broker (--intx-broker with --qtest) runs no firmware".to_string());
+        }
+        return Ok(Parsed::Broker { socket, qtest });
+    }
     let firmware = firmware.ok_or("--firmware is required")?;
+    let intx = match (intx_broker, intx_gsi) {
+        (Some(path), Some(gsi)) => Some((path, gsi)),
+        (None, None) => None,
+        (Some(_), None) => return Err("--intx-broker needs --intx-gsi (or --qtest to be the broker)".to_string()),
+        (None, Some(_)) => return Err("--intx-gsi needs --intx-broker".to_string()),
+    };
+    if agent_function.is_some() {
+        if ivshmem_server.is_some() {
+            return Err("--agent-function and --ivshmem-server are two personalities: choose one".to_string());
+        }
+        if host_ram_file.is_none() {
+            return Err("--agent-function needs --host-ram-file (the guest's RAM file)".to_string());
+        }
+        if echo_host {
+            return Err("--echo-host plays a host; with --agent-function the host is the QEMU guest".to_string());
+        }
+        if !host_ram_size_given {
+            host_ram_size = bpnet_contract::HOST_WINDOW_BYTES;
+        }
+    } else if intx.is_some() || config_retry_limit.is_some() {
+        return Err("--intx-broker/--intx-gsi and --config-retry-limit need --agent-function".to_string());
+    }
     if ivshmem_server.is_some() {
         if host_ram_file.is_none() {
             return Err("--ivshmem-server needs --host-ram-file (the guest's RAM file)".to_string());
@@ -244,6 +336,9 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         quiet_log,
         summary_json,
         ivshmem_server,
+        agent_function,
+        intx,
+        config_retry_limit,
         slot,
     })))
 }
@@ -275,6 +370,7 @@ fn main() -> ExitCode {
             print!("{bus}");
             return ExitCode::SUCCESS;
         }
+        Ok(Parsed::Broker { socket, qtest }) => return broker(&socket, &qtest),
         Err(e) => {
             eprint!("bpnet-emu: error: {e}\n{USAGE}");
             return ExitCode::from(3);
@@ -290,7 +386,7 @@ fn main() -> ExitCode {
         max_instructions: args.max_insns,
         host_ram_file: args.host_ram_file,
         host_ram_size: args.host_ram_size,
-        host_ram_existing: args.ivshmem_server.is_some(),
+        host_ram_existing: args.ivshmem_server.is_some() || args.agent_function.is_some(),
         flash_file: args.flash_file,
         power_cut_at: args.power_cut_at,
         bus: args.bus,
@@ -361,6 +457,14 @@ fn main() -> ExitCode {
         }
     }
 
+    let mut proxy = None;
+    if let Some(socket) = &args.agent_function {
+        match serve_agent_function(&mut board, socket, args.intx.as_ref(), args.config_retry_limit, &who) {
+            Ok(stats) => proxy = Some(stats),
+            Err(e) => return fail(e),
+        }
+    }
+
     let started = Instant::now();
     let mut echo = EchoHost::default();
     let outcome = loop {
@@ -423,6 +527,29 @@ fn main() -> ExitCode {
             stats.unexpected_bytes,
         );
     }
+    let function = board.function_stats();
+    let pstats = proxy.as_ref().map(|p| p.get()).unwrap_or_default();
+    if proxy.is_some() {
+        eprintln!(
+            "{who}: agent function: {} config reads, {} writes, {} held by the configuration lock ({} given up); \
+             BAR0 {} reads {} writes (mean {} ns to reply), BAR1 {} reads {} writes (mean {} ns); refused {} \
+             host accesses to unmodelled registers; {} master aborts; {} INTx level changes; {} agent resets",
+            function.config_reads,
+            function.config_writes,
+            function.config_retries,
+            pstats.config_given_up,
+            function.bar0_reads,
+            function.bar0_writes,
+            pstats.bar0_mean_ns(),
+            function.bar1_reads,
+            function.bar1_writes,
+            pstats.bar1_mean_ns(),
+            function.refused,
+            function.master_aborts,
+            pstats.intx_changes,
+            board.host_resets(),
+        );
+    }
     if let Some(path) = &args.summary_json {
         let markers: Vec<String> =
             board.markers().iter().map(|m| format!("[{},{},{}]", m.value, m.instructions, m.virtual_ps)).collect();
@@ -433,7 +560,10 @@ fn main() -> ExitCode {
              \"dma_bytes_from_host\":{from_host},\"dma_bytes_local\":{local},\"host_bar_reads\":{},\
              \"host_bar_writes\":{},\"inta_assertions\":{},\"slot\":{},\"host_end\":{},\
              \"ivshmem_work_doorbells\":{},\"ivshmem_control_doorbells\":{},\"ivshmem_status_interrupts\":{},\"ivshmem_link_interrupts\":{},\
-             \"host_resets\":{},\"markers\":[{}],\"message\":\"{}\"}}\n",
+             \"host_resets\":{},\"config_reads\":{},\"config_writes\":{},\"config_retries\":{},\
+             \"config_given_up\":{},\"bar0_reads\":{},\"bar0_writes\":{},\"bar1_reads\":{},\"bar1_writes\":{},\
+             \"bar0_service_ns_mean\":{},\"bar1_service_ns_mean\":{},\"host_writes_refused\":{},\
+             \"master_aborts\":{},\"intx_changes\":{},\"markers\":[{}],\"message\":\"{}\"}}\n",
             outcome.kind(),
             outcome.exit_code(),
             board.skipped_instructions(),
@@ -453,6 +583,19 @@ fn main() -> ExitCode {
             stats.interrupts[bpnet_contract::ivshmem::VECTOR_STATUS as usize],
             stats.interrupts[bpnet_contract::ivshmem::VECTOR_LINK as usize],
             board.host_resets(),
+            function.config_reads,
+            function.config_writes,
+            function.config_retries,
+            pstats.config_given_up,
+            function.bar0_reads,
+            function.bar0_writes,
+            function.bar1_reads,
+            function.bar1_writes,
+            pstats.bar0_mean_ns(),
+            pstats.bar1_mean_ns(),
+            function.refused,
+            function.master_aborts,
+            pstats.intx_changes,
             markers.join(","),
             json_escape(&outcome.to_string()),
         );
@@ -499,6 +642,60 @@ fn serve(
     board.connect_outbound_doorbells(Some(OutboundDoorbells(Rc::new(move |bits| doorbells.ring_outbound(bits)))));
     board.attach_live_host(Box::new(server.clone()));
     Ok(Some(server))
+}
+
+/// Set up the agent-function mode: the board's configuration header belongs to the host (no stand-in
+/// enumeration), the socket listens, the INTx broker is reached, and the reader thread starts; the
+/// firmware starts at once (QEMU's configuration reads wait for the lock anyway).
+fn serve_agent_function(
+    board: &mut Board,
+    socket: &std::path::Path,
+    intx: Option<&(PathBuf, u32)>,
+    retry_limit: Option<std::time::Duration>,
+    who: &str,
+) -> Result<Rc<std::cell::Cell<ProxyStats>>, String> {
+    board.set_standalone_host(false);
+    let signals = Signals::install().map_err(|e| format!("installing signal handlers: {e}"))?;
+    let intx = match intx {
+        Some((path, gsi)) => {
+            Some(IntxClient::connect(path, *gsi).map_err(|e| format!("INTx broker {}: {e}", path.display()))?)
+        }
+        None => None,
+    };
+    let listener = Listener::bind(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
+    let mut function = AgentFunction::start(Source::Listen(listener), board.core_stopper(), Some(signals), intx, who)
+        .map_err(|e| format!("starting the agent function: {e}"))?;
+    if let Some(limit) = retry_limit {
+        function.set_config_retry_limit(limit);
+    }
+    let stats = function.stats();
+    board.attach_live_host(Box::new(function));
+    eprintln!("{who}: agent function listening on {}", socket.display());
+    Ok(stats)
+}
+
+/// The INTx broker's process mode.
+fn broker(socket: &std::path::Path, qtest: &std::path::Path) -> ExitCode {
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => return fail(format_args!("installing signal handlers: {e}")),
+    };
+    let mut broker = match Broker::new(socket, qtest) {
+        Ok(b) => b,
+        Err(e) => return fail(format_args!("{}: {e}", socket.display())),
+    };
+    eprintln!("bpnet-emu: intx broker listening on {}", socket.display());
+    match broker.run(Some(&signals)) {
+        Ok(end) => {
+            let s = broker.stats();
+            eprintln!(
+                "bpnet-emu: intx broker: {end}; {} clients, {} level requests ({} malformed), {} set_irq_in commands",
+                s.clients, s.level_requests, s.bad_lines, s.qtest_commands
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format_args!("intx broker: {e}")),
+    }
 }
 
 /// The host side of the self-test handshake (`bpnet_contract::selftest`), acting on INTA# between runs.
@@ -626,6 +823,40 @@ mod tests {
         assert!(parse(&["--firmware=f", "--ivshmem-server", "s"]).is_err(), "needs the guest's RAM");
         assert!(parse(&["--firmware=f", "--ivshmem-server=s", "--host-ram-file=g", "--echo-host"]).is_err());
         assert!(parse(&["--firmware=f", "--slot", "20"]).is_err());
+        let Ok(Parsed::Run(a)) = parse(&[
+            "--firmware=f",
+            "--agent-function",
+            "s",
+            "--host-ram-file=g",
+            "--intx-broker",
+            "b",
+            "--intx-gsi",
+            "21",
+            "--config-retry-limit",
+            "2.5",
+        ]) else {
+            panic!()
+        };
+        assert_eq!(
+            (a.agent_function, a.intx, a.config_retry_limit, a.host_ram_size),
+            (
+                Some(PathBuf::from("s")),
+                Some((PathBuf::from("b"), 21)),
+                Some(std::time::Duration::from_millis(2500)),
+                bpnet_contract::HOST_WINDOW_BYTES
+            )
+        );
+        assert!(parse(&["--firmware=f", "--agent-function", "s"]).is_err(), "needs the guest's RAM");
+        assert!(parse(&["--firmware=f", "--agent-function=s", "--host-ram-file=g", "--intx-broker=b"]).is_err());
+        assert!(parse(&["--firmware=f", "--agent-function=s", "--host-ram-file=g", "--intx-gsi=24"]).is_err());
+        assert!(parse(&["--firmware=f", "--intx-broker=b", "--intx-gsi=20"]).is_err(), "needs --agent-function");
+        assert!(parse(&["--firmware=f", "--agent-function=s", "--ivshmem-server=i", "--host-ram-file=g"]).is_err());
+        assert!(matches!(
+            parse(&["--intx-broker", "b", "--qtest", "q"]),
+            Ok(Parsed::Broker { socket, qtest }) if socket == PathBuf::from("b") && qtest == PathBuf::from("q")
+        ));
+        assert!(parse(&["--qtest", "q"]).is_err());
+        assert!(parse(&["--firmware=f", "--intx-broker", "b", "--qtest", "q"]).is_err());
         let Ok(Parsed::Run(a)) =
             parse(&["--firmware=f", "--boot", "b.elf", "--provision-slot", "A=a.img", "--provision-slot=b=b.img"])
         else {

@@ -16,6 +16,9 @@ const POCMR_DST: u32 = 0x1000_0000;
 const POCMR_CM: u32 = 0x000F_FFFF;
 const PAGE_FIELD: u32 = 0x000F_FFFF;
 const PIWAR_MASK: u32 = 0xA00F_F03F;
+const PIWAR_PF: u32 = 0x2000_0000;
+/// BAR flag: prefetchable memory.
+const BAR_PREFETCHABLE: u32 = 0x8;
 /// Smallest window the hardware supports (SIZE/IWS 0x0B: 4 KiB).
 const MIN_SIZE_CODE: u32 = 0x0B;
 
@@ -195,6 +198,27 @@ impl PciWindows {
         Some(((u64::from(self.pitar[n] & PAGE_FIELD) << 12) & !(size - 1), size))
     }
 
+    /// Size of inbound window 0 as BAR1 decodes it: from PIWAR0's IWS whether or not the window is
+    /// enabled (the header always has BAR1); reserved codes below 4 KiB count as 4 KiB.
+    fn window0_size(&self) -> u64 {
+        window_size((self.piwar[0] & 0x3F).max(MIN_SIZE_CODE))
+    }
+
+    /// BAR1 of the agent's configuration header, which is PIBAR0: its address bits above the window
+    /// size, 32-bit memory, prefetchable as PIWAR0[PF] says (docs/REGISTERS.md).
+    pub fn bar1(&self) -> u32 {
+        let mask = !(self.window0_size() - 1) as u32;
+        let pf = if self.piwar[0] & PIWAR_PF != 0 { BAR_PREFETCHABLE } else { 0 };
+        ((self.pibar[0] << 12) & mask) | pf
+    }
+
+    /// A configuration write of BAR1 by the host's enumeration: sets PIBAR0 (the bits below the window
+    /// size read as 0, which is how the host sizes the BAR).
+    pub fn set_bar1(&mut self, value: u32) {
+        let mask = !(self.window0_size() - 1) as u32;
+        self.pibar[0] = ((value & mask) >> 12) & PAGE_FIELD;
+    }
+
     /// Register read; `None` if `offset` is not one of these registers.
     pub fn read(&self, offset: u32) -> Option<u32> {
         Some(match offset {
@@ -273,6 +297,12 @@ impl PciWindows {
                 };
                 match which {
                     0 => self.pitar[n] = value & PAGE_FIELD,
+                    1 if n == 0 => {
+                        return Err(format!(
+                            "{name} = {value:#010x}: in agent mode PIBAR0 is BAR1 of the PCI configuration header, \
+                             assigned by the host's enumeration; the agent sets PITAR0/PIWAR0 only"
+                        ))
+                    }
                     1 => self.pibar[n] = value & PAGE_FIELD,
                     2 => self.piebar[n] = value & PAGE_FIELD,
                     _ => {
@@ -410,6 +440,16 @@ mod tests {
         w.write(t, 0x1000_0000 >> 12, "PITAR1").unwrap();
         assert!(w.inbound(0xD000_0000, 4).unwrap_err().contains("outside RAM"));
         assert!(w.write(a, EN | 0x04, "PIWAR1").is_err());
+        // Window 0's base is BAR1, the host's.
+        let (t0, b0, _, a0) = INBOUND_OFFSETS[0];
+        assert!(w.write(b0, 0xD000_0000 >> 12, "PIBAR0").unwrap_err().contains("BAR1"));
+        w.write(t0, 0x0080_0000 >> 12, "PITAR0").unwrap();
+        w.write(a0, EN | 0x2005_5014, "PIWAR0").unwrap();
+        w.set_bar1(0xFFFF_FFFF);
+        assert_eq!(w.bar1(), 0xFFE0_0008, "2 MiB, prefetchable");
+        w.set_bar1(0xC020_0000);
+        assert_eq!(w.read(b0), Some(0xC0200));
+        assert_eq!(w.inbound(0xC020_0010, 4), Ok(0x0080_0010));
         assert_eq!(w.read(0x855C), Some(0));
         assert_eq!(w.read(0x8574), None);
     }

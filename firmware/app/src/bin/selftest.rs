@@ -324,9 +324,10 @@ fn doorbell_round_trip() -> Check {
         static __bpnet_shared: u8;
     }
     let shared = core::ptr::addr_of!(__bpnet_shared) as u32;
-    immr.pci_windows()
-        .set_inbound(0, handshake::BAR_PCI_ADDRESS, shared, 1 << 20)
-        .map_err(|_| fail("set_inbound", shared, 0u32))?;
+    immr.pci_windows().set_inbound(0, shared, 1 << 20).map_err(|_| fail("set_inbound", shared, 0u32))?;
+    e300::barrier::sync();
+    // The host assigns BAR1 (PIBAR0) once the configuration lock is released.
+    immr.pci_config().release_lock();
     mu.mask_inbound(inbound::IM0I | inbound::IM1I);
     mu.mask_outbound(0);
     ipic.enable(mpc8349::ipic::vector::MESSAGE_UNIT);

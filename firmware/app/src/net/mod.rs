@@ -4,8 +4,9 @@
 //! other services are in [`services`].
 //!
 //! Conventions a host follows (beyond the wire contract):
-//! * the BAR is inbound window 0 at PCI [`bpnet_contract::EMULATED_BAR_ADDRESS`] (1 MiB, the
-//!   shared region); host RAM is reached through outbound window 0, PCI
+//! * the shared region (1 MiB) is BAR1, inbound window 0, wherever the host's enumeration puts it
+//!   (PIBAR0 is the host's: the agent sets only PITAR0/PIWAR0, then releases the configuration
+//!   lock so the host can enumerate it); host RAM is reached through outbound window 0, PCI
 //!   `[0, bpnet_contract::HOST_WINDOW_BYTES)`;
 //! * the agent sleeps whenever it has no work: the host rings inbound doorbell bit
 //!   [`bpnet_contract::notify::WORK`] after writing `host_state` (UP, DOWN, a new generation) and
@@ -26,7 +27,7 @@ use core::convert::Infallible;
 
 use bpnet_contract::bar::{self, feature, AgentRepr, Layout};
 use bpnet_contract::ring::Entries;
-use bpnet_contract::{shared, EMULATED_BAR_ADDRESS, HOST_WINDOW_BYTES};
+use bpnet_contract::{shared, HOST_WINDOW_BYTES};
 use bpnet_ring::{Config, Engine, Window};
 use mpc8349::ipic::vector;
 use mpc8349::msgunit::inbound;
@@ -92,7 +93,7 @@ fn start(generation: u32, main_loop: impl FnOnce(&mut RingEngine, [u8; 6]) -> In
     if let Err(e) = windows.set_outbound(0, PCI_OUTBOUND_BASE, 0, HOST_WINDOW_BYTES) {
         panic!("outbound window 0: {:?}", e);
     }
-    if let Err(e) = windows.set_inbound(0, EMULATED_BAR_ADDRESS, region.base(), shared::LEN as u64) {
+    if let Err(e) = windows.set_inbound(0, region.base(), shared::LEN as u64) {
         panic!("inbound window 0: {:?}", e);
     }
     // Windows before anything can use them.
@@ -128,6 +129,10 @@ fn start(generation: u32, main_loop: impl FnOnce(&mut RingEngine, [u8; 6]) -> In
     let mu = immr.message_unit();
     mu.mask_inbound(inbound::IM0I | inbound::IM1I);
     irq::take_doorbells();
+    // The shared region holds this boot's header: the host may enumerate the agent now.
+    e300::barrier::sync();
+    immr.pci_config().release_lock();
+    log_bar1("configuration lock released");
     immr.ipic().enable(vector::MESSAGE_UNIT);
     match main_loop(&mut engine, mac) {}
 }
@@ -164,8 +169,8 @@ fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
 
     let m = mac;
     println!(
-        "net: MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, rings {}, BAR at PCI {:#010x}",
-        m[0], m[1], m[2], m[3], m[4], m[5], RING_ENTRIES, EMULATED_BAR_ADDRESS
+        "net: MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, rings {}",
+        m[0], m[1], m[2], m[3], m[4], m[5], RING_ENTRIES
     );
     defmt::info!("net: ready, {=u32} ring entries, features {=u32:#x}", RING_ENTRIES, FEATURES);
     defmt::info!("idle");
@@ -188,6 +193,7 @@ fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
             defmt::info!("net: agent state {=u8}", state as u8);
             last_state = state;
             if state == bar::AgentState::Running {
+                log_bar1("link up");
                 // The host brought the link up: a firmware on trial has shown it works.
                 crate::boot::confirm_if_trial();
             }
@@ -270,5 +276,13 @@ fn log_refusal(engine: &mut RingEngine) {
     if let Some(r) = engine.take_refusal() {
         let name = bar::COUNTERS.iter().find(|&&(_, slot)| slot == r.counter).map_or("?", |&(name, _)| name);
         defmt::warn!("net: refused host input ({=str} +{=u32}): {}", name, r.count, defmt::Display2Format(&r.error));
+    }
+}
+
+/// Log where the host's enumeration put the shared region (BAR1 = PIBAR0): read, never written here.
+fn log_bar1(when: &str) {
+    match mpc8349emds::immr().pci_windows().inbound_base(0) {
+        Some(0) | None => crate::println!("net: {}: BAR1 not assigned by the host yet", when),
+        Some(at) => crate::println!("net: {}: the host put BAR1 (PIBAR0) at PCI {:#010x}", when, at),
     }
 }

@@ -41,6 +41,20 @@ impl Board {
         self.slice = realtime::LIVE_SLICE;
     }
 
+    /// Ends the core's current run from another thread (a live host's request arrived).
+    pub fn core_stopper(&self) -> CoreStopper {
+        self.stopper.stopper()
+    }
+
+    /// Let the live host serve what it asked of the bus side (configuration and BAR cycles).
+    pub(super) fn serve_host(&mut self) {
+        let Some(mut live) = self.live.take() else {
+            return;
+        };
+        live.link.serve(self);
+        self.live = Some(live);
+    }
+
     /// Why the live host side ended, if it did.
     pub fn host_end(&self) -> Option<&str> {
         self.live.as_ref().and_then(|l| l.end.as_deref())
@@ -76,7 +90,9 @@ impl Board {
         };
         self.skipped += advance;
         self.uc.get_data_mut().done = now + advance;
-        self.take_wake(wake)
+        let outcome = self.take_wake(wake);
+        self.serve_host();
+        outcome
     }
 
     /// Between slices with a live host: what it did meanwhile, and the shared region's window.
@@ -85,7 +101,9 @@ impl Board {
         if let Some(outcome) = self.check_shared_window() {
             return Some(outcome);
         }
-        self.take_wake(wake)
+        let outcome = self.take_wake(wake);
+        self.serve_host();
+        outcome
     }
 
     /// Act on what the live host did: a reset of the agent first (the doorbells that came with it are for

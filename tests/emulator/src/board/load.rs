@@ -101,6 +101,7 @@ impl Board {
         let m = self.uc.get_data_mut();
         m.flash.reset();
         let mut fresh = Machine::new(m.wiring);
+        fresh.immr.set_standalone_host(m.immr.standalone_host());
         fresh.pci_mapped = std::mem::take(&mut m.pci_mapped);
         fresh.immr.mu.set_outbound_doorbells(self.outbound.clone());
         *m = fresh;

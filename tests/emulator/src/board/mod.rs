@@ -2,11 +2,14 @@
 //! resets ([`load`]), the run loop ([`run`]), a host in real time ([`live`]), what tests and tools read
 //! of it ([`inspect`]) and the host's side of the PCI bus ([`pci_host`]).
 
+mod agent;
 mod inspect;
 mod live;
 mod load;
 mod pci_host;
 mod run;
+
+pub use agent::{BusError, FunctionStats};
 
 use std::fmt;
 use std::fs::File;
@@ -29,7 +32,7 @@ use crate::msgunit::OutboundDoorbells;
 use crate::outcome::{Exception, Outcome};
 use crate::pci::INBOUND_OFFSETS;
 use crate::ppc::{self, msr, srr1, vector, TimeInsn};
-use crate::realtime::{self, HostLink, Wake};
+use crate::realtime::{self, CoreStopper, HostLink, StopperGuard, Wake};
 use crate::time::{TimeBase, PS_PER_INSTRUCTION};
 
 /// Name of the symbol marking the log ring.
@@ -174,7 +177,8 @@ pub struct LoadInfo {
 /// The emulated MPC8349EMDS.
 pub struct Board {
     // Field order is drop order: Unicorn (and the device models inside it, which hold regions of the files)
-    // must go before the mappings.
+    // must go before the mappings, and the stopper's handle before Unicorn.
+    stopper: StopperGuard,
     uc: Uc<'static>,
     initial_cpu: Context,
     ram: SharedFile,
@@ -200,6 +204,8 @@ pub struct Board {
     output: Option<OutputSink>,
     host_bar_reads: u64,
     host_bar_writes: u64,
+    /// The host's cycles into the PCI function ([`agent`]).
+    function_stats: FunctionStats,
     power_cuts: u32,
     /// Bytes of console output before the last power cut: what the board printed after it starts there.
     console_at_power_cut: usize,
@@ -309,8 +315,12 @@ impl Board {
         uc.add_code_hook(u64::from(STUB_PAGE), stub_end, machine::on_stub_code).map_err(uc_err("stub code hook"))?;
         uc.add_code_hook(0, u64::from(VECTOR_AREA_END - 1), machine::on_vector_code).map_err(uc_err("vector hook"))?;
 
+        // Nothing enumerates the board unless a host is attached that does (`set_standalone_host`).
+        uc.get_data_mut().immr.set_standalone_host(true);
         let initial_cpu = uc.context_init().map_err(uc_err("save reset CPU state"))?;
+        let stopper = StopperGuard::new(uc.get_handle());
         Ok(Board {
+            stopper,
             uc,
             initial_cpu,
             ram,
@@ -333,6 +343,7 @@ impl Board {
             output: None,
             host_bar_reads: 0,
             host_bar_writes: 0,
+            function_stats: FunctionStats::default(),
             power_cuts: 0,
             console_at_power_cut: 0,
             slice: SLICE,

@@ -156,27 +156,78 @@ fn pci_laws_follow_run_time_changes() {
     assert_eq!(board.immr().pci_law_ranges(), vec![(0xA000_0000, 1 << 20)]);
 }
 
+/// Release the configuration lock as U-Boot's `mpc83xx_pcislave_unlock` does: select PBFR (0x44) in
+/// CONFIG_ADDRESS, read its 16 bits from the little-endian data port, clear ACL, write them back.
+/// Uses r3..r6.
+fn release_config_lock(a: &mut Asm) {
+    store_be(a, 0x8000_0044, 0x8300);
+    a.li32(4, IMMR_BASE + 0x8304).emit(lhz(5, 0, 4)); // 0x2000: ACL (0x0020) seen byte-swapped
+    a.emit(andi_(5, 5, 0xDFFF)).emit(sth(5, 0, 4));
+}
+
 #[test]
 fn host_bar_accesses_reach_agent_ram_through_an_inbound_window() {
     let mut a = program();
-    // Window 0: a 1 MiB BAR at PCI 0xD000_0000 onto agent RAM 0x0040_0000, prefetchable, snooped.
+    // Window 0: 1 MiB onto agent RAM 0x0040_0000, prefetchable, snooped. Its PCI address (PIBAR0) is
+    // BAR1's: with no host attached the board enumerates once the lock is released.
     store_be(&mut a, 0x0040_0000 >> 12, 0x8568);
-    store_be(&mut a, 0xD000_0000 >> 12, 0x8570);
     store_be(&mut a, 0xA005_5013, 0x8578);
+    release_config_lock(&mut a);
     idle(&mut a);
+    let bar = bpnet_contract::EMULATED_BAR_ADDRESS;
     let mut board = boot(&spec(&a));
-    assert!(board.host_bar_write(0xD000_0100, &[1, 2, 3]).is_err(), "not open yet");
+    assert!(board.config_locked(), "locked at hand-over");
+    assert!(board.host_bar_write(bar + 0x100, &[1, 2, 3]).is_err(), "not open yet");
     assert!(matches!(board.run(), Outcome::Idle { .. }));
-    board.host_bar_write(0xD000_0100, &[9, 8, 7, 6]).unwrap();
+    assert!(!board.config_locked());
+    assert_eq!(board.immr().pci.read(0x8570), Some(bar >> 12), "the stand-in host's BAR1 is PIBAR0");
+    board.host_bar_write(bar + 0x100, &[9, 8, 7, 6]).unwrap();
     assert_eq!(word(&board, 0x0040_0100), 0x0908_0706);
     board.write_ram(0x0040_0200, &[0xAA, 0xBB]).unwrap();
     let mut b = [0u8; 2];
-    board.host_bar_read(0xD000_0200, &mut b).unwrap();
+    board.host_bar_read(bar + 0x200, &mut b).unwrap();
     assert_eq!(b, [0xAA, 0xBB]);
-    let e = board.host_bar_read(0xD010_0000, &mut b).unwrap_err();
+    let e = board.host_bar_read(bar + 0x10_0000, &mut b).unwrap_err();
     assert!(e.to_string().contains("not inside an enabled inbound window"), "{e}");
-    assert!(board.host_bar_write(0xD00F_FFFE, &[0; 4]).is_err());
+    assert!(board.host_bar_write(bar + 0xF_FFFE, &[0; 4]).is_err());
     assert_eq!((board.host_bar_reads(), board.host_bar_writes()), (2, 3));
+}
+
+#[test]
+fn a_firmware_write_of_pibar0_stops_the_run() {
+    // PIBAR0 is BAR1 of the configuration header in agent mode: the host's, never the agent's.
+    let mut a = program();
+    store_be(&mut a, 0x9000_0000 >> 12, 0x8570);
+    idle(&mut a);
+    let (_, outcome) = run(&spec(&a));
+    assert!(
+        matches!(&outcome, Outcome::Unmodelled { addr: 0xE000_8570, write: true, what, .. }
+            if what.contains("BAR1") && what.contains("PITAR0/PIWAR0 only")),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+fn the_configuration_port_reads_the_own_header_little_endian() {
+    let mut a = program();
+    store_be(&mut a, 0x8000_0000, 0x8300); // vendor/device
+    a.li32(4, IMMR_BASE + 0x8304).emit(lwbrx(20, 0, 4)).emit(lwz(21, 0, 4));
+    store_be(&mut a, 0x8000_0044, 0x8300);
+    a.li32(4, IMMR_BASE + 0x8304).emit(lhz(22, 0, 4));
+    release_config_lock(&mut a);
+    a.li32(4, IMMR_BASE + 0x8304).emit(lhz(23, 0, 4));
+    // A cycle onto the bus (device 1): not modelled, stops the run.
+    store_be(&mut a, 0x8000_0800, 0x8300);
+    a.li32(4, IMMR_BASE + 0x8304).emit(lwz(24, 0, 4));
+    idle(&mut a);
+    let (board, outcome) = run(&spec(&a));
+    assert!(
+        matches!(&outcome, Outcome::Unmodelled { addr: 0xE000_8304, what, .. } if what.contains("device 1")),
+        "{outcome:?}"
+    );
+    let r = |n| board.gpr(n);
+    assert_eq!((r(20), r(21)), (0x0080_1957, 0x5719_8000), "lwbrx sees the value, lwz the bytes swapped");
+    assert_eq!((r(22), r(23)), (0x2000, 0), "ACL set at hand-over, released");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Board-level tests with small hand-assembled PowerPC programs packed into ELF images.
 
+mod agent;
 mod asm;
 mod devices;
 mod elfbuild;
