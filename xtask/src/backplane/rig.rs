@@ -26,8 +26,9 @@ const FIRST_PCI_SLOT: u32 = 0x10;
 /// /work/shared/agent-function.md); slots INTX_PINS apart share a pin, as CompactPCI slots do.
 const INTX_PINS: u32 = 4;
 const INTA_FIRST_GSI: u32 = 20;
-/// What an agent function's emulator prints once it listens, and once its firmware released the
-/// configuration lock (PBFR[ACL]: until then the host's configuration cycles are retried).
+/// What an agent function's emulator prints (stderr) once it listens, and what its firmware or boot
+/// stage prints on its console (the emulator's stdout) once it released the configuration lock
+/// (PBFR[ACL]: until then the host's configuration cycles are retried).
 const AGENT_FUNCTION_LISTENING: &str = "agent function listening";
 const CONFIG_UNLOCKED: &str = "configuration lock released";
 const BROKER_LISTENING: &str = "intx broker listening";
@@ -353,7 +354,7 @@ fn start_agent_functions(
     }
     for n in 0..suite.agents {
         let name = format!("agent{n}");
-        wait_for_text(procs, &name, &dir.join(format!("{name}.err")), CONFIG_UNLOCKED, EMULATOR_START)?;
+        wait_for_text(procs, &name, &dir.join(format!("{name}.log")), CONFIG_UNLOCKED, EMULATOR_START)?;
     }
     qemu.arg("-qtest").arg(format!("unix:{},server=on,wait=off", qtest.display())).args(["-qtest-log", "none"]);
     Ok(functions)
