@@ -102,6 +102,22 @@ static irqreturn_t bpnet_mpc834x_irq(int irq, void *data)
 	return IRQ_HANDLED;
 }
 
+/*
+ * Doorbells rung before this host listened (an earlier driver, or the agent's
+ * boot) say nothing the link's set-up does not read again from the header:
+ * clear them, so the line starts deasserted and the next ring is an edge of
+ * the level the interrupt controller sees. A slow-path read, once per start.
+ */
+static void bpnet_mpc834x_clear_stale(struct bpnet *bp)
+{
+	u32 odr;
+
+	bpnet_count(bp, BPNET_STAT_host_bar_reads_slow_path, 1);
+	odr = bpnet_read32(bp, bp->regs + MPC834X_ODR);
+	if (odr && odr != ~0U)
+		bpnet_write(bp, bp->regs + MPC834X_ODR, odr, 4);
+}
+
 static int bpnet_mpc834x_start(struct bpnet *bp)
 {
 	struct pci_dev *pdev = bp->pdev;
@@ -135,6 +151,7 @@ static int bpnet_mpc834x_start(struct bpnet *bp)
 	if (err < 0)
 		return err;
 	bpnet_write(bp, bp->regs + MPC834X_OMIMR, MPC834X_OMIMR_RUNNING, 4);
+	bpnet_mpc834x_clear_stale(bp);
 	err = request_irq(pci_irq_vector(pdev, 0), bpnet_mpc834x_irq, IRQF_SHARED,
 			  BPNET_DRV_NAME, bp);
 	if (err) {
@@ -172,6 +189,7 @@ static void bpnet_mpc834x_restore(struct bpnet *bp)
 	pci_save_state(pdev);
 	/* The message unit reset too: only the doorbell may interrupt. */
 	bpnet_write(bp, bp->regs + MPC834X_OMIMR, MPC834X_OMIMR_RUNNING, 4);
+	bpnet_mpc834x_clear_stale(bp);
 }
 
 /*
