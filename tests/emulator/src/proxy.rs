@@ -303,7 +303,7 @@ pub struct AgentFunction {
 
 impl AgentFunction {
     /// Start serving: the reader thread takes `source` (accepting its one client first if it listens).
-    /// `stopper` is not used to end the core's run when a request arrives (see `read_requests`); `signals` (SIGTERM/SIGINT end, SIGUSR1
+    /// `stopper` ends the core's run (at its next block boundary) when a request arrives; `signals` (SIGTERM/SIGINT end, SIGUSR1
     /// resets the agent); `intx` passes INTA# on; `who` prefixes log lines.
     pub fn start(
         source: Source,
@@ -579,16 +579,11 @@ impl HostLink for AgentFunction {
 }
 
 /// The reader thread: accept (if listening), then receive until the stream ends.
-///
-/// The core's run is not ended from here (`_stopper` stays unused): an asynchronous `uc_emu_stop` while
-/// the firmware ran corrupted its state under BAR traffic (a RefCell borrow panic in boot::poll after an
-/// external interrupt at the wait loop, echoed TCP bytes that differ, a connection restarted mid-transfer),
-/// and the net suite passes without it at no cost in reply time (BAR0 ≈ 160 µs, BAR1 ≈ 30 µs either way):
-/// a waiting core takes the request at once through `wake`, a running one at the end of its slice.
-fn read_requests(source: Source, tx: &Sender<Event>, wake: &EventFd, _stopper: &CoreStopper, fds: &AtomicU32) {
+fn read_requests(source: Source, tx: &Sender<Event>, wake: &EventFd, stopper: &CoreStopper, fds: &AtomicU32) {
     let send = |event: Event| {
         let _ = tx.send(event);
         let _ = wake.signal();
+        stopper.stop();
     };
     let stream = match source {
         Source::Connected(s) => s,
