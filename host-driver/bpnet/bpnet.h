@@ -93,9 +93,16 @@ struct bpnet_bus_ops {
 	void (*control)(struct bpnet *bp);
 	/*
 	 * Optional: stop (true) or restart (false) the agent's interrupts
-	 * after a storm; from any context. NULL where the line may be shared.
+	 * after a storm; from any context. Only at the agent's own source
+	 * (its vectors, its mask register), never a line others may share.
 	 */
 	void (*mask)(struct bpnet *bp, bool masked);
+	/*
+	 * Optional, slow path under link_lock, before the link is looked at:
+	 * notice that a hard reset of the agent took its PCI configuration
+	 * and restore it.
+	 */
+	void (*restore)(struct bpnet *bp);
 };
 
 extern const struct bpnet_bus_ops bpnet_ivshmem_ops;

@@ -38,6 +38,13 @@ static void bpnet_get_drvinfo(struct net_device *netdev, struct ethtool_drvinfo 
 	u32 v;
 
 	strscpy(info->driver, BPNET_DRV_NAME, sizeof(info->driver));
+	/*
+	 * The bus personality in the driver's version field: which side of
+	 * the driver runs this device (mpc834x, a real board; ivshmem, the
+	 * virtual backplane). The slot is bus_info, the agent's firmware
+	 * firmware-version.
+	 */
+	strscpy(info->version, bp->ops->name, sizeof(info->version));
 	strscpy(info->bus_info, pci_name(bp->pdev), sizeof(info->bus_info));
 	mutex_lock(&bp->link_lock);
 	v = bp->agent.firmware_version;

@@ -786,6 +786,8 @@ static void bpnet_slow_work(struct work_struct *work)
 	bool again;
 
 	mutex_lock(&bp->link_lock);
+	if (bp->ops->restore)
+		bp->ops->restore(bp);
 	switch (bp->state) {
 	case BPNET_LINK_STOPPING:
 		if (!bpnet_link_down(bp) && bp->want_up)
@@ -868,6 +870,9 @@ void bpnet_link_open(struct bpnet *bp)
 	bp->want_up = true;
 	bp->mtu_refused = false;
 	bpnet_link_new_episode(bp);
+	/* The agent may have been reset while the interface was down. */
+	if (bp->ops->restore)
+		bp->ops->restore(bp);
 	if (bp->state == BPNET_LINK_IDLE)
 		bpnet_link_try_up(bp);
 	mutex_unlock(&bp->link_lock);

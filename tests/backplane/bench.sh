@@ -5,6 +5,11 @@
 # every feature, then with the module withholding BPNET_F_EVENT_INDEX (offer_features), so notification
 # suppression is off. Figures go to the results port as `FIGURE key value` lines, which the harness leaves
 # to `cargo xtask bench`; every step is also a check. Times are the guest's wall clock.
+# Also the fast path's BAR reads per packet (the module's host_bar_reads - host_bar_reads_slow_path over
+# tx_frames + rx_frames): none on ivshmem, the one ODR read per interrupt on mpc834x, which must stay at or
+# below 1/64 per packet under this load. On mpc834x, before the module holds the BARs: the mean cost of
+# one 32-bit read of BAR0 (OMIMR, a register without read side effects) and of BAR1 (the shared
+# region's magic), each a round trip through QEMU's proxy to the emulator.
 host_addr=10.83.49.1/24
 # The contract's feature bits (host-driver/include/bpnet_contract.h).
 F_EVENT_INDEX=2
@@ -51,6 +56,39 @@ notifications_packets() {
         END { if (k != 4) exit 1; print n, p }'
 }
 
+# "fast-path-reads packets" so far.
+reads_packets() {
+    bpnet-guest stats bp0 | awk '
+        $1 == "host_bar_reads" { r += $2; k++ }
+        $1 == "host_bar_reads_slow_path" { r -= $2; k++ }
+        $1 == "tx_frames" || $1 == "rx_frames" { p += $2; k++ }
+        END { if (k != 4) exit 1; print r, p }'
+}
+
+# Mean µs per 32-bit read of BAR $1 at offset $2 of agent 0's function (5000 reads after one warm-up).
+bar_access_us() {
+    d=$(agent_devices | head -1)
+    [ -n "$d" ] || { echo "no $personality agent function on the bus"; return 1; }
+    echo 1 > "$d/enable"
+    text=$(bpnet-guest bar-time "$d" "$1" "$2" 5000 2>&1)
+    rc=$?
+    echo 0 > "$d/enable"
+    echo "BAR$1+$2 of ${d##*/}: $text"
+    [ $rc = 0 ]
+}
+
+if [ "$personality" = mpc834x ]; then
+    for bar in "0 0x8034" "1 0x0"; do
+        set -- $bar
+        if text=$(bar_access_us $1 $2); then
+            result "bar$1-access" pass "$text"
+            out "FIGURE bar$1_access_us $(echo "$text" | sed -n 's/.*us_per_read=\([0-9.]*\).*/\1/p')"
+        else
+            result "bar$1-access" fail "$text"
+        fi
+    done
+fi
+
 # measure TAG SUFFIX OFFER EVENT_INDEX: load the module offering the feature bits OFFER, check the link's
 # event index is EVENT_INDEX (on|off), move $bytes each way; checks are named TAG-..., figures
 # rig_tcp_tx_mbps$SUFFIX, rig_tcp_rx_mbps$SUFFIX and rig_notifications_per_packet$SUFFIX.
@@ -65,6 +103,7 @@ measure() {
     check "$tag-agent-answers" agent_answers || return 1
     check "$tag-event-index-$4" event_index_is $4 || return 1
     before=$(notifications_packets) || { result "$tag-counters" fail "no doorbells/interrupts/tx_frames/rx_frames in ethtool -S"; return 1; }
+    reads_before=$(reads_packets) || { result "$tag-counters" fail "no host_bar_reads/host_bar_reads_slow_path in ethtool -S"; return 1; }
     for dir in tx rx; do
         if [ $dir = tx ]; then what=send; else what=recv; fi
         if text=$(bpnet-guest $what bp0 $agent_addr $bytes 300 2>&1); then
@@ -81,6 +120,20 @@ measure() {
         out "FIGURE rig_notifications_per_packet$suffix $per"
     else
         result "$tag-notifications" fail "no packets counted: (notifications packets) $before -> $after"
+    fi
+    reads_after=$(reads_packets)
+    # The design's bound: none where the interrupt is an MSI-X write, 1/64 per packet for INTx's ODR read.
+    if [ "$personality" = ivshmem ]; then bound=0; else bound=0.015625; fi
+    if per=$(echo "$reads_before $reads_after" | awk '{ if ($4 <= $2) exit 1; printf "%.5f", ($3 - $1) / ($4 - $2) }'); then
+        out "FIGURE host_bar_reads_per_packet$suffix $per"
+        # Only with suppression on is the load's interrupt rate the design's.
+        if [ -n "$suffix" ] || awk -v p="$per" -v b="$bound" 'BEGIN { exit !(p <= b) }'; then
+            result "$tag-bar-reads-per-packet" pass "$per fast-path BAR reads/packet (bound $bound with suppression on): $reads_before -> $reads_after"
+        else
+            result "$tag-bar-reads-per-packet" fail "$per fast-path BAR reads/packet, more than $bound: $reads_before -> $reads_after"
+        fi
+    else
+        result "$tag-bar-reads-per-packet" fail "no packets counted: (reads packets) $reads_before -> $reads_after"
     fi
 }
 

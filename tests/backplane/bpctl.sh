@@ -6,22 +6,23 @@
 host_addr=10.83.49.1/24
 last=$((agents - 1))
 
-# major.minor.patch of each agent's header firmware_version (BAR2 + 0x10), read with devmem before the
+# major.minor.patch of each agent's header firmware_version (shared region + 0x10: BAR1 on mpc834x, BAR2
+# on ivshmem), read with devmem before the
 # module holds the BARs, once the agent is READY (agent_state at 0x2c): line n+1 of /tmp/versions is
 # agent n's (a file: checks run in subshells).
 read_header_versions() {
     i=0
     : > /tmp/versions
-    for d in $(ivshmem_devices); do
+    for d in $(agent_devices); do
         echo 1 > "$d/enable"
-        bar2=$(bar_start "$d" 2)
+        shared=$(bar_start "$d" "$(shared_bar)")
         state=
         for _ in $(seq 100); do
-            state=$(devmem $((bar2 + 0x2c)) 8)
+            state=$(devmem $((shared + 0x2c)) 8)
             [ "$state" = 0x01 ] && break
             sleep 0.1
         done
-        v=$(devmem $((bar2 + 0x10)) 32)
+        v=$(devmem $((shared + 0x10)) 32)
         echo 0 > "$d/enable"
         # The version is the agent's only once it shows READY.
         [ "$state" = 0x01 ] || { echo "agent$i: agent_state $state after 10 s, expected READY (0x01)"; return 1; }
@@ -29,15 +30,15 @@ read_header_versions() {
         echo "agent$i: firmware $(tail -1 /tmp/versions)"
         i=$((i + 1))
     done
-    [ $i = "$agents" ] || { echo "$i ivshmem devices, expected $agents"; return 1; }
+    [ $i = "$agents" ] || { echo "$i $personality agent functions, expected $agents"; return 1; }
 }
 
 header_version() {
     sed -n "$(($1 + 1))p" /tmp/versions
 }
 
-# `bpctl list`: a row per agent (# AGENT PCI LINK STATE FIRMWARE ...) with link up, RUNNING and the
-# header's firmware version.
+# `bpctl list`: a row per agent (# AGENT PCI LINK STATE FIRMWARE ... BUS) with link up, RUNNING, the
+# header's firmware version and the run's bus personality.
 list_shows_agents() {
     text=$(bpctl list 2>&1) || { echo "bpctl list failed: $text"; return 1; }
     echo "$text"
@@ -50,6 +51,7 @@ list_shows_agents() {
         [ "$5" = running ] || { echo "bp$i: state '$5', expected running"; return 1; }
         [ "$6" = "$want" ] || { echo "bp$i: firmware '$6', the header says $want"; return 1; }
         [ "${11}" = "${agent_addr}" ] || { echo "bp$i: IP '${11}', expected the neighbour $agent_addr"; return 1; }
+        [ "${16}" = "$personality" ] || { echo "bp$i: BUS '${16}', expected $personality"; return 1; }
     done
     rows=$(echo "$text" | awk 'NR > 1 && $2 ~ /^bp/' | wc -l)
     [ "$rows" = "$agents" ] || { echo "$rows agent rows, expected $agents"; return 1; }
@@ -65,6 +67,8 @@ list_json() {
         grep -q "\"firmware_version\": \"$(header_version $i)\"" /tmp/list.json ||
             { echo "no firmware_version $(header_version $i) in the JSON"; return 1; }
     done
+    n=$(grep -c "\"personality\": \"$personality\"" /tmp/list.json)
+    [ "$n" = "$agents" ] || { echo "$n agents with personality $personality in the JSON, expected $agents"; return 1; }
 }
 
 # `bpctl logs bp$1` holds the firmware's "net: ready" line, decoded with the ELF in /lib/firmware/bpnet.

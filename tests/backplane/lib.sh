@@ -26,6 +26,37 @@ check() {
     return 1
 }
 
+# Each agent's PCI function in slot order (agent 0 first), as the run's personality shows it:
+# mpc834x: an MPC834x in agent mode (vendor 0x1957, devices 0x0080-0x0087, class 0x0b2001);
+# ivshmem: an ivshmem-doorbell device (1af4:1110).
+agent_devices() {
+    if [ "$personality" = ivshmem ]; then
+        ivshmem_devices
+        return
+    fi
+    for d in /sys/bus/pci/devices/*; do
+        case "$(cat "$d/vendor") $(cat "$d/device")" in
+            "0x1957 0x008"[0-7]) echo "$d" ;;
+        esac
+    done
+}
+
+# The BAR holding the agent's shared region: BAR1 (inbound window 0) on mpc834x, BAR2 on ivshmem.
+shared_bar() {
+    if [ "$personality" = ivshmem ]; then echo 2; else echo 1; fi
+}
+
+# `lspci -n` as pciutils prints it (busybox here has no lspci): "00:10.0 0b20: 1957:0080 (rev 11)"
+# from sysfs, one line per PCI function.
+lspci_n() {
+    for d in /sys/bus/pci/devices/*; do
+        class=$(cat "$d/class")
+        rev=$(cat "$d/revision" 2>/dev/null || echo 0x00)
+        printf '%s %s: %s:%s (rev %s) prog-if %s\n' "${d##*/0000:}" "$(echo "$class" | cut -c3-6)" \
+            "$(cut -c3- "$d/vendor")" "$(cut -c3- "$d/device")" "${rev#0x}" "$(echo "$class" | cut -c7-8)"
+    done
+}
+
 # The ivshmem-doorbell devices (1af4:1110), one per agent, in slot order (agent 0 first).
 ivshmem_devices() {
     for d in /sys/bus/pci/devices/*; do

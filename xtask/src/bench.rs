@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use crate::backplane;
+use crate::backplane::{self, Personality};
 use crate::emu::Summary;
 use crate::firmware::{self, Variant};
 use crate::util::{self, Error, Result};
@@ -131,11 +131,13 @@ fn parse_flat_numbers(line: &str) -> Option<Vec<(String, String)>> {
 /// slow start are a small part of the time.
 const BENCH_BYTES: u64 = 32 << 20;
 
-/// The `bench` guest suite (tests/backplane/bench.sh) on one agent of the virtual backplane. Every check
-/// must pass; returns its figures, the `FIGURE key value` lines of the results channel, in order.
-fn rig_figures() -> Result<Vec<(String, f64)>> {
+/// The `bench` guest suite (tests/backplane/bench.sh) on one agent of the virtual backplane with the
+/// given personality. Every check must pass; returns its figures, the `FIGURE key value` lines of the
+/// results channel, in order.
+fn rig_figures(personality: Personality) -> Result<Vec<(String, f64)>> {
     let suite = backplane::Suite {
-        name: "bench-1".into(),
+        name: format!("bench-1-{}", personality.name()),
+        personality,
         guest: "bench",
         agents: 1,
         needs_module: true,
@@ -181,6 +183,40 @@ struct Rig {
     figures: Vec<(String, f64)>,
 }
 
+/// The personalities `cargo xtask bench` measures: both, or the one `--personality` names. The default
+/// personality (mpc834x, the real board's) comes first: its figures also carry the unsuffixed keys.
+fn bench_personalities(args: &mut Vec<String>) -> Result<Vec<Personality>> {
+    if args.iter().any(|a| a == "--personality") {
+        Ok(vec![Personality::from_args(args)?])
+    } else {
+        Ok(vec![Personality::Mpc834x, Personality::Ivshmem])
+    }
+}
+
+/// One personality's rig figures as JSON fields: every key suffixed `_<personality>`, except the BAR
+/// access costs (`bar*`, measured on mpc834x only: the proxy's round trip); the default personality's
+/// `rig_*` keys also unsuffixed, as they were before there were two.
+fn rig_json_fields(personality: Personality, rig: &Rig, gain: f64) -> Vec<String> {
+    let p = personality.name();
+    let mut fields = Vec::new();
+    let all = rig
+        .figures
+        .iter()
+        .map(|(k, v)| (k.as_str(), format!("{v}")))
+        .chain([("rig_suppression_gain", format!("{gain:.4}"))]);
+    for (key, value) in all {
+        if key.starts_with("bar") {
+            fields.push(format!("\"{key}\":{value}"));
+            continue;
+        }
+        fields.push(format!("\"{key}_{p}\":{value}"));
+        if personality == Personality::Mpc834x && key.starts_with("rig_") {
+            fields.push(format!("\"{key}\":{value}"));
+        }
+    }
+    fields
+}
+
 impl Rig {
     fn get(&self, key: &str) -> Result<f64> {
         self.figures
@@ -206,6 +242,7 @@ impl Rig {
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut args = args.to_vec();
     let json = util::take_flag(&mut args, "--json");
+    let personalities = bench_personalities(&mut args)?;
     util::no_more(&args)?;
     let emulator = crate::emu::build()?;
     let release = firmware::build(Variant::Release)?;
@@ -219,8 +256,12 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let st = crate::emu::run_for_summary(&emulator, &firmware::build(Variant::SelfTest)?, &["--echo-host"])?;
     let net = netbench(&emulator, &release, &firmware::build(Variant::RingBench)?, Some(&firmware::secret_key()?))?;
     let cuts = powercut(&emulator, &release, &firmware::build(Variant::BootStage)?)?;
-    let rig = Rig { figures: rig_figures()? };
-    let gain = rig.suppression_gain()?;
+    let mut rigs = Vec::new();
+    for &p in &personalities {
+        let rig = Rig { figures: rig_figures(p)? };
+        let gain = rig.suppression_gain()?;
+        rigs.push((p, rig, gain));
+    }
 
     let (submit_start, _) = marker(&st, 0x01)?;
     let (submit_end, _) = marker(&st, 0x02)?;
@@ -274,22 +315,38 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     println!("virtual backplane (wall clock on this machine: Linux in QEMU under TCG, bpnet.ko, the firmware on");
     println!("  the emulator paced to real time; not virtual time, and slower than the hardware; the emulator's");
     println!("  virtual time still follows the bus model, shared/bus-model.md)");
-    println!(
-        "  TCP host to agent (discard)         {:.1} Mbit/s ({:.1} without event-index suppression)",
-        rig.get("rig_tcp_tx_mbps")?,
-        rig.get("rig_tcp_tx_mbps_no_event_index")?
-    );
-    println!(
-        "  TCP agent to host (sized bulk)      {:.1} Mbit/s ({:.1} without event-index suppression)",
-        rig.get("rig_tcp_rx_mbps")?,
-        rig.get("rig_tcp_rx_mbps_no_event_index")?
-    );
-    println!(
-        "  notifications per packet            {:.4} with event-index suppression, {:.4} without: gain {gain:.2}",
-        rig.get("rig_notifications_per_packet")?,
-        rig.get("rig_notifications_per_packet_no_event_index")?
-    );
-    println!("    (doorbells + interrupts over frames, from the module's ethtool -S, both ways of both transfers)");
+    for (p, rig, gain) in &rigs {
+        println!("  personality {}", p.name());
+        println!(
+            "    TCP host to agent (discard)       {:.1} Mbit/s ({:.1} without event-index suppression)",
+            rig.get("rig_tcp_tx_mbps")?,
+            rig.get("rig_tcp_tx_mbps_no_event_index")?
+        );
+        println!(
+            "    TCP agent to host (sized bulk)    {:.1} Mbit/s ({:.1} without event-index suppression)",
+            rig.get("rig_tcp_rx_mbps")?,
+            rig.get("rig_tcp_rx_mbps_no_event_index")?
+        );
+        println!(
+            "    notifications per packet          {:.4} with event-index suppression, {:.4} without: gain {gain:.2}",
+            rig.get("rig_notifications_per_packet")?,
+            rig.get("rig_notifications_per_packet_no_event_index")?
+        );
+        println!(
+            "      (doorbells + interrupts over frames, from the module's ethtool -S, both ways of both transfers)"
+        );
+        println!(
+            "    fast-path BAR reads per packet    {:.5} (the module's counters in the guest, suppression on)",
+            rig.get("host_bar_reads_per_packet")?
+        );
+        if *p == Personality::Mpc834x {
+            println!(
+                "    one BAR access through the proxy  BAR0 {:.1} µs, BAR1 {:.1} µs (mean of 5000 reads from the guest)",
+                rig.get("bar0_access_us")?,
+                rig.get("bar1_access_us")?
+            );
+        }
+    }
     if json {
         let mut fields = vec![
             format!("\"emu_mips\":{:.1}", cpu.mips()),
@@ -304,10 +361,9 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         for (key, value) in net.fields.iter().chain(&cuts.fields) {
             fields.push(format!("\"{key}\":{value}"));
         }
-        for (key, value) in &rig.figures {
-            fields.push(format!("\"{key}\":{value}"));
+        for (p, rig, gain) in &rigs {
+            fields.extend(rig_json_fields(*p, rig, *gain));
         }
-        fields.push(format!("\"rig_suppression_gain\":{gain:.4}"));
         println!("{{{}}}", fields.join(","));
     }
     Ok(ExitCode::SUCCESS)
@@ -340,6 +396,34 @@ mod tests {
         assert!((rig(0.25, 1.0).suppression_gain().unwrap() - 4.0).abs() < 1e-12);
         assert!(rig(0.0, 1.0).suppression_gain().is_err());
         assert!(Rig { figures: vec![] }.suppression_gain().is_err());
+    }
+
+    #[test]
+    fn rig_keys_carry_their_personality_and_the_default_keeps_the_old_names() {
+        let rig = Rig {
+            figures: vec![
+                ("rig_tcp_tx_mbps".into(), 12.5),
+                ("host_bar_reads_per_packet".into(), 0.01),
+                ("bar0_access_us".into(), 9.0),
+            ],
+        };
+        let mpc = rig_json_fields(Personality::Mpc834x, &rig, 2.0).join(",");
+        assert_eq!(
+            mpc,
+            "\"rig_tcp_tx_mbps_mpc834x\":12.5,\"rig_tcp_tx_mbps\":12.5,\"host_bar_reads_per_packet_mpc834x\":0.01,\
+             \"bar0_access_us\":9,\"rig_suppression_gain_mpc834x\":2.0000,\"rig_suppression_gain\":2.0000"
+        );
+        // The model's host_bar_reads_per_packet (bpnet-netbench) keeps its unsuffixed key.
+        let iv = rig_json_fields(
+            Personality::Ivshmem,
+            &Rig { figures: vec![("host_bar_reads_per_packet".into(), 0.0)] },
+            1.0,
+        );
+        assert_eq!(iv, ["\"host_bar_reads_per_packet_ivshmem\":0", "\"rig_suppression_gain_ivshmem\":1.0000"]);
+        let mut args = vec![];
+        assert_eq!(bench_personalities(&mut args).unwrap(), [Personality::Mpc834x, Personality::Ivshmem]);
+        let mut args = vec!["--personality".to_string(), "ivshmem".to_string()];
+        assert_eq!(bench_personalities(&mut args).unwrap(), [Personality::Ivshmem]);
     }
 
     #[test]

@@ -4,17 +4,22 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::backplane::{self, Suite};
+use crate::backplane::{self, Personality, Suite};
 use crate::util::{self, Error, Result};
 
-/// `cargo xtask demo`: four agents started by the boot stage from their flash, the guest shows them with
+/// `cargo xtask demo [--personality mpc834x|ivshmem]`: four agents (MPC834x agent functions by
+/// default, as in a chassis) started by the boot stage from their flash, the guest shows them with
 /// `bpctl list`, pings each, netboots one, flashes one with progress, shows its log and a summary,
 /// printed as it happens. Every step is also a check: the demo fails if one does.
 pub fn run(args: &[String]) -> Result<ExitCode> {
-    util::no_more(args)?;
+    let mut args = args.to_vec();
+    // The real board's face by default: MPC834x agent functions on a shared-INTx bus.
+    let personality = Personality::from_args(&mut args)?;
+    util::no_more(&args)?;
     eprintln!("xtask: demo: building the firmware, the boot stage, the emulator, bpnet.ko and the guest");
     let suite = Suite {
-        name: "demo-4".into(),
+        name: format!("demo-4-{}", personality.name()),
+        personality,
         guest: "demo",
         agents: 4,
         needs_module: true,
@@ -27,8 +32,9 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     };
     let tools = backplane::prepare(true, true)?;
     eprintln!(
-        "xtask: demo: starting the guest and {} agents (the guest boots in about a minute under TCG)",
-        suite.agents
+        "xtask: demo: starting the guest and {} agents ({}; the guest boots in about a minute under TCG)",
+        suite.agents,
+        personality.name()
     );
     let report = backplane::run_suite(&tools, &suite)?;
     report.print();

@@ -17,16 +17,19 @@ const HELP: &str = "\
 cargo xtask <command> [options]
 
 Commands:
-  demo                     the main job: the virtual backplane with 4 agents started from their
+  demo [--personality P]   the main job: the virtual backplane with 4 agents started from their
                            flash; bpctl list, ping, netboot one, flash one with progress, its log
+                           (P: mpc834x, the default, as in a real chassis, or ivshmem)
   test                     run every test: unit tests (x86 and big-endian PowerPC), lints,
                            the firmware on the board emulator, a data-path benchmark run,
                            bpnet.ko's build with sparse and checkpatch.pl --strict clean, and
                            the virtual backplane's suites
   test --backplane         only the virtual backplane's end-to-end suites (see backplane)
-  backplane [--suite S] [--agents N] [--bytes N]
-                           Linux (qemu-system-x86_64) with one ivshmem device per agent, each
-                           served by a board emulator; runs the guest's suites, prints a summary
+  backplane [--personality P] [--suite S] [--agents N] [--bytes N]
+                           Linux (qemu-system-x86_64) with one PCI function per agent (P: mpc834x,
+                           the default: an MPC834x agent function through QEMU's x-pci-proxy-dev
+                           with shared INTx; ivshmem: an ivshmem-doorbell device), each served by
+                           a board emulator; runs the guest's suites, prints a summary
   firmware [--variant V]   build the firmware, its signed image and the boot stage (their paths
                            are printed; with --variant, that test image's ELF only: fault-test,
                            panic-test, cpu-bench, selftest, ring-bench, hostile-agent)
@@ -38,10 +41,12 @@ Commands:
                            signed image from flash slot A;
                            exit 0 at the firmware's idle loop or after N instructions,
                            non-zero on a fault or an unmodelled access
-  bench [--json]           figures in virtual time and exact counts (DMA, the data path), then
-                           the virtual backplane's wall-clock TCP throughput and notifications
-                           per packet with and without suppression (--json: one JSON object
-                           on the last line)
+  bench [--json] [--personality P]
+                           figures in virtual time and exact counts (DMA, the data path), then
+                           the virtual backplane's wall-clock TCP throughput, notifications and
+                           fast-path BAR reads per packet with and without suppression, on both
+                           personalities (or P only), and the proxy's cost per BAR access
+                           (--json: one JSON object on the last line)
   gen-header               regenerate host-driver/include/bpnet_contract.h from the contract crate
   setup                    install the Debian packages the project needs (done by every
                            command when something is missing)

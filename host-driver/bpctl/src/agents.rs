@@ -42,6 +42,14 @@ impl Personality {
         }
     }
 
+    /// The name the module gives it (`ethtool -i`'s version field) and `list --json` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Personality::Ivshmem => "ivshmem",
+            Personality::Mpc834x => "mpc834x",
+        }
+    }
+
     /// The BAR holding the shared region.
     pub fn shared_bar(self) -> u8 {
         match self {
@@ -219,6 +227,17 @@ pub fn parse_arp(text: &str, netdev: &str) -> Option<std::net::Ipv4Addr> {
 mod tests {
     use super::*;
     use crate::fake::FakeHost;
+
+    #[test]
+    fn a_personality_has_one_name_in_the_table_and_the_json() {
+        for (ids, name) in [((0x1af4, 0x1110), "ivshmem"), ((0x1957, 0x0080), "mpc834x"), ((0x1957, 0x0086), "mpc834x")]
+        {
+            let p = Personality::from_ids(ids.0, ids.1).unwrap();
+            assert_eq!(p.name(), name);
+            assert_eq!(serde_json::to_value(p).unwrap(), name);
+        }
+        assert_eq!(Personality::from_ids(0x1957, 0x0088), None);
+    }
 
     fn host() -> FakeHost {
         let host = FakeHost::new();

@@ -43,13 +43,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Every agent: PCI address, netdev, link, agent state, firmware, boot source, version, IP, uptime, counters
+    /// Every agent: PCI address, netdev, link, agent state, firmware, boot source, version, IP, uptime, counters, bus
     #[command(long_about = "Every agent: PCI address, netdev, carrier, the agent's state and firmware version \
 from its BAR header; from its boot block how it started (BOOT: direct, flash/A, flash/B, netboot, recovery), \
 whether it runs on trial and has confirmed, the running image's VERSION and its UPTIME in seconds; its IPv4 \
 address as the host's neighbour table knows it (`-` when it has none: the agent's address plan is not \
 visible to the host), and the agent's frame and error counters (from its BAR; ERRORS sums its DMA errors \
-and refused descriptors, indexes and host configurations). --json adds both flash slots and the recovery \
+and refused descriptors, indexes and host configurations); BUS is the bus personality from the PCI IDs \
+(mpc834x: an MPC834x board in agent mode, as in a real chassis; ivshmem: the virtual backplane's \
+ivshmem-doorbell device). --json adds both flash slots and the recovery \
 area. An agent in recovery shows STATE recovery. When the kernel refuses to \
 map an agent's BAR (CONFIG_IO_STRICT_DEVMEM while bpnet.ko holds it; boot with iomem=relaxed), the \
 firmware version and counters come from the module (ethtool -i / -S) and STATE is `-`.")]
@@ -277,6 +279,7 @@ fn list(paths: &Paths, json: bool) -> Result<(), Error> {
                 counter("tx_frames"),
                 counter("rx_frames"),
                 e.counters.as_ref().map_or_else(dash, |c| agent_errors(c).to_string()),
+                e.personality.map_or_else(dash, |p| p.name().to_string()),
             ]
         })
         .collect();
@@ -296,6 +299,7 @@ fn list(paths: &Paths, json: bool) -> Result<(), Error> {
         ("TX-FRAMES", Align::Right),
         ("RX-FRAMES", Align::Right),
         ("ERRORS", Align::Right),
+        ("BUS", Align::Left),
     ];
     emit(render(&columns, &rows).trim_end());
     // Why an agent's BAR could not be read, on stderr so the table stays a table.

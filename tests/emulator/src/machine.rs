@@ -138,6 +138,9 @@ pub struct Machine {
     pub stop: Option<Stop>,
     /// An emulator stub is running: its instructions are not the firmware's.
     pub in_stub: bool,
+    /// Set by another thread (a live host's request, [`crate::realtime::CoreStopper`]): end the run at
+    /// the next block boundary, where the core's state is whole (never inside a stub).
+    pub host_request: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// A one-instruction self-loop at this address was found not to be `b .` (e.g. `bdnz .`).
     pub not_self_branch: Option<u32>,
     /// The core's external interrupt input (IPIC output), refreshed whenever a device may have changed.
@@ -215,6 +218,7 @@ impl Machine {
             final_approach: false,
             stop: None,
             in_stub: false,
+            host_request: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
             not_self_branch: None,
             irq: false,
             flash: Flash::new(wiring.flash, wiring.power_cut_at),
@@ -326,7 +330,8 @@ pub fn on_block(uc: &mut Uc<'_>, address: u64, size: u32) {
     if over_limit {
         m.limit_reached = true;
     }
-    let mut stop = m.stop.is_some() || m.done >= m.deadline || over_limit;
+    let host = m.host_request.swap(false, std::sync::atomic::Ordering::AcqRel);
+    let mut stop = m.stop.is_some() || m.done >= m.deadline || over_limit || host;
     if !stop && (m.tb.dec_pending || m.irq) && read_msr(uc) & msr::EE != 0 {
         uc.get_data_mut().request_stop(Stop::Interrupt);
         stop = true;

@@ -303,7 +303,7 @@ pub struct AgentFunction {
 
 impl AgentFunction {
     /// Start serving: the reader thread takes `source` (accepting its one client first if it listens).
-    /// `stopper` ends the core's run when a request arrives; `signals` (SIGTERM/SIGINT end, SIGUSR1
+    /// `stopper` ends the core's run (at its next block boundary) when a request arrives; `signals` (SIGTERM/SIGINT end, SIGUSR1
     /// resets the agent); `intx` passes INTA# on; `who` prefixes log lines.
     pub fn start(
         source: Source,

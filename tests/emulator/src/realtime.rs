@@ -7,10 +7,9 @@
 //! what was actually waited, capped at that event. While the firmware is busy the core runs as fast as the
 //! machine allows, so virtual time then runs slower than the wall clock, never faster.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
-
-use unicorn_engine::unicorn_const::{uc_emu_stop, uc_engine};
 
 use crate::time::PS_PER_INSTRUCTION;
 use crate::Board;
@@ -61,64 +60,30 @@ pub trait HostLink {
     fn serve(&mut self, _board: &mut Board) {}
 }
 
-/// The engine handle, for [`CoreStopper`].
-struct EngineHandle(*mut uc_engine);
-
-// SAFETY: the handle is only passed to `uc_emu_stop`, which Unicorn calls from its own timeout thread
-// while the engine runs on another; [`StopperGuard`] withdraws it before the engine is closed.
-unsafe impl Send for EngineHandle {}
-
-/// The engine, and whether a stop may reach it now.
-struct StopState {
-    engine: Option<EngineHandle>,
-    /// Only the run loop's slices may be ended early; the emulator's own short runs (exception stubs,
-    /// the counted approach to an instruction limit) must finish.
-    armed: bool,
-}
-
 /// Ends the core's current run from another thread, so that a request from a live host is served
-/// between runs without waiting for the slice to end.
+/// between runs without waiting for the slice to end. It raises a flag the block hook takes at the next
+/// block boundary ([`crate::machine::on_block`]) rather than calling `uc_emu_stop` from this thread:
+/// that could land inside an emulator stub or anywhere in a block and left the firmware's state
+/// corrupted under BAR traffic.
 #[derive(Clone)]
-pub struct CoreStopper(Arc<Mutex<StopState>>);
+pub struct CoreStopper(Arc<AtomicBool>);
 
 impl CoreStopper {
     pub fn stop(&self) {
-        let state = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let (Some(h), true) = (&state.engine, state.armed) {
-            // SAFETY: the handle is live while it is in the mutex (the guard removes it, under the same
-            // lock, before the engine is dropped); uc_emu_stop is safe to call from another thread and
-            // does nothing when the engine is not running.
-            let _ = unsafe { uc_emu_stop(h.0) };
-        }
-    }
-
-    fn arm(&self, on: bool) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).armed = on;
+        self.0.store(true, Ordering::Release);
     }
 }
 
-/// Owned by the board next to its engine: withdraws the handle from every [`CoreStopper`] before the
-/// engine goes.
+/// Owned by the board next to its engine: hands out [`CoreStopper`]s for the flag its block hook reads.
 pub(crate) struct StopperGuard(CoreStopper);
 
 impl StopperGuard {
-    pub(crate) fn new(engine: *mut uc_engine) -> StopperGuard {
-        StopperGuard(CoreStopper(Arc::new(Mutex::new(StopState { engine: Some(EngineHandle(engine)), armed: false }))))
+    pub(crate) fn new(flag: Arc<AtomicBool>) -> StopperGuard {
+        StopperGuard(CoreStopper(flag))
     }
 
     pub(crate) fn stopper(&self) -> CoreStopper {
         self.0.clone()
-    }
-
-    /// Let stops reach the engine (around a slice of the run loop) or not (`false`, before any other run).
-    pub(crate) fn arm(&self, on: bool) {
-        self.0.arm(on);
-    }
-}
-
-impl Drop for StopperGuard {
-    fn drop(&mut self) {
-        self.0 .0.lock().unwrap_or_else(|e| e.into_inner()).engine = None;
     }
 }
 

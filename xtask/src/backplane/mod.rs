@@ -1,6 +1,7 @@
 //! `cargo xtask backplane`: the virtual backplane end to end, and the suite driver the demo and the
 //! bench use too. A Linux guest (Debian's kernel in qemu-system-x86_64, TCG) with its RAM in a shared
-//! file and one ivshmem-doorbell device per agent, each served by a board emulator running the
+//! file and one PCI function per agent (an MPC834x agent function through QEMU's `x-pci-proxy-dev`, or
+//! an ivshmem-doorbell device: [`Personality`]), each served by a board emulator running the
 //! firmware ([`rig`]), boots an image of the suites' scripts, the `bpnet-guest` tool, bpctl and
 //! `bpnet.ko` ([`image`]) and reports on its second serial port ([`results`]). A suite passes when
 //! every check the guest reported passes, the guest reached its end, every agent ran until its host
@@ -25,11 +26,51 @@ use crate::util::{self, Error, Result};
 /// Bytes each agent echoes in the network suites: 10 MiB.
 const ECHO_BYTES: u64 = 10 << 20;
 
+/// How the guest sees each agent: the module's two bus personalities. One personality per run: a run
+/// never mixes MSI-X devices and proxied INTx agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Personality {
+    /// The real board's face, as in a chassis: an MPC834x PCI agent function (1957:0080, class 0b20
+    /// prog-if 1, BAR0 = IMMR, BAR1 = inbound window 0, INTA#) that the emulator serves through QEMU's
+    /// `x-pci-proxy-dev`; its INTx level reaches the guest's IOAPIC through the INTx broker.
+    Mpc834x,
+    /// The virtual backplane's shortcut: an ivshmem-doorbell device (BAR2 = the shared region, MSI-X).
+    Ivshmem,
+}
+
+impl Personality {
+    /// The name the module gives it (`ethtool -i`, `bpctl list`) and `--personality` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Personality::Mpc834x => "mpc834x",
+            Personality::Ivshmem => "ivshmem",
+        }
+    }
+
+    /// `--personality P`, default mpc834x.
+    pub fn from_args(args: &mut Vec<String>) -> Result<Personality> {
+        match util::take_value(args, "--personality")?.as_deref() {
+            None | Some("mpc834x") => Ok(Personality::Mpc834x),
+            Some("ivshmem") => Ok(Personality::Ivshmem),
+            Some(other) => Err(Error::Usage(format!("--personality: `{other}` is not mpc834x or ivshmem"))),
+        }
+    }
+
+    /// The emulator's summary counter that shows the guest reached the agent (rang it at least once).
+    fn reached_key(self) -> &'static str {
+        match self {
+            Personality::Mpc834x => "bar0_writes",
+            Personality::Ivshmem => "ivshmem_work_doorbells",
+        }
+    }
+}
+
 /// One boot of the guest.
 #[derive(Debug, Clone)]
 pub(crate) struct Suite {
     /// Name in reports and of the run directory.
     pub name: String,
+    pub personality: Personality,
     /// Script in the initramfs (`tests/backplane/<guest>.sh`).
     pub guest: &'static str,
     pub agents: u32,
@@ -49,9 +90,11 @@ pub(crate) struct Suite {
     pub identities: bool,
 }
 
-fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
+fn suites(agents: Option<u32>, bytes: Option<u64>, personality: Personality) -> Vec<Suite> {
+    let p = personality.name();
     let infra = |n: u32| Suite {
-        name: format!("infra-{n}"),
+        name: format!("infra-{n}-{p}"),
+        personality,
         guest: "infra",
         agents: n,
         needs_module: false,
@@ -63,7 +106,8 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
         unrelated_ivshmem: false,
     };
     let net = |n: u32| Suite {
-        name: format!("net-{n}"),
+        name: format!("net-{n}-{p}"),
+        personality,
         guest: "net",
         agents: n,
         needs_module: true,
@@ -76,7 +120,8 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
     };
     // Agent 0 runs the hostile image, agent 1 the normal one (see agent_firmware).
     let hostile = Suite {
-        name: "hostile-2".into(),
+        name: format!("hostile-2-{p}"),
+        personality,
         guest: "hostile",
         agents: 2,
         needs_module: true,
@@ -89,7 +134,8 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
     };
     // bpctl (tests/backplane/bpctl.sh) against two agents.
     let bpctl = Suite {
-        name: "bpctl-2".into(),
+        name: format!("bpctl-2-{p}"),
+        personality,
         guest: "bpctl",
         agents: 2,
         needs_module: true,
@@ -103,7 +149,8 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
     // Flashing, netbooting, recovery and reset (tests/backplane/update.sh), two agents in boot-stage
     // mode; the guest serves TFTP.
     let update = Suite {
-        name: "update-2".into(),
+        name: format!("update-2-{p}"),
+        personality,
         guest: "update",
         agents: 2,
         needs_module: true,
@@ -114,10 +161,25 @@ fn suites(agents: Option<u32>, bytes: Option<u64>) -> Vec<Suite> {
         identities: false,
         unrelated_ivshmem: false,
     };
-    match agents {
-        Some(n) => vec![infra(n), net(n), hostile, bpctl, update],
-        None => vec![infra(4), net(1), net(4), hostile, bpctl, update],
+    // infra looks at ivshmem-doorbell devices without the module: ivshmem only.
+    match (agents, personality) {
+        (Some(n), Personality::Ivshmem) => vec![infra(n), net(n), hostile, bpctl, update],
+        (Some(n), Personality::Mpc834x) => vec![net(n), hostile, bpctl, update],
+        (None, Personality::Ivshmem) => vec![infra(4), net(1), net(4), hostile, bpctl, update],
+        (None, Personality::Mpc834x) => vec![net(1), net(4), hostile, bpctl, update],
     }
+}
+
+/// `cargo xtask test`'s runs: every suite on the real board's personality, and on ivshmem the
+/// infrastructure and one agent's data path, so the MSI-X path stays tested.
+fn test_suites() -> Vec<Suite> {
+    let mut all = suites(None, None, Personality::Mpc834x);
+    all.extend(
+        suites(None, None, Personality::Ivshmem)
+            .into_iter()
+            .filter(|s| s.guest == "infra" || (s.guest == "net" && s.agents == 1)),
+    );
+    all
 }
 
 /// The image agent `n` of `suite` runs: the hostile suite's agent 0 breaks the contract on purpose.
@@ -129,11 +191,19 @@ fn agent_firmware(tools: &Tools, suite: &Suite, n: u32) -> Result<PathBuf> {
 }
 
 const HELP: &str = "\
-cargo xtask backplane [--suite infra|net|hostile|bpctl|update] [--agents N] [--bytes N]
+cargo xtask backplane [--personality mpc834x|ivshmem] [--suite infra|net|hostile|bpctl|update]
+                      [--agents N] [--bytes N]
 
-Boots Debian's kernel in qemu-system-x86_64 with one ivshmem-doorbell device per agent, each served
-by a board emulator running the firmware, and runs the guest's test suites:
-  infra  the devices, the shared region behind BAR2 and the doorbells (no kernel module needed)
+Boots Debian's kernel in qemu-system-x86_64 with one PCI function per agent, each served by a board
+emulator running the firmware, and runs the guest's test suites. --personality (default mpc834x)
+chooses how the guest sees an agent:
+  mpc834x  as in a real chassis: an MPC834x PCI agent function (1957:0080, class 0b20, BAR0 = IMMR,
+           BAR1 = inbound window 0), served by the emulator through QEMU's x-pci-proxy-dev; INTA#
+           through the INTx broker (q35: slot s on GSI 20 + s mod 4, shared from 5 agents on)
+  ivshmem  the virtual backplane's ivshmem-doorbell device (BAR2 = the shared region, MSI-X)
+Suites:
+  infra  ivshmem only: the devices, the shared region behind BAR2 and the doorbells (no kernel
+         module needed)
   net    bpnet.ko: ping, TCP echo verified byte for byte, MTUs, agent reset, rmmod/insmod under
          traffic, counters, a clean kernel log; an unrelated ivshmem-plain device left alone, IRQ
          names, features with and without checksum offload, checksums a packet socket sees, a
@@ -147,8 +217,9 @@ by a board emulator running the firmware, and runs the guest's test suites:
          `bpctl list` boot info, `bpctl flash all` (both come back confirmed on slot B), netboot from
          the guest's TFTP server (in.tftpd), `boot --via-bar` (recovery), `reset` (network and
          --hard), `logs`, a bad image refused while the agent keeps working (--agents does not apply)
-Default: infra with 4 agents, net with 1 and with 4, hostile, bpctl, update. Artefacts:
-target/backplane/<suite>-<agents>/.";
+On mpc834x the hostile suite's two agents sit in slots 0x10 and 0x14, which share one INTx pin.
+Default: net with 1 and with 4 agents, hostile, bpctl, update (and infra with 4 agents first on
+ivshmem). Artefacts: target/backplane/<suite>-<agents>-<personality>/.";
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut args = args.to_vec();
@@ -164,10 +235,16 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let bytes = util::take_value(&mut args, "--bytes")?
         .map(|v| v.parse::<u64>().map_err(|_| Error::Usage(format!("--bytes: {v} is not a number"))))
         .transpose()?;
+    let personality = Personality::from_args(&mut args)?;
     util::no_more(&args)?;
-    let mut chosen = suites(agents, bytes);
+    let mut chosen = suites(agents, bytes, personality);
     if let Some(only) = &only {
         chosen.retain(|s| s.guest == only);
+        if chosen.is_empty() && only == "infra" {
+            return Err(Error::Usage(
+                "--suite infra checks the ivshmem-doorbell devices: use it with --personality ivshmem".into(),
+            ));
+        }
         if chosen.is_empty() {
             return Err(Error::Usage(format!("--suite: no suite `{only}` (infra, net, hostile, bpctl, update)")));
         }
@@ -175,9 +252,9 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     run_suites(&chosen)
 }
 
-/// `cargo xtask test --backplane`: every suite.
+/// `cargo xtask test --backplane`: every suite on mpc834x, infra and net-1 on ivshmem.
 pub fn test() -> Result<ExitCode> {
-    run_suites(&suites(None, None))
+    run_suites(&test_suites())
 }
 
 fn run_suites(chosen: &[Suite]) -> Result<ExitCode> {
@@ -185,7 +262,7 @@ fn run_suites(chosen: &[Suite]) -> Result<ExitCode> {
     let tools = prepare(chosen.iter().any(|s| s.needs_module), chosen.iter().any(|s| s.boot_stage))?;
     let mut reports = Vec::new();
     for suite in chosen {
-        eprintln!("xtask: backplane: {} ({} agent(s))", suite.name, suite.agents);
+        eprintln!("xtask: backplane: {} ({} agent(s), {})", suite.name, suite.agents, suite.personality.name());
         let report = run_suite(&tools, suite)?;
         report.print();
         reports.push(report);
@@ -276,12 +353,13 @@ pub(crate) fn run_suite(tools: &Tools, suite: &Suite) -> Result<Report> {
     for n in 0..suite.agents {
         let stop = rig.stop_agent(n);
         let summary = std::fs::read_to_string(dir.join(format!("agent{n}.json"))).unwrap_or_default();
-        checks.push(agent_ran(n, &stop, &summary));
+        checks.push(agent_ran(n, &stop, &summary, suite.personality));
         for e in channel.expects.iter().filter(|e| e.agent == n) {
             checks.push(e.check(&summary));
         }
     }
     checks.push(console_clean(&dir.join("console.log")));
+    rig.stop_rest();
     drop(rig);
     Ok(Report {
         suite: suite.name.clone(),
@@ -295,10 +373,10 @@ pub(crate) fn run_suite(tools: &Tools, suite: &Suite) -> Result<Report> {
 /// Agent `n` ran until its host left: the guest reached it (it rang its doorbell at least once, which
 /// every suite does, so an agent whose guest never booted fails), and once the host left it stopped
 /// by itself, cleanly, at its idle loop.
-fn agent_ran(n: u32, stop: &rig::AgentStop, summary: &str) -> Check {
+fn agent_ran(n: u32, stop: &rig::AgentStop, summary: &str, personality: Personality) -> Check {
     let end = json_str(summary, "host_end");
     let outcome = json_str(summary, "outcome").unwrap_or_else(|| "no summary".into());
-    let rung = results::json_u64(summary, "ivshmem_work_doorbells").unwrap_or(0);
+    let rung = results::json_u64(summary, personality.reached_key()).unwrap_or(0);
     let status = stop.status.map_or("did not stop".to_string(), |s| s.to_string());
     let clean = stop.status.is_some_and(|s| s.success()) && outcome == "idle";
     let detail = match &end {
@@ -396,16 +474,49 @@ mod tests {
 
     #[test]
     fn an_agent_runs_to_the_end_only_for_a_guest_that_ran() {
+        let iv = Personality::Ivshmem;
         let ran = r#"{"outcome":"idle","host_end":"the host closed the connection","ivshmem_work_doorbells":5}"#;
-        assert!(agent_ran(0, &stop(true), ran).pass);
+        assert!(agent_ran(0, &stop(true), ran, iv).pass);
         // QEMU connected to the agent's socket and went away before booting a guest.
         let no_guest = r#"{"outcome":"idle","host_end":"the host closed the connection","ivshmem_work_doorbells":0}"#;
-        let c = agent_ran(0, &stop(true), no_guest);
+        let c = agent_ran(0, &stop(true), no_guest, iv);
         assert!(!c.pass && c.detail.contains("never rang"), "{}", c.detail);
         // Still running after its host left: stopped by the harness, whatever it then wrote.
         let stopped = r#"{"outcome":"idle","host_end":"stopped by SIGTERM","ivshmem_work_doorbells":5}"#;
-        assert!(!agent_ran(0, &stop(false), stopped).pass);
+        assert!(!agent_ran(0, &stop(false), stopped, iv).pass);
         // Stopped before any host connected: no summary at all.
-        assert!(!agent_ran(0, &stop(true), "").pass);
+        assert!(!agent_ran(0, &stop(true), "", iv).pass);
+        // The agent function counts the guest's BAR0 writes (its IDR doorbells among them) instead.
+        let mpc = Personality::Mpc834x;
+        let proxied = r#"{"outcome":"idle","host_end":"the host closed the connection","bar0_writes":40}"#;
+        assert!(agent_ran(0, &stop(true), proxied, mpc).pass);
+        assert!(!agent_ran(0, &stop(true), ran, mpc).pass);
+    }
+
+    #[test]
+    fn the_test_runs_every_suite_on_mpc834x_and_the_msix_path_on_ivshmem() {
+        let names: Vec<String> = test_suites().iter().map(|s| s.name.clone()).collect();
+        assert_eq!(
+            names,
+            [
+                "net-1-mpc834x",
+                "net-4-mpc834x",
+                "hostile-2-mpc834x",
+                "bpctl-2-mpc834x",
+                "update-2-mpc834x",
+                "infra-4-ivshmem",
+                "net-1-ivshmem"
+            ]
+        );
+        assert!(test_suites().iter().all(|s| s.name.ends_with(s.personality.name())));
+    }
+
+    #[test]
+    fn personality_option() {
+        let mut args = vec!["--personality".to_string(), "ivshmem".to_string()];
+        assert_eq!(Personality::from_args(&mut args).unwrap(), Personality::Ivshmem);
+        assert!(args.is_empty());
+        assert_eq!(Personality::from_args(&mut vec![]).unwrap(), Personality::Mpc834x);
+        assert!(Personality::from_args(&mut vec!["--personality".into(), "pci".into()]).is_err());
     }
 }

@@ -1,15 +1,21 @@
-//! The rig of one run: the guest's RAM file, one board emulator per agent as its ivshmem-doorbell
-//! device's server (`bpnet-emu --ivshmem-server`, whose DMA reaches that file), and QEMU with the
-//! guest. Every process started is stopped again, on success, failure or error.
+//! The rig of one run: the guest's RAM file, one board emulator per agent serving its PCI function,
+//! and QEMU with the guest. For the `mpc834x` personality each emulator is an MPC834x agent function
+//! behind QEMU's `x-pci-proxy-dev` (`bpnet-emu --agent-function`: the rig connects one stream socket to
+//! it and hands that descriptor to QEMU) and one more emulator process, the INTx broker, owns QEMU's
+//! qtest socket and drives the IOAPIC input of each agent's INTA#. For `ivshmem` each emulator is its
+//! ivshmem-doorbell device's server (`bpnet-emu --ivshmem-server`). Every DMA reaches the guest's RAM
+//! file. Every process started is stopped again, on success, failure or error.
 
 use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::image::Tools;
 use super::results::AgentRequest;
-use super::{agent_firmware, io, Suite};
+use super::{agent_firmware, io, Personality, Suite};
 use crate::util::{Error, Result};
 
 /// Guest RAM: 2 GiB, so the kernel's buffers land above 256 MiB and above 1 GiB as on a real host
@@ -17,9 +23,19 @@ use crate::util::{Error, Result};
 /// On q35 all of it lies below the PCI hole, so guest-physical address = file offset. The file is
 /// created sparse (set_len) and only what the guest touches takes memory in /dev/shm.
 const GUEST_RAM: u64 = 2 << 30;
-/// The guest's device bus: agent n's ivshmem device is at slot FIRST_SLOT + n, so sysfs order is agent
-/// order.
+/// The guest's device bus: agent n's PCI function is at slot FIRST_PCI_SLOT + n (the hostile suite on
+/// mpc834x: + INTX_PINS · n), so sysfs order is agent order.
 const FIRST_PCI_SLOT: u32 = 0x10;
+/// q35's root bus routes INTA# of slot s to IOAPIC input 20 + (s mod 4) (checked with QEMU 7.2:
+/// /work/shared/agent-function.md); slots INTX_PINS apart share a pin, as CompactPCI slots do.
+const INTX_PINS: u32 = 4;
+const INTA_FIRST_GSI: u32 = 20;
+/// What an agent function's emulator prints (stderr) once it listens, and what its firmware or boot
+/// stage prints on its console (the emulator's stdout) once it released the configuration lock
+/// (PBFR[ACL]: until then the host's configuration cycles are retried).
+const AGENT_FUNCTION_LISTENING: &str = "agent function listening";
+const CONFIG_UNLOCKED: &str = "configuration lock released";
+const BROKER_LISTENING: &str = "intx broker listening";
 /// How long an emulator may take to listen, and to stop after its host left.
 const EMULATOR_START: Duration = Duration::from_secs(30);
 const EMULATOR_STOP: Duration = Duration::from_secs(10);
@@ -124,9 +140,54 @@ pub(super) struct AgentStop {
     pub by_itself: bool,
 }
 
+/// The PCI slot of agent `n`: consecutive, except that the hostile suite's agents on mpc834x are
+/// INTX_PINS slots apart, so the misbehaving agent and its neighbour share one INTx pin.
+fn pci_slot(suite: &Suite, n: u32) -> u32 {
+    if suite.personality == Personality::Mpc834x && suite.guest == "hostile" {
+        FIRST_PCI_SLOT + INTX_PINS * n
+    } else {
+        FIRST_PCI_SLOT + n
+    }
+}
+
+/// The IOAPIC input (GSI) INTA# of `slot` reaches on q35's root bus.
+fn inta_gsi(slot: u32) -> u32 {
+    INTA_FIRST_GSI + slot % INTX_PINS
+}
+
+/// Agent `n`'s emulator with what every personality passes: firmware (or boot stage and flash slot A),
+/// identity, the guest's RAM, slot, flash, summary; its logs in `dir`.
+fn agent_command(tools: &Tools, suite: &Suite, dir: &Path, n: u32, ram: &Path) -> Result<Command> {
+    let name = format!("agent{n}");
+    let mut emulator = Command::new(&tools.emulator);
+    if suite.boot_stage {
+        // Power-on runs the boot stage, which starts slot A of this agent's flash file.
+        let boot = tools.boot.as_ref().ok_or_else(|| Error::Failed("the boot stage was not built".into()))?;
+        emulator.arg("--boot").arg(&boot.elf).arg("--provision-slot").arg(format!("A={}", boot.image.display()));
+    }
+    if suite.identities {
+        emulator.args(["--provision-identity", &(1001 + n).to_string()]);
+    }
+    emulator
+        .arg("--firmware")
+        .arg(agent_firmware(tools, suite, n)?)
+        .arg("--host-ram-file")
+        .arg(ram)
+        .args(["--slot", &n.to_string()])
+        .arg("--flash-file")
+        .arg(dir.join(format!("flash{n}.img")))
+        .arg("--summary-json")
+        .arg(dir.join(format!("{name}.json")))
+        .stdin(Stdio::null())
+        .stdout(File::create(dir.join(format!("{name}.log"))).map_err(io("creating the agent log"))?)
+        .stderr(File::create(dir.join(format!("{name}.err"))).map_err(io("creating the agent log"))?);
+    Ok(emulator)
+}
+
 impl Rig {
-    /// The guest's RAM, every agent's emulator (each listening before the next starts), then QEMU;
-    /// artefacts (sockets, logs, summaries, flash files, the two serial ports) in `dir`.
+    /// The guest's RAM, every agent's emulator (each listening before the next starts; on mpc834x the
+    /// INTx broker first), then QEMU; artefacts (sockets, logs, summaries, flash files, the two serial
+    /// ports) in `dir`.
     pub fn start(tools: &Tools, suite: &Suite, dir: &Path) -> Result<Rig> {
         let initramfs = if suite.needs_module {
             tools.initramfs_module.as_ref().ok_or_else(|| Error::Failed("the module was not built".into()))?
@@ -142,46 +203,12 @@ impl Rig {
             .and_then(|f| f.set_len(GUEST_RAM))
             .map_err(io(format!("creating the guest RAM file {}", ram.display())))?;
 
-        for n in 0..suite.agents {
-            let name = format!("agent{n}");
-            let err = dir.join(format!("{name}.err"));
-            let mut emulator = Command::new(&tools.emulator);
-            if suite.boot_stage {
-                // Power-on runs the boot stage, which starts slot A of this agent's flash file.
-                let boot = tools.boot.as_ref().ok_or_else(|| Error::Failed("the boot stage was not built".into()))?;
-                emulator
-                    .arg("--boot")
-                    .arg(&boot.elf)
-                    .arg("--provision-slot")
-                    .arg(format!("A={}", boot.image.display()));
-            }
-            if suite.identities {
-                emulator.args(["--provision-identity", &(1001 + n).to_string()]);
-            }
-            let child = emulator
-                .arg("--firmware")
-                .arg(agent_firmware(tools, suite, n)?)
-                .arg("--ivshmem-server")
-                .arg(dir.join(format!("ivs{n}.sock")))
-                .arg("--host-ram-file")
-                .arg(&ram)
-                .args(["--slot", &n.to_string()])
-                .arg("--flash-file")
-                .arg(dir.join(format!("flash{n}.img")))
-                .arg("--summary-json")
-                .arg(dir.join(format!("{name}.json")))
-                .stdin(Stdio::null())
-                .stdout(File::create(dir.join(format!("{name}.log"))).map_err(io("creating the agent log"))?)
-                .stderr(File::create(&err).map_err(io("creating the agent log"))?)
-                .spawn()
-                .map_err(io("starting bpnet-emu"))?;
-            procs.running.push((name.clone(), child));
-            wait_for_text(&mut procs, &name, &err, "ivshmem server listening", EMULATOR_START)?;
-        }
-
         let append = format!(
-            "console=ttyS0 panic=-1 loglevel=7 bptest.suite={} bptest.agents={} bptest.bytes={}",
-            suite.guest, suite.agents, suite.bytes
+            "console=ttyS0 panic=-1 loglevel=7 bptest.suite={} bptest.agents={} bptest.bytes={} bptest.personality={}",
+            suite.guest,
+            suite.agents,
+            suite.bytes,
+            suite.personality.name()
         );
         let mut qemu = Command::new("qemu-system-x86_64");
         qemu.args(["-machine", "q35,memory-backend=mem", "-m"])
@@ -199,15 +226,34 @@ impl Rig {
             .arg(format!("file:{}", dir.join("console.log").display()))
             .arg("-serial")
             .arg(format!("file:{}", dir.join("results.log").display()));
-        for n in 0..suite.agents {
-            qemu.arg("-chardev")
-                .arg(format!("socket,path={},id=ivs{n}", dir.join(format!("ivs{n}.sock")).display()))
-                .arg("-device")
-                .arg(format!(
-                    "ivshmem-doorbell,chardev=ivs{n},vectors={},addr={:#x}",
-                    bpnet_contract::ivshmem::VECTORS,
-                    FIRST_PCI_SLOT + n
-                ));
+
+        // The agent functions' connected sockets, handed to QEMU and closed here once it runs.
+        let mut functions = Vec::new();
+        match suite.personality {
+            Personality::Ivshmem => {
+                for n in 0..suite.agents {
+                    let name = format!("agent{n}");
+                    let child = agent_command(tools, suite, dir, n, &ram)?
+                        .arg("--ivshmem-server")
+                        .arg(dir.join(format!("ivs{n}.sock")))
+                        .spawn()
+                        .map_err(io("starting bpnet-emu"))?;
+                    procs.running.push((name.clone(), child));
+                    let err = dir.join(format!("{name}.err"));
+                    wait_for_text(&mut procs, &name, &err, "ivshmem server listening", EMULATOR_START)?;
+                    qemu.arg("-chardev")
+                        .arg(format!("socket,path={},id=ivs{n}", dir.join(format!("ivs{n}.sock")).display()))
+                        .arg("-device")
+                        .arg(format!(
+                            "ivshmem-doorbell,chardev=ivs{n},vectors={},addr={:#x}",
+                            bpnet_contract::ivshmem::VECTORS,
+                            pci_slot(suite, n)
+                        ));
+                }
+            }
+            Personality::Mpc834x => {
+                functions = start_agent_functions(tools, suite, dir, &ram, &mut procs, &mut qemu)?;
+            }
         }
         if suite.unrelated_ivshmem {
             qemu.arg("-object")
@@ -216,13 +262,21 @@ impl Rig {
                 .arg(format!("ivshmem-plain,memdev=unrelated,addr={:#x}", FIRST_PCI_SLOT + suite.agents));
         }
         let log = File::create(dir.join("qemu.log")).map_err(io("creating qemu.log"))?;
+        // QEMU inherits each agent function's socket (its number is in -device ...,fd=N); the flag is
+        // cleared only now, just before the one spawn that must inherit it.
+        for f in &functions {
+            rustix::io::fcntl_setfd(f, rustix::io::FdFlags::empty())
+                .map_err(|e| Error::Io("handing an agent function's socket to QEMU".into(), e.into()))?;
+        }
         let child = qemu
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(io("qemu.log"))?)
             .stderr(log)
             .spawn()
-            .map_err(io("starting qemu-system-x86_64"))?;
-        procs.running.push(("qemu".into(), child));
+            .map_err(io("starting qemu-system-x86_64"));
+        // QEMU holds its copies; the rig's are closed whether or not it started.
+        drop(functions);
+        procs.running.push(("qemu".into(), child?));
         Ok(Rig { procs })
     }
 
@@ -246,6 +300,11 @@ impl Rig {
         self.procs.wait("qemu", Duration::from_secs(20)).or_else(|| self.procs.stop("qemu", Duration::from_secs(5)))
     }
 
+    /// What is left once QEMU and the agents stopped: the INTx broker (mpc834x).
+    pub fn stop_rest(&mut self) {
+        self.procs.stop("intx-broker", Duration::from_secs(5));
+    }
+
     /// Once its host has left, an emulator stops by itself; it is stopped if it does not.
     pub fn stop_agent(&mut self, n: u32) -> AgentStop {
         let name = format!("agent{n}");
@@ -253,5 +312,100 @@ impl Rig {
             Some(status) => AgentStop { status: Some(status), by_itself: true },
             None => AgentStop { status: self.procs.stop(&name, Duration::from_secs(5)), by_itself: false },
         }
+    }
+}
+
+/// mpc834x: the INTx broker (it connects to QEMU's qtest socket once QEMU listens), then each agent's
+/// emulator as an agent function with its INTA# on the broker, a connected socket to each for QEMU,
+/// and QEMU's arguments for all of it. Returns the connected sockets.
+///
+/// QEMU starts only after every agent's firmware released its configuration lock: QEMU reads each
+/// function's configuration space while it builds the machine, and the guest's BIOS and kernel
+/// enumerate the bus right after. A chassis does the same: the host's power-on reset is held (or its
+/// firmware waits) until the boards are ready, which is why U-Boot's agent flow clears the lock "so that
+/// the host system can begin booting". The lock is still modelled: a configuration cycle before
+/// release is retried, which the module's recovery after an agent reset goes through.
+fn start_agent_functions(
+    tools: &Tools,
+    suite: &Suite,
+    dir: &Path,
+    ram: &Path,
+    procs: &mut Processes,
+    qemu: &mut Command,
+) -> Result<Vec<UnixStream>> {
+    let broker = dir.join("intx.sock");
+    let qtest = dir.join("qtest.sock");
+    let child = Command::new(&tools.emulator)
+        .arg("--intx-broker")
+        .arg(&broker)
+        .arg("--qtest")
+        .arg(&qtest)
+        .stdin(Stdio::null())
+        .stdout(File::create(dir.join("intx-broker.log")).map_err(io("creating the broker log"))?)
+        .stderr(File::create(dir.join("intx-broker.err")).map_err(io("creating the broker log"))?)
+        .spawn()
+        .map_err(io("starting bpnet-emu --intx-broker"))?;
+    procs.running.push(("intx-broker".into(), child));
+    wait_for_text(procs, "intx-broker", &dir.join("intx-broker.err"), BROKER_LISTENING, EMULATOR_START)?;
+
+    let mut functions = Vec::new();
+    for n in 0..suite.agents {
+        let name = format!("agent{n}");
+        let socket = dir.join(format!("agent{n}.sock"));
+        let slot = pci_slot(suite, n);
+        let child = agent_command(tools, suite, dir, n, ram)?
+            .arg("--agent-function")
+            .arg(&socket)
+            .arg("--intx-broker")
+            .arg(&broker)
+            .args(["--intx-gsi", &inta_gsi(slot).to_string()])
+            .spawn()
+            .map_err(io("starting bpnet-emu"))?;
+        procs.running.push((name.clone(), child));
+        wait_for_text(procs, &name, &dir.join(format!("{name}.err")), AGENT_FUNCTION_LISTENING, EMULATOR_START)?;
+        let stream = UnixStream::connect(&socket).map_err(io(format!("connecting to {}", socket.display())))?;
+        qemu.arg("-device").arg(format!("x-pci-proxy-dev,fd={},addr={slot:#x},id={name}", stream.as_raw_fd()));
+        functions.push(stream);
+    }
+    for n in 0..suite.agents {
+        let name = format!("agent{n}");
+        wait_for_text(procs, &name, &dir.join(format!("{name}.log")), CONFIG_UNLOCKED, EMULATOR_START)?;
+    }
+    qemu.arg("-qtest").arg(format!("unix:{},server=on,wait=off", qtest.display())).args(["-qtest-log", "none"]);
+    Ok(functions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn suite(guest: &'static str, agents: u32, personality: Personality) -> Suite {
+        Suite {
+            name: guest.into(),
+            personality,
+            guest,
+            agents,
+            needs_module: true,
+            bytes: 0,
+            timeout: Duration::from_secs(1),
+            boot_stage: false,
+            live: false,
+            identities: false,
+        }
+    }
+
+    #[test]
+    fn the_hostile_pair_shares_a_pin_on_mpc834x() {
+        let hostile = suite("hostile", 2, Personality::Mpc834x);
+        let (a, b) = (pci_slot(&hostile, 0), pci_slot(&hostile, 1));
+        assert!(a < b, "sysfs order is agent order");
+        assert_eq!(inta_gsi(a), inta_gsi(b));
+        assert_eq!(inta_gsi(0x10), 20);
+        assert_eq!(inta_gsi(0x13), 23);
+        // Up to four agents each have a pin of their own; the fifth shares the first one's.
+        let net = suite("net", 5, Personality::Mpc834x);
+        let gsis: Vec<u32> = (0..5).map(|n| inta_gsi(pci_slot(&net, n))).collect();
+        assert_eq!(gsis, [20, 21, 22, 23, 20]);
+        assert_eq!(pci_slot(&suite("hostile", 2, Personality::Ivshmem), 1), FIRST_PCI_SLOT + 1);
     }
 }

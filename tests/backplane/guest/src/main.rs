@@ -17,6 +17,11 @@
 //! * `csum DEV SECONDS MIN` — for SECONDS, every IPv4 TCP/UDP frame DEV receives as a packet socket
 //!   (tcpdump, a DHCP server) sees it, GRO off meanwhile: its IPv4 header and TCP/UDP checksums must be
 //!   valid; fails with fewer than MIN frames checked.
+//! * `info DEV` — the driver's `ethtool -i` fields: `driver=.. version=.. firmware-version=.. bus-info=..`
+//!   (bpnet puts its bus personality in `version`).
+//! * `bar-time PCI-DIR BAR OFFSET COUNT` — the mean cost of one 32-bit read of BAR `BAR` at `OFFSET`
+//!   through the sysfs `resourceBAR` mapping of the PCI device directory `PCI-DIR` (the BAR must be
+//!   enabled and not held by a driver): `reads=N us_per_read=T value=V`.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
@@ -31,7 +36,9 @@ const USAGE: &str = "usage: bpnet-guest echo DEV ADDR BYTES [SECONDS]
        bpnet-guest ring DEV
        bpnet-guest carrier DEV up|down SECONDS
        bpnet-guest features DEV
-       bpnet-guest csum DEV SECONDS MIN";
+       bpnet-guest csum DEV SECONDS MIN
+       bpnet-guest info DEV
+       bpnet-guest bar-time PCI-DIR BAR OFFSET COUNT";
 
 /// The agent's echo service.
 const ECHO_PORT: u16 = 7;
@@ -56,6 +63,8 @@ fn main() -> ExitCode {
         ["carrier", dev, want, secs] => carrier(dev, want, secs),
         ["features", dev] => features(dev),
         ["csum", dev, secs, min] => csum(dev, secs, min),
+        ["info", dev] => info(dev),
+        ["bar-time", dir, bar, offset, count] => bar_time(dir, bar, offset, count),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -362,6 +371,92 @@ fn stats(dev: &str) -> Result<String, String> {
     Ok(out.join("\n"))
 }
 
+/// `struct ethtool_drvinfo`'s strings: (name as ethtool prints it, offset), 32 bytes each.
+const DRVINFO_STRINGS: [(&str, usize); 4] =
+    [("driver", 4), ("version", 36), ("firmware-version", 68), ("bus-info", 100)];
+
+fn info(dev: &str) -> Result<String, String> {
+    let mut info = vec![0u8; DRVINFO_LEN];
+    info[..4].copy_from_slice(&ETHTOOL_GDRVINFO.to_ne_bytes());
+    ethtool(dev, &mut info)?;
+    Ok(drvinfo_line(&info))
+}
+
+fn drvinfo_line(info: &[u8]) -> String {
+    let field = |at: usize| {
+        let raw = &info[at..at + 32];
+        let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+        String::from_utf8_lossy(&raw[..end]).replace(char::is_whitespace, "_")
+    };
+    DRVINFO_STRINGS.iter().map(|(name, at)| format!("{name}={}", field(*at))).collect::<Vec<_>>().join(" ")
+}
+
+/// A shared mapping of one BAR through its sysfs resource file, unmapped on drop.
+struct BarMap {
+    base: *mut u8,
+    len: usize,
+}
+
+impl BarMap {
+    fn open(path: &str) -> Result<BarMap, String> {
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| format!("{path}: {e}"))?;
+        let len = file.metadata().map_err(|e| format!("{path}: {e}"))?.len() as usize;
+        if len == 0 {
+            return Err(format!("{path}: an empty BAR"));
+        }
+        // SAFETY: a fresh shared mapping of a file this function holds open; the result is checked
+        // and the mapping lives until drop.
+        let base =
+            unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), 0) };
+        if base == libc::MAP_FAILED {
+            return Err(format!("mmap {path}: {}", std::io::Error::last_os_error()));
+        }
+        Ok(BarMap { base: base.cast(), len })
+    }
+
+    /// One 32-bit read across the bus at `offset` (checked against the BAR's length once, by the caller).
+    fn read32(&self, offset: usize) -> u32 {
+        // SAFETY: `offset + 4 <= len` (checked in bar_time) and 4-byte aligned, inside a live mapping;
+        // a volatile read so every call is one bus access.
+        unsafe { std::ptr::read_volatile(self.base.add(offset).cast::<u32>()) }
+    }
+}
+
+impl Drop for BarMap {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in open, not used after this.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}
+
+fn bar_time(dir: &str, bar: &str, offset: &str, count: &str) -> Result<String, String> {
+    let bar: u8 = parse("BAR", bar)?;
+    let offset = parse_number(offset).ok_or_else(|| format!("offset: cannot parse `{offset}`"))?;
+    let count: u32 = parse("count", count)?;
+    if count == 0 {
+        return Err("count: at least one read".into());
+    }
+    let map = BarMap::open(&format!("{dir}/resource{bar}"))?;
+    if offset % 4 != 0 || offset.checked_add(4).is_none_or(|end| end > map.len) {
+        return Err(format!("offset {offset:#x}: not an aligned word inside the {}-byte BAR", map.len));
+    }
+    let mut value = map.read32(offset);
+    let started = Instant::now();
+    for _ in 0..count {
+        value = map.read32(offset);
+    }
+    let us = started.elapsed().as_secs_f64() * 1e6 / f64::from(count);
+    Ok(format!("reads={count} us_per_read={us:.2} value={value:#010x}"))
+}
+
+/// A decimal or 0x-prefixed number.
+fn parse_number(text: &str) -> Option<usize> {
+    match text.strip_prefix("0x") {
+        Some(hex) => usize::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
+
 fn ring(dev: &str) -> Result<String, String> {
     let mut r = vec![0u8; RINGPARAM_LEN];
     r[..4].copy_from_slice(&ETHTOOL_GRINGPARAM.to_ne_bytes());
@@ -646,5 +741,23 @@ mod tests {
         // Not IPv4 TCP/UDP: not checked.
         frame[12] = 0x86;
         assert_eq!(check_frame(&frame), None);
+    #[test]
+    fn drvinfo_fields_come_from_their_offsets() {
+        let mut info = vec![0u8; DRVINFO_LEN];
+        for (text, at) in [("bpnet", 4), ("mpc834x", 36), ("0.1.0", 68), ("0000:00:10.0", 100), ("rom", 132)] {
+            info[at..at + text.len()].copy_from_slice(text.as_bytes());
+        }
+        assert_eq!(drvinfo_line(&info), "driver=bpnet version=mpc834x firmware-version=0.1.0 bus-info=0000:00:10.0");
+        // A field filling all 32 bytes has no terminator; it must not run into the next one.
+        info[36..68].fill(b'v');
+        assert!(drvinfo_line(&info).contains(&format!("version={} ", "v".repeat(32))));
+    }
+
+    #[test]
+    fn offsets_are_decimal_or_hex() {
+        assert_eq!(parse_number("0x8034"), Some(0x8034));
+        assert_eq!(parse_number("16"), Some(16));
+        assert_eq!(parse_number("0xg"), None);
+        assert_eq!(parse_number("-1"), None);
     }
 }

@@ -321,7 +321,7 @@ impl Board {
         // Nothing enumerates the board unless a host is attached that does (`set_standalone_host`).
         uc.get_data_mut().immr.set_standalone_host(true);
         let initial_cpu = uc.context_init().map_err(uc_err("save reset CPU state"))?;
-        let stopper = StopperGuard::new(uc.get_handle());
+        let stopper = StopperGuard::new(uc.get_data().host_request.clone());
         Ok(Board {
             stopper,
             uc,

@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// How often a two-instruction stub is resumed after a stop it did not ask for (each stop request ends
+/// one run; the host side makes at most one per request it hands over).
+const STUB_RESUMES: usize = 8;
+
 impl Board {
     /// Set the instruction limit for later runs (`None`: no limit).
     pub fn set_max_instructions(&mut self, limit: Option<u64>) {
@@ -121,10 +125,7 @@ impl Board {
             .unwrap_or(u64::MAX);
             m.limit = self.max_instructions;
             m.limit_reached = false;
-            // A live host's request may end this run early (and only this one).
-            self.stopper.arm(true);
             let result = self.uc.emu_start(u64::from(pc), NEVER, 0, 0);
-            self.stopper.arm(false);
             self.settle();
             self.pass_output();
             if let Some(outcome) = self.after_slice(result) {
@@ -317,7 +318,18 @@ impl Board {
         let _ = self.uc.reg_write(machine::gpr_id(3), u64::from(a));
         let _ = self.uc.reg_write(machine::gpr_id(4), u64::from(b));
         self.uc.get_data_mut().in_stub = true;
-        let _ = self.uc.emu_start(u64::from(entry), u64::from(entry + machine::STUB_LEN), 0, 0);
+        // A live host's request ends the core's current run from another thread (CoreStopper), and
+        // may end this one before both instructions ran: run on from where it stopped until the stub
+        // is done, or the firmware would resume with half of what the stub sets (SRR1 or DSISR stale).
+        let end = entry + machine::STUB_LEN;
+        let mut pc = entry;
+        for _ in 0..STUB_RESUMES {
+            let _ = self.uc.emu_start(u64::from(pc), u64::from(end), 0, 0);
+            pc = machine::read_pc(&self.uc);
+            if pc == end {
+                break;
+            }
+        }
         self.uc.get_data_mut().in_stub = false;
         let out = (machine::read_gpr(&self.uc, 3), machine::read_gpr(&self.uc, 4));
         let _ = self.uc.reg_write(machine::gpr_id(3), u64::from(saved.0));
