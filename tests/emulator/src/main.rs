@@ -862,12 +862,7 @@ mod tests {
         };
         assert_eq!(
             (a.agent_function, a.intx, a.config_retry_limit, a.host_ram_size),
-            (
-                Some(PathBuf::from("s")),
-                Some((PathBuf::from("b"), 21)),
-                Some(std::time::Duration::from_millis(2500)),
-                0
-            )
+            (Some(PathBuf::from("s")), Some((PathBuf::from("b"), 21)), Some(std::time::Duration::from_millis(2500)), 0)
         );
         assert!(parse(&["--firmware=f", "--agent-function", "s"]).is_err(), "needs the guest's RAM");
         assert!(parse(&["--firmware=f", "--agent-function=s", "--host-ram-file=g", "--intx-broker=b"]).is_err());

@@ -741,6 +741,8 @@ mod tests {
         // Not IPv4 TCP/UDP: not checked.
         frame[12] = 0x86;
         assert_eq!(check_frame(&frame), None);
+    }
+
     #[test]
     fn drvinfo_fields_come_from_their_offsets() {
         let mut info = vec![0u8; DRVINFO_LEN];
