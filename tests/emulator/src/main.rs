@@ -299,29 +299,24 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         (Some(_), None) => return Err("--intx-broker needs --intx-gsi (or --qtest to be the broker)".to_string()),
         (None, Some(_)) => return Err("--intx-gsi needs --intx-broker".to_string()),
     };
-    if agent_function.is_some() {
-        if ivshmem_server.is_some() {
-            return Err("--agent-function and --ivshmem-server are two personalities: choose one".to_string());
+    // A live host on the other side of the bus: the guest, through one of the two personalities.
+    let live = match (&agent_function, &ivshmem_server) {
+        (Some(_), Some(_)) => {
+            return Err("--agent-function and --ivshmem-server are two personalities: choose one".to_string())
         }
-        if host_ram_file.is_none() {
-            return Err("--agent-function needs --host-ram-file (the guest's RAM file)".to_string());
-        }
-        if echo_host {
-            return Err("--echo-host plays a host; with --agent-function the host is the QEMU guest".to_string());
-        }
-        if !host_ram_size_given {
-            // The guest decides its RAM's size: all of the existing file is host RAM.
-            host_ram_size = 0;
-        }
-    } else if intx.is_some() || config_retry_limit.is_some() {
+        (Some(_), None) => Some("--agent-function"),
+        (None, Some(_)) => Some("--ivshmem-server"),
+        (None, None) => None,
+    };
+    if agent_function.is_none() && (intx.is_some() || config_retry_limit.is_some()) {
         return Err("--intx-broker/--intx-gsi and --config-retry-limit need --agent-function".to_string());
     }
-    if ivshmem_server.is_some() {
+    if let Some(option) = live {
         if host_ram_file.is_none() {
-            return Err("--ivshmem-server needs --host-ram-file (the guest's RAM file)".to_string());
+            return Err(format!("{option} needs --host-ram-file (the guest's RAM file)"));
         }
         if echo_host {
-            return Err("--echo-host plays a host; with --ivshmem-server the host is the QEMU guest".to_string());
+            return Err(format!("--echo-host plays a host; with {option} the host is the QEMU guest"));
         }
         if !host_ram_size_given {
             // The guest decides its RAM's size: all of the existing file is host RAM.

@@ -110,7 +110,7 @@ impl Cuts {
     pub fn includes(self, k: u64, update: u64) -> bool {
         match self {
             Cuts::Every => true,
-            Cuts::Sample { edge, stride } => k <= edge || k + edge > update || k % stride.max(1) == 0,
+            Cuts::Sample { edge, stride } => k <= edge || k + edge > update || k.is_multiple_of(stride.max(1)),
         }
     }
 }
@@ -260,27 +260,26 @@ pub fn run(setup: &Setup, cuts: Cuts, threads: usize, progress: &(dyn Fn(u64, u6
         Mutex::new(Report { before, update, first_boot, steps, selected, selected_update, ..Report::default() });
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
-            scope.spawn(|| loop {
-                let Some(&k) = chosen.get(next.fetch_add(1, Ordering::Relaxed) as usize) else {
-                    break;
-                };
-                let n = before + k;
-                let ending = cut_at(setup, n);
-                let mut r = report.lock().unwrap_or_else(|e| e.into_inner());
-                r.tested += 1;
-                match ending {
-                    Ok(Ending::Old) => {
-                        r.survived += 1;
-                        r.old += 1;
+            scope.spawn(|| {
+                while let Some(&k) = chosen.get(next.fetch_add(1, Ordering::Relaxed) as usize) {
+                    let n = before + k;
+                    let ending = cut_at(setup, n);
+                    let mut r = report.lock().unwrap_or_else(|e| e.into_inner());
+                    r.tested += 1;
+                    match ending {
+                        Ok(Ending::Old) => {
+                            r.survived += 1;
+                            r.old += 1;
+                        }
+                        Ok(Ending::New) => {
+                            r.survived += 1;
+                            r.new += 1;
+                        }
+                        Err(e) => r.failures.push(format!("cut at flash operation {n} (update step {k}): {e}")),
                     }
-                    Ok(Ending::New) => {
-                        r.survived += 1;
-                        r.new += 1;
-                    }
-                    Err(e) => r.failures.push(format!("cut at flash operation {n} (update step {k}): {e}")),
+                    drop(r);
+                    progress(done.fetch_add(1, Ordering::Relaxed) + 1, selected);
                 }
-                drop(r);
-                progress(done.fetch_add(1, Ordering::Relaxed) + 1, selected);
             });
         }
     });

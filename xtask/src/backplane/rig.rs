@@ -391,6 +391,7 @@ mod tests {
             boot_stage: false,
             live: false,
             identities: false,
+            unrelated_ivshmem: false,
         }
     }
 
