@@ -40,7 +40,8 @@ bar_reads() {
 
 # Every agent's function on the bus, as `lspci -n` shows it, and nothing of the other personality.
 agents_on_the_bus() {
-    text=$(lspci_n)
+    # The rig's unrelated ivshmem-plain device (slot 0x10 + agents, checked below) is not an agent.
+    text=$(lspci_n | grep -v "^00:$(printf %02x $((0x10 + agents)))\.0 ")
     if [ "$personality" = ivshmem ]; then
         want=' 0500: 1af4:1110 '
         other=' 0b20: 1957:'
@@ -271,10 +272,15 @@ carrier_went_down() {
     echo "carrier_down_count still $1 after 20 s"
     return 1
 }
+# The link must carry the connection before the reset (the MTU change above re-initialised it): a SYN
+# sent while the carrier is still off would be retransmitted after the reset, and the transfer would
+# then run on the new firmware, untouched by the reset.
+bpnet-guest carrier bp0 up 30 > /dev/null
+ping_agent 0 1 > /dev/null
 downs=$(cat /sys/class/net/bp0/carrier_down_count)
 bpnet-guest echo bp0 $agent_addr $bytes 60 > /tmp/reset-echo 2>&1 &
 reset_echo=$!
-sleep 0.5
+sleep 1
 out "REQUEST reset-agent 0"
 check reset-carrier-down carrier_went_down $downs
 check reset-carrier-up bpnet-guest carrier bp0 up 60
