@@ -69,21 +69,13 @@ pub trait HostLink {
 pub struct CoreStopper(Arc<AtomicBool>);
 
 impl CoreStopper {
+    /// A stopper raising `flag`, the one the board's block hook reads (`Machine::host_request`).
+    pub(crate) fn new(flag: Arc<AtomicBool>) -> CoreStopper {
+        CoreStopper(flag)
+    }
+
     pub fn stop(&self) {
         self.0.store(true, Ordering::Release);
-    }
-}
-
-/// Owned by the board next to its engine: hands out [`CoreStopper`]s for the flag its block hook reads.
-pub(crate) struct StopperGuard(CoreStopper);
-
-impl StopperGuard {
-    pub(crate) fn new(flag: Arc<AtomicBool>) -> StopperGuard {
-        StopperGuard(CoreStopper(flag))
-    }
-
-    pub(crate) fn stopper(&self) -> CoreStopper {
-        self.0.clone()
     }
 }
 

@@ -43,7 +43,7 @@ impl Board {
 
     /// Ends the core's current run from another thread (a live host's request arrived).
     pub fn core_stopper(&self) -> CoreStopper {
-        self.stopper.stopper()
+        CoreStopper::new(self.uc.get_data().host_request.clone())
     }
 
     /// Let the live host serve what it asked of the bus side (configuration and BAR cycles).

@@ -32,7 +32,7 @@ use crate::msgunit::OutboundDoorbells;
 use crate::outcome::{Exception, Outcome};
 use crate::pci::INBOUND_OFFSETS;
 use crate::ppc::{self, msr, srr1, vector, BatKind, TimeInsn, TrackedWrite};
-use crate::realtime::{self, CoreStopper, HostLink, StopperGuard, Wake};
+use crate::realtime::{self, CoreStopper, HostLink, Wake};
 use crate::time::{TimeBase, PS_PER_INSTRUCTION};
 use crate::uboot;
 
@@ -178,8 +178,7 @@ pub struct LoadInfo {
 /// The emulated MPC8349EMDS.
 pub struct Board {
     // Field order is drop order: Unicorn (and the device models inside it, which hold regions of the files)
-    // must go before the mappings, and the stopper's handle before Unicorn.
-    stopper: StopperGuard,
+    // must go before the mappings.
     uc: Uc<'static>,
     initial_cpu: Context,
     ram: SharedFile,
@@ -321,9 +320,7 @@ impl Board {
         // Nothing enumerates the board unless a host is attached that does (`set_standalone_host`).
         uc.get_data_mut().immr.set_standalone_host(true);
         let initial_cpu = uc.context_init().map_err(uc_err("save reset CPU state"))?;
-        let stopper = StopperGuard::new(uc.get_data().host_request.clone());
         Ok(Board {
-            stopper,
             uc,
             initial_cpu,
             ram,
