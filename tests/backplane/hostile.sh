@@ -8,7 +8,7 @@
 # (the module's message in dmesg, contract_errors and link_resets grown, carrier off), while bp1, on the
 # normal agent 1, keeps carrying ping and TCP echo; the kernel log stays free of oops/BUG/WARN/lockups.
 # After the last phase (and one more MTU change) agent 0 behaves and bp0's link comes back; rmmod leaves
-# a healthy machine. On mpc834x both agents sit on one INTx pin (slots 0x10 and 0x14): the storm, masked
+# a healthy machine. On mpc834x both agents sit on one INTx pin (slots 0x08 and 0x0c): the storm, masked
 # at the hostile agent's own OMIMR, must not get the shared line disabled ("nobody cared") under bp1.
 host_addr=10.83.49.1/24
 # Each phase: (name, what the module's refusal says). Searched for in order, each after the previous.

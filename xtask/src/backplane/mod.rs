@@ -221,7 +221,7 @@ Suites:
          `bpctl list` boot info, `bpctl flash all` (both come back confirmed on slot B), netboot from
          the guest's TFTP server (in.tftpd), `boot --via-bar` (recovery), `reset` (network and
          --hard), `logs`, a bad image refused while the agent keeps working (--agents does not apply)
-On mpc834x the hostile suite's two agents sit in slots 0x10 and 0x14, which share one INTx pin.
+On mpc834x the hostile suite's two agents sit in slots 0x08 and 0x0c, which share one INTx pin.
 Default: net with 1 and with 4 agents, hostile, bpctl, update (and infra with 4 agents first on
 ivshmem). Artefacts: target/backplane/<suite>-<agents>-<personality>/.";
 

@@ -24,8 +24,12 @@ use crate::util::{Error, Result};
 /// created sparse (set_len) and only what the guest touches takes memory in /dev/shm.
 const GUEST_RAM: u64 = 2 << 30;
 /// The guest's device bus: agent n's PCI function is at slot FIRST_PCI_SLOT + n (the hostile suite on
-/// mpc834x: + INTX_PINS · n), so sysfs order is agent order.
-const FIRST_PCI_SLOT: u32 = 0x10;
+/// mpc834x: + INTX_PINS · n), so sysfs order is agent order. q35 keeps slot 0 (host bridge), 1 (VGA)
+/// and 0x1f (LPC, SATA, SMBus) for itself; from 0x08, twenty agents and the unrelated ivshmem-plain
+/// device after them (up to slot 0x1c) stay clear of all three.
+const FIRST_PCI_SLOT: u32 = 0x08;
+/// The last slot an agent or the unrelated device may take: 0x1f is the chipset's.
+const LAST_PCI_SLOT: u32 = 0x1e;
 /// q35's root bus routes INTA# of slot s to IOAPIC input 20 + (s mod 4) (checked with QEMU 7.2:
 /// /work/shared/agent-function.md); slots INTX_PINS apart share a pin, as CompactPCI slots do.
 const INTX_PINS: u32 = 4;
@@ -150,6 +154,11 @@ fn pci_slot(suite: &Suite, n: u32) -> u32 {
     }
 }
 
+/// The slot of the unrelated ivshmem-plain device: right after the agents'.
+fn unrelated_slot(suite: &Suite) -> u32 {
+    FIRST_PCI_SLOT + suite.agents
+}
+
 /// The IOAPIC input (GSI) INTA# of `slot` reaches on q35's root bus.
 fn inta_gsi(slot: u32) -> u32 {
     INTA_FIRST_GSI + slot % INTX_PINS
@@ -195,6 +204,14 @@ impl Rig {
             &tools.initramfs
         };
 
+        let last = (0..suite.agents).map(|n| pci_slot(suite, n)).max().unwrap_or(FIRST_PCI_SLOT)
+            + u32::from(suite.unrelated_ivshmem);
+        if last > LAST_PCI_SLOT {
+            return Err(Error::Usage(format!(
+                "{}: {} agent(s) need PCI slots up to {last:#x}; the guest's bus has {FIRST_PCI_SLOT:#x}..={LAST_PCI_SLOT:#x}",
+                suite.name, suite.agents
+            )));
+        }
         let mut procs = Processes::default();
         // The guest's RAM: created full size before anyone maps it; QEMU and every emulator map it shared.
         let ram = PathBuf::from(format!("/dev/shm/bpnet-backplane-{}-{}.ram", std::process::id(), suite.name));
@@ -203,13 +220,17 @@ impl Rig {
             .and_then(|f| f.set_len(GUEST_RAM))
             .map_err(io(format!("creating the guest RAM file {}", ram.display())))?;
 
-        let append = format!(
+        let mut append = format!(
             "console=ttyS0 panic=-1 loglevel=7 bptest.suite={} bptest.agents={} bptest.bytes={} bptest.personality={}",
             suite.guest,
             suite.agents,
             suite.bytes,
             suite.personality.name()
         );
+        if suite.unrelated_ivshmem {
+            // The guest leaves this one function alone and checks that the module did too.
+            append.push_str(&format!(" bptest.unrelated=0000:00:{:02x}.0", unrelated_slot(suite)));
+        }
         let mut qemu = Command::new("qemu-system-x86_64");
         qemu.args(["-machine", "q35,memory-backend=mem", "-m"])
             .arg(format!("{}M", GUEST_RAM >> 20))
@@ -259,7 +280,7 @@ impl Rig {
             qemu.arg("-object")
                 .arg("memory-backend-ram,id=unrelated,size=1M")
                 .arg("-device")
-                .arg(format!("ivshmem-plain,memdev=unrelated,addr={:#x}", FIRST_PCI_SLOT + suite.agents));
+                .arg(format!("ivshmem-plain,memdev=unrelated,addr={:#x}", unrelated_slot(suite)));
         }
         let log = File::create(dir.join("qemu.log")).map_err(io("creating qemu.log"))?;
         // QEMU inherits each agent function's socket (its number is in -device ...,fd=N); the flag is
@@ -401,6 +422,7 @@ mod tests {
         let (a, b) = (pci_slot(&hostile, 0), pci_slot(&hostile, 1));
         assert!(a < b, "sysfs order is agent order");
         assert_eq!(inta_gsi(a), inta_gsi(b));
+        assert_eq!(inta_gsi(0x08), 20);
         assert_eq!(inta_gsi(0x10), 20);
         assert_eq!(inta_gsi(0x13), 23);
         // Up to four agents each have a pin of their own; the fifth shares the first one's.
@@ -408,5 +430,14 @@ mod tests {
         let gsis: Vec<u32> = (0..5).map(|n| inta_gsi(pci_slot(&net, n))).collect();
         assert_eq!(gsis, [20, 21, 22, 23, 20]);
         assert_eq!(pci_slot(&suite("hostile", 2, Personality::Ivshmem), 1), FIRST_PCI_SLOT + 1);
+    }
+
+    #[test]
+    fn twenty_agents_and_the_unrelated_device_stay_off_the_chipsets_slots() {
+        let mut net = suite("net", 20, Personality::Mpc834x);
+        net.unrelated_ivshmem = true;
+        let slots: Vec<u32> = (0..20).map(|n| pci_slot(&net, n)).chain([unrelated_slot(&net)]).collect();
+        assert!(slots.iter().all(|&s| (2..0x1f).contains(&s) && s <= LAST_PCI_SLOT), "{slots:x?}");
+        assert!(slots.windows(2).all(|w| w[0] < w[1]), "sysfs order is agent order");
     }
 }
