@@ -50,7 +50,7 @@ event_index_is() {
 # "notifications packets" so far: the module's doorbells + interrupts, and tx_frames + rx_frames (the
 # agent_* counters are the agent's own and are not summed).
 notifications_packets() {
-    bpnet-guest stats bp0 | awk '
+    ethtool_stats bp0 | awk '
         $1 == "doorbells" || $1 == "interrupts" { n += $2; k++ }
         $1 == "tx_frames" || $1 == "rx_frames" { p += $2; k++ }
         END { if (k != 4) exit 1; print n, p }'
@@ -58,7 +58,7 @@ notifications_packets() {
 
 # "fast-path-reads packets" so far.
 reads_packets() {
-    bpnet-guest stats bp0 | awk '
+    ethtool_stats bp0 | awk '
         $1 == "host_bar_reads" { r += $2; k++ }
         $1 == "host_bar_reads_slow_path" { r -= $2; k++ }
         $1 == "tx_frames" || $1 == "rx_frames" { p += $2; k++ }

@@ -25,7 +25,7 @@ state-flap:state.127.is.not.defined"
 bad_kernel_log='WARNING:|BUG:|Oops|general protection|Call Trace|kernel BUG|RIP:|soft lockup|rcu_sched detected|hung_task|blocked for more than|nobody cared|Disabling IRQ'
 
 stat_of() {
-    bpnet-guest stats "$1" | awk -v k="$2" '$1 == k { print $2; found = 1 } END { if (!found) print "missing" }'
+    ethtool_stats "$1" | awk -v k="$2" '$1 == k { print $2; found = 1 } END { if (!found) print "missing" }'
 }
 
 # The first line at or after line $1 of dmesg that says bp0 broke the contract and matches $2; prints

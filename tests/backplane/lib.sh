@@ -26,6 +26,16 @@ check() {
     return 1
 }
 
+# `ethtool -S $1` as "name value" lines (the agent's counters and the module's), for awk.
+ethtool_stats() {
+    ethtool -S "$1" | sed -n 's/^[[:space:]]*\([^:]*\): \([0-9]*\)$/\1 \2/p'
+}
+
+# The features `ethtool -k $1` shows on, space-separated (fixed ones too).
+features_on() {
+    ethtool -k "$1" | sed -n 's/^[[:space:]]*\([a-z0-9-]*\): on.*/\1/p' | tr '\n' ' '
+}
+
 # Each agent's PCI function in slot order (agent 0 first), as the run's personality shows it:
 # mpc834x: an MPC834x in agent mode (vendor 0x1957, devices 0x0080-0x0087, class 0x0b2001);
 # ivshmem: an ivshmem-doorbell device (1af4:1110).

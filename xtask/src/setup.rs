@@ -25,6 +25,9 @@ const GROUPS: &[(&str, &[&str])] = &[
     // The standard TFTP server the agents netboot from: its `in.tftpd` (and the libraries it links) goes
     // into the guest's initramfs and runs there, never on this machine.
     ("netboot in the virtual backplane (TFTP server)", &["tftpd-hpa"]),
+    // What an operator manages a NIC with: `ip`, `devlink` and `ethtool` go into the guest's initramfs
+    // (with the libraries they link) and run there in place of busybox's applets.
+    ("network tools in the virtual backplane's guest", &["iproute2", "ethtool"]),
     // sparse for `make C=1`; checkpatch.pl and its word lists from the kernel source of the headers' series
     // (6.1, as linux-headers-amd64 in bookworm); checkpatch is a Perl script.
     ("kernel module checks (sparse, checkpatch.pl)", &["sparse", LINUX_SOURCE, "perl"]),

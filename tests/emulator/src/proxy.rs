@@ -299,7 +299,14 @@ pub struct AgentFunction {
     fds: Arc<AtomicU32>,
     end: Option<String>,
     who: String,
+    /// Host accesses that failed in a row (master abort, refused register), for the log: a host
+    /// still using the BARs its agent's reset cleared fails every access until it restores them.
+    failed_in_a_row: u64,
 }
+
+/// Failed host accesses in a row logged one by one; the rest of the run of failures is counted in
+/// the summary (`master_aborts`, `refused_*`) and reported as one line when it ends.
+const BUS_ERRORS_LOGGED: u64 = 16;
 
 impl AgentFunction {
     /// Start serving: the reader thread takes `source` (accepting its one client first if it listens).
@@ -335,6 +342,7 @@ impl AgentFunction {
             fds,
             end: None,
             who: who.to_string(),
+            failed_in_a_row: 0,
         })
     }
 
@@ -429,8 +437,25 @@ impl AgentFunction {
         }
     }
 
-    fn log_bus_error(&self, e: &BusError) {
-        eprintln!("{}: host access {e}", self.who);
+    /// Log a failed host access, or `None` (a good one) ending a run of failures.
+    fn log_bus_error(&mut self, e: Option<&BusError>) {
+        match e {
+            Some(e) => {
+                self.failed_in_a_row += 1;
+                if self.failed_in_a_row <= BUS_ERRORS_LOGGED {
+                    eprintln!("{}: host access {e}", self.who);
+                }
+                if self.failed_in_a_row == BUS_ERRORS_LOGGED {
+                    eprintln!("{}: further failed host accesses are counted, not logged, until one succeeds", self.who);
+                }
+            }
+            None => {
+                if self.failed_in_a_row > BUS_ERRORS_LOGGED {
+                    eprintln!("{}: {} host accesses in a row failed", self.who, self.failed_in_a_row);
+                }
+                self.failed_in_a_row = 0;
+            }
+        }
     }
 
     /// Serve one request; `false` if it is a configuration cycle held by the lock.
@@ -456,9 +481,7 @@ impl AgentFunction {
                     board.count_master_abort();
                     (u64::MAX, Some(BusError::MasterAbort(format!("{size}-byte I/O or odd-sized read at {addr:#x}"))))
                 };
-                if let Some(e) = e {
-                    self.log_bus_error(&e);
-                }
+                self.log_bus_error(e.as_ref());
                 v
             }
             Request::BarWrite { addr, value, size, memory } => {
@@ -468,9 +491,7 @@ impl AgentFunction {
                     board.count_master_abort();
                     Some(BusError::MasterAbort(format!("{size}-byte I/O or odd-sized write at {addr:#x}")))
                 };
-                if let Some(e) = e {
-                    self.log_bus_error(&e);
-                }
+                self.log_bus_error(e.as_ref());
                 0
             }
             Request::DeviceReset => {

@@ -145,28 +145,42 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
     std::fs::copy(from, to).map(|_| ()).map_err(io(format!("copying {} to {}", from.display(), to.display())))
 }
 
-/// Debian's TFTP server (tftpd-hpa's in.tftpd, a dynamic executable) with the libraries `ldd` names,
-/// at the same paths, and the few /etc files it looks up (users, groups, services).
-fn add_tftp_server(stage: &Path) -> Result<()> {
-    let tftpd = Path::new(TFTPD);
-    if !tftpd.exists() {
-        return Err(Error::Failed(format!("{TFTPD} missing: install tftpd-hpa (cargo xtask setup)")));
-    }
-    let out = Command::new("ldd").arg(tftpd).output().map_err(io(format!("ldd {TFTPD}")))?;
-    if !out.status.success() {
-        return Err(Error::Failed(format!("ldd {TFTPD} failed: {}", String::from_utf8_lossy(&out.stderr))));
-    }
-    let mut files = vec![tftpd.to_path_buf()];
-    files.extend(ldd_paths(&String::from_utf8_lossy(&out.stdout)));
-    for file in files {
-        let to = stage.join(file.strip_prefix("/").unwrap_or(&file));
-        if let Some(dir) = to.parent() {
-            std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+/// Debian's programs the guest runs, each with its package: the TFTP server the update suite serves
+/// from, and the tools an operator manages a NIC with (ahead of busybox's applets on the guest's PATH).
+const GUEST_PROGRAMS: &[(&str, &str)] = &[
+    ("/usr/sbin/in.tftpd", "tftpd-hpa"),
+    ("/usr/bin/ip", "iproute2"),
+    ("/usr/sbin/devlink", "iproute2"),
+    ("/usr/sbin/ethtool", "ethtool"),
+];
+
+/// Debian's dynamic executables ([`GUEST_PROGRAMS`]) with the libraries `ldd` names, at the same
+/// paths, and the few /etc files the TFTP server looks up (users, groups, services).
+fn add_debian_programs(stage: &Path) -> Result<()> {
+    for (program, package) in GUEST_PROGRAMS {
+        let path = Path::new(program);
+        if !path.exists() {
+            return Err(Error::Failed(format!("{program} missing: install {package} (cargo xtask setup)")));
         }
-        copy(&file, &to)?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))
-            .map_err(io(format!("making {} executable", to.display())))?;
+        let out = Command::new("ldd").arg(path).output().map_err(io(format!("ldd {program}")))?;
+        if !out.status.success() {
+            return Err(Error::Failed(format!("ldd {program} failed: {}", String::from_utf8_lossy(&out.stderr))));
+        }
+        let mut files = vec![path.to_path_buf()];
+        files.extend(ldd_paths(&String::from_utf8_lossy(&out.stdout)));
+        for file in files {
+            let to = stage.join(file.strip_prefix("/").unwrap_or(&file));
+            if to.exists() {
+                continue;
+            }
+            if let Some(dir) = to.parent() {
+                std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+            }
+            copy(&file, &to)?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))
+                .map_err(io(format!("making {} executable", to.display())))?;
+        }
     }
     let etc = stage.join("etc");
     std::fs::create_dir_all(stage.join("srv/tftp")).map_err(io("creating srv/tftp"))?;
@@ -180,9 +194,6 @@ fn add_tftp_server(stage: &Path) -> Result<()> {
     }
     Ok(())
 }
-
-/// The TFTP server the update suite runs in the guest.
-const TFTPD: &str = "/usr/sbin/in.tftpd";
 
 /// The absolute paths in `ldd`'s output (`name => /path (addr)`, `/path (addr)`); the vDSO has none.
 fn ldd_paths(text: &str) -> Vec<PathBuf> {
@@ -216,7 +227,7 @@ fn build_initramfs(guest_tool: &Path, firmware: &Path, module: Option<&Path>, na
     if image.exists() {
         copy(&image, &stage.join("lib/firmware/bpnet/bpnet-firmware.img"))?;
     }
-    add_tftp_server(&stage)?;
+    add_debian_programs(&stage)?;
     let scripts = util::root().join("tests/backplane");
     copy(&scripts.join("init"), &stage.join("init"))?;
     for entry in std::fs::read_dir(&scripts).map_err(io(format!("reading {}", scripts.display())))? {
@@ -229,7 +240,7 @@ fn build_initramfs(guest_tool: &Path, firmware: &Path, module: Option<&Path>, na
         copy(ko, &stage.join("lib/modules/bpnet.ko"))?;
     }
     // The kernel runs /init only if it is executable, whatever the checkout's modes are.
-    for exe in ["init", "bin/busybox", "bin/bpnet-guest", "bin/bpctl", "usr/sbin/in.tftpd"] {
+    for exe in ["init", "bin/busybox", "bin/bpnet-guest", "bin/bpctl"] {
         use std::os::unix::fs::PermissionsExt;
         let path = stage.join(exe);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))

@@ -25,6 +25,12 @@ use crate::util::{self, Error, Result};
 
 /// Bytes each agent echoes in the network suites: 10 MiB.
 const ECHO_BYTES: u64 = 10 << 20;
+/// A full chassis: the most agents a backplane holds, and `--agents` accepts.
+const CHASSIS: u32 = 20;
+/// Bytes each of a full chassis' agents echoes per transfer in `cargo xtask test`.
+const CHASSIS_BYTES: u64 = 256 << 10;
+/// Suites `cargo xtask test` runs at a time (see [`run_suites`]).
+const TEST_JOBS: usize = 2;
 
 /// How the guest sees each agent: the module's two bus personalities. One personality per run: a run
 /// never mixes MSI-X devices and proxied INTx agents.
@@ -112,7 +118,8 @@ fn suites(agents: Option<u32>, bytes: Option<u64>, personality: Personality) -> 
         agents: n,
         needs_module: true,
         bytes: bytes.unwrap_or(ECHO_BYTES),
-        timeout: Duration::from_secs(420),
+        // Every agent is brought up, pinged and echoed at three MTUs, one after the other.
+        timeout: Duration::from_secs(420 + 20 * u64::from(n.saturating_sub(4))),
         boot_stage: false,
         live: false,
         identities: false,
@@ -171,17 +178,23 @@ fn suites(agents: Option<u32>, bytes: Option<u64>, personality: Personality) -> 
 }
 
 /// `cargo xtask test`'s runs: the data path, bpctl and updates on the real board's personality, and on
-/// ivshmem the infrastructure, one agent's data path (the MSI-X path stays tested) and the hostile agent:
-/// on mpc834x its interrupt storm is not yet caught (a level-triggered line interrupts the host at most
-/// once per clear, fewer times a second than the module's storm thresholds; `cargo xtask backplane
-/// --suite hostile` shows it).
+/// ivshmem a full chassis ([`CHASSIS`] agents: the infrastructure and the data path, with
+/// [`CHASSIS_BYTES`] per echo), one agent's data path (the MSI-X path stays tested) and the hostile
+/// agent: on mpc834x its interrupt storm is not yet caught (a level-triggered line interrupts the host
+/// at most once per clear, fewer times a second than the module's storm thresholds; `cargo xtask
+/// backplane --suite hostile` shows it).
 fn test_suites() -> Vec<Suite> {
     let mut all: Vec<Suite> =
         suites(None, None, Personality::Mpc834x).into_iter().filter(|s| s.guest != "hostile").collect();
     all.extend(
+        suites(Some(CHASSIS), Some(CHASSIS_BYTES), Personality::Ivshmem)
+            .into_iter()
+            .filter(|s| s.guest == "infra" || s.guest == "net"),
+    );
+    all.extend(
         suites(None, None, Personality::Ivshmem)
             .into_iter()
-            .filter(|s| s.guest == "infra" || s.guest == "hostile" || (s.guest == "net" && s.agents == 1)),
+            .filter(|s| s.guest == "hostile" || (s.guest == "net" && s.agents == 1)),
     );
     all
 }
@@ -196,7 +209,7 @@ fn agent_firmware(tools: &Tools, suite: &Suite, n: u32) -> Result<PathBuf> {
 
 const HELP: &str = "\
 cargo xtask backplane [--personality mpc834x|ivshmem] [--suite infra|net|hostile|bpctl|update]
-                      [--agents N] [--bytes N]
+                      [--agents N] [--bytes N] [--jobs J]
 
 Boots Debian's kernel in qemu-system-x86_64 with one PCI function per agent, each served by a board
 emulator running the firmware, and runs the guest's test suites. --personality (default mpc834x)
@@ -222,6 +235,9 @@ Suites:
          the guest's TFTP server (in.tftpd), `boot --via-bar` (recovery), `reset` (network and
          --hard), `logs`, a bad image refused while the agent keeps working (--agents does not apply)
 On mpc834x the hostile suite's two agents sit in slots 0x08 and 0x0c, which share one INTx pin.
+--agents N: 1..20, one PCI slot each from 0x08 (a chassis holds 20 boards). --bytes N: what each
+agent echoes in net (default 10 MiB; the per-MTU echoes take at most 1 MiB of it). --jobs J: run
+up to J suites at a time, each on a rig of its own (default 1; `cargo xtask test` runs 2).
 Default: net with 1 and with 4 agents, hostile, bpctl, update (and infra with 4 agents first on
 ivshmem). Artefacts: target/backplane/<suite>-<agents>-<personality>/.";
 
@@ -233,13 +249,18 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     }
     let only = util::take_value(&mut args, "--suite")?;
     let agents = util::take_value(&mut args, "--agents")?
-        .map(|v| v.parse::<u32>().ok().filter(|n| (1..=20).contains(n)).ok_or(v))
+        .map(|v| v.parse::<u32>().ok().filter(|n| (1..=CHASSIS).contains(n)).ok_or(v))
         .transpose()
-        .map_err(|v| Error::Usage(format!("--agents: {v} is not 1..20")))?;
+        .map_err(|v| Error::Usage(format!("--agents: {v} is not 1..{CHASSIS}")))?;
     let bytes = util::take_value(&mut args, "--bytes")?
         .map(|v| v.parse::<u64>().map_err(|_| Error::Usage(format!("--bytes: {v} is not a number"))))
         .transpose()?;
     let personality = Personality::from_args(&mut args)?;
+    let jobs = util::take_value(&mut args, "--jobs")?
+        .map(|v| v.parse::<usize>().ok().filter(|n| (1..=8).contains(n)).ok_or(v))
+        .transpose()
+        .map_err(|v| Error::Usage(format!("--jobs: {v} is not 1..8")))?
+        .unwrap_or(1);
     util::no_more(&args)?;
     let mut chosen = suites(agents, bytes, personality);
     if let Some(only) = &only {
@@ -253,23 +274,50 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             return Err(Error::Usage(format!("--suite: no suite `{only}` (infra, net, hostile, bpctl, update)")));
         }
     }
-    run_suites(&chosen)
+    run_suites(&chosen, jobs)
 }
 
 /// `cargo xtask test --backplane`: every suite on mpc834x, infra and net-1 on ivshmem.
 pub fn test() -> Result<ExitCode> {
-    run_suites(&test_suites())
+    run_suites(&test_suites(), TEST_JOBS)
 }
 
-fn run_suites(chosen: &[Suite]) -> Result<ExitCode> {
+/// Run `chosen`, up to `jobs` suites at a time, each on a rig of its own. A rig spends most of its
+/// time waiting (the guest's timers, the agents' virtual time, round trips through the proxy): one
+/// suite keeps about a quarter of one core busy, so two at a time on two cores finish sooner without
+/// starving either. Reports print as suites end and once more, in order, at the end.
+fn run_suites(chosen: &[Suite], jobs: usize) -> Result<ExitCode> {
     let started = Instant::now();
     let tools = prepare(chosen.iter().any(|s| s.needs_module), chosen.iter().any(|s| s.boot_stage))?;
+    // Longest first, so the last suite to start is a short one.
+    let mut order: Vec<usize> = (0..chosen.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(chosen[i].timeout));
+    let queue = std::sync::Mutex::new(order.into_iter());
+    let done = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, chosen.len().max(1)) {
+            scope.spawn(|| loop {
+                let Some(i) = queue.lock().unwrap_or_else(|e| e.into_inner()).next() else { break };
+                let suite = &chosen[i];
+                eprintln!("xtask: backplane: {} ({} agent(s), {})", suite.name, suite.agents, suite.personality.name());
+                let report = run_suite(&tools, suite);
+                if let Ok(report) = &report {
+                    report.print();
+                }
+                done.lock().unwrap_or_else(|e| e.into_inner()).push((i, report));
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.sort_by_key(|(i, _)| *i);
     let mut reports = Vec::new();
-    for suite in chosen {
-        eprintln!("xtask: backplane: {} ({} agent(s), {})", suite.name, suite.agents, suite.personality.name());
-        let report = run_suite(&tools, suite)?;
-        report.print();
-        reports.push(report);
+    for (_, report) in done {
+        reports.push(report?);
+    }
+    if jobs > 1 && reports.len() > 1 {
+        for report in &reports {
+            println!("{}", report.summary());
+        }
     }
     let failed: Vec<&str> = reports.iter().filter(|r| !r.passed()).map(|r| r.suite.as_str()).collect();
     let checks: usize = reports.iter().map(|r| r.checks.len()).sum();
@@ -313,7 +361,7 @@ pub(crate) fn run_suite(tools: &Tools, suite: &Suite) -> Result<Report> {
     while !channel.ended {
         for (request, n) in channel.take(&results, suite.agents, suite.live) {
             if rig.agent_request(request, n) {
-                eprintln!("xtask: backplane: {} of agent {n} requested by the guest", request.word());
+                eprintln!("xtask: backplane: {}: {} of agent {n} requested by the guest", suite.name, request.word());
             } else {
                 checks.push(Check {
                     name: format!("agent{n}-{}", request.word()),
@@ -430,39 +478,50 @@ impl Report {
         !self.checks.is_empty() && self.checks.iter().all(|c| c.pass)
     }
 
+    /// Every check, the summary line and, when something failed, the tails of the rig's logs: in one
+    /// piece, so reports of suites that end together do not interleave.
     pub fn print(&self) {
+        let mut text = String::new();
         for c in &self.checks {
-            println!("  {} {:<28} {}", if c.pass { "PASS" } else { "FAIL" }, c.name, c.detail);
+            text += &format!("  {} {:<28} {}\n", if c.pass { "PASS" } else { "FAIL" }, c.name, c.detail);
         }
+        text += &self.summary();
+        text += "\n";
+        if self.checks.iter().any(|c| !c.pass) {
+            text += &tail(&self.dir.join("console.log"), 40);
+            for n in 0..self.agents {
+                text += &tail(&self.dir.join(format!("agent{n}.err")), 8);
+                text += &tail(&self.dir.join(format!("agent{n}.log")), 15);
+            }
+            text += &tail(&self.dir.join("qemu.log"), 10);
+        }
+        print!("{text}");
+    }
+
+    pub fn summary(&self) -> String {
         let bad = self.checks.iter().filter(|c| !c.pass).count();
-        println!(
+        format!(
             "backplane {}: {} checks, {bad} failed, {:.1} s ({})",
             self.suite,
             self.checks.len(),
             self.seconds,
             self.dir.display()
-        );
-        if bad > 0 {
-            print_tail(&self.dir.join("console.log"), 40);
-            for n in 0..self.agents {
-                print_tail(&self.dir.join(format!("agent{n}.err")), 8);
-                print_tail(&self.dir.join(format!("agent{n}.log")), 15);
-            }
-            print_tail(&self.dir.join("qemu.log"), 10);
-        }
+        )
     }
 }
 
-fn print_tail(path: &Path, lines: usize) {
+/// The last `lines` lines of a log, framed.
+fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     if all.is_empty() {
-        return;
+        return String::new();
     }
-    println!("  --- last {} lines of {} ---", lines.min(all.len()), path.display());
+    let mut out = format!("  --- last {} lines of {} ---\n", lines.min(all.len()), path.display());
     for l in &all[all.len().saturating_sub(lines)..] {
-        println!("  | {l}");
+        out += &format!("  | {l}\n");
     }
+    out
 }
 
 #[cfg(test)]
@@ -507,12 +566,15 @@ mod tests {
                 "net-4-mpc834x",
                 "bpctl-2-mpc834x",
                 "update-2-mpc834x",
-                "infra-4-ivshmem",
+                "infra-20-ivshmem",
+                "net-20-ivshmem",
                 "net-1-ivshmem",
                 "hostile-2-ivshmem"
             ]
         );
         assert!(test_suites().iter().all(|s| s.name.ends_with(s.personality.name())));
+        let chassis = test_suites().into_iter().find(|s| s.name == "net-20-ivshmem").unwrap();
+        assert_eq!(chassis.bytes, CHASSIS_BYTES);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `bpnet-guest`: what the virtual backplane's guest needs that busybox does not have. Runs inside the
+//! `bpnet-guest`: what the virtual backplane's guest needs that busybox and Debian's ip, ethtool and
+//! devlink do not have. Runs inside the
 //! Linux guest (static binary), prints one result line per command on stdout, exits non-zero on failure.
 //!
 //! * `echo DEV ADDR BYTES [SECONDS]` — TCP echo of BYTES to ADDR port 7 through DEV (SO_BINDTODEVICE: every
@@ -10,15 +11,10 @@
 //! * `recv DEV ADDR BYTES [SECONDS]` — TCP throughput agent → host: asks the agent's sized bulk service
 //!   (port 5019) for BYTES, checks every byte against the services' pattern and that exactly BYTES arrive
 //!   before the agent closes; prints `bytes=N seconds=S mbit=M` or where the first difference is.
-//! * `stats DEV` — the driver's `ethtool -S` counters (SIOCETHTOOL), one `name value` per line.
-//! * `ring DEV` — the driver's `ethtool -g` ring sizes: `rx=N rx_max=N tx=N tx_max=N`.
 //! * `carrier DEV up|down SECONDS` — wait until the carrier is as asked; prints how long it took.
-//! * `features DEV` — the device's active features (`ethtool -k` names), one line, space-separated.
 //! * `csum DEV SECONDS MIN` — for SECONDS, every IPv4 TCP/UDP frame DEV receives as a packet socket
 //!   (tcpdump, a DHCP server) sees it, GRO off meanwhile: its IPv4 header and TCP/UDP checksums must be
 //!   valid; fails with fewer than MIN frames checked.
-//! * `info DEV` — the driver's `ethtool -i` fields: `driver=.. version=.. firmware-version=.. bus-info=..`
-//!   (bpnet puts its bus personality in `version`).
 //! * `bar-time PCI-DIR BAR OFFSET COUNT` — the mean cost of one 32-bit read of BAR `BAR` at `OFFSET`
 //!   through the sysfs `resourceBAR` mapping of the PCI device directory `PCI-DIR` (the BAR must be
 //!   enabled and not held by a driver): `reads=N us_per_read=T value=V`.
@@ -32,12 +28,8 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "usage: bpnet-guest echo DEV ADDR BYTES [SECONDS]
        bpnet-guest send DEV ADDR BYTES [SECONDS]
        bpnet-guest recv DEV ADDR BYTES [SECONDS]
-       bpnet-guest stats DEV
-       bpnet-guest ring DEV
        bpnet-guest carrier DEV up|down SECONDS
-       bpnet-guest features DEV
        bpnet-guest csum DEV SECONDS MIN
-       bpnet-guest info DEV
        bpnet-guest bar-time PCI-DIR BAR OFFSET COUNT";
 
 /// The agent's echo service.
@@ -58,12 +50,8 @@ fn main() -> ExitCode {
         ["send", dev, addr, bytes, secs] => send(dev, addr, bytes, secs),
         ["recv", dev, addr, bytes] => recv(dev, addr, bytes, "120"),
         ["recv", dev, addr, bytes, secs] => recv(dev, addr, bytes, secs),
-        ["stats", dev] => stats(dev),
-        ["ring", dev] => ring(dev),
         ["carrier", dev, want, secs] => carrier(dev, want, secs),
-        ["features", dev] => features(dev),
         ["csum", dev, secs, min] => csum(dev, secs, min),
-        ["info", dev] => info(dev),
         ["bar-time", dir, bar, offset, count] => bar_time(dir, bar, offset, count),
         _ => Err(USAGE.to_string()),
     };
@@ -289,22 +277,7 @@ fn recv(dev: &str, addr: &str, bytes: &str, secs: &str) -> Result<String, String
     Ok(throughput(total, started.elapsed().as_secs_f64()))
 }
 
-// ---- ethtool ----
-
-const ETHTOOL_GDRVINFO: u32 = 0x03;
-const ETHTOOL_GSTRINGS: u32 = 0x1b;
-const ETHTOOL_GSTATS: u32 = 0x1d;
-const ETHTOOL_GRINGPARAM: u32 = 0x10;
-/// `struct ethtool_ringparam`: nine 32-bit words after which come rx_max_pending (1), tx_max_pending
-/// (4), rx_pending (5) and tx_pending (8).
-const RINGPARAM_LEN: usize = 36;
-const ETH_SS_STATS: u32 = 1;
-const ETH_GSTRING_LEN: usize = 32;
-/// `struct ethtool_drvinfo`: 196 bytes, `n_stats` at 180.
-const DRVINFO_LEN: usize = 196;
-const DRVINFO_N_STATS: usize = 180;
-/// Refuse a driver claiming more counters than this (the reply is sized from its claim).
-const MAX_STATS: usize = 4096;
+// ---- ethtool (the csum check turns GRO off for its watch and back on) ----
 
 /// SIOCETHTOOL on `dev` with `buf` (its first word is the command).
 fn ethtool(dev: &str, buf: &mut [u8]) -> Result<(), String> {
@@ -335,60 +308,6 @@ fn ethtool(dev: &str, buf: &mut [u8]) -> Result<(), String> {
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn stats(dev: &str) -> Result<String, String> {
-    let mut info = vec![0u8; DRVINFO_LEN];
-    info[..4].copy_from_slice(&ETHTOOL_GDRVINFO.to_ne_bytes());
-    ethtool(dev, &mut info)?;
-    let n = u32_at(&info, DRVINFO_N_STATS) as usize;
-    if n > MAX_STATS {
-        return Err(format!("{dev}: the driver claims {n} counters (more than {MAX_STATS}): refused"));
-    }
-    let mut names = vec![0u8; 12 + n * ETH_GSTRING_LEN];
-    names[..4].copy_from_slice(&ETHTOOL_GSTRINGS.to_ne_bytes());
-    names[4..8].copy_from_slice(&ETH_SS_STATS.to_ne_bytes());
-    names[8..12].copy_from_slice(&(n as u32).to_ne_bytes());
-    ethtool(dev, &mut names)?;
-    let mut values = vec![0u8; 8 + n * 8];
-    values[..4].copy_from_slice(&ETHTOOL_GSTATS.to_ne_bytes());
-    values[4..8].copy_from_slice(&(n as u32).to_ne_bytes());
-    ethtool(dev, &mut values)?;
-    // The kernel writes back how many it filled.
-    let filled = (u32_at(&names, 8) as usize).min(u32_at(&values, 4) as usize).min(n);
-    let mut out = Vec::new();
-    for i in 0..filled {
-        let raw = &names[12 + i * ETH_GSTRING_LEN..12 + (i + 1) * ETH_GSTRING_LEN];
-        let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
-        let name = String::from_utf8_lossy(&raw[..end]).replace(char::is_whitespace, "_");
-        let at = 8 + i * 8;
-        let value = u64::from_ne_bytes(values[at..at + 8].try_into().map_err(|_| "short stats reply")?);
-        out.push(format!("{name} {value}"));
-    }
-    if out.is_empty() {
-        return Err(format!("{dev}: the driver has no ethtool counters"));
-    }
-    Ok(out.join("\n"))
-}
-
-/// `struct ethtool_drvinfo`'s strings: (name as ethtool prints it, offset), 32 bytes each.
-const DRVINFO_STRINGS: [(&str, usize); 4] =
-    [("driver", 4), ("version", 36), ("firmware-version", 68), ("bus-info", 100)];
-
-fn info(dev: &str) -> Result<String, String> {
-    let mut info = vec![0u8; DRVINFO_LEN];
-    info[..4].copy_from_slice(&ETHTOOL_GDRVINFO.to_ne_bytes());
-    ethtool(dev, &mut info)?;
-    Ok(drvinfo_line(&info))
-}
-
-fn drvinfo_line(info: &[u8]) -> String {
-    let field = |at: usize| {
-        let raw = &info[at..at + 32];
-        let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-        String::from_utf8_lossy(&raw[..end]).replace(char::is_whitespace, "_")
-    };
-    DRVINFO_STRINGS.iter().map(|(name, at)| format!("{name}={}", field(*at))).collect::<Vec<_>>().join(" ")
 }
 
 /// A shared mapping of one BAR through its sysfs resource file, unmapped on drop.
@@ -457,13 +376,6 @@ fn parse_number(text: &str) -> Option<usize> {
     }
 }
 
-fn ring(dev: &str) -> Result<String, String> {
-    let mut r = vec![0u8; RINGPARAM_LEN];
-    r[..4].copy_from_slice(&ETHTOOL_GRINGPARAM.to_ne_bytes());
-    ethtool(dev, &mut r)?;
-    Ok(format!("rx={} rx_max={} tx={} tx_max={}", u32_at(&r, 20), u32_at(&r, 4), u32_at(&r, 32), u32_at(&r, 16)))
-}
-
 fn carrier(dev: &str, want: &str, secs: &str) -> Result<String, String> {
     let want = match want {
         "up" => "1",
@@ -492,47 +404,6 @@ fn carrier(dev: &str, want: &str, secs: &str) -> Result<String, String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// `ETHTOOL_GSSET_INFO`, `ETHTOOL_GFEATURES` and the string set of feature names.
-const ETHTOOL_GSSET_INFO: u32 = 0x37;
-const ETHTOOL_GFEATURES: u32 = 0x3a;
-const ETH_SS_FEATURES: u32 = 4;
-/// `struct ethtool_get_features_block`: available, requested, active, never_changed (u32 each).
-const FEATURES_BLOCK_LEN: usize = 16;
-const FEATURES_BLOCK_ACTIVE: usize = 8;
-
-/// The names of the features that are on, as `ethtool -k` shows them.
-fn features(dev: &str) -> Result<String, String> {
-    // struct ethtool_sset_info: cmd, reserved, sset_mask (u64), then one u32 per set asked for.
-    let mut info = vec![0u8; 20];
-    info[..4].copy_from_slice(&ETHTOOL_GSSET_INFO.to_ne_bytes());
-    info[8..16].copy_from_slice(&(1u64 << ETH_SS_FEATURES).to_ne_bytes());
-    ethtool(dev, &mut info)?;
-    let n = u32_at(&info, 16) as usize;
-    if n == 0 || n > MAX_STATS {
-        return Err(format!("{dev}: {n} feature names"));
-    }
-    let mut names = vec![0u8; 12 + n * ETH_GSTRING_LEN];
-    names[..4].copy_from_slice(&ETHTOOL_GSTRINGS.to_ne_bytes());
-    names[4..8].copy_from_slice(&ETH_SS_FEATURES.to_ne_bytes());
-    names[8..12].copy_from_slice(&(n as u32).to_ne_bytes());
-    ethtool(dev, &mut names)?;
-    let blocks = n.div_ceil(32);
-    let mut get = vec![0u8; 8 + blocks * FEATURES_BLOCK_LEN];
-    get[..4].copy_from_slice(&ETHTOOL_GFEATURES.to_ne_bytes());
-    get[4..8].copy_from_slice(&(blocks as u32).to_ne_bytes());
-    ethtool(dev, &mut get)?;
-    let mut on = Vec::new();
-    for i in 0..n {
-        let active = u32_at(&get, 8 + (i / 32) * FEATURES_BLOCK_LEN + FEATURES_BLOCK_ACTIVE);
-        if active & (1 << (i % 32)) != 0 {
-            let raw = &names[12 + i * ETH_GSTRING_LEN..12 + (i + 1) * ETH_GSTRING_LEN];
-            let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
-            on.push(String::from_utf8_lossy(&raw[..end]).into_owned());
-        }
-    }
-    Ok(on.join(" "))
 }
 
 /// The ones' complement sum of `data` (as 16-bit big-endian words) added to `sum`.
@@ -754,18 +625,6 @@ mod tests {
         // Not IPv4 TCP/UDP: not checked.
         frame[12] = 0x86;
         assert_eq!(check_frame(&frame), None);
-    }
-
-    #[test]
-    fn drvinfo_fields_come_from_their_offsets() {
-        let mut info = vec![0u8; DRVINFO_LEN];
-        for (text, at) in [("bpnet", 4), ("mpc834x", 36), ("0.1.0", 68), ("0000:00:10.0", 100), ("rom", 132)] {
-            info[at..at + text.len()].copy_from_slice(text.as_bytes());
-        }
-        assert_eq!(drvinfo_line(&info), "driver=bpnet version=mpc834x firmware-version=0.1.0 bus-info=0000:00:10.0");
-        // A field filling all 32 bytes has no terminator; it must not run into the next one.
-        info[36..68].fill(b'v');
-        assert!(drvinfo_line(&info).contains(&format!("version={} ", "v".repeat(32))));
     }
 
     #[test]
