@@ -26,8 +26,10 @@
 /*
  * RX buffers kept posted: the whole ring, or fewer when a ring of them would
  * pin more than BPNET_RX_POSTED_BYTES, but never fewer than BPNET_RX_POSTED_MIN.
- * That is the whole ring up to a 9000-byte MTU and 63 buffers at 65535, where
- * a full ring would pin 32 MiB per agent (each buffer a 128 KiB allocation).
+ * A buffer counts as what its allocation really takes (bpnet_rx_alloc_bytes):
+ * 2 KiB at MTU 1500, 16 KiB at 9000 (the whole ring of 256 either way) and
+ * 128 KiB at 65535, so 32 buffers there, where a full ring would pin 32 MiB
+ * per agent.
  */
 #define BPNET_RX_POSTED_BYTES	(4U << 20)
 #define BPNET_RX_POSTED_MIN	16U

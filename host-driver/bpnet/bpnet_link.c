@@ -460,6 +460,18 @@ static void bpnet_note_recovery(struct bpnet *bp, bool recovery)
 }
 
 /*
+ * What one RX buffer of len bytes takes, at most: __netdev_alloc_skb puts the
+ * headroom, the data and the shared info in one page fragment (up to a page)
+ * or one kmalloc, whose size classes above 256 bytes are powers of two, and
+ * above 8 KiB whole pages of the next order.
+ */
+static u32 bpnet_rx_alloc_bytes(u32 len)
+{
+	return roundup_pow_of_two(SKB_DATA_ALIGN(len + NET_SKB_PAD + NET_IP_ALIGN) +
+				  SKB_DATA_ALIGN(sizeof(struct skb_shared_info)));
+}
+
+/*
  * Set-up (HostLink::up): read the header, check it, allocate the status block
  * and RX buffers, write the host's fields, zero the doorbells, post the RX
  * buffers, then host_state UP last as one byte, then WORK.
@@ -552,7 +564,8 @@ static int bpnet_link_up(struct bpnet *bp)
 	bp->entries = entries;
 	bp->buffer_len = netdev->mtu + ETH_HLEN;
 	bp->rx_posted_max = min(entries,
-				max(BPNET_RX_POSTED_MIN, BPNET_RX_POSTED_BYTES / bp->buffer_len));
+				max(BPNET_RX_POSTED_MIN,
+				    BPNET_RX_POSTED_BYTES / bpnet_rx_alloc_bytes(bp->buffer_len)));
 	bp->status = status;
 	bp->status_addr = status_addr;
 	bp->status_len = status_len;

@@ -83,12 +83,29 @@ ping_agent() {
         fi
     done
     [ -n "$reached" ] || { echo "no reply within 30 s"; return 1; }
-    text=$(ping -I bp$1 -c $2 -W 5 -s ${3:-56} $agent_addr 2>&1)
+    # Each ping as soon as the last reply came (-A), every reply awaited up to 15 s (-w): with every
+    # agent pinged at once a late reply is not a lost one.
+    text=$(ping -I bp$1 -c $2 -A -w 15 -s ${3:-56} $agent_addr 2>&1)
     echo "first reply on try $reached; $(echo "$text" | tail -2 | tr '\n' ' ')"
     echo "$text" | grep -q ' 0% packet loss'
 }
 
 # Echo $2 bytes through every agent at once; one result per agent named $1-agentN.
+# ping_agent on every agent at once ($2 pings of $3 bytes each): result "$1agent<i>-ping" per agent.
+ping_all() {
+    for i in $(seq 0 $last); do
+        ping_agent $i $2 $3 > /tmp/ping.$i 2>&1 &
+        eval pid$i=$!
+    done
+    for i in $(seq 0 $last); do
+        eval wait \$pid$i
+        if [ $? = 0 ]; then
+            result "$1agent$i-ping" pass "$(cat /tmp/ping.$i)"
+        else
+            result "$1agent$i-ping" fail "$(cat /tmp/ping.$i)"
+        fi
+    done
+}
 echo_all() {
     for i in $(seq 0 $last); do
         bpnet-guest echo bp$i $agent_addr $2 240 > /tmp/echo.$i 2>&1 &
@@ -104,6 +121,11 @@ echo_all() {
     done
 }
 
+# The guest's MemAvailable in KiB.
+mem_available() {
+    sed -n 's/^MemAvailable: *\([0-9]*\) kB$/\1/p' /proc/meminfo
+}
+mem_before_module=$(mem_available)
 if ! check module-load insmod /lib/modules/bpnet.ko; then
     check kernel-log-clean kernel_log_clean
     return 0 2>/dev/null || exit 0
@@ -113,9 +135,7 @@ check configure configure
 for i in $(seq 0 $last); do
     check "agent$i-carrier-up" bpnet-guest carrier bp$i up 30
 done
-for i in $(seq 0 $last); do
-    check "agent$i-ping" ping_agent $i 3
-done
+ping_all "" 3
 
 # The rig's ivshmem-plain device (bptest.unrelated, after the agents') shares the ivshmem device ID
 # but is not an agent: probe leaves it unbound and says so, once, without an error.
@@ -238,11 +258,27 @@ rx_posted_fits() {
     posted=$(echo "$text" | sed -n 's/^RX:[[:space:]]*\([0-9]*\)$/\1/p' | sed -n 2p)
     tx=$(echo "$text" | sed -n 's/^TX:[[:space:]]*\([0-9]*\)$/\1/p' | tr '\n' ' ')
     ring="rx=$posted rx_max=$entries tx/tx_max=$tx"
-    want=$((4194304 / ($1 + 14)))
+    # What the module counts per buffer (bpnet_rx_alloc_bytes): MTU + 14 with NET_SKB_PAD (64; NET_IP_ALIGN
+    # is 0 on x86) aligned to 64, plus the 320-byte shared info, rounded up to a power of two.
+    need=$(( ($1 + 14 + 64 + 63) / 64 * 64 + 320 ))
+    alloc=1
+    while [ $alloc -lt $need ]; do alloc=$((alloc * 2)); done
+    want=$((4194304 / alloc))
     [ $want -lt 16 ] && want=16
     [ $want -gt "$entries" ] && want=$entries
     echo "$ring (want rx=$want)"
     [ "$posted" = "$want" ]
+}
+
+# What the module and its traffic took of the guest's memory since before the module was loaded, with
+# every agent's RX buffers posted at MTU $1: within each agent's 4 MiB budget plus 2 MiB (status
+# block, rings' bookkeeping, socket buffers of the echo), and 32 MiB for the rest of the guest.
+memory_fits() {
+    now=$(mem_available)
+    used=$((mem_before_module - now))
+    limit=$(( agents * 6144 + 32768 ))
+    echo "MemAvailable $now KiB with $agents agent(s) at MTU $1: $used KiB below the $mem_before_module before insmod (limit $limit)"
+    [ $used -le $limit ]
 }
 
 for mtu in 1500 9000 65535; do
@@ -252,15 +288,16 @@ for mtu in 1500 9000 65535; do
     done
     [ $ok = 1 ] || continue
     for i in $(seq 0 $last); do
-        # The largest ping that fits one frame at this MTU (busybox ping caps the payload at 65500).
-        size=$((mtu - 28))
-        [ $size -gt 65500 ] && size=65500
         bpnet-guest carrier bp$i up 30 > /dev/null
-        check "mtu$mtu-agent$i-ping" ping_agent $i 3 $size
     done
-    # RX buffers posted: the whole ring, or 4 MiB worth (at least 16) at a large MTU, so 4 agents at
-    # 65535 do not pin 128 MiB of the guest (bpnet.h, BPNET_RX_POSTED_BYTES).
+    # The largest ping that fits one frame at this MTU (busybox ping caps the payload at 65500).
+    size=$((mtu - 28))
+    [ $size -gt 65500 ] && size=65500
+    ping_all "mtu$mtu-" 3 $size
+    # RX buffers posted: the whole ring, or 4 MiB worth of allocations (at least 16) at a large MTU,
+    # so 20 agents at 65535 pin 80 MiB of the guest, not 640 (bpnet.h, BPNET_RX_POSTED_BYTES).
     check "mtu$mtu-rx-buffers-posted" rx_posted_fits $mtu
+    check "mtu$mtu-memory" memory_fits $mtu
     echo_all "mtu$mtu-echo" $((bytes < 1048576 ? bytes : 1048576))
 done
 for i in $(seq 0 $last); do ip link set bp$i mtu 1500; done
@@ -360,7 +397,7 @@ check configure-again configure
 for i in $(seq 0 $last); do
     check "agent$i-carrier-up-again" bpnet-guest carrier bp$i up 30
 done
-echo_all echo-after-reload 1048576
+echo_all echo-after-reload $((bytes < 1048576 ? bytes : 1048576))
 check rmmod-clean timeout 30 rmmod bpnet
 for i in $(seq 0 $last); do
     # The kernel put RX buffers and the status block in high RAM as well as low: the MiBs echoed above
