@@ -148,7 +148,7 @@ fn rig_figures(personality: Personality) -> Result<Vec<(String, f64)>> {
         identities: false,
         unrelated_ivshmem: false,
     };
-    let tools = backplane::prepare(true, false)?;
+    let tools = backplane::prepare(true, false, false)?;
     eprintln!("xtask: backplane: {} ({} agent(s))", suite.name, suite.agents);
     let report = backplane::run_suite(&tools, &suite)?;
     if !report.passed() {

@@ -30,7 +30,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         identities: true,
         unrelated_ivshmem: false,
     };
-    let tools = backplane::prepare(true, true)?;
+    let tools = backplane::prepare(true, true, false)?;
     eprintln!(
         "xtask: demo: starting the guest and {} agents ({}; the guest boots in about a minute under TCG)",
         suite.agents,

@@ -1,4 +1,5 @@
-//! `cargo xtask test`: everything, in the order that fails fastest.
+//! `cargo xtask test`: everything, in the order that fails fastest; the virtual backplane's suites run
+//! beside the host steps (they mostly wait, the host steps keep the cores busy).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -56,40 +57,65 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             Ok(())
         },
     )?;
-    step("firmware lints (clippy, PowerPC target: firmware, test images and boot stage)", &mut || firmware_clippy())?;
-    step("host lints (clippy)", &mut || {
-        util::run(util::host_cargo().args(["clippy", "--all-targets", "-j2", "--", "-D", "warnings"]), "host clippy")
-    })?;
-    step("host tests (x86: unit, property, emulator, firmware on the emulator)", &mut || {
-        util::run(
-            util::host_cargo().args(["test", "-j2"]).envs(test_env.iter().map(|(var, path)| (var, path))),
-            "host tests",
-        )
-    })?;
-    step("big-endian tests (PowerPC under qemu-ppc)", &mut || {
-        let mut cmd = util::debian_cargo();
-        cmd.args(["test", "-j2", "--target", "powerpc-unknown-linux-gnu", "-Zbuild-std=std,panic_unwind"])
-            .env("CARGO_TARGET_POWERPC_UNKNOWN_LINUX_GNU_LINKER", "powerpc-linux-gnu-gcc")
-            .env("CARGO_TARGET_POWERPC_UNKNOWN_LINUX_GNU_RUNNER", "qemu-ppc -L /usr/powerpc-linux-gnu");
-        for c in BIG_ENDIAN_CRATES {
-            cmd.args(["-p", c]);
-        }
-        util::run(&mut cmd, "big-endian tests")
-    })?;
-    step("data-path benchmark smoke run (bpnet-netbench)", &mut || {
-        // No figure is judged here; the run fails by itself if a transfer stalls or arrives corrupted.
-        let emulator = crate::emu::build()?;
-        let net = crate::bench::netbench(&emulator, &firmware_elf, &ring_bench, None)?;
-        eprintln!("xtask: test: bpnet-netbench: {} figures", net.fields.len());
-        Ok(())
-    })?;
     let module = util::root().join("host-driver/bpnet");
     step("kernel module build (make -C host-driver/bpnet)", &mut || {
         util::run(Command::new("make").arg("-C").arg(&module).arg("-j2"), "bpnet.ko build")
     })?;
     step("kernel module: sparse (make C=2), no warnings from bpnet's files", &mut || sparse(&module))?;
     step("kernel module: checkpatch.pl --strict, clean", &mut || checkpatch(&module))?;
-    step("virtual backplane suites", &mut || crate::backplane::test().map(|_| ()))?;
+    let mut suites = None;
+    step("virtual backplane: emulator, guest image and module built", &mut || {
+        suites = Some(crate::backplane::test_prepared()?);
+        Ok(())
+    })?;
+    let suites = suites.ok_or_else(|| Error::Failed("the virtual backplane was not prepared".into()))?;
+
+    // The suites mostly wait (guest timers, the agents' virtual time, proxy round trips): they run
+    // beside the host steps, which keep the cores busy, instead of after them.
+    let backplane_started = Instant::now();
+    let (host, backplane) = std::thread::scope(|scope| {
+        let backplane = scope.spawn(suites);
+        let host = (|| -> Result<()> {
+            step("firmware lints (clippy, PowerPC target: firmware, test images and boot stage)", &mut || {
+                firmware_clippy()
+            })?;
+            step("host lints (clippy)", &mut || {
+                util::run(
+                    util::host_cargo().args(["clippy", "--all-targets", "-j2", "--", "-D", "warnings"]),
+                    "host clippy",
+                )
+            })?;
+            step("host tests (x86: unit, property, emulator, firmware on the emulator)", &mut || {
+                util::run(
+                    util::host_cargo().args(["test", "-j2"]).envs(test_env.iter().map(|(var, path)| (var, path))),
+                    "host tests",
+                )
+            })?;
+            step("big-endian tests (PowerPC under qemu-ppc)", &mut || {
+                let mut cmd = util::debian_cargo();
+                cmd.args(["test", "-j2", "--target", "powerpc-unknown-linux-gnu", "-Zbuild-std=std,panic_unwind"])
+                    .env("CARGO_TARGET_POWERPC_UNKNOWN_LINUX_GNU_LINKER", "powerpc-linux-gnu-gcc")
+                    .env("CARGO_TARGET_POWERPC_UNKNOWN_LINUX_GNU_RUNNER", "qemu-ppc -L /usr/powerpc-linux-gnu");
+                for c in BIG_ENDIAN_CRATES {
+                    cmd.args(["-p", c]);
+                }
+                util::run(&mut cmd, "big-endian tests")
+            })?;
+            step("data-path benchmark smoke run (bpnet-netbench)", &mut || {
+                // No figure is judged here; the run fails by itself if a transfer stalls or arrives corrupted.
+                let emulator = crate::emu::build()?;
+                let net = crate::bench::netbench(&emulator, &firmware_elf, &ring_bench, None)?;
+                eprintln!("xtask: test: bpnet-netbench: {} figures", net.fields.len());
+                Ok(())
+            })
+        })();
+        let backplane = backplane.join().unwrap_or_else(|_| Err(Error::Failed("the backplane suites panicked".into())));
+        (host, backplane)
+    });
+    steps.push(("virtual backplane suites (beside the host steps)", backplane_started.elapsed().as_secs_f64()));
+    // Both are waited for, so a failing host step leaves no rig running; the host's error first.
+    host?;
+    backplane?;
 
     eprintln!("xtask: test: summary");
     for (name, secs) in &steps {

@@ -20,6 +20,8 @@ pub(crate) struct Tools {
     /// Boot-stage suites: the boot stage's ELF and the signed firmware image slot A is provisioned
     /// with.
     pub boot: Option<BootStage>,
+    /// The hostile suite's misbehaving agent image, when a suite needs it.
+    pub hostile_agent: Option<PathBuf>,
 }
 
 pub(crate) struct BootStage {
@@ -27,8 +29,9 @@ pub(crate) struct BootStage {
     pub image: PathBuf,
 }
 
-/// Build (or find current) everything a run needs; the module and the boot stage only when asked.
-pub(crate) fn prepare(with_module: bool, with_boot_stage: bool) -> Result<Tools> {
+/// Build (or find current) everything a run needs; the module, the boot stage and the hostile agent
+/// only when asked. Nothing is built once the suites run.
+pub(crate) fn prepare(with_module: bool, with_boot_stage: bool, with_hostile_agent: bool) -> Result<Tools> {
     // The backplane's Debian packages are in the set-up's list.
     crate::setup::ensure()?;
     std::fs::create_dir_all(out_dir()).map_err(io("creating target/backplane"))?;
@@ -52,7 +55,8 @@ pub(crate) fn prepare(with_module: bool, with_boot_stage: bool) -> Result<Tools>
         Some(ko) => Some(build_initramfs(&guest_tool, &firmware, Some(ko), "initramfs-bpnet.cpio")?),
         None => None,
     };
-    Ok(Tools { vmlinux, emulator, firmware, initramfs, initramfs_module, boot })
+    let hostile_agent = if with_hostile_agent { Some(firmware::build(Variant::HostileAgent)?) } else { None };
+    Ok(Tools { vmlinux, emulator, firmware, initramfs, initramfs_module, boot, hostile_agent })
 }
 
 /// The kernel `linux-image-amd64` depends on, e.g. `6.1.0-56-amd64`.

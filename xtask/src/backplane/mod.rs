@@ -20,7 +20,6 @@ pub(crate) use image::{prepare, Tools};
 use results::{json_str, Channel, Check};
 use rig::Rig;
 
-use crate::firmware::{self, Variant};
 use crate::util::{self, Error, Result};
 
 /// Bytes each agent echoes in the network suites: 10 MiB.
@@ -202,7 +201,10 @@ fn test_suites() -> Vec<Suite> {
 /// The image agent `n` of `suite` runs: the hostile suite's agent 0 breaks the contract on purpose.
 fn agent_firmware(tools: &Tools, suite: &Suite, n: u32) -> Result<PathBuf> {
     match (suite.guest, n) {
-        ("hostile", 0) => firmware::build(Variant::HostileAgent),
+        ("hostile", 0) => tools
+            .hostile_agent
+            .clone()
+            .ok_or_else(|| Error::Failed("the hostile agent image was not built (prepare)".into())),
         _ => Ok(tools.firmware.clone()),
     }
 }
@@ -282,13 +284,34 @@ pub fn test() -> Result<ExitCode> {
     run_suites(&test_suites(), TEST_JOBS)
 }
 
+/// `cargo xtask test`'s suites, built now and run by the returned closure (on another thread while the
+/// host tests run: see `crate::test`).
+pub fn test_prepared() -> Result<impl FnOnce() -> Result<ExitCode> + Send> {
+    let suites = test_suites();
+    let tools = prepare_for(&suites)?;
+    Ok(move || run_prepared(&tools, &suites, TEST_JOBS))
+}
+
+/// What `suites` need, built.
+fn prepare_for(suites: &[Suite]) -> Result<Tools> {
+    prepare(
+        suites.iter().any(|s| s.needs_module),
+        suites.iter().any(|s| s.boot_stage),
+        suites.iter().any(|s| s.guest == "hostile"),
+    )
+}
+
 /// Run `chosen`, up to `jobs` suites at a time, each on a rig of its own. A rig spends most of its
 /// time waiting (the guest's timers, the agents' virtual time, round trips through the proxy): one
 /// suite keeps about a quarter of one core busy, so two at a time on two cores finish sooner without
 /// starving either. Reports print as suites end and once more, in order, at the end.
 fn run_suites(chosen: &[Suite], jobs: usize) -> Result<ExitCode> {
+    let tools = prepare_for(chosen)?;
+    run_prepared(&tools, chosen, jobs)
+}
+
+fn run_prepared(tools: &Tools, chosen: &[Suite], jobs: usize) -> Result<ExitCode> {
     let started = Instant::now();
-    let tools = prepare(chosen.iter().any(|s| s.needs_module), chosen.iter().any(|s| s.boot_stage))?;
     // Longest first, so the last suite to start is a short one.
     let mut order: Vec<usize> = (0..chosen.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(chosen[i].timeout));
@@ -300,7 +323,7 @@ fn run_suites(chosen: &[Suite], jobs: usize) -> Result<ExitCode> {
                 let Some(i) = queue.lock().unwrap_or_else(|e| e.into_inner()).next() else { break };
                 let suite = &chosen[i];
                 eprintln!("xtask: backplane: {} ({} agent(s), {})", suite.name, suite.agents, suite.personality.name());
-                let report = run_suite(&tools, suite);
+                let report = run_suite(tools, suite);
                 if let Ok(report) = &report {
                     report.print();
                 }
