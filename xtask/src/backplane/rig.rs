@@ -220,8 +220,10 @@ impl Rig {
             .and_then(|f| f.set_len(GUEST_RAM))
             .map_err(io(format!("creating the guest RAM file {}", ram.display())))?;
 
+        // no_timer_check: under TCG on a busy machine the kernel's early IO-APIC timer check can see too
+        // few ticks and panic ("IO-APIC + timer doesn't work"), as on any slow virtual machine.
         let mut append = format!(
-            "console=ttyS0 panic=-1 loglevel=7 bptest.suite={} bptest.agents={} bptest.bytes={} bptest.personality={}",
+            "console=ttyS0 panic=-1 loglevel=7 no_timer_check bptest.suite={} bptest.agents={} bptest.bytes={} bptest.personality={}",
             suite.guest,
             suite.agents,
             suite.bytes,
