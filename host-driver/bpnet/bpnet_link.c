@@ -52,13 +52,13 @@
  * the echo of a posted ODR clear after EOI finds ODR empty and is not the
  * agent's. A storm interrupts again as soon as the handler lets it: on a
  * shared level-triggered INTx line once per ODR clear, so at whatever rate
- * the handler's BAR round trips allow (a few hundred a second through the
- * virtual backplane's proxied BAR, far more on real PCI), with MSI-X without
- * limit. A rate threshold misses the slow ones, where each interrupt costs
- * the most; a run is caught after BPNET_STORM_IDLE interrupts at any rate
- * above one per BPNET_STORM_GAP.
+ * the handler's BAR round trips allow (about a hundred a second through the
+ * virtual backplane's proxied BAR under load, far more on real PCI), with
+ * MSI-X without limit. A rate threshold misses the slow ones, where each
+ * interrupt costs the most; a run is caught after BPNET_STORM_IDLE
+ * interrupts at any rate above one per BPNET_STORM_GAP.
  */
-#define BPNET_STORM_IDLE	64
+#define BPNET_STORM_IDLE	32
 #define BPNET_STORM_GAP		HZ
 
 static unsigned int offer_features = BPNET_F_ALL;

@@ -97,10 +97,10 @@ storm_cost() {
         "bp1 $((${21} - $5)) interrupts, $((${22} - $6)) fast-path BAR reads"
     [ "$irqs" -le "$storm_max_interrupts" ]
 }
-# The storm is refused after 64 interrupts in a row that bring nothing new (BPNET_STORM_IDLE), of
-# either kind (STATUS, LINK), so after at most 127 of them; the rest is slack for bp0's own traffic
+# The storm is refused after 32 interrupts in a row that bring nothing new (BPNET_STORM_IDLE), of
+# either kind (STATUS, LINK), so after at most 63 of them; the rest is slack for bp0's own traffic
 # before the storm and interrupts already on their way when the mask lands.
-storm_max_interrupts=256
+storm_max_interrupts=128
 
 kernel_log_healthy() {
     bad=$(dmesg | grep -E "$bad_kernel_log" | head -3)
