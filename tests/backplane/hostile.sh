@@ -71,10 +71,10 @@ bp1_rounds_ok() {
     fi
 }
 
-# The module's counts that a phase costs, as one line: bp0's interrupts, fast-path BAR reads (the
-# handler's ODR read on mpc834x), slow-path BAR reads and BAR writes, and bp1's fast-path BAR reads (on
-# mpc834x bp1's handler reads its ODR for every interrupt on the shared line). One `stats` per device,
-# so the look itself adds the same few slow-path reads to every sample.
+# The module's counts that a phase costs, as one line: for bp0, then bp1, its interrupts, fast-path
+# BAR reads (on mpc834x the handler's ODR read, made for every interrupt on the shared line, the
+# neighbour's too), slow-path BAR reads and BAR writes. One `stats` per device, so the look itself adds
+# the same few slow-path reads to every sample.
 costs() {
     for dev in bp0 bp1; do
         bpnet-guest stats $dev | awk '
