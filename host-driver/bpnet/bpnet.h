@@ -159,6 +159,20 @@ struct bpnet_agent {
 	u64 dma_reach;
 };
 
+/*
+ * The status block's header words a storm check compares: indexes, events,
+ * cause and generation (the reserved tail is not the agent's to move).
+ */
+#define BPNET_STORM_STATUS_WORDS \
+	(offsetof(struct bpnet_status, reserved) / sizeof(__le32))
+
+/* A run of interrupts that found nothing new: when it began, its last one. */
+struct bpnet_storm_run {
+	unsigned long start;
+	unsigned long last;
+	u32 count;
+};
+
 struct bpnet {
 	struct net_device *netdev;
 	struct pci_dev *pdev;
@@ -261,19 +275,19 @@ struct bpnet {
 
 	/* Per-CPU: counting must not bounce a cache line per BAR access. */
 	struct bpnet_pcpu_stats __percpu *pcpu_stats;
-	/* Completions NAPI has taken (its own writes; the storm check reads it). */
-	unsigned long completions;
-
 	/*
-	 * Interrupt storm detection, in the handlers: the current one-second
-	 * window's start, its interrupts, the completions taken before it, and
-	 * whether a storm stopped the agent's interrupts until the next set-up.
+	 * Interrupt storm detection, in the handlers (bpnet_interrupt_storm):
+	 * what the last STATUS interrupt found in the status block and the last
+	 * LINK interrupt in the header, the runs of interrupts since that found
+	 * nothing new, and whether a storm stopped the agent's interrupts until
+	 * the next set-up. storm_lock also orders the handlers' look at the
+	 * status block before its release (bpnet_reclaim).
 	 */
 	spinlock_t storm_lock;
-	unsigned long storm_window;
-	u32 storm_status;
-	u32 storm_link;
-	unsigned long storm_done;
+	u32 storm_status_seen[BPNET_STORM_STATUS_WORDS];
+	u32 storm_state_seen;
+	struct bpnet_storm_run storm_status;
+	struct bpnet_storm_run storm_link;
 	bool storm_tripped;
 	bool storm_masked;
 };

@@ -369,7 +369,6 @@ static int bpnet_reap_tx(struct bpnet *bp, u32 tx_used, int budget)
 		s->skb = NULL;
 		bp->tx_seen++;
 	}
-	WRITE_ONCE(bp->completions, bp->completions + frames);
 	if (frames)
 		bp->tx_timeout_run = 0;
 	netdev_tx_completed_queue(txq, frames, bytes);
@@ -412,7 +411,6 @@ static int bpnet_reap_rx(struct bpnet *bp, u32 rx_used, int budget)
 		s->skb = NULL;
 		dma_unmap_single(dev, s->addr, bp->buffer_len, DMA_FROM_DEVICE);
 		bp->rx_seen++;
-		WRITE_ONCE(bp->completions, bp->completions + 1);
 		/* A refused buffer, or a runt eth_type_trans cannot parse. */
 		if ((flags & BPNET_COMPL_F_ERROR) || len < ETH_HLEN) {
 			bpnet_count(bp, BPNET_STAT_rx_errors, 1);
