@@ -77,7 +77,7 @@ bp1_rounds_ok() {
 # the same few slow-path reads to every sample.
 costs() {
     for dev in bp0 bp1; do
-        bpnet-guest stats $dev | awk '
+        ethtool_stats $dev | awk '
             { v[$1] = $2 }
             END { printf "%d %d %d %d ", v["interrupts"], v["host_bar_reads"] - v["host_bar_reads_slow_path"],
                   v["host_bar_reads_slow_path"], v["host_bar_writes"] }'
