@@ -182,6 +182,11 @@ struct bpnet {
 	void __iomem *shared;
 	/* Personality registers: ivshmem BAR0, or IMMR for mpc834x. */
 	void __iomem *regs;
+	/*
+	 * mpc834x: the function's INTx is off at its command register until
+	 * the slow path restores its configuration after a hard reset.
+	 */
+	bool intx_silenced;
 
 	struct napi_struct napi;
 

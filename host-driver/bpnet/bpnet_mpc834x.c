@@ -68,6 +68,30 @@
 
 #define MPC834X_ODR_OURS	(BPNET_NOTIFY_STATUS | BPNET_NOTIFY_LINK)
 
+/*
+ * A hard reset took the function's BARs, but its firmware may ring, and so
+ * assert INTA#, before the slow path restores them: a level this handler
+ * cannot clear would fire until the kernel disabled the line under every
+ * agent on the pin, and on one CPU would starve the slow path meant to fix
+ * it. The function's own INTx-disable bit silences it instead, once per
+ * reset; the restore writes the saved command register back. A neighbour's
+ * interrupt costs one status read here (the function is not asserting).
+ */
+static bool bpnet_mpc834x_silence(struct bpnet *bp)
+{
+	struct pci_dev *pdev = bp->pdev;
+	u16 status;
+
+	if (READ_ONCE(bp->intx_silenced))
+		return false;
+	if (pci_read_config_word(pdev, PCI_STATUS, &status) || PCI_POSSIBLE_ERROR(status) ||
+	    !(status & PCI_STATUS_INTERRUPT))
+		return false;
+	pci_write_config_word(pdev, PCI_COMMAND, PCI_COMMAND_INTX_DISABLE);
+	WRITE_ONCE(bp->intx_silenced, true);
+	return true;
+}
+
 static irqreturn_t bpnet_mpc834x_irq(int irq, void *data)
 {
 	struct bpnet *bp = data;
@@ -75,12 +99,13 @@ static irqreturn_t bpnet_mpc834x_irq(int irq, void *data)
 
 	/*
 	 * All ones: the function does not answer (a hard reset took its BARs,
-	 * or it is gone), so it cannot be asserting the line: not ours. The
-	 * slow path finds out which and restores what it can.
+	 * or it is gone). If it asserts the line all the same, it is silenced
+	 * at its command register; the slow path finds out which and restores
+	 * what it can.
 	 */
 	if (odr == ~0U) {
 		bpnet_link_event(bp);
-		return IRQ_NONE;
+		return bpnet_mpc834x_silence(bp) ? IRQ_HANDLED : IRQ_NONE;
 	}
 	/* No bit: another device on the shared line (or a posted clear's echo). */
 	if (!odr)
@@ -187,6 +212,8 @@ static void bpnet_mpc834x_restore(struct bpnet *bp)
 	pci_restore_state(pdev);
 	/* Restoring consumes the saved state: keep it for the next reset. */
 	pci_save_state(pdev);
+	/* The saved command register has INTx on again (bpnet_mpc834x_silence). */
+	WRITE_ONCE(bp->intx_silenced, false);
 	/* The message unit reset too: only the doorbell may interrupt. */
 	bpnet_write(bp, bp->regs + MPC834X_OMIMR, MPC834X_OMIMR_RUNNING, 4);
 	bpnet_mpc834x_clear_stale(bp);
