@@ -90,35 +90,39 @@ ping_agent() {
     echo "$text" | grep -q " $2 packets received"
 }
 
-# Echo $2 bytes through every agent at once; one result per agent named $1-agentN.
-# ping_agent on every agent at once ($2 pings of $3 bytes each): result "$1agent<i>-ping" per agent.
-ping_all() {
+# on_all_agents PREFIX SUFFIX COMMAND ARGS...: COMMAND N ARGS for every agent N at once; one result per
+# agent, named PREFIX agentN SUFFIX, with the command's output as its detail.
+on_all_agents() {
+    prefix=$1
+    suffix=$2
+    shift 2
     for i in $(seq 0 $last); do
-        ping_agent $i $2 $3 > /tmp/ping.$i 2>&1 &
+        "$@" $i > /tmp/all.$i 2>&1 &
         eval pid$i=$!
     done
     for i in $(seq 0 $last); do
-        eval wait \$pid$i
-        if [ $? = 0 ]; then
-            result "$1agent$i-ping" pass "$(cat /tmp/ping.$i)"
+        if eval wait \$pid$i; then
+            result "${prefix}agent$i$suffix" pass "$(cat /tmp/all.$i)"
         else
-            result "$1agent$i-ping" fail "$(cat /tmp/ping.$i)"
+            result "${prefix}agent$i$suffix" fail "$(cat /tmp/all.$i)"
         fi
     done
 }
+
+# $2 pings of $3 bytes through every agent at once: results "$1agentN-ping".
+ping_all() {
+    on_all_agents "$1" -ping ping_each "$2" "$3"
+}
+ping_each() {
+    ping_agent $3 $1 $2
+}
+
+# Echo $2 bytes through every agent at once: results "$1-agentN".
 echo_all() {
-    for i in $(seq 0 $last); do
-        bpnet-guest echo bp$i $agent_addr $2 240 > /tmp/echo.$i 2>&1 &
-        eval pid$i=$!
-    done
-    for i in $(seq 0 $last); do
-        eval wait \$pid$i
-        if [ $? = 0 ]; then
-            result "$1-agent$i" pass "$(cat /tmp/echo.$i)"
-        else
-            result "$1-agent$i" fail "$(cat /tmp/echo.$i)"
-        fi
-    done
+    on_all_agents "$1-" "" echo_each "$2"
+}
+echo_each() {
+    bpnet-guest echo bp$2 $agent_addr $1 240
 }
 
 # The guest's MemAvailable in KiB.
