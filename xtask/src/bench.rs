@@ -109,7 +109,7 @@ fn run_figures(mut cmd: Command, keys: &[&str]) -> Result<Netbench> {
 }
 
 /// `{"key":number,...}` (what bpnet-netbench prints) as (key, number text); `None` for anything else.
-fn parse_flat_numbers(line: &str) -> Option<Vec<(String, String)>> {
+pub(crate) fn parse_flat_numbers(line: &str) -> Option<Vec<(String, String)>> {
     let inner = line.trim().strip_prefix('{')?.strip_suffix('}')?;
     let mut fields = Vec::new();
     for field in inner.split(',').filter(|f| !f.trim().is_empty()) {
@@ -258,8 +258,25 @@ impl Rig {
     }
 }
 
+/// The data-path run `cargo xtask test` makes (no control-service figures), as the regression gate
+/// ([`crate::baseline`]) compares it.
+fn gated_netbench() -> Result<Netbench> {
+    let emulator = crate::emu::build()?;
+    netbench(&emulator, &firmware::build(Variant::Release)?, &firmware::build(Variant::RingBench)?, None)
+}
+
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut args = args.to_vec();
+    if util::take_flag(&mut args, "--update-baseline") {
+        util::no_more(&args)?;
+        crate::baseline::update(&gated_netbench()?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if util::take_flag(&mut args, "--check-baseline") {
+        util::no_more(&args)?;
+        crate::baseline::check(&gated_netbench()?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let json = util::take_flag(&mut args, "--json");
     let personalities = bench_personalities(&mut args)?;
     util::no_more(&args)?;
