@@ -46,9 +46,10 @@ Commands:
   bench [--json] [--personality P]
                            figures in virtual time and exact counts (DMA, the data path), then
                            the virtual backplane's wall-clock TCP throughput, notifications and
-                           fast-path BAR reads per packet with and without suppression, on both
-                           personalities (or P only), and the proxy's cost per BAR access
-                           (--json: one JSON object on the last line)
+                           fast-path BAR reads per packet with and without suppression, and the
+                           guest's cost per BAR read (mpc834x: through the proxy, with the
+                           emulator's share), one guest boot per personality: both, or P only
+                           (--json: one JSON object on the last line; rig keys end in _<P>)
   bench --check-baseline   only the data-path run `test` makes, its exact-count and virtual-time
                            figures against xtask/bench-baseline.json (fails 1 % worse or more)
   bench --update-baseline  rewrite xtask/bench-baseline.json from that run (commit it with the
