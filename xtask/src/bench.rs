@@ -169,8 +169,9 @@ fn rig_figures(personality: Personality) -> Result<Vec<(String, f64)>> {
 }
 
 /// The emulator's side of a BAR access through the proxy (mpc834x): its mean time from receiving a BAR0
-/// or BAR1 access to sending the reply, over every access of the run (the timed reads and the module's),
-/// in µs, from its summary's `bar0_service_ns_mean` and `bar1_service_ns_mean`.
+/// or BAR1 access to sending the reply, in µs, from its summary's `bar0_service_ns_mean` and
+/// `bar1_service_ns_mean`. The summary has one mean over every access of the run, reads and writes, the
+/// timed reads and the module's, so it is not the timed reads' share of their cost.
 fn service_figures(summary: &str) -> Result<Vec<(String, f64)>> {
     ["bar0", "bar1"]
         .iter()
@@ -383,7 +384,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                     rig.get("bar1_access_us")?
                 );
                 println!(
-                    "      of which the emulator's service BAR0 {:.1} µs, BAR1 {:.1} µs (mean over the run's accesses)",
+                    "      emulator's service time           BAR0 {:.1} µs, BAR1 {:.1} µs (mean over every access of the run)",
                     rig.get("bar0_service_us")?,
                     rig.get("bar1_service_us")?
                 );
