@@ -6,10 +6,13 @@
 # suppression is off. Figures go to the results port as `FIGURE key value` lines, which the harness leaves
 # to `cargo xtask bench`; every step is also a check. Times are the guest's wall clock.
 # Also the fast path's BAR reads per packet (the module's host_bar_reads - host_bar_reads_slow_path over
-# tx_frames + rx_frames): none on ivshmem, the one ODR read per interrupt on mpc834x, which must stay at or
-# below 1/64 per packet under this load. On mpc834x, before the module holds the BARs: the mean cost of
-# one 32-bit read of BAR0 (OMIMR, a register without read side effects) and of BAR1 (the shared
-# region's magic), each a round trip through QEMU's proxy to the emulator.
+# tx_frames + rx_frames): none on ivshmem, at most the one ODR read per interrupt on mpc834x. Per packet
+# that is 1/64 or less only when the agent is saturated (bpnet-netbench: 0.015); the TCG guest here
+# rarely keeps it busy, so the figure is reported, and the per-interrupt bound is the check. Before the module holds the BARs, the mean cost of one 32-bit
+# read from the guest: on mpc834x of BAR0 (OMIMR, a register without read side effects) and of BAR1 (the
+# shared region's magic), each a round trip through QEMU's proxy to the emulator; on ivshmem of BAR0
+# (IVPosition, a register QEMU itself answers) and of BAR2 (the shared region's magic, RAM mapped into
+# the guest: no exit at all).
 host_addr=10.83.49.1/24
 # The contract's feature bits (host-driver/include/bpnet_contract.h).
 F_EVENT_INDEX=2
@@ -56,13 +59,14 @@ notifications_packets() {
         END { if (k != 4) exit 1; print n, p }'
 }
 
-# "fast-path-reads packets" so far.
+# "fast-path-reads packets interrupts" so far.
 reads_packets() {
     ethtool_stats bp0 | awk '
         $1 == "host_bar_reads" { r += $2; k++ }
         $1 == "host_bar_reads_slow_path" { r -= $2; k++ }
         $1 == "tx_frames" || $1 == "rx_frames" { p += $2; k++ }
-        END { if (k != 4) exit 1; print r, p }'
+        $1 == "interrupts" { i = $2; k++ }
+        END { if (k != 5) exit 1; print r, p, i }'
 }
 
 # Mean µs per 32-bit read of BAR $1 at offset $2 of agent 0's function (5000 reads after one warm-up).
@@ -77,17 +81,19 @@ bar_access_us() {
     [ $rc = 0 ]
 }
 
-if [ "$personality" = mpc834x ]; then
-    for bar in "0 0x8034" "1 0x0"; do
-        set -- $bar
-        if text=$(bar_access_us $1 $2); then
-            result "bar$1-access" pass "$text"
-            out "FIGURE bar$1_access_us $(echo "$text" | sed -n 's/.*us_per_read=\([0-9.]*\).*/\1/p')"
-        else
-            result "bar$1-access" fail "$text"
-        fi
-    done
-fi
+# The BAR and offset of each word timed, per personality.
+if [ "$personality" = ivshmem ]; then set -- 0 0x8 2 0x0; else set -- 0 0x8034 1 0x0; fi
+while [ $# -ge 2 ]; do
+    bar=$1
+    offset=$2
+    shift 2
+    if text=$(bar_access_us $bar $offset); then
+        result "bar$bar-access" pass "$text"
+        out "FIGURE bar${bar}_access_us $(echo "$text" | sed -n 's/.*us_per_read=\([0-9.]*\).*/\1/p')"
+    else
+        result "bar$bar-access" fail "$text"
+    fi
+done
 
 # measure TAG SUFFIX OFFER EVENT_INDEX: load the module offering the feature bits OFFER, check the link's
 # event index is EVENT_INDEX (on|off), move $bytes each way; checks are named TAG-..., figures
@@ -122,18 +128,20 @@ measure() {
         result "$tag-notifications" fail "no packets counted: (notifications packets) $before -> $after"
     fi
     reads_after=$(reads_packets)
-    # The design's bound: none where the interrupt is an MSI-X write, 1/64 per packet for INTx's ODR read.
-    if [ "$personality" = ivshmem ]; then bound=0; else bound=0.015625; fi
-    if per=$(echo "$reads_before $reads_after" | awk '{ if ($4 <= $2) exit 1; printf "%.5f", ($3 - $1) / ($4 - $2) }'); then
+    # The design's bound: none where the interrupt is an MSI-X write, one ODR read per interrupt on INTx.
+    if per=$(echo "$reads_before $reads_after" | awk '{ if ($5 <= $2) exit 1; printf "%.5f", ($4 - $1) / ($5 - $2) }'); then
         out "FIGURE host_bar_reads_per_packet$suffix $per"
-        # Only with suppression on is the load's interrupt rate the design's.
-        if [ -n "$suffix" ] || awk -v p="$per" -v b="$bound" 'BEGIN { exit !(p <= b) }'; then
-            result "$tag-bar-reads-per-packet" pass "$per fast-path BAR reads/packet (bound $bound with suppression on): $reads_before -> $reads_after"
+        reads=$(echo "$reads_before $reads_after" | awk '{ print $4 - $1 }')
+        irqs=$(echo "$reads_before $reads_after" | awk '{ print $6 - $3 }')
+        if [ "$personality" = ivshmem ]; then allowed=0; else allowed=$irqs; fi
+        detail="$per fast-path BAR reads/packet, $reads reads for $irqs interrupts (allowed $allowed): (reads packets interrupts) $reads_before -> $reads_after"
+        if [ "$reads" -le "$allowed" ]; then
+            result "$tag-bar-reads-per-packet" pass "$detail"
         else
-            result "$tag-bar-reads-per-packet" fail "$per fast-path BAR reads/packet, more than $bound: $reads_before -> $reads_after"
+            result "$tag-bar-reads-per-packet" fail "$detail"
         fi
     else
-        result "$tag-bar-reads-per-packet" fail "no packets counted: (reads packets) $reads_before -> $reads_after"
+        result "$tag-bar-reads-per-packet" fail "no packets counted: (reads packets interrupts) $reads_before -> $reads_after"
     fi
 }
 

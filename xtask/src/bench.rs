@@ -109,7 +109,7 @@ fn run_figures(mut cmd: Command, keys: &[&str]) -> Result<Netbench> {
 }
 
 /// `{"key":number,...}` (what bpnet-netbench prints) as (key, number text); `None` for anything else.
-fn parse_flat_numbers(line: &str) -> Option<Vec<(String, String)>> {
+pub(crate) fn parse_flat_numbers(line: &str) -> Option<Vec<(String, String)>> {
     let inner = line.trim().strip_prefix('{')?.strip_suffix('}')?;
     let mut fields = Vec::new();
     for field in inner.split(',').filter(|f| !f.trim().is_empty()) {
@@ -158,7 +158,30 @@ fn rig_figures(personality: Personality) -> Result<Vec<(String, f64)>> {
     eprintln!("xtask: backplane: {}: {} checks passed, {:.0} s", suite.name, report.checks.len(), report.seconds);
     let results = report.dir.join("results.log");
     let text = std::fs::read_to_string(&results).map_err(|e| Error::Io(format!("reading {}", results.display()), e))?;
-    parse_figures(&text)
+    let mut figures = parse_figures(&text)?;
+    if personality == Personality::Mpc834x {
+        let path = report.dir.join("agent0.json");
+        let summary =
+            std::fs::read_to_string(&path).map_err(|e| Error::Io(format!("reading {}", path.display()), e))?;
+        figures.extend(service_figures(&summary)?);
+    }
+    Ok(figures)
+}
+
+/// The emulator's side of a BAR access through the proxy (mpc834x): its mean time from receiving a BAR0
+/// or BAR1 access to sending the reply, in µs, from its summary's `bar0_service_ns_mean` and
+/// `bar1_service_ns_mean`. The summary has one mean over every access of the run, reads and writes, the
+/// timed reads and the module's, so it is not the timed reads' share of their cost.
+fn service_figures(summary: &str) -> Result<Vec<(String, f64)>> {
+    ["bar0", "bar1"]
+        .iter()
+        .map(|bar| {
+            let key = format!("{bar}_service_ns_mean");
+            let ns = backplane::json_u64(summary, &key)
+                .ok_or_else(|| Error::Failed(format!("agent 0's summary has no `{key}`")))?;
+            Ok((format!("{bar}_service_us"), ns as f64 / 1e3))
+        })
+        .collect()
 }
 
 /// The `FIGURE key value` lines: a key of word characters and a finite number, or the run is refused.
@@ -193,9 +216,9 @@ fn bench_personalities(args: &mut Vec<String>) -> Result<Vec<Personality>> {
     }
 }
 
-/// One personality's rig figures as JSON fields: every key suffixed `_<personality>`, except the BAR
-/// access costs (`bar*`, measured on mpc834x only: the proxy's round trip); the default personality's
-/// `rig_*` keys also unsuffixed, as they were before there were two.
+/// One personality's rig figures as JSON fields: every key suffixed `_<personality>`; the default
+/// personality's `rig_*` and BAR access keys (`bar0_access_us`, `bar1_access_us`) also unsuffixed, as
+/// they were before there were two.
 fn rig_json_fields(personality: Personality, rig: &Rig, gain: f64) -> Vec<String> {
     let p = personality.name();
     let mut fields = Vec::new();
@@ -205,12 +228,9 @@ fn rig_json_fields(personality: Personality, rig: &Rig, gain: f64) -> Vec<String
         .map(|(k, v)| (k.as_str(), format!("{v}")))
         .chain([("rig_suppression_gain", format!("{gain:.4}"))]);
     for (key, value) in all {
-        if key.starts_with("bar") {
-            fields.push(format!("\"{key}\":{value}"));
-            continue;
-        }
         fields.push(format!("\"{key}_{p}\":{value}"));
-        if personality == Personality::Mpc834x && key.starts_with("rig_") {
+        let unsuffixed = key.starts_with("rig_") || key.ends_with("_access_us");
+        if personality == Personality::Mpc834x && unsuffixed {
             fields.push(format!("\"{key}\":{value}"));
         }
     }
@@ -239,8 +259,25 @@ impl Rig {
     }
 }
 
+/// The data-path run `cargo xtask test` makes (no control-service figures), as the regression gate
+/// ([`crate::baseline`]) compares it.
+fn gated_netbench() -> Result<Netbench> {
+    let emulator = crate::emu::build()?;
+    netbench(&emulator, &firmware::build(Variant::Release)?, &firmware::build(Variant::RingBench)?, None)
+}
+
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut args = args.to_vec();
+    if util::take_flag(&mut args, "--update-baseline") {
+        util::no_more(&args)?;
+        crate::baseline::update(&gated_netbench()?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if util::take_flag(&mut args, "--check-baseline") {
+        util::no_more(&args)?;
+        crate::baseline::check(&gated_netbench()?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let json = util::take_flag(&mut args, "--json");
     let personalities = bench_personalities(&mut args)?;
     util::no_more(&args)?;
@@ -339,12 +376,24 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             "    fast-path BAR reads per packet    {:.5} (the module's counters in the guest, suppression on)",
             rig.get("host_bar_reads_per_packet")?
         );
-        if *p == Personality::Mpc834x {
-            println!(
-                "    one BAR access through the proxy  BAR0 {:.1} µs, BAR1 {:.1} µs (mean of 5000 reads from the guest)",
+        match p {
+            Personality::Mpc834x => {
+                println!(
+                    "    one BAR access through the proxy  BAR0 {:.1} µs, BAR1 {:.1} µs (mean of 5000 reads from the guest)",
+                    rig.get("bar0_access_us")?,
+                    rig.get("bar1_access_us")?
+                );
+                println!(
+                    "      emulator's service time           BAR0 {:.1} µs, BAR1 {:.1} µs (mean over every access of the run)",
+                    rig.get("bar0_service_us")?,
+                    rig.get("bar1_service_us")?
+                );
+            }
+            Personality::Ivshmem => println!(
+                "    one BAR read from the guest       BAR0 {:.2} µs (QEMU's ivshmem registers), BAR2 {:.3} µs (RAM)",
                 rig.get("bar0_access_us")?,
-                rig.get("bar1_access_us")?
-            );
+                rig.get("bar2_access_us")?
+            ),
         }
     }
     if json {
@@ -405,25 +454,46 @@ mod tests {
                 ("rig_tcp_tx_mbps".into(), 12.5),
                 ("host_bar_reads_per_packet".into(), 0.01),
                 ("bar0_access_us".into(), 9.0),
+                ("bar0_service_us".into(), 4.5),
             ],
         };
         let mpc = rig_json_fields(Personality::Mpc834x, &rig, 2.0).join(",");
         assert_eq!(
             mpc,
             "\"rig_tcp_tx_mbps_mpc834x\":12.5,\"rig_tcp_tx_mbps\":12.5,\"host_bar_reads_per_packet_mpc834x\":0.01,\
-             \"bar0_access_us\":9,\"rig_suppression_gain_mpc834x\":2.0000,\"rig_suppression_gain\":2.0000"
+             \"bar0_access_us_mpc834x\":9,\"bar0_access_us\":9,\"bar0_service_us_mpc834x\":4.5,\
+             \"rig_suppression_gain_mpc834x\":2.0000,\"rig_suppression_gain\":2.0000"
         );
-        // The model's host_bar_reads_per_packet (bpnet-netbench) keeps its unsuffixed key.
+        // The model's host_bar_reads_per_packet (bpnet-netbench) keeps its unsuffixed key; on ivshmem every
+        // key carries the suffix.
         let iv = rig_json_fields(
             Personality::Ivshmem,
-            &Rig { figures: vec![("host_bar_reads_per_packet".into(), 0.0)] },
+            &Rig { figures: vec![("host_bar_reads_per_packet".into(), 0.0), ("bar2_access_us".into(), 0.05)] },
             1.0,
         );
-        assert_eq!(iv, ["\"host_bar_reads_per_packet_ivshmem\":0", "\"rig_suppression_gain_ivshmem\":1.0000"]);
+        assert_eq!(
+            iv,
+            [
+                "\"host_bar_reads_per_packet_ivshmem\":0",
+                "\"bar2_access_us_ivshmem\":0.05",
+                "\"rig_suppression_gain_ivshmem\":1.0000"
+            ]
+        );
         let mut args = vec![];
         assert_eq!(bench_personalities(&mut args).unwrap(), [Personality::Mpc834x, Personality::Ivshmem]);
         let mut args = vec!["--personality".to_string(), "ivshmem".to_string()];
         assert_eq!(bench_personalities(&mut args).unwrap(), [Personality::Ivshmem]);
+    }
+
+    #[test]
+    fn the_emulators_service_time_from_its_summary() {
+        let summary = r#"{"outcome":"idle","bar0_service_ns_mean":41250,"bar1_service_ns_mean":800,"x":1}"#;
+        assert_eq!(
+            service_figures(summary).unwrap(),
+            [("bar0_service_us".to_string(), 41.25), ("bar1_service_us".to_string(), 0.8)]
+        );
+        let err = service_figures(r#"{"bar0_service_ns_mean":1}"#).unwrap_err();
+        assert!(format!("{err:?}").contains("bar1_service_ns_mean"), "{err:?}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! benchmarks and the demo. Each subcommand lives in its own module.
 
 mod backplane;
+mod baseline;
 mod bench;
 mod demo;
 mod emu;
@@ -21,9 +22,10 @@ Commands:
                            flash; bpctl list, ping, netboot one, flash one with progress, its log
                            (P: mpc834x, the default, as in a real chassis, or ivshmem)
   test                     run every test: unit tests (x86 and big-endian PowerPC), lints,
-                           the firmware on the board emulator, a data-path benchmark run,
-                           bpnet.ko's build with sparse and checkpatch.pl --strict clean, and
-                           the virtual backplane's suites
+                           the firmware on the board emulator, a data-path benchmark run whose
+                           figures must stay within 1 % of xtask/bench-baseline.json, bpnet.ko's
+                           build with sparse and checkpatch.pl --strict clean, and the virtual
+                           backplane's suites
   test --backplane         only the virtual backplane's end-to-end suites (see backplane)
   backplane [--personality P] [--suite S] [--agents N] [--bytes N]
                            Linux (qemu-system-x86_64) with one PCI function per agent (P: mpc834x,
@@ -44,9 +46,14 @@ Commands:
   bench [--json] [--personality P]
                            figures in virtual time and exact counts (DMA, the data path), then
                            the virtual backplane's wall-clock TCP throughput, notifications and
-                           fast-path BAR reads per packet with and without suppression, on both
-                           personalities (or P only), and the proxy's cost per BAR access
-                           (--json: one JSON object on the last line)
+                           fast-path BAR reads per packet with and without suppression, and the
+                           guest's cost per BAR read (mpc834x: through the proxy, with the
+                           emulator's share), one guest boot per personality: both, or P only
+                           (--json: one JSON object on the last line; rig keys end in _<P>)
+  bench --check-baseline   only the data-path run `test` makes, its exact-count and virtual-time
+                           figures against xtask/bench-baseline.json (fails 1 % worse or more)
+  bench --update-baseline  rewrite xtask/bench-baseline.json from that run (commit it with the
+                           change that moved a figure, the reason in the message)
   gen-header               regenerate host-driver/include/bpnet_contract.h from the contract crate
   setup                    install the Debian packages the project needs (done by every
                            command when something is missing)

@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 pub(crate) use image::{prepare, Tools};
+pub(crate) use results::json_u64;
 use results::{json_str, Channel, Check};
 use rig::Rig;
 

@@ -209,7 +209,7 @@ fn json_raw<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     Some(rest[..end].trim())
 }
 
-pub(super) fn json_u64(text: &str, key: &str) -> Option<u64> {
+pub(crate) fn json_u64(text: &str, key: &str) -> Option<u64> {
     json_raw(text, key)?.parse().ok()
 }
 
