@@ -27,8 +27,9 @@ Commands:
                            build with sparse and checkpatch.pl --strict clean, and the virtual
                            backplane's suites
   test --backplane         only the virtual backplane's end-to-end suites (see backplane)
-  backplane [--personality P] [--suite S] [--agents N] [--bytes N]
-                           Linux (qemu-system-x86_64) with one PCI function per agent (P: mpc834x,
+  backplane [--personality P] [--suite S] [--agents N] [--bytes N] [--jobs J]
+                           Linux (qemu-system-x86_64) with one PCI function per agent (1 to 20;
+                           J suites at a time; P: mpc834x,
                            the default: an MPC834x agent function through QEMU's x-pci-proxy-dev
                            with shared INTx; ivshmem: an ivshmem-doorbell device), each served by
                            a board emulator; runs the guest's suites, prints a summary
