@@ -130,6 +130,7 @@
 #define BPNET_DMA_REACH_MINOR_1			0x10000000
 #define BPNET_DMA_REACH_MIN			0x1000
 #define BPNET_VERSION_MINOR_AGENT_INFO		2
+#define BPNET_VERSION_MINOR_HEARTBEAT		3
 
 /* Counter slots in counters.slots[], u32 each, wrapping */
 #define BPNET_COUNTER_TX_FRAMES			0
