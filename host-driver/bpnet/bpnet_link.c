@@ -177,7 +177,8 @@ static int bpnet_read_dma_reach(struct bpnet *bp, const struct bpnet_header *hea
 	value = bpnet_slow_read32(bp, at);
 	value |= (u64)bpnet_slow_read32(bp, at + 4) << 32;
 	if (value < BPNET_DMA_REACH_MIN) {
-		bpnet_parse_refuse(bp, BPNET_REFUSE_LOG, "DMA reach %#llx is below one page", value);
+		bpnet_parse_refuse(bp, BPNET_REFUSE_LOG, "DMA reach %#llx is below one page",
+				   value);
 		return -EPROTO;
 	}
 	*reach = value;
@@ -714,7 +715,7 @@ static void bpnet_link_new_episode(struct bpnet *bp)
  */
 static bool bpnet_check_heartbeat(struct bpnet *bp)
 {
-	unsigned long now = jiffies;
+	unsigned long now = jiffies, timeout;
 	u32 beat;
 
 	if (bp->agent.version_minor < BPNET_VERSION_MINOR_HEARTBEAT)
@@ -735,8 +736,8 @@ static bool bpnet_check_heartbeat(struct bpnet *bp)
 		WRITE_ONCE(bp->heartbeat_known, true);
 		return false;
 	}
-	if (!bp->unresponsive &&
-	    time_after_eq(now, bp->heartbeat_moved + msecs_to_jiffies(BPNET_HEARTBEAT_TIMEOUT_MS))) {
+	timeout = msecs_to_jiffies(BPNET_HEARTBEAT_TIMEOUT_MS);
+	if (!bp->unresponsive && time_after_eq(now, bp->heartbeat_moved + timeout)) {
 		WRITE_ONCE(bp->unresponsive, true);
 		bpnet_count(bp, BPNET_STAT_heartbeat_lost, 1);
 		netif_carrier_off(bp->netdev);
