@@ -196,6 +196,21 @@ pub fn heartbeat(agent: &Agent) -> Option<Heartbeat> {
     parse_heartbeat(&read_trimmed(&agent.dir.join("bpnet_heartbeat"))?)
 }
 
+/// Why the agent behind netdev `dev` will not answer, when the module found its heartbeat stopped
+/// (`/sys/class/net/DEV/device/bpnet_heartbeat`): a command says so at once rather than wait for a
+/// connection that cannot come.
+pub fn unresponsive(dev: &str) -> Option<String> {
+    let path = Path::new("/sys/class/net").join(dev).join("device/bpnet_heartbeat");
+    let h = parse_heartbeat(&read_trimmed(&path)?)?;
+    h.unresponsive.then(|| {
+        format!(
+            "{dev}: the agent does not respond: no heartbeat for {} s (beat {} unchanged; its processor stopped: \
+             frozen, hung or powered off?)",
+            h.since_beat_s, h.beat
+        )
+    })
+}
+
 /// `alive|unresponsive <seconds since the beat moved> <beat>`, or `unknown`.
 pub fn parse_heartbeat(text: &str) -> Option<Heartbeat> {
     let mut words = text.split_whitespace();

@@ -52,10 +52,14 @@ pub fn get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
 
 fn open_error((what, e): (String, std::io::Error)) -> Error {
     if timed_out(&e) {
-        return Error::Agent(format!(
-            "{what}: no answer to the connection (timed out): the agent does not respond (frozen, hung or \
-             powered off? `bpctl list` shows its heartbeat)"
-        ));
+        // Our own reason (the module's heartbeat) as it is; a socket's timeout said in words.
+        return match e.get_ref() {
+            Some(why) => Error::Agent(format!("{what}: {why}")),
+            None => Error::Agent(format!(
+                "{what}: no answer to the connection (timed out): the agent does not respond (frozen, hung or \
+                 powered off? `bpctl list` shows its heartbeat)"
+            )),
+        };
     }
     Error::Agent(format!("{what}: {e} (is the agent up with an address, and its firmware one with a control service?)"))
 }
@@ -100,6 +104,9 @@ impl Connection {
     /// The connection, or the error with what was being done.
     fn connect(netdev: &str, addr: Ipv4Addr, limit: Duration) -> Result<Connection, (String, std::io::Error)> {
         let what = format!("{netdev}: control service {addr}:{PORT}");
+        if let Some(why) = crate::agents::unresponsive(netdev) {
+            return Err((what, std::io::Error::new(std::io::ErrorKind::TimedOut, why)));
+        }
         let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).map_err(|e| (what.clone(), e))?;
         socket.bind_device(Some(netdev.as_bytes())).map_err(|e| (what.clone(), e))?;
         let target = SocketAddr::V4(SocketAddrV4::new(addr, PORT));
