@@ -220,8 +220,10 @@ impl Rig {
             .and_then(|f| f.set_len(GUEST_RAM))
             .map_err(io(format!("creating the guest RAM file {}", ram.display())))?;
 
+        // iomem=relaxed: the net suite scribbles over a live agent's shared region through the BAR's
+        // sysfs resource file, which the kernel maps only so while bpnet.ko holds the BAR.
         let mut append = format!(
-            "console=ttyS0 panic=-1 loglevel=7 bptest.suite={} bptest.agents={} bptest.bytes={} bptest.personality={}",
+            "console=ttyS0 panic=-1 loglevel=7 iomem=relaxed bptest.suite={} bptest.agents={} bptest.bytes={} bptest.personality={}",
             suite.guest,
             suite.agents,
             suite.bytes,
