@@ -375,6 +375,9 @@ pub struct Engine<D: Dma, S: Shared, M: AgentRam, N: Notify> {
     /// The agent info block's `dma_reach` (the window's end) and the heartbeat last published.
     dma_reach: u64,
     heartbeat: u32,
+    /// [`Engine::repair`] writes what it finds overwritten (off only in a test image that overwrites
+    /// its own header on purpose).
+    repairs: bool,
     tx_cons: u32,
     tx_used: u32,
     rx_cons: u32,
@@ -446,6 +449,7 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             published: None,
             dma_reach: config.window.base.saturating_add(config.window.len),
             heartbeat: 0,
+            repairs: true,
             tx_cons: 0,
             tx_used: 0,
             rx_cons: 0,
@@ -493,6 +497,12 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         self.repair();
     }
 
+    /// Turn self-repair ([`Engine::repair`]) off or back on: for an image that breaks the contract on
+    /// purpose by writing its own header, which must stay broken until the host has seen it.
+    pub fn set_repairs(&mut self, on: bool) {
+        self.repairs = on;
+    }
+
     /// The heartbeat last published (0 before the first [`Engine::tick`]).
     pub fn heartbeat(&self) -> u32 {
         self.heartbeat
@@ -503,6 +513,9 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
     /// counting one `header_repairs` per call that found something. Plain reads of the agent's own
     /// RAM; true if something was repaired.
     pub fn repair(&mut self) -> bool {
+        if !self.repairs {
+            return false;
+        }
         let mut repaired = false;
         let fields = self.agent_fields();
         let mut seen = [0u8; bar::HEADER_LEN];

@@ -1143,3 +1143,20 @@ fn a_host_reinitialising_finds_the_header_repaired_without_a_tick() {
     drop(world);
     assert_eq!(engine.counter(counter::HEADER_REPAIRS), 2);
 }
+
+#[test]
+fn repairs_can_be_turned_off_for_an_image_that_breaks_its_header_on_purpose() {
+    let (mut engine, mut host) = connect(64, 0, feature::ALL, 1500);
+    let w = host.w.clone();
+    engine.set_repairs(false);
+    w.borrow_mut().shared[field::header::MAGIC..field::header::MAGIC + 4].copy_from_slice(b"EVIL");
+    host.down();
+    engine.doorbell();
+    engine.poll();
+    engine.tick();
+    assert_eq!(&w.borrow().shared[..4], b"EVIL", "the garbage stays for the host to see");
+    assert_eq!(engine.counter(counter::HEADER_REPAIRS), 0);
+    engine.set_repairs(true);
+    engine.tick();
+    assert_eq!(Header::new_unchecked(&w.borrow().shared[..bar::HEADER_LEN]).magic(), bar::MAGIC);
+}
