@@ -214,11 +214,14 @@ struct bpnet {
 	bool reset_gave_up;
 	/*
 	 * Heartbeat (slow path, link up and running): the beat last read,
-	 * when it last moved (jiffies), whether one is known (minor version 3
-	 * and a non-zero beat seen) and whether it stopped (carrier off).
+	 * when it or the status block last moved (jiffies), whether one is
+	 * known (minor version 3 and a non-zero beat seen) and whether both
+	 * stopped (carrier off).
 	 * sysfs (bpnet_heartbeat) reads them without link_lock.
 	 */
 	u32 heartbeat;
+	/* tx_used + rx_used at the last look: completions are a sign of life. */
+	u32 heartbeat_used;
 	unsigned long heartbeat_moved;
 	bool heartbeat_known;
 	bool unresponsive;

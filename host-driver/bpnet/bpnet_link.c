@@ -710,20 +710,26 @@ static void bpnet_link_new_episode(struct bpnet *bp)
  * that stops for BPNET_HEARTBEAT_TIMEOUT_MS means its processor stopped (hung,
  * powered off, frozen): carrier off, counted, said once; the link is kept, so
  * an agent that resumes takes it up again where it was, carrier back on at its
- * next beat. An agent without a heartbeat (minor version 2, or 0: not started)
- * is never taken for dead. True while the agent is unresponsive.
+ * next beat. Completions in the status block (host RAM, no bus read) are a
+ * sign of life too: a board whose clock runs slow while it is saturated (an
+ * emulated one) is busy, not dead. An agent without a heartbeat (minor version
+ * 2, or 0: not started) is never taken for dead. True while the agent is
+ * unresponsive.
  */
 static bool bpnet_check_heartbeat(struct bpnet *bp)
 {
+	struct bpnet_status *st = bp->status;
 	unsigned long now = jiffies, timeout;
-	u32 beat;
+	u32 beat, used;
 
 	if (bp->agent.version_minor < BPNET_VERSION_MINOR_HEARTBEAT)
 		return false;
 	beat = bpnet_slow_read32(bp, BPNET_AGENT_INFO(heartbeat));
 	if (!beat)
 		return false;
-	if (!bp->heartbeat_known || beat != bp->heartbeat) {
+	used = le32_to_cpu(READ_ONCE(st->tx_used)) + le32_to_cpu(READ_ONCE(st->rx_used));
+	if (!bp->heartbeat_known || beat != bp->heartbeat || used != bp->heartbeat_used) {
+		bp->heartbeat_used = used;
 		if (bp->unresponsive) {
 			netdev_info(bp->netdev, "agent answers again (heartbeat %u) after %u ms without a beat: carrier on\n",
 				    beat, jiffies_to_msecs(now - bp->heartbeat_moved));
@@ -741,7 +747,7 @@ static bool bpnet_check_heartbeat(struct bpnet *bp)
 		WRITE_ONCE(bp->unresponsive, true);
 		bpnet_count(bp, BPNET_STAT_heartbeat_lost, 1);
 		netif_carrier_off(bp->netdev);
-		netdev_err(bp->netdev, "agent unresponsive: heartbeat %u unchanged for %u ms; carrier off until it beats again\n",
+		netdev_err(bp->netdev, "agent unresponsive: heartbeat %u unchanged and no completion for %u ms; carrier off until it beats again\n",
 			   beat, jiffies_to_msecs(now - bp->heartbeat_moved));
 	}
 	return bp->unresponsive;
