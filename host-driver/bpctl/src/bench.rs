@@ -50,16 +50,14 @@ pub fn connect_via(dev: &str, addr: Ipv4Addr, port: u16, limit: Duration) -> Res
     let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
         .map_err(|e| Error::Io("creating a TCP socket".into(), e))?;
     socket.bind_device(Some(dev.as_bytes())).map_err(|e| Error::Io(format!("SO_BINDTODEVICE {dev}"), e))?;
-    socket
-        .connect_timeout(&SockAddr::from(target), limit)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => Error::Agent(format!(
-                "connecting to {target} through {dev}: no answer within {} s (timed out): the agent does not \
+    socket.connect_timeout(&SockAddr::from(target), limit).map_err(|e| match e.kind() {
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => Error::Agent(format!(
+            "connecting to {target} through {dev}: no answer within {} s (timed out): the agent does not \
                  respond (`bpctl list` shows its heartbeat)",
-                limit.as_secs()
-            )),
-            _ => Error::Agent(format!("connecting to {target} through {dev}: {e}")),
-        })?;
+            limit.as_secs()
+        )),
+        _ => Error::Agent(format!("connecting to {target} through {dev}: {e}")),
+    })?;
     let stream = TcpStream::from(socket);
     stream.set_read_timeout(Some(limit)).map_err(|e| Error::Io("setting a read timeout".into(), e))?;
     stream.set_write_timeout(Some(limit)).map_err(|e| Error::Io("setting a write timeout".into(), e))?;
@@ -100,9 +98,7 @@ pub fn send(dev: &str, addr: Ipv4Addr, total: u64, limit: Duration, bar: &Progre
 pub fn recv(dev: &str, addr: Ipv4Addr, total: u64, limit: Duration, bar: &ProgressBar) -> Result<Transfer, Error> {
     let started = Instant::now();
     let mut stream = connect_via(dev, addr, SIZED_PORT, limit)?;
-    stream
-        .write_all(format!("{total}\n").as_bytes())
-        .map_err(|e| io(dev, "sending the request", limit, e))?;
+    stream.write_all(format!("{total}\n").as_bytes()).map_err(|e| io(dev, "sending the request", limit, e))?;
     let mut buf = vec![0u8; CHUNK];
     let mut received = 0u64;
     loop {

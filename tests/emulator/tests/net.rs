@@ -439,7 +439,8 @@ fn heartbeat_and_repairs(board: &mut Board) -> (Option<u32>, u32) {
 fn idle_for(board: &mut Board, ms: u64) {
     let until = board.virtual_time_ns() + ms * 1_000_000;
     while board.virtual_time_ns() < until {
-        host::run_slice(board).unwrap_or_else(|e| panic!("{e}\nconsole:\n{}", String::from_utf8_lossy(board.console())));
+        host::run_slice(board)
+            .unwrap_or_else(|e| panic!("{e}\nconsole:\n{}", String::from_utf8_lossy(board.console())));
     }
 }
 
@@ -464,7 +465,11 @@ fn heartbeat_beats_and_a_scribbled_header_is_repaired() {
     let mut header = [0u8; bar::HEADER_LEN];
     board.bar_read(shared::HEADER_OFFSET, &mut header).expect("header readable");
     let header = bar::Header::new_unchecked(&header[..]);
-    assert!(bar::AgentRepr::parse(&header).is_ok(), "the agent's fields are back: {:?}", bar::AgentRepr::parse(&header));
+    assert!(
+        bar::AgentRepr::parse(&header).is_ok(),
+        "the agent's fields are back: {:?}",
+        bar::AgentRepr::parse(&header)
+    );
     let (beat, repairs) = heartbeat_and_repairs(&mut board);
     assert!(beat.is_some_and(|b| b.wrapping_sub(later) >= 1), "beating on after the repair: {beat:?}");
     assert!(repairs >= 1, "the repair is counted: {repairs}");

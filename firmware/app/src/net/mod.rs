@@ -231,7 +231,10 @@ fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
         let repaired = device.engine.counter(bar::counter::HEADER_REPAIRS);
         if repaired != repairs {
             repairs = repaired;
-            defmt::warn!("net: the agent's published fields were overwritten: written again ({=u32} repairs)", repaired);
+            defmt::warn!(
+                "net: the agent's published fields were overwritten: written again ({=u32} repairs)",
+                repaired
+            );
         }
         // Requests on the control service; a flash job advances a few words here.
         let controlled = control.poll(&mut iface, &mut sockets, now(), iface_terms.0 - 14);
