@@ -330,7 +330,7 @@ mod tests {
         stream.set_read_timeout(Some(limit)).unwrap();
         let reader = BufReader::new(stream.try_clone().unwrap());
         let mut c = Connection { stream, reader, what: "bp0: control service".into(), limit };
-        let e = c.next_reply().err().expect("no answer is an error").to_string();
+        let e = c.next_reply().expect_err("no answer is an error").to_string();
         assert!(e.contains("bp0: control service: reading the answer: no answer within 1 s (timed out)"), "{e}");
         assert!(!e.contains("temporarily unavailable"), "{e}");
     }

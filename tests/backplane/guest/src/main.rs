@@ -409,9 +409,10 @@ impl BarMap {
         if len == 0 {
             return Err(format!("{path}: an empty BAR"));
         }
+        // Writable for scribble; bar-time only reads.
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
         // SAFETY: a fresh shared mapping of a file this function holds open; the result is checked
         // and the mapping lives until drop.
-        let prot = libc::PROT_READ | libc::PROT_WRITE;
         let base = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, file.as_raw_fd(), 0) };
         if base == libc::MAP_FAILED {
             return Err(format!("mmap {path}: {}", std::io::Error::last_os_error()));
