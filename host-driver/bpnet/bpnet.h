@@ -41,6 +41,8 @@
 	(BPNET_DOORBELLS_OFFSET + offsetof(struct bpnet_doorbells, field))
 #define BPNET_BOOT(field) \
 	(BPNET_BOOT_OFFSET + offsetof(struct bpnet_boot_block, field))
+#define BPNET_AGENT_INFO(field) \
+	(BPNET_AGENT_INFO_OFFSET + offsetof(struct bpnet_agent_info, field))
 
 struct bpnet;
 
@@ -79,6 +81,10 @@ enum bpnet_host_stat {
 	BPNET_STAT_doorbells_resent,
 	/* ndo_tx_timeout: the TX queue stayed stopped past the watchdog. */
 	BPNET_STAT_tx_timeouts,
+	/* The agent's heartbeat stopped while the link was up (carrier taken down). */
+	BPNET_STAT_heartbeat_lost,
+	/* Resets asked of an agent whose header the host could not use. */
+	BPNET_STAT_reset_requests,
 	BPNET_HOST_STATS
 };
 
@@ -155,6 +161,8 @@ struct bpnet_agent {
 	u32 counters;
 	u8 mac[ETH_ALEN];
 	u32 ring_entries;
+	/* The contract's minor version: the agent info block's fields it has. */
+	u16 version_minor;
 	/* Host bus addresses the agent's DMA reaches: [0, dma_reach). */
 	u64 dma_reach;
 };
@@ -215,6 +223,29 @@ struct bpnet {
 	unsigned int up_failures;
 	/* The first refusal of a run of failed set-ups was logged. */
 	bool up_failure_logged;
+	/*
+	 * The last kind of header refusal logged (its format): each distinct
+	 * fault is said once per episode, the rest counted.
+	 */
+	const char *fault_logged;
+	/* Why the last set-up was refused, for the reset request's log line. */
+	char fault[96];
+	/* Resets asked in this episode; past BPNET_RESET_REQUESTS_MAX the host gives up. */
+	unsigned int reset_requests;
+	bool reset_gave_up;
+	/*
+	 * Heartbeat (slow path, link up and running): the beat last read,
+	 * when it or the status block last moved (jiffies), whether one is
+	 * known (minor version 3 and a non-zero beat seen) and whether both
+	 * stopped (carrier off).
+	 * sysfs (bpnet_heartbeat) reads them without link_lock.
+	 */
+	u32 heartbeat;
+	/* tx_used + rx_used at the last look: completions are a sign of life. */
+	u32 heartbeat_used;
+	unsigned long heartbeat_moved;
+	bool heartbeat_known;
+	bool unresponsive;
 	/*
 	 * The status block's indexes at the last slow-path tick: work
 	 * outstanding while none of them moves means a missed doorbell.

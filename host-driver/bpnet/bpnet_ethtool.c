@@ -30,6 +30,8 @@ static const char * const bpnet_host_names[] = {
 	[BPNET_STAT_rx_alloc_failed] = "rx_alloc_failed",
 	[BPNET_STAT_doorbells_resent] = "doorbells_resent",
 	[BPNET_STAT_tx_timeouts] = "tx_timeouts",
+	[BPNET_STAT_heartbeat_lost] = "heartbeat_lost",
+	[BPNET_STAT_reset_requests] = "reset_requests",
 };
 
 static void bpnet_get_drvinfo(struct net_device *netdev, struct ethtool_drvinfo *info)

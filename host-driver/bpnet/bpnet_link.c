@@ -7,7 +7,11 @@
  * second and at once on a LINK interrupt or a violation the data path saw)
  * looks at the agent's state and generation and re-initialises the link
  * without a reload when the agent resets, breaks, leaves RUNNING or enters
- * recovery. Tear-down writes host_state DOWN and gives the buffers back only
+ * recovery. While the link is up it also reads the agent's heartbeat: one that
+ * stops for BPNET_HEARTBEAT_TIMEOUT_MS takes the carrier down until it beats
+ * again. A header it cannot use has the agent asked to reset through the boot
+ * block, once per back-off period, BPNET_RESET_REQUESTS_MAX times at most.
+ * Tear-down writes host_state DOWN and gives the buffers back only
  * once the agent shows no DMA can follow. Interrupt storms are caught here
  * and break the link like any other violation. The netdev (bpnet_netdev.c)
  * only asks for the link up or down.
@@ -37,6 +41,14 @@
 #define BPNET_BACKOFF_MAX_SHIFT	3
 /* Slow-path ticks (1 s) to wait for RUNNING before re-initialising. */
 #define BPNET_UP_TICKS		5
+/*
+ * The agent beats about once a second while RUNNING; read once a slow-path
+ * tick (1 s), a beat unchanged for this long means its processor stopped: the
+ * carrier goes down at most this plus two ticks (5 s) after the last beat.
+ */
+#define BPNET_HEARTBEAT_TIMEOUT_MS	3000
+/* Reset requests for an unusable header before the host gives up (per episode). */
+#define BPNET_RESET_REQUESTS_MAX	3
 /*
  * Interrupt storms. An agent rings STATUS only after a status block DMA that
  * moved something in its header (completions, or once per connection its
@@ -123,6 +135,16 @@ static __printf(3, 4) void bpnet_parse_refuse(struct bpnet *bp, enum bpnet_refus
 {
 	va_list args;
 
+	if (how != BPNET_REFUSE_QUIET) {
+		va_start(args, fmt);
+		vsnprintf(bp->fault, sizeof(bp->fault), fmt, args);
+		va_end(args);
+		/* Each kind of fault once per episode, whatever its values. */
+		if (bp->fault_logged == fmt)
+			how = BPNET_REFUSE_COUNT;
+		else if (how == BPNET_REFUSE_LOG)
+			bp->fault_logged = fmt;
+	}
 	if (how == BPNET_REFUSE_LOG) {
 		va_start(args, fmt);
 		bpnet_vrefuse(bp, fmt, &args);
@@ -169,7 +191,8 @@ static int bpnet_read_dma_reach(struct bpnet *bp, const struct bpnet_header *hea
 	value = bpnet_slow_read32(bp, at);
 	value |= (u64)bpnet_slow_read32(bp, at + 4) << 32;
 	if (value < BPNET_DMA_REACH_MIN) {
-		bpnet_refuse(bp, "DMA reach %#llx is below one page", value);
+		bpnet_parse_refuse(bp, BPNET_REFUSE_LOG, "DMA reach %#llx is below one page",
+				   value);
 		return -EPROTO;
 	}
 	*reach = value;
@@ -247,6 +270,7 @@ static int bpnet_parse_agent(struct bpnet *bp, const struct bpnet_header *header
 	agent->counters = le32_to_cpu(header->counters_offset);
 	memcpy(agent->mac, header->mac, ETH_ALEN);
 	agent->ring_entries = entries;
+	agent->version_minor = le16_to_cpu(header->version_minor);
 
 	/* The fixed regions first; the boot block is the boot stage's and the host's. */
 	/* The fixed regions first; the boot block is the boot stage's and the host's. */
@@ -557,8 +581,8 @@ static int bpnet_link_up(struct bpnet *bp)
 	bpnet_note_recovery(bp, header.agent_state == BPNET_AGENT_STATE_RECOVERY);
 	if (bp->recovery)
 		return -EAGAIN;
-	/* A run of refused set-ups is logged once, at its start. */
-	how = bp->up_failure_logged ? BPNET_REFUSE_COUNT : BPNET_REFUSE_LOG;
+	/* Each kind of refusal is logged once per episode (bpnet_parse_refuse). */
+	how = BPNET_REFUSE_LOG;
 	err = bpnet_parse_agent(bp, &header, &agent, how);
 	if (err)
 		return err;
@@ -654,6 +678,9 @@ static int bpnet_link_up(struct bpnet *bp)
 	bp->published_tx = 0;
 	bp->ticks_waiting = 0;
 	bp->host_generation++;
+	/* A new connection: its heartbeat is judged once the agent beats. */
+	WRITE_ONCE(bp->heartbeat_known, false);
+	WRITE_ONCE(bp->unresponsive, false);
 
 	bus = status_addr;
 	bpnet_write(bp, bp->shared + BPNET_HEADER(mtu), netdev->mtu, 2);
@@ -690,9 +717,44 @@ static int bpnet_link_up(struct bpnet *bp)
 }
 
 /*
+ * An agent whose header the host cannot use (scribbled over, half-written)
+ * cannot be talked to through it: ask it to reset through the boot block's
+ * host fields, which need no header (the request words in the contract's
+ * order, then CONTROL, as bpnet_control does), and wait a whole back-off
+ * period for it. The agent says READY with LINK when it is back, which runs
+ * the slow path at once. Past BPNET_RESET_REQUESTS_MAX requests the host gives
+ * up, says so once, and only retries the set-up quietly.
+ */
+static void bpnet_ask_reset(struct bpnet *bp)
+{
+	u32 seq;
+
+	if (bp->reset_requests >= BPNET_RESET_REQUESTS_MAX) {
+		if (!bp->reset_gave_up)
+			netdev_err(bp->netdev, "agent still unusable after %u reset requests (%s): giving up; bpctl reset --hard or a power cycle\n",
+				   bp->reset_requests, bp->fault);
+		bp->reset_gave_up = true;
+		return;
+	}
+	bp->reset_requests++;
+	/* No barrier: posted writes arrive in order, request_seq last, then CONTROL. */
+	seq = bpnet_slow_read32(bp, BPNET_BOOT(request_seq)) + 1;
+	bpnet_write(bp, bp->shared + BPNET_BOOT(recovery_len), 0, 4);
+	bpnet_write(bp, bp->shared + BPNET_BOOT(host_request), BPNET_HOST_REQUEST_RESET, 4);
+	bpnet_write(bp, bp->shared + BPNET_BOOT(request_seq), seq, 4);
+	bp->ops->control(bp);
+	bpnet_count(bp, BPNET_STAT_doorbells, 1);
+	bpnet_count(bp, BPNET_STAT_reset_requests, 1);
+	netdev_warn(bp->netdev, "asking the agent to reset (request %u of %u, request_seq %u): %s\n",
+		    bp->reset_requests, BPNET_RESET_REQUESTS_MAX, seq, bp->fault);
+	bp->up_failures = BPNET_BACKOFF_MAX_SHIFT;
+}
+
+/*
  * Set-up from the slow path. A refusal starts or continues a run of failed
- * set-ups: logged at its start only, retried with a growing interval. Waiting
- * for a booting agent (-EAGAIN) is not a failure.
+ * set-ups: each kind logged once, retried with a growing interval; a header
+ * the host cannot use has the agent asked to reset. Waiting for a booting
+ * agent (-EAGAIN) is not a failure.
  */
 static void bpnet_link_try_up(struct bpnet *bp)
 {
@@ -703,13 +765,66 @@ static void bpnet_link_try_up(struct bpnet *bp)
 	bp->up_failure_logged = true;
 	if (bp->up_failures < BPNET_BACKOFF_MAX_SHIFT)
 		bp->up_failures++;
+	if (err == -EPROTO)
+		bpnet_ask_reset(bp);
 }
 
-/* A new start (open, MTU change): retry at once and log the next failure. */
+/* A new start (open, MTU change, a connection made): retry at once and log the next failure. */
 static void bpnet_link_new_episode(struct bpnet *bp)
 {
 	bp->up_failures = 0;
 	bp->up_failure_logged = false;
+	bp->fault_logged = NULL;
+	bp->reset_requests = 0;
+	bp->reset_gave_up = false;
+}
+
+/*
+ * The agent's heartbeat, one slow-path read a tick while connected. A beat
+ * that stops for BPNET_HEARTBEAT_TIMEOUT_MS means its processor stopped (hung,
+ * powered off, frozen): carrier off, counted, said once; the link is kept, so
+ * an agent that resumes takes it up again where it was, carrier back on at its
+ * next beat. Completions in the status block (host RAM, no bus read) are a
+ * sign of life too: a board whose clock runs slow while it is saturated (an
+ * emulated one) is busy, not dead. An agent without a heartbeat (minor version
+ * 2, or 0: not started) is never taken for dead. True while the agent is
+ * unresponsive.
+ */
+static bool bpnet_check_heartbeat(struct bpnet *bp)
+{
+	struct bpnet_status *st = bp->status;
+	unsigned long now = jiffies, timeout;
+	u32 beat, used;
+
+	if (bp->agent.version_minor < BPNET_VERSION_MINOR_HEARTBEAT)
+		return false;
+	beat = bpnet_slow_read32(bp, BPNET_AGENT_INFO(heartbeat));
+	if (!beat)
+		return false;
+	used = le32_to_cpu(READ_ONCE(st->tx_used)) + le32_to_cpu(READ_ONCE(st->rx_used));
+	if (!bp->heartbeat_known || beat != bp->heartbeat || used != bp->heartbeat_used) {
+		bp->heartbeat_used = used;
+		if (bp->unresponsive) {
+			netdev_info(bp->netdev, "agent answers again (heartbeat %u) after %u ms without a beat: carrier on\n",
+				    beat, jiffies_to_msecs(now - bp->heartbeat_moved));
+			WRITE_ONCE(bp->unresponsive, false);
+			netif_carrier_on(bp->netdev);
+			netif_wake_queue(bp->netdev);
+		}
+		WRITE_ONCE(bp->heartbeat, beat);
+		WRITE_ONCE(bp->heartbeat_moved, now);
+		WRITE_ONCE(bp->heartbeat_known, true);
+		return false;
+	}
+	timeout = msecs_to_jiffies(BPNET_HEARTBEAT_TIMEOUT_MS);
+	if (!bp->unresponsive && time_after_eq(now, bp->heartbeat_moved + timeout)) {
+		WRITE_ONCE(bp->unresponsive, true);
+		bpnet_count(bp, BPNET_STAT_heartbeat_lost, 1);
+		netif_carrier_off(bp->netdev);
+		netdev_err(bp->netdev, "agent unresponsive: heartbeat %u unchanged and no completion for %u ms; carrier off until it beats again\n",
+			   beat, jiffies_to_msecs(now - bp->heartbeat_moved));
+	}
+	return bp->unresponsive;
 }
 
 /*
@@ -801,6 +916,9 @@ static void bpnet_link_check(struct bpnet *bp)
 			}
 			/* Connected: a new episode for the next trouble. */
 			bpnet_link_new_episode(bp);
+			/* A stopped agent moves nothing: no doorbell to resend. */
+			if (bpnet_check_heartbeat(bp))
+				break;
 			bpnet_check_progress(bp);
 		} else if (++bp->ticks_waiting > BPNET_UP_TICKS) {
 			bpnet_link_reset(bp, "the agent did not take the host's fields");

@@ -165,8 +165,31 @@ out:
 }
 static DEVICE_ATTR_WO(bpnet_control);
 
+/*
+ * bpnet_heartbeat: "<alive|unresponsive> <seconds since the beat last moved>
+ * <beat>", or "unknown" while no heartbeat is judged (link not up, an agent of
+ * minor version 2, or one that has not beaten yet). The slow path's view, read
+ * without link_lock: no bus access.
+ */
+static ssize_t bpnet_heartbeat_show(struct device *dev, struct device_attribute *attr,
+				    char *buf)
+{
+	struct bpnet *bp = pci_get_drvdata(to_pci_dev(dev));
+	unsigned long moved;
+
+	if (!bp || READ_ONCE(bp->state) != BPNET_LINK_UP || !READ_ONCE(bp->heartbeat_known))
+		return sysfs_emit(buf, "unknown\n");
+	moved = READ_ONCE(bp->heartbeat_moved);
+	return sysfs_emit(buf, "%s %u %u\n",
+			  READ_ONCE(bp->unresponsive) ? "unresponsive" : "alive",
+			  jiffies_to_msecs(jiffies - moved) / 1000,
+			  READ_ONCE(bp->heartbeat));
+}
+static DEVICE_ATTR_RO(bpnet_heartbeat);
+
 static struct attribute *bpnet_attrs[] = {
 	&dev_attr_bpnet_control.attr,
+	&dev_attr_bpnet_heartbeat.attr,
 	NULL,
 };
 

@@ -17,7 +17,7 @@
 /* Identification */
 #define BPNET_MAGIC				0x544e5042
 #define BPNET_VERSION_MAJOR			1
-#define BPNET_VERSION_MINOR			2
+#define BPNET_VERSION_MINOR			3
 #define BPNET_LOG_RING_MAGIC			0x474c5042
 
 /* The shared region (agent RAM behind the BAR): fixed offsets, then defaults */
@@ -130,6 +130,7 @@
 #define BPNET_DMA_REACH_MINOR_1			0x10000000
 #define BPNET_DMA_REACH_MIN			0x1000
 #define BPNET_VERSION_MINOR_AGENT_INFO		2
+#define BPNET_VERSION_MINOR_HEARTBEAT		3
 
 /* Counter slots in counters.slots[], u32 each, wrapping */
 #define BPNET_COUNTER_TX_FRAMES			0
@@ -145,6 +146,7 @@
 #define BPNET_COUNTER_INTERRUPTS		10
 #define BPNET_COUNTER_HOST_RESETS_SEEN		11
 #define BPNET_COUNTER_BAD_HOST_CONFIG		12
+#define BPNET_COUNTER_HEADER_REPAIRS		24
 
 /* Each counter's name by slot: an array initializer (ethtool -S strings). */
 #define BPNET_COUNTER_NAMES {	\
@@ -161,6 +163,7 @@
 	[BPNET_COUNTER_INTERRUPTS] = "interrupts",	\
 	[BPNET_COUNTER_HOST_RESETS_SEEN] = "host_resets_seen",	\
 	[BPNET_COUNTER_BAD_HOST_CONFIG] = "bad_host_config",	\
+	[BPNET_COUNTER_HEADER_REPAIRS] = "header_repairs",	\
 }
 
 /*
@@ -249,15 +252,20 @@ static_assert(offsetof(struct bpnet_descriptor, flags) == 0x0e);
  * Agent RAM at BPNET_AGENT_INFO_OFFSET, from contract minor version 2.
  * Agent-written before READY, read by the host at set-up with the header.
  * dma_reach: the agent's DMA reaches host bus addresses [0, dma_reach).
+ * heartbeat (minor 3): advanced by the agent's timer about once a second while
+ * RUNNING, never 0 once started; 0 means no heartbeat yet. The host reads it on
+ * its slow path.
  */
 struct bpnet_agent_info {
 	__le64 dma_reach;		/* 0x00 */
-	__u8 reserved[56];		/* 0x08 */
+	__u8 reserved[52];		/* 0x08 */
+	__le32 heartbeat;		/* 0x3c */
 };
 
 static_assert(sizeof(struct bpnet_agent_info) == 64);
 static_assert(offsetof(struct bpnet_agent_info, dma_reach) == 0x00);
 static_assert(offsetof(struct bpnet_agent_info, reserved) == 0x08);
+static_assert(offsetof(struct bpnet_agent_info, heartbeat) == 0x3c);
 
 /*
  * Agent RAM at counters_offset. Agent-written, read by the host on slow paths;

@@ -3,7 +3,8 @@
 # personality; every agent's netdev comes up, answers ping, echoes $bytes over TCP byte for byte; MTUs
 # 1500, 9000 and 65535; an agent reset mid-transfer takes the carrier down and up and traffic resumes
 # (mpc834x: a hard reset that clears the function's PCI configuration, which the module restores);
-# rmmod/insmod under traffic; no BAR read on the fast path but mpc834x's one ODR read per interrupt; a
+# rmmod/insmod under traffic; an agent whose processor stops takes the carrier down (heartbeat, ivshmem
+# only) and one whose shared region was scribbled over comes back by itself; no BAR read on the fast path but mpc834x's one ODR read per interrupt; a
 # clean kernel log. Also
 # what a netdev maintainer looks for: the unrelated ivshmem-plain device the rig adds after the agents
 # is left alone, IRQs are named after their device, the offered features follow the negotiation
@@ -387,6 +388,102 @@ if [ "$personality" = ivshmem ]; then
     check stop-carrier-up bpnet-guest carrier bp0 up 30
     check stop-ping ping_agent 0 3
 fi
+
+# Agent 0's processor stops with the link up (its emulator frozen: a board that hangs or loses power):
+# its heartbeat stops, and within the module's bound (3 s without a beat, read once a second: at most
+# 5 s after the last beat; 8 s allowed here for the TCG guest) the carrier goes down, heartbeat_lost
+# counts it and the log says it once; `bpctl list` shows it unresponsive with the seconds since its last
+# beat, and a bpctl command to it says what does not answer (never a raw "Resource temporarily
+# unavailable"). Resumed, it beats again and the link comes back by itself. Only on ivshmem, for the
+# reason above (a frozen mpc834x emulator freezes the guest's BAR accesses too). Completions count as a
+# sign of life too, so a saturated agent whose emulated clock runs slow is never taken for dead.
+stat_of() {
+    ethtool_stats bp$1 | awk -v n="$2" '$1 == n { print $2 }'
+}
+if [ "$personality" = ivshmem ]; then
+    check heartbeat-carrier-up bpnet-guest carrier bp0 up 30
+    check heartbeat-ping ping_agent 0 1
+    lost=$(stat_of 0 heartbeat_lost)
+    said=$(dmesg | grep -c "bp0: agent unresponsive")
+    # A busy agent is not a dead one: the saturated echoes and MTU changes above raised no alarm.
+    check heartbeat-no-false-alarm test "$lost" = 0
+    out "REQUEST pause-agent 0"
+    check heartbeat-carrier-down bpnet-guest carrier bp0 down 8
+    heartbeat_lost_counted() {
+        now=$(stat_of 0 heartbeat_lost)
+        echo "heartbeat_lost ${lost:-missing} -> ${now:-missing}"
+        [ -n "$lost" ] && [ -n "$now" ] && [ "$now" -gt "$lost" ]
+    }
+    check heartbeat-lost-counted heartbeat_lost_counted
+    unresponsive_listed() {
+        row=$(bpctl list 2>&1 | grep " bp0 ")
+        echo "$row" | tr -s ' '
+        echo "$row" | grep -q "unresponsive ([0-9]* s since last beat)" || return 1
+        bpctl list --json | tr -d ' \n' | grep -q '"unresponsive":true'
+    }
+    check heartbeat-bpctl-list unresponsive_listed
+    bpctl_names_the_silence() {
+        # The carrier's loss took the neighbour entry: the address is given.
+        if text=$(timeout 60 bpctl bench bp0 --addr $agent_addr --bytes 4096 --timeout 5 2>&1); then
+            echo "bench to a frozen agent succeeded: $text"
+            return 1
+        fi
+        echo "$text" | tail -1
+        echo "$text" | grep -q "does not respond" || return 1
+        ! echo "$text" | grep -qi "temporarily unavailable"
+    }
+    check heartbeat-bpctl-timeout bpctl_names_the_silence
+    sleep 2
+    said_once() {
+        n=$(($(dmesg | grep -c "bp0: agent unresponsive") - said))
+        echo "'agent unresponsive' said $n times: $(dmesg | grep "bp0: agent unresponsive" | tail -1)"
+        [ "$n" = 1 ]
+    }
+    check heartbeat-said-once said_once
+    out "REQUEST resume-agent 0"
+    check heartbeat-carrier-back bpnet-guest carrier bp0 up 30
+    check heartbeat-ping-after-resume ping_agent 0 3
+    check heartbeat-echo-after-resume bpnet-guest echo bp0 $agent_addr 1048576 120
+fi
+
+# A host scribbles random bytes over agent 0's first 4 KiB (header, doorbells, counters, agent info,
+# boot block) through its BAR, with the link up; then the module is reloaded: the agent repairs what it
+# publishes (its timer, the host's re-initialisation) and comes back without `bpctl reset --hard`.
+# Then with the interface down, so the next set-up reads the scribbled header before the agent could
+# look: the module logs the fault once, asks the agent to reset through the boot block (once per
+# back-off period), and the link comes back by itself.
+agent0=$(agent_devices | head -1)
+marks=$(dmesg | wc -l)
+check scribble-live bpnet-guest scribble $agent0 $(shared_bar) 4096
+sleep 2
+check scribble-rmmod timeout 30 rmmod bpnet
+check scribble-insmod insmod /lib/modules/bpnet.ko
+check scribble-netdevs netdevs_appear
+check scribble-configure configure
+check scribble-carrier-up bpnet-guest carrier bp0 up 30
+check scribble-ping ping_agent 0 3
+check scribble-echo bpnet-guest echo bp0 $agent_addr 1048576 120
+check scribble-idle-down ip link set bp0 down
+sleep 1
+check scribble-idle bpnet-guest scribble $agent0 $(shared_bar) 4096
+check scribble-idle-up ip link set bp0 up
+check scribble-reset-carrier-up bpnet-guest carrier bp0 up 60
+check scribble-reset-ping ping_agent 0 3
+check scribble-reset-echo bpnet-guest echo bp0 $agent_addr 1048576 120
+# Each fault once, not once a second; the reset asked once per back-off period (the first answered).
+scribble_logged_once() {
+    log=$(dmesg | tail -n +$((marks + 1)) | grep "bp0: ")
+    magic=$(echo "$log" | grep -c "agent broke the contract: magic")
+    asked=$(echo "$log" | grep -c "asking the agent to reset")
+    refusals=$(echo "$log" | grep -c "agent broke the contract")
+    echo "magic refusals logged $magic, contract refusals logged $refusals, reset requests logged $asked: $(echo "$log" | grep "asking the agent to reset" | tail -1)"
+    [ "$magic" = 1 ] && [ "$asked" = 1 ] && [ "$refusals" -le 3 ]
+}
+check scribble-logged-once scribble_logged_once
+reset_requests_counted() {
+    ethtool_stats bp0 | grep -x 'reset_requests [1-9][0-9]*'
+}
+check scribble-reset-requests-counted reset_requests_counted
 
 # The module goes away and comes back while every agent is busy.
 for i in $(seq 0 $last); do

@@ -181,6 +181,7 @@ pub fn generate() -> String {
     define(&mut out, "BPNET_DMA_REACH_MINOR_1", bpnet_contract::DMA_REACH_MINOR_1, Hex);
     define(&mut out, "BPNET_DMA_REACH_MIN", bar::DMA_REACH_MIN, Hex);
     define(&mut out, "BPNET_VERSION_MINOR_AGENT_INFO", bar::VERSION_MINOR_AGENT_INFO.into(), Dec);
+    define(&mut out, "BPNET_VERSION_MINOR_HEARTBEAT", bar::VERSION_MINOR_HEARTBEAT.into(), Dec);
 
     section(&mut out, "Counter slots in counters.slots[], u32 each, wrapping");
     for &(name, slot) in bar::COUNTERS {

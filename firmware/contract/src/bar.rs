@@ -10,7 +10,7 @@
 //! | `0x0_0000` | 64 | [`Header`] | both, field by field (below) |
 //! | `0x0_0040` | 64 | [`Doorbells`] | host |
 //! | `0x0_0080` | 256 | [`Counters`] (default; `counters_offset`) | agent |
-//! | `0x0_0180` | 64 | [`AgentInfo`] (fixed, [`crate::shared::AGENT_INFO_OFFSET`]; minor version 2) | agent |
+//! | `0x0_0180` | 64 | [`AgentInfo`] (fixed, [`crate::shared::AGENT_INFO_OFFSET`]; minor version 2, heartbeat 3) | agent |
 //! | `0x0_0200` | 64 | [`BootBlock`] (fixed, [`crate::shared::BOOT_OFFSET`]) | both, field by field |
 //! | `0x1_0000` | 64 KiB + 16 | log ring ([`crate::logring`]; `log_ring_offset`) | agent |
 //! | `0x3_0000` | 16 × entries | TX [`Descriptor`]s (default; `tx_ring_offset`) | host |
@@ -63,10 +63,12 @@ pub const MAGIC: u32 = u32::from_le_bytes(*b"BPNT");
 /// A host refuses a header with another major version.
 pub const VERSION_MAJOR: u16 = 1;
 /// Minor versions only add (fields in reserved space, feature bits, blocks in unused space), never
-/// change. 2 added [`AgentInfo`].
-pub const VERSION_MINOR: u16 = 2;
+/// change. 2 added [`AgentInfo`], 3 its `heartbeat`.
+pub const VERSION_MINOR: u16 = 3;
 /// The first minor version with an [`AgentInfo`] block.
 pub const VERSION_MINOR_AGENT_INFO: u16 = 2;
+/// The first minor version whose [`AgentInfo`] carries a `heartbeat`.
+pub const VERSION_MINOR_HEARTBEAT: u16 = 3;
 
 /// Size of [`Header`].
 pub const HEADER_LEN: usize = 64;
@@ -206,9 +208,11 @@ pub mod field {
     }
 
     /// The [`AgentInfo`](super::AgentInfo) block: agent-written, the rest of the 64 bytes zero.
+    /// `HEARTBEAT` is the block's last word, so fields added later grow from the front.
     pub mod agent_info {
         pub const DMA_REACH: usize = 0x00;
         pub const RESERVED: usize = 0x08;
+        pub const HEARTBEAT: usize = 0x3c;
     }
 
     /// [`Doorbells`](super::Doorbells): `RX_USED_EVENT` and `TX_USED_EVENT` are adjacent, so a host
@@ -314,10 +318,16 @@ pub const AGENT_INFO_SCHEMA: Struct = Struct {
     len: AGENT_INFO_LEN,
     doc: "Agent RAM at BPNET_AGENT_INFO_OFFSET, from contract minor version 2. Agent-written before READY, \
           read by the host at set-up with the header. dma_reach: the agent's DMA reaches host bus addresses \
-          [0, dma_reach).",
+          [0, dma_reach). heartbeat (minor 3): advanced by the agent's timer about once a second while \
+          RUNNING, never 0 once started; 0 means no heartbeat yet. The host reads it on its slow path.",
     fields: &[
         Field::new("dma_reach", field::agent_info::DMA_REACH, Type::Le64),
-        Field::new("reserved", field::agent_info::RESERVED, Type::Bytes(AGENT_INFO_LEN - field::agent_info::RESERVED)),
+        Field::new(
+            "reserved",
+            field::agent_info::RESERVED,
+            Type::Bytes(field::agent_info::HEARTBEAT - field::agent_info::RESERVED),
+        ),
+        Field::new("heartbeat", field::agent_info::HEARTBEAT, Type::Le32),
     ],
 };
 
@@ -584,15 +594,41 @@ impl<T: AsRef<[u8]>> AgentInfo<T> {
     pub fn dma_reach(&self) -> u64 {
         get_le64(self.buffer.as_ref(), field::agent_info::DMA_REACH)
     }
+    /// The raw heartbeat word (minor version 3 and later; [`parse_heartbeat`] says what it means).
+    pub fn heartbeat(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), field::agent_info::HEARTBEAT)
+    }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> AgentInfo<T> {
-    /// The agent's one write of the block: `dma_reach`, the rest zero.
-    pub fn emit(&mut self, dma_reach: u64) {
+    /// The agent's write of the whole block: `dma_reach` and `heartbeat`, the rest zero.
+    pub fn emit(&mut self, dma_reach: u64, heartbeat: u32) {
         let buf = self.buffer.as_mut();
         buf[..AGENT_INFO_LEN].fill(0);
         put_le64(buf, field::agent_info::DMA_REACH, dma_reach);
+        put_le32(buf, field::agent_info::HEARTBEAT, heartbeat);
     }
+    /// The agent's timer: the heartbeat word alone.
+    pub fn set_heartbeat(&mut self, heartbeat: u32) {
+        put_le32(self.buffer.as_mut(), field::agent_info::HEARTBEAT, heartbeat);
+    }
+}
+
+/// The heartbeat after `beat`: it wraps past 0, which stays "no heartbeat yet".
+pub const fn next_heartbeat(beat: u32) -> u32 {
+    match beat.wrapping_add(1) {
+        0 => 1,
+        next => next,
+    }
+}
+
+/// The host's view of the heartbeat: `None` when none is known (an agent of minor version 2 or
+/// older, or one whose timer has not ticked yet: neither may be taken for dead), else the beat.
+pub fn parse_heartbeat<T: AsRef<[u8]>>(version_minor: u16, info: &AgentInfo<T>) -> Option<u32> {
+    if version_minor < VERSION_MINOR_HEARTBEAT {
+        return None;
+    }
+    Some(info.heartbeat()).filter(|&beat| beat != 0)
 }
 
 /// The host's check of the agent's DMA reach: an agent of minor version 1 has no [`AgentInfo`] and
@@ -746,6 +782,9 @@ pub mod counter {
     pub const HOST_RESETS_SEEN: usize = 11;
     /// Host header fields refused by [`super::HostRepr::parse`].
     pub const BAD_HOST_CONFIG: usize = 12;
+    /// The agent found one of its own published fields (header, agent info block) overwritten and
+    /// wrote it again.
+    pub const HEADER_REPAIRS: usize = 24;
 }
 
 /// Every counter with its name (as `ethtool -S` shows it) and slot.
@@ -763,6 +802,7 @@ pub const COUNTERS: &[(&str, usize)] = &[
     ("interrupts", counter::INTERRUPTS),
     ("host_resets_seen", counter::HOST_RESETS_SEEN),
     ("bad_host_config", counter::BAD_HOST_CONFIG),
+    ("header_repairs", counter::HEADER_REPAIRS),
 ];
 
 fixed_view! {
@@ -1210,7 +1250,7 @@ mod tests {
         host().emit(&mut header);
         header.set_host_state(HostState::Up);
         let expected: [u8; HEADER_LEN] = [
-            b'B', b'P', b'N', b'T', 1, 0, 2, 0, // magic, version 1.2
+            b'B', b'P', b'N', b'T', 1, 0, 3, 0, // magic, version 1.3
             7, 0, 0, 0, 7, 0, 0, 0, // features, agent generation
             3, 2, 1, 0, 0, 0, 3, 0, // firmware 1.2.3, tx ring 0x3_0000
             0, 0, 4, 0, 0, 0, 1, 0, // rx ring 0x4_0000, log ring 0x1_0000
@@ -1312,7 +1352,7 @@ mod tests {
     #[test]
     fn agent_info_carries_the_dma_reach() {
         let mut buf = [0xAAu8; AGENT_INFO_LEN];
-        AgentInfo::new_checked(&mut buf[..]).unwrap().emit(2 << 30);
+        AgentInfo::new_checked(&mut buf[..]).unwrap().emit(2 << 30, 0);
         assert_eq!(&buf[..8], &[0, 0, 0, 0x80, 0, 0, 0, 0], "little-endian, 2 GiB");
         assert!(buf[field::agent_info::RESERVED..].iter().all(|&b| b == 0), "reserved bytes zeroed");
         let info = AgentInfo::new_checked(&buf[..]).unwrap();
@@ -1322,6 +1362,23 @@ mod tests {
         let zero = [0u8; AGENT_INFO_LEN];
         assert_eq!(parse_dma_reach(VERSION_MINOR, &AgentInfo::new_unchecked(&zero[..])), Err(Error::BadReach(0)));
         assert_eq!(AgentInfo::new_checked(&buf[..AGENT_INFO_LEN - 1]).unwrap_err(), Error::Truncated);
+    }
+
+    #[test]
+    fn heartbeat_is_the_last_word_and_zero_means_none() {
+        let mut buf = [0xAAu8; AGENT_INFO_LEN];
+        AgentInfo::new_checked(&mut buf[..]).unwrap().emit(2 << 30, 0x0102_0304);
+        assert_eq!(&buf[AGENT_INFO_LEN - 4..], &[4, 3, 2, 1], "little-endian, the block's last word");
+        assert!(buf[field::agent_info::RESERVED..field::agent_info::HEARTBEAT].iter().all(|&b| b == 0));
+        let info = AgentInfo::new_checked(&buf[..]).unwrap();
+        assert_eq!(parse_dma_reach(VERSION_MINOR, &info), Ok(2 << 30), "the beat leaves the reach alone");
+        assert_eq!(parse_heartbeat(VERSION_MINOR_HEARTBEAT, &info), Some(0x0102_0304));
+        // An agent of minor version 2 has no heartbeat: whatever is there, none is known.
+        assert_eq!(parse_heartbeat(VERSION_MINOR_HEARTBEAT - 1, &info), None);
+        AgentInfo::new_checked(&mut buf[..]).unwrap().set_heartbeat(0);
+        assert_eq!(parse_heartbeat(VERSION_MINOR, &AgentInfo::new_unchecked(&buf[..])), None, "not started");
+        assert_eq!(&buf[..8], &[0, 0, 0, 0x80, 0, 0, 0, 0], "set_heartbeat writes its word only");
+        assert_eq!((next_heartbeat(1), next_heartbeat(u32::MAX)), (2, 1), "wraps past 0");
     }
 
     #[test]

@@ -13,6 +13,13 @@
 //! counters and never acted on. Agent RAM addresses come only from the [`Config`], so the DMA engine
 //! never writes agent RAM outside the frame buffers and the status staging area.
 //!
+//! Self-repair: everything the agent publishes (its header fields and state byte, the agent info
+//! block, the counters) is kept here too. [`Engine::tick`] (the board's timer, about once a second)
+//! advances the heartbeat and compares the published copy with its own; so do a host's
+//! re-initialisation and any doorbell outside RUNNING. Whatever was overwritten is written again and
+//! counted (`header_repairs`): a host that scribbled over the region finds a valid header at its next
+//! set-up.
+//!
 //! Re-initialisation: a host that re-initialises writes `host_state` DOWN (or a new generation)
 //! and waits for `agent_state` to leave RUNNING before it reuses its status block and buffers. The
 //! engine publishes that only once its last chain has completed, since a submitted chain cannot be
@@ -365,6 +372,12 @@ pub struct Engine<D: Dma, S: Shared, M: AgentRam, N: Notify> {
     last_generation: Option<u32>,
     /// The state last written to the header's state byte.
     published: Option<AgentState>,
+    /// The agent info block's `dma_reach` (the window's end) and the heartbeat last published.
+    dma_reach: u64,
+    heartbeat: u32,
+    /// [`Engine::repair`] writes what it finds overwritten (off only in a test image that overwrites
+    /// its own header on purpose).
+    repairs: bool,
     tx_cons: u32,
     tx_used: u32,
     rx_cons: u32,
@@ -434,6 +447,9 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             broken_generation: 0,
             last_generation: None,
             published: None,
+            dma_reach: config.window.base.saturating_add(config.window.len),
+            heartbeat: 0,
+            repairs: true,
             tx_cons: 0,
             tx_used: 0,
             rx_cons: 0,
@@ -450,15 +466,87 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             copies: [empty; MAX_COPIES],
         };
         engine.set_state(AgentState::Reset);
-        let mut header = [0u8; bar::HEADER_LEN];
-        agent.emit(&mut Header::new_unchecked(&mut header[..]));
-        engine.shared.write(shared::HEADER_OFFSET, &header[..AGENT_FIELDS_LEN]);
-        let mut info = [0u8; AGENT_INFO_LEN];
-        AgentInfo::new_unchecked(&mut info[..]).emit(config.window.base.saturating_add(config.window.len));
-        engine.shared.write(shared::AGENT_INFO_OFFSET, &info);
+        engine.shared.write(shared::HEADER_OFFSET, &engine.agent_fields()[..AGENT_FIELDS_LEN]);
+        engine.shared.write(shared::AGENT_INFO_OFFSET, &engine.agent_info());
         engine.shared.write(agent.layout.counters as usize, &engine.counters);
         engine.set_state(AgentState::Ready);
         Ok(engine)
+    }
+
+    /// The header as the agent publishes it (its fields; the host's are zero here).
+    fn agent_fields(&self) -> [u8; bar::HEADER_LEN] {
+        let mut header = [0u8; bar::HEADER_LEN];
+        self.agent.emit(&mut Header::new_unchecked(&mut header[..]));
+        header
+    }
+
+    /// The agent info block as the agent publishes it.
+    fn agent_info(&self) -> [u8; AGENT_INFO_LEN] {
+        let mut info = [0u8; AGENT_INFO_LEN];
+        AgentInfo::new_unchecked(&mut info[..]).emit(self.dma_reach, self.heartbeat);
+        info
+    }
+
+    /// The board's timer, about once a second (the host reads the beat to tell a live agent from one
+    /// whose processor stopped): advance the heartbeat, then check what the agent publishes
+    /// ([`Engine::repair`]).
+    pub fn tick(&mut self) {
+        self.heartbeat = bar::next_heartbeat(self.heartbeat);
+        let at = shared::AGENT_INFO_OFFSET + field::agent_info::HEARTBEAT;
+        self.shared.write(at, &self.heartbeat.to_le_bytes());
+        self.repair();
+    }
+
+    /// Turn self-repair ([`Engine::repair`]) off or back on: for an image that breaks the contract on
+    /// purpose by writing its own header, which must stay broken until the host has seen it.
+    pub fn set_repairs(&mut self, on: bool) {
+        self.repairs = on;
+    }
+
+    /// The heartbeat last published (0 before the first [`Engine::tick`]).
+    pub fn heartbeat(&self) -> u32 {
+        self.heartbeat
+    }
+
+    /// Compare every field the agent publishes (its header fields, the state byte once published, the
+    /// agent info block, the counters) with the engine's own copy and write again whatever differs,
+    /// counting one `header_repairs` per call that found something. Plain reads of the agent's own
+    /// RAM; true if something was repaired.
+    pub fn repair(&mut self) -> bool {
+        if !self.repairs {
+            return false;
+        }
+        let mut repaired = false;
+        let fields = self.agent_fields();
+        let mut seen = [0u8; bar::HEADER_LEN];
+        self.shared.read(shared::HEADER_OFFSET, &mut seen[..=field::header::AGENT_STATE]);
+        if seen[..AGENT_FIELDS_LEN] != fields[..AGENT_FIELDS_LEN] {
+            self.shared.write(shared::HEADER_OFFSET, &fields[..AGENT_FIELDS_LEN]);
+            repaired = true;
+        }
+        // The byte of the state last published: a chain in flight may still hold back a newer one.
+        if let Some(state) = self.published.filter(|&s| seen[field::header::AGENT_STATE] != s as u8) {
+            self.shared.write(shared::HEADER_OFFSET + field::header::AGENT_STATE, &[state as u8]);
+            repaired = true;
+        }
+        let info = self.agent_info();
+        let mut seen = [0u8; AGENT_INFO_LEN];
+        self.shared.read(shared::AGENT_INFO_OFFSET, &mut seen);
+        if seen != info {
+            self.shared.write(shared::AGENT_INFO_OFFSET, &info);
+            repaired = true;
+        }
+        let mut seen = [0u8; COUNTERS_LEN];
+        self.shared.read(self.agent.layout.counters as usize, &mut seen);
+        if seen != self.counters {
+            repaired = true;
+        }
+        if repaired {
+            // The counters are written back whole, the repair counted in them.
+            let _ = Counters::new_unchecked(&mut self.counters[..]).add(counter::HEADER_REPAIRS, 1);
+            self.shared.write(self.agent.layout.counters as usize, &self.counters);
+        }
+        repaired
     }
 
     /// The agent's state as published in the header.
@@ -488,9 +576,14 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         Counters::new_unchecked(&self.counters[..]).get(slot).unwrap_or(0)
     }
 
-    /// The board's doorbell interrupt: counted; the work itself is found by [`Engine::poll`].
+    /// The board's doorbell interrupt: counted; the work itself is found by [`Engine::poll`]. Outside
+    /// RUNNING a doorbell is rare (the host setting up or asking for something) and the host is about
+    /// to read the header: check it first ([`Engine::repair`]).
     pub fn doorbell(&mut self) {
         self.count(counter::DOORBELLS, 1);
+        if self.state != AgentState::Running {
+            self.repair();
+        }
     }
 
     pub fn dma(&mut self) -> &mut D {
@@ -727,6 +820,8 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
     /// Leave RUNNING (or BROKEN): frames for the host are dropped, the connection forgotten. A chain
     /// in flight still completes; its buffers come back then.
     fn stop(&mut self, state: AgentState) {
+        // The host re-initialises (or must): what it reads next must be the agent's header.
+        self.repair();
         // The host learns of the state change itself; completions it waited for are void.
         self.interrupt_owed = false;
         while let Some(buffer) = self.outgoing.pop() {

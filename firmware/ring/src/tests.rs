@@ -1047,3 +1047,116 @@ proptest! {
         }
     }
 }
+
+/// The heartbeat word as the host reads it.
+fn heartbeat_seen(w: &W) -> Option<u32> {
+    let world = w.borrow();
+    let header = Header::new_unchecked(&world.shared[..bar::HEADER_LEN]);
+    let at = shared::AGENT_INFO_OFFSET;
+    bar::parse_heartbeat(header.version_minor(), &bar::AgentInfo::new_unchecked(&world.shared[at..at + AGENT_INFO_LEN]))
+}
+
+/// Bytes no field of the contract holds as such: a host scribbling over the region's first 4 KiB.
+fn scribble(w: &W) {
+    let mut world = w.borrow_mut();
+    let mut x = 0x2545_f491_u32;
+    for b in world.shared[..4096].iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+}
+
+#[test]
+fn heartbeat_starts_unknown_and_advances_per_tick() {
+    let (mut engine, w) = engine(64, 0);
+    assert_eq!(heartbeat_seen(&w), None, "no beat before the first tick");
+    engine.tick();
+    assert_eq!(heartbeat_seen(&w), Some(1));
+    engine.poll();
+    assert_eq!(heartbeat_seen(&w), Some(1), "polls do not beat, the timer does");
+    engine.tick();
+    engine.tick();
+    assert_eq!((heartbeat_seen(&w), engine.heartbeat()), (Some(3), 3));
+    assert_eq!(engine.counter(counter::HEADER_REPAIRS), 0, "a clean region needs no repair");
+}
+
+#[test]
+fn a_scribbled_region_is_repaired_at_the_next_tick() {
+    let (mut engine, mut host) = connect(64, 0, feature::ALL, 1500);
+    let w = host.w.clone();
+    engine.tick();
+    let before: Vec<u8> = w.borrow().shared[..4096].to_vec();
+    scribble(&w);
+    engine.tick();
+    {
+        let world = w.borrow();
+        let header = Header::new_unchecked(&world.shared[..bar::HEADER_LEN]);
+        assert_eq!(AgentRepr::parse(&header), Ok(agent_repr(64)), "the agent's fields are back");
+        assert_eq!(header.agent_state(), Ok(AgentState::Running), "and its state byte");
+        let at = shared::AGENT_INFO_OFFSET;
+        assert_eq!(world.shared[at..at + AGENT_INFO_LEN - 4], before[at..at + AGENT_INFO_LEN - 4], "dma_reach");
+        let at = shared::COUNTERS_OFFSET;
+        let counters = Counters::new_unchecked(&world.shared[at..at + COUNTERS_LEN]);
+        assert_eq!(counters.get(counter::HEADER_REPAIRS), Ok(1), "the repair is counted where the host sees it");
+        assert_eq!(counters.get(counter::TX_FRAMES), Ok(engine.counter(counter::TX_FRAMES)));
+    }
+    assert_eq!(heartbeat_seen(&w), Some(2));
+    engine.tick();
+    assert_eq!(engine.counter(counter::HEADER_REPAIRS), 1, "once repaired, nothing more to repair");
+    // The host's fields are garbage too: the engine leaves RUNNING, and the host's next set-up works.
+    engine.poll();
+    assert_ne!(engine.state(), AgentState::Running);
+    host.down();
+    engine.poll();
+    host.init();
+    for _ in 0..3 {
+        engine.poll();
+    }
+    assert_eq!(engine.state(), AgentState::Running);
+    host.fill_rx(&mut engine);
+    assert!(host.send(&mut engine, &frame(100, 1)));
+    assert_eq!(settle(&mut engine, &mut host, 8).len(), 1, "frames flow again");
+}
+
+#[test]
+fn a_host_reinitialising_finds_the_header_repaired_without_a_tick() {
+    let (mut engine, mut host) = connect(64, 0, feature::ALL, 1500);
+    let w = host.w.clone();
+    scribble(&w);
+    // The host takes the link down (as rmmod does) and rings: the agent repairs before it answers.
+    host.down();
+    engine.doorbell();
+    engine.poll();
+    let world = w.borrow();
+    let header = Header::new_unchecked(&world.shared[..bar::HEADER_LEN]);
+    assert_eq!(AgentRepr::parse(&header), Ok(agent_repr(64)));
+    assert_eq!(header.agent_state(), Ok(AgentState::Ready));
+    drop(world);
+    assert_eq!(engine.counter(counter::HEADER_REPAIRS), 1);
+    // Asleep outside RUNNING: a doorbell (the host's next set-up or request) repairs again.
+    scribble(&w);
+    engine.doorbell();
+    let world = w.borrow();
+    assert_eq!(AgentRepr::parse(&Header::new_unchecked(&world.shared[..bar::HEADER_LEN])), Ok(agent_repr(64)));
+    drop(world);
+    assert_eq!(engine.counter(counter::HEADER_REPAIRS), 2);
+}
+
+#[test]
+fn repairs_can_be_turned_off_for_an_image_that_breaks_its_header_on_purpose() {
+    let (mut engine, mut host) = connect(64, 0, feature::ALL, 1500);
+    let w = host.w.clone();
+    engine.set_repairs(false);
+    w.borrow_mut().shared[field::header::MAGIC..field::header::MAGIC + 4].copy_from_slice(b"EVIL");
+    host.down();
+    engine.doorbell();
+    engine.poll();
+    engine.tick();
+    assert_eq!(&w.borrow().shared[..4], b"EVIL", "the garbage stays for the host to see");
+    assert_eq!(engine.counter(counter::HEADER_REPAIRS), 0);
+    engine.set_repairs(true);
+    engine.tick();
+    assert_eq!(Header::new_unchecked(&w.borrow().shared[..bar::HEADER_LEN]).magic(), bar::MAGIC);
+}

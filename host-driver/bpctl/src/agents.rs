@@ -182,6 +182,48 @@ pub struct Link {
     pub rx_bytes: Option<u64>,
 }
 
+/// The module's view of the agent's heartbeat (`bpnet_heartbeat` on the PCI device): whether it still
+/// beats, and the seconds since the beat last moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Heartbeat {
+    pub unresponsive: bool,
+    pub since_beat_s: u64,
+    pub beat: u32,
+}
+
+/// `None` when the module judges no heartbeat (link not up, an agent without one) or is too old to say.
+pub fn heartbeat(agent: &Agent) -> Option<Heartbeat> {
+    parse_heartbeat(&read_trimmed(&agent.dir.join("bpnet_heartbeat"))?)
+}
+
+/// Why the agent behind netdev `dev` will not answer, when the module found its heartbeat stopped
+/// (`/sys/class/net/DEV/device/bpnet_heartbeat`): a command says so at once rather than wait for a
+/// connection that cannot come.
+pub fn unresponsive(dev: &str) -> Option<String> {
+    let path = Path::new("/sys/class/net").join(dev).join("device/bpnet_heartbeat");
+    let h = parse_heartbeat(&read_trimmed(&path)?)?;
+    h.unresponsive.then(|| {
+        format!(
+            "{dev}: the agent does not respond: no heartbeat for {} s (beat {} unchanged; its processor stopped: \
+             frozen, hung or powered off?)",
+            h.since_beat_s, h.beat
+        )
+    })
+}
+
+/// `alive|unresponsive <seconds since the beat moved> <beat>`, or `unknown`.
+pub fn parse_heartbeat(text: &str) -> Option<Heartbeat> {
+    let mut words = text.split_whitespace();
+    let unresponsive = match words.next()? {
+        "alive" => false,
+        "unresponsive" => true,
+        _ => return None,
+    };
+    let since_beat_s = words.next()?.parse().ok()?;
+    let beat = words.next()?.parse().ok()?;
+    Some(Heartbeat { unresponsive, since_beat_s, beat })
+}
+
 pub fn link(agent: &Agent) -> Option<Link> {
     let dev = agent.dir.join("net").join(agent.netdev.as_ref()?);
     let stat = |name: &str| read_trimmed(&dev.join("statistics").join(name)).and_then(|s| s.parse().ok());

@@ -30,15 +30,34 @@ impl Transfer {
     }
 }
 
+/// A transfer's error; a socket timeout (the raw `EAGAIN`) said as what did not answer.
+fn io(dev: &str, doing: &str, limit: Duration, e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => Error::Agent(format!(
+            "{dev}: {doing}: the agent did not answer within {} s (timed out; `bpctl list` shows its heartbeat)",
+            limit.as_secs()
+        )),
+        _ => Error::Agent(format!("{dev}: {doing}: {e}")),
+    }
+}
+
 /// A TCP connection to `addr:port` leaving through `dev` only.
 pub fn connect_via(dev: &str, addr: Ipv4Addr, port: u16, limit: Duration) -> Result<TcpStream, Error> {
     let target = SocketAddrV4::new(addr, port);
+    if let Some(why) = crate::agents::unresponsive(dev) {
+        return Err(Error::Agent(why));
+    }
     let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
         .map_err(|e| Error::Io("creating a TCP socket".into(), e))?;
     socket.bind_device(Some(dev.as_bytes())).map_err(|e| Error::Io(format!("SO_BINDTODEVICE {dev}"), e))?;
-    socket
-        .connect_timeout(&SockAddr::from(target), limit)
-        .map_err(|e| Error::Agent(format!("connecting to {target} through {dev}: {e}")))?;
+    socket.connect_timeout(&SockAddr::from(target), limit).map_err(|e| match e.kind() {
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => Error::Agent(format!(
+            "connecting to {target} through {dev}: no answer within {} s (timed out): the agent does not \
+                 respond (`bpctl list` shows its heartbeat)",
+            limit.as_secs()
+        )),
+        _ => Error::Agent(format!("connecting to {target} through {dev}: {e}")),
+    })?;
     let stream = TcpStream::from(socket);
     stream.set_read_timeout(Some(limit)).map_err(|e| Error::Io("setting a read timeout".into(), e))?;
     stream.set_write_timeout(Some(limit)).map_err(|e| Error::Io("setting a write timeout".into(), e))?;
@@ -60,7 +79,7 @@ pub fn send(dev: &str, addr: Ipv4Addr, total: u64, limit: Duration, bar: &Progre
         pattern::fill(sent, &mut buf[..n]);
         stream
             .write_all(&buf[..n])
-            .map_err(|e| Error::Agent(format!("{dev}: send failed after {sent} of {total} bytes: {e}")))?;
+            .map_err(|e| io(dev, &format!("send failed after {sent} of {total} bytes"), limit, e))?;
         sent += n as u64;
         bar.set_position(sent);
     }
@@ -79,9 +98,7 @@ pub fn send(dev: &str, addr: Ipv4Addr, total: u64, limit: Duration, bar: &Progre
 pub fn recv(dev: &str, addr: Ipv4Addr, total: u64, limit: Duration, bar: &ProgressBar) -> Result<Transfer, Error> {
     let started = Instant::now();
     let mut stream = connect_via(dev, addr, SIZED_PORT, limit)?;
-    stream
-        .write_all(format!("{total}\n").as_bytes())
-        .map_err(|e| Error::Agent(format!("{dev}: sending the request: {e}")))?;
+    stream.write_all(format!("{total}\n").as_bytes()).map_err(|e| io(dev, "sending the request", limit, e))?;
     let mut buf = vec![0u8; CHUNK];
     let mut received = 0u64;
     loop {
@@ -90,7 +107,7 @@ pub fn recv(dev: &str, addr: Ipv4Addr, total: u64, limit: Duration, bar: &Progre
         }
         let n = stream
             .read(&mut buf)
-            .map_err(|e| Error::Agent(format!("{dev}: receive failed after {received} of {total} bytes: {e}")))?;
+            .map_err(|e| io(dev, &format!("receive failed after {received} of {total} bytes"), limit, e))?;
         if n == 0 {
             break;
         }

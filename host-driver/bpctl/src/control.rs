@@ -51,7 +51,36 @@ pub fn get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
 }
 
 fn open_error((what, e): (String, std::io::Error)) -> Error {
+    if timed_out(&e) {
+        // Our own reason (the module's heartbeat) as it is; a socket's timeout said in words.
+        return match e.get_ref() {
+            Some(why) => Error::Agent(format!("{what}: {why}")),
+            None => Error::Agent(format!(
+                "{what}: no answer to the connection (timed out): the agent does not respond (frozen, hung or \
+                 powered off? `bpctl list` shows its heartbeat)"
+            )),
+        };
+    }
     Error::Agent(format!("{what}: {e} (is the agent up with an address, and its firmware one with a control service?)"))
+}
+
+/// A socket timeout: `EAGAIN` ("Resource temporarily unavailable") from a read or write timeout, or
+/// `ETIMEDOUT`.
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+}
+
+/// An error of `doing` on the connection `what`, a timeout said as one: what did not answer and for how
+/// long, rather than the raw `EAGAIN`.
+fn io_error(what: &str, doing: &str, limit: Duration, e: std::io::Error) -> Error {
+    if timed_out(&e) {
+        return Error::Agent(format!(
+            "{what}: {doing}: no answer within {} s (timed out): the agent stopped responding (frozen, hung or \
+             powered off? `bpctl list` shows its heartbeat)",
+            limit.as_secs_f64().ceil()
+        ));
+    }
+    Error::Agent(format!("{what}: {doing}: {e}"))
 }
 
 /// How long a request answered `ERROR busy` is tried again.
@@ -63,6 +92,8 @@ pub struct Connection {
     stream: TcpStream,
     reader: BufReader<TcpStream>,
     what: String,
+    /// The read and write timeout.
+    limit: Duration,
 }
 
 impl Connection {
@@ -73,6 +104,9 @@ impl Connection {
     /// The connection, or the error with what was being done.
     fn connect(netdev: &str, addr: Ipv4Addr, limit: Duration) -> Result<Connection, (String, std::io::Error)> {
         let what = format!("{netdev}: control service {addr}:{PORT}");
+        if let Some(why) = crate::agents::unresponsive(netdev) {
+            return Err((what, std::io::Error::new(std::io::ErrorKind::TimedOut, why)));
+        }
         let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).map_err(|e| (what.clone(), e))?;
         socket.bind_device(Some(netdev.as_bytes())).map_err(|e| (what.clone(), e))?;
         let target = SocketAddr::V4(SocketAddrV4::new(addr, PORT));
@@ -80,12 +114,12 @@ impl Connection {
         let stream: TcpStream = socket.into();
         let set = stream.set_read_timeout(Some(limit)).and_then(|_| stream.set_write_timeout(Some(limit)));
         let clone = set.and_then(|_| stream.try_clone()).map_err(|e| (what.clone(), e))?;
-        Ok(Connection { stream, reader: BufReader::new(clone), what })
+        Ok(Connection { stream, reader: BufReader::new(clone), what, limit })
     }
 
     /// Send bytes (the request line, an image).
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        self.stream.write_all(bytes).map_err(|e| Error::Agent(format!("{}: sending: {e}", self.what)))
+        self.stream.write_all(bytes).map_err(|e| io_error(&self.what, "sending", self.limit, e))
     }
 
     /// A writer for the request's payload on another thread while this one reads the answer.
@@ -104,7 +138,7 @@ impl Connection {
         let n = (&mut self.reader)
             .take(LINE_MAX as u64 + 1)
             .read_until(b'\n', &mut buf)
-            .map_err(|e| Error::Agent(format!("{}: reading the answer: {e}", self.what)))?;
+            .map_err(|e| io_error(&self.what, "reading the answer", self.limit, e))?;
         if n == 0 {
             return Ok(None);
         }
@@ -275,12 +309,29 @@ mod tests {
         });
         let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
         let reader = BufReader::new(stream.try_clone().unwrap());
-        let mut c = Connection { stream, reader, what: "test".into() };
+        let mut c = Connection { stream, reader, what: "test".into(), limit: Duration::from_secs(5) };
         c.send(b"FLASH 3\nabc").unwrap();
         let mut seen = Vec::new();
         let pairs = c.finish(|p, d, t| seen.push((p.to_string(), d, t))).unwrap();
         assert_eq!(seen, [("receive".to_string(), 3, 3), ("program".to_string(), 1, 2)]);
         assert_eq!(get(&pairs, "slot"), Some("B"));
         agent.join().unwrap();
+    }
+
+    /// An agent that accepts and then never answers (its processor stopped): the timeout says what did
+    /// not answer, not the raw EAGAIN.
+    #[test]
+    fn a_silent_agent_times_out_with_a_clear_message() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _held = listener.accept().unwrap();
+        let limit = Duration::from_millis(200);
+        stream.set_read_timeout(Some(limit)).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        let mut c = Connection { stream, reader, what: "bp0: control service".into(), limit };
+        let e = c.next_reply().expect_err("no answer is an error").to_string();
+        assert!(e.contains("bp0: control service: reading the answer: no answer within 1 s (timed out)"), "{e}");
+        assert!(!e.contains("temporarily unavailable"), "{e}");
     }
 }

@@ -49,8 +49,11 @@ pub struct ListEntry {
     pub link: Option<agents::Link>,
     /// `major.minor.patch` from the BAR header (or the module's copy of it).
     pub firmware_version: Option<String>,
-    /// The header's agent_state (only from the BAR).
+    /// The header's agent_state (only from the BAR), or `unresponsive` when the module found the
+    /// agent's heartbeat stopped (the header still says what it said when the agent stopped).
     pub agent_state: Option<String>,
+    /// The module's view of the agent's heartbeat, while it judges one.
+    pub heartbeat: Option<agents::Heartbeat>,
     pub source: Option<Source>,
     /// The whole header, when the BAR was read.
     pub header: Option<region::AgentHeader>,
@@ -81,6 +84,7 @@ pub fn list_entry(
         link: agents::link(agent),
         firmware_version: None,
         agent_state: None,
+        heartbeat: agents::heartbeat(agent),
         source: None,
         header: None,
         header_error: None,
@@ -122,6 +126,9 @@ pub fn list_entry(
                 entry.source = Some(Source::Ethtool);
             }
         }
+    }
+    if entry.heartbeat.as_ref().is_some_and(|h| h.unresponsive) {
+        entry.agent_state = Some("unresponsive".into());
     }
     Ok(entry)
 }
@@ -209,5 +216,24 @@ mod tests {
         assert!(e.header_error.as_deref().unwrap().contains("4096 bytes"), "{:?}", e.header_error);
         let e = list_entry(&host.paths, &found[2], no_module).unwrap();
         assert!(e.header_error.as_deref().unwrap().contains("resource2"), "{:?}", e.header_error);
+    }
+
+    /// An agent whose heartbeat stopped: its header still says running, the module says otherwise.
+    #[test]
+    fn a_stopped_heartbeat_shows_unresponsive() {
+        let host = FakeHost::new();
+        let dir = host.add_device("0000:00:10.0", (0x1af4, 0x1110), Some("bpnet"), Some("bp0"));
+        host.add_device("0000:00:11.0", (0x1af4, 0x1110), Some("bpnet"), Some("bp1"));
+        host.write_bar("0000:00:10.0", 2, &fake::region(&[]));
+        host.write_bar("0000:00:11.0", 2, &fake::region(&[]));
+        std::fs::write(dir.join("bpnet_heartbeat"), "unresponsive 7 42\n").unwrap();
+        let found = agents::discover(&host.paths).unwrap();
+        let e = list_entry(&host.paths, &found[0], no_module).unwrap();
+        assert_eq!(e.agent_state.as_deref(), Some("unresponsive"));
+        assert_eq!(e.heartbeat, Some(agents::Heartbeat { unresponsive: true, since_beat_s: 7, beat: 42 }));
+        let e = list_entry(&host.paths, &found[1], no_module).unwrap();
+        assert_eq!((e.agent_state.as_deref(), e.heartbeat), (Some("running"), None), "no file: no judgement");
+        assert_eq!(agents::parse_heartbeat("alive 0 9").map(|h| h.unresponsive), Some(false));
+        assert_eq!(agents::parse_heartbeat("unknown"), None);
     }
 }

@@ -268,7 +268,10 @@ fn list(paths: &Paths, json: bool) -> Result<(), Error> {
                         format!("down ({})", l.operstate)
                     }
                 }),
-                e.agent_state.clone().unwrap_or_else(dash),
+                match &e.heartbeat {
+                    Some(h) if h.unresponsive => format!("unresponsive ({} s since last beat)", h.since_beat_s),
+                    _ => e.agent_state.clone().unwrap_or_else(dash),
+                },
                 e.firmware_version.clone().unwrap_or_else(dash),
                 e.boot.as_ref().map_or_else(dash, |b| b.summary()),
                 e.boot.as_ref().map_or_else(dash, |b| yes_no(b.trial)),

@@ -419,3 +419,66 @@ fn tcp_retransmits_on_the_decrementer_alone() {
     );
     eprintln!("tcp retransmission after {} ms virtual", (board.virtual_time_ns() - start) / 1_000_000);
 }
+
+/// The agent's heartbeat word and its `header_repairs` counter, read through the BAR as the module does.
+fn heartbeat_and_repairs(board: &mut Board) -> (Option<u32>, u32) {
+    use bpnet_contract::{bar, shared};
+    use bpnet_emu::host::Backplane;
+    let mut header = [0u8; bar::HEADER_LEN];
+    board.bar_read(shared::HEADER_OFFSET, &mut header).expect("header readable");
+    let mut info = [0u8; bar::AGENT_INFO_LEN];
+    board.bar_read(shared::AGENT_INFO_OFFSET, &mut info).expect("agent info readable");
+    let minor = bar::Header::new_unchecked(&header[..]).version_minor();
+    let beat = bar::parse_heartbeat(minor, &bar::AgentInfo::new_unchecked(&info[..]));
+    let mut slot = [0u8; 4];
+    board.bar_read(shared::COUNTERS_OFFSET + 4 * bar::counter::HEADER_REPAIRS, &mut slot).expect("counters");
+    (beat, u32::from_le_bytes(slot))
+}
+
+/// Run the firmware alone (no host activity) for `ms` of virtual time, or until it sleeps with no timer
+/// armed (outside RUNNING the agent waits for the host's doorbell).
+fn idle_for(board: &mut Board, ms: u64) {
+    let until = board.virtual_time_ns() + ms * 1_000_000;
+    while board.virtual_time_ns() < until {
+        let before = board.virtual_time_ns();
+        host::run_slice(board)
+            .unwrap_or_else(|e| panic!("{e}\nconsole:\n{}", String::from_utf8_lossy(board.console())));
+        if board.virtual_time_ns() == before {
+            return;
+        }
+    }
+}
+
+/// While RUNNING the agent's timer advances the heartbeat about once a second with nothing else going
+/// on; a host that scribbles over the header and the agent info block finds them written again within
+/// a second, the repair counted.
+#[test]
+fn heartbeat_beats_and_a_scribbled_header_is_repaired() {
+    use bpnet_contract::{bar, shared};
+    use bpnet_emu::host::Backplane;
+    let (mut board, _link) = boot();
+    let (first, repairs) = heartbeat_and_repairs(&mut board);
+    idle_for(&mut board, 3_200);
+    let (later, _) = heartbeat_and_repairs(&mut board);
+    let (first, later) = (first.expect("a beat while RUNNING"), later.expect("still beating"));
+    assert!((3..=4).contains(&later.wrapping_sub(first)), "beats {first} -> {later} in 3.2 s");
+    assert_eq!(repairs, 0, "nothing to repair on a clean region");
+
+    let garbage: Vec<u8> = (0..shared::BOOT_OFFSET).map(|i| (i as u8).wrapping_mul(37) ^ 0x5a).collect();
+    board.bar_write(shared::HEADER_OFFSET, &garbage).expect("scribble");
+    // The agent's next tick finds it; the host's fields are garbage too, so it leaves RUNNING and
+    // sleeps until the host re-initialises, its own fields written again first.
+    idle_for(&mut board, 1_500);
+    let mut header = [0u8; bar::HEADER_LEN];
+    board.bar_read(shared::HEADER_OFFSET, &mut header).expect("header readable");
+    let header = bar::Header::new_unchecked(&header[..]);
+    assert!(
+        bar::AgentRepr::parse(&header).is_ok(),
+        "the agent's fields are back: {:?}",
+        bar::AgentRepr::parse(&header)
+    );
+    assert!(header.agent_state().is_ok(), "a defined state byte: {:?}", header.agent_state());
+    let (beat, repairs) = heartbeat_and_repairs(&mut board);
+    assert!(beat.is_some_and(|b| b.wrapping_sub(later) < 3), "the last beat published again: {beat:?} after {later}");
+    assert!(repairs >= 1, "the repair is counted: {repairs}");
+}

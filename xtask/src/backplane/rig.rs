@@ -222,8 +222,10 @@ impl Rig {
 
         // no_timer_check: under TCG on a busy machine the kernel's early IO-APIC timer check can see too
         // few ticks and panic ("IO-APIC + timer doesn't work"), as on any slow virtual machine.
+        // iomem=relaxed: the net suite scribbles over a live agent's shared region through the BAR's
+        // sysfs resource file, which the kernel maps only so while bpnet.ko holds the BAR.
         let mut append = format!(
-            "console=ttyS0 panic=-1 loglevel=7 no_timer_check bptest.suite={} bptest.agents={} bptest.bytes={} bptest.personality={}",
+            "console=ttyS0 panic=-1 loglevel=7 no_timer_check iomem=relaxed bptest.suite={} bptest.agents={} bptest.bytes={} bptest.personality={}",
             suite.guest,
             suite.agents,
             suite.bytes,

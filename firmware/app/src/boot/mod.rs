@@ -328,6 +328,28 @@ pub fn status() -> Option<BootRepr> {
     })
 }
 
+/// The boot block's agent fields checked against what was published (the data path's timer, once a
+/// second) and written again if a host overwrote them; true if they were. The host's fields (its
+/// request words) are the host's and left alone.
+pub fn repair() -> bool {
+    let Some(repr) = status() else {
+        return false;
+    };
+    let mut window = SharedWindow::take();
+    let mut seen = [0u8; BOOT_BLOCK_LEN];
+    window.read(shared::BOOT_OFFSET, &mut seen);
+    let mut want = seen;
+    repr.emit(&mut BootBlock::new_unchecked(&mut want[..]));
+    // The uptime is the one field published as it changes: compare it as last written.
+    want[bar::field::boot_block::UPTIME_S..bar::field::boot_block::UPTIME_S + 4]
+        .copy_from_slice(&seen[bar::field::boot_block::UPTIME_S..bar::field::boot_block::UPTIME_S + 4]);
+    if want[..BOOT_HOST_FIELDS] == seen[..BOOT_HOST_FIELDS] {
+        return false;
+    }
+    publish(&mut window, &repr);
+    true
+}
+
 /// Call on every pass of the main loop: publishes the uptime when a second has passed and acts on a
 /// new host request (reset; enter recovery, which stops the rings and never returns). Returns the
 /// microseconds until the uptime next needs publishing, for the loop's sleep: within a second while

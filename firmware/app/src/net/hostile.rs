@@ -108,6 +108,8 @@ fn host_fields(engine: &mut RingEngine) -> (bool, u32) {
 pub fn run(engine: &mut RingEngine, timebase_hz: u32) -> ! {
     let clock = Clock { ticks_per_micro: u64::from(timebase_hz / 1_000_000).max(1) };
     defmt::warn!("hostile-agent: a test image that breaks the contract on purpose");
+    // Its garbage headers must reach the host as they are.
+    engine.set_repairs(false);
     let mut mtu = None;
     for phase in PHASES {
         if let Some(mtu) = mtu {

@@ -181,6 +181,10 @@ fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
     println!("idle");
 
     let mut last_state = device.engine.state();
+    // The second of the last heartbeat: the timer below wakes the agent every second while the host
+    // watches (the uptime's wake), and each new second beats once.
+    let mut beat_second = timebase.micros() / 1_000_000;
+    let mut repairs = device.engine.counter(bar::counter::HEADER_REPAIRS);
     device.refresh();
     // Until the first sleep arms it for smoltcp's next timer, keep the decrementer quiet.
     e300::timebase::park_decrementer();
@@ -216,6 +220,22 @@ fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
         let served = services.poll(&mut iface, &mut sockets, now(), state == bar::AgentState::Running);
         // The boot block's uptime and the host's requests through it (reset, recovery).
         let boot_due = smoltcp::time::Duration::from_micros(crate::boot::poll());
+        let second = timebase.micros() / 1_000_000;
+        if second != beat_second {
+            beat_second = second;
+            device.engine.tick();
+            if crate::boot::repair() {
+                defmt::warn!("boot: the boot block's agent fields were overwritten: written again");
+            }
+        }
+        let repaired = device.engine.counter(bar::counter::HEADER_REPAIRS);
+        if repaired != repairs {
+            repairs = repaired;
+            defmt::warn!(
+                "net: the agent's published fields were overwritten: written again ({=u32} repairs)",
+                repaired
+            );
+        }
         // Requests on the control service; a flash job advances a few words here.
         let controlled = control.poll(&mut iface, &mut sockets, now(), iface_terms.0 - 14);
 

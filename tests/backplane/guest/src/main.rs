@@ -18,6 +18,9 @@
 //! * `bar-time PCI-DIR BAR OFFSET COUNT` — the mean cost of one 32-bit read of BAR `BAR` at `OFFSET`
 //!   through the sysfs `resourceBAR` mapping of the PCI device directory `PCI-DIR` (the BAR must be
 //!   enabled and not held by a driver): `reads=N us_per_read=T value=V`.
+//! * `scribble PCI-DIR BAR LEN` — a host gone wrong: LEN pseudo-random bytes (seeded from the clock) over
+//!   the start of BAR `BAR`, written a 32-bit word at a time through its sysfs `resourceBAR` mapping (with
+//!   a driver holding the BAR, the kernel maps it only with `iomem=relaxed`): `scribbled=LEN first=V`.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
@@ -30,7 +33,8 @@ const USAGE: &str = "usage: bpnet-guest echo DEV ADDR BYTES [SECONDS]
        bpnet-guest recv DEV ADDR BYTES [SECONDS]
        bpnet-guest carrier DEV up|down SECONDS
        bpnet-guest csum DEV SECONDS MIN
-       bpnet-guest bar-time PCI-DIR BAR OFFSET COUNT";
+       bpnet-guest bar-time PCI-DIR BAR OFFSET COUNT
+       bpnet-guest scribble PCI-DIR BAR LEN";
 
 /// The agent's echo service.
 const ECHO_PORT: u16 = 7;
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
         ["carrier", dev, want, secs] => carrier(dev, want, secs),
         ["csum", dev, secs, min] => csum(dev, secs, min),
         ["bar-time", dir, bar, offset, count] => bar_time(dir, bar, offset, count),
+        ["scribble", dir, bar, len] => scribble(dir, bar, len),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -323,10 +328,11 @@ impl BarMap {
         if len == 0 {
             return Err(format!("{path}: an empty BAR"));
         }
+        // Writable for scribble; bar-time only reads.
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
         // SAFETY: a fresh shared mapping of a file this function holds open; the result is checked
         // and the mapping lives until drop.
-        let base =
-            unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), 0) };
+        let base = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, file.as_raw_fd(), 0) };
         if base == libc::MAP_FAILED {
             return Err(format!("mmap {path}: {}", std::io::Error::last_os_error()));
         }
@@ -339,6 +345,37 @@ impl BarMap {
         // a volatile read so every call is one bus access.
         unsafe { std::ptr::read_volatile(self.base.add(offset).cast::<u32>()) }
     }
+}
+
+impl BarMap {
+    /// One posted 32-bit write across the bus at `offset` (checked by the caller, as for read32).
+    fn write32(&self, offset: usize, value: u32) {
+        // SAFETY: as read32: aligned, inside a live writable mapping; volatile, one bus access.
+        unsafe { std::ptr::write_volatile(self.base.add(offset).cast::<u32>(), value) }
+    }
+}
+
+fn scribble(dir: &str, bar: &str, len: &str) -> Result<String, String> {
+    let bar: u8 = parse("BAR", bar)?;
+    let len = parse_number(len).ok_or_else(|| format!("length: cannot parse `{len}`"))?;
+    let map = BarMap::open(&format!("{dir}/resource{bar}"))?;
+    if len % 4 != 0 || len > map.len {
+        return Err(format!("length {len:#x}: not whole words inside the {}-byte BAR", map.len));
+    }
+    let mut x = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0x2545_f491, |d| d.subsec_nanos() | 1);
+    let mut first = 0;
+    for offset in (0..len).step_by(4) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        if offset == 0 {
+            first = x;
+        }
+        map.write32(offset, x);
+    }
+    Ok(format!("scribbled={len} first={first:#010x}"))
 }
 
 impl Drop for BarMap {
