@@ -17,7 +17,7 @@
 /* Identification */
 #define BPNET_MAGIC				0x544e5042
 #define BPNET_VERSION_MAJOR			1
-#define BPNET_VERSION_MINOR			2
+#define BPNET_VERSION_MINOR			3
 #define BPNET_LOG_RING_MAGIC			0x474c5042
 
 /* The shared region (agent RAM behind the BAR): fixed offsets, then defaults */
@@ -145,6 +145,11 @@
 #define BPNET_COUNTER_INTERRUPTS		10
 #define BPNET_COUNTER_HOST_RESETS_SEEN		11
 #define BPNET_COUNTER_BAD_HOST_CONFIG		12
+#define BPNET_COUNTER_RX_FRAMES_UNPARSED	13
+#define BPNET_COUNTER_IP_FRAGMENTS_RECEIVED	14
+#define BPNET_COUNTER_IP_FRAGMENTS_DROPPED	15
+#define BPNET_COUNTER_IP_FRAGMENTS_SENT		16
+#define BPNET_COUNTER_UDP_DROPPED		17
 
 /* Each counter's name by slot: an array initializer (ethtool -S strings). */
 #define BPNET_COUNTER_NAMES {	\
@@ -161,6 +166,11 @@
 	[BPNET_COUNTER_INTERRUPTS] = "interrupts",	\
 	[BPNET_COUNTER_HOST_RESETS_SEEN] = "host_resets_seen",	\
 	[BPNET_COUNTER_BAD_HOST_CONFIG] = "bad_host_config",	\
+	[BPNET_COUNTER_RX_FRAMES_UNPARSED] = "rx_frames_unparsed",	\
+	[BPNET_COUNTER_IP_FRAGMENTS_RECEIVED] = "ip_fragments_received",	\
+	[BPNET_COUNTER_IP_FRAGMENTS_DROPPED] = "ip_fragments_dropped",	\
+	[BPNET_COUNTER_IP_FRAGMENTS_SENT] = "ip_fragments_sent",	\
+	[BPNET_COUNTER_UDP_DROPPED] = "udp_dropped",	\
 }
 
 /*

@@ -836,7 +836,7 @@ fn the_stack_mtu_keeps_fragments_aligned() {
     assert_eq!(ip::stack_mtu(68), 68);
     for mtu in 68..=65535 {
         let m = ip::stack_mtu(mtu);
-        assert!(m <= mtu && mtu - m < 8 && (m - 20) % 8 == 0, "{mtu}");
+        assert!(m <= mtu && mtu - m < 8 && (m - 20).is_multiple_of(8), "{mtu}");
     }
 }
 
@@ -973,7 +973,9 @@ fn fragmented_pings_are_answered() {
                 let s = w.host_sockets.get_mut::<icmp::Socket>(h);
                 if let Ok((bytes, _)) = s.recv() {
                     let packet = Icmpv4Packet::new_checked(bytes).unwrap();
-                    if let Icmpv4Repr::EchoReply { seq_no, data, .. } = Icmpv4Repr::parse(&packet, &Default::default()).unwrap() {
+                    if let Icmpv4Repr::EchoReply { seq_no, data, .. } =
+                        Icmpv4Repr::parse(&packet, &Default::default()).unwrap()
+                    {
                         reply = Some((seq_no, data.to_vec()));
                     }
                 }
