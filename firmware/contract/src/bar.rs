@@ -1231,7 +1231,7 @@ mod tests {
         host().emit(&mut header);
         header.set_host_state(HostState::Up);
         let expected: [u8; HEADER_LEN] = [
-            b'B', b'P', b'N', b'T', 1, 0, 2, 0, // magic, version 1.2
+            b'B', b'P', b'N', b'T', 1, 0, 3, 0, // magic, version 1.3
             7, 0, 0, 0, 7, 0, 0, 0, // features, agent generation
             3, 2, 1, 0, 0, 0, 3, 0, // firmware 1.2.3, tx ring 0x3_0000
             0, 0, 4, 0, 0, 0, 1, 0, // rx ring 0x4_0000, log ring 0x1_0000
