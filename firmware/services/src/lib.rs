@@ -410,10 +410,12 @@ impl<'s> Services<'s> {
         // One echo at a time, and none while the interface has a frame to send now: smoltcp sends a
         // datagram larger than the MTU one fragment per poll, from a single fragmentation buffer that
         // the next such datagram it sends overwrites. "Now" is also a socket with data ready (a TCP
-        // transfer): the echo then waits in the receive queue for a later poll.
-        let egress_idle = iface.poll_at(now, sockets) != Some(Instant::ZERO);
+        // transfer): the echo then waits in the receive queue for a later poll. The interface is
+        // asked only when there is an echo to send (it asks every socket).
+        let echo = sockets.get::<udp::Socket>(self.udp_echo);
+        let ready = echo.can_recv() && echo.send_queue() == 0 && iface.poll_at(now, sockets) != Some(Instant::ZERO);
         let echo = sockets.get_mut::<udp::Socket>(self.udp_echo);
-        if egress_idle && echo.send_queue() == 0 {
+        if ready {
             match echo.recv_slice(self.udp_scratch) {
                 Ok((n, meta)) => {
                     if echo.send_slice(&self.udp_scratch[..n], meta).is_err() {
