@@ -11,7 +11,6 @@
 
 use smoltcp::iface::Interface;
 use smoltcp::time::Duration;
-use smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv4Packet};
 
 /// The largest IPv4 datagram, header included (the total length field's limit).
 pub const DATAGRAM_MAX: usize = 65535;
@@ -58,29 +57,57 @@ pub enum Ingress {
     FragmentPastLimit,
 }
 
-/// Where `frame` (a whole Ethernet frame from the host) goes. Reads the Ethernet and IPv4 headers
-/// through smoltcp's own checked views, so what is refused here is what its parser refuses.
+/// Byte offsets in an Ethernet frame carrying IPv4 (the Ethernet header, then the IPv4 header).
+mod field {
+    use core::ops::Range;
+    pub const ETHERTYPE: Range<usize> = 12..14;
+    pub const IP: usize = 14;
+    pub const VER_IHL: usize = IP;
+    pub const TOTAL_LEN: Range<usize> = IP + 2..IP + 4;
+    pub const FLAGS_OFFSET: Range<usize> = IP + 6..IP + 8;
+    /// The end of the shortest IPv4 header.
+    pub const IP_END: usize = IP + 20;
+}
+
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_ARP: u16 = 0x0806;
+/// More fragments and the fragment offset (in 8-byte units) in the flags and offset field.
+const MORE_FRAGMENTS: u16 = 0x2000;
+const OFFSET: u16 = 0x1fff;
+
+fn be16(frame: &[u8], at: core::ops::Range<usize>) -> u16 {
+    u16::from_be_bytes([frame[at.start], frame[at.start + 1]])
+}
+
+/// Where `frame` (a whole Ethernet frame from the host) goes. Reads the few header fields it needs
+/// directly (every frame passes here, so it costs a handful of instructions) and refuses an IPv4
+/// header on the grounds smoltcp's parser would: a version other than 4, a header or a total length
+/// the frame does not hold.
 pub fn ingress(frame: &[u8]) -> Ingress {
-    let Ok(eth) = EthernetFrame::new_checked(frame) else {
+    if frame.len() < field::IP {
         return Ingress::Unparsed;
-    };
-    match eth.ethertype() {
-        EthernetProtocol::Arp => return Ingress::Stack,
-        EthernetProtocol::Ipv4 => {}
+    }
+    match be16(frame, field::ETHERTYPE) {
+        ETHERTYPE_IPV4 => {}
+        ETHERTYPE_ARP => return Ingress::Stack,
         _ => return Ingress::Unparsed,
     }
-    let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
-        return Ingress::Unparsed;
-    };
-    if ip.version() != 4 {
+    if frame.len() < field::IP_END {
         return Ingress::Unparsed;
     }
-    if !ip.more_frags() && ip.frag_offset() == 0 {
+    let ver_ihl = frame[field::VER_IHL];
+    let header_len = usize::from(ver_ihl & 0x0f) * 4;
+    let total_len = usize::from(be16(frame, field::TOTAL_LEN));
+    let ip_len = frame.len() - field::IP;
+    if ver_ihl >> 4 != 4 || header_len > ip_len || header_len > total_len || total_len > ip_len {
+        return Ingress::Unparsed;
+    }
+    let flags_offset = be16(frame, field::FLAGS_OFFSET);
+    if flags_offset & (MORE_FRAGMENTS | OFFSET) == 0 {
         return Ingress::Stack;
     }
-    // Where this fragment's payload ends in the datagram's: checked by new_checked to be within the
-    // frame, so total_len >= header_len.
-    let end = usize::from(ip.frag_offset()) + usize::from(ip.total_len()) - usize::from(ip.header_len());
+    // Where this fragment's payload ends in the datagram's (total_len >= header_len, checked above).
+    let end = usize::from(flags_offset & OFFSET) * 8 + total_len - header_len;
     if end > DATAGRAM_MAX - HEADER_MIN {
         return Ingress::FragmentPastLimit;
     }
@@ -89,11 +116,7 @@ pub fn ingress(frame: &[u8]) -> Ingress {
 
 /// Whether `frame` (a whole Ethernet frame the stack built) is an IPv4 fragment.
 pub fn is_fragment(frame: &[u8]) -> bool {
-    let Ok(eth) = EthernetFrame::new_checked(frame) else {
-        return false;
-    };
-    if eth.ethertype() != EthernetProtocol::Ipv4 {
-        return false;
-    }
-    Ipv4Packet::new_checked(eth.payload()).is_ok_and(|ip| ip.more_frags() || ip.frag_offset() != 0)
+    frame.len() >= field::IP_END
+        && be16(frame, field::ETHERTYPE) == ETHERTYPE_IPV4
+        && be16(frame, field::FLAGS_OFFSET) & (MORE_FRAGMENTS | OFFSET) != 0
 }

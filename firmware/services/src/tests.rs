@@ -985,3 +985,27 @@ fn fragmented_pings_are_answered() {
         }
     }
 }
+
+proptest! {
+    /// What the sorting refuses as an IPv4 header is what smoltcp's checked view refuses (or a version
+    /// other than 4), and what it passes smoltcp parses.
+    #[test]
+    fn sorting_agrees_with_smoltcps_parser(
+        mut frame in proptest::collection::vec(any::<u8>(), 0..80),
+        ipv4 in any::<bool>(),
+    ) {
+        use crate::ip::{ingress, Ingress};
+        if ipv4 && frame.len() >= 14 {
+            frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        }
+        let verdict = ingress(&frame);
+        let parsed = EthernetFrame::new_checked(&frame[..]).ok().and_then(|eth| match eth.ethertype() {
+            EthernetProtocol::Ipv4 => Some(Ipv4Packet::new_checked(eth.payload()).is_ok_and(|ip| ip.version() == 4)),
+            _ => None,
+        });
+        match parsed {
+            Some(ok) => prop_assert_eq!(ok, verdict != Ingress::Unparsed, "{:?}", verdict),
+            None => prop_assert!(matches!(verdict, Ingress::Unparsed | Ingress::Stack)),
+        }
+    }
+}
