@@ -7,7 +7,7 @@ use std::boxed::Box;
 use std::vec;
 use std::vec::Vec;
 
-use bpnet_test_support::wire::WireEnd;
+use bpnet_test_support::wire::{self, WireEnd};
 use proptest::prelude::*;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::socket::{dhcpv4, tcp, udp};
@@ -309,18 +309,6 @@ struct World {
     gone: Vec<u16>,
 }
 
-/// An interface made on a thread with room for it on its stack.
-fn boxed_iface(config: IfaceConfig, end: &mut WireEnd, now: Instant) -> Box<Interface> {
-    std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .stack_size(64 << 20)
-            .spawn_scoped(s, move || Box::new(Interface::new(config, end, now)))
-            .expect("thread")
-            .join()
-            .expect("interface")
-    })
-}
-
 fn leak<T>(v: T) -> &'static mut T {
     Box::leak(Box::new(v))
 }
@@ -342,7 +330,7 @@ impl World {
         let mut agent_end = WireEnd::new(ip::stack_mtu(mtu), false);
         let mut config = IfaceConfig::new(EthernetAddress(identity.agent_mac()).into());
         config.random_seed = 7;
-        let mut agent = boxed_iface(config, &mut agent_end, now);
+        let mut agent = wire::interface(config, &mut agent_end, now);
         ip::configure(&mut agent);
         let mut agent_sockets = SocketSet::new(&mut leak([SocketStorage::EMPTY; SOCKETS])[..]);
         // Storage is large (the board keeps it in .bss): made on a thread with room for it on its stack.
@@ -356,7 +344,7 @@ impl World {
         let mut host_end = WireEnd::new(ip::stack_mtu(mtu), false);
         let mut config = IfaceConfig::new(EthernetAddress(identity.host_mac()).into());
         config.random_seed = 11;
-        let mut host = boxed_iface(config, &mut host_end, now);
+        let mut host = wire::interface(config, &mut host_end, now);
         host.update_ip_addrs(|a| a.push(IpCidr::new(identity.host_address().into(), 24)).unwrap());
         let host_sockets = SocketSet::new(&mut leak([SocketStorage::EMPTY; 4])[..]);
         World {
