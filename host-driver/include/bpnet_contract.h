@@ -146,6 +146,11 @@
 #define BPNET_COUNTER_INTERRUPTS		10
 #define BPNET_COUNTER_HOST_RESETS_SEEN		11
 #define BPNET_COUNTER_BAD_HOST_CONFIG		12
+#define BPNET_COUNTER_RX_FRAMES_UNPARSED	13
+#define BPNET_COUNTER_IP_FRAGMENTS_RECEIVED	14
+#define BPNET_COUNTER_IP_FRAGMENTS_DROPPED	15
+#define BPNET_COUNTER_IP_FRAGMENTS_SENT		16
+#define BPNET_COUNTER_UDP_DROPPED		17
 #define BPNET_COUNTER_HEADER_REPAIRS		24
 
 /* Each counter's name by slot: an array initializer (ethtool -S strings). */
@@ -163,6 +168,11 @@
 	[BPNET_COUNTER_INTERRUPTS] = "interrupts",	\
 	[BPNET_COUNTER_HOST_RESETS_SEEN] = "host_resets_seen",	\
 	[BPNET_COUNTER_BAD_HOST_CONFIG] = "bad_host_config",	\
+	[BPNET_COUNTER_RX_FRAMES_UNPARSED] = "rx_frames_unparsed",	\
+	[BPNET_COUNTER_IP_FRAGMENTS_RECEIVED] = "ip_fragments_received",	\
+	[BPNET_COUNTER_IP_FRAGMENTS_DROPPED] = "ip_fragments_dropped",	\
+	[BPNET_COUNTER_IP_FRAGMENTS_SENT] = "ip_fragments_sent",	\
+	[BPNET_COUNTER_UDP_DROPPED] = "udp_dropped",	\
 	[BPNET_COUNTER_HEADER_REPAIRS] = "header_repairs",	\
 }
 

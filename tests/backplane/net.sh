@@ -1,7 +1,8 @@
 # The data path with bpnet.ko: the bus shows every agent as the run's personality (mpc834x: an MPC834x
 # agent function, `lspci -n` 1957:008x class 0b20 prog-if 01; ivshmem: 1af4:1110), `ethtool -i` names the
 # personality; every agent's netdev comes up, answers ping, echoes $bytes over TCP byte for byte; MTUs
-# 1500, 9000 and 65535; an agent reset mid-transfer takes the carrier down and up and traffic resumes
+# 1500, 9000 and 65535, with pings and UDP echoes that need IPv4 fragments both ways up to the largest
+# datagram (UDP payload 65507) and a fragment past it dropped and counted; an agent reset mid-transfer takes the carrier down and up and traffic resumes
 # (mpc834x: a hard reset that clears the function's PCI configuration, which the module restores);
 # rmmod/insmod under traffic; an agent whose processor stops takes the carrier down (heartbeat, ivshmem
 # only) and one whose shared region was scribbled over comes back by itself; no BAR read on the fast path but mpc834x's one ODR read per interrupt; a
@@ -286,6 +287,18 @@ memory_fits() {
     [ $used -le $limit ]
 }
 
+# Agent $1's counter $2 (its ethtool -S name without the agent_ prefix).
+agent_counter() {
+    ethtool_stats bp$1 | awk -v n="agent_$2" '$1 == n { print $2; found = 1 } END { exit !found }'
+}
+# UDP echo through agent $2 of one datagram of each size in $1 (comma-separated), byte for byte.
+udp_echo_each() {
+    bpnet-guest udp-echo bp$2 $agent_addr $1 30
+}
+
+# The agent's IPv4 fragments each way before the MTU checks: the ones that need fragments move them.
+frags_in_before=$(agent_counter 0 ip_fragments_received)
+frags_out_before=$(agent_counter 0 ip_fragments_sent)
 for mtu in 1500 9000 65535; do
     ok=1
     for i in $(seq 0 $last); do
@@ -299,6 +312,20 @@ for mtu in 1500 9000 65535; do
     size=$((mtu - 28))
     [ $size -gt 65500 ] && size=65500
     ping_all "mtu$mtu-" 3 $size
+    # A ping one byte larger takes two fragments each way; busybox's largest, a 65528-byte datagram,
+    # takes 45 at MTU 1500.
+    if [ $mtu -lt 65535 ]; then
+        on_all_agents "mtu$mtu-" -ping-fragmented ping_each 3 $((size + 1))
+        on_all_agents "mtu$mtu-" -ping-65500 ping_each 1 65500
+    fi
+    # UDP echo of every size up to the largest IPv4 datagram's payload (65507 bytes), byte for byte:
+    # one frame, just past one frame, and fragmented both ways.
+    if [ $mtu = 65535 ]; then
+        sizes=1,65507
+    else
+        sizes=1,1472,1473,2049,8972,8973,65507
+    fi
+    on_all_agents "mtu$mtu-" -udp-echo udp_echo_each $sizes
     # RX buffers posted: the whole ring, or 4 MiB worth of allocations (at least 16) at a large MTU,
     # so 20 agents at 65535 pin 80 MiB of the guest, not 640 (bpnet.h, BPNET_RX_POSTED_BYTES).
     check "mtu$mtu-rx-buffers-posted" rx_posted_fits $mtu
@@ -306,6 +333,34 @@ for mtu in 1500 9000 65535; do
     echo_all "mtu$mtu-echo" $((bytes < 1048576 ? bytes : 1048576))
 done
 for i in $(seq 0 $last); do ip link set bp$i mtu 1500; done
+
+fragments_counted() {
+    frags_in=$(agent_counter 0 ip_fragments_received) || return 1
+    frags_out=$(agent_counter 0 ip_fragments_sent) || return 1
+    echo "agent0 ip_fragments_received $frags_in_before -> $frags_in, ip_fragments_sent $frags_out_before -> $frags_out"
+    [ "$frags_in" -gt "$frags_in_before" ] && [ "$frags_out" -gt "$frags_out_before" ]
+}
+check agent-fragments-counted fragments_counted
+
+# A fragment reaching past the largest datagram (65535 bytes) is too big for any reassembly: the agent
+# drops it before its stack and counts it, once; nothing else moves and the agent still answers.
+too_big_counted() {
+    bpnet-guest carrier bp0 up 30 > /dev/null
+    dropped=$(agent_counter 0 ip_fragments_dropped) || return 1
+    received=$(agent_counter 0 ip_fragments_received) || return 1
+    bpnet-guest frag-past-limit bp0 $agent_addr || return 1
+    for _ in $(seq 50); do
+        now=$(agent_counter 0 ip_fragments_dropped)
+        [ "$now" != "$dropped" ] && break
+        sleep 0.1
+    done
+    after=$(agent_counter 0 ip_fragments_received)
+    echo "agent0 ip_fragments_dropped $dropped -> $now, ip_fragments_received $received -> $after"
+    [ "$now" = $((dropped + 1)) ] && [ "$after" = "$received" ] || return 1
+    ping_agent 0 1 > /dev/null || { echo "no answer after it"; return 1; }
+    [ "$(agent_counter 0 udp_dropped)" = 0 ] || { echo "udp_dropped $(agent_counter 0 udp_dropped)"; return 1; }
+}
+check fragment-past-limit-dropped-and-counted too_big_counted
 
 # Agent 0 is reset in the middle of a transfer: the carrier drops, comes back, and traffic resumes. The
 # drop can be shorter than any polling interval, so it is seen in the kernel's carrier_down_count.

@@ -63,12 +63,16 @@ pub const MAGIC: u32 = u32::from_le_bytes(*b"BPNT");
 /// A host refuses a header with another major version.
 pub const VERSION_MAJOR: u16 = 1;
 /// Minor versions only add (fields in reserved space, feature bits, blocks in unused space), never
-/// change. 2 added [`AgentInfo`], 3 its `heartbeat`.
+/// change. 2 added [`AgentInfo`]; 3 its `heartbeat`, the agent's self-repair counter and the counters
+/// of its IP stack (slots 13 to 17).
 pub const VERSION_MINOR: u16 = 3;
 /// The first minor version with an [`AgentInfo`] block.
 pub const VERSION_MINOR_AGENT_INFO: u16 = 2;
 /// The first minor version whose [`AgentInfo`] carries a `heartbeat`.
 pub const VERSION_MINOR_HEARTBEAT: u16 = 3;
+/// The first minor version whose agent counts its IP stack's drops and fragments
+/// ([`counter::RX_FRAMES_UNPARSED`] to [`counter::UDP_DROPPED`]); an older agent leaves them zero.
+pub const VERSION_MINOR_IP_COUNTERS: u16 = 3;
 
 /// Size of [`Header`].
 pub const HEADER_LEN: usize = 64;
@@ -782,6 +786,19 @@ pub mod counter {
     pub const HOST_RESETS_SEEN: usize = 11;
     /// Host header fields refused by [`super::HostRepr::parse`].
     pub const BAD_HOST_CONFIG: usize = 12;
+    /// Frames from the host the agent's IP stack has no use for, dropped before it: shorter than an
+    /// Ethernet header, neither IPv4 nor ARP (IPv6, VLAN-tagged, ...), or an IPv4 header that does
+    /// not parse.
+    pub const RX_FRAMES_UNPARSED: usize = 13;
+    /// IPv4 fragments from the host handed to the stack's reassembly.
+    pub const IP_FRAGMENTS_RECEIVED: usize = 14;
+    /// IPv4 fragments from the host dropped before the stack: they reach past the largest IPv4
+    /// datagram (65535 bytes), so no reassembly could hold them.
+    pub const IP_FRAGMENTS_DROPPED: usize = 15;
+    /// IPv4 fragments the stack sent to the host (a datagram larger than the MTU).
+    pub const IP_FRAGMENTS_SENT: usize = 16;
+    /// UDP datagrams the agent's UDP services received but could not answer (the reply not queued).
+    pub const UDP_DROPPED: usize = 17;
     /// The agent found one of its own published fields (header, agent info block) overwritten and
     /// wrote it again.
     pub const HEADER_REPAIRS: usize = 24;
@@ -802,6 +819,11 @@ pub const COUNTERS: &[(&str, usize)] = &[
     ("interrupts", counter::INTERRUPTS),
     ("host_resets_seen", counter::HOST_RESETS_SEEN),
     ("bad_host_config", counter::BAD_HOST_CONFIG),
+    ("rx_frames_unparsed", counter::RX_FRAMES_UNPARSED),
+    ("ip_fragments_received", counter::IP_FRAGMENTS_RECEIVED),
+    ("ip_fragments_dropped", counter::IP_FRAGMENTS_DROPPED),
+    ("ip_fragments_sent", counter::IP_FRAGMENTS_SENT),
+    ("udp_dropped", counter::UDP_DROPPED),
     ("header_repairs", counter::HEADER_REPAIRS),
 ];
 

@@ -571,6 +571,14 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         self.count(counter::RX_NO_BUFFER, 1);
     }
 
+    /// Add `n` to a counter the engine does not keep itself (the board's IP stack: its drops and
+    /// fragments), in the same block and the same way as the engine's own.
+    pub fn count_stack(&mut self, slot: usize, n: u32) {
+        if n != 0 {
+            self.count(slot, n);
+        }
+    }
+
     /// A counter slot ([`bar::counter`]), as the engine keeps it (the host's copy is in the BAR).
     pub fn counter(&self, slot: usize) -> u32 {
         Counters::new_unchecked(&self.counters[..]).get(slot).unwrap_or(0)

@@ -15,13 +15,16 @@
 //! | 19 | TCP | chargen (RFC 864): the [`pattern`] until the peer closes (agent → host benchmark) |
 //! | 5019 | TCP | sized bulk send: the client sends a byte count in ASCII decimal and a newline (`"1048576\n"`, an optional `\r` before the newline), the agent sends exactly that many bytes of the [`pattern`] and closes |
 //!
-//! ICMP echo and ARP are smoltcp's own. The sockets' buffers and the [`pattern`]'s table live in a
+//! ICMP echo and ARP are smoltcp's own, and so are IPv4 fragmentation and reassembly ([`ip`]): ICMP
+//! and UDP echo answer datagrams up to the largest IPv4 allows ([`ip::UDP_PAYLOAD_MAX`] bytes of UDP
+//! payload) at every MTU. The sockets' buffers and the [`pattern`]'s table live in a
 //! [`Storage`] the board keeps in a static: they are far larger than its stack.
 #![no_std]
 #![forbid(unsafe_code)]
 
 pub mod address;
 pub mod identity;
+pub mod ip;
 pub mod pattern;
 
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
@@ -69,10 +72,11 @@ pub const BULK_BUFFER: usize = 64 * 1024;
 pub const DISCARD_WINDOW: usize = 192 * 1024;
 /// The quiet direction of the bulk services: a request line, or data they ignore.
 const QUIET_BUFFER: usize = 512;
-/// UDP payload storage, each way.
-const UDP_BUFFER: usize = 4096;
+/// UDP payload storage, each way: two of the largest datagrams (a smoltcp packet buffer keeps a
+/// datagram contiguous, so one of the largest always fits once the other is taken).
+const UDP_BUFFER: usize = 2 * ip::UDP_PAYLOAD_MAX;
 /// Datagrams queued each way.
-const UDP_PACKETS: usize = 4;
+const UDP_PACKETS: usize = 16;
 /// The longest request line the sized service accepts: 20 digits (`u64::MAX`), `\r`, `\n`.
 pub const REQUEST_MAX: usize = 22;
 /// Sockets the services use together: size the [`SocketSet`] with this. UDP echo and discard, the
@@ -101,6 +105,8 @@ pub struct Storage {
     sized_tx: [BulkTx; POOL],
     pattern: pattern::Table,
     scratch: [u8; 2048],
+    /// One datagram on its way through the UDP echo.
+    udp_scratch: [u8; ip::UDP_PAYLOAD_MAX],
 }
 
 impl Storage {
@@ -122,6 +128,7 @@ impl Storage {
             sized_tx: [const { BulkTx([0; BULK_BUFFER]) }; POOL],
             pattern: pattern::Table::new(),
             scratch: [0; 2048],
+            udp_scratch: [0; ip::UDP_PAYLOAD_MAX],
         }
     }
 }
@@ -165,6 +172,9 @@ pub struct Stats {
     pub bulk_sent: u64,
     /// Sized-service requests refused (not a decimal count and a newline): the connection is reset.
     pub refused_requests: u32,
+    /// UDP datagrams the echo service took but could not answer: larger than its buffer, or the reply
+    /// refused by the socket (its queue full, or no route back).
+    pub udp_dropped: u32,
 }
 
 /// What one [`Services::poll`] did.
@@ -240,6 +250,7 @@ pub struct Services<'s> {
     pattern: pattern::Generator<'s>,
     stats: Stats,
     scratch: &'s mut [u8],
+    udp_scratch: &'s mut [u8],
 }
 
 /// A TCP service's socket over `rx` and `tx`, set to reclaim itself from a peer gone silent.
@@ -333,6 +344,7 @@ impl<'s> Services<'s> {
             pattern: storage.pattern.build(),
             stats: Stats::default(),
             scratch: &mut storage.scratch[..],
+            udp_scratch: &mut storage.udp_scratch[..],
         }
     }
 
@@ -377,7 +389,7 @@ impl<'s> Services<'s> {
             busy = true;
         }
 
-        busy |= self.udp(sockets);
+        busy |= self.udp(iface, sockets, now);
         for &h in &self.echo {
             busy |= echo_pass(sockets.get_mut(h), self.scratch);
         }
@@ -393,15 +405,33 @@ impl<'s> Services<'s> {
         Poll { busy, change }
     }
 
-    fn udp(&mut self, sockets: &mut SocketSet<'_>) -> bool {
+    fn udp(&mut self, iface: &mut Interface, sockets: &mut SocketSet<'_>, now: Instant) -> bool {
         let mut busy = false;
+        // One echo at a time, and none while the interface has a frame to send now: smoltcp sends a
+        // datagram larger than the MTU one fragment per poll, from a single fragmentation buffer that
+        // the next such datagram it sends overwrites. "Now" is also a socket with data ready (a TCP
+        // transfer): the echo then waits in the receive queue for a later poll. The interface is
+        // asked only when there is an echo to send (it asks every socket).
+        let echo = sockets.get::<udp::Socket>(self.udp_echo);
+        let ready = echo.can_recv() && echo.send_queue() == 0 && iface.poll_at(now, sockets) != Some(Instant::ZERO);
         let echo = sockets.get_mut::<udp::Socket>(self.udp_echo);
-        while echo.can_send() {
-            let Ok((n, meta)) = echo.recv_slice(self.scratch) else { break };
-            // A full transmit queue drops the echo, as a busy echo server may.
-            let _ = echo.send_slice(&self.scratch[..n], meta);
-            busy = true;
+        if ready {
+            match echo.recv_slice(self.udp_scratch) {
+                Ok((n, meta)) => {
+                    if echo.send_slice(&self.udp_scratch[..n], meta).is_err() {
+                        self.stats.udp_dropped = self.stats.udp_dropped.wrapping_add(1);
+                    }
+                    busy = true;
+                }
+                Err(udp::RecvError::Truncated) => {
+                    self.stats.udp_dropped = self.stats.udp_dropped.wrapping_add(1);
+                    busy = true;
+                }
+                Err(udp::RecvError::Exhausted) => {}
+            }
         }
+        // Still more to echo: poll again rather than sleep.
+        busy |= echo.can_recv();
         let discard = sockets.get_mut::<udp::Socket>(self.udp_discard);
         while let Ok((payload, _)) = discard.recv() {
             self.stats.discarded = self.stats.discarded.wrapping_add(payload.len() as u64);

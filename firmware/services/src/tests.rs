@@ -7,7 +7,7 @@ use std::boxed::Box;
 use std::vec;
 use std::vec::Vec;
 
-use bpnet_test_support::wire::WireEnd;
+use bpnet_test_support::wire::{self, WireEnd};
 use proptest::prelude::*;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::socket::{dhcpv4, tcp, udp};
@@ -289,11 +289,13 @@ const HOST_TCP_BUFFER: usize = 256 * 1024;
 /// The agent (the services) and a host (smoltcp with TCP sockets, and optionally a DHCP server).
 struct World {
     now: Instant,
-    agent: Interface,
+    /// Boxed, as the board keeps its interface in a static: its fragment buffers are too large for a
+    /// test thread's stack.
+    agent: Box<Interface>,
     agent_end: WireEnd,
     agent_sockets: SocketSet<'static>,
     services: Services<'static>,
-    host: Interface,
+    host: Box<Interface>,
     host_end: WireEnd,
     host_sockets: SocketSet<'static>,
     link_up: bool,
@@ -318,11 +320,18 @@ fn slice<T: Clone>(value: T, len: usize) -> &'static mut [T] {
 
 impl World {
     fn new(identity: Identity) -> World {
+        World::with_mtu(identity, 1500)
+    }
+
+    /// Both ends of the wire at IP MTU `mtu`.
+    fn with_mtu(identity: Identity, mtu: usize) -> World {
         let now = Instant::from_secs(100);
-        let mut agent_end = WireEnd::default();
+        // Both ends as the board's device announces the link to smoltcp.
+        let mut agent_end = WireEnd::new(ip::stack_mtu(mtu), false);
         let mut config = IfaceConfig::new(EthernetAddress(identity.agent_mac()).into());
         config.random_seed = 7;
-        let agent = Interface::new(config, &mut agent_end, now);
+        let mut agent = wire::interface(config, &mut agent_end, now);
+        ip::configure(&mut agent);
         let mut agent_sockets = SocketSet::new(&mut leak([SocketStorage::EMPTY; SOCKETS])[..]);
         // Storage is large (the board keeps it in .bss): made on a thread with room for it on its stack.
         let storage = std::thread::Builder::new()
@@ -332,10 +341,10 @@ impl World {
             .expect("storage");
         let services = Services::new(storage, leak(PacketMeta::new()), &mut agent_sockets, &identity, FALLBACK_AFTER);
 
-        let mut host_end = WireEnd::default();
+        let mut host_end = WireEnd::new(ip::stack_mtu(mtu), false);
         let mut config = IfaceConfig::new(EthernetAddress(identity.host_mac()).into());
         config.random_seed = 11;
-        let mut host = Interface::new(config, &mut host_end, now);
+        let mut host = wire::interface(config, &mut host_end, now);
         host.update_ip_addrs(|a| a.push(IpCidr::new(identity.host_address().into(), 24)).unwrap());
         let host_sockets = SocketSet::new(&mut leak([SocketStorage::EMPTY; 4])[..]);
         World {
@@ -774,5 +783,217 @@ fn a_lingering_connection_neither_blocks_the_next_nor_stays_forever() {
         let reclaimed = w.now - forgotten;
         assert!(reclaimed <= TIMEOUT + Duration::from_secs(1), "port {port}: reclaimed after {reclaimed}");
         connect_use_forget(&mut w, port, base + 5, false);
+    }
+}
+
+// ---- IPv4 fragments, ICMP and UDP echo of every size ----
+
+const AGENT: Ipv4Address = Ipv4Address::new(10, 83, 7, 2);
+
+/// An Ethernet frame from the host to the agent carrying an IPv4 packet of `payload_len` bytes with
+/// the fragment fields `more` and `offset` (in bytes).
+fn ipv4_frame(payload_len: usize, more: bool, offset: u16) -> Vec<u8> {
+    let repr = Ipv4Repr {
+        src_addr: Ipv4Address::new(10, 83, 7, 1),
+        dst_addr: AGENT,
+        next_header: IpProtocol::Udp,
+        payload_len,
+        hop_limit: 64,
+    };
+    let mut frame = vec![0u8; 14 + 20 + payload_len];
+    let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
+    EthernetRepr {
+        src_addr: EthernetAddress(BOARD.host_mac()),
+        dst_addr: EthernetAddress(BOARD.agent_mac()),
+        ethertype: EthernetProtocol::Ipv4,
+    }
+    .emit(&mut eth);
+    let mut ip = Ipv4Packet::new_unchecked(eth.payload_mut());
+    repr.emit(&mut ip, &Default::default());
+    ip.set_more_frags(more);
+    ip.set_frag_offset(offset);
+    ip.fill_checksum();
+    frame
+}
+
+#[test]
+fn the_stack_mtu_keeps_fragments_aligned() {
+    assert_eq!(ip::stack_mtu(1500), 1500);
+    assert_eq!(ip::stack_mtu(9000), 8996);
+    assert_eq!(ip::stack_mtu(65535), 65532);
+    assert_eq!(ip::stack_mtu(68), 68);
+    for mtu in 68..=65535 {
+        let m = ip::stack_mtu(mtu);
+        assert!(m <= mtu && mtu - m < 8 && (m - 20).is_multiple_of(8), "{mtu}");
+    }
+}
+
+#[test]
+fn frames_are_sorted_before_the_stack() {
+    use crate::ip::{ingress, is_fragment, Ingress};
+    assert_eq!(ingress(&ipv4_frame(100, false, 0)), Ingress::Stack);
+    assert_eq!(ingress(&ipv4_frame(1480, true, 0)), Ingress::Fragment);
+    assert_eq!(ingress(&ipv4_frame(100, false, 1480)), Ingress::Fragment);
+    // The last byte a datagram can carry (65535 less a 20-byte header) is the 65515th of its payload.
+    assert_eq!(ingress(&ipv4_frame(3, false, 65512)), Ingress::Fragment);
+    assert_eq!(ingress(&ipv4_frame(4, false, 65512)), Ingress::FragmentPastLimit);
+    assert_eq!(ingress(&ipv4_frame(100, true, 65512)), Ingress::FragmentPastLimit);
+    let mut arp = ipv4_frame(28, false, 0);
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    assert_eq!(ingress(&arp), Ingress::Stack);
+    let mut ipv6 = ipv4_frame(100, false, 0);
+    ipv6[12..14].copy_from_slice(&[0x86, 0xdd]);
+    assert_eq!(ingress(&ipv6), Ingress::Unparsed);
+    assert_eq!(ingress(&ipv4_frame(100, false, 0)[..13]), Ingress::Unparsed);
+    // A total length beyond the frame, a version other than 4.
+    assert_eq!(ingress(&ipv4_frame(100, false, 0)[..100]), Ingress::Unparsed);
+    let mut v5 = ipv4_frame(100, false, 0);
+    v5[14] = 0x55;
+    assert_eq!(ingress(&v5), Ingress::Unparsed);
+
+    assert!(is_fragment(&ipv4_frame(1480, true, 0)));
+    assert!(is_fragment(&ipv4_frame(100, false, 8)));
+    assert!(!is_fragment(&ipv4_frame(100, false, 0)));
+    assert!(!is_fragment(&arp));
+}
+
+impl World {
+    /// A host UDP socket on `port` with room for the largest datagrams.
+    fn udp_socket(&mut self, port: u16) -> SocketHandle {
+        let meta = udp::PacketMetadata::EMPTY;
+        let h = self.host_sockets.add(udp::Socket::new(
+            udp::PacketBuffer::new(slice(meta, 16), slice(0u8, 4 * 65536)),
+            udp::PacketBuffer::new(slice(meta, 16), slice(0u8, 4 * 65536)),
+        ));
+        self.host_sockets.get_mut::<udp::Socket>(h).bind(port).unwrap();
+        h
+    }
+
+    fn udp(&mut self, h: SocketHandle) -> &mut udp::Socket<'static> {
+        self.host_sockets.get_mut(h)
+    }
+
+    /// Poll the host alone until it has sent everything queued (smoltcp sends one fragment per poll),
+    /// queueing its frames for the agent: they arrive together.
+    fn host_flush(&mut self) {
+        for _ in 0..1000 {
+            self.host.poll(self.now, &mut self.host_end, &mut self.host_sockets);
+            if self.host.poll_at(self.now, &self.host_sockets) != Some(Instant::ZERO) {
+                break;
+            }
+        }
+        self.agent_end.rx.extend(self.host_end.tx.drain(..));
+    }
+}
+
+/// A payload of `len` bytes that differs from any other length's.
+fn payload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + len) as u8).collect()
+}
+
+/// Send each of `sizes` to the agent's UDP echo, all at once (their frames queued for the agent
+/// together), and require every echo back byte for byte.
+fn udp_echo_all(w: &mut World, h: SocketHandle, sizes: &[usize]) {
+    for &n in sizes {
+        w.udp(h).send_slice(&payload(n), (AGENT, ECHO_PORT)).unwrap();
+        w.host_flush();
+    }
+    let mut got = Vec::new();
+    w.run_until(20_000, |w| {
+        while let Ok((data, _)) = w.udp(h).recv() {
+            got.push(data.to_vec());
+        }
+        got.len() == sizes.len()
+    });
+    for (data, &n) in got.iter().zip(sizes) {
+        assert!(*data == payload(n), "echo of {n} bytes: {} bytes back, or different", data.len());
+    }
+}
+
+const UDP_SIZES: [usize; 7] = [1, 1472, 1473, 2049, 8972, 8973, ip::UDP_PAYLOAD_MAX];
+
+#[test]
+fn udp_echo_answers_every_size_at_every_mtu() {
+    for mtu in [1500, 9000, 65535] {
+        let mut w = World::with_mtu(BOARD, mtu);
+        w.run_until(10_000, |w| w.agent_address().is_some());
+        let h = w.udp_socket(6000);
+        // One at a time, then all at once: the echoes of datagrams larger than the MTU leave one
+        // after the other, never mixing their fragments.
+        for n in UDP_SIZES {
+            udp_echo_all(&mut w, h, &[n]);
+        }
+        udp_echo_all(&mut w, h, &[8973, 65507, 1, 8973]);
+        assert_eq!(w.services.stats().udp_dropped, 0, "MTU {mtu}");
+    }
+}
+
+#[test]
+fn udp_discard_takes_the_largest_datagram() {
+    let mut w = World::with_mtu(BOARD, 1500);
+    w.run_until(10_000, |w| w.agent_address().is_some());
+    let h = w.udp_socket(6001);
+    w.udp(h).send_slice(&payload(ip::UDP_PAYLOAD_MAX), (AGENT, DISCARD_PORT)).unwrap();
+    w.run_until(1000, |w| w.services.stats().discarded == ip::UDP_PAYLOAD_MAX as u64);
+}
+
+#[test]
+fn fragmented_pings_are_answered() {
+    use smoltcp::socket::icmp;
+    use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr};
+    for (mtu, sizes) in [(1500, [1473, 8973, ip::ICMP_PAYLOAD_MAX]), (9000, [8972, 8973, ip::ICMP_PAYLOAD_MAX])] {
+        let mut w = World::with_mtu(BOARD, mtu);
+        w.run_until(10_000, |w| w.agent_address().is_some());
+        let meta = icmp::PacketMetadata::EMPTY;
+        let h = w.host_sockets.add(icmp::Socket::new(
+            icmp::PacketBuffer::new(slice(meta, 4), slice(0u8, 2 * 65536)),
+            icmp::PacketBuffer::new(slice(meta, 4), slice(0u8, 2 * 65536)),
+        ));
+        w.host_sockets.get_mut::<icmp::Socket>(h).bind(icmp::Endpoint::Ident(0x4242)).unwrap();
+        for (seq_no, n) in sizes.into_iter().enumerate() {
+            let data = payload(n);
+            let request = Icmpv4Repr::EchoRequest { ident: 0x4242, seq_no: seq_no as u16, data: &data };
+            let s = w.host_sockets.get_mut::<icmp::Socket>(h);
+            let buf = s.send(request.buffer_len(), IpAddress::Ipv4(AGENT)).unwrap();
+            request.emit(&mut Icmpv4Packet::new_unchecked(buf), &Default::default());
+            let mut reply = None;
+            w.run_until(5000, |w| {
+                let s = w.host_sockets.get_mut::<icmp::Socket>(h);
+                if let Ok((bytes, _)) = s.recv() {
+                    let packet = Icmpv4Packet::new_checked(bytes).unwrap();
+                    if let Icmpv4Repr::EchoReply { seq_no, data, .. } =
+                        Icmpv4Repr::parse(&packet, &Default::default()).unwrap()
+                    {
+                        reply = Some((seq_no, data.to_vec()));
+                    }
+                }
+                reply.is_some()
+            });
+            assert_eq!(reply, Some((seq_no as u16, data)), "MTU {mtu}: ping of {n} bytes");
+        }
+    }
+}
+
+proptest! {
+    /// What the sorting refuses as an IPv4 header is what smoltcp's checked view refuses (or a version
+    /// other than 4), and what it passes smoltcp parses.
+    #[test]
+    fn sorting_agrees_with_smoltcps_parser(
+        mut frame in proptest::collection::vec(any::<u8>(), 0..80),
+        ipv4 in any::<bool>(),
+    ) {
+        use crate::ip::{ingress, Ingress};
+        if ipv4 && frame.len() >= 14 {
+            frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        }
+        let verdict = ingress(&frame);
+        let parsed = EthernetFrame::new_checked(&frame[..]).ok().and_then(|eth| match eth.ethertype() {
+            EthernetProtocol::Ipv4 => Some(Ipv4Packet::new_checked(eth.payload()).is_ok_and(|ip| ip.version() == 4)),
+            _ => None,
+        });
+        match parsed {
+            Some(ok) => prop_assert_eq!(ok, verdict != Ingress::Unparsed, "{:?}", verdict),
+            None => prop_assert!(matches!(verdict, Ingress::Unparsed | Ingress::Stack)),
+        }
     }
 }

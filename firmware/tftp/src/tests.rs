@@ -899,11 +899,11 @@ fn leak<T>(v: T) -> &'static mut T {
 /// The agent (the client over its UDP socket) and a host whose UDP sockets carry the server model.
 struct World {
     now: Instant,
-    agent: Interface,
+    agent: Box<Interface>,
     agent_end: WireEnd,
     agent_sockets: SocketSet<'static>,
     client: crate::udp::Client,
-    host: Interface,
+    host: Box<Interface>,
     host_end: WireEnd,
     host_sockets: SocketSet<'static>,
     /// (port, socket) for the server's well-known port and its transfer ports.
@@ -920,7 +920,7 @@ impl World {
         let mut agent_end = WireEnd::default();
         let mut config = IfaceConfig::new(EthernetAddress([2, 0x83, 0x49, 0, 0, 1]).into());
         config.random_seed = 7;
-        let mut agent = Interface::new(config, &mut agent_end, now);
+        let mut agent = bpnet_test_support::wire::interface(config, &mut agent_end, now);
         agent.update_ip_addrs(|a| a.push(IpCidr::new(CLIENT.addr, 24)).unwrap());
         let mut agent_sockets = SocketSet::new(&mut leak([SocketStorage::EMPTY; 1])[..]);
         let client = crate::udp::Client::new(
@@ -932,7 +932,7 @@ impl World {
         let mut host_end = WireEnd::default();
         let mut config = IfaceConfig::new(EthernetAddress([6, 0x83, 0x49, 0, 0, 1]).into());
         config.random_seed = 11;
-        let mut host = Interface::new(config, &mut host_end, now);
+        let mut host = bpnet_test_support::wire::interface(config, &mut host_end, now);
         host.update_ip_addrs(|a| a.push(IpCidr::new(SERVER_ADDR, 24)).unwrap());
         let mut host_sockets = SocketSet::new(&mut leak([SocketStorage::EMPTY; 16])[..]);
         let mut host_ports = Vec::new();

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use smoltcp::iface::{Config, Interface};
 use smoltcp::phy::{self, Checksum, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use smoltcp::wire::ETHERNET_HEADER_LEN;
@@ -79,4 +80,18 @@ impl phy::Device for WireEnd {
         caps.max_transmission_unit = self.mtu + ETHERNET_HEADER_LEN;
         caps
     }
+}
+
+/// A smoltcp interface over `end`, boxed and made on a thread with room for it: with the agent's IPv4
+/// fragmentation and reassembly (64 KiB buffers inline, about 330 KiB, and more while smoltcp makes it),
+/// an interface outgrows a test thread's stack.
+pub fn interface(config: Config, end: &mut WireEnd, now: Instant) -> Box<Interface> {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn_scoped(s, move || Box::new(Interface::new(config, end, now)))
+            .expect("a thread to make the interface on")
+            .join()
+            .expect("the interface")
+    })
 }

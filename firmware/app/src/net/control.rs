@@ -33,7 +33,7 @@ fn take_buffers() -> &'static mut bpnet_control::Buffers {
         panic!("control service started twice");
     }
     // SAFETY: TAKEN lets exactly one caller past this point and nothing else names the static, so
-    // this is the only reference ever made to it. Static rather than on the 64 KiB stack.
+    // this is the only reference ever made to it. Static rather than on the stack.
     unsafe { &mut *core::ptr::addr_of_mut!(BUFFERS) }
 }
 

@@ -1,7 +1,10 @@
-//! smoltcp's view of the ring engine: a `phy::Device` whose frames are the engine's buffers.
+//! smoltcp's view of the ring engine: a `phy::Device` whose frames are the engine's buffers. Frames
+//! the stack has no use for are dropped here, before it, and counted ([`bpnet_services::ip`]); so are
+//! IPv4 fragments, both ways.
 
-use bpnet_contract::bar::{self, feature};
+use bpnet_contract::bar::{self, counter, feature};
 use bpnet_ring::{TransmitError, TxBuffer};
+use bpnet_services::ip::{self, Ingress};
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
@@ -101,8 +104,15 @@ impl phy::TxToken for TxToken<'_> {
         // Built in place: the DMA takes the frame from here to the host.
         let frame = NetRam::frame_mut(buffer.addr, len as u32);
         let r = f(frame);
-        let left_out = self.csum_offload && is_ipv4_tcp_udp(NetRam::frame(buffer.addr, len as u32));
+        let frame = NetRam::frame(buffer.addr, len as u32);
+        let fragment = ip::is_fragment(frame);
+        // A fragment's UDP checksum covers the whole datagram, which the host cannot complete from
+        // one fragment: smoltcp left it zero, "no checksum" for UDP over IPv4, and it is not marked.
+        let left_out = self.csum_offload && is_ipv4_tcp_udp(frame) && !fragment;
         if self.engine.commit_transmit(buffer, len, left_out).is_ok() {
+            if fragment {
+                self.engine.count_stack(counter::IP_FRAGMENTS_SENT, 1);
+            }
             *self.activity = true;
             // Start its DMA now if the channel is free (see `receive`).
             self.engine.poll();
@@ -134,10 +144,23 @@ impl phy::Device for NetDevice<'_> {
             Err(TransmitError::Busy) => return None,
             Err(_) => None,
         };
-        let received = self.engine.receive()?;
+        let (received, frame) = loop {
+            let received = self.engine.receive()?;
+            self.activity = true;
+            let frame = NetRam::frame(received.addr, received.len);
+            let dropped = match ip::ingress(frame) {
+                Ingress::Stack => break (received, frame),
+                Ingress::Fragment => {
+                    self.engine.count_stack(counter::IP_FRAGMENTS_RECEIVED, 1);
+                    break (received, frame);
+                }
+                Ingress::Unparsed => counter::RX_FRAMES_UNPARSED,
+                Ingress::FragmentPastLimit => counter::IP_FRAGMENTS_DROPPED,
+            };
+            self.engine.count_stack(dropped, 1);
+            self.engine.release(received.buffer);
+        };
         self.lent = Some(received.buffer);
-        self.activity = true;
-        let frame = NetRam::frame(received.addr, received.len);
         let csum_offload = self.csum_offload;
         Some((RxToken { frame }, TxToken { engine: self.engine, buffer, activity: &mut self.activity, csum_offload }))
     }
@@ -154,7 +177,8 @@ impl phy::Device for NetDevice<'_> {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = self.max_frame;
+        let header = bpnet_ring::ETHERNET_HEADER_LEN as usize;
+        caps.max_transmission_unit = ip::stack_mtu(self.max_frame - header) + header;
         caps.max_burst_size = None;
         if self.csum_offload {
             // The backplane is a memory copy: TCP/UDP checksums are neither verified nor computed

@@ -24,6 +24,8 @@ mod hw;
 mod services;
 
 use core::convert::Infallible;
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use bpnet_contract::bar::{self, feature, AgentRepr, Layout};
 use bpnet_contract::ring::Entries;
@@ -143,9 +145,8 @@ fn start(generation: u32, main_loop: impl FnOnce(&mut RingEngine, [u8; 6]) -> In
 
 /// smoltcp and the services over the engine, and the main loop; never returns.
 fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
-    use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
+    use smoltcp::iface::{Interface, SocketSet, SocketStorage};
     use smoltcp::time::Instant;
-    use smoltcp::wire::{EthernetAddress, HardwareAddress};
 
     use self::device::NetDevice;
     use crate::println;
@@ -154,14 +155,17 @@ fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
     let timebase = e300::timebase::Timebase::new(timebase_hz);
     let now = || Instant::from_micros(timebase.micros() as i64);
     let mut device = NetDevice::new(engine);
-    // smoltcp takes the device's MTU and checksum duties when the interface is made and never asks
-    // again: a new agreement with the host (MTU, checksum offload) needs a new interface.
-    let new_iface = |device: &mut NetDevice<'_>, now: Instant| {
-        let mut config = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
-        config.random_seed = e300::timebase::read();
-        Interface::new(config, device, now)
-    };
-    let mut iface = new_iface(&mut device, now());
+    // The interface holds its fragmentation and reassembly buffers (5 × 64 KiB): a static, not the
+    // stack.
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    static mut IFACE: MaybeUninit<Interface> = MaybeUninit::uninit();
+    if TAKEN.swap(true, Ordering::Relaxed) {
+        panic!("net interface made twice");
+    }
+    // SAFETY: TAKEN lets exactly one caller past this point and nothing else names IFACE, so this is
+    // the only reference ever made to it.
+    let slot = unsafe { &mut *core::ptr::addr_of_mut!(IFACE) };
+    let mut iface: &mut Interface = new_iface(slot, &mut device, mac, now());
     let mut iface_terms = device.terms();
     // No address until DHCP or the static fallback gives one (the services, at link-up).
 
@@ -209,15 +213,19 @@ fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
             device.refresh();
             if device.terms() != iface_terms {
                 iface_terms = device.terms();
-                iface = new_iface(&mut device, now());
-                services.reapply(&mut iface);
+                // SAFETY: an Interface is valid as a MaybeUninit<Interface> (same layout), and the
+                // old one is overwritten rather than dropped: it owns nothing beyond its own bytes.
+                let slot = unsafe { &mut *(iface as *mut Interface).cast::<MaybeUninit<Interface>>() };
+                iface = new_iface(slot, &mut device, mac, now());
+                services.reapply(iface);
                 defmt::info!("net: interface for MTU {=usize}", iface_terms.0 - 14);
             }
         }
         let polled = iface.poll(now(), &mut device, &mut sockets);
         device.release();
 
-        let served = services.poll(&mut iface, &mut sockets, now(), state == bar::AgentState::Running);
+        let served = services.poll(iface, &mut sockets, now(), state == bar::AgentState::Running);
+        device.engine.count_stack(bar::counter::UDP_DROPPED, services.take_udp_dropped());
         // The boot block's uptime and the host's requests through it (reset, recovery).
         let boot_due = smoltcp::time::Duration::from_micros(crate::boot::poll());
         let second = timebase.micros() / 1_000_000;
@@ -237,7 +245,7 @@ fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
             );
         }
         // Requests on the control service; a flash job advances a few words here.
-        let controlled = control.poll(&mut iface, &mut sockets, now(), iface_terms.0 - 14);
+        let controlled = control.poll(iface, &mut sockets, now(), iface_terms.0 - 14);
 
         let busy = changed
             || served
@@ -292,6 +300,26 @@ fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
             });
         }
     }
+}
+
+/// Make the interface in `slot` for the device's current terms. smoltcp takes the device's MTU and
+/// checksum duties when the interface is made and never asks again: a new agreement with the host
+/// (MTU, checksum offload) needs a new interface. Never inlined: smoltcp builds the interface's
+/// 5 × 64 KiB of fragment buffers on the stack before they reach `slot` (about 580 KiB, which the
+/// linker's 1 MiB stack allows for), and that frame is gone once the interface is made.
+#[inline(never)]
+fn new_iface<'a>(
+    slot: &'a mut MaybeUninit<smoltcp::iface::Interface>,
+    device: &mut device::NetDevice<'_>,
+    mac: [u8; 6],
+    now: smoltcp::time::Instant,
+) -> &'a mut smoltcp::iface::Interface {
+    use smoltcp::wire::{EthernetAddress, HardwareAddress};
+    let mut config = smoltcp::iface::Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+    config.random_seed = e300::timebase::read();
+    let iface = slot.write(smoltcp::iface::Interface::new(config, device, now));
+    bpnet_services::ip::configure(iface);
+    iface
 }
 
 /// Log what the engine refused (it counts every refusal in the contract's counters; the log says

@@ -45,6 +45,8 @@ pub struct Services<'s> {
     inner: bpnet_services::Services<'s>,
     /// The first address goes to the console too.
     announced: bool,
+    /// `udp_dropped` of the services' stats as last counted.
+    udp_dropped: u32,
 }
 
 impl<'s> Services<'s> {
@@ -58,8 +60,7 @@ impl<'s> Services<'s> {
             panic!("net services started twice");
         }
         // SAFETY: TAKEN lets exactly one caller past this point, and nothing else names STORAGE or
-        // META, so these are the only references ever made to them. Static rather than on the 64 KiB
-        // stack.
+        // META, so these are the only references ever made to them. Static rather than on the stack.
         let (storage, meta) = unsafe { (&mut *core::ptr::addr_of_mut!(STORAGE), &mut *core::ptr::addr_of_mut!(META)) };
 
         let (identity, record) = identity();
@@ -92,7 +93,7 @@ impl<'s> Services<'s> {
             bpnet_services::CHARGEN_PORT,
             bpnet_services::SIZED_PORT
         );
-        Services { inner, announced: false }
+        Services { inner, announced: false, udp_dropped: 0 }
     }
 
     /// After smoltcp's poll: follow the link, take address changes, move the services' data. True
@@ -103,6 +104,14 @@ impl<'s> Services<'s> {
             self.log(change);
         }
         poll.busy
+    }
+
+    /// UDP datagrams the services dropped since the last call (the contract's `udp_dropped`).
+    pub fn take_udp_dropped(&mut self) -> u32 {
+        let now = self.inner.stats().udp_dropped;
+        let new = now.wrapping_sub(self.udp_dropped);
+        self.udp_dropped = now;
+        new
     }
 
     /// Put the address in use on a new interface.

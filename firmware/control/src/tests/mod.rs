@@ -260,11 +260,11 @@ type Service = Control<Ram, FakeFlash, FakeSystem>;
 
 struct World {
     now: Instant,
-    agent: Interface,
+    agent: Box<Interface>,
     agent_end: WireEnd,
     agent_sockets: SocketSet<'static>,
     control: Service,
-    host: Interface,
+    host: Box<Interface>,
     host_end: WireEnd,
     host_sockets: SocketSet<'static>,
     /// The TFTP server's UDP sockets: (port, socket).
@@ -276,10 +276,10 @@ struct World {
     doors: Rc<RefCell<Doors>>,
 }
 
-fn interface(end: &mut WireEnd, mac: [u8; 6], addr: Ipv4Address, seed: u64, now: Instant) -> Interface {
+fn interface(end: &mut WireEnd, mac: [u8; 6], addr: Ipv4Address, seed: u64, now: Instant) -> Box<Interface> {
     let mut config = IfaceConfig::new(EthernetAddress(mac).into());
     config.random_seed = seed;
-    let mut iface = Interface::new(config, end, now);
+    let mut iface = bpnet_test_support::wire::interface(config, end, now);
     iface.update_ip_addrs(|a| a.push(IpCidr::new(IpAddress::Ipv4(addr), 24)).unwrap());
     iface
 }

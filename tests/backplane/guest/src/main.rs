@@ -11,6 +11,11 @@
 //! * `recv DEV ADDR BYTES [SECONDS]` — TCP throughput agent → host: asks the agent's sized bulk service
 //!   (port 5019) for BYTES, checks every byte against the services' pattern and that exactly BYTES arrive
 //!   before the agent closes; prints `bytes=N seconds=S mbit=M` or where the first difference is.
+//! * `udp-echo DEV ADDR SIZES [SECONDS]` — UDP echo (port 7) through DEV of one datagram of each size in
+//!   SIZES (comma-separated), one after the other, each answered byte for byte within SECONDS (sent again
+//!   up to twice meanwhile); prints `sizes=N bytes=B tries=T` or the first size not echoed and why.
+//! * `frag-past-limit DEV ADDR` — one IPv4 fragment to ADDR through DEV whose payload ends past the largest
+//!   datagram's (offset 65512, 16 bytes: no reassembly can hold it), sent by a raw socket; prints `sent`.
 //! * `carrier DEV up|down SECONDS` — wait until the carrier is as asked; prints how long it took.
 //! * `csum DEV SECONDS MIN` — for SECONDS, every IPv4 TCP/UDP frame DEV receives as a packet socket
 //!   (tcpdump, a DHCP server) sees it, GRO off meanwhile: its IPv4 header and TCP/UDP checksums must be
@@ -31,6 +36,8 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "usage: bpnet-guest echo DEV ADDR BYTES [SECONDS]
        bpnet-guest send DEV ADDR BYTES [SECONDS]
        bpnet-guest recv DEV ADDR BYTES [SECONDS]
+       bpnet-guest udp-echo DEV ADDR SIZES [SECONDS]
+       bpnet-guest frag-past-limit DEV ADDR
        bpnet-guest carrier DEV up|down SECONDS
        bpnet-guest csum DEV SECONDS MIN
        bpnet-guest bar-time PCI-DIR BAR OFFSET COUNT
@@ -54,6 +61,9 @@ fn main() -> ExitCode {
         ["send", dev, addr, bytes, secs] => send(dev, addr, bytes, secs),
         ["recv", dev, addr, bytes] => recv(dev, addr, bytes, "120"),
         ["recv", dev, addr, bytes, secs] => recv(dev, addr, bytes, secs),
+        ["udp-echo", dev, addr, sizes] => udp_echo(dev, addr, sizes, "10"),
+        ["udp-echo", dev, addr, sizes, secs] => udp_echo(dev, addr, sizes, secs),
+        ["frag-past-limit", dev, addr] => frag_past_limit(dev, addr),
         ["carrier", dev, want, secs] => carrier(dev, want, secs),
         ["csum", dev, secs, min] => csum(dev, secs, min),
         ["bar-time", dir, bar, offset, count] => bar_time(dir, bar, offset, count),
@@ -205,6 +215,134 @@ fn echo(dev: &str, addr: &str, bytes: &str, secs: &str) -> Result<String, String
     }
     let _ = stream.shutdown(std::net::Shutdown::Both);
     Ok(throughput(total, seconds))
+}
+
+/// A socket of `kind` and `protocol` leaving through `dev` only, closed on drop.
+fn socket_via(dev: &str, kind: libc::c_int, protocol: libc::c_int) -> Result<std::os::fd::OwnedFd, String> {
+    // SAFETY: socket(2) takes no pointers; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_INET, kind | libc::SOCK_CLOEXEC, protocol) };
+    if fd < 0 {
+        return Err(format!("socket: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` is a fresh socket owned by nothing else.
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let name = dev.as_bytes();
+    // SAFETY: the option value is the live device name and its length.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            name.as_ptr().cast(),
+            name.len() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(format!("SO_BINDTODEVICE {dev}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(owned)
+}
+
+fn sockaddr(addr: Ipv4Addr, port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(addr).to_be() },
+        sin_zero: [0; 8],
+    }
+}
+
+/// Send `data` on `fd` to `to`.
+fn send_to(fd: &std::os::fd::OwnedFd, data: &[u8], to: &libc::sockaddr_in) -> Result<(), String> {
+    // SAFETY: `data` and `to` are live for the call, with the lengths given.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            0,
+            (to as *const libc::sockaddr_in).cast(),
+            std::mem::size_of_val(to) as libc::socklen_t,
+        )
+    };
+    if n != data.len() as isize {
+        return Err(format!("sendto of {} bytes: {}", data.len(), std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// UDP echo of one datagram of each size, checked byte for byte.
+fn udp_echo(dev: &str, addr: &str, sizes: &str, secs: &str) -> Result<String, String> {
+    let addr: Ipv4Addr = parse("address", addr)?;
+    let sizes: Vec<usize> = sizes.split(',').map(|s| parse("size", s)).collect::<Result<_, _>>()?;
+    let limit = Duration::from_secs(parse("seconds", secs)?);
+    let fd = socket_via(dev, libc::SOCK_DGRAM, 0)?;
+    let to = sockaddr(addr, ECHO_PORT);
+    // SAFETY: connect(2) with a live sockaddr_in: replies from anyone else are not taken.
+    let r = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&to as *const libc::sockaddr_in).cast(),
+            std::mem::size_of_val(&to) as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(format!("connect: {}", std::io::Error::last_os_error()));
+    }
+    let socket = std::net::UdpSocket::from(fd);
+    let mut got = vec![0u8; 65536];
+    let (mut bytes, mut tries) = (0usize, 0u32);
+    for (i, &n) in sizes.iter().enumerate() {
+        let mut data = vec![0u8; n];
+        Pattern(0x8349_0100 + i as u32).fill(&mut data);
+        let started = Instant::now();
+        let mut echoed = false;
+        for attempt in 1..=3u32 {
+            socket.send(&data).map_err(|e| format!("send of {n} bytes: {e}"))?;
+            tries += 1;
+            let until = started + limit * attempt / 3;
+            while !echoed {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                socket.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
+                match socket.recv(&mut got) {
+                    // A late echo of an earlier try of this datagram is the same bytes.
+                    Ok(m) if got[..m] == data[..] => echoed = true,
+                    Ok(m) => return Err(format!("echo of {n} bytes: {m} bytes back, or different")),
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    Err(e) => return Err(format!("receive of the echo of {n} bytes: {e}")),
+                }
+            }
+            if echoed {
+                break;
+            }
+        }
+        if !echoed {
+            return Err(format!("no echo of {n} bytes within {} s ({tries} datagrams sent so far)", limit.as_secs()));
+        }
+        bytes += n;
+    }
+    Ok(format!("sizes={} bytes={bytes} tries={tries}", sizes.len()))
+}
+
+/// One IPv4 fragment whose payload ends past the largest datagram's, through a raw socket (the kernel
+/// fills in the source address and the header checksum).
+fn frag_past_limit(dev: &str, addr: &str) -> Result<String, String> {
+    let addr: Ipv4Addr = parse("address", addr)?;
+    let fd = socket_via(dev, libc::SOCK_RAW, libc::IPPROTO_RAW)?;
+    let mut packet = [0u8; 36];
+    packet[0] = 0x45;
+    packet[2..4].copy_from_slice(&36u16.to_be_bytes());
+    packet[4..6].copy_from_slice(&0x8349u16.to_be_bytes());
+    // No more fragments, offset 8189 units of 8 bytes: 65512 + 16 bytes of payload > 65515.
+    packet[6..8].copy_from_slice(&8189u16.to_be_bytes());
+    packet[8] = 64;
+    packet[9] = libc::IPPROTO_UDP as u8;
+    packet[16..20].copy_from_slice(&addr.octets());
+    send_to(&fd, &packet, &sockaddr(addr, 0))?;
+    Ok("sent".to_string())
 }
 
 fn throughput(total: u64, seconds: f64) -> String {
