@@ -188,11 +188,7 @@ fn test_suites() -> Vec<Suite> {
             .into_iter()
             .filter(|s| s.guest == "infra" || s.guest == "net"),
     );
-    all.extend(
-        suites(None, None, Personality::Ivshmem)
-            .into_iter()
-            .filter(|s| s.guest == "net" && s.agents == 1),
-    );
+    all.extend(suites(None, None, Personality::Ivshmem).into_iter().filter(|s| s.guest == "net" && s.agents == 1));
     all
 }
 

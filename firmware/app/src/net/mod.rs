@@ -185,9 +185,11 @@ fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
     println!("idle");
 
     let mut last_state = device.engine.state();
-    // The second of the last heartbeat: the timer below wakes the agent every second while the host
-    // watches (the uptime's wake), and each new second beats once.
-    let mut beat_second = timebase.micros() / 1_000_000;
+    // The timebase tick of the next heartbeat: the timer below wakes the agent every second while the
+    // host watches (the uptime's wake), and each new second beats once. Kept in ticks, so the loop's
+    // check is one compare (microseconds would cost 64-bit divisions every turn, on the data path).
+    let second = u64::from(timebase_hz);
+    let mut next_beat = timebase.ticks() + second;
     let mut repairs = device.engine.counter(bar::counter::HEADER_REPAIRS);
     device.refresh();
     // Until the first sleep arms it for smoltcp's next timer, keep the decrementer quiet.
@@ -228,21 +230,22 @@ fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
         device.engine.count_stack(bar::counter::UDP_DROPPED, services.take_udp_dropped());
         // The boot block's uptime and the host's requests through it (reset, recovery).
         let boot_due = smoltcp::time::Duration::from_micros(crate::boot::poll());
-        let second = timebase.micros() / 1_000_000;
-        if second != beat_second {
-            beat_second = second;
+        let ticks = timebase.ticks();
+        if ticks >= next_beat {
+            next_beat = ticks + second;
             device.engine.tick();
             if crate::boot::repair() {
                 defmt::warn!("boot: the boot block's agent fields were overwritten: written again");
             }
-        }
-        let repaired = device.engine.counter(bar::counter::HEADER_REPAIRS);
-        if repaired != repairs {
-            repairs = repaired;
-            defmt::warn!(
-                "net: the agent's published fields were overwritten: written again ({=u32} repairs)",
-                repaired
-            );
+            // Repairs the engine made since the last beat (this one's, a doorbell's, a set-up's).
+            let repaired = device.engine.counter(bar::counter::HEADER_REPAIRS);
+            if repaired != repairs {
+                repairs = repaired;
+                defmt::warn!(
+                    "net: the agent's published fields were overwritten: written again ({=u32} repairs)",
+                    repaired
+                );
+            }
         }
         // Requests on the control service; a flash job advances a few words here.
         let controlled = control.poll(iface, &mut sockets, now(), iface_terms.0 - 14);
