@@ -273,7 +273,6 @@ static int bpnet_parse_agent(struct bpnet *bp, const struct bpnet_header *header
 	agent->version_minor = le16_to_cpu(header->version_minor);
 
 	/* The fixed regions first; the boot block is the boot stage's and the host's. */
-	/* The fixed regions first; the boot block is the boot stage's and the host's. */
 	regions[0].at = BPNET_HEADER_OFFSET;
 	regions[0].len = BPNET_HEADER_LEN;
 	regions[0].align = 64;
