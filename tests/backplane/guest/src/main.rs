@@ -104,27 +104,8 @@ impl Pattern {
 
 /// A TCP connection to `addr:port` leaving through `dev` only.
 fn connect_via(dev: &str, addr: Ipv4Addr, port: u16, timeout: Duration) -> Result<TcpStream, String> {
-    // SAFETY: socket(2) takes no pointers; the result is checked.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(format!("socket: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: `fd` is a fresh socket owned by nothing else; the stream closes it.
-    let stream = unsafe { TcpStream::from_raw_fd(fd) };
-    let name = dev.as_bytes();
-    // SAFETY: the option value is the live device name and its length.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_BINDTODEVICE,
-            name.as_ptr().cast(),
-            name.len() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(format!("SO_BINDTODEVICE {dev}: {}", std::io::Error::last_os_error()));
-    }
+    let stream = TcpStream::from(socket_via(dev, libc::SOCK_STREAM, 0)?);
+    let fd = stream.as_raw_fd();
     let sa = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: port.to_be(),
