@@ -3,6 +3,10 @@
 //! Portable: it sees the flash only through [`Bus`] (16-bit reads and writes at word offsets) and time
 //! only through [`Clock`]. The board implements both over the local bus window.
 //! Command sequences and status bits are in docs/REGISTERS.md ("Local bus NOR flash").
+//!
+//! A part whose CFI advertises a write buffer (its size at 0x2A, its typical time at 0x20) is programmed
+//! a write-buffer page at a time, as the data sheets recommend for more than a few words; a part without
+//! one, a word at a time.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -44,21 +48,28 @@ pub mod command {
     pub(crate) const CMD_PROGRAM: u16 = 0xA0;
     pub(crate) const CMD_ERASE: u16 = 0x80;
     pub(crate) const CMD_SECTOR_ERASE: u16 = 0x30;
+    pub(crate) const CMD_WRITE_TO_BUFFER: u16 = 0x25;
+    pub(crate) const CMD_BUFFER_CONFIRM: u16 = 0x29;
     pub(crate) const UNLOCK1: (u32, u16) = (0x555, 0xAA);
     pub(crate) const UNLOCK2: (u32, u16) = (0x2AA, 0x55);
     /// Toggles on every status read while the part is busy.
     pub(crate) const DQ6_TOGGLE: u16 = 0x40;
     /// Set while busy when the part has given up.
     pub(crate) const DQ5_TIMEOUT: u16 = 0x20;
+    /// Set while a write-buffer sequence is aborted.
+    pub(crate) const DQ1_BUFFER_ABORT: u16 = 0x02;
 
     fn unlock(bus: &mut impl Bus) {
         bus.write(UNLOCK1.0, UNLOCK1.1);
         bus.write(UNLOCK2.0, UNLOCK2.1);
     }
 
-    /// Back to read-array mode (after CFI, or after a failed operation).
+    /// Back to read-array mode (after CFI, or after a failed operation). A part in write-buffer abort
+    /// leaves it only on the abort reset (unlock, then the reset command), so that is what is written;
+    /// in any other state the unlock cycles followed by the reset command are a plain reset.
     pub fn reset(bus: &mut impl Bus) {
-        bus.write(0, CMD_RESET);
+        unlock(bus);
+        bus.write(UNLOCK1.0, CMD_RESET);
     }
 
     /// Start erasing the sector holding `word` (the caller checks it is a sector start).
@@ -76,14 +87,29 @@ pub mod command {
         bus.write(word, value);
     }
 
-    /// Data polling at the word being erased or programmed: DQ6 toggles while busy; DQ5 while it
-    /// still toggles means the part gave up (read twice more, as it may have finished in between).
+    /// Program `data` (at most the write buffer's words, all in one write-buffer page) from `word` on:
+    /// the write-to-buffer command at the sector, the count less one, each word, the confirm. Poll
+    /// [`status`] at the last word.
+    pub fn program_buffer(bus: &mut impl Bus, word: u32, data: &[u16]) {
+        let Some(count) = data.len().checked_sub(1) else { return };
+        unlock(bus);
+        bus.write(word, CMD_WRITE_TO_BUFFER);
+        bus.write(word, count as u16);
+        for (i, &value) in data.iter().enumerate() {
+            bus.write(word + i as u32, value);
+        }
+        bus.write(word, CMD_BUFFER_CONFIRM);
+    }
+
+    /// Data polling at the word being erased or programmed (the last word of a buffer): DQ6 toggles
+    /// while busy; DQ5 while it still toggles means the part gave up, DQ1 that a write-buffer sequence
+    /// was aborted (either: read twice more, as it may have finished in between).
     pub fn status(bus: &mut impl Bus, word: u32) -> Status {
         let (a, b) = (bus.read(word), bus.read(word));
         if (a ^ b) & DQ6_TOGGLE == 0 {
             return Status::Ready;
         }
-        if b & DQ5_TIMEOUT == 0 {
+        if b & (DQ5_TIMEOUT | DQ1_BUFFER_ABORT) == 0 {
             return Status::Busy;
         }
         let (c, d) = (bus.read(word), bus.read(word));
@@ -117,7 +143,31 @@ pub struct Geometry {
     pub size_bytes: u32,
     pub sector_bytes: u32,
     pub sectors: u32,
+    /// The write buffer, if the part has one.
+    pub write_buffer: Option<WriteBuffer>,
 }
+
+/// A write buffer as CFI describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteBuffer {
+    /// Bytes per buffer program (2^N at CFI 0x2A): also the write-buffer page, which a buffer
+    /// program must not cross.
+    pub bytes: u32,
+    /// Typical time of a full buffer program (2^N µs at CFI 0x20).
+    pub typical_us: u32,
+    /// How long to wait before calling the part broken: the maximum (typical × 2^N at CFI 0x24),
+    /// at least [`PROGRAM_TIMEOUT_US`].
+    pub timeout_us: u64,
+}
+
+impl WriteBuffer {
+    pub const fn words(&self) -> u32 {
+        self.bytes / 2
+    }
+}
+
+/// Largest write buffer taken (bytes); a part advertising more is driven with this much.
+pub const MAX_BUFFER_BYTES: u32 = 512;
 
 impl Geometry {
     pub const fn sector_words(&self) -> u32 {
@@ -130,36 +180,63 @@ pub struct Flash<B: Bus> {
     geometry: Geometry,
 }
 
+/// Query CFI for the geometry and write buffer (the part is left in read-array mode), accepting only
+/// what this driver handles.
+pub fn query(bus: &mut impl Bus) -> Result<Geometry, Error> {
+    command::reset(bus);
+    bus.write(0x55, CMD_CFI);
+    let qry = [bus.read(0x10), bus.read(0x11), bus.read(0x12)];
+    let result = (|| {
+        if qry != [u16::from(b'Q'), u16::from(b'R'), u16::from(b'Y')] {
+            return Err(Error::NotCfi);
+        }
+        let command_set = bus.read(0x13) | (bus.read(0x14) << 8);
+        if command_set != 0x0002 {
+            return Err(Error::CommandSet(command_set));
+        }
+        let size_log2 = u32::from(bus.read(0x27) & 0xFF);
+        let regions = bus.read(0x2C) & 0xFF;
+        // Region 1: number of sectors - 1 (16 bits), sector size / 256 (16 bits).
+        let count = u32::from(bus.read(0x2D) & 0xFF) | (u32::from(bus.read(0x2E) & 0xFF) << 8);
+        let unit = u32::from(bus.read(0x2F) & 0xFF) | (u32::from(bus.read(0x30) & 0xFF) << 8);
+        if regions != 1 || !(12..=31).contains(&size_log2) || unit == 0 {
+            return Err(Error::Geometry);
+        }
+        let sector_bytes = unit * 256;
+        let write_buffer = write_buffer(bus, sector_bytes);
+        let geometry = Geometry { size_bytes: 1 << size_log2, sector_bytes, sectors: count + 1, write_buffer };
+        if geometry.sectors.checked_mul(geometry.sector_bytes) != Some(geometry.size_bytes) {
+            return Err(Error::Geometry);
+        }
+        Ok(geometry)
+    })();
+    command::reset(bus);
+    result
+}
+
+/// The write buffer CFI advertises (in query mode): none if its size (0x2A) or its typical time
+/// (0x20) is 0, or it is not a whole number of words dividing the sector.
+fn write_buffer(bus: &mut impl Bus, sector_bytes: u32) -> Option<WriteBuffer> {
+    let size_log2 = u32::from(bus.read(0x2A) & 0xFF) | (u32::from(bus.read(0x2B) & 0xFF) << 8);
+    let typical_log2 = u32::from(bus.read(0x20) & 0xFF);
+    let max_log2 = u32::from(bus.read(0x24) & 0xFF);
+    if !(1..=16).contains(&size_log2) || !(1..=16).contains(&typical_log2) || max_log2 > 8 {
+        return None;
+    }
+    let bytes = (1u32 << size_log2).min(MAX_BUFFER_BYTES);
+    if !sector_bytes.is_multiple_of(bytes) {
+        return None;
+    }
+    let typical_us = 1u32 << typical_log2;
+    let timeout_us = (u64::from(typical_us) << max_log2).max(PROGRAM_TIMEOUT_US);
+    Some(WriteBuffer { bytes, typical_us, timeout_us })
+}
+
 impl<B: Bus> Flash<B> {
     /// Query CFI and accept only what this driver handles.
     pub fn probe(mut bus: B) -> Result<Self, Error> {
-        command::reset(&mut bus);
-        bus.write(0x55, CMD_CFI);
-        let qry = [bus.read(0x10), bus.read(0x11), bus.read(0x12)];
-        let result = (|| {
-            if qry != [u16::from(b'Q'), u16::from(b'R'), u16::from(b'Y')] {
-                return Err(Error::NotCfi);
-            }
-            let command_set = bus.read(0x13) | (bus.read(0x14) << 8);
-            if command_set != 0x0002 {
-                return Err(Error::CommandSet(command_set));
-            }
-            let size_log2 = u32::from(bus.read(0x27) & 0xFF);
-            let regions = bus.read(0x2C) & 0xFF;
-            // Region 1: number of sectors - 1 (16 bits), sector size / 256 (16 bits).
-            let count = u32::from(bus.read(0x2D) & 0xFF) | (u32::from(bus.read(0x2E) & 0xFF) << 8);
-            let unit = u32::from(bus.read(0x2F) & 0xFF) | (u32::from(bus.read(0x30) & 0xFF) << 8);
-            if regions != 1 || !(12..=31).contains(&size_log2) || unit == 0 {
-                return Err(Error::Geometry);
-            }
-            let geometry = Geometry { size_bytes: 1 << size_log2, sector_bytes: unit * 256, sectors: count + 1 };
-            if geometry.sectors.checked_mul(geometry.sector_bytes) != Some(geometry.size_bytes) {
-                return Err(Error::Geometry);
-            }
-            Ok(geometry)
-        })();
-        command::reset(&mut bus);
-        Ok(Flash { geometry: result?, bus })
+        let geometry = query(&mut bus)?;
+        Ok(Flash { geometry, bus })
     }
 
     pub fn geometry(&self) -> Geometry {
@@ -197,11 +274,15 @@ impl<B: Bus> Flash<B> {
     }
 
     /// Program `data` (big-endian 16-bit words, as the bus presents them) at byte offset `offset`,
-    /// verifying each word. Bits can only go from 1 to 0: erase first.
+    /// verifying each word. Bits can only go from 1 to 0: erase first. Through the write buffer, a
+    /// write-buffer page at a time, if the part has one.
     pub fn program(&mut self, offset: u32, data: &[u8], clock: &mut impl Clock) -> Result<(), Error> {
         let end = u64::from(offset) + data.len() as u64;
         if !offset.is_multiple_of(2) || !data.len().is_multiple_of(2) || end > u64::from(self.geometry.size_bytes) {
             return Err(Error::Address(offset));
+        }
+        if let Some(buffer) = self.geometry.write_buffer {
+            return self.program_buffered(offset, data, buffer, clock);
         }
         for (i, pair) in data.chunks_exact(2).enumerate() {
             let word = offset / 2 + i as u32;
@@ -214,6 +295,44 @@ impl<B: Bus> Flash<B> {
             let read = self.bus.read(word);
             if read != value {
                 return Err(Error::Verify { word, wrote: value, read });
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Flash::program`] through the write buffer: each page's words from the first to the last that
+    /// is not 0xFFFF (the erased state already), one buffer program each.
+    fn program_buffered(
+        &mut self,
+        offset: u32,
+        data: &[u8],
+        buffer: WriteBuffer,
+        clock: &mut impl Clock,
+    ) -> Result<(), Error> {
+        let mut words = [0u16; MAX_BUFFER_BYTES as usize / 2];
+        let mut at = 0;
+        while at < data.len() {
+            let word = (offset as usize + at) as u32 / 2;
+            let in_page = (buffer.words() - word % buffer.words()) as usize;
+            let n = in_page.min((data.len() - at) / 2);
+            for (w, pair) in words.iter_mut().zip(data[at..at + 2 * n].chunks_exact(2)) {
+                *w = u16::from_be_bytes([pair[0], pair[1]]);
+            }
+            at += 2 * n;
+            let page = &words[..n];
+            let (Some(first), Some(last)) =
+                (page.iter().position(|&w| w != 0xFFFF), page.iter().rposition(|&w| w != 0xFFFF))
+            else {
+                continue;
+            };
+            let start = word + first as u32;
+            command::program_buffer(&mut self.bus, start, &page[first..=last]);
+            self.wait(word + last as u32, clock, buffer.timeout_us)?;
+            for (i, &value) in page.iter().enumerate().take(last + 1).skip(first) {
+                let read = self.bus.read(word + i as u32);
+                if read != value {
+                    return Err(Error::Verify { word: word + i as u32, wrote: value, read });
+                }
             }
         }
         Ok(())

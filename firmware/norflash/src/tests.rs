@@ -35,7 +35,10 @@ impl Clock for Ticks {
 fn probe_reads_geometry() {
     let mut part = part();
     let flash = Flash::probe(Part(&mut part)).unwrap();
-    assert_eq!(flash.geometry(), Geometry { size_bytes: 1 << 20, sector_bytes: 128 << 10, sectors: 8 });
+    assert_eq!(
+        flash.geometry(),
+        Geometry { size_bytes: 1 << 20, sector_bytes: 128 << 10, sectors: 8, write_buffer: None }
+    );
     assert!(part.reads_array());
 }
 

@@ -3,7 +3,18 @@
 //!
 //! The array lives in a file (the flash image as the core reads it: word w is the big-endian 16-bit value at
 //! byte 2w), so contents survive emulator restarts. Programming and erasing take virtual time (word 60 µs,
-//! sector 500 ms); meanwhile reads return status and the result appears when the operation ends.
+//! write buffer 480 µs, sector 500 ms); meanwhile reads return status and the result appears when the
+//! operation ends.
+//!
+//! # Write-buffer programming (S29GL-P data sheet, "Write Buffer Programming")
+//! Unlock, 0x25 at the sector address, the number of words less one at the sector address, that many
+//! address/data pairs, 0x29 at the sector address. The first pair selects the write-buffer page (32 words,
+//! aligned); pairs may come in any order and a location loaded twice keeps its last data (each load counts).
+//! The part aborts the sequence (DQ1) on a count above 32 words, a write to another sector than the 0x25's,
+//! a pair outside the selected page, or anything but 0x29 at the sector after the last pair. Aborted, every
+//! read returns status (DQ7 = complement of bit 7 of the last data loaded, DQ6 toggling, DQ1 set) and only
+//! the write-to-buffer-abort reset (unlock, 0xF0 at 0x555) returns to read mode. A read while loading is
+//! not modelled and stops the run.
 //!
 //! # Decisions the register table leaves open
 //! * Command addresses are decoded on word-offset bits 10:0 (0x555, 0x2AA), as the parts do, so commands
@@ -11,13 +22,16 @@
 //! * Status while busy: DQ7 (complement of the programmed bit 7, 0 while erasing) and DQ6 (toggling on every
 //!   read); every other bit reads 0. Writes while busy are ignored, except erase suspend (0xB0) and a second
 //!   sector-erase command (multi-sector erase), which are not modelled and stop the run. So are autoselect,
-//!   unlock bypass, write-buffer programming and chip erase.
+//!   unlock bypass and chip erase.
+//! * A buffer program takes the full buffer's typical time whatever the count (the data sheet gives only
+//!   that figure).
 //! * A 32-bit read is two 16-bit reads (the local bus splits it), a byte read one 16-bit read; command writes
 //!   must be 16 bits wide.
 //! * A board reset (not a power cut) puts the part in read mode; an operation in progress completes first.
 //! * CFI: besides the table's fields, typical/maximum timeouts (word program 2^6 µs typical, ×2^3 maximum;
-//!   sector erase 2^9 ms, ×2^3), Vcc 2.7-3.6 V, interface x8/x16, no buffer programming, no chip erase, and a
-//!   minimal "PRI" extended table at 0x40 (version 1.3, no erase suspend, no protection, uniform sectors).
+//!   buffer program 2^9 µs, ×2^3; sector erase 2^9 ms, ×2^3), Vcc 2.7-3.6 V, interface x8/x16, a 2^6-byte
+//!   write buffer, no chip erase, and a minimal "PRI" extended table at 0x40 (version 1.3, no erase suspend,
+//!   no protection, uniform sectors).
 
 use bpnet_update::MPC8349EMDS;
 
@@ -36,11 +50,33 @@ const fn instructions(ps: u64) -> u64 {
 }
 /// Word program: 60 µs.
 pub const PROGRAM_INSTRUCTIONS: u64 = instructions(60_000_000);
+/// Write-buffer program of up to [`BUFFER_WORDS`] words: 480 µs.
+pub const BUFFER_PROGRAM_INSTRUCTIONS: u64 = instructions(480_000_000);
 /// Sector erase: 500 ms.
 pub const ERASE_INSTRUCTIONS: u64 = instructions(500_000_000_000);
 
+/// Words in the write buffer (a write-buffer page: aligned, within one sector).
+pub const BUFFER_WORDS: u32 = 32;
+
 const DQ7: u16 = 0x80;
 const DQ6: u16 = 0x40;
+/// Set in status reads while a write-buffer sequence is aborted.
+const DQ1: u16 = 0x02;
+
+/// A write-buffer sequence being loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Buffer {
+    sector: u32,
+    /// The write-buffer page (word offset / [`BUFFER_WORDS`]) the first pair selected.
+    page: Option<u32>,
+    /// Loads still expected.
+    left: u32,
+    data: [u16; BUFFER_WORDS as usize],
+    /// Bit i: location i of the page was loaded.
+    loaded: u32,
+    /// The last data loaded (DQ7 of the status is its complement).
+    last: u16,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -52,11 +88,19 @@ enum Mode {
     EraseUnlocked1,
     EraseUnlocked2,
     Cfi,
+    /// 0x25 written at `sector`: the count comes next.
+    BufferCount { sector: u32 },
+    BufferLoad(Buffer),
+    /// Every pair loaded: 0x29 at the sector comes next.
+    BufferConfirm(Buffer),
+    /// The sequence was aborted (DQ1); the abort reset's unlock cycles seen so far.
+    Aborted { last: u16, unlocked: u8 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Program { word: u32, value: u16 },
+    Buffer { page: u32, data: [u16; BUFFER_WORDS as usize], loaded: u32, last: u16 },
     Erase { sector: u32 },
 }
 
@@ -90,11 +134,14 @@ const CFI: &[(u32, u16)] = &[
     (0x1B, 0x27),
     (0x1C, 0x36),
     (0x1F, 0x06),
+    (0x20, 0x09),
     (0x21, 0x09),
     (0x23, 0x03),
+    (0x24, 0x03),
     (0x25, 0x03),
     (0x27, 25),
     (0x28, 0x02),
+    (0x2A, 0x06),
     (0x2C, 0x01),
     (0x2D, 0xFF),
     (0x2E, 0x00),
@@ -155,11 +202,22 @@ impl Flash {
         let Some(op) = self.op.take() else { return };
         match op.kind {
             Kind::Program { word, value } => self.set_word(word, self.word(word) & value),
+            Kind::Buffer { page, data, loaded, .. } => self.program_buffer(page, &data, loaded),
             Kind::Erase { sector } => {
                 self.array.fill(u64::from(sector * SECTOR_BYTES), u64::from(SECTOR_BYTES), 0xFF);
             }
         }
         self.mode = Mode::Read;
+    }
+
+    /// Program the locations of `page` that `loaded` names with their `data`.
+    fn program_buffer(&self, page: u32, data: &[u16; BUFFER_WORDS as usize], loaded: u32) {
+        for (i, &value) in data.iter().enumerate() {
+            if loaded & (1 << i) != 0 {
+                let w = page * BUFFER_WORDS + i as u32;
+                self.set_word(w, self.word(w) & value);
+            }
+        }
     }
 
     /// A board reset: read mode; an operation in progress completes first.
@@ -169,8 +227,9 @@ impl Flash {
     }
 
     /// Power fails half-way through the operation in progress: a word keeps the lower-order half of the bits
-    /// it was to lose cleared (rounded down), a sector has its first half erased and the rest untouched. The
-    /// part comes back in read mode.
+    /// it was to lose cleared (rounded down), a write buffer has the lower-addressed half of its loaded
+    /// locations (rounded down) programmed and the rest untouched, a sector has its first half erased and the
+    /// rest untouched. The part comes back in read mode.
     pub fn power_cut(&mut self) {
         if let Some(op) = self.op.take() {
             match op.kind {
@@ -187,6 +246,13 @@ impl Flash {
                     }
                     self.set_word(word, old & !cleared);
                 }
+                Kind::Buffer { page, data, loaded, .. } => {
+                    let mut half = loaded;
+                    for _ in 0..loaded.count_ones().div_ceil(2) {
+                        half &= !(1 << (31 - half.leading_zeros()));
+                    }
+                    self.program_buffer(page, &data, half);
+                }
                 Kind::Erase { sector } => {
                     self.array.fill(u64::from(sector * SECTOR_BYTES), u64::from(SECTOR_BYTES / 2), 0xFF);
                 }
@@ -197,7 +263,7 @@ impl Flash {
 
     fn status(&mut self, op: Operation) -> u16 {
         let dq7 = match op.kind {
-            Kind::Program { value, .. } => !value & DQ7,
+            Kind::Program { value, .. } | Kind::Buffer { last: value, .. } => !value & DQ7,
             Kind::Erase { .. } => 0,
         };
         self.dq6 = !self.dq6;
@@ -210,6 +276,10 @@ impl Flash {
         }
         match self.mode {
             Mode::Cfi => CFI.iter().find(|&&(at, _)| at == w).map_or(0, |&(_, v)| v),
+            Mode::Aborted { last, .. } => {
+                self.dq6 = !self.dq6;
+                (!last & DQ7) | if self.dq6 { DQ6 } else { 0 } | DQ1
+            }
             _ => self.word(w),
         }
     }
@@ -219,6 +289,11 @@ impl Flash {
         self.advance(now);
         if !matches!(size, 1 | 2 | 4) || !offset.is_multiple_of(size) {
             return Err(format!("unaligned {size}-byte flash read"));
+        }
+        if matches!(self.mode, Mode::BufferCount { .. } | Mode::BufferLoad(_) | Mode::BufferConfirm(_))
+            && self.op.is_none()
+        {
+            return Err("a read while loading the write buffer is not modelled".to_string());
         }
         let w = offset / 2;
         Ok(match size {
@@ -252,6 +327,10 @@ impl Flash {
         }
         // Every cycle leaves the part in read mode unless it continues a sequence (a refused command too).
         let mode = std::mem::replace(&mut self.mode, Mode::Read);
+        if let Some(next) = self.buffer_cycle(mode, w, cmd, now) {
+            self.mode = next?;
+            return Ok(self.op.is_some());
+        }
         if cmd == 0xF0 && mode != Mode::ProgramSetup {
             return Ok(false);
         }
@@ -264,7 +343,7 @@ impl Flash {
             (Mode::Unlocked2, 0x555, 0x80) => Mode::EraseSetup,
             (Mode::Unlocked2, 0x555, 0x90) => return Err("autoselect is not modelled".to_string()),
             (Mode::Unlocked2, 0x555, 0x20) => return Err("unlock bypass is not modelled".to_string()),
-            (Mode::Unlocked2, _, 0x25) => return Err("write-buffer programming is not modelled".to_string()),
+            (Mode::Unlocked2, _, 0x25) => Mode::BufferCount { sector: w / SECTOR_WORDS },
             (Mode::ProgramSetup, _, _) => {
                 self.start(Kind::Program { word: w, value: cmd }, now, PROGRAM_INSTRUCTIONS);
                 return Ok(true);
@@ -282,6 +361,53 @@ impl Flash {
         };
         self.mode = next;
         Ok(false)
+    }
+
+    /// A cycle of a write-buffer sequence (or of the abort reset): the next mode, or `None` when `mode` is
+    /// not one of those.
+    fn buffer_cycle(&mut self, mode: Mode, w: u32, cmd: u16, now: u64) -> Option<Result<Mode, String>> {
+        let in_sector = |sector: u32| w / SECTOR_WORDS == sector;
+        let abort = |last: u16| Some(Ok(Mode::Aborted { last, unlocked: 0 }));
+        match mode {
+            Mode::BufferCount { sector } => {
+                if !in_sector(sector) || u32::from(cmd) >= BUFFER_WORDS {
+                    return abort(0xFFFF);
+                }
+                let left = u32::from(cmd) + 1;
+                let buffer =
+                    Buffer { sector, page: None, left, data: [0xFFFF; BUFFER_WORDS as usize], loaded: 0, last: 0xFFFF };
+                Some(Ok(Mode::BufferLoad(buffer)))
+            }
+            Mode::BufferLoad(mut b) => {
+                let page = *b.page.get_or_insert(w / BUFFER_WORDS);
+                if !in_sector(b.sector) || w / BUFFER_WORDS != page {
+                    return abort(b.last);
+                }
+                let i = w % BUFFER_WORDS;
+                b.data[i as usize] = cmd;
+                b.loaded |= 1 << i;
+                b.last = cmd;
+                b.left -= 1;
+                Some(Ok(if b.left == 0 { Mode::BufferConfirm(b) } else { Mode::BufferLoad(b) }))
+            }
+            Mode::BufferConfirm(b) => {
+                if cmd != 0x29 || !in_sector(b.sector) {
+                    return abort(b.last);
+                }
+                let page = b.page.unwrap_or(0);
+                let kind = Kind::Buffer { page, data: b.data, loaded: b.loaded, last: b.last };
+                self.start(kind, now, BUFFER_PROGRAM_INSTRUCTIONS);
+                Some(Ok(Mode::Read))
+            }
+            // Only the write-to-buffer-abort reset leaves the abort; any other cycle starts it over.
+            Mode::Aborted { last, unlocked } => Some(Ok(match (unlocked, w & 0x7FF, cmd) {
+                (0, 0x555, 0xAA) => Mode::Aborted { last, unlocked: 1 },
+                (1, 0x2AA, 0x55) => Mode::Aborted { last, unlocked: 2 },
+                (2, 0x555, 0xF0) => Mode::Read,
+                _ => Mode::Aborted { last, unlocked: 0 },
+            })),
+            _ => None,
+        }
     }
 
     fn start(&mut self, kind: Kind, now: u64, duration: u64) {
@@ -328,6 +454,7 @@ mod tests {
     #[test]
     fn timings_are_the_tables() {
         assert_eq!(PROGRAM_INSTRUCTIONS, 32_000);
+        assert_eq!(BUFFER_PROGRAM_INSTRUCTIONS, 256_000);
         assert_eq!(ERASE_INSTRUCTIONS, 266_666_667);
     }
 
@@ -434,6 +561,193 @@ mod tests {
         flash.power_cut();
         assert_eq!(flash.word(5 * SECTOR_WORDS), 0xFFFF);
         assert_eq!(flash.word(5 * SECTOR_WORDS + SECTOR_WORDS / 2), 0x2222);
+    }
+
+    /// Unlock, write-to-buffer at `sector_word`, the count less one, the pairs, the confirm.
+    fn load_buffer(f: &mut Flash, sector_word: u32, pairs: &[(u32, u16)], now: u64) {
+        unlock(f, now);
+        cmd(f, sector_word, 0x25, now);
+        cmd(f, sector_word, pairs.len() as u16 - 1, now);
+        for &(w, v) in pairs {
+            cmd(f, w, v, now);
+        }
+    }
+
+    fn aborted(f: &mut Flash, now: u64) -> bool {
+        let (a, b) = (f.read(0, 2, now).unwrap(), f.read(0, 2, now).unwrap());
+        (a ^ b) & u32::from(DQ6) != 0 && b & u32::from(DQ1) != 0
+    }
+
+    #[test]
+    fn cfi_describes_the_write_buffer() {
+        let (_f, mut flash) = part(None);
+        cmd(&mut flash, 0x55, 0x98, 0);
+        let r = |flash: &mut Flash, w: u32| flash.read(w * 2, 2, 0).unwrap();
+        assert_eq!(1 << (r(&mut flash, 0x2A) | (r(&mut flash, 0x2B) << 8)), BUFFER_WORDS * 2);
+        // Typical times: 2^N µs, the figures the model takes rounded up to a power of two.
+        assert_eq!(1 << r(&mut flash, 0x1F), 64);
+        assert_eq!(1 << r(&mut flash, 0x20), 512);
+        assert!(BUFFER_PROGRAM_INSTRUCTIONS <= instructions(512_000_000));
+        assert!(PROGRAM_INSTRUCTIONS <= instructions(64_000_000));
+        assert_ne!(r(&mut flash, 0x24), 0, "a maximum buffer time");
+    }
+
+    #[test]
+    fn buffer_program_loads_confirms_and_takes_480_microseconds() {
+        let (_f, mut flash) = part(None);
+        let sector = 9 * SECTOR_WORDS;
+        let page = sector + 3 * BUFFER_WORDS;
+        // In any order, a location loaded twice keeps its last data.
+        let pairs = [(page + 5, 0x1234), (page, 0xFF7F), (page + 31, 0x0000), (page + 5, 0x5678)];
+        load_buffer(&mut flash, sector + 100, &pairs, 10);
+        assert!(flash.write(0, 2, 0x0000, 10).is_ok());
+        // That 0x0000 at word 0 was not the confirm at the sector: aborted.
+        assert!(aborted(&mut flash, 11));
+        let (_g, mut flash) = part(None);
+        load_buffer(&mut flash, sector + 100, &pairs, 10);
+        assert!(flash.read(0, 2, 10).is_err(), "a read while loading is not modelled");
+        let (_g, mut flash) = part(None);
+        load_buffer(&mut flash, sector + 100, &pairs, 10);
+        assert!(cmd(&mut flash, sector + 7, 0x29, 10), "the confirm starts it");
+        assert_eq!(flash.operations(), 1);
+        let end = 10 + BUFFER_PROGRAM_INSTRUCTIONS;
+        assert_eq!(flash.busy_until(), Some(end));
+        // Busy: DQ7 is the complement of the last data loaded's (0x5678: bit 7 clear → DQ7 set).
+        let (a, b) = (flash.read(0, 2, 11).unwrap(), flash.read(0, 2, 12).unwrap());
+        assert_ne!(a & 0x40, b & 0x40);
+        assert_eq!((a | b) & 0xFFBF, 0x80);
+        assert_eq!(flash.read((page + 5) * 2, 2, end).unwrap(), 0x5678);
+        assert_eq!(flash.read(page * 2, 2, end).unwrap(), 0xFF7F);
+        assert_eq!(flash.read((page + 31) * 2, 2, end).unwrap(), 0x0000);
+        assert_eq!(flash.read((page + 1) * 2, 2, end).unwrap(), 0xFFFF);
+        assert_eq!(flash.read((page + 32) * 2, 2, end).unwrap(), 0xFFFF);
+    }
+
+    #[test]
+    fn buffer_aborts_as_the_part_does_and_the_abort_reset_ends_it() {
+        let sector = 2 * SECTOR_WORDS;
+        // Count too large: 33 words.
+        let (_f, mut flash) = part(None);
+        unlock(&mut flash, 0);
+        cmd(&mut flash, sector, 0x25, 0);
+        cmd(&mut flash, sector, BUFFER_WORDS as u16, 0);
+        assert!(aborted(&mut flash, 0));
+        // Count written in another sector.
+        let (_f, mut flash) = part(None);
+        unlock(&mut flash, 0);
+        cmd(&mut flash, sector, 0x25, 0);
+        cmd(&mut flash, sector + SECTOR_WORDS, 1, 0);
+        assert!(aborted(&mut flash, 0));
+        // A pair in another sector, a pair outside the selected page.
+        for stray in [sector + SECTOR_WORDS + 1, sector + BUFFER_WORDS] {
+            let (_f, mut flash) = part(None);
+            load_buffer(&mut flash, sector, &[(sector + 1, 0), (stray, 0)], 0);
+            assert!(aborted(&mut flash, 0), "{stray:#x}");
+            // Aborted: nothing programmed, no operation, a plain reset and other cycles are ignored.
+            assert!(!cmd(&mut flash, 0, 0xF0, 0));
+            assert!(!cmd(&mut flash, sector, 0x29, 0));
+            assert!(aborted(&mut flash, 0));
+            assert_eq!(flash.operations(), 0);
+            // The write-to-buffer-abort reset: unlock, 0xF0.
+            unlock(&mut flash, 0);
+            cmd(&mut flash, 0x555, 0xF0, 0);
+            assert!(!aborted(&mut flash, 0));
+            assert_eq!(flash.word(sector + 1), 0xFFFF);
+            assert_eq!(flash.word(stray), 0xFFFF);
+            // And the part takes commands again.
+            assert!(program(&mut flash, sector + 1, 0x1111, 0));
+        }
+        // A confirm at another sector.
+        let (_f, mut flash) = part(None);
+        load_buffer(&mut flash, sector, &[(sector + 1, 0)], 0);
+        assert!(!cmd(&mut flash, sector + SECTOR_WORDS, 0x29, 0));
+        assert!(aborted(&mut flash, 0));
+        // A board reset ends an abort too.
+        flash.reset();
+        assert!(!aborted(&mut flash, 0));
+    }
+
+    #[test]
+    fn power_cut_mid_buffer_programs_the_lower_half_of_its_words() {
+        let (_f, mut flash) = part(Some(1));
+        let pairs: Vec<(u32, u16)> = (0..5).map(|i| (64 + i * 3, 0x0000)).collect();
+        load_buffer(&mut flash, 0, &pairs, 0);
+        assert!(cmd(&mut flash, 0, 0x29, 0));
+        assert_eq!(flash.cut_time(), Some(BUFFER_PROGRAM_INSTRUCTIONS / 2));
+        flash.power_cut();
+        assert_eq!(flash.busy_until(), None);
+        // Of five loaded words, the two lowest-addressed are programmed, the rest untouched.
+        let words: Vec<u16> = pairs.iter().map(|&(w, _)| flash.word(w)).collect();
+        assert_eq!(words, [0, 0, 0xFFFF, 0xFFFF, 0xFFFF]);
+    }
+
+    /// The flash driver on this model: the board's bus (a 16-bit access per word) and a clock that
+    /// advances the model's virtual time as it is read.
+    struct DriverBus<'a>(&'a mut Flash, u64);
+
+    impl norflash::Bus for DriverBus<'_> {
+        fn read(&mut self, word: u32) -> u16 {
+            self.1 += 100;
+            self.0.read(word * 2, 2, self.1).unwrap() as u16
+        }
+        fn write(&mut self, word: u32, value: u16) {
+            self.0.write(word * 2, 2, u32::from(value), self.1).unwrap();
+        }
+    }
+
+    struct ModelClock;
+    impl norflash::Clock for ModelClock {
+        fn now_us(&mut self) -> u64 {
+            0
+        }
+    }
+
+    #[test]
+    fn driver_programs_through_the_write_buffer_the_model_advertises() {
+        let (_f, mut flash) = part(None);
+        let mut driver = norflash::Flash::probe(DriverBus(&mut flash, 0)).unwrap();
+        let buffer = driver.geometry().write_buffer.expect("the model advertises a write buffer");
+        assert_eq!(buffer.bytes, BUFFER_WORDS * 2);
+        assert_eq!(buffer.typical_us, 512);
+        // 200 bytes from an odd word of a page: one partial page, then whole and partial ones, with a
+        // run of erased words skipped.
+        let offset = 3 * SECTOR_BYTES + 2 * 7;
+        let mut data: Vec<u8> = (0..200u32).map(|i| (i * 7 + 3) as u8).collect();
+        data[60..130].fill(0xFF);
+        driver.program(offset, &data, &mut ModelClock).unwrap();
+        let bus = driver.release();
+        let ops = bus.0.operations();
+        // Words 7..32 of the first page, 32..64 (to byte 60 of the data, then erased to 130), the
+        // next pages: 4 buffer programs, not one per word.
+        assert_eq!(ops, 4, "buffer programs");
+        for (i, pair) in data.chunks_exact(2).enumerate() {
+            assert_eq!(bus.0.word(offset / 2 + i as u32), u16::from_be_bytes([pair[0], pair[1]]), "word {i}");
+        }
+    }
+
+    #[test]
+    fn driver_reports_a_failed_buffer_and_leaves_the_part_reading() {
+        let (_f, mut flash) = part(None);
+        let mut driver = norflash::Flash::probe(DriverBus(&mut flash, 0)).unwrap();
+        // Programming a 0 to 1 fails read-back: the driver says which word.
+        driver.program(0, &[0, 0], &mut ModelClock).unwrap();
+        assert_eq!(
+            driver.program(0, &[0x12, 0x34, 0x56, 0x78], &mut ModelClock),
+            Err(norflash::Error::Verify { word: 0, wrote: 0x1234, read: 0 })
+        );
+        let bus = driver.release();
+        // A sequence the part aborts (a count at another sector) is a failure, and the driver's reset
+        // brings the part back from the abort.
+        let DriverBus(flash, t) = bus;
+        unlock(flash, t);
+        cmd(flash, 0, 0x25, t);
+        cmd(flash, SECTOR_WORDS, 0, t);
+        assert!(aborted(flash, t));
+        let mut part = DriverBus(flash, t);
+        assert_eq!(norflash::command::status(&mut part, 0), norflash::Status::Failed);
+        norflash::command::reset(&mut part);
+        assert_eq!(norflash::command::status(&mut part, 0), norflash::Status::Ready);
+        assert_eq!(part.0.read(0, 2, part.1).unwrap(), 0);
     }
 
     #[test]
