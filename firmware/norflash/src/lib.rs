@@ -166,8 +166,9 @@ impl WriteBuffer {
     }
 }
 
-/// Largest write buffer taken (bytes); a part advertising more is driven with this much.
-pub const MAX_BUFFER_BYTES: u32 = 512;
+/// Largest write buffer taken (bytes): a part advertising more is driven this much at a time (a
+/// smaller aligned chunk never crosses its page), which keeps a buffer's copy small on the stack.
+pub const MAX_BUFFER_BYTES: u32 = 64;
 
 impl Geometry {
     pub const fn sector_words(&self) -> u32 {

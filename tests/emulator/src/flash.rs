@@ -89,12 +89,17 @@ enum Mode {
     EraseUnlocked2,
     Cfi,
     /// 0x25 written at `sector`: the count comes next.
-    BufferCount { sector: u32 },
+    BufferCount {
+        sector: u32,
+    },
     BufferLoad(Buffer),
     /// Every pair loaded: 0x29 at the sector comes next.
     BufferConfirm(Buffer),
     /// The sequence was aborted (DQ1); the abort reset's unlock cycles seen so far.
-    Aborted { last: u16, unlocked: u8 },
+    Aborted {
+        last: u16,
+        unlocked: u8,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

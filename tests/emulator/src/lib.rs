@@ -47,7 +47,7 @@ pub use bpnet_test_support::host::HostAccessError;
 pub use bus::{BusModel, BusTiming, Direction};
 pub use dma::DmaStats;
 pub use elf::{LoadError, RAM_SIZE};
-pub use flash::{FLASH_BASE, FLASH_SIZE};
+pub use flash::{BUFFER_WORDS as FLASH_BUFFER_WORDS, FLASH_BASE, FLASH_SIZE};
 pub use immr::{le_register, ConfigRetry, Immr, IMMR_BASE, STANDALONE_BAR0_ADDRESS};
 pub use machine::STUB_PAGE;
 pub use msgunit::OutboundDoorbells;

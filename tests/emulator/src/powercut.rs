@@ -1,15 +1,16 @@
 //! Power cuts during a firmware update, at every flash step ([`Cuts`]): the real boot stage starts the real
 //! firmware from slot A; the host sends a new signed image to the firmware's control service (FLASH);
-//! the emulator cuts the power half-way through the N-th erase or word program; the board powers up
+//! the emulator cuts the power half-way through the N-th erase or program (a write-buffer page, the
+//! board's part advertising a write buffer); the board powers up
 //! again into the boot stage, which must start an image that verifies — the old one, or the new one
 //! once the update had recorded it — and nothing else.
 //!
 //! A reference run without a cut counts the flash operations the update makes, and those of the first
 //! boot after it (the boot stage records one trial boot fewer before it starts the new image), and
 //! checks that this boot starts the new image; then each selected operation ([`Cuts`]: all of them, or a
-//! sample) is cut in a run of its own. The new image is small on purpose (one sector,
-//! about 0.6 k word programs, plus the boot-state records before and after), so that every step of a
-//! whole update can be cut; its payload starts with `b .`, so a board that starts it halts
+//! sample) is cut in a run of its own. The new image is small on purpose (one sector, about 20 buffer
+//! programs, plus the boot-state records before and after), so that every step of a whole update can
+//! be cut; its payload starts with `b .`, so a board that starts it halts
 //! at its entry, which is how the check tells the new image was started.
 //!
 //! Slot B starts out holding a rejected image, so the update first records slot B as empty (a
@@ -67,7 +68,7 @@ pub enum Ending {
 /// The result of cutting every step.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// Flash operations (erases and word programs) before the update began, the update's own, those
+    /// Flash operations (erases and programs) before the update began, the update's own, those
     /// of the first boot after it, and the two together: the cut points.
     pub before: u64,
     pub update: u64,
@@ -87,13 +88,13 @@ pub struct Report {
 }
 
 /// Which steps are cut: all of them (the campaign `bpnet-powercut` and the benchmark run), or the ones
-/// where the kind of step changes plus a stride through the image's word programs in between (the test
-/// suite's run, a fifth of the time).
+/// where the kind of step changes plus a stride through the image's programs in between (the test
+/// suite's run, about half of the steps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cuts {
     Every,
     /// Every step of the first and last `edge` steps of the update (the boot-state record before it, the
-    /// erase and the first words of slot B; the last words and the trial record), every `stride`-th
+    /// erase and the first page of slot B; the last page and the trial record), every `stride`-th
     /// step in between, and every step of the first boot after it.
     Sample {
         edge: u64,
@@ -102,9 +103,9 @@ pub enum Cuts {
 }
 
 impl Cuts {
-    /// The sample the test suite runs: the records either side are 19 steps each (an erase and 18
-    /// word programs), so 24 steps at each edge reach into the image's words.
-    pub const SAMPLE: Cuts = Cuts::Sample { edge: 24, stride: 16 };
+    /// The sample the test suite runs: the records either side are 2 steps each (an erase and one
+    /// buffer program), so 4 steps at each edge reach into the image's pages.
+    pub const SAMPLE: Cuts = Cuts::Sample { edge: 4, stride: 4 };
 
     /// Whether step `k` (1-based) of `update` update steps followed by the first boot's is cut.
     pub fn includes(self, k: u64, update: u64) -> bool {

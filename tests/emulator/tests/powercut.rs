@@ -1,7 +1,7 @@
 //! Power cuts during a firmware update, through the real boot stage and firmware
 //! (`bpnet_emu::powercut`): every cut must end with the board starting a verified image. The suite cuts
 //! a sample ([`powercut::Cuts::SAMPLE`]: every step where the kind of step changes, a stride through the
-//! image's words); `bpnet-powercut` and `cargo xtask bench` cut every step.
+//! image's write-buffer pages); `bpnet-powercut` and `cargo xtask bench` cut every step.
 
 mod common;
 
@@ -25,15 +25,17 @@ fn power_cuts_during_an_update_end_with_a_verified_image_started() {
         report.tested,
         report.failures.join("\n")
     );
-    // The steps: the erases and word programs of slot B, both boot-state records the update writes,
-    // and the record of the first boot after it.
-    let record_words = bpnet_update::record::RECORD_LEN as u64 / 2;
-    let image_words = (setup.new_image.len() as u64).div_ceil(2);
-    assert!(report.update >= image_words + 1 + 2 * (1 + record_words), "update steps: {report:?}");
-    assert_eq!(report.first_boot, 1 + record_words, "the first boot writes one record");
+    // The steps: the erase and buffer programs (a write-buffer page each) of slot B, both boot-state
+    // records the update writes, and the record of the first boot after it.
+    let page = u64::from(bpnet_emu::FLASH_BUFFER_WORDS) * 2;
+    let record_pages = (bpnet_update::record::RECORD_LEN as u64).div_ceil(page);
+    let image_pages = (setup.new_image.len() as u64).div_ceil(page);
+    assert!(report.update >= image_pages + 1 + 2 * (1 + record_pages), "update steps: {report:?}");
+    assert!(report.update <= image_pages + 2 + 2 * (1 + record_pages), "one program per page: {report:?}");
+    assert_eq!(report.first_boot, 1 + record_pages, "the first boot writes one record");
     // Cut: both records and the erase in full, a stride through the words, all of the first boot.
     let powercut::Cuts::Sample { edge, stride } = powercut::Cuts::SAMPLE else { unreachable!() };
-    assert!(edge > 1 + record_words + 1, "the sample's edges cover the records and the erase");
+    assert!(edge > 1 + record_pages + 1, "the sample's edges cover the records and the erase");
     let between = report.update - 2 * edge;
     assert!(
         (2 * edge + between / stride - 1..=2 * edge + between / stride + 1).contains(&report.selected_update),

@@ -6,9 +6,10 @@
 //! part until each is done, which would hold the main loop for the whole update. Here (with
 //! `norflash::command`'s cycles and data polling):
 //!
-//! * a word program is started and left pending; the next operation (or [`Part::poll`]) waits for
-//!   it and checks the word read back, and a mismatch fails the next operation, so [`Update`] sees
-//!   every failure as its own;
+//! * a program (a write-buffer page at a time when the part's CFI advertises a write buffer, else a
+//!   word) is started and left pending; the next operation (or [`Part::poll`]) waits for it and checks
+//!   the words read back, and a mismatch fails the next operation, so [`Update`] sees every failure as
+//!   its own;
 //! * the job erases each sector of the target slot itself, before [`Update`] reaches it, and polls
 //!   the erase from the main loop; when [`Update`] then asks for that erase, the part knows the sector
 //!   was erased (and nothing programmed since) and does not erase it again. The slot is already
@@ -27,7 +28,7 @@ use bpnet_control::{JobError, JobProgress};
 use bpnet_update::{Layout, Region, Slot, Storage, Update, MPC8349EMDS};
 use e300::timebase::Timebase;
 use mpc8349emds::FlashBus;
-use norflash::{command, Bus, Status};
+use norflash::{command, Bus, Status, WriteBuffer, MAX_BUFFER_BYTES};
 use smoltcp::time::Instant;
 
 use crate::irq;
@@ -39,16 +40,31 @@ const ERASE_TYPICAL_US: u64 = 512_000;
 const ERASE_POLL_US: u64 = 8_000;
 /// Bytes a step reads back (2048 bus reads).
 const READBACK_CHUNK: usize = 4096;
-/// Words a step programs at most before the main loop runs again (about 2 ms).
-const STEP_WORDS: u32 = 32;
+/// Programs (and waits for them) a step makes at most before the main loop runs again.
+const STEP_PROGRAMS: u32 = 32;
+/// And the time a step takes at most (the main loop runs again after about this long).
+const STEP_US: u64 = 2_000;
+/// Words of the largest buffer program.
+const BUFFER_WORDS: usize = MAX_BUFFER_BYTES as usize / 2;
 
 /// The board's flash layout, checked at compile time by `bpnet-update`.
 pub const LAYOUT: Layout = MPC8349EMDS;
 
 #[derive(Clone, Copy, Debug)]
 enum Op {
-    Program { word: u32, value: u16 },
-    Erase { offset: u32 },
+    Program {
+        word: u32,
+        value: u16,
+    },
+    /// A buffer program of `count` words from `word`.
+    Buffer {
+        word: u32,
+        count: usize,
+        data: [u16; BUFFER_WORDS],
+    },
+    Erase {
+        offset: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -66,12 +82,22 @@ pub struct Part {
     erased: Option<u32>,
     /// A failed operation: every later one fails with it.
     fault: Option<norflash::Error>,
+    /// The part's write buffer (CFI), if it has one.
+    buffer: Option<WriteBuffer>,
 }
 
 impl Part {
-    /// The flash in read-array mode (nothing else issues commands while a part exists).
+    /// The flash in read-array mode (nothing else issues commands while a part exists), its write
+    /// buffer as CFI describes it.
     pub fn take(tb: Timebase) -> Part {
-        Part { bus: FlashBus::take(), tb, pending: None, erased: None, fault: None }
+        let mut bus = FlashBus::take();
+        let buffer = norflash::query(&mut bus).ok().and_then(|g| g.write_buffer);
+        Part { bus, tb, pending: None, erased: None, fault: None, buffer }
+    }
+
+    /// Bytes one program takes: a write-buffer page, or a word.
+    pub fn program_bytes(&self) -> u32 {
+        self.buffer.map_or(2, |b| b.bytes)
     }
 
     fn now_us(&self) -> u64 {
@@ -92,13 +118,13 @@ impl Part {
             return Err(e);
         }
         let Some(p) = self.pending else { return Ok(true) };
-        let word = match p.op {
-            Op::Program { word, .. } => word,
-            Op::Erase { offset } => offset / 2,
-        };
-        let timeout = match p.op {
-            Op::Program { .. } => norflash::PROGRAM_TIMEOUT_US,
-            Op::Erase { .. } => norflash::ERASE_TIMEOUT_US,
+        let (word, timeout) = match p.op {
+            Op::Program { word, .. } => (word, norflash::PROGRAM_TIMEOUT_US),
+            // Polled at the last word loaded.
+            Op::Buffer { word, count, .. } => {
+                (word + count as u32 - 1, self.buffer.map_or(norflash::PROGRAM_TIMEOUT_US, |b| b.timeout_us))
+            }
+            Op::Erase { offset } => (offset / 2, norflash::ERASE_TIMEOUT_US),
         };
         let failed = match command::status(&mut self.bus, word) {
             Status::Ready => false,
@@ -116,6 +142,15 @@ impl Part {
                 let read = self.bus.read(word);
                 if read != value {
                     return Err(self.fail(norflash::Error::Verify { word, wrote: value, read }));
+                }
+            }
+            Op::Buffer { word, count, data } => {
+                for (i, &value) in data[..count].iter().enumerate() {
+                    let at = word + i as u32;
+                    let read = self.bus.read(at);
+                    if read != value {
+                        return Err(self.fail(norflash::Error::Verify { word: at, wrote: value, read }));
+                    }
                 }
             }
             Op::Erase { offset } => {
@@ -136,15 +171,16 @@ impl Part {
         Some(
             match p.op {
                 Op::Program { .. } => p.started_us + PROGRAM_TYPICAL_US,
+                Op::Buffer { .. } => p.started_us + self.buffer.map_or(PROGRAM_TYPICAL_US, |b| u64::from(b.typical_us)),
                 Op::Erase { .. } => (p.started_us + ERASE_TYPICAL_US).max(now + ERASE_POLL_US),
             }
             .max(now),
         )
     }
 
-    /// A word program is pending: worth sleeping for inside a step.
+    /// A program is pending: worth sleeping for inside a step.
     fn short_wait(&self) -> bool {
-        matches!(self.pending, Some(Pending { op: Op::Program { .. }, .. }))
+        matches!(self.pending, Some(Pending { op: Op::Program { .. } | Op::Buffer { .. }, .. }))
     }
 
     /// Sleep on the decrementer until `due_us` (at most 1 ms at a time); an interrupt ends it early.
@@ -179,6 +215,15 @@ impl Part {
     fn start_program(&mut self, word: u32, value: u16) {
         command::program(&mut self.bus, word, value);
         self.pending = Some(Pending { op: Op::Program { word, value }, started_us: self.now_us() });
+    }
+
+    /// Start a buffer program of `words` (one write-buffer page at most) from `word`.
+    fn start_buffer(&mut self, word: u32, words: &[u16]) {
+        let mut data = [0xFFFF; BUFFER_WORDS];
+        data[..words.len()].copy_from_slice(words);
+        command::program_buffer(&mut self.bus, word, words);
+        let op = Op::Buffer { word, count: words.len(), data };
+        self.pending = Some(Pending { op, started_us: self.now_us() });
     }
 }
 
@@ -229,6 +274,9 @@ impl Storage for Part {
         if self.erased.is_some_and(|s| offset / LAYOUT.sector_bytes == s / LAYOUT.sector_bytes) {
             self.erased = None;
         }
+        if let Some(buffer) = self.buffer {
+            return self.program_buffered(offset, data, buffer.words() as usize);
+        }
         let words = data.len() / 2;
         for (i, pair) in data.chunks_exact(2).enumerate() {
             let value = u16::from_be_bytes([pair[0], pair[1]]);
@@ -241,6 +289,33 @@ impl Storage for Part {
             if i + 1 < words {
                 self.settle()?;
             }
+        }
+        Ok(())
+    }
+}
+
+impl Part {
+    /// [`Storage::program`] through the write buffer: each page's words from the first to the last
+    /// that is not 0xFFFF (the erased state already), one buffer program each; the last is left
+    /// pending as a word program is.
+    fn program_buffered(&mut self, offset: u32, data: &[u8], page_words: usize) -> Result<(), norflash::Error> {
+        let mut words = [0u16; BUFFER_WORDS];
+        let mut at = 0;
+        while at < data.len() {
+            let word = (offset as usize + at) / 2;
+            let n = (page_words - word % page_words).min((data.len() - at) / 2);
+            for (w, pair) in words.iter_mut().zip(data[at..at + 2 * n].chunks_exact(2)) {
+                *w = u16::from_be_bytes([pair[0], pair[1]]);
+            }
+            at += 2 * n;
+            let page = &words[..n];
+            let (Some(first), Some(last)) =
+                (page.iter().position(|&w| w != 0xFFFF), page.iter().rposition(|&w| w != 0xFFFF))
+            else {
+                continue;
+            };
+            self.settle()?;
+            self.start_buffer((word + first) as u32, &page[first..=last]);
         }
         Ok(())
     }
@@ -328,7 +403,7 @@ impl bpnet_control::FlashJob for FlashJob {
         self.part.due_us().map(|us| Instant::from_micros(us as i64))
     }
 
-    /// Advance by up to [`STEP_WORDS`] words.
+    /// Advance by up to [`STEP_PROGRAMS`] programs (or waits), for up to [`STEP_US`].
     fn step(
         &mut self,
         image: &[u8],
@@ -336,7 +411,12 @@ impl bpnet_control::FlashJob for FlashJob {
         verify: impl FnOnce(&[u8]) -> bool,
     ) -> Result<Option<Slot>, JobError> {
         let sector = LAYOUT.sector_bytes;
-        for _ in 0..STEP_WORDS {
+        let unit = self.part.program_bytes();
+        let step_start = self.part.now_us();
+        for _ in 0..STEP_PROGRAMS {
+            if self.part.now_us().wrapping_sub(step_start) > STEP_US {
+                return Ok(None);
+            }
             if !self.part.poll().map_err(JobError::Flash)? {
                 // A word program ends within microseconds: sleep for it here unless the host rang.
                 if self.part.short_wait() && !irq::doorbells_pending() {
@@ -399,7 +479,9 @@ impl bpnet_control::FlashJob for FlashJob {
                 self.erased += 1;
                 return Ok(None);
             }
-            let end = (self.pos + 2).min(self.len);
+            // A write-buffer page (or a word) at a time: the slot starts a sector, so `pos` stays
+            // page-aligned.
+            let end = (self.pos + unit).min(self.len);
             let update = self.update.as_mut().ok_or(JobError::Update(bpnet_update::Error::Aborted))?;
             update.write(&mut self.part, &image[self.pos as usize..end as usize]).map_err(JobError::Update)?;
             self.pos = end;
