@@ -10,7 +10,9 @@
 //! Threat model: whoever can hand the agent bytes (the TFTP server, the network path, the host that
 //! writes flash, a half-finished flash write) may be hostile or broken, and must not get code of
 //! their choosing started or a good image replaced by a bad one. The holder of a trusted secret key is
-//! trusted completely; rollback to an older signed image and denial of service are not prevented here.
+//! trusted completely. Rollback to an older signed image is prevented by the security counter (format
+//! 2): the header carries it, signed, and the update logic (`bpnet-update`) refuses an image whose
+//! counter is below the minimum the boot state keeps. Denial of service is not prevented here.
 //!
 //! # The header
 //!
@@ -21,8 +23,8 @@
 //! | offset | bytes | field | meaning |
 //! | --- | --- | --- | --- |
 //! | `0x00` | 4 | magic | "BPIM" (`42 50 49 4D`) |
-//! | `0x04` | 2 | format_version | [`FORMAT_VERSION`] (1); a reader refuses any other |
-//! | `0x06` | 2 | header_len | [`HEADER_LEN`] (`0x84`, 132): the payload starts here |
+//! | `0x04` | 2 | format_version | [`FORMAT_VERSION`] (2) or 1; a reader refuses any other |
+//! | `0x06` | 2 | header_len | [`HEADER_LEN`] (`0x88`, 136) in format 2, [`HEADER_LEN_V1`] (`0x84`) in format 1: the payload starts here |
 //! | `0x08` | 4 | image_version | `major << 16 \| minor << 8 \| patch`, the contract's `firmware_version`; top byte 0 |
 //! | `0x0C` | 4 | flags | none defined in format 1: must be 0 |
 //! | `0x10` | 4 | load | where the payload's first byte goes; 4-byte aligned |
@@ -30,10 +32,14 @@
 //! | `0x18` | 4 | payload_len | bytes of payload after the header, at least 1 |
 //! | `0x1C` | 32 | payload_sha256 | SHA-256 of the payload |
 //! | `0x3C` | 8 | key_id | the first 8 bytes of SHA-256 of the signer's 32-byte ed25519 public key |
-//! | `0x44` | 64 | signature | ed25519 (RFC 8032, pure) signature of header bytes `0x00..0x44` |
-//! | `0x84` | `payload_len` | payload | the bytes loaded at `load` |
+//! | `0x44` | 4 | security_counter | anti-rollback counter (format 2; a format-1 image's is 0) |
+//! | `0x48` | 64 | signature | ed25519 (RFC 8032, pure) signature of header bytes `0x00..0x48` |
+//! | `0x88` | `payload_len` | payload | the bytes loaded at `load` |
 //!
-//! The signed message is exactly the 68 header bytes before the signature (`0x00..0x44`); they hold
+//! Format 1 has no security counter: its signature is at `0x44..0x84` over bytes `0x00..0x44`, its
+//! payload at `0x84`. It is still read (counter 0); images are written in format 2.
+//!
+//! The signed message is exactly the header bytes before the signature (`0x00..0x48`); they hold
 //! the payload's SHA-256, so the signature covers the payload through it. An image is exactly
 //! `header_len + payload_len` bytes; [`image_len`] reads that from a header, for a reader that finds
 //! the image at the start of a larger region (a flash partition).
@@ -59,7 +65,7 @@ pub mod keyfile;
 #[cfg(feature = "sign")]
 mod sign;
 #[cfg(feature = "sign")]
-pub use sign::{sign, SigningKey};
+pub use sign::{sign, sign_counter, sign_with, SigningKey};
 
 use bpnet_contract::{get_le16, get_le32};
 use core::ops::Range;
@@ -70,11 +76,17 @@ use sha2::{Digest, Sha256};
 /// "BPIM" as the little-endian magic word.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"BPIM");
 /// The header format this crate reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
+/// The format before the security counter, still read.
+pub const FORMAT_VERSION_V1: u16 = 1;
 /// Bytes of the header: the payload starts here.
-pub const HEADER_LEN: usize = 0x84;
+pub const HEADER_LEN: usize = 0x88;
+/// A format-1 header's bytes.
+pub const HEADER_LEN_V1: usize = 0x84;
 /// Bytes of the header the signature covers (everything before the signature field).
 pub const SIGNED_LEN: usize = field::SIGNATURE.start;
+/// Bytes a format-1 signature covers.
+pub const SIGNED_LEN_V1: usize = field::SIGNATURE_V1.start;
 /// Bytes of a key id.
 pub const KEY_ID_LEN: usize = 8;
 /// Bytes of an ed25519 public key.
@@ -98,11 +110,15 @@ mod field {
     pub const PAYLOAD_LEN: Range<usize> = 0x18..0x1C;
     pub const PAYLOAD_SHA256: Range<usize> = 0x1C..0x3C;
     pub const KEY_ID: Range<usize> = 0x3C..0x44;
-    pub const SIGNATURE: Range<usize> = 0x44..0x84;
+    pub const SECURITY_COUNTER: Range<usize> = 0x44..0x48;
+    pub const SIGNATURE: Range<usize> = 0x48..0x88;
+    /// Format 1's signature, where format 2 has the security counter.
+    pub const SIGNATURE_V1: Range<usize> = 0x44..0x84;
 }
 
 // The table in the crate documentation and the field ranges are one layout.
-const _: () = assert!(field::SIGNATURE.end == HEADER_LEN && SIGNED_LEN == 0x44);
+const _: () = assert!(field::SIGNATURE.end == HEADER_LEN && SIGNED_LEN == 0x48);
+const _: () = assert!(field::SIGNATURE_V1.end == HEADER_LEN_V1 && SIGNED_LEN_V1 == 0x44);
 
 /// Why an image (or a key) was refused. Each variant is one check; [`verify`] reports the first that
 /// failed, in the order the variants are listed.
@@ -262,12 +278,28 @@ impl<T: AsRef<[u8]>> Header<T> {
         Ok(header)
     }
 
-    /// The one check the accessors rely on: the buffer holds the whole header.
+    /// The one check the accessors rely on: the buffer holds the whole header (format 1's when it
+    /// says it is format 1, else format 2's).
     pub fn check_len(&self) -> Result<(), Error> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
+        let len = self.buffer.as_ref().len();
+        if len < field::HEADER_LEN.end || len < self.len() {
             return Err(Error::Truncated);
         }
         Ok(())
+    }
+
+    /// Whether the header says format 1 (no security counter).
+    fn v1(&self) -> bool {
+        get_le16(self.buffer.as_ref(), field::FORMAT_VERSION.start) == FORMAT_VERSION_V1
+    }
+
+    /// Bytes of the header in its format.
+    fn len(&self) -> usize {
+        if self.v1() {
+            HEADER_LEN_V1
+        } else {
+            HEADER_LEN
+        }
     }
 
     pub fn magic(&self) -> u32 {
@@ -300,12 +332,20 @@ impl<T: AsRef<[u8]>> Header<T> {
     pub fn key_id(&self) -> [u8; KEY_ID_LEN] {
         array(self.buffer.as_ref(), field::KEY_ID)
     }
+    /// The anti-rollback counter: 0 in a format-1 header, which has none.
+    pub fn security_counter(&self) -> u32 {
+        if self.v1() {
+            0
+        } else {
+            get_le32(self.buffer.as_ref(), field::SECURITY_COUNTER.start)
+        }
+    }
     pub fn signature(&self) -> [u8; SIGNATURE_LEN] {
-        array(self.buffer.as_ref(), field::SIGNATURE)
+        array(self.buffer.as_ref(), if self.v1() { field::SIGNATURE_V1 } else { field::SIGNATURE })
     }
     /// The bytes the signature covers: the header before the signature field.
     pub fn signed_bytes(&self) -> &[u8] {
-        &self.buffer.as_ref()[..SIGNED_LEN]
+        &self.buffer.as_ref()[..if self.v1() { SIGNED_LEN_V1 } else { SIGNED_LEN }]
     }
 
     pub fn into_inner(self) -> T {
@@ -327,8 +367,12 @@ pub const fn version_parts(version: u32) -> (u8, u8, u8) {
 /// The header's values, checked (the `Repr` of [`Header`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeaderRepr {
+    /// [`FORMAT_VERSION`], or [`FORMAT_VERSION_V1`] (whose security counter is 0).
+    pub format_version: u16,
     /// `major << 16 | minor << 8 | patch`.
     pub image_version: u32,
+    /// The anti-rollback counter.
+    pub security_counter: u32,
     /// Flag bits (none defined in format 1).
     pub flags: u32,
     pub load: u32,
@@ -348,14 +392,16 @@ impl HeaderRepr {
         if header.magic() != MAGIC {
             return Err(Error::BadMagic(header.magic()));
         }
-        if header.format_version() != FORMAT_VERSION {
+        if header.format_version() != FORMAT_VERSION && header.format_version() != FORMAT_VERSION_V1 {
             return Err(Error::BadFormatVersion(header.format_version()));
         }
-        if usize::from(header.header_len()) != HEADER_LEN {
+        if usize::from(header.header_len()) != header.len() {
             return Err(Error::BadHeaderLen(header.header_len()));
         }
         let repr = HeaderRepr {
+            format_version: header.format_version(),
             image_version: header.image_version(),
+            security_counter: header.security_counter(),
             flags: header.flags(),
             load: header.load(),
             entry: header.entry(),
@@ -370,6 +416,13 @@ impl HeaderRepr {
 
     /// The checks on values (shared by parse and emit, so an emitted header always parses back).
     fn check(&self) -> Result<(), Error> {
+        if self.format_version != FORMAT_VERSION && self.format_version != FORMAT_VERSION_V1 {
+            return Err(Error::BadFormatVersion(self.format_version));
+        }
+        if self.format_version == FORMAT_VERSION_V1 && self.security_counter != 0 {
+            // Format 1 has no field for it: emitting it would lose it.
+            return Err(Error::BadFormatVersion(self.format_version));
+        }
         if self.image_version >> 24 != 0 {
             return Err(Error::BadImageVersion(self.image_version));
         }
@@ -398,13 +451,13 @@ impl HeaderRepr {
 
     /// Write the header into `buf`, refusing values a reader would refuse.
     pub fn emit(&self, buf: &mut [u8]) -> Result<(), Error> {
-        if buf.len() < HEADER_LEN {
+        self.check()?;
+        if buf.len() < self.header_len() {
             return Err(Error::Truncated);
         }
-        self.check()?;
         buf[field::MAGIC].copy_from_slice(&MAGIC.to_le_bytes());
-        buf[field::FORMAT_VERSION].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        buf[field::HEADER_LEN].copy_from_slice(&(HEADER_LEN as u16).to_le_bytes());
+        buf[field::FORMAT_VERSION].copy_from_slice(&self.format_version.to_le_bytes());
+        buf[field::HEADER_LEN].copy_from_slice(&(self.header_len() as u16).to_le_bytes());
         buf[field::IMAGE_VERSION].copy_from_slice(&self.image_version.to_le_bytes());
         buf[field::FLAGS].copy_from_slice(&self.flags.to_le_bytes());
         buf[field::LOAD].copy_from_slice(&self.load.to_le_bytes());
@@ -412,13 +465,36 @@ impl HeaderRepr {
         buf[field::PAYLOAD_LEN].copy_from_slice(&self.payload_len.to_le_bytes());
         buf[field::PAYLOAD_SHA256].copy_from_slice(&self.payload_sha256);
         buf[field::KEY_ID].copy_from_slice(&self.key_id);
-        buf[field::SIGNATURE].copy_from_slice(&self.signature);
+        if self.format_version == FORMAT_VERSION_V1 {
+            buf[field::SIGNATURE_V1].copy_from_slice(&self.signature);
+        } else {
+            buf[field::SECURITY_COUNTER].copy_from_slice(&self.security_counter.to_le_bytes());
+            buf[field::SIGNATURE].copy_from_slice(&self.signature);
+        }
         Ok(())
+    }
+
+    /// Bytes of the header in this format.
+    pub fn header_len(&self) -> usize {
+        if self.format_version == FORMAT_VERSION_V1 {
+            HEADER_LEN_V1
+        } else {
+            HEADER_LEN
+        }
+    }
+
+    /// Bytes the signature covers in this format (the header before it).
+    pub fn signed_len(&self) -> usize {
+        if self.format_version == FORMAT_VERSION_V1 {
+            SIGNED_LEN_V1
+        } else {
+            SIGNED_LEN
+        }
     }
 
     /// Bytes of the whole image this header describes.
     pub fn image_len(&self) -> u64 {
-        HEADER_LEN as u64 + u64::from(self.payload_len)
+        self.header_len() as u64 + u64::from(self.payload_len)
     }
 }
 
@@ -468,6 +544,8 @@ impl TrustedKey {
 pub struct Verified<'a> {
     /// `major << 16 | minor << 8 | patch`.
     pub image_version: u32,
+    /// The anti-rollback counter (0 for a format-1 image).
+    pub security_counter: u32,
     pub flags: u32,
     pub load: u32,
     pub entry: u32,
@@ -503,12 +581,13 @@ pub fn verify<'a>(image: &'a [u8], trusted: &[TrustedKey], ram: Range<u64>) -> R
     key.key
         .verify_strict(header.signed_bytes(), &Signature::from_bytes(&repr.signature))
         .map_err(|_| Error::BadSignature)?;
-    let payload = &image[HEADER_LEN..];
+    let payload = &image[repr.header_len()..];
     if Sha256::digest(payload)[..] != repr.payload_sha256[..] {
         return Err(Error::BadPayloadHash);
     }
     Ok(Verified {
         image_version: repr.image_version,
+        security_counter: repr.security_counter,
         flags: repr.flags,
         load: repr.load,
         entry: repr.entry,

@@ -24,8 +24,27 @@ fn trusted(key: &SigningKey) -> TrustedKey {
     TrustedKey::from_bytes(&key.verifying_key().to_bytes()).unwrap()
 }
 
-/// An image built by hand from the documented table, independently of the crate's emit.
-fn sign_by_the_table(payload: &[u8], load: u32, entry: u32, version: u32, key: &SigningKey) -> Vec<u8> {
+/// An image built by hand from the documented table (format 2), independently of the crate's emit.
+fn sign_by_the_table(payload: &[u8], load: u32, entry: u32, version: u32, counter: u32, key: &SigningKey) -> Vec<u8> {
+    let mut image = vec![0u8; 0x88 + payload.len()];
+    image[0x00..0x04].copy_from_slice(b"BPIM");
+    image[0x04..0x06].copy_from_slice(&2u16.to_le_bytes());
+    image[0x06..0x08].copy_from_slice(&0x88u16.to_le_bytes());
+    image[0x08..0x0C].copy_from_slice(&version.to_le_bytes());
+    image[0x10..0x14].copy_from_slice(&load.to_le_bytes());
+    image[0x14..0x18].copy_from_slice(&entry.to_le_bytes());
+    image[0x18..0x1C].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    image[0x1C..0x3C].copy_from_slice(&Sha256::digest(payload));
+    image[0x3C..0x44].copy_from_slice(&Sha256::digest(key.verifying_key().to_bytes())[..8]);
+    image[0x44..0x48].copy_from_slice(&counter.to_le_bytes());
+    let signature = key.sign(&image[0x00..0x48]).to_bytes();
+    image[0x48..0x88].copy_from_slice(&signature);
+    image[0x88..].copy_from_slice(payload);
+    image
+}
+
+/// A format-1 image (no security counter), as older tools wrote them, by the table.
+fn sign_v1_by_the_table(payload: &[u8], load: u32, entry: u32, version: u32, key: &SigningKey) -> Vec<u8> {
     let mut image = vec![0u8; 0x84 + payload.len()];
     image[0x00..0x04].copy_from_slice(b"BPIM");
     image[0x04..0x06].copy_from_slice(&1u16.to_le_bytes());
@@ -43,13 +62,61 @@ fn sign_by_the_table(payload: &[u8], load: u32, entry: u32, version: u32, key: &
 }
 
 fn signed(payload: &[u8], load: u32, entry: u32, version: u32, key: &SigningKey) -> Vec<u8> {
-    let by_hand = sign_by_the_table(payload, load, entry, version, key);
+    signed_counter(payload, load, entry, version, 0, key)
+}
+
+fn signed_counter(payload: &[u8], load: u32, entry: u32, version: u32, counter: u32, key: &SigningKey) -> Vec<u8> {
+    let by_hand = sign_by_the_table(payload, load, entry, version, counter, key);
     #[cfg(feature = "sign")]
     {
-        let by_crate = bpnet_image::sign(payload, load, entry, version, key).unwrap();
-        assert_eq!(by_crate, by_hand, "sign() and the documented layout disagree");
+        let by_crate = bpnet_image::sign_counter(payload, load, entry, version, counter, key).unwrap();
+        assert_eq!(by_crate, by_hand, "sign_counter() and the documented layout disagree");
+        if counter == 0 {
+            assert_eq!(bpnet_image::sign(payload, load, entry, version, key).unwrap(), by_hand);
+        }
     }
     by_hand
+}
+
+#[test]
+fn security_counter_is_signed_and_a_format_1_image_has_counter_0() {
+    let payload: Vec<u8> = (0..100u32).map(|i| i as u8).collect();
+    let k = key(9);
+    let keys = [trusted(&k)];
+    let image = signed_counter(&payload, LOAD, LOAD, 0x0001_0000, 0x1234_5678, &k);
+    let v = verify(&image, &keys, RAM).unwrap();
+    assert_eq!(v.security_counter, 0x1234_5678);
+    assert_eq!(Header::new_checked(&image[..]).unwrap().security_counter(), 0x1234_5678);
+    // Raising the counter without the key breaks the signature.
+    let mut raised = image.clone();
+    raised[0x44] ^= 0x80;
+    assert_eq!(verify(&raised, &keys, RAM), Err(Error::BadSignature));
+    // An old-format image: still read, its counter 0, its payload at 0x84.
+    let old = sign_v1_by_the_table(&payload, LOAD, LOAD, 0x0001_0000, &k);
+    let v = verify(&old, &keys, RAM).unwrap();
+    assert_eq!((v.security_counter, v.payload), (0, &payload[..]));
+    assert_eq!(image_len(&old), Ok(0x84 + 100));
+    let h = Header::new_checked(&old[..]).unwrap();
+    assert_eq!((h.format_version(), h.header_len(), h.security_counter()), (1, 0x84, 0));
+    assert_eq!(h.signed_bytes(), &old[..0x44]);
+    #[cfg(feature = "sign")]
+    {
+        let by_crate = bpnet_image::sign_with(&payload, LOAD, LOAD, 0x0001_0000, 0, 1, &k).unwrap();
+        assert_eq!(by_crate, old, "format 1 by the crate and by the table");
+        assert_eq!(
+            bpnet_image::sign_with(&payload, LOAD, LOAD, 0x0001_0000, 1, 1, &k),
+            Err(Error::BadFormatVersion(1)),
+            "format 1 cannot carry a counter"
+        );
+    }
+    // A format-1 header is shorter: a format-1 image cut to 0x84 bytes still has its whole header,
+    // a format-2 one does not.
+    assert_eq!(Header::new_checked(&image[..0x87]).err(), Some(Error::Truncated));
+    assert!(Header::new_checked(&old[..0x84]).is_ok());
+    // The format decides the header length: a format-2 header claiming format 1 is refused.
+    let mut relabelled = image.clone();
+    relabelled[4..6].copy_from_slice(&1u16.to_le_bytes());
+    assert_eq!(verify(&relabelled, &keys, RAM), Err(Error::BadHeaderLen(0x88)));
 }
 
 #[test]
@@ -63,6 +130,7 @@ fn documented_layout_verifies() {
         v,
         Verified {
             image_version: 0x0000_0102,
+            security_counter: 0,
             flags: 0,
             load: LOAD,
             entry: LOAD + 0x40,
@@ -71,7 +139,7 @@ fn documented_layout_verifies() {
         }
     );
     assert_eq!(MAGIC.to_le_bytes(), *b"BPIM");
-    assert_eq!((HEADER_LEN, SIGNED_LEN), (0x84, 0x44));
+    assert_eq!((HEADER_LEN, SIGNED_LEN), (0x88, 0x48));
     assert_eq!(image_len(&image), Ok(image.len() as u64));
 }
 
@@ -79,16 +147,16 @@ fn documented_layout_verifies() {
 fn view_reads_every_field() {
     let k = key(2);
     let payload = [0xA5u8; 12];
-    let image = signed(&payload, 0x0020_0000, 0x0020_0008, bpnet_image::image_version(3, 4, 5), &k);
+    let image = signed_counter(&payload, 0x0020_0000, 0x0020_0008, bpnet_image::image_version(3, 4, 5), 77, &k);
     let h = Header::new_checked(&image[..]).unwrap();
     assert_eq!(h.magic(), u32::from_le_bytes(*b"BPIM"));
-    assert_eq!((h.format_version(), h.header_len()), (1, 0x84));
+    assert_eq!((h.format_version(), h.header_len(), h.security_counter()), (2, 0x88, 77));
     assert_eq!(h.image_version(), 0x0003_0405);
     assert_eq!((h.flags(), h.load(), h.entry(), h.payload_len()), (0, 0x0020_0000, 0x0020_0008, 12));
     assert_eq!(h.payload_sha256()[..], Sha256::digest(payload)[..]);
     assert_eq!(h.key_id(), key_id(&k.verifying_key().to_bytes()));
-    assert_eq!(h.signed_bytes(), &image[..0x44]);
-    assert_eq!(h.signature()[..], image[0x44..0x84]);
+    assert_eq!(h.signed_bytes(), &image[..0x48]);
+    assert_eq!(h.signature()[..], image[0x48..0x88]);
     // The repr round-trips through emit.
     let repr = HeaderRepr::parse(&h).unwrap();
     let mut again = [0u8; HEADER_LEN];
@@ -109,8 +177,10 @@ fn every_single_bit_flip_is_refused_with_the_right_error() {
         let err = verify(&bad, &keys, RAM).expect_err("a flipped image verified");
         match at {
             0x3C..=0x43 => assert!(matches!(err, Error::UnknownKey(_)), "key id byte {at:#x}: {err:?}"),
-            0x44..=0x83 => assert_eq!(err, Error::BadSignature, "signature byte {at:#x}"),
-            0x84.. => assert_eq!(err, Error::BadPayloadHash, "payload byte {at:#x}"),
+            // The security counter is signed.
+            0x44..=0x47 => assert_eq!(err, Error::BadSignature, "counter byte {at:#x}"),
+            0x48..=0x87 => assert_eq!(err, Error::BadSignature, "signature byte {at:#x}"),
+            0x88.. => assert_eq!(err, Error::BadPayloadHash, "payload byte {at:#x}"),
             // The payload's hash is signed: changing it breaks the signature.
             0x1C..=0x3B => assert_eq!(err, Error::BadSignature, "hash byte {at:#x}"),
             _ => {}
@@ -133,7 +203,7 @@ fn each_header_check_names_its_failure() {
     };
     assert_eq!(with(0, b"BPIX"), Err(Error::BadMagic(u32::from_le_bytes(*b"BPIX"))));
     assert_eq!(with(0, &[0xFF; 4]), Err(Error::BadMagic(u32::MAX)));
-    assert_eq!(with(4, &2u16.to_le_bytes()), Err(Error::BadFormatVersion(2)));
+    assert_eq!(with(4, &3u16.to_le_bytes()), Err(Error::BadFormatVersion(3)));
     assert_eq!(with(6, &0x100u16.to_le_bytes()), Err(Error::BadHeaderLen(0x100)));
     assert_eq!(with(8, &0x0100_0000u32.to_le_bytes()), Err(Error::BadImageVersion(0x0100_0000)));
     assert_eq!(with(0xC, &0x8000_0000u32.to_le_bytes()), Err(Error::BadFlags(0x8000_0000)));
@@ -148,7 +218,7 @@ fn each_header_check_names_its_failure() {
         with(0x14, &(LOAD - 4).to_le_bytes()),
         Err(Error::EntryOutsidePayload { entry: LOAD - 4, load: LOAD, payload_len: 64 })
     );
-    assert_eq!(with(0x18, &65u32.to_le_bytes()), Err(Error::BadImageLen { expected: 0x84 + 65, actual: 0x84 + 64 }));
+    assert_eq!(with(0x18, &65u32.to_le_bytes()), Err(Error::BadImageLen { expected: 0x88 + 65, actual: 0x88 + 64 }));
     // The payload must lie wholly inside the RAM range, ends included.
     let end = RAM.end as u32;
     let at_top = signed(&payload, end - 64, end - 64, v, &k);
@@ -169,14 +239,14 @@ fn each_header_check_names_its_failure() {
     // A foreign signature under our key id: the id selects, the signature decides.
     let mut forged = foreign.clone();
     forged[0x3C..0x44].copy_from_slice(&keys[0].id());
-    let signature = other.sign(&forged[..0x44]).to_bytes();
-    forged[0x44..0x84].copy_from_slice(&signature);
+    let signature = other.sign(&forged[..0x48]).to_bytes();
+    forged[0x48..0x88].copy_from_slice(&signature);
     assert_eq!(verify(&forged, &keys, RAM), Err(Error::BadSignature));
     // Trailing bytes are not part of the image.
     let mut longer = image.clone();
     longer.push(0);
-    assert_eq!(verify(&longer, &keys, RAM), Err(Error::BadImageLen { expected: 0x84 + 64, actual: 0x84 + 65 }));
-    assert_eq!(image_len(&longer), Ok(0x84 + 64));
+    assert_eq!(verify(&longer, &keys, RAM), Err(Error::BadImageLen { expected: 0x88 + 64, actual: 0x88 + 65 }));
+    assert_eq!(image_len(&longer), Ok(0x88 + 64));
     assert!(verify(&longer[..image_len(&longer).unwrap() as usize], &keys, RAM).is_ok());
 }
 
@@ -202,7 +272,9 @@ fn trusted_keys_refuse_bad_points_and_weak_keys() {
 #[test]
 fn emit_refuses_what_parse_refuses() {
     let good = HeaderRepr {
+        format_version: bpnet_image::FORMAT_VERSION,
         image_version: 1,
+        security_counter: 3,
         flags: 0,
         load: LOAD,
         entry: LOAD,

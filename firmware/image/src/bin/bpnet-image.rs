@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bpnet_image::keyfile::{self, hex};
-use bpnet_image::{Header, HeaderRepr, TrustedKey, HEADER_LEN};
+use bpnet_image::{Header, HeaderRepr, TrustedKey, HEADER_LEN_V1};
 use sha2::{Digest, Sha256};
 
 /// The MPC8349EMDS firmware region (linker/mpc8349emds/memory.x, FIRMWARE): the default RAM a
@@ -18,9 +18,12 @@ Usage:
   bpnet-image keygen <dir>
       Make an ed25519 key pair: <dir>/dev-key.secret (mode 0600) and <dir>/dev-key.pub, each
       64 hex digits. Refuses to overwrite an existing secret.
-  bpnet-image sign --key <secret> --load <addr> --entry <addr> --version <M.m.p> <in.bin> <out.img>
+  bpnet-image sign --key <secret> --load <addr> --entry <addr> --version <M.m.p>
+                   [--security-counter <n>] <in.bin> <out.img>
       Sign a raw binary to be loaded at --load and started at --entry (0x-hex or decimal,
-      multiples of 4, entry inside the payload). The same inputs always give the same image.
+      multiples of 4, entry inside the payload). --security-counter (default 0) is the
+      anti-rollback counter: once a board confirms an image carrying it, the board refuses
+      images with a lower one. The same inputs always give the same image.
   bpnet-image verify --key <pub> [--key <pub>...] [--ram <start>..<end>] <img>
       Check an image as the agent does: header, length, payload inside the RAM range (default
       0x100000..0x800000, the board's firmware region), signed by one of the keys, payload
@@ -173,18 +176,23 @@ fn keygen(args: &[String]) -> Result<()> {
 }
 
 fn sign(args: &[String]) -> Result<()> {
-    let args = Args::parse(args, &["key", "load", "entry", "version"])?;
+    let args = Args::parse(args, &["key", "load", "entry", "version", "security-counter"])?;
     let [input, output] = args.positional("an input binary and an output image")?;
     let key = keyfile::read_secret(Path::new(args.required("key")?)).map_err(failed)?;
     let load = address(args.required("load")?, "load address")?;
     let entry = address(args.required("entry")?, "entry point")?;
     let image_version = version(args.required("version")?)?;
+    let counter = match args.one("security-counter")? {
+        None => 0,
+        Some(text) => u32::try_from(number(text, "security counter")?)
+            .map_err(|_| Failure::Usage(format!("security counter `{text}` does not fit 32 bits")))?,
+    };
     let payload = read(Path::new(input))?;
-    let image = bpnet_image::sign(&payload, load, entry, image_version, &key)
+    let image = bpnet_image::sign_counter(&payload, load, entry, image_version, counter, &key)
         .map_err(|e| failed(format!("{input}: cannot sign: {e}")))?;
     std::fs::write(output, &image).map_err(|e| failed(format!("{output}: {e}")))?;
     println!(
-        "{output}: {} bytes, payload {} bytes, version {}",
+        "{output}: {} bytes, payload {} bytes, version {}, security counter {counter}",
         image.len(),
         payload.len(),
         version_text(image_version)
@@ -214,8 +222,9 @@ fn verify(args: &[String]) -> Result<()> {
     let verified =
         bpnet_image::verify(&image, &trusted, ram.clone()).map_err(|e| failed(format!("{path}: refused: {e}")))?;
     println!(
-        "{path}: good: version {}, load {:#010x}, entry {:#010x}, payload {} bytes, key id {}, inside {:#x}..{:#x}",
+        "{path}: good: version {}, security counter {}, load {:#010x}, entry {:#010x}, payload {} bytes, key id {}, inside {:#x}..{:#x}",
         version_text(verified.image_version),
+        verified.security_counter,
         verified.load,
         verified.entry,
         verified.payload.len(),
@@ -231,7 +240,7 @@ fn show(args: &[String]) -> Result<()> {
     let [path] = args.positional("one image")?;
     let image = read(Path::new(path))?;
     let header = Header::new_checked(&image[..])
-        .map_err(|_| failed(format!("{path}: {} bytes, shorter than the {HEADER_LEN}-byte header", image.len())))?;
+        .map_err(|_| failed(format!("{path}: {} bytes, shorter than a header ({HEADER_LEN_V1} bytes or more)", image.len())))?;
     let magic = header.magic().to_le_bytes();
     println!("file            {path} ({} bytes)", image.len());
     println!("magic           {:#010x} ({:?})", header.magic(), String::from_utf8_lossy(&magic));
@@ -244,10 +253,11 @@ fn show(args: &[String]) -> Result<()> {
     println!("payload_len     {}", header.payload_len());
     println!("payload_sha256  {}", hex(&header.payload_sha256()));
     println!("key_id          {}", hex(&header.key_id()));
+    println!("security_counter {}", header.security_counter());
     println!("signature       {}", hex(&header.signature()));
     let repr = HeaderRepr::parse(&header).map_err(|e| failed(format!("{path}: header refused: {e}")))?;
     println!("header          well-formed (signature not checked: use verify)");
-    let payload = &image[HEADER_LEN.min(image.len())..];
+    let payload = &image[repr.header_len().min(image.len())..];
     if image.len() as u64 != repr.image_len() {
         return Err(failed(format!("{path}: {} bytes, the header says {}", image.len(), repr.image_len())));
     }
