@@ -132,24 +132,37 @@ pub fn choose<S: Storage>(
 pub enum Confirmed {
     /// The trial slot is now the active one.
     Now,
-    /// The slot was already the active, confirmed one: nothing written.
+    /// The slot was already the active, confirmed one: nothing written (unless its security
+    /// counter raised the minimum).
     Already,
 }
 
-/// The running firmware (started from `running`) marks its slot good: the trial ends and the slot
-/// becomes the active one. The previously active slot stays confirmed, as the fallback and as the
-/// next update's target.
-pub fn confirm<S: Storage>(flash: &mut S, layout: &Layout, running: Slot) -> Result<Confirmed, Error> {
+/// The running firmware (started from `running`, an image carrying `security_counter`) marks its
+/// slot good: the trial ends and the slot becomes the active one. The previously active slot stays
+/// confirmed, as the fallback and as the next update's target. The boot state's minimum security
+/// counter is raised to `security_counter` if that is higher, in the same record write (so a power cut
+/// leaves either the old trial and minimum or both new), and never lowered.
+pub fn confirm<S: Storage>(
+    flash: &mut S,
+    layout: &Layout,
+    running: Slot,
+    security_counter: u32,
+) -> Result<Confirmed, Error> {
     layout.check().map_err(Error::Layout)?;
     let loaded = storage::load(flash, layout)?;
     let state = loaded.state.ok_or(Error::NoState)?;
+    let min_security_counter = state.min_security_counter.max(security_counter);
     if state.trial == Some(running) {
-        let mut next = BootState { active: Some(running), trial: None, trial_boots_left: 0, ..state };
+        let mut next =
+            BootState { active: Some(running), trial: None, trial_boots_left: 0, min_security_counter, ..state };
         next.slot_mut(running).state = SlotState::Confirmed;
         storage::store(flash, layout, &loaded, next)?;
         return Ok(Confirmed::Now);
     }
     if state.active == Some(running) {
+        if min_security_counter != state.min_security_counter {
+            storage::store(flash, layout, &loaded, BootState { min_security_counter, ..state })?;
+        }
         return Ok(Confirmed::Already);
     }
     // Rejected, or replaced by an update since it was started.

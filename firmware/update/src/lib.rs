@@ -39,13 +39,13 @@
 //!
 //! # The boot-state record
 //!
-//! At the start of each boot-state sector, 36 bytes, little-endian as every structure of the project
+//! At the start of each boot-state sector, 40 bytes, little-endian as every structure of the project
 //! (`bpnet-contract`, `bpnet-image`):
 //!
 //! | offset | bytes | field | value |
 //! | --- | --- | --- | --- |
 //! | `0x00` | 4 | magic | "BPBS" (`42 50 42 53`) |
-//! | `0x04` | 2 | version | [`record::VERSION`] (1) |
+//! | `0x04` | 2 | version | [`record::VERSION`] (2); format 1 (no minimum security counter, CRC at `0x20`) is still read, its minimum 0 |
 //! | `0x06` | 1 | active | the confirmed slot booted when no trial is pending: 0 = A, 1 = B, `0xFF` none |
 //! | `0x07` | 1 | trial | the slot on trial, or `0xFF` |
 //! | `0x08` | 1 | trial_boots_left | boots the trial slot may still be started unconfirmed (starts at [`TRIAL_BOOTS`]) |
@@ -57,7 +57,8 @@
 //! | `0x14` | 4 | length A | bytes of slot A's image |
 //! | `0x18` | 4 | version B | |
 //! | `0x1C` | 4 | length B | |
-//! | `0x20` | 4 | crc | CRC-32 (IEEE 802.3, as zlib's `crc32`) of bytes `0x00..0x20` |
+//! | `0x20` | 4 | min_security_counter | the lowest image security counter the board accepts (docs/IMAGE.md): raised when an image carrying a higher one is confirmed ([`confirm`]), never lowered |
+//! | `0x24` | 4 | crc | CRC-32 (IEEE 802.3, as zlib's `crc32`) of bytes `0x00..0x24` |
 //!
 //! The confirmed flag is per slot (state 2): the active slot is always a confirmed one, and the slot
 //! an update replaces keeps its state until the update begins. [`BootState::parse`] refuses any

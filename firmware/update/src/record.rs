@@ -7,12 +7,17 @@
 use crate::layout::Slot;
 use bpnet_contract::{get_le16, get_le32};
 
-/// Bytes of the record.
-pub const RECORD_LEN: usize = 0x24;
+/// Bytes of the record (format 2; a format-1 record is [`RECORD_LEN_V1`], and reading this many
+/// bytes of a sector holding one reads it whole).
+pub const RECORD_LEN: usize = 0x28;
+/// Bytes of a format-1 record (no minimum security counter).
+pub const RECORD_LEN_V1: usize = 0x24;
 /// "BPBS" as the little-endian magic word.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"BPBS");
-/// The record format this firmware reads and writes.
-pub const VERSION: u16 = 1;
+/// The record format this firmware writes.
+pub const VERSION: u16 = 2;
+/// The format before the minimum security counter, still read (its minimum is 0).
+pub const VERSION_V1: u16 = 1;
 /// The slot byte of "no slot".
 pub const NO_SLOT: u8 = 0xFF;
 
@@ -28,7 +33,10 @@ mod field {
     pub const SEQ: Range<usize> = 0x0C..0x10;
     pub const SLOT_VERSION: [Range<usize>; 2] = [0x10..0x14, 0x18..0x1C];
     pub const SLOT_LEN: [Range<usize>; 2] = [0x14..0x18, 0x1C..0x20];
-    pub const CRC: Range<usize> = 0x20..0x24;
+    pub const MIN_SECURITY_COUNTER: Range<usize> = 0x20..0x24;
+    pub const CRC: Range<usize> = 0x24..0x28;
+    /// Format 1's CRC, where format 2 has the minimum security counter.
+    pub const CRC_V1: Range<usize> = 0x20..0x24;
 }
 
 /// Why a record was refused.
@@ -89,12 +97,27 @@ impl<T: AsRef<[u8]>> Record<T> {
     pub fn slot_len(&self, slot: Slot) -> u32 {
         get_le32(self.buffer.as_ref(), field::SLOT_LEN[slot.index()].start)
     }
+    /// The minimum security counter an image must carry (0 in a format-1 record, which has none).
+    pub fn min_security_counter(&self) -> u32 {
+        if self.version() == VERSION_V1 {
+            0
+        } else {
+            get_le32(self.buffer.as_ref(), field::MIN_SECURITY_COUNTER.start)
+        }
+    }
+    fn crc_at(&self) -> usize {
+        if self.version() == VERSION_V1 {
+            field::CRC_V1.start
+        } else {
+            field::CRC.start
+        }
+    }
     pub fn crc(&self) -> u32 {
-        get_le32(self.buffer.as_ref(), field::CRC.start)
+        get_le32(self.buffer.as_ref(), self.crc_at())
     }
     /// The CRC the contents call for.
     pub fn computed_crc(&self) -> u32 {
-        crc32(&self.buffer.as_ref()[..field::CRC.start])
+        crc32(&self.buffer.as_ref()[..self.crc_at()])
     }
 }
 
@@ -132,10 +155,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Record<T> {
     pub fn set_slot_len(&mut self, slot: Slot, v: u32) {
         self.put32(field::SLOT_LEN[slot.index()].clone(), v);
     }
+    /// Format 2 only (call after [`Record::set_version`]).
+    pub fn set_min_security_counter(&mut self, v: u32) {
+        self.put32(field::MIN_SECURITY_COUNTER, v);
+    }
     /// Store the CRC of everything before it; call last.
     pub fn fill_crc(&mut self) {
-        let crc = self.computed_crc();
-        self.put32(field::CRC, crc);
+        let (crc, at) = (self.computed_crc(), self.crc_at());
+        self.put32(at..at + 4, crc);
     }
 }
 
@@ -198,6 +225,9 @@ pub struct BootState {
     pub trial_boots_left: u8,
     /// Slot A, slot B.
     pub slots: [SlotInfo; 2],
+    /// The lowest image security counter the board accepts (FLASH, NETBOOT, recovery, the boot
+    /// stage): raised to a confirmed image's counter, never lowered.
+    pub min_security_counter: u32,
 }
 
 fn slot_from_byte(b: u8) -> Result<Option<Slot>, RecordError> {
@@ -220,7 +250,14 @@ fn slot_to_byte(s: Option<Slot>) -> u8 {
 impl BootState {
     /// The state of a board no record describes: nothing known.
     pub const UNKNOWN: BootState =
-        BootState { seq: 0, active: None, trial: None, trial_boots_left: 0, slots: [SlotInfo::EMPTY; 2] };
+        BootState {
+            seq: 0,
+            active: None,
+            trial: None,
+            trial_boots_left: 0,
+            slots: [SlotInfo::EMPTY; 2],
+            min_security_counter: 0,
+        };
 
     pub fn slot(&self, slot: Slot) -> &SlotInfo {
         &self.slots[slot.index()]
@@ -240,7 +277,7 @@ impl BootState {
             u32::MAX => return Err(RecordError::Missing),
             other => return Err(RecordError::BadMagic(other)),
         }
-        if record.version() != VERSION {
+        if record.version() != VERSION && record.version() != VERSION_V1 {
             return Err(RecordError::Version(record.version()));
         }
         let (stored, computed) = (record.crc(), record.computed_crc());
@@ -262,6 +299,7 @@ impl BootState {
             trial: slot_from_byte(record.trial())?,
             trial_boots_left: record.trial_boots_left(),
             slots,
+            min_security_counter: record.min_security_counter(),
         };
         if let Some(a) = state.active {
             if state.slot(a).state != SlotState::Confirmed {
@@ -293,6 +331,7 @@ impl BootState {
             record.set_slot_version(slot, info.version);
             record.set_slot_len(slot, info.len);
         }
+        record.set_min_security_counter(self.min_security_counter);
         record.fill_crc();
     }
 

@@ -211,7 +211,7 @@ fn run(part: &RefCell<FakeNor>, steps: &[Step]) -> Result<Vec<u64>, Stop> {
             },
             Step::ConfirmRunning => {
                 let r = match running {
-                    Some(slot) => confirm(&mut nor(part), &SMALL, slot).map(|_| ()),
+                    Some(slot) => confirm(&mut nor(part), &SMALL, slot, 0).map(|_| ()),
                     None => Err(Error::NoState),
                 };
                 (r, r.is_err())
@@ -287,7 +287,7 @@ fn complete(part: &RefCell<FakeNor>, mut started: Started, confirm_new: bool, ne
             }
             Started::Version { version, slot, trial: true } => {
                 if confirm_new || version == OLD {
-                    confirm(&mut nor(part), &SMALL, slot).map_err(|e| format!("confirm: {e:?}"))?;
+                    confirm(&mut nor(part), &SMALL, slot, 0).map_err(|e| format!("confirm: {e:?}"))?;
                 }
             }
             Started::Version { version, trial: false, .. } if confirm_new && version == new => return Ok(()),
@@ -399,8 +399,38 @@ fn provisioned() -> RefCell<FakeNor> {
     let part = small_part();
     write_update(&part, &image_of(OLD), OLD, 64).unwrap();
     assert!(matches!(choose_small(&part).unwrap().boot, Boot::Slot { slot: Slot::A, trial: true, .. }));
-    assert_eq!(confirm(&mut nor(&part), &SMALL, Slot::A), Ok(Confirmed::Now));
+    assert_eq!(confirm(&mut nor(&part), &SMALL, Slot::A, 0), Ok(Confirmed::Now));
     part
+}
+
+/// The minimum security counter: raised by the confirm of an image carrying a higher one (in the
+/// confirm's own record write), raised by an already-confirmed image that carries a higher one, never
+/// lowered; a trial that is not confirmed does not raise it.
+#[test]
+fn confirm_raises_the_minimum_security_counter_and_never_lowers_it() {
+    let part = provisioned();
+    let min = |part: &RefCell<FakeNor>| status(&mut nor(part), &SMALL).unwrap().unwrap().min_security_counter;
+    assert_eq!(min(&part), 0);
+    // A new image on trial: the minimum stays until it confirms.
+    write_update(&part, &image_of(NEW), NEW, 64).unwrap();
+    assert!(matches!(choose_small(&part).unwrap().boot, Boot::Slot { slot: Slot::B, trial: true, .. }));
+    assert_eq!(min(&part), 0);
+    assert_eq!(confirm(&mut nor(&part), &SMALL, Slot::B, 7), Ok(Confirmed::Now));
+    assert_eq!(min(&part), 7);
+    // Confirming again with a lower counter (an older image) does not lower it, and writes nothing.
+    let writes = part.borrow().ops;
+    assert_eq!(confirm(&mut nor(&part), &SMALL, Slot::B, 3), Ok(Confirmed::Already));
+    assert_eq!((min(&part), part.borrow().ops), (7, writes));
+    // The active image carrying a higher counter than recorded raises it.
+    assert_eq!(confirm(&mut nor(&part), &SMALL, Slot::B, 9), Ok(Confirmed::Already));
+    assert_eq!(min(&part), 9);
+    // A slot that is neither on trial nor active raises nothing.
+    assert_eq!(confirm(&mut nor(&part), &SMALL, Slot::A, 50), Err(Error::NotRunning(Slot::A)));
+    assert_eq!(min(&part), 9);
+    // Later records (an update, a trial) carry the minimum on.
+    write_update(&part, &image_of(OLD), OLD, 64).unwrap();
+    choose_small(&part).unwrap();
+    assert_eq!(min(&part), 9);
 }
 
 fn report(name: &str, tally: &Tally) {
@@ -500,7 +530,7 @@ fn power_cut_at_every_step_of_first_provisioning() {
                 }
                 let mut s = boot_and_check(&p)?;
                 if let Started::Version { slot, trial: true, .. } = s {
-                    confirm(&mut nor(&p), &SMALL, slot).map_err(|e| format!("{e:?}"))?;
+                    confirm(&mut nor(&p), &SMALL, slot, 0).map_err(|e| format!("{e:?}"))?;
                     s = boot_and_check(&p)?;
                 }
                 if !matches!(s, Started::Version { version: OLD, trial: false, .. }) {
@@ -536,7 +566,7 @@ fn unconfirmed_trial_rolls_back_after_n_boots() {
     assert_eq!((s.active, s.trial, s.slot(Slot::B).state), (Some(Slot::A), None, SlotState::Rejected));
     // Rejected stays rejected, and a late confirm from it is refused.
     assert!(matches!(boot(&part), Boot::Slot { slot: Slot::A, trial: false, .. }));
-    assert_eq!(confirm(&mut nor(&part), &SMALL, Slot::B), Err(Error::NotRunning(Slot::B)));
+    assert_eq!(confirm(&mut nor(&part), &SMALL, Slot::B, 0), Err(Error::NotRunning(Slot::B)));
 }
 
 #[test]
@@ -544,8 +574,8 @@ fn confirmed_trial_stays() {
     let part = provisioned();
     write_update(&part, &image_of(NEW), NEW, 100).unwrap();
     assert!(matches!(boot(&part), Boot::Slot { slot: Slot::B, trial: true, .. }));
-    assert_eq!(confirm(&mut nor(&part), &SMALL, Slot::B), Ok(Confirmed::Now));
-    assert_eq!(confirm(&mut nor(&part), &SMALL, Slot::B), Ok(Confirmed::Already));
+    assert_eq!(confirm(&mut nor(&part), &SMALL, Slot::B, 0), Ok(Confirmed::Now));
+    assert_eq!(confirm(&mut nor(&part), &SMALL, Slot::B, 0), Ok(Confirmed::Already));
     for _ in 0..2 * TRIAL_BOOTS {
         assert!(matches!(boot(&part), Boot::Slot { slot: Slot::B, trial: false, .. }));
     }
@@ -572,7 +602,7 @@ fn a_slot_failing_verification_is_never_started() {
     let part = provisioned();
     write_update(&part, &image_of(NEW), NEW, 100).unwrap();
     boot(&part);
-    confirm(&mut nor(&part), &SMALL, Slot::B).unwrap();
+    confirm(&mut nor(&part), &SMALL, Slot::B, 0).unwrap();
     corrupt(&part, SMALL.slot(Slot::B).offset + 20);
     let d = choose_small(&part).unwrap();
     assert_eq!(d.refused, [false, true]);
@@ -599,7 +629,7 @@ fn empty_board_waits_for_recovery_and_a_raw_image_is_adopted() {
     let part = small_part();
     assert_eq!(choose_small(&part).unwrap().boot, Boot::Recovery);
     assert_eq!(status(&mut nor(&part), &SMALL).unwrap(), None);
-    assert_eq!(confirm(&mut nor(&part), &SMALL, Slot::A), Err(Error::NoState));
+    assert_eq!(confirm(&mut nor(&part), &SMALL, Slot::A, 0), Err(Error::NoState));
     // An image programmed into slot B by other means (no record): found, started on trial, recorded.
     let img = image_of(OLD);
     {
@@ -617,7 +647,7 @@ fn empty_board_waits_for_recovery_and_a_raw_image_is_adopted() {
         (s.trial, s.trial_boots_left, s.slot(Slot::B).state),
         (Some(Slot::B), TRIAL_BOOTS - 1, SlotState::Written)
     );
-    assert_eq!(confirm(&mut nor(&part), &SMALL, Slot::B), Ok(Confirmed::Now));
+    assert_eq!(confirm(&mut nor(&part), &SMALL, Slot::B, 0), Ok(Confirmed::Now));
     assert!(matches!(boot(&part), Boot::Slot { slot: Slot::B, trial: false, .. }));
 }
 
@@ -750,7 +780,7 @@ fn board_layout_on_a_32_mib_part() {
     let v1 = image(OLD, 5000);
     assert_eq!(flash_image(&mut f, &layout, &v1, OLD, image_ok, verify, |_| {}), Ok(Slot::A));
     assert!(matches!(choose(&mut f, &layout, verify).unwrap().boot, Boot::Slot { slot: Slot::A, trial: true, .. }));
-    confirm(&mut f, &layout, Slot::A).unwrap();
+    confirm(&mut f, &layout, Slot::A, 0).unwrap();
     let v2 = image(NEW, 140_001);
     assert_eq!(flash_image(&mut f, &layout, &v2, NEW, image_ok, verify, |_| {}), Ok(Slot::B));
     let Boot::Slot { slot: Slot::B, image: region, trial: true } = choose(&mut f, &layout, verify).unwrap().boot else {
@@ -823,6 +853,7 @@ fn sample() -> BootState {
             SlotInfo { state: SlotState::Confirmed, version: 0x01_0203, len: 900 },
             SlotInfo { state: SlotState::Written, version: 0x01_0300, len: 1031 },
         ],
+        min_security_counter: 0x0506_0708,
     }
 }
 
@@ -830,7 +861,7 @@ fn sample() -> BootState {
 fn record_layout_is_the_documented_one() {
     let b = sample().to_bytes();
     assert_eq!(&b[0..4], b"BPBS");
-    assert_eq!(&b[4..6], &[1, 0]);
+    assert_eq!(&b[4..6], &[2, 0]);
     assert_eq!(&b[6..10], &[0, 1, 2, 0]);
     assert_eq!(&b[10..12], &[2, 1]);
     assert_eq!(&b[12..16], &41u32.to_le_bytes());
@@ -838,8 +869,26 @@ fn record_layout_is_the_documented_one() {
     assert_eq!(&b[20..24], &900u32.to_le_bytes());
     assert_eq!(&b[24..28], &0x01_0300u32.to_le_bytes());
     assert_eq!(&b[28..32], &1031u32.to_le_bytes());
-    assert_eq!(&b[32..36], &record::crc32(&b[..32]).to_le_bytes());
+    assert_eq!(&b[32..36], &0x0506_0708u32.to_le_bytes());
+    assert_eq!(&b[36..40], &record::crc32(&b[..36]).to_le_bytes());
+    assert_eq!(b.len(), 40);
     assert_eq!(record::crc32(b"123456789"), 0xCBF4_3926);
+}
+
+/// A format-1 record (36 bytes, CRC at 0x20, no minimum) as older firmware wrote it: still read, its
+/// minimum security counter 0; the next write is format 2.
+#[test]
+fn format_1_record_is_read_with_minimum_0() {
+    let mut b = sample().to_bytes();
+    b[4..6].copy_from_slice(&1u16.to_le_bytes());
+    let crc = record::crc32(&b[..32]);
+    b[32..36].copy_from_slice(&crc.to_le_bytes());
+    b[36..40].fill(0xFF); // erased after a 36-byte record
+    let parsed = BootState::parse(&Record::new_unchecked(&b[..])).unwrap();
+    assert_eq!(parsed, BootState { min_security_counter: 0, ..sample() });
+    // A format-2 reading of those bytes would take 0x20..0x24 as the minimum: the version decides.
+    b[4] = 2;
+    assert!(matches!(BootState::parse(&Record::new_unchecked(&b[..])), Err(RecordError::Crc { .. })));
 }
 
 #[test]
@@ -854,7 +903,7 @@ fn record_refusals() {
         Record::new_unchecked(&mut b[..]).fill_crc();
         parse(&b)
     };
-    assert_eq!(with(&|b| b[4] = 2), Err(RecordError::Version(2)));
+    assert_eq!(with(&|b| b[4] = 3), Err(RecordError::Version(3)));
     assert_eq!(with(&|b| b[6] = 2), Err(RecordError::Slot(2)));
     assert_eq!(with(&|b| b[11] = 4), Err(RecordError::SlotState(4)));
     assert_eq!(with(&|b| b[6] = 1), Err(RecordError::Inconsistent), "trial and active the same");
@@ -896,7 +945,7 @@ mod props {
         #[test]
         fn what_parses_round_trips(seq in any::<u32>(), active in slot(), trial in slot(), left in any::<u8>(),
                                    a in info(), b in info()) {
-            let state = BootState { seq, active, trial, trial_boots_left: left, slots: [a, b] };
+            let state = BootState { seq, active, trial, trial_boots_left: left, slots: [a, b], min_security_counter: seq ^ 0x5A5A };
             let bytes = state.to_bytes();
             match BootState::parse(&Record::new_unchecked(&bytes[..])) {
                 Ok(parsed) => prop_assert_eq!(parsed, state),
