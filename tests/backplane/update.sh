@@ -4,10 +4,14 @@
 # netboots an agent from this guest's TFTP server (tftpd-hpa's in.tftpd) and `boot --via-bar` starts
 # one through the BAR (recovery); `bpctl reset` over the network and with --hard; `bpctl logs` still
 # decodes; a bad image is refused with the agent's reason, by flash (the agent keeps working) and by
-# recovery (the agent stays in recovery until a good one comes).
+# recovery (the agent stays in recovery until a good one comes); after an image with a higher security
+# counter is flashed and confirmed, the older counter is refused by flash and netboot (downgrade) and
+# the agent keeps running, and starting, its image.
 host_addr=10.83.49.1/24
 last=$((agents - 1))
 image=/lib/firmware/bpnet/bpnet-firmware.img
+# The same payload signed with security counter 1 (cargo xtask firmware signs both).
+newer=/lib/firmware/bpnet/bpnet-firmware-counter1.img
 tftp_root=/srv/tftp
 
 # The image's version (header bytes 8..12, little-endian: major << 16 | minor << 8 | patch).
@@ -64,6 +68,14 @@ flash_all() {
         echo "$text" | awk -v d=bp$i -v v="$version" '$1 == d && $2 == "ok" && $3 == "B" && $4 == v { f = 1 }
             END { exit !f }' || { echo "no 'bp$i ok B $version' row"; return 1; }
     done
+}
+
+# flash_one IMAGE SLOT: `bpctl flash bp0 IMAGE` answers a row with ok, SLOT and the image's version.
+flash_one() {
+    text=$(bpctl flash bp0 $1 2>/tmp/flash.err) || { echo "exit $?: $text $(tail -3 /tmp/flash.err)"; return 1; }
+    echo "$text"
+    echo "$text" | awk -v s="$2" -v v="$version" '$1 == "bp0" && $2 == "ok" && $3 == s && $4 == v { f = 1 }
+        END { exit !f }' || { echo "no 'bp0 ok $2 $version' row"; return 1; }
 }
 
 # A copy of the image with four payload bytes changed: its signature no longer verifies.
@@ -159,5 +171,18 @@ check reset-hard bpctl reset --hard bp$last
 check "agent$last-back-after-hard-reset" back_up $last
 check "agent$last-list-after-hard-reset" boots_as $last flash/B yes
 check logs-after-reset logs_ready $last
+# No downgrade: bp0 takes the image with security counter 1 (into slot A) and confirms it; from then on
+# the counter-0 image is refused by flash and by netboot, nothing is erased, and bp0 still runs and
+# starts from its image.
+check newer-image test -f $newer
+check flash-counter1 flash_one $newer A
+check agent0-back-after-counter1 back_up 0
+check agent0-list-counter1 boots_as 0 flash/A yes
+check flash-older-counter-refused fails_with 1 'downgrade refused' bpctl flash bp0 $image
+check netboot-older-counter-refused fails_with 1 'downgrade refused' bpctl boot --tftp-root $tftp_root bp0 $image
+check agent0-answers-after-downgrade agent_answers 0
+check reset-after-downgrade reset_json 0
+check agent0-back-after-downgrade back_up 0
+check agent0-still-counter1 boots_as 0 flash/A yes
 kill "$(cat /tmp/tftpd.pid)" 2>/dev/null
 check kernel-log-clean kernel_log_clean

@@ -60,12 +60,15 @@ impl Variant {
 
 /// Build a variant; returns the path of its ELF (copied out so variants do not overwrite each
 /// other), with a raw binary for U-Boot's `go` next to it. The release firmware also gets its signed
-/// image (`bpnet-firmware.img`, [`image`]).
+/// image (`bpnet-firmware.img`, [`image`]), and the same payload signed with security counter 1
+/// ([`image_counter_1`]), which the update suite flashes to check that an older counter is refused
+/// after it.
 pub fn build(variant: Variant) -> Result<PathBuf> {
     let (package, binary) = variant.binary();
     let elf = build_binary(package, binary)?;
     if variant == Variant::Release {
-        sign(&elf.with_extension("bin"), &elf.with_extension("img"))?;
+        sign(&elf.with_extension("bin"), &image(&elf), 0)?;
+        sign(&elf.with_extension("bin"), &image_counter_1(&elf), 1)?;
     }
     Ok(elf)
 }
@@ -87,12 +90,19 @@ pub fn image(elf: &Path) -> PathBuf {
     elf.with_extension("img")
 }
 
+/// The signed image with security counter 1, next to the ELF: `bpnet-firmware-counter1.img`.
+pub fn image_counter_1(elf: &Path) -> PathBuf {
+    let stem = elf.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+    elf.with_file_name(format!("{stem}-counter1.img"))
+}
+
 /// Sign a raw firmware binary with the development key: loaded and started at the FIRMWARE region's
-/// start, as U-Boot's `go` would, versioned with the workspace's version.
-fn sign(bin: &Path, img: &Path) -> Result<()> {
+/// start, as U-Boot's `go` would, versioned with the workspace's version, with `security_counter`.
+fn sign(bin: &Path, img: &Path, security_counter: u32) -> Result<()> {
     let payload = std::fs::read(bin).map_err(|e| Error::Io(format!("reading {}", bin.display()), e))?;
     let version = workspace_version()?;
-    let signed = bpnet_image::sign(&payload, FIRMWARE_ORIGIN, FIRMWARE_ORIGIN, version, &dev_key()?)
+    let key = dev_key()?;
+    let signed = bpnet_image::sign_counter(&payload, FIRMWARE_ORIGIN, FIRMWARE_ORIGIN, version, security_counter, &key)
         .map_err(|e| Error::Failed(format!("signing {}: {e}", bin.display())))?;
     std::fs::write(img, signed).map_err(|e| Error::Io(format!("writing {}", img.display()), e))
 }

@@ -61,14 +61,18 @@ struct Loaded {
     region: Region,
     len: usize,
     image_version: u32,
+    security_counter: u32,
+    /// Where the payload starts (the header's length in its format).
+    header_len: usize,
     flags: u32,
     load: u32,
     entry: u32,
     key_id: [u8; bpnet_image::KEY_ID_LEN],
 }
 
-/// Read the image at the start of `region` into `staging` and verify it there.
-fn load(region: Region, staging: &mut [u8], key: &TrustedKey) -> Result<Loaded, &'static str> {
+/// Read the image at the start of `region` into `staging` and verify it there; an image whose security
+/// counter is below `minimum` (the boot state's) is refused as a failed one is.
+fn load(region: Region, staging: &mut [u8], key: &TrustedKey, minimum: u32) -> Result<Loaded, &'static str> {
     let mut head = [0u8; IMAGE_HEADER_LEN];
     if !read_flash(region.offset, &mut head) {
         return Err("outside the flash");
@@ -85,16 +89,24 @@ fn load(region: Region, staging: &mut [u8], key: &TrustedKey) -> Result<Loaded, 
     if !read_flash(region.offset, &mut staging[..len]) {
         return Err("outside the flash");
     }
-    match bpnet_image::verify(&staging[..len], core::slice::from_ref(key), IMAGE_RAM) {
+    let checked = bpnet_image::verify(&staging[..len], core::slice::from_ref(key), IMAGE_RAM)
+        .and_then(|v| bpnet_image::check_security_counter(&v, minimum).map(|()| v));
+    match checked {
         Ok(v) => Ok(Loaded {
             region,
             len,
             image_version: v.image_version,
+            security_counter: v.security_counter,
+            header_len: len - v.payload.len(),
             flags: v.flags,
             load: v.load,
             entry: v.entry,
             key_id: v.key_id,
         }),
+        Err(e @ bpnet_image::Error::Rollback { .. }) => {
+            println!("boot: image at flash {:#x} refused: {}", region.offset, e);
+            Err("older than the board's minimum security counter")
+        }
         Err(e) => {
             println!("boot: image at flash {:#x} refused: {}", region.offset, e);
             Err("does not verify")
@@ -160,11 +172,13 @@ fn __e300_main() -> ! {
         recovery::serve(window, staging, repr, hz, start_tb, last_seq)
     };
     let key = bpnet_firmware::key::trusted();
+    // The downgrade floor, from the record choose reads too (0 when there is none).
+    let minimum = bpnet_update::status(&mut nor, &MPC8349EMDS).ok().flatten().map_or(0, |s| s.min_security_counter);
     let mut loaded: Option<Loaded> = None;
     let decision = choose(&mut nor, &MPC8349EMDS, |_, region| {
         loaded = None;
         let slot = if region.offset == MPC8349EMDS.slot(Slot::A).offset { "A" } else { "B" };
-        match load(region, staging.bytes_mut(), &key) {
+        match load(region, staging.bytes_mut(), &key, minimum) {
             Ok(l) => {
                 let (ma, mi, pa) = bpnet_image::version_parts(l.image_version);
                 println!("boot: slot {} holds image {}.{}.{}, {} bytes: verified", slot, ma, mi, pa, l.len);
@@ -201,7 +215,7 @@ fn __e300_main() -> ! {
     // The chosen slot was verified, but another may have been verified after it: load it again then.
     let l = match loaded.filter(|l| l.region == image) {
         Some(l) => l,
-        None => match load(image, staging.bytes_mut(), &key) {
+        None => match load(image, staging.bytes_mut(), &key, minimum) {
             Ok(l) => l,
             Err(why) => {
                 println!("boot: slot {} changed since it verified ({}): recovery", slot_name(slot), why);
@@ -213,11 +227,12 @@ fn __e300_main() -> ! {
     println!("boot: starting slot {}{}", slot_name(slot), if trial { " on trial" } else { "" });
     let verified = Verified {
         image_version: l.image_version,
+        security_counter: l.security_counter,
         flags: l.flags,
         load: l.load,
         entry: l.entry,
         key_id: l.key_id,
-        payload: &staging.bytes()[IMAGE_HEADER_LEN..l.len],
+        payload: &staging.bytes()[l.header_len..l.len],
     };
     let info = BootInfo { source: Source::Flash, slot: Some(slot), trial, image_version: l.image_version };
     start_image(&mut window, &verified, info, &mut repr)

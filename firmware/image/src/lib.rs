@@ -26,7 +26,7 @@
 //! | `0x04` | 2 | format_version | [`FORMAT_VERSION`] (2) or 1; a reader refuses any other |
 //! | `0x06` | 2 | header_len | [`HEADER_LEN`] (`0x88`, 136) in format 2, [`HEADER_LEN_V1`] (`0x84`) in format 1: the payload starts here |
 //! | `0x08` | 4 | image_version | `major << 16 \| minor << 8 \| patch`, the contract's `firmware_version`; top byte 0 |
-//! | `0x0C` | 4 | flags | none defined in format 1: must be 0 |
+//! | `0x0C` | 4 | flags | none defined: must be 0 |
 //! | `0x10` | 4 | load | where the payload's first byte goes; 4-byte aligned |
 //! | `0x14` | 4 | entry | where execution starts; 4-byte aligned, inside `load .. load + payload_len` |
 //! | `0x18` | 4 | payload_len | bytes of payload after the header, at least 1 |
@@ -45,7 +45,7 @@
 //! the image at the start of a larger region (a flash partition).
 //!
 //! Signing the header rather than the whole image keeps the expensive part of the check (ed25519's own
-//! SHA-512, 64-bit arithmetic on a 32-bit core) to 68 bytes; the payload is hashed once, with SHA-256.
+//! SHA-512, 64-bit arithmetic on a 32-bit core) to 72 bytes; the payload is hashed once, with SHA-256.
 //! Verification is strict ([`ed25519_dalek::VerifyingKey::verify_strict`]): non-canonical and
 //! small-order signatures and weak keys are refused.
 //!
@@ -93,7 +93,7 @@ pub const KEY_ID_LEN: usize = 8;
 pub const PUBLIC_KEY_LEN: usize = 32;
 /// Bytes of an ed25519 signature.
 pub const SIGNATURE_LEN: usize = 64;
-/// Flag bits format 1 defines (none): any other bit is refused, so a later flag is never ignored.
+/// Flag bits the formats define (none): any other bit is refused, so a later flag is never ignored.
 pub const FLAGS_KNOWN: u32 = 0;
 /// Instructions are words: load and entry addresses must be multiples of this.
 pub const ALIGN: u32 = 4;
@@ -134,7 +134,7 @@ pub enum Error {
     BadHeaderLen(u16),
     /// An image version with bits above `major.minor.patch` set.
     BadImageVersion(u32),
-    /// Flag bits format 1 does not define.
+    /// Flag bits no format defines.
     BadFlags(u32),
     /// A payload length of zero.
     EmptyPayload,
@@ -156,11 +156,15 @@ pub enum Error {
     BadKey,
     /// A payload longer than the header's 32-bit length field (signing only).
     PayloadTooLong,
+    /// A good image whose security counter is below the minimum the board accepts (the boot
+    /// state's): an older image, refused so that a downgrade cannot bring back what a newer one
+    /// fixed ([`check_security_counter`]; not one of [`verify`]'s checks).
+    Rollback { counter: u32, minimum: u32 },
 }
 
 /// [`Error::code`]'s numbers and a short name for each, in code order (code 1 first): what a reader
 /// that has only the number (the host reading the boot block's `recovery_error`) prints.
-const CODE_NAMES: [&str; 16] = [
+const CODE_NAMES: [&str; 17] = [
     "truncated (shorter than an image header)",
     "bad magic: not a bpnet image",
     "unknown image format version",
@@ -177,6 +181,7 @@ const CODE_NAMES: [&str; 16] = [
     "payload hash does not match the signed header",
     "bad public key",
     "payload too long",
+    "security counter below the board's minimum (downgrade refused)",
 ];
 
 impl Error {
@@ -200,6 +205,7 @@ impl Error {
             Error::BadPayloadHash => 14,
             Error::BadKey => 15,
             Error::PayloadTooLong => 16,
+            Error::Rollback { .. } => 17,
         }
     }
 
@@ -215,8 +221,15 @@ impl core::fmt::Display for Error {
         match *self {
             Error::Truncated => write!(f, "shorter than the {HEADER_LEN}-byte image header"),
             Error::BadMagic(m) => write!(f, "magic {m:#010x} is not \"BPIM\" ({MAGIC:#010x}): not a bpnet image"),
-            Error::BadFormatVersion(v) => write!(f, "image format {v}, this reader knows {FORMAT_VERSION}"),
-            Error::BadHeaderLen(n) => write!(f, "header length {n}, format {FORMAT_VERSION} has {HEADER_LEN}"),
+            Error::BadFormatVersion(v) => {
+                write!(f, "image format {v}, this reader knows {FORMAT_VERSION_V1} and {FORMAT_VERSION}")
+            }
+            Error::BadHeaderLen(n) => {
+                write!(f, "header length {n}, format {FORMAT_VERSION} has {HEADER_LEN}, format 1 {HEADER_LEN_V1}")
+            }
+            Error::Rollback { counter, minimum } => {
+                write!(f, "security counter {counter} is below this board's minimum {minimum}: downgrade refused")
+            }
             Error::BadImageVersion(v) => write!(f, "image version {v:#010x} has bits above major.minor.patch"),
             Error::BadFlags(bits) => write!(f, "undefined flag bits {bits:#010x}"),
             Error::EmptyPayload => write!(f, "payload length 0"),
@@ -373,7 +386,7 @@ pub struct HeaderRepr {
     pub image_version: u32,
     /// The anti-rollback counter.
     pub security_counter: u32,
-    /// Flag bits (none defined in format 1).
+    /// Flag bits (none defined).
     pub flags: u32,
     pub load: u32,
     pub entry: u32,
@@ -594,6 +607,15 @@ pub fn verify<'a>(image: &'a [u8], trusted: &[TrustedKey], ram: Range<u64>) -> R
         key_id: repr.key_id,
         payload,
     })
+}
+
+/// The anti-rollback check, after [`verify`]: an image whose security counter is below `minimum`
+/// (the boot state's) is refused with [`Error::Rollback`].
+pub fn check_security_counter(verified: &Verified<'_>, minimum: u32) -> Result<(), Error> {
+    if verified.security_counter < minimum {
+        return Err(Error::Rollback { counter: verified.security_counter, minimum });
+    }
+    Ok(())
 }
 
 /// 32 bytes from exactly 64 hex digits (either case), or `None`. A `const fn`, so a key given to the

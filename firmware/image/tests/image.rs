@@ -109,6 +109,17 @@ fn security_counter_is_signed_and_a_format_1_image_has_counter_0() {
             "format 1 cannot carry a counter"
         );
     }
+    // The anti-rollback check: at or above the minimum passes, below it is refused by name.
+    let v = verify(&image, &keys, RAM).unwrap();
+    assert_eq!(bpnet_image::check_security_counter(&v, 0x1234_5678), Ok(()));
+    assert_eq!(
+        bpnet_image::check_security_counter(&v, 0x1234_5679),
+        Err(Error::Rollback { counter: 0x1234_5678, minimum: 0x1234_5679 })
+    );
+    let v1 = verify(&old, &keys, RAM).unwrap();
+    assert_eq!(bpnet_image::check_security_counter(&v1, 0), Ok(()));
+    assert_eq!(bpnet_image::check_security_counter(&v1, 1), Err(Error::Rollback { counter: 0, minimum: 1 }));
+    assert!(Error::Rollback { counter: 1, minimum: 2 }.to_string().contains("downgrade refused"));
     // A format-1 header is shorter: a format-1 image cut to 0x84 bytes still has its whole header,
     // a format-2 one does not.
     assert_eq!(Header::new_checked(&image[..0x87]).err(), Some(Error::Truncated));
@@ -401,15 +412,16 @@ fn error_codes_are_distinct_and_named() {
         Error::BadPayloadHash,
         Error::BadKey,
         Error::PayloadTooLong,
+        Error::Rollback { counter: 0, minimum: 1 },
     ];
     // The numbers travel in the boot block: they are part of the format and must not move.
     let codes: Vec<u32> = every.iter().map(Error::code).collect();
-    assert_eq!(codes, (1..=16).collect::<Vec<u32>>());
+    assert_eq!(codes, (1..=17).collect::<Vec<u32>>());
     for e in &every {
         assert!(Error::code_name(e.code()).is_some_and(|name| !name.is_empty()), "{e:?}");
     }
     assert_eq!(Error::code_name(Error::BadSignature.code()), Some("bad signature"));
     assert_eq!(Error::code_name(0), None);
-    assert_eq!(Error::code_name(17), None);
+    assert_eq!(Error::code_name(18), None);
     assert_eq!(Error::code_name(u32::MAX), None);
 }

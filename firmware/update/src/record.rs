@@ -249,15 +249,14 @@ fn slot_to_byte(s: Option<Slot>) -> u8 {
 
 impl BootState {
     /// The state of a board no record describes: nothing known.
-    pub const UNKNOWN: BootState =
-        BootState {
-            seq: 0,
-            active: None,
-            trial: None,
-            trial_boots_left: 0,
-            slots: [SlotInfo::EMPTY; 2],
-            min_security_counter: 0,
-        };
+    pub const UNKNOWN: BootState = BootState {
+        seq: 0,
+        active: None,
+        trial: None,
+        trial_boots_left: 0,
+        slots: [SlotInfo::EMPTY; 2],
+        min_security_counter: 0,
+    };
 
     pub fn slot(&self, slot: Slot) -> &SlotInfo {
         &self.slots[slot.index()]

@@ -35,14 +35,14 @@ pub struct ImageInfo {
 /// a clear message; a bad signature is the agent's to find.
 pub fn read_image(path: &Path) -> Result<ImageInfo, Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
-    let header = bpnet_image::Header::new_checked(&bytes[..])
-        .and_then(|h| bpnet_image::HeaderRepr::parse(&h).map(|_| h))
+    let (header, repr) = bpnet_image::Header::new_checked(&bytes[..])
+        .and_then(|h| bpnet_image::HeaderRepr::parse(&h).map(|r| (h, r)))
         .map_err(|e| match e {
             // Its text says "not a bpnet image" already.
             bpnet_image::Error::BadMagic(_) => Error::Usage(format!("{}: {e}", path.display())),
             _ => Error::Usage(format!("{}: not a bpnet image: {e}", path.display())),
         })?;
-    let expected = bpnet_image::HEADER_LEN as u64 + u64::from(header.payload_len());
+    let expected = repr.image_len();
     if expected != bytes.len() as u64 {
         return Err(Error::Usage(format!(
             "{}: not a bpnet image: {} bytes, its header says {expected}",

@@ -132,7 +132,8 @@ fn provision(board: &mut Board, setup: &Setup) -> Result<(), String> {
     let mut slots = [SlotInfo::EMPTY; 2];
     slots[0] = SlotInfo { state: SlotState::Confirmed, version, len };
     slots[1] = SlotInfo { state: SlotState::Rejected, version: 0x00_00_09_00, len: 4096 };
-    let state = BootState { seq: 41, active: Some(Slot::A), trial: None, trial_boots_left: 0, slots };
+    let state =
+        BootState { seq: 41, active: Some(Slot::A), trial: None, trial_boots_left: 0, slots, min_security_counter: 0 };
     board.provision_flash(MPC8349EMDS.state[0].offset, &state.to_bytes())
 }
 

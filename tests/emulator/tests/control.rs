@@ -39,7 +39,8 @@ fn flash_with_a_confirmed() -> tempfile::NamedTempFile {
     let mut image = vec![0xFFu8; FLASH_BYTES];
     let mut slots = [SlotInfo::EMPTY; 2];
     slots[0] = SlotInfo { state: SlotState::Confirmed, version: version(1, 0, 0), len: 4096 };
-    let state = BootState { seq: 7, active: Some(Slot::A), trial: None, trial_boots_left: 0, slots };
+    let state =
+        BootState { seq: 7, active: Some(Slot::A), trial: None, trial_boots_left: 0, slots, min_security_counter: 0 };
     let at = MPC8349EMDS.state[0].offset as usize;
     let record = state.to_bytes();
     image[at..at + record.len()].copy_from_slice(&record);

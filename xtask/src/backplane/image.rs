@@ -231,6 +231,11 @@ fn build_initramfs(guest_tool: &Path, firmware: &Path, module: Option<&Path>, na
     if image.exists() {
         copy(&image, &stage.join("lib/firmware/bpnet/bpnet-firmware.img"))?;
     }
+    // The same with security counter 1: the update suite's downgrade check.
+    let newer = firmware::image_counter_1(firmware);
+    if newer.exists() {
+        copy(&newer, &stage.join("lib/firmware/bpnet/bpnet-firmware-counter1.img"))?;
+    }
     add_debian_programs(&stage)?;
     let scripts = util::root().join("tests/backplane");
     copy(&scripts.join("init"), &stage.join("init"))?;

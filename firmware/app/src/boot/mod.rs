@@ -19,7 +19,7 @@ use bpnet_contract::{notify, shared};
 use bpnet_image::Verified;
 use bpnet_update::bootinfo::BootInfo;
 pub use bpnet_update::bootinfo::Source;
-use bpnet_update::{BootState, Nor, Slot, MPC8349EMDS};
+use bpnet_update::{BootState, Nor, Slot, Storage, MPC8349EMDS};
 use critical_section::Mutex;
 use mpc8349::ipic::vector;
 use mpc8349emds::{Clock, FlashBus, SharedWindow, FIRMWARE_BASE, FIRMWARE_END};
@@ -197,6 +197,8 @@ struct Firmware {
     last_seq: u32,
     /// Confirmation was tried (successfully or not): it is not tried again in this boot.
     confirm_tried: bool,
+    /// The boot state's minimum security counter: images below it are refused ([`verify`]).
+    min_security_counter: u32,
 }
 
 static FIRMWARE: Mutex<RefCell<Option<Firmware>>> = Mutex::new(RefCell::new(None));
@@ -268,8 +270,15 @@ pub fn start(timebase_hz: u32) {
         repr.image_version
     );
     critical_section::with(|cs| {
-        *FIRMWARE.borrow_ref_mut(cs) =
-            Some(Firmware { info, repr, timebase_hz, start_tb, last_seq, confirm_tried: false })
+        *FIRMWARE.borrow_ref_mut(cs) = Some(Firmware {
+            info,
+            repr,
+            timebase_hz,
+            start_tb,
+            last_seq,
+            confirm_tried: false,
+            min_security_counter: state.map_or(0, |s| s.min_security_counter),
+        })
     });
 }
 
@@ -294,7 +303,15 @@ pub fn confirm_if_trial() {
         defmt::error!("boot: no flash, slot {=str} stays on trial", name);
         return;
     };
-    match bpnet_update::confirm(&mut flash, &MPC8349EMDS, slot) {
+    // The running image's security counter, from its header in the slot (verified by the boot stage
+    // at this boot; nothing writes the running slot).
+    let mut head = [0u8; bpnet_image::HEADER_LEN];
+    let counter = flash
+        .read(MPC8349EMDS.slot(slot).offset, &mut head)
+        .ok()
+        .and_then(|()| bpnet_image::Header::new_checked(&head[..]).ok())
+        .map_or(0, |h| h.security_counter());
+    match bpnet_update::confirm(&mut flash, &MPC8349EMDS, slot, counter) {
         Ok(how) => {
             defmt::info!(
                 "boot: slot {=str} confirmed ({=str})",
@@ -310,6 +327,9 @@ pub fn confirm_if_trial() {
                     fw.repr.boot_flags |= boot_flags::CONFIRMED;
                     fw.repr.slot_versions = versions;
                     fw.repr.slot_states = states;
+                    if let Some(s) = state {
+                        fw.min_security_counter = s.min_security_counter;
+                    }
                     publish(&mut SharedWindow::take(), &fw.repr);
                 }
             });
@@ -405,9 +425,27 @@ pub fn poll() -> u64 {
 pub const NO_DEADLINE: u64 = u64::MAX;
 
 /// Check an image as [`launch`] will: signature under the built-in key, payload inside the
-/// FIRMWARE RAM range. For a caller that wants to answer "refused" before it tears anything down.
+/// FIRMWARE RAM range, security counter not below the boot state's minimum (no downgrade: FLASH and
+/// NETBOOT refuse through here). For a caller that wants to answer "refused" before it tears anything
+/// down.
 pub fn verify(image: &[u8]) -> Result<Verified<'_>, bpnet_image::Error> {
-    bpnet_image::verify(image, &[crate::key::trusted()], IMAGE_RAM)
+    let verified = bpnet_image::verify(image, &[crate::key::trusted()], IMAGE_RAM)?;
+    bpnet_image::check_security_counter(&verified, min_security_counter_now())?;
+    Ok(verified)
+}
+
+/// The minimum security counter as the running firmware last read it from the boot state (0 before
+/// [`start`], or with no valid record).
+fn min_security_counter_now() -> u32 {
+    critical_section::with(|cs| FIRMWARE.borrow_ref(cs).as_ref().map_or(0, |fw| fw.min_security_counter))
+}
+
+/// The boot state's minimum security counter, read from the flash (0 when no flash or no valid record
+/// answers).
+pub fn min_security_counter(timebase_hz: u32) -> u32 {
+    flash(timebase_hz)
+        .and_then(|mut f| bpnet_update::status(&mut f, &MPC8349EMDS).ok().flatten())
+        .map_or(0, |s| s.min_security_counter)
 }
 
 /// Start `image` (verified by the caller with [`verify`], held in STAGING where nothing overwrites

@@ -34,6 +34,8 @@ pub fn serve(
     start_tb: u64,
     mut last_seq: u32,
 ) -> ! {
+    // The downgrade floor: the boot state's, if a flash and a valid record answer (else 0).
+    let minimum = super::min_security_counter(timebase_hz);
     repr.stage = BootStage::RecoveryWaiting;
     repr.recovery_offset = shared::RECOVERY_OFFSET as u32;
     repr.recovery_capacity = shared::RECOVERY_LEN as u32;
@@ -67,7 +69,9 @@ pub fn serve(
                     match fetch(&window, &mut staging, request.recovery_len) {
                         Ok(len) => {
                             let image = &staging.bytes()[..len];
-                            match bpnet_image::verify(image, &[crate::key::trusted()], IMAGE_RAM) {
+                            let checked = bpnet_image::verify(image, &[crate::key::trusted()], IMAGE_RAM)
+                                .and_then(|v| bpnet_image::check_security_counter(&v, minimum).map(|()| v));
+                            match checked {
                                 Ok(verified) => {
                                     let info = BootInfo {
                                         source: Source::Recovery,

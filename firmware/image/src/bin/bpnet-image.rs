@@ -239,8 +239,9 @@ fn show(args: &[String]) -> Result<()> {
     let args = Args::parse(args, &[])?;
     let [path] = args.positional("one image")?;
     let image = read(Path::new(path))?;
-    let header = Header::new_checked(&image[..])
-        .map_err(|_| failed(format!("{path}: {} bytes, shorter than a header ({HEADER_LEN_V1} bytes or more)", image.len())))?;
+    let header = Header::new_checked(&image[..]).map_err(|_| {
+        failed(format!("{path}: {} bytes, shorter than a header ({HEADER_LEN_V1} bytes or more)", image.len()))
+    })?;
     let magic = header.magic().to_le_bytes();
     println!("file            {path} ({} bytes)", image.len());
     println!("magic           {:#010x} ({:?})", header.magic(), String::from_utf8_lossy(&magic));
