@@ -576,7 +576,8 @@ impl<S: Staging, F: Flash, Y: System> Control<S, F, Y> {
     fn netboot(&mut self, sockets: &mut SocketSet<'_>, now: Instant, mtu: usize, job: Netboot) -> bool {
         let Netboot { server, name, name_len, mut attempt, retry_at, mut reported, fetched } = job;
         let why: &str;
-        let mut detail = [0u8; 64];
+        // Room for the longest image error (a security counter refusal names both counters).
+        let mut detail = [0u8; 160];
         let mut detail_len = 0;
         if let Some(summary) = fetched {
             // Verified one poll after the last block, so the final ACK has left before the
