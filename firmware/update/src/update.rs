@@ -7,7 +7,7 @@ use crate::storage::{self, Storage};
 use crate::{Error, TRIAL_BOOTS};
 
 /// Bytes [`flash_image`] hands to [`Update::write`] at a time: one progress report per 4 KiB (about
-/// 0.12 s of word programming on the board's part).
+/// 31 ms of write-buffer programming on the board's part, 0.12 s a word at a time).
 pub const CHUNK: usize = 4096;
 
 /// How far an update has come, for `bpctl`'s progress bars.

@@ -611,7 +611,7 @@ pub fn netboot(elf: &[u8], image: &[u8], mtu: u16, profile: bool) -> Result<(Con
 
 /// FLASH of `image` (a signed image) over the control service: received, verified, written into the
 /// inactive slot, read back and verified, recorded for trial; from the request to the agent's OK,
-/// in virtual time (the flash model's timing: 60 µs a word, 0.5 s a sector).
+/// in virtual time (the flash model's timing: 480 µs a 64-byte write-buffer page, 0.5 s a sector).
 pub fn flash_update(elf: &[u8], image: &[u8]) -> Result<ControlFigures, String> {
     let mut s = crate::control::Session::boot(elf, None)?;
     s.idle_skip = false;

@@ -2,8 +2,9 @@
 //! update procedure of `bpnet-update` ([`Update`]) over a flash [`Part`] that starts an erase or a
 //! word program and returns, and a [`FlashJob`] the main loop advances a few words at a time.
 //!
-//! A word takes about 60 µs to program and a sector 0.5 s to erase; `norflash`'s driver polls the
-//! part until each is done, which would hold the main loop for the whole update. Here (with
+//! A write-buffer page takes about 480 µs to program (a word 60 µs) and a sector 0.5 s to erase;
+//! `norflash`'s driver polls the part until each is done, which would hold the main loop for the whole
+//! update. Here (with
 //! `norflash::command`'s cycles and data polling):
 //!
 //! * a program (a write-buffer page at a time when the part's CFI advertises a write buffer, else a
