@@ -11,9 +11,10 @@ usage: bpnet-powercut --boot ELF --firmware ELF --image IMG --key SECRET [--thre
 
 The real boot stage starts the real firmware from slot A of the emulated board's flash; the host
 model sends a new signed image to the firmware's control service (FLASH); the power is cut half-way
-through each erase and word program of that update, and of the first boot after it, in turn, one run
-per step, and the board must come back up on a verified image: the old one, or the new one once the
-update recorded it. Exit 0 only if every cut point survived.
+through each erase and program (a write-buffer page, or a word on a part without a buffer) of that
+update, and of the first boot after it, in turn, one run per step, and the board must come back up on
+a verified image: the old one, or the new one once the update recorded it. Exit 0 only if every cut
+point survived.
 
   --boot ELF       the boot stage (bpnet-boot.elf)
   --firmware ELF   the firmware (bpnet-firmware.elf, for its log) whose signed image is --image
