@@ -155,6 +155,10 @@ pub fn generate() -> String {
     }
     define(&mut out, "BPNET_BOOT_SLOT_NONE", bar::BOOT_SLOT_NONE.into(), Hex);
     define(&mut out, "BPNET_SLOT_STATE_UNKNOWN", bar::SLOT_STATE_UNKNOWN.into(), Hex);
+    define(&mut out, "BPNET_SLOT_STATE_EMPTY", bar::slot_state::EMPTY.into(), Dec);
+    define(&mut out, "BPNET_SLOT_STATE_WRITTEN", bar::slot_state::WRITTEN.into(), Dec);
+    define(&mut out, "BPNET_SLOT_STATE_CONFIRMED", bar::slot_state::CONFIRMED.into(), Dec);
+    define(&mut out, "BPNET_SLOT_STATE_REJECTED", bar::slot_state::REJECTED.into(), Dec);
     define(&mut out, "BPNET_BOOT_F_TRIAL", bar::boot_flags::TRIAL.into(), Hex);
     define(&mut out, "BPNET_BOOT_F_CONFIRMED", bar::boot_flags::CONFIRMED.into(), Hex);
     for stage in [

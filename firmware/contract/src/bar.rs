@@ -1083,6 +1083,19 @@ pub const BOOT_SLOT_NONE: u8 = 0xFF;
 /// `slot_a_state` / `slot_b_state` when the boot state is unknown.
 pub const SLOT_STATE_UNKNOWN: u8 = 0xFF;
 
+/// `slot_a_state` / `slot_b_state`: the slot's state in the boot-state record (`bpnet_update`'s
+/// `SlotState`, as its byte).
+pub mod slot_state {
+    /// Nothing usable (never written, or being written).
+    pub const EMPTY: u8 = 0;
+    /// A complete image that verified; its firmware has not confirmed yet (the next boot tries it).
+    pub const WRITTEN: u8 = 1;
+    /// Its firmware booted and confirmed itself.
+    pub const CONFIRMED: u8 = 2;
+    /// Ran out of trial boots or failed verification on trial: not started until rewritten.
+    pub const REJECTED: u8 = 3;
+}
+
 /// `boot_flags` bits.
 pub mod boot_flags {
     /// Started on trial: it must confirm before its boots run out.
