@@ -154,7 +154,7 @@ fn suites(agents: Option<u32>, bytes: Option<u64>, personality: Personality) -> 
         unrelated_ivshmem: false,
     };
     // Flashing, netbooting, recovery and reset (tests/backplane/update.sh), two agents in boot-stage
-    // mode; the guest serves TFTP.
+    // mode; the guest serves TFTP. Identity records, so devlink shows each agent's serial and slot.
     let update = Suite {
         name: format!("update-2-{p}"),
         personality,
@@ -165,7 +165,7 @@ fn suites(agents: Option<u32>, bytes: Option<u64>, personality: Personality) -> 
         timeout: Duration::from_secs(1200),
         boot_stage: true,
         live: false,
-        identities: false,
+        identities: true,
         unrelated_ivshmem: false,
     };
     // infra looks at ivshmem-doorbell devices without the module: ivshmem only.
