@@ -371,6 +371,12 @@ struct bpnet {
 	struct mutex health_lock;
 	bool health_live;
 	/*
+	 * The port is registered once the link first came up (the firmware
+	 * has published its slot by then), from the slow path under
+	 * health_lock; ndo_get_devlink_port shows it only then.
+	 */
+	bool dl_port_registered;
+	/*
 	 * The last fault record read (seq 0: none since the module loaded),
 	 * kept for diagnose and the dump; fault_seq is read once a slow-path
 	 * tick while the interface is up (one BAR read).
@@ -477,6 +483,7 @@ u32 bpnet_send_request(struct bpnet *bp, u32 request, u32 recovery_len);
 int bpnet_read_board(struct bpnet *bp, struct bpnet_board *board);
 int bpnet_devlink_probe(struct bpnet *bp);
 void bpnet_devlink_register(struct bpnet *bp);
+void bpnet_devlink_port(struct bpnet *bp);
 void bpnet_devlink_unregister(struct bpnet *bp);
 void bpnet_devlink_free(struct bpnet *bp);
 __printf(3, 4)

@@ -6,6 +6,9 @@
  * The port's number is the agent's chassis slot from its identity record (the
  * board info block, contract minor 4), so phys_port_name is "p<slot>" for a
  * udev rule to name interfaces by; without a slot the port has no attributes.
+ * Attributes are fixed at registration and the firmware publishes the block
+ * only when it starts (after the boot stage), so the port is registered when
+ * the link first comes up.
  * info reads the boot block and the board info block through the BAR when
  * asked. The health reporter "agent" reports what the slow path found (a fault
  * record, BROKEN, no progress with work pending, a contract violation or an
@@ -339,10 +342,36 @@ void bpnet_health_note(struct bpnet *bp, enum bpnet_recovery recovery, const cha
 	bp->health_pending = true;
 }
 
-int bpnet_devlink_probe(struct bpnet *bp)
+/*
+ * Slow path, outside link_lock (devlink's lock comes first: recover takes
+ * link_lock under it): once the agent has run, its port with the slot it
+ * published. Registered once; not after removal began (health_live).
+ */
+void bpnet_devlink_port(struct bpnet *bp)
 {
 	struct devlink_port_attrs attrs = {};
 	struct bpnet_board board;
+
+	if (bp->dl_port_registered || !READ_ONCE(bp->running))
+		return;
+	mutex_lock(&bp->health_lock);
+	if (!bp->health_live)
+		goto out;
+	if (!bpnet_read_board(bp, &board) && board.slot != BPNET_BOARD_SLOT_UNKNOWN) {
+		attrs.flavour = DEVLINK_PORT_FLAVOUR_PHYSICAL;
+		attrs.phys.port_number = board.slot;
+		devlink_port_attrs_set(&bp->dl_port, &attrs);
+	}
+	if (devlink_port_register(bp->devlink, &bp->dl_port, 0))
+		goto out;
+	devlink_port_type_eth_set(&bp->dl_port, bp->netdev);
+	WRITE_ONCE(bp->dl_port_registered, true);
+out:
+	mutex_unlock(&bp->health_lock);
+}
+
+int bpnet_devlink_probe(struct bpnet *bp)
+{
 	struct devlink *devlink;
 	int err;
 
@@ -352,49 +381,39 @@ int bpnet_devlink_probe(struct bpnet *bp)
 		return -ENOMEM;
 	((struct bpnet_devlink *)devlink_priv(devlink))->bp = bp;
 	bp->devlink = devlink;
-	if (!bpnet_read_board(bp, &board) && board.slot != BPNET_BOARD_SLOT_UNKNOWN) {
-		attrs.flavour = DEVLINK_PORT_FLAVOUR_PHYSICAL;
-		attrs.phys.port_number = board.slot;
-		devlink_port_attrs_set(&bp->dl_port, &attrs);
-	}
-	err = devlink_port_register(devlink, &bp->dl_port, 0);
-	if (err)
-		goto err_free;
 	bp->reporter = devlink_health_reporter_create(devlink, &bpnet_health_ops,
 						      BPNET_HEALTH_GRACE_MS, bp);
 	if (IS_ERR(bp->reporter)) {
 		err = PTR_ERR(bp->reporter);
 		bp->reporter = NULL;
-		goto err_port;
+		devlink_free(devlink);
+		bp->devlink = NULL;
+		return err;
 	}
 	return 0;
-
-err_port:
-	devlink_port_unregister(&bp->dl_port);
-err_free:
-	devlink_free(devlink);
-	bp->devlink = NULL;
-	return err;
 }
 
-/* After register_netdev: the port names its netdev, and the instance is seen. */
+/* After register_netdev: the instance is seen. */
 void bpnet_devlink_register(struct bpnet *bp)
 {
-	devlink_port_type_eth_set(&bp->dl_port, bp->netdev);
 	devlink_register(bp->devlink);
 	mutex_lock(&bp->health_lock);
 	bp->health_live = true;
 	mutex_unlock(&bp->health_lock);
 }
 
-/* Before unregister_netdev. */
+/* Before unregister_netdev: no more reports or port, then the port and the instance go. */
 void bpnet_devlink_unregister(struct bpnet *bp)
 {
 	mutex_lock(&bp->health_lock);
 	bp->health_live = false;
 	mutex_unlock(&bp->health_lock);
 	devlink_unregister(bp->devlink);
-	devlink_port_type_clear(&bp->dl_port);
+	if (bp->dl_port_registered) {
+		WRITE_ONCE(bp->dl_port_registered, false);
+		devlink_port_type_clear(&bp->dl_port);
+		devlink_port_unregister(&bp->dl_port);
+	}
 }
 
 /* After the slow path is stopped for good. */
@@ -403,7 +422,6 @@ void bpnet_devlink_free(struct bpnet *bp)
 	if (!bp->devlink)
 		return;
 	devlink_health_reporter_destroy(bp->reporter);
-	devlink_port_unregister(&bp->dl_port);
 	devlink_free(bp->devlink);
 	bp->devlink = NULL;
 }

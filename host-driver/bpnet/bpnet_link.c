@@ -895,8 +895,13 @@ static void bpnet_check_progress(struct bpnet *bp)
 		bp->stalled_reported = false;
 		return;
 	}
-	/* Rung again a tick ago and still nothing: the agent is stuck with work pending. */
-	if (outstanding && bp->tick_rung && !bp->stalled_reported) {
+	/*
+	 * Rung again a tick ago and still nothing: the agent is stuck with TX
+	 * frames pending (posted RX buffers are not work: an idle agent keeps
+	 * them).
+	 */
+	if (READ_ONCE(bp->tx_prod_published) != tx_used && bp->tick_rung &&
+	    !bp->stalled_reported) {
 		bp->stalled_reported = true;
 		bpnet_health_note(bp, BPNET_RECOVER_RESET,
 				  "no progress with work pending (tx_used %u, rx_used %u) though the agent beats",
@@ -1068,6 +1073,7 @@ static void bpnet_slow_work(struct work_struct *work)
 		delay = HZ;
 	again = bp->want_up || bp->state != BPNET_LINK_IDLE;
 	mutex_unlock(&bp->link_lock);
+	bpnet_devlink_port(bp);
 	bpnet_health_flush(bp);
 	if (READ_ONCE(bp->features_stale)) {
 		rtnl_lock();

@@ -653,7 +653,7 @@ static struct devlink_port *bpnet_get_devlink_port(struct net_device *netdev)
 {
 	struct bpnet *bp = netdev_priv(netdev);
 
-	return &bp->dl_port;
+	return READ_ONCE(bp->dl_port_registered) ? &bp->dl_port : NULL;
 }
 
 static const struct net_device_ops bpnet_netdev_ops = {

@@ -110,7 +110,7 @@ devlink_port() {
     echo "$text" | tr '\n' ' '
     echo "$text" | grep -q "^$(dl_dev $1)/0: type eth netdev bp$1 flavour physical port $1 " ||
         { echo "no physical port $1 for bp$1"; return 1; }
-    ip -d link show bp$1 | grep -q "portname p$1 " || { echo "no portname p$1: $(ip -d link show bp$1)"; return 1; }
+    /usr/bin/ip -d link show bp$1 | grep -q "portname p$1 " || { echo "no portname p$1: $(/usr/bin/ip -d link show bp$1)"; return 1; }
     [ "$(cat /sys/class/net/bp$1/phys_port_name)" = "p$1" ] || { echo "phys_port_name not p$1"; return 1; }
 }
 
