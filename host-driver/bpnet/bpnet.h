@@ -386,8 +386,8 @@ struct bpnet {
 	bool health_pending;
 	enum bpnet_recovery health_recovery;
 	char health_msg[96];
-	/* No progress for a tick after WORK was rung again: reported once until it moves. */
-	bool stalled_reported;
+	/* Ticks without progress, TX pending (at BPNET_STALL_TICKS reported, once until it moves). */
+	unsigned int stalled_ticks;
 };
 
 struct bpnet_pcpu_stats {

@@ -52,6 +52,8 @@ static unsigned int heartbeat_timeout_ms = 3000;
 module_param(heartbeat_timeout_ms, uint, 0444);
 MODULE_PARM_DESC(heartbeat_timeout_ms,
 		 "How long the agent's heartbeat may stand still before its carrier goes down (ms, 0: never)");
+/* Ticks (1 s) without progress, TX pending and the agent beating, before a health report. */
+#define BPNET_STALL_TICKS	5
 /* Reset requests for an unusable header before the host gives up (per episode). */
 #define BPNET_RESET_REQUESTS_MAX	3
 /*
@@ -892,17 +894,18 @@ static void bpnet_check_progress(struct bpnet *bp)
 	bp->tick_valid = true;
 	if (moved) {
 		bp->tick_rung = false;
-		bp->stalled_reported = false;
+		bp->stalled_ticks = 0;
 		return;
 	}
 	/*
-	 * Rung again a tick ago and still nothing: the agent is stuck with TX
-	 * frames pending (posted RX buffers are not work: an idle agent keeps
-	 * them).
+	 * TX frames pending (posted RX buffers are not work: an idle agent keeps
+	 * them) and nothing moved for BPNET_STALL_TICKS though WORK was rung
+	 * again and the agent beats: it is stuck. Reported once until it moves.
 	 */
-	if (READ_ONCE(bp->tx_prod_published) != tx_used && bp->tick_rung &&
-	    !bp->stalled_reported) {
-		bp->stalled_reported = true;
+	if (READ_ONCE(bp->tx_prod_published) == tx_used) {
+		bp->stalled_ticks = 0;
+	} else if (bp->stalled_ticks < BPNET_STALL_TICKS &&
+		   ++bp->stalled_ticks == BPNET_STALL_TICKS) {
 		bpnet_health_note(bp, BPNET_RECOVER_RESET,
 				  "no progress with work pending (tx_used %u, rx_used %u) though the agent beats",
 				  tx_used, rx_used);
