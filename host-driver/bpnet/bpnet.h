@@ -386,7 +386,7 @@ struct bpnet {
 	bool health_pending;
 	enum bpnet_recovery health_recovery;
 	char health_msg[96];
-	/* Ticks without progress, TX pending (at BPNET_STALL_TICKS reported, once until it moves). */
+	/* Ticks without progress, TX pending (at BPNET_STALL_TICKS: reported once). */
 	unsigned int stalled_ticks;
 };
 
