@@ -143,9 +143,13 @@ static int bpnet_info_get(struct devlink *devlink, struct devlink_info_req *req,
 	states[0] = w & 0xff;
 	states[1] = (w >> 8) & 0xff;
 	boot_slot = bpnet_slow_read32(bp, BPNET_BOOT(boot_source)) >> 8;
+	/*
+	 * A slot's version is 0 when the boot-state record does not know it
+	 * (an image provisioned before the record existed): not shown.
+	 */
 	for (i = 0; i < 2; i++) {
-		if (states[i] != BPNET_SLOT_STATE_WRITTEN &&
-		    states[i] != BPNET_SLOT_STATE_CONFIRMED)
+		if (!versions[i] || (states[i] != BPNET_SLOT_STATE_WRITTEN &&
+				     states[i] != BPNET_SLOT_STATE_CONFIRMED))
 			continue;
 		bpnet_version_str(buf, sizeof(buf), versions[i]);
 		err = devlink_info_version_stored_put(req, slot_names[i], buf);
@@ -154,10 +158,12 @@ static int bpnet_info_get(struct devlink *devlink, struct devlink_info_req *req,
 	}
 	next = bpnet_next_slot(states, boot_slot);
 	if (next >= 0) {
-		bpnet_version_str(buf, sizeof(buf), versions[next]);
-		err = devlink_info_version_stored_put(req, "fw", buf);
-		if (err)
-			return err;
+		if (versions[next]) {
+			bpnet_version_str(buf, sizeof(buf), versions[next]);
+			err = devlink_info_version_stored_put(req, "fw", buf);
+			if (err)
+				return err;
+		}
 		err = devlink_info_version_stored_put(req, "fw.next_slot", next ? "B" : "A");
 	}
 	return err;
