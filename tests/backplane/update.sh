@@ -150,7 +150,7 @@ dump_decodes() {
 diagnose_shows() {
     text=$(devlink health diagnose "$(dl_dev $1)" reporter agent 2>&1)
     echo "$text" | tr '\n' ' '
-    for f in agent_state agent_generation contract_errors link_resets 'vector 1792'; do
+    for f in agent_state agent_generation contract_errors link_resets 'vector: 1792'; do
         echo "$text" | grep -q "$f" || { echo "no '$f' in the diagnosis"; return 1; }
     done
 }
