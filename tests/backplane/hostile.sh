@@ -12,7 +12,7 @@
 # at the hostile agent's own OMIMR, must not get the shared line disabled ("nobody cared") under bp1.
 # The storm must be refused within 192 of bp0's interrupts from its link-up (on either personality);
 # once it is masked no interrupt reaches bp0's lines but bp1's; its cost in interrupts and BAR accesses
-# is reported.
+# is reported. bp0's health reporter (devlink) counted and recovered its violations, bp1's none.
 host_addr=10.83.49.1/24
 # Each phase: (name, what the module's refusal says). Searched for in order, each after the previous.
 phases="wrong-id:RX.completion.[0-9]*:.id
