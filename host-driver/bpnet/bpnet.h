@@ -382,6 +382,8 @@ struct bpnet {
 	 * tick while the interface is up (one BAR read).
 	 */
 	struct bpnet_fault fault_rec;
+	/* The last fault_seq read, accepted or not. */
+	u32 fault_seen;
 	/* A report the slow path owes the health reporter (slow path only). */
 	bool health_pending;
 	enum bpnet_recovery health_recovery;

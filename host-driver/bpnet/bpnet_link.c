@@ -1010,11 +1010,13 @@ void bpnet_link_sync_features(struct bpnet *bp)
 }
 
 /*
- * A fault record the host has not read (fault_seq moved): read once and kept
- * for the health dump. Reported when the program that faulted is the one in
- * place (its generation): it waits for the host's reset. A fault of an earlier
- * program is history, kept for diagnose. One BAR read a tick; the words are
- * only printed and kept, never used for lengths or addresses.
+ * A fault record the host has not read (fault_seq moved): read once per
+ * sequence number. One whose vector is no exception vector is refused
+ * (counted, logged rate-limited) and not kept; the others are kept for
+ * diagnose and the health dump. Reported when the program that faulted is the
+ * one in place (its generation): it waits for the host's reset. A fault of an
+ * earlier program is history, said at info level. One BAR read a tick; the
+ * words are only printed and kept, never used for lengths or addresses.
  */
 static void bpnet_check_fault(struct bpnet *bp)
 {
@@ -1024,10 +1026,16 @@ static void bpnet_check_fault(struct bpnet *bp)
 	if (!bp->agent_valid || bp->agent.version_minor < BPNET_VERSION_MINOR_BOARD_INFO)
 		return;
 	f.seq = bpnet_slow_read32(bp, BPNET_BOARD_INFO(fault_seq));
-	if (!f.seq || f.seq == bp->fault_rec.seq || bpnet_device_gone(bp, f.seq))
+	if (!f.seq || f.seq == bp->fault_seen || bpnet_device_gone(bp, f.seq))
 		return;
+	bp->fault_seen = f.seq;
 	/* The words after the sequence number: the agent wrote them before it. */
 	f.vector = bpnet_slow_read32(bp, BPNET_BOARD_INFO(fault_vector));
+	if (!f.vector || f.vector > BPNET_FAULT_VECTOR_MAX || f.vector % 0x100) {
+		bpnet_refuse(bp, "fault record %u with vector %#x, not an exception vector",
+			     f.seq, f.vector);
+		return;
+	}
 	f.srr0 = bpnet_slow_read32(bp, BPNET_BOARD_INFO(fault_srr0));
 	f.srr1 = bpnet_slow_read32(bp, BPNET_BOARD_INFO(fault_srr1));
 	f.dar = bpnet_slow_read32(bp, BPNET_BOARD_INFO(fault_dar));
@@ -1036,12 +1044,15 @@ static void bpnet_check_fault(struct bpnet *bp)
 	f.uptime_s = bpnet_slow_read32(bp, BPNET_BOARD_INFO(fault_uptime_s));
 	bp->fault_rec = f;
 	generation = bpnet_slow_read32(bp, BPNET_HEADER(agent_generation));
-	netdev_err(bp->netdev, "agent fault %u: vector %#x SRR0 %#010x SRR1 %#010x DAR %#010x DSISR %#010x after %u s%s\n",
-		   f.seq, f.vector, f.srr0, f.srr1, f.dar, f.dsisr, f.uptime_s,
-		   generation == f.generation ? "" : " (an earlier boot's)");
-	if (generation == f.generation)
-		bpnet_health_note(bp, BPNET_RECOVER_RESET, "agent fault: vector %#x at SRR0 %#010x",
-				  f.vector, f.srr0);
+	if (generation != f.generation) {
+		netdev_info(bp->netdev, "agent fault %u of an earlier boot: vector %#x SRR0 %#010x\n",
+			    f.seq, f.vector, f.srr0);
+		return;
+	}
+	netdev_err(bp->netdev, "agent fault %u: vector %#x SRR0 %#010x SRR1 %#010x DAR %#010x DSISR %#010x after %u s\n",
+		   f.seq, f.vector, f.srr0, f.srr1, f.dar, f.dsisr, f.uptime_s);
+	bpnet_health_note(bp, BPNET_RECOVER_RESET, "agent fault: vector %#x at SRR0 %#010x",
+			  f.vector, f.srr0);
 }
 
 static void bpnet_slow_work(struct work_struct *work)

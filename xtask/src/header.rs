@@ -80,6 +80,7 @@ pub fn generate() -> String {
     define(&mut out, "BPNET_BOARD_SLOT_UNKNOWN", bar::BOARD_SLOT_UNKNOWN.into(), Hex);
     define(&mut out, "BPNET_BOARD_SERIAL_MAX", bar::BOARD_SERIAL_MAX.into(), Hex);
     define(&mut out, "BPNET_BOARD_MPC8349EMDS", bar::board::MPC8349EMDS.into(), Dec);
+    define(&mut out, "BPNET_FAULT_VECTOR_MAX", bar::FAULT_VECTOR_MAX.into(), Hex);
     define(&mut out, "BPNET_COUNTER_SLOTS", bar::COUNTER_SLOTS as u64, Dec);
     define(&mut out, "BPNET_BOOT_BLOCK_LEN", bar::BOOT_BLOCK_LEN as u64, Dec);
     define(&mut out, "BPNET_STATUS_HEADER_LEN", status::HEADER_LEN as u64, Dec);

@@ -819,15 +819,25 @@ impl BoardRepr {
 
 impl FaultRepr {
     /// The host's view of the fault record: a fault it has not seen (`fault_seq` non-zero and not
-    /// `last_seq`), or `None`. An agent older than minor version 4 has none. The words are numbers
-    /// the host only prints and keeps, never uses for lengths or addresses.
-    pub fn parse<T: AsRef<[u8]>>(version_minor: u16, info: &BoardInfo<T>, last_seq: u32) -> Option<Self> {
+    /// `last_seq`), or `None`. An agent older than minor version 4 has none. A vector that is no
+    /// exception vector (not a multiple of 0x100 in 0x100..=[`FAULT_VECTOR_MAX`]) is refused as
+    /// [`Error::BadFault`] with the sequence number, which the host then takes as seen. The other
+    /// words are numbers the host only prints and keeps, never uses for lengths or addresses.
+    pub fn parse<T: AsRef<[u8]>>(
+        version_minor: u16,
+        info: &BoardInfo<T>,
+        last_seq: u32,
+    ) -> Result<Option<Self>, (u32, Error)> {
         let seq = info.fault_seq();
         if version_minor < VERSION_MINOR_BOARD_INFO || seq == 0 || seq == last_seq {
-            return None;
+            return Ok(None);
         }
         let buf = info.buffer.as_ref();
-        Some(FaultRepr {
+        let vector = get_le32(buf, field::board_info::FAULT_VECTOR);
+        if vector == 0 || vector > FAULT_VECTOR_MAX || vector % 0x100 != 0 {
+            return Err((seq, Error::BadFault(vector)));
+        }
+        Ok(Some(FaultRepr {
             seq,
             vector: get_le32(buf, field::board_info::FAULT_VECTOR),
             srr0: get_le32(buf, field::board_info::FAULT_SRR0),
@@ -836,7 +846,7 @@ impl FaultRepr {
             dsisr: get_le32(buf, field::board_info::FAULT_DSISR),
             generation: get_le32(buf, field::board_info::FAULT_GENERATION),
             uptime_s: get_le32(buf, field::board_info::FAULT_UPTIME_S),
-        })
+        }))
     }
 
     /// The exception handler's write: every word but the sequence number, which the caller writes
@@ -852,6 +862,10 @@ impl FaultRepr {
         put_le32(buf, field::board_info::FAULT_UPTIME_S, self.uptime_s);
     }
 }
+
+/// The largest exception vector offset a fault record may hold: the 603e/e300 vector area ends at
+/// 0x2FFF, and every vector is a multiple of 0x100 from 0x100.
+pub const FAULT_VECTOR_MAX: u32 = 0x2F00;
 
 /// The fault sequence number after `seq`: it wraps past 0, which stays "no fault".
 pub const fn fault_seq_after(seq: u32) -> u32 {
@@ -1666,13 +1680,21 @@ mod tests {
         put_le32(&mut buf, field::board_info::FAULT_SEQ, 0);
         let mut info = BoardInfo::new_checked(&mut buf[..]).unwrap();
         fault.emit_words(&mut info);
-        assert_eq!(FaultRepr::parse(VERSION_MINOR, &BoardInfo::new_unchecked(&buf[..]), 0), None, "no seq yet");
+        assert_eq!(FaultRepr::parse(VERSION_MINOR, &BoardInfo::new_unchecked(&buf[..]), 0), Ok(None), "no seq yet");
         put_le32(&mut buf, field::board_info::FAULT_SEQ, fault_seq_after(0));
         let info = BoardInfo::new_unchecked(&buf[..]);
-        assert_eq!(FaultRepr::parse(VERSION_MINOR, &info, 0), Some(fault));
-        assert_eq!(FaultRepr::parse(VERSION_MINOR, &info, 1), None, "seen once");
-        assert_eq!(FaultRepr::parse(3, &info, 0), None, "minor 3 has no record");
+        assert_eq!(FaultRepr::parse(VERSION_MINOR, &info, 0), Ok(Some(fault)));
+        assert_eq!(FaultRepr::parse(VERSION_MINOR, &info, 1), Ok(None), "seen once");
+        assert_eq!(FaultRepr::parse(3, &info, 0), Ok(None), "minor 3 has no record");
         assert_eq!(&buf[0x24..0x28], &[0, 7, 0, 0]);
+        // A vector no exception has: refused with its sequence number, so it is taken as seen.
+        for bad in [0, 0x701, FAULT_VECTOR_MAX + 0x100, u32::MAX] {
+            put_le32(&mut buf, field::board_info::FAULT_VECTOR, bad);
+            let info = BoardInfo::new_unchecked(&buf[..]);
+            assert_eq!(FaultRepr::parse(VERSION_MINOR, &info, 0), Err((1, Error::BadFault(bad))));
+        }
+        put_le32(&mut buf, field::board_info::FAULT_VECTOR, FAULT_VECTOR_MAX);
+        assert!(FaultRepr::parse(VERSION_MINOR, &BoardInfo::new_unchecked(&buf[..]), 0).is_ok());
         assert_eq!(fault_seq_after(u32::MAX), 1, "wraps past 0");
         assert_eq!(BoardInfo::new_checked(&buf[..BOARD_INFO_LEN - 1]).unwrap_err(), Error::Truncated);
     }

@@ -229,6 +229,8 @@ pub enum Error {
     BadReach(u64),
     /// A board info block's serial or slot outside what an identity record may hold.
     BadIdentity(u32, u8),
+    /// A fault record whose vector is no exception vector.
+    BadFault(u32),
 }
 
 impl core::fmt::Display for Error {
@@ -254,6 +256,7 @@ impl core::fmt::Display for Error {
             Error::BadRequest(r) => write!(f, "host request {r} is not defined"),
             Error::BadReach(reach) => write!(f, "DMA reach {reach:#x} is below one page"),
             Error::BadIdentity(serial, slot) => write!(f, "identity serial {serial:#x} slot {slot} out of range"),
+            Error::BadFault(vector) => write!(f, "fault record with vector {vector:#x}, not an exception vector"),
         }
     }
 }
