@@ -834,7 +834,7 @@ impl FaultRepr {
         }
         let buf = info.buffer.as_ref();
         let vector = get_le32(buf, field::board_info::FAULT_VECTOR);
-        if vector == 0 || vector > FAULT_VECTOR_MAX || vector % 0x100 != 0 {
+        if vector == 0 || vector > FAULT_VECTOR_MAX || !vector.is_multiple_of(0x100) {
             return Err((seq, Error::BadFault(vector)));
         }
         Ok(Some(FaultRepr {
