@@ -384,6 +384,8 @@ struct bpnet {
 	struct bpnet_fault fault_rec;
 	/* The last fault_seq read, accepted or not. */
 	u32 fault_seen;
+	/* A refused fault record or identity was said (once per device). */
+	bool bogus_logged;
 	/* A report the slow path owes the health reporter (slow path only). */
 	bool health_pending;
 	enum bpnet_recovery health_recovery;

@@ -61,8 +61,11 @@ int bpnet_read_board(struct bpnet *bp, struct bpnet_board *board)
 	board->board = (w >> 8) & 0xff;
 	if (board->serial > BPNET_BOARD_SERIAL_MAX ||
 	    (board->slot >= BPNET_BOARD_SLOTS && board->slot != BPNET_BOARD_SLOT_UNKNOWN)) {
-		bpnet_refuse(bp, "identity serial %#x slot %u out of range", board->serial,
-			     board->slot);
+		bpnet_count(bp, BPNET_STAT_contract_errors, 1);
+		if (!bp->bogus_logged)
+			netdev_warn(bp->netdev, "identity ignored: serial %#x slot %u out of range (counted in contract_errors, said once)\n",
+				    board->serial, board->slot);
+		bp->bogus_logged = true;
 		memset(board, 0, sizeof(*board));
 		board->slot = BPNET_BOARD_SLOT_UNKNOWN;
 		return -EPROTO;

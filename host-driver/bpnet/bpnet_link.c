@@ -1012,7 +1012,8 @@ void bpnet_link_sync_features(struct bpnet *bp)
 /*
  * A fault record the host has not read (fault_seq moved): read once per
  * sequence number. One whose vector is no exception vector is refused
- * (counted, logged rate-limited) and not kept; the others are kept for
+ * (counted, said once per device: a host scribbling over the region makes
+ * them) and not kept; the others are kept for
  * diagnose and the health dump. Reported when the program that faulted is the
  * one in place (its generation): it waits for the host's reset. A fault of an
  * earlier program is history, said at info level. One BAR read a tick; the
@@ -1032,8 +1033,11 @@ static void bpnet_check_fault(struct bpnet *bp)
 	/* The words after the sequence number: the agent wrote them before it. */
 	f.vector = bpnet_slow_read32(bp, BPNET_BOARD_INFO(fault_vector));
 	if (!f.vector || f.vector > BPNET_FAULT_VECTOR_MAX || f.vector % 0x100) {
-		bpnet_refuse(bp, "fault record %u with vector %#x, not an exception vector",
-			     f.seq, f.vector);
+		bpnet_count(bp, BPNET_STAT_contract_errors, 1);
+		if (!bp->bogus_logged)
+			netdev_warn(bp->netdev, "fault record %u ignored: vector %#x is no exception vector (counted in contract_errors, said once)\n",
+				    f.seq, f.vector);
+		bp->bogus_logged = true;
 		return;
 	}
 	f.srr0 = bpnet_slow_read32(bp, BPNET_BOARD_INFO(fault_srr0));
