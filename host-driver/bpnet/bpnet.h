@@ -18,6 +18,7 @@
 #include <linux/spinlock.h>
 #include <linux/u64_stats_sync.h>
 #include <linux/workqueue.h>
+#include <net/devlink.h>
 
 #include "bpnet_contract.h"
 
@@ -43,6 +44,8 @@
 	(BPNET_BOOT_OFFSET + offsetof(struct bpnet_boot_block, field))
 #define BPNET_AGENT_INFO(field) \
 	(BPNET_AGENT_INFO_OFFSET + offsetof(struct bpnet_agent_info, field))
+#define BPNET_BOARD_INFO(field) \
+	(BPNET_BOARD_INFO_OFFSET + offsetof(struct bpnet_board_info, field))
 
 struct bpnet;
 
@@ -165,6 +168,36 @@ struct bpnet_agent {
 	u16 version_minor;
 	/* Host bus addresses the agent's DMA reaches: [0, dma_reach). */
 	u64 dma_reach;
+};
+
+/* What recovers an agent from a health report. */
+enum bpnet_recovery {
+	/* The slow path's re-initialisation of the link, already under way. */
+	BPNET_RECOVER_LINK,
+	/* Only a reset of the agent (a fault, no progress). */
+	BPNET_RECOVER_RESET,
+};
+
+/* The board info block's identity (BoardRepr in the contract), checked. */
+struct bpnet_board {
+	u32 serial;
+	u8 slot;
+	u8 board;
+	u32 spridr;
+	u32 pvr;
+	u32 boot_stage_version;
+};
+
+/* The agent's last fault record, as read once per fault_seq (FaultRepr). */
+struct bpnet_fault {
+	u32 seq;
+	u32 vector;
+	u32 srr0;
+	u32 srr1;
+	u32 dar;
+	u32 dsisr;
+	u32 generation;
+	u32 uptime_s;
 };
 
 /*
@@ -326,6 +359,39 @@ struct bpnet {
 	struct bpnet_storm_run storm_link;
 	bool storm_tripped;
 	bool storm_masked;
+
+	/* devlink (bpnet_devlink.c): the instance, the netdev's port, the reporter. */
+	struct devlink *devlink;
+	struct devlink_port dl_port;
+	struct devlink_health_reporter *reporter;
+	/*
+	 * Reports only while the instance is registered (devlink warns
+	 * otherwise): health_live under health_lock, which a report holds.
+	 */
+	struct mutex health_lock;
+	bool health_live;
+	/*
+	 * The port is registered once the link first came up (the firmware
+	 * has published its slot by then), from the slow path under
+	 * health_lock; ndo_get_devlink_port shows it only then.
+	 */
+	bool dl_port_registered;
+	/*
+	 * The last fault record read (seq 0: none since the module loaded),
+	 * kept for diagnose and the dump; fault_seq is read once a slow-path
+	 * tick while the interface is up (one BAR read).
+	 */
+	struct bpnet_fault fault_rec;
+	/* The last fault_seq read, accepted or not. */
+	u32 fault_seen;
+	/* A refused fault record or identity was said (once per device). */
+	bool bogus_logged;
+	/* A report the slow path owes the health reporter (slow path only). */
+	bool health_pending;
+	enum bpnet_recovery health_recovery;
+	char health_msg[96];
+	/* Ticks without progress, TX pending (at BPNET_STALL_TICKS: reported once). */
+	unsigned int stalled_ticks;
 };
 
 struct bpnet_pcpu_stats {
@@ -413,6 +479,20 @@ void bpnet_storm_reset(struct bpnet *bp);
 u8 bpnet_read_header_byte(struct bpnet *bp, u32 offset);
 __printf(2, 3) void bpnet_refuse(struct bpnet *bp, const char *fmt, ...);
 __printf(2, 3) void bpnet_broken(struct bpnet *bp, const char *fmt, ...);
+
+/* A request through the boot block's host fields, then CONTROL; returns its request_seq. */
+u32 bpnet_send_request(struct bpnet *bp, u32 request, u32 recovery_len);
+
+/* devlink (bpnet_devlink.c). */
+int bpnet_read_board(struct bpnet *bp, struct bpnet_board *board);
+int bpnet_devlink_probe(struct bpnet *bp);
+void bpnet_devlink_register(struct bpnet *bp);
+void bpnet_devlink_port(struct bpnet *bp);
+void bpnet_devlink_unregister(struct bpnet *bp);
+void bpnet_devlink_free(struct bpnet *bp);
+__printf(3, 4)
+void bpnet_health_note(struct bpnet *bp, enum bpnet_recovery recovery, const char *fmt, ...);
+void bpnet_health_flush(struct bpnet *bp);
 
 /* The PCI device's files (bpnet_sysfs.c). */
 extern const struct attribute_group *bpnet_groups[];

@@ -52,6 +52,8 @@ static unsigned int heartbeat_timeout_ms = 3000;
 module_param(heartbeat_timeout_ms, uint, 0444);
 MODULE_PARM_DESC(heartbeat_timeout_ms,
 		 "How long the agent's heartbeat may stand still before its carrier goes down (ms, 0: never)");
+/* Ticks (1 s) without progress, TX pending and the agent beating, before a health report. */
+#define BPNET_STALL_TICKS	5
 /* Reset requests for an unusable header before the host gives up (per episode). */
 #define BPNET_RESET_REQUESTS_MAX	3
 /*
@@ -729,6 +731,25 @@ static int bpnet_link_up(struct bpnet *bp)
  * the slow path at once. Past BPNET_RESET_REQUESTS_MAX requests the host gives
  * up, says so once, and only retries the set-up quietly.
  */
+u32 bpnet_send_request(struct bpnet *bp, u32 request, u32 recovery_len)
+{
+	u32 seq;
+
+	/*
+	 * No barrier: posted writes arrive in order, request_seq after the
+	 * rest and CONTROL last (a recovery image before them all). Pairs with
+	 * the agent's boot::take_request (bpnet-firmware) and, after a fault,
+	 * fault::await_reset, which act once request_seq has moved.
+	 */
+	seq = bpnet_slow_read32(bp, BPNET_BOOT(request_seq)) + 1;
+	bpnet_write(bp, bp->shared + BPNET_BOOT(recovery_len), recovery_len, 4);
+	bpnet_write(bp, bp->shared + BPNET_BOOT(host_request), request, 4);
+	bpnet_write(bp, bp->shared + BPNET_BOOT(request_seq), seq, 4);
+	bp->ops->control(bp);
+	bpnet_count(bp, BPNET_STAT_doorbells, 1);
+	return seq;
+}
+
 static void bpnet_ask_reset(struct bpnet *bp)
 {
 	u32 seq;
@@ -741,13 +762,7 @@ static void bpnet_ask_reset(struct bpnet *bp)
 		return;
 	}
 	bp->reset_requests++;
-	/* No barrier: posted writes arrive in order, request_seq last, then CONTROL. */
-	seq = bpnet_slow_read32(bp, BPNET_BOOT(request_seq)) + 1;
-	bpnet_write(bp, bp->shared + BPNET_BOOT(recovery_len), 0, 4);
-	bpnet_write(bp, bp->shared + BPNET_BOOT(host_request), BPNET_HOST_REQUEST_RESET, 4);
-	bpnet_write(bp, bp->shared + BPNET_BOOT(request_seq), seq, 4);
-	bp->ops->control(bp);
-	bpnet_count(bp, BPNET_STAT_doorbells, 1);
+	seq = bpnet_send_request(bp, BPNET_HOST_REQUEST_RESET, 0);
 	bpnet_count(bp, BPNET_STAT_reset_requests, 1);
 	netdev_warn(bp->netdev, "asking the agent to reset (request %u of %u, request_seq %u): %s\n",
 		    bp->reset_requests, BPNET_RESET_REQUESTS_MAX, seq, bp->fault);
@@ -879,7 +894,21 @@ static void bpnet_check_progress(struct bpnet *bp)
 	bp->tick_valid = true;
 	if (moved) {
 		bp->tick_rung = false;
+		bp->stalled_ticks = 0;
 		return;
+	}
+	/*
+	 * TX frames pending (posted RX buffers are not work: an idle agent keeps
+	 * them) and nothing moved for BPNET_STALL_TICKS though WORK was rung
+	 * again and the agent beats: it is stuck. Reported once until it moves.
+	 */
+	if (READ_ONCE(bp->tx_prod_published) == tx_used) {
+		bp->stalled_ticks = 0;
+	} else if (bp->stalled_ticks < BPNET_STALL_TICKS &&
+		   ++bp->stalled_ticks == BPNET_STALL_TICKS) {
+		bpnet_health_note(bp, BPNET_RECOVER_RESET,
+				  "no progress with work pending (tx_used %u, rx_used %u) though the agent beats",
+				  tx_used, rx_used);
 	}
 	if (outstanding && !bp->tick_rung) {
 		bp->tick_rung = true;
@@ -895,6 +924,8 @@ static void bpnet_link_check(struct bpnet *bp)
 	u8 state;
 
 	if (READ_ONCE(bp->broken)) {
+		bpnet_health_note(bp, BPNET_RECOVER_LINK, "the agent broke the contract%s",
+				  READ_ONCE(bp->storm_tripped) ? " (interrupt storm)" : "");
 		bpnet_link_reset(bp, "the agent broke the contract");
 		return;
 	}
@@ -945,6 +976,7 @@ static void bpnet_link_check(struct bpnet *bp)
 			schedule_work(&bp->refill_work);
 		break;
 	case BPNET_AGENT_STATE_BROKEN:
+		bpnet_health_note(bp, BPNET_RECOVER_LINK, "the agent is BROKEN");
 		bpnet_link_reset(bp, "the agent is BROKEN (see its counters)");
 		break;
 	case BPNET_AGENT_STATE_RESET:
@@ -977,6 +1009,56 @@ void bpnet_link_sync_features(struct bpnet *bp)
 	netdev_update_features(bp->netdev);
 }
 
+/*
+ * A fault record the host has not read (fault_seq moved): read once per
+ * sequence number. One whose vector is no exception vector is refused
+ * (counted, said once per device: a host scribbling over the region makes
+ * them) and not kept; the others are kept for
+ * diagnose and the health dump. Reported when the program that faulted is the
+ * one in place (its generation): it waits for the host's reset. A fault of an
+ * earlier program is history, said at info level. One BAR read a tick; the
+ * words are only printed and kept, never used for lengths or addresses.
+ */
+static void bpnet_check_fault(struct bpnet *bp)
+{
+	struct bpnet_fault f;
+	u32 generation;
+
+	if (!bp->agent_valid || bp->agent.version_minor < BPNET_VERSION_MINOR_BOARD_INFO)
+		return;
+	f.seq = bpnet_slow_read32(bp, BPNET_BOARD_INFO(fault_seq));
+	if (!f.seq || f.seq == bp->fault_seen || bpnet_device_gone(bp, f.seq))
+		return;
+	bp->fault_seen = f.seq;
+	/* The words after the sequence number: the agent wrote them before it. */
+	f.vector = bpnet_slow_read32(bp, BPNET_BOARD_INFO(fault_vector));
+	if (!f.vector || f.vector > BPNET_FAULT_VECTOR_MAX || f.vector % 0x100) {
+		bpnet_count(bp, BPNET_STAT_contract_errors, 1);
+		if (!bp->bogus_logged)
+			netdev_warn(bp->netdev, "fault record %u ignored: vector %#x is no exception vector (counted in contract_errors, said once)\n",
+				    f.seq, f.vector);
+		bp->bogus_logged = true;
+		return;
+	}
+	f.srr0 = bpnet_slow_read32(bp, BPNET_BOARD_INFO(fault_srr0));
+	f.srr1 = bpnet_slow_read32(bp, BPNET_BOARD_INFO(fault_srr1));
+	f.dar = bpnet_slow_read32(bp, BPNET_BOARD_INFO(fault_dar));
+	f.dsisr = bpnet_slow_read32(bp, BPNET_BOARD_INFO(fault_dsisr));
+	f.generation = bpnet_slow_read32(bp, BPNET_BOARD_INFO(fault_generation));
+	f.uptime_s = bpnet_slow_read32(bp, BPNET_BOARD_INFO(fault_uptime_s));
+	bp->fault_rec = f;
+	generation = bpnet_slow_read32(bp, BPNET_HEADER(agent_generation));
+	if (generation != f.generation) {
+		netdev_info(bp->netdev, "agent fault %u of an earlier boot: vector %#x SRR0 %#010x\n",
+			    f.seq, f.vector, f.srr0);
+		return;
+	}
+	netdev_err(bp->netdev, "agent fault %u: vector %#x SRR0 %#010x SRR1 %#010x DAR %#010x DSISR %#010x after %u s\n",
+		   f.seq, f.vector, f.srr0, f.srr1, f.dar, f.dsisr, f.uptime_s);
+	bpnet_health_note(bp, BPNET_RECOVER_RESET, "agent fault: vector %#x at SRR0 %#010x",
+			  f.vector, f.srr0);
+}
+
 static void bpnet_slow_work(struct work_struct *work)
 {
 	struct bpnet *bp = container_of(to_delayed_work(work), struct bpnet, slow_work);
@@ -986,6 +1068,7 @@ static void bpnet_slow_work(struct work_struct *work)
 	mutex_lock(&bp->link_lock);
 	if (bp->ops->restore)
 		bp->ops->restore(bp);
+	bpnet_check_fault(bp);
 	switch (bp->state) {
 	case BPNET_LINK_STOPPING:
 		if (!bpnet_link_down(bp) && bp->want_up)
@@ -1008,6 +1091,8 @@ static void bpnet_slow_work(struct work_struct *work)
 		delay = HZ;
 	again = bp->want_up || bp->state != BPNET_LINK_IDLE;
 	mutex_unlock(&bp->link_lock);
+	bpnet_devlink_port(bp);
+	bpnet_health_flush(bp);
 	if (READ_ONCE(bp->features_stale)) {
 		rtnl_lock();
 		bpnet_link_sync_features(bp);

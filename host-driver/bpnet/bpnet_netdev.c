@@ -648,6 +648,14 @@ static void bpnet_get_stats64(struct net_device *netdev, struct rtnl_link_stats6
 	stats->rx_dropped = bpnet_stat(bp, BPNET_STAT_rx_dropped);
 }
 
+/* The agent's devlink port: ip -d link and phys_port_name (the slot) come from it. */
+static struct devlink_port *bpnet_get_devlink_port(struct net_device *netdev)
+{
+	struct bpnet *bp = netdev_priv(netdev);
+
+	return READ_ONCE(bp->dl_port_registered) ? &bp->dl_port : NULL;
+}
+
 static const struct net_device_ops bpnet_netdev_ops = {
 	.ndo_open = bpnet_open,
 	.ndo_stop = bpnet_stop,
@@ -658,6 +666,7 @@ static const struct net_device_ops bpnet_netdev_ops = {
 	.ndo_get_stats64 = bpnet_get_stats64,
 	.ndo_set_mac_address = eth_mac_addr,
 	.ndo_validate_addr = eth_validate_addr,
+	.ndo_get_devlink_port = bpnet_get_devlink_port,
 };
 
 static int bpnet_probe(struct pci_dev *pdev, const struct pci_device_id *id)
@@ -734,13 +743,19 @@ static int bpnet_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	strscpy(netdev->name, "bp%d", sizeof(netdev->name));
 	netif_carrier_off(netdev);
 	/* Features follow bpnet_fix_features: what probe's header look offers. */
-	err = register_netdev(netdev);
+	err = bpnet_devlink_probe(bp);
 	if (err)
 		goto err_stop;
+	err = register_netdev(netdev);
+	if (err)
+		goto err_devlink;
+	bpnet_devlink_register(bp);
 	netdev_info(netdev, "%s agent at %s, MAC %pM%s\n", ops->name, pci_name(pdev),
 		    netdev->dev_addr, bp->agent_valid ? "" : " (random: agent not ready)");
 	return 0;
 
+err_devlink:
+	bpnet_devlink_free(bp);
 err_stop:
 	bpnet_storm_reset(bp);
 	ops->stop(bp);
@@ -756,12 +771,14 @@ static void bpnet_remove(struct pci_dev *pdev)
 	struct bpnet *bp = pci_get_drvdata(pdev);
 	struct net_device *netdev = bp->netdev;
 
+	bpnet_devlink_unregister(bp);
 	/* ndo_stop takes the link down: host_state DOWN, WORK, bounded wait, free. */
 	unregister_netdev(netdev);
 	/* free_irq wants the interrupts as they were requested. */
 	bpnet_storm_reset(bp);
 	bp->ops->stop(bp);
 	bpnet_link_free(bp);
+	bpnet_devlink_free(bp);
 	free_percpu(bp->pcpu_stats);
 	free_netdev(netdev);
 }

@@ -17,7 +17,13 @@
  * bpctl reads the agent's header, counters and log ring from, even while its
  * network is down. A slow path of counted word reads, so it needs no mapping
  * of a BAR this driver holds (which the kernel may refuse user space).
+ * Root's only (0400, like a PCI resource file): it holds the agent's log and
+ * counters, and each word is a bus read of about a microsecond that the data
+ * path waits behind, so one read() moves at most BPNET_SHARED_READ_MAX bytes
+ * (a short read; the caller reads on) and yields the CPU after it.
  */
+#define BPNET_SHARED_READ_MAX	4096U
+
 static ssize_t bpnet_shared_read(struct file *file, struct kobject *kobj,
 				 struct bin_attribute *attr, char *buf,
 				 loff_t off, size_t count)
@@ -27,7 +33,7 @@ static ssize_t bpnet_shared_read(struct file *file, struct kobject *kobj,
 
 	if (!bp || !bp->shared || off < 0 || off >= BPNET_SHARED_LEN)
 		return 0;
-	count = min_t(size_t, count, BPNET_SHARED_LEN - off);
+	count = min3(count, (size_t)(BPNET_SHARED_LEN - off), (size_t)BPNET_SHARED_READ_MAX);
 	while (done < count) {
 		u32 at = off + done;
 		__le32 word = cpu_to_le32(bpnet_slow_read32(bp, at & ~3U));
@@ -37,9 +43,10 @@ static ssize_t bpnet_shared_read(struct file *file, struct kobject *kobj,
 		memcpy(buf + done, (u8 *)&word + skip, n);
 		done += n;
 	}
+	cond_resched();
 	return count;
 }
-static BIN_ATTR_RO(bpnet_shared, BPNET_SHARED_LEN);
+static BIN_ATTR_ADMIN_RO(bpnet_shared, BPNET_SHARED_LEN);
 
 /*
  * The recovery area the agent published in its boot block, checked: whole
@@ -144,18 +151,7 @@ static ssize_t bpnet_control_store(struct device *dev, struct device_attribute *
 		if (err)
 			goto out;
 	}
-	/*
-	 * No barrier: posted writes arrive in order, request_seq after the
-	 * rest and CONTROL last, and the image (bpnet_recovery) before them
-	 * all. Pairs with the agent's boot::take_request (bpnet-firmware),
-	 * which acts on the boot block once request_seq has moved.
-	 */
-	seq = bpnet_slow_read32(bp, BPNET_BOOT(request_seq)) + 1;
-	bpnet_write(bp, bp->shared + BPNET_BOOT(recovery_len), len, 4);
-	bpnet_write(bp, bp->shared + BPNET_BOOT(host_request), request, 4);
-	bpnet_write(bp, bp->shared + BPNET_BOOT(request_seq), seq, 4);
-	bp->ops->control(bp);
-	bpnet_count(bp, BPNET_STAT_doorbells, 1);
+	seq = bpnet_send_request(bp, request, len);
 	netdev_info(bp->netdev, "control request %s (recovery_len %u) sent as request_seq %u\n",
 		    name, len, seq);
 	err = count;

@@ -17,7 +17,7 @@
 /* Identification */
 #define BPNET_MAGIC				0x544e5042
 #define BPNET_VERSION_MAJOR			1
-#define BPNET_VERSION_MINOR			3
+#define BPNET_VERSION_MINOR			4
 #define BPNET_LOG_RING_MAGIC			0x474c5042
 
 /* The shared region (agent RAM behind the BAR): fixed offsets, then defaults */
@@ -32,6 +32,7 @@
 #define BPNET_TX_RING_OFFSET			0x30000
 #define BPNET_RX_RING_OFFSET			0x40000
 #define BPNET_BOOT_OFFSET			0x200
+#define BPNET_BOARD_INFO_OFFSET			0x240
 #define BPNET_RECOVERY_OFFSET			0x30000
 #define BPNET_RECOVERY_LEN			0xd0000
 
@@ -41,6 +42,12 @@
 #define BPNET_DESCRIPTOR_LEN			16
 #define BPNET_COUNTERS_LEN			256
 #define BPNET_AGENT_INFO_LEN			64
+#define BPNET_BOARD_INFO_LEN			64
+#define BPNET_BOARD_SLOTS			20
+#define BPNET_BOARD_SLOT_UNKNOWN		0xff
+#define BPNET_BOARD_SERIAL_MAX			0xffffff
+#define BPNET_BOARD_MPC8349EMDS			1
+#define BPNET_FAULT_VECTOR_MAX			0x2f00
 #define BPNET_COUNTER_SLOTS			64
 #define BPNET_BOOT_BLOCK_LEN			64
 #define BPNET_STATUS_HEADER_LEN			32
@@ -104,6 +111,10 @@
 #define BPNET_BOOT_SOURCE_RECOVERY		3
 #define BPNET_BOOT_SLOT_NONE			0xff
 #define BPNET_SLOT_STATE_UNKNOWN		0xff
+#define BPNET_SLOT_STATE_EMPTY			0
+#define BPNET_SLOT_STATE_WRITTEN		1
+#define BPNET_SLOT_STATE_CONFIRMED		2
+#define BPNET_SLOT_STATE_REJECTED		3
 #define BPNET_BOOT_F_TRIAL			0x1
 #define BPNET_BOOT_F_CONFIRMED			0x2
 #define BPNET_BOOT_STAGE_FIRMWARE		0
@@ -131,6 +142,7 @@
 #define BPNET_DMA_REACH_MIN			0x1000
 #define BPNET_VERSION_MINOR_AGENT_INFO		2
 #define BPNET_VERSION_MINOR_HEARTBEAT		3
+#define BPNET_VERSION_MINOR_BOARD_INFO		4
 
 /* Counter slots in counters.slots[], u32 each, wrapping */
 #define BPNET_COUNTER_TX_FRAMES			0
@@ -276,6 +288,52 @@ static_assert(sizeof(struct bpnet_agent_info) == 64);
 static_assert(offsetof(struct bpnet_agent_info, dma_reach) == 0x00);
 static_assert(offsetof(struct bpnet_agent_info, reserved) == 0x08);
 static_assert(offsetof(struct bpnet_agent_info, heartbeat) == 0x3c);
+
+/*
+ * Agent RAM at BPNET_BOARD_INFO_OFFSET, from contract minor version 4.
+ * Agent-written. serial (0: no identity record), slot (0..19, 0xff unknown),
+ * board (BPNET_BOARD_*), spridr and pvr: written by the firmware at start.
+ * boot_stage_version: by the boot stage (0: not started by it). The fault
+ * record (fault_*): by the firmware's exception handler before it waits for the
+ * host's reset, fault_seq last (0: no fault since power-on); nothing else
+ * writes it, so it outlives the reset.
+ */
+struct bpnet_board_info {
+	__le32 serial;			/* 0x00 */
+	__u8 slot;			/* 0x04 */
+	__u8 board;			/* 0x05 */
+	__le16 reserved;		/* 0x06 */
+	__le32 spridr;			/* 0x08 */
+	__le32 pvr;			/* 0x0c */
+	__le32 boot_stage_version;	/* 0x10 */
+	__u8 reserved2[12];		/* 0x14 */
+	__le32 fault_seq;		/* 0x20 */
+	__le32 fault_vector;		/* 0x24 */
+	__le32 fault_srr0;		/* 0x28 */
+	__le32 fault_srr1;		/* 0x2c */
+	__le32 fault_dar;		/* 0x30 */
+	__le32 fault_dsisr;		/* 0x34 */
+	__le32 fault_generation;	/* 0x38 */
+	__le32 fault_uptime_s;		/* 0x3c */
+};
+
+static_assert(sizeof(struct bpnet_board_info) == 64);
+static_assert(offsetof(struct bpnet_board_info, serial) == 0x00);
+static_assert(offsetof(struct bpnet_board_info, slot) == 0x04);
+static_assert(offsetof(struct bpnet_board_info, board) == 0x05);
+static_assert(offsetof(struct bpnet_board_info, reserved) == 0x06);
+static_assert(offsetof(struct bpnet_board_info, spridr) == 0x08);
+static_assert(offsetof(struct bpnet_board_info, pvr) == 0x0c);
+static_assert(offsetof(struct bpnet_board_info, boot_stage_version) == 0x10);
+static_assert(offsetof(struct bpnet_board_info, reserved2) == 0x14);
+static_assert(offsetof(struct bpnet_board_info, fault_seq) == 0x20);
+static_assert(offsetof(struct bpnet_board_info, fault_vector) == 0x24);
+static_assert(offsetof(struct bpnet_board_info, fault_srr0) == 0x28);
+static_assert(offsetof(struct bpnet_board_info, fault_srr1) == 0x2c);
+static_assert(offsetof(struct bpnet_board_info, fault_dar) == 0x30);
+static_assert(offsetof(struct bpnet_board_info, fault_dsisr) == 0x34);
+static_assert(offsetof(struct bpnet_board_info, fault_generation) == 0x38);
+static_assert(offsetof(struct bpnet_board_info, fault_uptime_s) == 0x3c);
 
 /*
  * Agent RAM at counters_offset. Agent-written, read by the host on slow paths;

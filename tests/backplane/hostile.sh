@@ -12,7 +12,7 @@
 # at the hostile agent's own OMIMR, must not get the shared line disabled ("nobody cared") under bp1.
 # The storm must be refused within 192 of bp0's interrupts from its link-up (on either personality);
 # once it is masked no interrupt reaches bp0's lines but bp1's; its cost in interrupts and BAR accesses
-# is reported.
+# is reported. bp0's health reporter (devlink) counted and recovered its violations, bp1's none.
 host_addr=10.83.49.1/24
 # Each phase: (name, what the module's refusal says). Searched for in order, each after the previous.
 phases="wrong-id:RX.completion.[0-9]*:.id
@@ -26,6 +26,23 @@ state-flap:state.127.is.not.defined"
 
 # A kernel log line that must never appear.
 bad_kernel_log='WARNING:|BUG:|Oops|general protection|Call Trace|kernel BUG|RIP:|soft lockup|rcu_sched detected|hung_task|blocked for more than|nobody cared|Disabling IRQ'
+
+# "ERRORS RECOVERIES" of bpnet.ko's health reporter "agent" of bp$1 (devlink health show).
+health_counts() {
+    dev="pci/$(basename "$(readlink /sys/class/net/bp$1/device)")"
+    devlink health show "$dev" reporter agent | tr -s ' \n' '  ' |
+        sed -n 's/.* error \([0-9]*\) recover \([0-9]*\) .*/\1 \2/p'
+}
+
+# bp0's violations reached the health reporter and were recovered (by the link's re-initialisation,
+# not a reset: the hostile agent keeps its phase); reports within the grace period after a recovery
+# are counted, not recovered. bp1's normal agent reported nothing.
+health_reported() {
+    set -- $(health_counts 0) $(health_counts 1)
+    echo "bp0: $1 errors, $2 recoveries; bp1: $3 errors, $4 recoveries"
+    [ "${1:-0}" -ge 1 ] && [ "${2:-0}" -ge 1 ] || { echo "bp0's violations not reported"; return 1; }
+    [ "$3" = 0 ] || { echo "bp1 reported"; return 1; }
+}
 
 stat_of() {
     ethtool_stats "$1" | awk -v k="$2" '$1 == k { print $2; found = 1 } END { if (!found) print "missing" }'
@@ -256,6 +273,7 @@ bp1_rounds_ok bp1-throughout 1
 ip link set bp0 mtu 1500
 check bp0-recovers bpnet-guest carrier bp0 up 60
 check bp1-ping-end ping -I bp1 -c 3 -W 5 10.83.49.2
+check health-reported health_reported
 check rmmod timeout 30 rmmod bpnet
 check netdevs-gone sh -c '! ls -d /sys/class/net/bp* 2>/dev/null'
 check kernel-log-clean kernel_log_healthy

@@ -194,16 +194,18 @@ configure() {
     done
 }
 
-# The agent answers through bp$1 (it may still be waiting for a DHCP lease before its static address);
-# the reply also leaves the neighbour entry bpctl takes the agent's address from.
+# The agent answers through bp$1 at $2, else $agent_addr (it may still be waiting for a DHCP lease
+# before its static address); the reply also leaves the neighbour entry bpctl takes the agent's
+# address from.
 agent_answers() {
+    addr=${2:-$agent_addr}
     for t in $(seq 30); do
-        if ping -I bp$1 -c 1 -W 1 $agent_addr > /dev/null 2>&1; then
+        if ping -I bp$1 -c 1 -W 1 $addr > /dev/null 2>&1; then
             echo "first reply on try $t"
             return 0
         fi
     done
-    echo "no reply from $agent_addr through bp$1 within 30 s"
+    echo "no reply from $addr through bp$1 within 30 s"
     return 1
 }
 

@@ -4,10 +4,13 @@
 # netboots an agent from this guest's TFTP server (tftpd-hpa's in.tftpd) and `boot --via-bar` starts
 # one through the BAR (recovery); `bpctl reset` over the network and with --hard; `bpctl logs` still
 # decodes; a bad image is refused with the agent's reason, by flash (the agent keeps working) and by
-# recovery (the agent stays in recovery until a good one comes); after an image with a higher security
+# recovery (the agent stays in recovery until a good one comes). Each agent has an identity record
+# (serial 1001 + n, slot n, so 10.83.n.2): `devlink dev info` shows its serial, board, running and
+# stored versions before and after the flash, its devlink port is named by its slot, and a fault on
+# purpose (the control service's FAULT) is reported by the health reporter with a dump that `bpctl
+# logs --dump` decodes, and recovered by itself. After an image with a higher security
 # counter is flashed and confirmed, the older counter is refused by flash and netboot (downgrade) and
 # the agent keeps running, and starting, its image.
-host_addr=10.83.49.1/24
 last=$((agents - 1))
 image=/lib/firmware/bpnet/bpnet-firmware.img
 # The same payload signed with security counter 1 (cargo xtask firmware signs both).
@@ -49,7 +52,111 @@ boots_as() {
 # seconds to get its address).
 back_up() {
     bpnet-guest carrier bp$1 up 60 > /dev/null || { echo "bp$1: no carrier within 60 s"; return 1; }
-    agent_answers $1
+    agent_answers $1 10.83.$1.2
+}
+
+# Agent n's own subnet: its identity record gives it slot n, so 10.83.n.2.
+configure_slots() {
+    for i in $(seq 0 $last); do
+        ip addr add 10.83.$i.1/24 dev bp$i || return 1
+        ip link set bp$i up || return 1
+    done
+}
+
+# devlink's handle of bp$1: its PCI function.
+dl_dev() {
+    echo "pci/$(basename "$(readlink /sys/class/net/bp$1/device)")"
+}
+
+# `devlink dev info` of bp$1 as "section name value" lines (section: top, fixed, running, stored).
+dl_info() {
+    devlink dev info "$(dl_dev $1)" | awk '
+        /^[[:space:]]+fixed:/ { s = "fixed"; next }
+        /^[[:space:]]+running:/ { s = "running"; next }
+        /^[[:space:]]+stored:/ { s = "stored"; next }
+        /^[[:space:]]+versions:/ { next }
+        /^pci\// { s = "top"; next }
+        NF == 2 { print s, $1, $2 }'
+}
+
+# info_is N SECTION NAME VALUE: bp$N's devlink info shows it.
+info_is() {
+    got=$(dl_info $1 | awk -v s=$2 -v n=$3 '$1 == s && $2 == n { print $3 }')
+    [ "$got" = "$4" ] || { echo "bp$1: devlink info $2 $3 '$got', expected '$4'"; return 1; }
+}
+
+# devlink_info N SLOT: bp$N's devlink info before (A) or after (B) the flash: driver, serial from its
+# identity record, the board and SoC, the boot stage and firmware running, the slots stored and the one
+# that boots next. Before the flash slot A's version is the running image's; after it, the boot-state
+# record knows slot B's (it wrote it) but not slot A's (provisioned before the record existed), which
+# is then not shown.
+devlink_info() {
+    n=$1 slot=$2
+    devlink dev info "$(dl_dev $n)" | tr '\n' ' '
+    info_is $n top driver bpnet || return 1
+    info_is $n top serial_number $((1001 + n)) || return 1
+    info_is $n fixed board.id MPC8349EMDS || return 1
+    info_is $n fixed asic.id 8030 || return 1
+    info_is $n running fw "$version" || return 1
+    info_is $n running fw.bootloader "$version" || return 1
+    info_is $n stored fw "$version" || return 1
+    info_is $n stored fw.next_slot $slot || return 1
+    if [ $slot = B ]; then
+        info_is $n stored fw.slot_a "" || return 1
+        info_is $n stored fw.slot_b "$version" || return 1
+    else
+        info_is $n stored fw.slot_a "$version" || return 1
+        info_is $n stored fw.slot_b "" || return 1
+    fi
+}
+
+# bp$1's devlink port: tied to its netdev, physical, numbered by its slot, and `ip -d link` names the
+# port p<slot> (phys_port_name) while the interface keeps its name.
+devlink_port() {
+    text=$(devlink port show 2>&1)
+    echo "$text" | tr '\n' ' '
+    echo "$text" | grep -q "^$(dl_dev $1)/0: type eth netdev bp$1 flavour physical port $1 " ||
+        { echo "no physical port $1 for bp$1"; return 1; }
+    /usr/bin/ip -d link show bp$1 | grep -q "portname p$1 " || { echo "no portname p$1: $(/usr/bin/ip -d link show bp$1)"; return 1; }
+    [ "$(cat /sys/class/net/bp$1/phys_port_name)" = "p$1" ] || { echo "phys_port_name not p$1"; return 1; }
+}
+
+# bp$1's reporter "agent" shows $2 errors and as many recoveries, back to healthy.
+health_shows() {
+    for _ in $(seq 60); do
+        text=$(devlink health show "$(dl_dev $1)" reporter agent 2>&1)
+        echo "$text" | grep -q "state healthy error $2 recover $2 " && { echo "$text"; return 0; }
+        sleep 1
+    done
+    echo "reporter agent of bp$1 not at $2 errors and recoveries after 60 s: $text"
+    return 1
+}
+
+# A fault on purpose in agent $1: the control service answers OK, then its firmware traps.
+fault_agent() {
+    reply=$(printf 'FAULT\n' | nc -w 10 10.83.$1.2 5020 2>&1)
+    echo "$reply"
+    [ "$reply" = OK ] || { echo "FAULT answered '$reply'"; return 1; }
+}
+
+# The health dump of bp$1 saved as devlink prints it; `bpctl logs --dump` decodes it: the fault record
+# (vector 0x700, the trap) and the agent's log up to the FAULT request.
+dump_decodes() {
+    devlink -j health dump show "$(dl_dev $1)" reporter agent > /tmp/dump.json 2>/tmp/dump.err ||
+        { echo "dump show: $(cat /tmp/dump.err)"; return 1; }
+    text=$(bpctl logs --dump /tmp/dump.json 2>&1) || { echo "exit $?: $text" | tail -5; return 1; }
+    echo "$text" | head -1
+    echo "$text" | head -1 | grep -q '^fault 1: vector 0x700 SRR0=0x' || { echo "no fault record first: $text" | head -3; return 1; }
+    echo "$text" | grep 'control: FAULT' || { echo "no 'control: FAULT' line among: $(echo "$text" | tail -3)"; return 1; }
+}
+
+# `devlink health diagnose`: the agent's state and generation and the module's counters, and the fault.
+diagnose_shows() {
+    text=$(devlink health diagnose "$(dl_dev $1)" reporter agent 2>&1)
+    echo "$text" | tr '\n' ' '
+    for f in agent_state agent_generation contract_errors link_resets 'vector: 1792'; do
+        echo "$text" | grep -q "$f" || { echo "no '$f' in the diagnosis"; return 1; }
+    done
 }
 
 list_json_boot() {
@@ -120,12 +227,14 @@ if ! check module-load insmod /lib/modules/bpnet.ko; then
     return 0 2>/dev/null || exit 0
 fi
 check netdevs netdevs_appear
-check configure configure
+check configure configure_slots
 check tftp-server tftp_server
 for i in $(seq 0 $last); do
     check "agent$i-carrier-up" bpnet-guest carrier bp$i up 60
-    check "agent$i-answers" agent_answers $i
+    check "agent$i-answers" agent_answers $i 10.83.$i.2
     check "agent$i-list-flash-a" boots_as $i flash/A any
+    check "agent$i-devlink-info" devlink_info $i A
+    check "agent$i-devlink-port" devlink_port $i
 done
 check list-json-boot list_json_boot
 
@@ -134,13 +243,14 @@ check flash-all flash_all
 for i in $(seq 0 $last); do
     check "agent$i-back-after-flash" back_up $i
     check "agent$i-list-flash-b" boots_as $i flash/B yes
+    check "agent$i-devlink-info-after-flash" devlink_info $i B
 done
 check logs-after-flash logs_ready 0
 
 # A bad image: refused by the agent (its signature), nothing erased, the agent carries on on slot B.
 check bad-image make_bad_image
 check flash-bad-image-refused fails_with 1 'refused' bpctl flash bp0 /tmp/bad.img
-check agent0-answers-after-bad-image agent_answers 0
+check agent0-answers-after-bad-image agent_answers 0 10.83.0.2
 check agent0-still-flash-b boots_as 0 flash/B yes
 check flash-not-an-image fails_with 2 'not a bpnet image' bpctl flash bp0 /lib/firmware/bpnet/bpnet-firmware.elf
 
@@ -171,6 +281,16 @@ check reset-hard bpctl reset --hard bp$last
 check "agent$last-back-after-hard-reset" back_up $last
 check "agent$last-list-after-hard-reset" boots_as $last flash/B yes
 check logs-after-reset logs_ready $last
+
+# A fault on purpose in agent 0: reported once, dumped, recovered by itself (auto-recover resets it).
+check health-before health_shows 0 0
+check fault-agent0 fault_agent 0
+check health-reported health_shows 0 1
+check agent0-back-after-fault back_up 0
+check agent0-list-after-fault boots_as 0 flash/B yes
+check health-dump-decodes dump_decodes 0
+check health-diagnose diagnose_shows 0
+check fault-logged sh -c "dmesg | grep 'agent fault 1: vector 0x700'"
 # No downgrade: bp0 takes the image with security counter 1 (into slot A) and confirms it; from then on
 # the counter-0 image is refused by flash and by netboot, nothing is erased, and bp0 still runs and
 # starts from its image.

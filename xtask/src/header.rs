@@ -65,6 +65,7 @@ pub fn generate() -> String {
     define(&mut out, "BPNET_TX_RING_OFFSET", shared::TX_RING_OFFSET as u64, Hex);
     define(&mut out, "BPNET_RX_RING_OFFSET", shared::RX_RING_OFFSET as u64, Hex);
     define(&mut out, "BPNET_BOOT_OFFSET", shared::BOOT_OFFSET as u64, Hex);
+    define(&mut out, "BPNET_BOARD_INFO_OFFSET", shared::BOARD_INFO_OFFSET as u64, Hex);
     define(&mut out, "BPNET_RECOVERY_OFFSET", shared::RECOVERY_OFFSET as u64, Hex);
     define(&mut out, "BPNET_RECOVERY_LEN", shared::RECOVERY_LEN as u64, Hex);
 
@@ -74,6 +75,12 @@ pub fn generate() -> String {
     define(&mut out, "BPNET_DESCRIPTOR_LEN", bar::DESCRIPTOR_LEN as u64, Dec);
     define(&mut out, "BPNET_COUNTERS_LEN", bar::COUNTERS_LEN as u64, Dec);
     define(&mut out, "BPNET_AGENT_INFO_LEN", bar::AGENT_INFO_LEN as u64, Dec);
+    define(&mut out, "BPNET_BOARD_INFO_LEN", bar::BOARD_INFO_LEN as u64, Dec);
+    define(&mut out, "BPNET_BOARD_SLOTS", bar::BOARD_SLOTS.into(), Dec);
+    define(&mut out, "BPNET_BOARD_SLOT_UNKNOWN", bar::BOARD_SLOT_UNKNOWN.into(), Hex);
+    define(&mut out, "BPNET_BOARD_SERIAL_MAX", bar::BOARD_SERIAL_MAX.into(), Hex);
+    define(&mut out, "BPNET_BOARD_MPC8349EMDS", bar::board::MPC8349EMDS.into(), Dec);
+    define(&mut out, "BPNET_FAULT_VECTOR_MAX", bar::FAULT_VECTOR_MAX.into(), Hex);
     define(&mut out, "BPNET_COUNTER_SLOTS", bar::COUNTER_SLOTS as u64, Dec);
     define(&mut out, "BPNET_BOOT_BLOCK_LEN", bar::BOOT_BLOCK_LEN as u64, Dec);
     define(&mut out, "BPNET_STATUS_HEADER_LEN", status::HEADER_LEN as u64, Dec);
@@ -149,6 +156,10 @@ pub fn generate() -> String {
     }
     define(&mut out, "BPNET_BOOT_SLOT_NONE", bar::BOOT_SLOT_NONE.into(), Hex);
     define(&mut out, "BPNET_SLOT_STATE_UNKNOWN", bar::SLOT_STATE_UNKNOWN.into(), Hex);
+    define(&mut out, "BPNET_SLOT_STATE_EMPTY", bar::slot_state::EMPTY.into(), Dec);
+    define(&mut out, "BPNET_SLOT_STATE_WRITTEN", bar::slot_state::WRITTEN.into(), Dec);
+    define(&mut out, "BPNET_SLOT_STATE_CONFIRMED", bar::slot_state::CONFIRMED.into(), Dec);
+    define(&mut out, "BPNET_SLOT_STATE_REJECTED", bar::slot_state::REJECTED.into(), Dec);
     define(&mut out, "BPNET_BOOT_F_TRIAL", bar::boot_flags::TRIAL.into(), Hex);
     define(&mut out, "BPNET_BOOT_F_CONFIRMED", bar::boot_flags::CONFIRMED.into(), Hex);
     for stage in [
@@ -182,6 +193,7 @@ pub fn generate() -> String {
     define(&mut out, "BPNET_DMA_REACH_MIN", bar::DMA_REACH_MIN, Hex);
     define(&mut out, "BPNET_VERSION_MINOR_AGENT_INFO", bar::VERSION_MINOR_AGENT_INFO.into(), Dec);
     define(&mut out, "BPNET_VERSION_MINOR_HEARTBEAT", bar::VERSION_MINOR_HEARTBEAT.into(), Dec);
+    define(&mut out, "BPNET_VERSION_MINOR_BOARD_INFO", bar::VERSION_MINOR_BOARD_INFO.into(), Dec);
 
     section(&mut out, "Counter slots in counters.slots[], u32 each, wrapping");
     for &(name, slot) in bar::COUNTERS {

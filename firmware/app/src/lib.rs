@@ -8,6 +8,7 @@
 
 pub mod boot;
 pub mod console;
+pub mod fault;
 pub mod irq;
 pub mod key;
 pub mod log;
@@ -94,6 +95,12 @@ fn __e300_fault(fault: &Fault) -> ! {
         fault.dar,
         fault.dsisr
     );
+    // A host with the link up reads the record and resets the board (bpnet.ko's health reporter);
+    // with none, nothing would, and the board halts as it always did.
+    if fault::record(fault) {
+        println!("fault recorded in the board info block; waiting for the host's reset");
+        fault::await_reset()
+    }
     println!("halted");
     e300::halt()
 }

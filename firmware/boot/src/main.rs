@@ -155,6 +155,11 @@ fn __e300_main() -> ! {
     }
     e300::barrier::sync();
     write_header(&mut window);
+    // The firmware publishes the rest of the board info block; the fault record is left alone.
+    window.write(
+        shared::BOARD_INFO_OFFSET + bpnet_contract::bar::field::board_info::BOOT_STAGE_VERSION,
+        &OWN_VERSION.to_le_bytes(),
+    );
     let mut repr = unknown_start(BootStage::Choosing);
     publish(&mut window, &repr);
     // The boot block and the recovery area are ready: the host may enumerate the agent.

@@ -12,6 +12,7 @@
 //! | `0x0_0080` | 256 | [`Counters`] (default; `counters_offset`) | agent |
 //! | `0x0_0180` | 64 | [`AgentInfo`] (fixed, [`crate::shared::AGENT_INFO_OFFSET`]; minor version 2, heartbeat 3) | agent |
 //! | `0x0_0200` | 64 | [`BootBlock`] (fixed, [`crate::shared::BOOT_OFFSET`]) | both, field by field |
+//! | `0x0_0240` | 64 | [`BoardInfo`] (fixed, [`crate::shared::BOARD_INFO_OFFSET`]; minor version 4) | agent |
 //! | `0x1_0000` | 64 KiB + 16 | log ring ([`crate::logring`]; `log_ring_offset`) | agent |
 //! | `0x3_0000` | 16 × entries | TX [`Descriptor`]s (default; `tx_ring_offset`) | host |
 //! | `0x4_0000` | 16 × entries | RX [`Descriptor`]s (default; `rx_ring_offset`) | host |
@@ -64,8 +65,10 @@ pub const MAGIC: u32 = u32::from_le_bytes(*b"BPNT");
 pub const VERSION_MAJOR: u16 = 1;
 /// Minor versions only add (fields in reserved space, feature bits, blocks in unused space), never
 /// change. 2 added [`AgentInfo`]; 3 its `heartbeat`, the agent's self-repair counter and the counters
-/// of its IP stack (slots 13 to 17).
-pub const VERSION_MINOR: u16 = 3;
+/// of its IP stack (slots 13 to 17); 4 the [`BoardInfo`] block (identity, boot stage, last fault).
+pub const VERSION_MINOR: u16 = 4;
+/// The first minor version with a [`BoardInfo`] block.
+pub const VERSION_MINOR_BOARD_INFO: u16 = 4;
 /// The first minor version with an [`AgentInfo`] block.
 pub const VERSION_MINOR_AGENT_INFO: u16 = 2;
 /// The first minor version whose [`AgentInfo`] carries a `heartbeat`.
@@ -86,6 +89,8 @@ pub const COUNTER_SLOTS: usize = 64;
 pub const COUNTERS_LEN: usize = 4 * COUNTER_SLOTS;
 /// Size of [`AgentInfo`].
 pub const AGENT_INFO_LEN: usize = 64;
+/// Size of [`BoardInfo`].
+pub const BOARD_INFO_LEN: usize = 64;
 
 /// Smallest MTU (IPv4's minimum).
 pub const MTU_MIN: u16 = 68;
@@ -219,6 +224,27 @@ pub mod field {
         pub const HEARTBEAT: usize = 0x3c;
     }
 
+    /// The [`BoardInfo`](super::BoardInfo) block: the identity from `SERIAL` to `BOOT_STAGE_VERSION`,
+    /// the fault record from `FAULT_SEQ`, whose word is written last.
+    pub mod board_info {
+        pub const SERIAL: usize = 0x00;
+        pub const SLOT: usize = 0x04;
+        pub const BOARD: usize = 0x05;
+        pub const RESERVED: usize = 0x06;
+        pub const SPRIDR: usize = 0x08;
+        pub const PVR: usize = 0x0c;
+        pub const BOOT_STAGE_VERSION: usize = 0x10;
+        pub const RESERVED2: usize = 0x14;
+        pub const FAULT_SEQ: usize = 0x20;
+        pub const FAULT_VECTOR: usize = 0x24;
+        pub const FAULT_SRR0: usize = 0x28;
+        pub const FAULT_SRR1: usize = 0x2c;
+        pub const FAULT_DAR: usize = 0x30;
+        pub const FAULT_DSISR: usize = 0x34;
+        pub const FAULT_GENERATION: usize = 0x38;
+        pub const FAULT_UPTIME_S: usize = 0x3c;
+    }
+
     /// [`Doorbells`](super::Doorbells): `RX_USED_EVENT` and `TX_USED_EVENT` are adjacent, so a host
     /// may post both in one write.
     pub mod doorbells {
@@ -335,6 +361,39 @@ pub const AGENT_INFO_SCHEMA: Struct = Struct {
     ],
 };
 
+/// [`BoardInfo`] for the C header.
+pub const BOARD_INFO_SCHEMA: Struct = Struct {
+    name: "board_info",
+    len: BOARD_INFO_LEN,
+    doc: "Agent RAM at BPNET_BOARD_INFO_OFFSET, from contract minor version 4. Agent-written. serial (0: no \
+          identity record), slot (0..19, 0xff unknown), board (BPNET_BOARD_*), spridr and pvr: written by \
+          the firmware at start. boot_stage_version: by the boot stage (0: not started by it). The fault \
+          record (fault_*): by the firmware's exception handler before it waits for the host's reset, \
+          fault_seq last (0: no fault since power-on); nothing else writes it, so it outlives the reset.",
+    fields: &[
+        Field::new("serial", field::board_info::SERIAL, Type::Le32),
+        Field::new("slot", field::board_info::SLOT, Type::U8),
+        Field::new("board", field::board_info::BOARD, Type::U8),
+        Field::new("reserved", field::board_info::RESERVED, Type::Le16),
+        Field::new("spridr", field::board_info::SPRIDR, Type::Le32),
+        Field::new("pvr", field::board_info::PVR, Type::Le32),
+        Field::new("boot_stage_version", field::board_info::BOOT_STAGE_VERSION, Type::Le32),
+        Field::new(
+            "reserved2",
+            field::board_info::RESERVED2,
+            Type::Bytes(field::board_info::FAULT_SEQ - field::board_info::RESERVED2),
+        ),
+        Field::new("fault_seq", field::board_info::FAULT_SEQ, Type::Le32),
+        Field::new("fault_vector", field::board_info::FAULT_VECTOR, Type::Le32),
+        Field::new("fault_srr0", field::board_info::FAULT_SRR0, Type::Le32),
+        Field::new("fault_srr1", field::board_info::FAULT_SRR1, Type::Le32),
+        Field::new("fault_dar", field::board_info::FAULT_DAR, Type::Le32),
+        Field::new("fault_dsisr", field::board_info::FAULT_DSISR, Type::Le32),
+        Field::new("fault_generation", field::board_info::FAULT_GENERATION, Type::Le32),
+        Field::new("fault_uptime_s", field::board_info::FAULT_UPTIME_S, Type::Le32),
+    ],
+};
+
 /// [`Counters`] for the C header.
 pub const COUNTERS_SCHEMA: Struct = Struct {
     name: "counters",
@@ -445,13 +504,14 @@ impl Layout {
 
     /// Every region as (offset, bytes, alignment), the fixed ones first. The boot block is one of
     /// them: the boot stage and the host's recovery requests use it whatever the rings do.
-    fn regions(&self, entries: Entries) -> [(u32, usize, u32); 8] {
+    fn regions(&self, entries: Entries) -> [(u32, usize, u32); 9] {
         let ring = ring_len(entries);
         [
             (shared::HEADER_OFFSET as u32, HEADER_LEN, 64),
             (shared::DOORBELLS_OFFSET as u32, DOORBELLS_LEN, 64),
             (shared::BOOT_OFFSET as u32, BOOT_BLOCK_LEN, 64),
             (shared::AGENT_INFO_OFFSET as u32, AGENT_INFO_LEN, 64),
+            (shared::BOARD_INFO_OFFSET as u32, BOARD_INFO_LEN, 64),
             (self.counters, COUNTERS_LEN, 4),
             (self.log_ring, shared::LOG_RING_LEN, 4),
             (self.tx_ring, ring, DESCRIPTOR_LEN as u32),
@@ -650,6 +710,167 @@ pub fn parse_dma_reach<T: AsRef<[u8]>>(version_minor: u16, info: &AgentInfo<T>) 
 
 /// The smallest `dma_reach` a host accepts: one 4 KiB page.
 pub const DMA_REACH_MIN: u64 = 4096;
+
+/// `board` in [`BoardInfo`]: which board the firmware was built for.
+pub mod board {
+    /// Not known (a block of minor version 4 always names one; 0 is what an unwritten block holds).
+    pub const UNKNOWN: u8 = 0;
+    /// Freescale's MPC8349E-MDS (MPC8349EMDS) development system.
+    pub const MPC8349EMDS: u8 = 1;
+}
+
+/// `slot` in [`BoardInfo`] when the board has no identity record or its record names no slot.
+pub const BOARD_SLOT_UNKNOWN: u8 = 0xFF;
+/// Chassis slots are `0..BOARD_SLOTS` (the identity record's limit).
+pub const BOARD_SLOTS: u8 = 20;
+/// The largest serial an identity record holds (24 bits: the MACs carry it whole).
+pub const BOARD_SERIAL_MAX: u32 = 0xFF_FFFF;
+
+fixed_view! {
+    /// A typed view of the board info block at [`shared::BOARD_INFO_OFFSET`] (contract minor version 4
+    /// and later): the board's identity (from its identity record in flash and the SoC's registers),
+    /// the boot stage's version, and the record of the last fault the firmware took.
+    ///
+    /// The fault record is written by the exception handler only, the words first and `fault_seq`
+    /// last after a barrier, so a host that sees a new sequence number sees the rest. Neither the boot
+    /// stage nor the firmware's start touches it: RAM keeps it across the reset that follows, and the
+    /// host reads it once per sequence number.
+    BoardInfo, BOARD_INFO_LEN
+}
+
+/// The identity half of [`BoardInfo`], as the agent writes it and the host accepts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoardRepr {
+    /// Board serial, `1..=BOARD_SERIAL_MAX`, or 0 without an identity record.
+    pub serial: u32,
+    /// Chassis slot, `0..BOARD_SLOTS`, or [`BOARD_SLOT_UNKNOWN`].
+    pub slot: u8,
+    /// [`board`].
+    pub board: u8,
+    /// The SoC's System Part and Revision ID register.
+    pub spridr: u32,
+    /// The core's Processor Version Register.
+    pub pvr: u32,
+    /// The boot stage that started this program (`major << 16 | minor << 8 | patch`), 0 if none did.
+    pub boot_stage_version: u32,
+}
+
+/// The last fault the firmware took, as its exception handler recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultRepr {
+    /// Bumped at every fault (never 0: 0 means none since power-on).
+    pub seq: u32,
+    /// The exception vector's offset (0x300 DSI, 0x700 program, ...).
+    pub vector: u32,
+    pub srr0: u32,
+    pub srr1: u32,
+    pub dar: u32,
+    pub dsisr: u32,
+    /// The header's `agent_generation` of the program that faulted.
+    pub generation: u32,
+    /// Seconds the faulting program had run.
+    pub uptime_s: u32,
+}
+
+impl<T: AsRef<[u8]>> BoardInfo<T> {
+    pub fn fault_seq(&self) -> u32 {
+        get_le32(self.buffer.as_ref(), field::board_info::FAULT_SEQ)
+    }
+}
+
+impl BoardRepr {
+    /// The host's view of the identity: `None` for an agent older than minor version 4. A serial or
+    /// slot outside what an identity record may hold is refused as [`Error::BadIdentity`] (the host
+    /// counts it and shows no identity); the rest are numbers the host only prints.
+    pub fn parse<T: AsRef<[u8]>>(version_minor: u16, info: &BoardInfo<T>) -> Result<Option<Self>, Error> {
+        if version_minor < VERSION_MINOR_BOARD_INFO {
+            return Ok(None);
+        }
+        let buf = info.buffer.as_ref();
+        let serial = get_le32(buf, field::board_info::SERIAL);
+        let slot = get_u8(buf, field::board_info::SLOT);
+        if serial > BOARD_SERIAL_MAX || (slot >= BOARD_SLOTS && slot != BOARD_SLOT_UNKNOWN) {
+            return Err(Error::BadIdentity(serial, slot));
+        }
+        Ok(Some(BoardRepr {
+            serial,
+            slot,
+            board: get_u8(buf, field::board_info::BOARD),
+            spridr: get_le32(buf, field::board_info::SPRIDR),
+            pvr: get_le32(buf, field::board_info::PVR),
+            boot_stage_version: get_le32(buf, field::board_info::BOOT_STAGE_VERSION),
+        }))
+    }
+
+    /// The firmware's write of the identity at start: every identity field and the reserved bytes
+    /// between them, never the fault record.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, info: &mut BoardInfo<T>) {
+        let buf = info.buffer.as_mut();
+        put_le32(buf, field::board_info::SERIAL, self.serial);
+        buf[field::board_info::SLOT] = self.slot;
+        buf[field::board_info::BOARD] = self.board;
+        put_le16(buf, field::board_info::RESERVED, 0);
+        put_le32(buf, field::board_info::SPRIDR, self.spridr);
+        put_le32(buf, field::board_info::PVR, self.pvr);
+        put_le32(buf, field::board_info::BOOT_STAGE_VERSION, self.boot_stage_version);
+        buf[field::board_info::RESERVED2..field::board_info::FAULT_SEQ].fill(0);
+    }
+}
+
+impl FaultRepr {
+    /// The host's view of the fault record: a fault it has not seen (`fault_seq` non-zero and not
+    /// `last_seq`), or `None`. An agent older than minor version 4 has none. A vector that is no
+    /// exception vector (not a multiple of 0x100 in 0x100..=[`FAULT_VECTOR_MAX`]) is refused as
+    /// [`Error::BadFault`] with the sequence number, which the host then takes as seen. The other
+    /// words are numbers the host only prints and keeps, never uses for lengths or addresses.
+    pub fn parse<T: AsRef<[u8]>>(
+        version_minor: u16,
+        info: &BoardInfo<T>,
+        last_seq: u32,
+    ) -> Result<Option<Self>, (u32, Error)> {
+        let seq = info.fault_seq();
+        if version_minor < VERSION_MINOR_BOARD_INFO || seq == 0 || seq == last_seq {
+            return Ok(None);
+        }
+        let buf = info.buffer.as_ref();
+        let vector = get_le32(buf, field::board_info::FAULT_VECTOR);
+        if vector == 0 || vector > FAULT_VECTOR_MAX || !vector.is_multiple_of(0x100) {
+            return Err((seq, Error::BadFault(vector)));
+        }
+        Ok(Some(FaultRepr {
+            seq,
+            vector: get_le32(buf, field::board_info::FAULT_VECTOR),
+            srr0: get_le32(buf, field::board_info::FAULT_SRR0),
+            srr1: get_le32(buf, field::board_info::FAULT_SRR1),
+            dar: get_le32(buf, field::board_info::FAULT_DAR),
+            dsisr: get_le32(buf, field::board_info::FAULT_DSISR),
+            generation: get_le32(buf, field::board_info::FAULT_GENERATION),
+            uptime_s: get_le32(buf, field::board_info::FAULT_UPTIME_S),
+        }))
+    }
+
+    /// The exception handler's write: every word but the sequence number, which the caller writes
+    /// last ([`fault_seq_after`]) after a barrier.
+    pub fn emit_words<T: AsRef<[u8]> + AsMut<[u8]>>(&self, info: &mut BoardInfo<T>) {
+        let buf = info.buffer.as_mut();
+        put_le32(buf, field::board_info::FAULT_VECTOR, self.vector);
+        put_le32(buf, field::board_info::FAULT_SRR0, self.srr0);
+        put_le32(buf, field::board_info::FAULT_SRR1, self.srr1);
+        put_le32(buf, field::board_info::FAULT_DAR, self.dar);
+        put_le32(buf, field::board_info::FAULT_DSISR, self.dsisr);
+        put_le32(buf, field::board_info::FAULT_GENERATION, self.generation);
+        put_le32(buf, field::board_info::FAULT_UPTIME_S, self.uptime_s);
+    }
+}
+
+/// The largest exception vector offset a fault record may hold: the 603e/e300 vector area ends at
+/// 0x2FFF, and every vector is a multiple of 0x100 from 0x100.
+pub const FAULT_VECTOR_MAX: u32 = 0x2F00;
+
+/// The fault sequence number after `seq`: it wraps past 0, which stays "no fault".
+pub const fn fault_seq_after(seq: u32) -> u32 {
+    next_heartbeat(seq)
+}
 
 fixed_view! {
     /// A typed view of the doorbell block: the host's ring indexes and event indexes, free-running.
@@ -875,6 +1096,19 @@ pub mod boot_source {
 pub const BOOT_SLOT_NONE: u8 = 0xFF;
 /// `slot_a_state` / `slot_b_state` when the boot state is unknown.
 pub const SLOT_STATE_UNKNOWN: u8 = 0xFF;
+
+/// `slot_a_state` / `slot_b_state`: the slot's state in the boot-state record (`bpnet_update`'s
+/// `SlotState`, as its byte).
+pub mod slot_state {
+    /// Nothing usable (never written, or being written).
+    pub const EMPTY: u8 = 0;
+    /// A complete image that verified; its firmware has not confirmed yet (the next boot tries it).
+    pub const WRITTEN: u8 = 1;
+    /// Its firmware booted and confirmed itself.
+    pub const CONFIRMED: u8 = 2;
+    /// Ran out of trial boots or failed verification on trial: not started until rewritten.
+    pub const REJECTED: u8 = 3;
+}
 
 /// `boot_flags` bits.
 pub mod boot_flags {
@@ -1272,7 +1506,7 @@ mod tests {
         host().emit(&mut header);
         header.set_host_state(HostState::Up);
         let expected: [u8; HEADER_LEN] = [
-            b'B', b'P', b'N', b'T', 1, 0, 3, 0, // magic, version 1.3
+            b'B', b'P', b'N', b'T', 1, 0, 4, 0, // magic, version 1.4
             7, 0, 0, 0, 7, 0, 0, 0, // features, agent generation
             3, 2, 1, 0, 0, 0, 3, 0, // firmware 1.2.3, tx ring 0x3_0000
             0, 0, 4, 0, 0, 0, 1, 0, // rx ring 0x4_0000, log ring 0x1_0000
@@ -1401,6 +1635,68 @@ mod tests {
         assert_eq!(parse_heartbeat(VERSION_MINOR, &AgentInfo::new_unchecked(&buf[..])), None, "not started");
         assert_eq!(&buf[..8], &[0, 0, 0, 0x80, 0, 0, 0, 0], "set_heartbeat writes its word only");
         assert_eq!((next_heartbeat(1), next_heartbeat(u32::MAX)), (2, 1), "wraps past 0");
+    }
+
+    #[test]
+    fn board_info_identity_and_fault_record() {
+        let mut buf = [0xAAu8; BOARD_INFO_LEN];
+        let id = BoardRepr {
+            serial: 0x12_3456,
+            slot: 3,
+            board: board::MPC8349EMDS,
+            spridr: 0x8030_0030,
+            pvr: 0x8083_0010,
+            boot_stage_version: firmware_version(0, 1, 0),
+        };
+        BoardRepr::emit(&id, &mut BoardInfo::new_checked(&mut buf[..]).unwrap());
+        assert_eq!(&buf[..8], &[0x56, 0x34, 0x12, 0, 3, 1, 0, 0], "little-endian serial, slot, board");
+        assert!(buf[0x14..0x20].iter().all(|&b| b == 0), "reserved bytes zeroed");
+        assert!(buf[0x20..].iter().all(|&b| b == 0xAA), "the identity's write leaves the fault record alone");
+        assert_eq!(BoardRepr::parse(VERSION_MINOR, &BoardInfo::new_unchecked(&buf[..])), Ok(Some(id)));
+        assert_eq!(BoardRepr::parse(3, &BoardInfo::new_unchecked(&buf[..])), Ok(None), "minor 3 has no block");
+        buf[0x04] = BOARD_SLOTS;
+        assert_eq!(
+            BoardRepr::parse(VERSION_MINOR, &BoardInfo::new_unchecked(&buf[..])),
+            Err(Error::BadIdentity(0x12_3456, BOARD_SLOTS))
+        );
+        buf[0x04] = BOARD_SLOT_UNKNOWN;
+        buf[0x03] = 1;
+        assert_eq!(
+            BoardRepr::parse(VERSION_MINOR, &BoardInfo::new_unchecked(&buf[..])),
+            Err(Error::BadIdentity(0x0112_3456, BOARD_SLOT_UNKNOWN))
+        );
+
+        let fault = FaultRepr {
+            seq: 1,
+            vector: 0x700,
+            srr0: 0x0010_2040,
+            srr1: 0x0002_9032,
+            dar: 0xD000_0000,
+            dsisr: 0x4200_0000,
+            generation: 5,
+            uptime_s: 9,
+        };
+        // Power-on RAM of a board that never faulted.
+        put_le32(&mut buf, field::board_info::FAULT_SEQ, 0);
+        let mut info = BoardInfo::new_checked(&mut buf[..]).unwrap();
+        fault.emit_words(&mut info);
+        assert_eq!(FaultRepr::parse(VERSION_MINOR, &BoardInfo::new_unchecked(&buf[..]), 0), Ok(None), "no seq yet");
+        put_le32(&mut buf, field::board_info::FAULT_SEQ, fault_seq_after(0));
+        let info = BoardInfo::new_unchecked(&buf[..]);
+        assert_eq!(FaultRepr::parse(VERSION_MINOR, &info, 0), Ok(Some(fault)));
+        assert_eq!(FaultRepr::parse(VERSION_MINOR, &info, 1), Ok(None), "seen once");
+        assert_eq!(FaultRepr::parse(3, &info, 0), Ok(None), "minor 3 has no record");
+        assert_eq!(&buf[0x24..0x28], &[0, 7, 0, 0]);
+        // A vector no exception has: refused with its sequence number, so it is taken as seen.
+        for bad in [0, 0x701, FAULT_VECTOR_MAX + 0x100, u32::MAX] {
+            put_le32(&mut buf, field::board_info::FAULT_VECTOR, bad);
+            let info = BoardInfo::new_unchecked(&buf[..]);
+            assert_eq!(FaultRepr::parse(VERSION_MINOR, &info, 0), Err((1, Error::BadFault(bad))));
+        }
+        put_le32(&mut buf, field::board_info::FAULT_VECTOR, FAULT_VECTOR_MAX);
+        assert!(FaultRepr::parse(VERSION_MINOR, &BoardInfo::new_unchecked(&buf[..]), 0).is_ok());
+        assert_eq!(fault_seq_after(u32::MAX), 1, "wraps past 0");
+        assert_eq!(BoardInfo::new_checked(&buf[..BOARD_INFO_LEN - 1]).unwrap_err(), Error::Truncated);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! | `FLASH <len>` | exactly `len` bytes of a signed image | write it into the inactive flash slot, on trial |
 //! | `NETBOOT <server-ipv4> <filename>` | | fetch the image by TFTP, verify it, start it |
 //! | `RESET` | | software reset |
+//! | `FAULT` | | take a program exception on purpose (after answering): the fault report, its record in the board info block and the host's recovery can be tested on a real board |
 //! | `STATUS` | | what runs, from where, and what the slots hold |
 //!
 //! Responses: zero or more `PROGRESS <phase> <done> <total>` lines ([`Phase`]), then exactly one
@@ -41,6 +42,8 @@ pub enum Request<'a> {
     },
     Reset,
     Status,
+    /// Fault on purpose once answered (a test of the fault path and the host's recovery).
+    Fault,
 }
 
 /// Why a request line was refused (answered with `ERROR bad-request`).
@@ -67,7 +70,7 @@ impl RequestError {
         match self {
             RequestError::TooLong => "request line too long",
             RequestError::NotText => "request line is not ASCII text",
-            RequestError::UnknownCommand => "unknown command (FLASH, NETBOOT, RESET, STATUS)",
+            RequestError::UnknownCommand => "unknown command (FLASH, NETBOOT, RESET, STATUS, FAULT)",
             RequestError::Arguments => "wrong arguments",
             RequestError::Length => "length must be a decimal from 1 to 4294967295",
             RequestError::Address => "server must be a dotted-quad IPv4 address",
@@ -149,14 +152,14 @@ impl<'a> Request<'a> {
                 }
                 Request::Netboot { server, filename }
             }
-            "RESET" | "STATUS" => {
+            "RESET" | "STATUS" | "FAULT" => {
                 if args[0].is_some() {
                     return Err(RequestError::Arguments);
                 }
-                if command == "RESET" {
-                    Request::Reset
-                } else {
-                    Request::Status
+                match command {
+                    "RESET" => Request::Reset,
+                    "FAULT" => Request::Fault,
+                    _ => Request::Status,
                 }
             }
             _ => return Err(RequestError::UnknownCommand),
@@ -179,6 +182,7 @@ impl<'a> Request<'a> {
             }
             Request::Reset => w.write_str("RESET\n"),
             Request::Status => w.write_str("STATUS\n"),
+            Request::Fault => w.write_str("FAULT\n"),
             _ => return Err(Overflow),
         }
         .map_err(|_| Overflow)?;
@@ -690,6 +694,8 @@ mod tests {
         assert_eq!(Request::parse(b"FLASH 1048708\n"), Ok(Request::Flash { len: 1_048_708 }));
         assert_eq!(Request::parse(b"STATUS\r\n"), Ok(Request::Status));
         assert_eq!(Request::parse(b"RESET"), Ok(Request::Reset));
+        assert_eq!(Request::parse(b"FAULT\n"), Ok(Request::Fault));
+        assert_eq!(Request::parse(b"FAULT now\n"), Err(RequestError::Arguments));
         assert_eq!(
             Request::parse(b"NETBOOT 10.83.49.1 bpnet/fw.img\n"),
             Ok(Request::Netboot { server: [10, 83, 49, 1], filename: "bpnet/fw.img" })
@@ -733,6 +739,7 @@ mod tests {
             Request::Netboot { server: [192, 168, 0, 255], filename: "a/b.img" },
             Request::Reset,
             Request::Status,
+            Request::Fault,
         ] {
             let text = line(|b| r.emit(b));
             assert!(text.ends_with('\n'));

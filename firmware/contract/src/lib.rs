@@ -99,6 +99,9 @@ pub mod shared {
     /// Offset of [`crate::bar::BootBlock`] (fixed: the boot stage publishes it before any header
     /// exists, and the host finds it with no header to read).
     pub const BOOT_OFFSET: usize = 0x200;
+    /// Offset of [`crate::bar::BoardInfo`] (fixed; contract minor version 4 and later): the board's
+    /// identity and the record of its last fault, which must outlive the fault and the reset after it.
+    pub const BOARD_INFO_OFFSET: usize = 0x240;
     /// Offset of the recovery area, where the host writes an image in [`crate::bar::AgentState::Recovery`].
     /// It overlaps the rings, which are dead in that state.
     pub const RECOVERY_OFFSET: usize = 0x3_0000;
@@ -110,7 +113,8 @@ pub mod shared {
 // area after the log ring.
 const _: () = assert!(shared::COUNTERS_OFFSET + bar::COUNTERS_LEN <= shared::AGENT_INFO_OFFSET);
 const _: () = assert!(shared::AGENT_INFO_OFFSET + bar::AGENT_INFO_LEN <= shared::BOOT_OFFSET);
-const _: () = assert!(shared::BOOT_OFFSET + bar::BOOT_BLOCK_LEN <= shared::LOG_RING_OFFSET);
+const _: () = assert!(shared::BOOT_OFFSET + bar::BOOT_BLOCK_LEN <= shared::BOARD_INFO_OFFSET);
+const _: () = assert!(shared::BOARD_INFO_OFFSET + bar::BOARD_INFO_LEN <= shared::LOG_RING_OFFSET);
 const _: () = assert!(shared::LOG_RING_OFFSET + shared::LOG_RING_LEN <= shared::RECOVERY_OFFSET);
 
 /// Message-unit bits of the data path (the self-test uses its own handshake, [`selftest`]).
@@ -223,6 +227,10 @@ pub enum Error {
     BadRequest(u32),
     /// An [`bar::AgentInfo::dma_reach`] below [`bar::DMA_REACH_MIN`].
     BadReach(u64),
+    /// A board info block's serial or slot outside what an identity record may hold.
+    BadIdentity(u32, u8),
+    /// A fault record whose vector is no exception vector.
+    BadFault(u32),
 }
 
 impl core::fmt::Display for Error {
@@ -247,6 +255,8 @@ impl core::fmt::Display for Error {
             Error::BadCounter(slot) => write!(f, "counter slot {slot} out of range"),
             Error::BadRequest(r) => write!(f, "host request {r} is not defined"),
             Error::BadReach(reach) => write!(f, "DMA reach {reach:#x} is below one page"),
+            Error::BadIdentity(serial, slot) => write!(f, "identity serial {serial:#x} slot {slot} out of range"),
+            Error::BadFault(vector) => write!(f, "fault record with vector {vector:#x}, not an exception vector"),
         }
     }
 }

@@ -58,6 +58,7 @@ pub const STRUCTS: &[Struct] = &[
     crate::bar::DOORBELLS_SCHEMA,
     crate::bar::DESCRIPTOR_SCHEMA,
     crate::bar::AGENT_INFO_SCHEMA,
+    crate::bar::BOARD_INFO_SCHEMA,
     crate::bar::COUNTERS_SCHEMA,
     crate::bar::BOOT_BLOCK_SCHEMA,
     crate::status::HEADER_SCHEMA,

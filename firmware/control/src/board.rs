@@ -84,6 +84,9 @@ pub trait System {
     fn version(&self) -> u32;
     /// Reset the board (on the board this does not return).
     fn reset(&mut self);
+    /// Take a fault on purpose (on the board this does not return: the fault handler records it and
+    /// waits for the host's reset).
+    fn fault(&mut self);
     /// Start `image`, verified, from the staging area (on the board this does not return).
     fn launch(&mut self, image: &[u8]);
 }

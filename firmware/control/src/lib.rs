@@ -111,6 +111,7 @@ impl Default for Buffers {
 enum After {
     Listen,
     Reset,
+    Fault,
     /// Start the verified image of this many bytes at the start of the staging area.
     Launch(u32),
 }
@@ -323,6 +324,10 @@ impl<S: Staging, F: Flash, Y: System> Control<S, F, Y> {
                             info!("control: resetting");
                             self.system.reset();
                         }
+                        After::Fault => {
+                            info!("control: faulting on purpose");
+                            self.system.fault();
+                        }
                         After::Launch(len) => {
                             info!("control: starting the netbooted image ({=u32} bytes)", len);
                             self.system.launch(&self.staging.bytes()[..len as usize]);
@@ -389,6 +394,10 @@ impl<S: Staging, F: Flash, Y: System> Control<S, F, Y> {
             Ok(Request::Reset) => {
                 info!("control: RESET");
                 self.ok(&[], After::Reset, now);
+            }
+            Ok(Request::Fault) => {
+                info!("control: FAULT");
+                self.ok(&[], After::Fault, now);
             }
             Ok(Request::Flash { len }) => {
                 info!("control: FLASH of {=u32} bytes", len);

@@ -6,6 +6,7 @@ pub mod agents;
 pub mod bench;
 pub mod boot;
 pub mod control;
+pub mod dump;
 pub mod ethtool;
 pub mod list;
 pub mod logs;

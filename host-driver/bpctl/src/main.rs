@@ -60,10 +60,17 @@ firmware version and counters come from the module (ethtool -i / -S) and STATE i
     #[command(after_help = "The defmt format strings are in the firmware ELF, not in the ring: --elf PATH, \
 else the .elf beside --image PATH (bpnet-firmware.bin -> bpnet-firmware.elf), else \
 /lib/firmware/bpnet/bpnet-firmware.elf. Without an ELF only the frames are counted.\n\n\
-Lost bytes (the agent wrote faster than the ring was read) and reboots are reported in parentheses.")]
+Lost bytes (the agent wrote faster than the ring was read) and reboots are reported in parentheses.\n\n\
+--dump FILE decodes a health dump of bpnet.ko's `agent` reporter instead of a live ring: save it with \
+`devlink -j health dump show pci/<address> reporter agent > FILE`; the fault record it holds is printed \
+first, then the log ring's tail as the module read it.")]
     Logs {
         /// The agent (bp0, 0000:00:10.0, 0)
-        agent: String,
+        #[arg(required_unless_present = "dump")]
+        agent: Option<String>,
+        /// Decode a saved devlink health dump (JSON) instead of the agent's live ring
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["agent", "follow"])]
+        dump: Option<PathBuf>,
         /// Keep printing new lines until interrupted
         #[arg(short, long)]
         follow: bool,
@@ -179,9 +186,16 @@ fn main() -> ExitCode {
     let json = cli.json;
     let result = match cli.command {
         Command::List => list(&Paths::system(), json),
-        Command::Logs { agent, follow, elf, image, interval } => {
-            logs(&Paths::system(), &agent, follow, elf.as_deref(), image.as_deref(), interval, json)
-        }
+        Command::Logs { dump: Some(file), elf, image, .. } => logs_dump(&file, elf.as_deref(), image.as_deref(), json),
+        Command::Logs { agent, follow, elf, image, interval, .. } => logs(
+            &Paths::system(),
+            agent.as_deref().unwrap_or_default(),
+            follow,
+            elf.as_deref(),
+            image.as_deref(),
+            interval,
+            json,
+        ),
         Command::Bench { agents, bytes, addr, timeout } => {
             bench(&Paths::system(), &agents, bytes, addr, Duration::from_secs(timeout), json)
         }
@@ -331,6 +345,45 @@ pub(crate) fn one_agent<'a>(found: &'a [Agent], name: &str) -> Result<&'a Agent,
 }
 
 #[allow(clippy::too_many_arguments)]
+/// `bpctl logs --dump FILE`: a saved health dump's fault record and log tail, decoded with the ELF.
+fn logs_dump(file: &Path, elf: Option<&Path>, image: Option<&Path>, json: bool) -> Result<(), Error> {
+    let text = std::fs::read_to_string(file).map_err(|e| Error::Io(format!("reading {}", file.display()), e))?;
+    let dump = bpctl::dump::parse(&text)?;
+    let elf = logs::find_elf(elf, image, Path::new(logs::DEFAULT_ELF))?;
+    let decoder = elf.as_deref().map(Decoder::from_elf).transpose()?;
+    let mut lines = Vec::new();
+    if let Some(chunk) = &dump.log {
+        let mut framer = Framer::default();
+        let (notices, frames) = framer.feed(chunk);
+        lines.extend(notices);
+        match &decoder {
+            Some(d) => lines.extend(d.decode(&frames)),
+            None => lines.push(Line::Notice {
+                text: format!(
+                    "{} bytes in {} defmt frames, not decoded: pass --elf PATH (the firmware ELF)",
+                    frames.len(),
+                    logs::count_frames(&frames)
+                ),
+            }),
+        }
+    }
+    if json {
+        emit(
+            &json!({ "fault": dump.fault, "head": dump.head, "generation": dump.generation, "lines": lines })
+                .to_string(),
+        );
+        return Ok(());
+    }
+    match &dump.fault {
+        Some(f) => emit(&f.to_string()),
+        None => emit("no fault record in the dump"),
+    }
+    for line in &lines {
+        emit(&line.to_string());
+    }
+    Ok(())
+}
+
 fn logs(
     paths: &Paths,
     name: &str,

@@ -154,7 +154,7 @@ fn suites(agents: Option<u32>, bytes: Option<u64>, personality: Personality) -> 
         unrelated_ivshmem: false,
     };
     // Flashing, netbooting, recovery and reset (tests/backplane/update.sh), two agents in boot-stage
-    // mode; the guest serves TFTP.
+    // mode; the guest serves TFTP. Identity records, so devlink shows each agent's serial and slot.
     let update = Suite {
         name: format!("update-2-{p}"),
         personality,
@@ -165,7 +165,7 @@ fn suites(agents: Option<u32>, bytes: Option<u64>, personality: Personality) -> 
         timeout: Duration::from_secs(1200),
         boot_stage: true,
         live: false,
-        identities: false,
+        identities: true,
         unrelated_ivshmem: false,
     };
     // infra looks at ivshmem-doorbell devices without the module: ivshmem only.
@@ -229,7 +229,9 @@ Suites:
   update 2 agents started by the boot stage from their flash (slot A = the signed firmware image):
          `bpctl list` boot info, `bpctl flash all` (both come back confirmed on slot B), netboot from
          the guest's TFTP server (in.tftpd), `boot --via-bar` (recovery), `reset` (network and
-         --hard), `logs`, a bad image refused while the agent keeps working (--agents does not apply)
+         --hard), `logs`, a bad image refused while the agent keeps working; identity records:
+         `devlink dev info` and port, a FAULT on purpose reported, dumped and recovered by the
+         devlink health reporter (--agents does not apply)
 On mpc834x the hostile suite's two agents sit in slots 0x08 and 0x0c, which share one INTx pin.
 --agents N: 1..20, one PCI slot each from 0x08 (a chassis holds 20 boards). --bytes N: what each
 agent echoes in net (default 10 MiB; the per-MTU echoes take at most 1 MiB of it). --jobs J: run

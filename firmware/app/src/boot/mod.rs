@@ -26,6 +26,14 @@ use mpc8349emds::{Clock, FlashBus, SharedWindow, FIRMWARE_BASE, FIRMWARE_END};
 
 use crate::println;
 
+// The boot block's slot states are the boot-state record's, byte for byte.
+const _: () = assert!(
+    bpnet_update::SlotState::Empty as u8 == bar::slot_state::EMPTY
+        && bpnet_update::SlotState::Written as u8 == bar::slot_state::WRITTEN
+        && bpnet_update::SlotState::Confirmed as u8 == bar::slot_state::CONFIRMED
+        && bpnet_update::SlotState::Rejected as u8 == bar::slot_state::REJECTED
+);
+
 /// The RAM range every image's payload must load into.
 pub const IMAGE_RAM: core::ops::Range<u64> = FIRMWARE_BASE as u64..FIRMWARE_END as u64;
 

@@ -90,6 +90,11 @@ impl bpnet_control::System for BoardSystem {
         mpc8349emds::immr().reset().hard_reset();
     }
 
+    fn fault(&mut self) {
+        crate::println!("control: faulting on purpose");
+        e300::exception::trap();
+    }
+
     fn launch(&mut self, image: &[u8]) {
         crate::boot::launch(image, crate::boot::Source::Netboot);
     }

@@ -107,6 +107,7 @@ fn start(generation: u32, main_loop: impl FnOnce(&mut RingEngine, [u8; 6]) -> In
 
     // The agent's MAC and, in the header, the host interface's: both from the board identity.
     let (identity, _) = services::identity();
+    publish_board_info(&mut region, &identity);
     let mac = identity.agent_mac();
     let agent = AgentRepr {
         features: FEATURES,
@@ -340,4 +341,26 @@ fn log_bar1(when: &str) {
         Some(0) | None => crate::println!("net: {}: BAR1 not assigned by the host yet", when),
         Some(at) => crate::println!("net: {}: the host put BAR1 (PIBAR0) at PCI {:#010x}", when, at),
     }
+}
+
+/// The board info block's identity half ([`bar::BoardRepr`]): the identity record, the board, the
+/// SoC's and core's IDs and the boot stage's version, which the boot stage wrote there itself (kept
+/// unless this program was started directly, when no boot stage ran). The fault record is left alone.
+fn publish_board_info(region: &mut SharedWindow, identity: &bpnet_services::identity::Identity) {
+    let mut block = [0u8; bar::BOARD_INFO_LEN];
+    region.read(shared::BOARD_INFO_OFFSET, &mut block);
+    let direct = crate::boot::status().is_none_or(|b| b.boot_source == crate::boot::Source::Direct as u8);
+    let at = bar::field::board_info::BOOT_STAGE_VERSION;
+    let boot_stage_version =
+        if direct { 0 } else { u32::from_le_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]]) };
+    let repr = bar::BoardRepr {
+        serial: identity.serial,
+        slot: identity.slot.unwrap_or(bar::BOARD_SLOT_UNKNOWN),
+        board: bar::board::MPC8349EMDS,
+        spridr: mpc8349emds::immr().sysconf().spridr(),
+        pvr: e300::pvr(),
+        boot_stage_version,
+    };
+    repr.emit(&mut bar::BoardInfo::new_unchecked(&mut block[..]));
+    region.write(shared::BOARD_INFO_OFFSET, &block[..bar::field::board_info::FAULT_SEQ]);
 }

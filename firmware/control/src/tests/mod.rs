@@ -198,6 +198,7 @@ impl Staging for Ram {
 #[derive(Default)]
 struct Doors {
     resets: u32,
+    faults: u32,
     launched: Vec<Vec<u8>>,
 }
 
@@ -222,6 +223,10 @@ impl System for FakeSystem {
 
     fn reset(&mut self) {
         self.doors.borrow_mut().resets += 1;
+    }
+
+    fn fault(&mut self) {
+        self.doors.borrow_mut().faults += 1;
     }
 
     fn launch(&mut self, image: &[u8]) {
@@ -508,6 +513,14 @@ fn reset_answers_then_resets() {
     assert_eq!(w.doors.borrow().resets, 1);
     // The service listens again (on the board the reset does not return).
     assert_eq!(field(&ok(&w.request("STATUS\n")), "source"), "flash");
+}
+
+#[test]
+fn fault_answers_then_faults() {
+    let mut w = World::new();
+    assert_eq!(w.request("FAULT\n"), ["OK"]);
+    w.run(Duration::from_millis(10));
+    assert_eq!((w.doors.borrow().faults, w.doors.borrow().resets), (1, 0));
 }
 
 #[test]
