@@ -265,6 +265,7 @@ struct bpnet {
 	char fault[96];
 	/* Resets asked in this episode; past BPNET_RESET_REQUESTS_MAX the host gives up. */
 	unsigned int reset_requests;
+	unsigned long reset_asked_at;
 	bool reset_gave_up;
 	/*
 	 * Heartbeat (slow path, link up and running): the beat last read,

@@ -592,6 +592,12 @@ static int bpnet_link_up(struct bpnet *bp)
 	err = bpnet_parse_agent(bp, &header, &agent, how);
 	if (err)
 		return err;
+	/*
+	 * Booting: the slow path tries again. Before the agent info is read, as
+	 * a boot stage has not published it and a zero reach is no violation.
+	 */
+	if (header.agent_state == BPNET_AGENT_STATE_RESET)
+		return -EAGAIN;
 	err = bpnet_read_dma_reach(bp, &header, &agent.dma_reach);
 	if (err)
 		return err;
@@ -605,9 +611,6 @@ static int bpnet_link_up(struct bpnet *bp)
 	case BPNET_AGENT_STATE_BROKEN:
 		/* A connection this host did not make (reload, host reset): end it first. */
 		bpnet_host_down(bp);
-		return -EAGAIN;
-	case BPNET_AGENT_STATE_RESET:
-		/* Booting: the slow path tries again. */
 		return -EAGAIN;
 	default:
 		bpnet_parse_refuse(bp, how, "state %u is not defined", header.agent_state);
@@ -761,7 +764,16 @@ static void bpnet_ask_reset(struct bpnet *bp)
 		bp->reset_gave_up = true;
 		return;
 	}
+	/*
+	 * The agent rings LINK as it comes back from the last request, which
+	 * runs set-up at once and may find its header half-written: that is
+	 * not a new fault, so the next request waits the whole back-off period.
+	 */
+	if (bp->reset_requests &&
+	    time_before(jiffies, bp->reset_asked_at + (HZ << BPNET_BACKOFF_MAX_SHIFT)))
+		return;
 	bp->reset_requests++;
+	bp->reset_asked_at = jiffies;
 	seq = bpnet_send_request(bp, BPNET_HOST_REQUEST_RESET, 0);
 	bpnet_count(bp, BPNET_STAT_reset_requests, 1);
 	netdev_warn(bp->netdev, "asking the agent to reset (request %u of %u, request_seq %u): %s\n",
