@@ -17,7 +17,7 @@
 /* Identification */
 #define BPNET_MAGIC				0x544e5042
 #define BPNET_VERSION_MAJOR			1
-#define BPNET_VERSION_MINOR			3
+#define BPNET_VERSION_MINOR			4
 #define BPNET_LOG_RING_MAGIC			0x474c5042
 
 /* The shared region (agent RAM behind the BAR): fixed offsets, then defaults */
@@ -50,6 +50,8 @@
 #define BPNET_RING_ENTRIES_MAX			4096
 #define BPNET_MTU_MIN				68
 #define BPNET_MTU_MAX				65535
+#define BPNET_RX_BUFFER_MIN			4096
+#define BPNET_RX_CHAIN_MAX			32
 #define BPNET_MTU_DEFAULT			1500
 
 /* The status block: the header, then `entries` TX and `entries` RX completions. */
@@ -72,7 +74,8 @@
 #define BPNET_F_CSUM_OFFLOAD			0x1
 #define BPNET_F_EVENT_INDEX			0x2
 #define BPNET_F_MTU				0x4
-#define BPNET_F_ALL				0x7
+#define BPNET_F_RX_MULTI_BUFFER			0x8
+#define BPNET_F_ALL				0xf
 
 /* descriptor.flags */
 #define BPNET_DESC_F_NEEDS_CSUM			0x1
@@ -81,8 +84,9 @@
 /* completion.flags */
 #define BPNET_COMPL_F_CSUM_VALID		0x1
 #define BPNET_COMPL_F_NEEDS_CSUM		0x2
+#define BPNET_COMPL_F_MORE			0x4
 #define BPNET_COMPL_F_ERROR			0x8000
-#define BPNET_COMPL_F_ALL			0x8003
+#define BPNET_COMPL_F_ALL			0x8007
 
 /* status.interrupt_cause (a hint: the indexes decide) */
 #define BPNET_CAUSE_RX				0x1
@@ -131,6 +135,7 @@
 #define BPNET_DMA_REACH_MIN			0x1000
 #define BPNET_VERSION_MINOR_AGENT_INFO		2
 #define BPNET_VERSION_MINOR_HEARTBEAT		3
+#define BPNET_VERSION_MINOR_RX_MULTI_BUFFER	4
 
 /* Counter slots in counters.slots[], u32 each, wrapping */
 #define BPNET_COUNTER_TX_FRAMES			0

@@ -223,6 +223,8 @@ pub enum Error {
     BadRequest(u32),
     /// An [`bar::AgentInfo::dma_reach`] below [`bar::DMA_REACH_MIN`].
     BadReach(u64),
+    /// An RX completion chain ([`status::RxChain`]) of more than [`bar::RX_CHAIN_MAX`] buffers.
+    BadChain(u32),
 }
 
 impl core::fmt::Display for Error {
@@ -246,6 +248,7 @@ impl core::fmt::Display for Error {
             Error::BadIndex { prod, cons } => write!(f, "producer index {prod} not within a ring of consumer {cons}"),
             Error::BadCounter(slot) => write!(f, "counter slot {slot} out of range"),
             Error::BadRequest(r) => write!(f, "host request {r} is not defined"),
+            Error::BadChain(n) => write!(f, "RX frame of {n} buffers or more, above the bound"),
             Error::BadReach(reach) => write!(f, "DMA reach {reach:#x} is below one page"),
         }
     }
