@@ -58,6 +58,12 @@ pub const STAGING_LEN: usize = status::HEADER_LEN + 2 * MAX_BATCH * COMPLETION_L
 /// An Ethernet header: a frame is at most the MTU plus this (no FCS crosses the backplane).
 pub const ETHERNET_HEADER_LEN: u32 = 14;
 
+// With RX_MULTI_BUFFER the largest frame takes at most RX_CHAIN_MAX buffers, and always fits one chain.
+const _: () = assert!(
+    (bar::MTU_MAX as u32 + ETHERNET_HEADER_LEN).div_ceil(bar::RX_BUFFER_MIN) <= bar::RX_CHAIN_MAX
+        && bar::RX_CHAIN_MAX as usize <= MAX_BATCH
+);
+
 /// The agent's fields end where the `agent_state` byte starts; the agent writes that byte alone, so it
 /// never overwrites the host's byte next to it.
 const AGENT_FIELDS_LEN: usize = field::header::AGENT_STATE;
@@ -277,13 +283,17 @@ struct TxEntry {
     buffer: Option<u8>,
 }
 
-/// One RX descriptor of a batch: agent buffer `buffer` into the host's buffer, or refused.
+/// One RX descriptor of a batch: `len` bytes at `offset` of agent buffer `buffer` into the host's
+/// buffer, or refused. With [`feature::RX_MULTI_BUFFER`] a frame takes several entries in a row, all
+/// but its last `more`.
 #[derive(Debug, Clone, Copy, Default)]
 struct RxEntry {
     id: u16,
     len: u32,
     addr: u64,
     buffer: Option<u8>,
+    offset: u32,
+    more: bool,
 }
 
 /// Everything one chain carries, kept until it completes.
@@ -314,7 +324,7 @@ impl Batch {
     const EMPTY: Batch = Batch {
         tx: [TxEntry { id: 0, flags: 0, len: 0, addr: 0, buffer: None }; MAX_BATCH],
         n_tx: 0,
-        rx: [RxEntry { id: 0, len: 0, addr: 0, buffer: None }; MAX_BATCH],
+        rx: [RxEntry { id: 0, len: 0, addr: 0, buffer: None, offset: 0, more: false }; MAX_BATCH],
         n_rx: 0,
         tx_used: 0,
         rx_used: 0,
@@ -896,31 +906,63 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         }
 
         // Frames for the host into the buffers it posted, in order; a refused buffer is returned
-        // with the ERROR flag and the frame takes the next one.
+        // with the ERROR flag and the frame takes the next one. With RX_MULTI_BUFFER a frame fills
+        // buffers in a row, each whole before the next, and goes only whole: one that does not fit
+        // the buffers posted (or the rest of this chain) waits for the next chain. Entry i is
+        // descriptor rx_cons + i throughout.
+        let multi = host.config.features & feature::RX_MULTI_BUFFER != 0;
+        let rx_ready = (rx_ready as usize).min(MAX_BATCH);
         let mut next_frame = 0;
-        for i in 0..(rx_ready as usize).min(MAX_BATCH) {
+        'frames: while self.batch.n_rx < rx_ready {
             let Some(buffer) = self.outgoing.peek(next_frame) else { break };
             let len = self.tx_len[buffer as usize];
-            let descriptor = self.descriptor(self.agent.layout.rx_ring, self.rx_cons.wrapping_add(i as u32));
-            let entry = match self.accept(&descriptor, u32::MAX).and_then(|d| {
-                if d.len < len {
-                    Err(Error::BadLength(d.len))
-                } else {
-                    Ok(d)
+            // The frame's first entry and bytes placed so far.
+            let mut first = self.batch.n_rx;
+            let mut offset = 0;
+            loop {
+                let i = self.batch.n_rx;
+                if i == rx_ready {
+                    self.batch.n_rx = first;
+                    break 'frames;
                 }
-            }) {
-                Ok(d) => {
+                let descriptor = self.descriptor(self.agent.layout.rx_ring, self.rx_cons.wrapping_add(i as u32));
+                let entry = match self.accept(&descriptor, u32::MAX).and_then(|d| match multi {
+                    false if d.len < len => Err(Error::BadLength(d.len)),
+                    true if d.len < bar::RX_BUFFER_MIN => Err(Error::BadLength(d.len)),
+                    _ => Ok(d),
+                }) {
+                    Ok(d) => {
+                        let part = d.len.min(len - offset);
+                        let entry = RxEntry {
+                            id: d.id,
+                            len: part,
+                            addr: d.addr,
+                            buffer: Some(buffer),
+                            offset,
+                            more: offset + part < len,
+                        };
+                        offset += part;
+                        entry
+                    }
+                    Err(e) => {
+                        bad += 1;
+                        first_bad = first_bad.or(Some(e));
+                        // Buffers the frame already took go back empty too; it starts again after.
+                        for taken in &mut self.batch.rx[first..i] {
+                            *taken = RxEntry { id: taken.id, ..RxEntry::default() };
+                        }
+                        first = i + 1;
+                        offset = 0;
+                        RxEntry { id: descriptor.id(), ..RxEntry::default() }
+                    }
+                };
+                self.batch.rx[i] = entry;
+                self.batch.n_rx += 1;
+                if entry.buffer.is_some() && !entry.more {
                     next_frame += 1;
-                    RxEntry { id: d.id, len, addr: d.addr, buffer: Some(buffer) }
+                    break;
                 }
-                Err(e) => {
-                    bad += 1;
-                    first_bad = first_bad.or(Some(e));
-                    RxEntry { id: descriptor.id(), ..RxEntry::default() }
-                }
-            };
-            self.batch.rx[self.batch.n_rx] = entry;
-            self.batch.n_rx += 1;
+            }
         }
 
         if self.batch.n_tx == 0 && self.batch.n_rx == 0 {
@@ -991,16 +1033,20 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             let completion = match e.buffer {
                 Some(buffer) => {
                     self.copies[n] = Copy {
-                        src: Addr::Agent(self.to_host_addrs[buffer as usize]),
+                        src: Addr::Agent(self.to_host_addrs[buffer as usize] + e.offset),
                         dst: Addr::Host(e.addr),
                         len: e.len,
                     };
                     n += 1;
-                    let flags = match (offload, self.tx_csum_left_out[buffer as usize]) {
+                    // The checksum flags on the frame's first completion only.
+                    let mut flags = match (offload && e.offset == 0, self.tx_csum_left_out[buffer as usize]) {
                         (false, _) => 0,
                         (true, false) => compl_flags::CSUM_VALID,
                         (true, true) => compl_flags::NEEDS_CSUM,
                     };
+                    if e.more {
+                        flags |= compl_flags::MORE;
+                    }
                     CompletionRepr { id: e.id, flags, len: e.len }
                 }
                 None => CompletionRepr { id: e.id, flags: compl_flags::ERROR, len: 0 },
@@ -1070,7 +1116,9 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         }
         for e in &batch.rx[..batch.n_rx] {
             if let Some(buffer) = e.buffer {
-                self.outgoing.pop();
+                if !e.more {
+                    self.outgoing.pop();
+                }
                 self.to_host_state[buffer as usize] = Buf::Dma;
             }
         }
@@ -1107,7 +1155,7 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         for e in &batch.rx[..batch.n_rx] {
             let Some(buffer) = e.buffer else { continue };
             self.to_host_state[buffer as usize] = Buf::Free;
-            rx_frames += 1;
+            rx_frames += u32::from(!e.more);
             rx_bytes += e.len;
         }
         let (n_tx, n_rx) = (batch.n_tx as u32, batch.n_rx as u32);
