@@ -296,6 +296,16 @@ struct RxEntry {
     more: bool,
 }
 
+/// What [`Engine::gather_chain`] did with a frame that spans buffers.
+enum Chain {
+    /// Its entries are in the batch.
+    Placed,
+    /// Not enough buffers posted, or left in this chain: it waits.
+    Wait,
+    /// A buffer it would have taken was refused (counted by the caller); it starts again after it.
+    Refused(Error),
+}
+
 /// Everything one chain carries, kept until it completes.
 #[derive(Debug, Clone, Copy)]
 struct Batch {
@@ -906,63 +916,48 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         }
 
         // Frames for the host into the buffers it posted, in order; a refused buffer is returned
-        // with the ERROR flag and the frame takes the next one. With RX_MULTI_BUFFER a frame fills
-        // buffers in a row, each whole before the next, and goes only whole: one that does not fit
-        // the buffers posted (or the rest of this chain) waits for the next chain. Entry i is
-        // descriptor rx_cons + i throughout.
+        // with the ERROR flag and the frame takes the next one. A frame that one buffer holds takes
+        // it; with RX_MULTI_BUFFER a longer one spans several ([`Engine::gather_chain`]). Entry i
+        // is descriptor rx_cons + i throughout.
         let multi = host.config.features & feature::RX_MULTI_BUFFER != 0;
+        let min_len = if multi { bar::RX_BUFFER_MIN } else { 0 };
         let rx_ready = (rx_ready as usize).min(MAX_BATCH);
         let mut next_frame = 0;
-        'frames: while self.batch.n_rx < rx_ready {
+        while self.batch.n_rx < rx_ready {
             let Some(buffer) = self.outgoing.peek(next_frame) else { break };
             let len = self.tx_len[buffer as usize];
-            // The frame's first entry and bytes placed so far.
-            let mut first = self.batch.n_rx;
-            let mut offset = 0;
-            loop {
-                let i = self.batch.n_rx;
-                if i == rx_ready {
-                    self.batch.n_rx = first;
-                    break 'frames;
+            let i = self.batch.n_rx;
+            let descriptor = self.descriptor(self.agent.layout.rx_ring, self.rx_cons.wrapping_add(i as u32));
+            let entry = match self.accept(&descriptor, u32::MAX) {
+                Ok(d) if d.len >= len && d.len >= min_len => {
+                    next_frame += 1;
+                    RxEntry { id: d.id, len, addr: d.addr, buffer: Some(buffer), offset: 0, more: false }
                 }
-                let descriptor = self.descriptor(self.agent.layout.rx_ring, self.rx_cons.wrapping_add(i as u32));
-                let entry = match self.accept(&descriptor, u32::MAX).and_then(|d| match multi {
-                    false if d.len < len => Err(Error::BadLength(d.len)),
-                    true if d.len < bar::RX_BUFFER_MIN => Err(Error::BadLength(d.len)),
-                    _ => Ok(d),
-                }) {
-                    Ok(d) => {
-                        let part = d.len.min(len - offset);
-                        let entry = RxEntry {
-                            id: d.id,
-                            len: part,
-                            addr: d.addr,
-                            buffer: Some(buffer),
-                            offset,
-                            more: offset + part < len,
-                        };
-                        offset += part;
-                        entry
+                Ok(d) if multi && d.len >= min_len => match self.gather_chain(rx_ready, buffer, len) {
+                    Chain::Placed => {
+                        next_frame += 1;
+                        continue;
                     }
-                    Err(e) => {
+                    Chain::Wait => break,
+                    Chain::Refused(e) => {
                         bad += 1;
                         first_bad = first_bad.or(Some(e));
-                        // Buffers the frame already took go back empty too; it starts again after.
-                        for taken in &mut self.batch.rx[first..i] {
-                            *taken = RxEntry { id: taken.id, ..RxEntry::default() };
-                        }
-                        first = i + 1;
-                        offset = 0;
-                        RxEntry { id: descriptor.id(), ..RxEntry::default() }
+                        continue;
                     }
-                };
-                self.batch.rx[i] = entry;
-                self.batch.n_rx += 1;
-                if entry.buffer.is_some() && !entry.more {
-                    next_frame += 1;
-                    break;
+                },
+                Ok(d) => {
+                    bad += 1;
+                    first_bad = first_bad.or(Some(Error::BadLength(d.len)));
+                    RxEntry { id: descriptor.id(), ..RxEntry::default() }
                 }
-            }
+                Err(e) => {
+                    bad += 1;
+                    first_bad = first_bad.or(Some(e));
+                    RxEntry { id: descriptor.id(), ..RxEntry::default() }
+                }
+            };
+            self.batch.rx[i] = entry;
+            self.batch.n_rx += 1;
         }
 
         if self.batch.n_tx == 0 && self.batch.n_rx == 0 {
@@ -976,6 +971,43 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
                 self.refuse(counter::BAD_DESCRIPTORS, bad, e);
             }
         }
+    }
+
+    /// With RX_MULTI_BUFFER, a frame of `len` bytes in agent buffer `buffer` longer than the next
+    /// posted buffer (which [`Engine::run`] accepted): entries for it from `batch.n_rx` on, one per
+    /// buffer, each filled whole but the last. Fewer buffers posted (or left in this chain) than it
+    /// needs: nothing is added and the frame waits. A refused buffer among them: the buffers it had
+    /// taken and the refused one are completed with ERROR, and the frame starts again after them.
+    #[inline(never)]
+    fn gather_chain(&mut self, rx_ready: usize, buffer: u8, len: u32) -> Chain {
+        let first = self.batch.n_rx;
+        let mut offset = 0;
+        let mut i = first;
+        while offset < len {
+            if i == rx_ready {
+                return Chain::Wait;
+            }
+            let descriptor = self.descriptor(self.agent.layout.rx_ring, self.rx_cons.wrapping_add(i as u32));
+            let d = match self.accept(&descriptor, u32::MAX) {
+                Ok(d) if d.len >= bar::RX_BUFFER_MIN => d,
+                refused => {
+                    let e = refused.err().unwrap_or(Error::BadLength(descriptor.len()));
+                    for j in first..=i {
+                        let id = self.descriptor(self.agent.layout.rx_ring, self.rx_cons.wrapping_add(j as u32)).id();
+                        self.batch.rx[j] = RxEntry { id, ..RxEntry::default() };
+                    }
+                    self.batch.n_rx = i + 1;
+                    return Chain::Refused(e);
+                }
+            };
+            let part = d.len.min(len - offset);
+            self.batch.rx[i] =
+                RxEntry { id: d.id, len: part, addr: d.addr, buffer: Some(buffer), offset, more: offset + part < len };
+            offset += part;
+            i += 1;
+        }
+        self.batch.n_rx = i;
+        Chain::Placed
     }
 
     /// Count `n` refused values in counter `slot` and keep the first for [`Engine::take_refusal`].
