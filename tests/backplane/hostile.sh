@@ -2,9 +2,9 @@
 # bring-up breaks the contract once per connection, in this order (firmware/app/src/net/hostile.rs):
 # an RX completion with an id never posted, a TX completion for a frame never posted, an RX completion
 # longer than its page buffer (RX_MULTI_BUFFER: dropped and counted, the link kept), rx_used far beyond what was posted, an interrupt storm, a wrong magic and a
-# wrong major version at the next set-up, a flapping state byte, malformed RX_MULTI_BUFFER chains. Each phase starts at the connection
-# after the module re-initialises bp0 with a new MTU (the first: at bp0's first link-up); until then the
-# agent leaves bp0's set-ups unanswered. After each, bp0 must be marked broken
+# wrong major version at the next set-up, a flapping state byte, malformed RX_MULTI_BUFFER chains. Each
+# phase starts at the connection after the module re-initialises bp0 with a new MTU (the first: at bp0's
+# first link-up); until then the agent leaves bp0's set-ups unanswered. After each, bp0 must be marked broken
 # (the module's message in dmesg, contract_errors and link_resets grown, carrier off), while bp1, on the
 # normal agent 1, keeps carrying ping and TCP echo (the malformed chains instead are dropped and counted
 # in rx_bad_chains, with bp0's link kept); the kernel log stays free of oops/BUG/WARN/lockups.
