@@ -27,13 +27,22 @@
 /*
  * RX buffers kept posted: the whole ring, or fewer when a ring of them would
  * pin more than BPNET_RX_POSTED_BYTES, but never fewer than BPNET_RX_POSTED_MIN.
- * A buffer counts as what its allocation really takes (bpnet_rx_alloc_bytes):
- * 2 KiB at MTU 1500, 16 KiB at 9000 (the whole ring of 256 either way) and
- * 128 KiB at 65535, so 32 buffers there, where a full ring would pin 32 MiB
- * per agent.
+ * A buffer counts as what its allocation really takes (bpnet_rx_alloc_bytes).
+ * With RX_MULTI_BUFFER every buffer is one order-0 page (a frame spans as many
+ * as it needs), so the whole ring of 256 is posted at any MTU: 1 MiB per
+ * agent. Without it (an older agent) each buffer holds a whole frame: 2 KiB at
+ * MTU 1500, 16 KiB at 9000 (the whole ring either way) and 128 KiB at 65535,
+ * so 32 buffers there, where a full ring would pin 32 MiB per agent.
  */
 #define BPNET_RX_POSTED_BYTES	(4U << 20)
 #define BPNET_RX_POSTED_MIN	16U
+
+/*
+ * With RX_MULTI_BUFFER: bytes of a frame copied into the skb's linear part
+ * when the whole frame fits (the page is freed), else at most this much of
+ * its headers (eth_get_headlen), the rest left in the pages as fragments.
+ */
+#define BPNET_RX_COPY_LEN	256U
 
 /* Offsets of the contract's fields in the shared region. */
 #define BPNET_HEADER(field) \
@@ -71,6 +80,12 @@ enum bpnet_host_stat {
 	BPNET_STAT_rx_errors,
 	/* Received frames dropped by the host (a checksum it could not complete). */
 	BPNET_STAT_rx_dropped,
+	/*
+	 * RX_MULTI_BUFFER chains dropped: more than BPNET_RX_CHAIN_MAX buffers
+	 * or skb fragments, a length above its buffer, a frame above the MTU
+	 * plus the Ethernet header, or one broken off by an ERROR completion.
+	 */
+	BPNET_STAT_rx_bad_chains,
 	/* Values the agent wrote that the contract refuses. */
 	BPNET_STAT_contract_errors,
 	BPNET_STAT_link_resets,
@@ -148,8 +163,10 @@ struct bpnet_tx_slot {
 	u32 len;
 };
 
+/* A posted RX buffer: an skb (a whole frame), or a page (RX_MULTI_BUFFER). */
 struct bpnet_rx_slot {
 	struct sk_buff *skb;
+	struct page *page;
 	dma_addr_t addr;
 };
 
@@ -318,6 +335,10 @@ struct bpnet {
 	u32 buffer_len;
 	/* RX buffers kept posted (BPNET_RX_POSTED_BYTES). */
 	u32 rx_posted_max;
+	/* RX_MULTI_BUFFER negotiated: RX buffers are pages, frames chains of them. */
+	bool rx_multi;
+	/* Bytes of each posted RX buffer: buffer_len, or PAGE_SIZE with rx_multi. */
+	u32 rx_buf_len;
 	struct bpnet_status *status;
 	dma_addr_t status_addr;
 	size_t status_len;
@@ -333,6 +354,15 @@ struct bpnet {
 	/* RX and events: NAPI only. */
 	u32 rx_prod;
 	u32 rx_seen;
+	/*
+	 * RX_MULTI_BUFFER: the frame being assembled from its chain (NULL
+	 * between frames), its buffers so far and the checksum flags of its
+	 * first completion; rx_discard swallows the rest of a dropped chain.
+	 */
+	struct sk_buff *rx_skb;
+	u32 rx_chain;
+	u16 rx_chain_flags;
+	bool rx_discard;
 	/* The agent has answered UP through the status block. */
 	bool running;
 	/* A contract violation was seen (or an interrupt storm); the link is being reset. */

@@ -25,6 +25,7 @@ static const char * const bpnet_host_names[] = {
 	[BPNET_STAT_rx_bytes] = "rx_bytes",
 	[BPNET_STAT_rx_errors] = "rx_errors",
 	[BPNET_STAT_rx_dropped] = "rx_dropped",
+	[BPNET_STAT_rx_bad_chains] = "rx_bad_chains",
 	[BPNET_STAT_contract_errors] = "contract_errors",
 	[BPNET_STAT_link_resets] = "link_resets",
 	[BPNET_STAT_rx_alloc_failed] = "rx_alloc_failed",
@@ -97,7 +98,8 @@ static void bpnet_get_ethtool_stats(struct net_device *netdev, struct ethtool_st
 }
 
 /*
- * The agent sets the ring size; the module posts fewer RX buffers at large
+ * The agent sets the ring size; the module posts the whole ring with
+ * RX_MULTI_BUFFER (page buffers), and without it fewer RX buffers at large
  * MTUs (BPNET_RX_POSTED_BYTES). Zero until the link has come up once.
  */
 static void bpnet_get_ringparam(struct net_device *netdev, struct ethtool_ringparam *ring,

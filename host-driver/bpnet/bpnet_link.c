@@ -482,9 +482,18 @@ static void bpnet_reclaim(struct bpnet *bp)
 			bpnet_count(bp, BPNET_STAT_tx_dropped, 1);
 		}
 		if (r->skb) {
-			dma_unmap_single(dev, r->addr, bp->buffer_len, DMA_FROM_DEVICE);
+			dma_unmap_single(dev, r->addr, bp->rx_buf_len, DMA_FROM_DEVICE);
 			dev_kfree_skb_any(r->skb);
 		}
+		if (r->page) {
+			dma_unmap_page(dev, r->addr, PAGE_SIZE, DMA_FROM_DEVICE);
+			__free_page(r->page);
+		}
+	}
+	/* A frame whose chain the agent never finished. */
+	if (bp->rx_skb) {
+		dev_kfree_skb_any(bp->rx_skb);
+		bp->rx_skb = NULL;
 	}
 	kfree(bp->tx_slots);
 	kfree(bp->rx_slots);
@@ -548,13 +557,16 @@ static void bpnet_note_recovery(struct bpnet *bp, bool recovery)
 }
 
 /*
- * What one RX buffer of len bytes takes, at most: __netdev_alloc_skb puts the
- * headroom, the data and the shared info in one page fragment (up to a page)
- * or one kmalloc, whose size classes above 256 bytes are powers of two, and
- * above 8 KiB whole pages of the next order.
+ * What one RX buffer of len bytes takes, at most. With RX_MULTI_BUFFER a page.
+ * Without it __netdev_alloc_skb puts the headroom, the data and the shared
+ * info in one page fragment (up to a page) or one kmalloc, whose size classes
+ * above 256 bytes are powers of two, and above 8 KiB whole pages of the next
+ * order.
  */
-static u32 bpnet_rx_alloc_bytes(u32 len)
+static u32 bpnet_rx_alloc_bytes(u32 len, bool multi)
 {
+	if (multi)
+		return PAGE_SIZE;
 	return roundup_pow_of_two(SKB_DATA_ALIGN(len + NET_SKB_PAD + NET_IP_ALIGN) +
 				  SKB_DATA_ALIGN(sizeof(struct skb_shared_info)));
 }
@@ -654,9 +666,23 @@ static int bpnet_link_up(struct bpnet *bp)
 	bp->features = features;
 	bp->entries = entries;
 	bp->buffer_len = netdev->mtu + ETH_HLEN;
+	/*
+	 * RX_MULTI_BUFFER: one order-0 page per buffer at any MTU (the agent's
+	 * minimum is a page, and BPNET_RX_CHAIN_MAX pages hold the largest
+	 * frame), so nothing above order 0 is allocated and the whole ring
+	 * fits the posted budget.
+	 */
+	BUILD_BUG_ON(PAGE_SIZE < BPNET_RX_BUFFER_MIN);
+	bp->rx_multi = features & BPNET_F_RX_MULTI_BUFFER;
+	bp->rx_buf_len = bp->rx_multi ? PAGE_SIZE : bp->buffer_len;
 	bp->rx_posted_max = min(entries,
 				max(BPNET_RX_POSTED_MIN,
-				    BPNET_RX_POSTED_BYTES / bpnet_rx_alloc_bytes(bp->buffer_len)));
+				    BPNET_RX_POSTED_BYTES /
+				    bpnet_rx_alloc_bytes(bp->buffer_len, bp->rx_multi)));
+	bp->rx_skb = NULL;
+	bp->rx_chain = 0;
+	bp->rx_chain_flags = 0;
+	bp->rx_discard = false;
 	/* Under storm_lock: the handlers look at it (bpnet_storm_status_moved). */
 	spin_lock_irq(&bp->storm_lock);
 	bp->status = status;

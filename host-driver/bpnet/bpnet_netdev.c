@@ -166,6 +166,58 @@ static void bpnet_publish_events(struct bpnet *bp)
 	bp->published_valid = true;
 }
 
+/* Unmap a posted RX buffer: an skb's data, or a whole page (RX_MULTI_BUFFER). */
+static void bpnet_rx_unmap(struct bpnet *bp, dma_addr_t addr)
+{
+	struct device *dev = &bp->pdev->dev;
+
+	if (bp->rx_multi)
+		dma_unmap_page(dev, addr, PAGE_SIZE, DMA_FROM_DEVICE);
+	else
+		dma_unmap_single(dev, addr, bp->buffer_len, DMA_FROM_DEVICE);
+}
+
+/*
+ * Allocate and map one RX buffer into s: an skb that holds a whole frame, or
+ * with RX_MULTI_BUFFER one order-0 page, mapped once, which ends up as a
+ * fragment of the skb of the frame it receives (bpnet_rx_chain).
+ */
+static bool bpnet_rx_alloc(struct bpnet *bp, struct bpnet_rx_slot *s, gfp_t gfp)
+{
+	struct device *dev = &bp->pdev->dev;
+	struct sk_buff *skb = NULL;
+	struct page *page = NULL;
+	dma_addr_t addr;
+
+	if (bp->rx_multi) {
+		page = alloc_page(gfp);
+		if (!page)
+			return false;
+		addr = dma_map_page(dev, page, 0, PAGE_SIZE, DMA_FROM_DEVICE);
+	} else {
+		skb = __netdev_alloc_skb_ip_align(bp->netdev, bp->buffer_len, gfp);
+		if (!skb)
+			return false;
+		addr = dma_map_single(dev, skb->data, bp->buffer_len, DMA_FROM_DEVICE);
+	}
+	if (dma_mapping_error(dev, addr))
+		goto free;
+	if (!bpnet_in_reach(bp, addr, bp->rx_buf_len)) {
+		bpnet_rx_unmap(bp, addr);
+		goto free;
+	}
+	s->skb = skb;
+	s->page = page;
+	s->addr = addr;
+	return true;
+free:
+	if (page)
+		__free_page(page);
+	else
+		dev_kfree_skb_any(skb);
+	return false;
+}
+
 /*
  * Post empty buffers until rx_posted_max are posted, then move rx_prod once and
  * ring if the agent asked (not during set-up: WORK follows UP anyway). False
@@ -173,34 +225,17 @@ static void bpnet_publish_events(struct bpnet *bp)
  */
 bool bpnet_fill_rx(struct bpnet *bp, gfp_t gfp, bool notify)
 {
-	struct device *dev = &bp->pdev->dev;
 	u32 old = bp->rx_prod;
 
 	while (bp->rx_prod - bp->rx_seen < bp->rx_posted_max) {
 		struct bpnet_rx_slot *s = &bp->rx_slots[bpnet_slot(bp, bp->rx_prod)];
-		struct sk_buff *skb;
-		dma_addr_t addr;
 
-		skb = __netdev_alloc_skb_ip_align(bp->netdev, bp->buffer_len, gfp);
-		if (!skb) {
+		if (!bpnet_rx_alloc(bp, s, gfp)) {
 			bpnet_count(bp, BPNET_STAT_rx_alloc_failed, 1);
 			break;
 		}
-		addr = dma_map_single(dev, skb->data, bp->buffer_len, DMA_FROM_DEVICE);
-		if (dma_mapping_error(dev, addr)) {
-			dev_kfree_skb_any(skb);
-			bpnet_count(bp, BPNET_STAT_rx_alloc_failed, 1);
-			break;
-		}
-		if (!bpnet_in_reach(bp, addr, bp->buffer_len)) {
-			dma_unmap_single(dev, addr, bp->buffer_len, DMA_FROM_DEVICE);
-			dev_kfree_skb_any(skb);
-			bpnet_count(bp, BPNET_STAT_rx_alloc_failed, 1);
-			break;
-		}
-		s->skb = skb;
-		s->addr = addr;
-		bpnet_write_descriptor(bp, bp->agent.rx_ring, bp->rx_prod, addr, bp->buffer_len, 0);
+		bpnet_write_descriptor(bp, bp->agent.rx_ring, bp->rx_prod, s->addr,
+				       bp->rx_buf_len, 0);
 		bp->rx_prod++;
 	}
 	if (bp->rx_prod == old)
@@ -379,12 +414,135 @@ static int bpnet_reap_tx(struct bpnet *bp, u32 tx_used, int budget)
 	return 0;
 }
 
+/* The chain being assembled is given up; the rest of it, if any, is swallowed. */
+static void bpnet_rx_chain_drop(struct bpnet *bp, bool more)
+{
+	if (bp->rx_skb)
+		dev_kfree_skb_any(bp->rx_skb);
+	bp->rx_skb = NULL;
+	bp->rx_chain = 0;
+	bp->rx_discard = more;
+}
+
+/*
+ * RX_MULTI_BUFFER: take one buffer of a frame's chain (checked completion,
+ * page unmapped) and return the frame once its last buffer is in, else NULL:
+ * the frame waits for its next completion, across polls if it has not come
+ * yet, and is never handed up in part. Headers are copied into the skb's
+ * linear part (a small frame whole, its page freed), the rest of each page is
+ * a fragment. Anything the contract bounds that the agent oversteps drops the
+ * chain, counted, and swallows its remaining buffers.
+ */
+static struct sk_buff *bpnet_rx_chain(struct bpnet *bp, struct page *page, u16 flags, u32 len)
+{
+	bool more = flags & BPNET_COMPL_F_MORE;
+	struct sk_buff *skb = bp->rx_skb;
+	void *va = page_address(page);
+	u32 hlen;
+
+	if (bp->rx_discard) {
+		__free_page(page);
+		bp->rx_discard = more;
+		return NULL;
+	}
+	if (flags & BPNET_COMPL_F_ERROR) {
+		/* A refused buffer holds nothing, and ends a frame it breaks into. */
+		__free_page(page);
+		bpnet_count(bp, BPNET_STAT_rx_errors, 1);
+		if (skb)
+			bpnet_count(bp, BPNET_STAT_rx_bad_chains, 1);
+		bpnet_rx_chain_drop(bp, more);
+		return NULL;
+	}
+	bp->rx_chain++;
+	if (len > PAGE_SIZE || bp->rx_chain > BPNET_RX_CHAIN_MAX ||
+	    (skb ? skb->len : 0) + len > bp->buffer_len ||
+	    (skb && skb_shinfo(skb)->nr_frags >= MAX_SKB_FRAGS)) {
+		__free_page(page);
+		bpnet_count(bp, BPNET_STAT_rx_bad_chains, 1);
+		bpnet_rx_chain_drop(bp, more);
+		return NULL;
+	}
+	if (!skb) {
+		/* A runt eth_type_trans cannot parse. */
+		if (len < ETH_HLEN) {
+			__free_page(page);
+			bpnet_count(bp, BPNET_STAT_rx_errors, 1);
+			bpnet_rx_chain_drop(bp, more);
+			return NULL;
+		}
+		skb = napi_alloc_skb(&bp->napi, BPNET_RX_COPY_LEN);
+		if (!skb) {
+			__free_page(page);
+			bpnet_count(bp, BPNET_STAT_rx_dropped, 1);
+			bpnet_rx_chain_drop(bp, more);
+			return NULL;
+		}
+		bp->rx_chain_flags = flags & (BPNET_COMPL_F_CSUM_VALID | BPNET_COMPL_F_NEEDS_CSUM);
+		if (!more && len <= BPNET_RX_COPY_LEN)
+			hlen = len;
+		else
+			hlen = eth_get_headlen(bp->netdev, va, min(len, BPNET_RX_COPY_LEN));
+		skb_put_data(skb, va, hlen);
+		if (len > hlen)
+			skb_add_rx_frag(skb, 0, page, hlen, len - hlen, PAGE_SIZE);
+		else
+			__free_page(page);
+		bp->rx_skb = skb;
+	} else if (len) {
+		skb_add_rx_frag(skb, skb_shinfo(skb)->nr_frags, page, 0, len, PAGE_SIZE);
+	} else {
+		__free_page(page);
+	}
+	if (more)
+		return NULL;
+	bp->rx_skb = NULL;
+	bp->rx_chain = 0;
+	return skb;
+}
+
+/* A whole frame (len >= ETH_HLEN) with its checksum flags, to the stack. */
+static void bpnet_rx_deliver(struct bpnet *bp, struct sk_buff *skb, u16 flags)
+{
+	bool offload = bp->features & BPNET_F_CSUM_OFFLOAD;
+	u32 len = skb->len;
+
+	skb->protocol = eth_type_trans(skb, bp->netdev);
+	if ((flags & BPNET_COMPL_F_NEEDS_CSUM) && offload) {
+		/*
+		 * The agent left the TCP/UDP checksum out (virtio's
+		 * NEEDS_CSUM). It is filled in here rather than left
+		 * CHECKSUM_PARTIAL: packet sockets (tcpdump, DHCP
+		 * servers) see the frame as it is in memory and must
+		 * find a valid checksum. A read of the frame, no copy.
+		 */
+		skb_reset_network_header(skb);
+		if (skb_checksum_setup(skb, true)) {
+			bpnet_count(bp, BPNET_STAT_rx_errors, 1);
+			dev_kfree_skb_any(skb);
+			return;
+		}
+		if (skb_checksum_help(skb)) {
+			bpnet_count(bp, BPNET_STAT_rx_dropped, 1);
+			dev_kfree_skb_any(skb);
+			return;
+		}
+		/* Computed just now over the bytes the stack will read. */
+		if (bp->netdev->features & NETIF_F_RXCSUM)
+			skb->ip_summed = CHECKSUM_UNNECESSARY;
+	} else if ((flags & BPNET_COMPL_F_CSUM_VALID) && offload &&
+		   (bp->netdev->features & NETIF_F_RXCSUM)) {
+		skb->ip_summed = CHECKSUM_UNNECESSARY;
+	}
+	bpnet_count(bp, BPNET_STAT_rx_frames, 1);
+	bpnet_count(bp, BPNET_STAT_rx_bytes, len);
+	napi_gro_receive(&bp->napi, skb);
+}
+
 /* RX completions, at most budget of them; then refill. */
 static int bpnet_reap_rx(struct bpnet *bp, u32 rx_used, int budget)
 {
-	struct device *dev = &bp->pdev->dev;
 	u32 n, posted, done;
-	bool offload = bp->features & BPNET_F_CSUM_OFFLOAD;
 
 	if (!bpnet_pending(rx_used, bp->rx_seen, bp->entries, &n) ||
 	    !bpnet_pending(bp->rx_prod, rx_used, bp->entries, &posted)) {
@@ -401,16 +559,30 @@ static int bpnet_reap_rx(struct bpnet *bp, u32 rx_used, int budget)
 		u32 len = le32_to_cpu(READ_ONCE(c->len));
 		u32 index = bp->rx_seen;
 		struct sk_buff *skb = s->skb;
+		struct page *page = s->page;
 
-		if ((flags & ~BPNET_COMPL_F_ALL) || len > bp->buffer_len ||
-		    id != (index & 0xffff) || !skb) {
+		/*
+		 * Without RX_MULTI_BUFFER a completion that oversteps its
+		 * buffer is a broken agent; with it the chain's bounds are
+		 * checked buffer by buffer (bpnet_rx_chain).
+		 */
+		if ((flags & ~BPNET_COMPL_F_ALL) || id != (index & 0xffff) ||
+		    (bp->rx_multi ? !page : (!skb || len > bp->buffer_len ||
+					      (flags & BPNET_COMPL_F_MORE)))) {
 			bpnet_broken(bp, "RX completion %u: id %u flags %#x len %u (posted %u, %u)",
-				     index, id, flags, len, index & 0xffff, bp->buffer_len);
+				     index, id, flags, len, index & 0xffff, bp->rx_buf_len);
 			return -EPROTO;
 		}
 		s->skb = NULL;
-		dma_unmap_single(dev, s->addr, bp->buffer_len, DMA_FROM_DEVICE);
+		s->page = NULL;
+		bpnet_rx_unmap(bp, s->addr);
 		bp->rx_seen++;
+		if (bp->rx_multi) {
+			skb = bpnet_rx_chain(bp, page, flags, len);
+			if (skb)
+				bpnet_rx_deliver(bp, skb, bp->rx_chain_flags);
+			continue;
+		}
 		/* A refused buffer, or a runt eth_type_trans cannot parse. */
 		if ((flags & BPNET_COMPL_F_ERROR) || len < ETH_HLEN) {
 			bpnet_count(bp, BPNET_STAT_rx_errors, 1);
@@ -418,36 +590,7 @@ static int bpnet_reap_rx(struct bpnet *bp, u32 rx_used, int budget)
 			continue;
 		}
 		skb_put(skb, len);
-		skb->protocol = eth_type_trans(skb, bp->netdev);
-		if ((flags & BPNET_COMPL_F_NEEDS_CSUM) && offload) {
-			/*
-			 * The agent left the TCP/UDP checksum out (virtio's
-			 * NEEDS_CSUM). It is filled in here rather than left
-			 * CHECKSUM_PARTIAL: packet sockets (tcpdump, DHCP
-			 * servers) see the frame as it is in memory and must
-			 * find a valid checksum. A read of the frame, no copy.
-			 */
-			skb_reset_network_header(skb);
-			if (skb_checksum_setup(skb, true)) {
-				bpnet_count(bp, BPNET_STAT_rx_errors, 1);
-				dev_kfree_skb_any(skb);
-				continue;
-			}
-			if (skb_checksum_help(skb)) {
-				bpnet_count(bp, BPNET_STAT_rx_dropped, 1);
-				dev_kfree_skb_any(skb);
-				continue;
-			}
-			/* Computed just now over the bytes the stack will read. */
-			if (bp->netdev->features & NETIF_F_RXCSUM)
-				skb->ip_summed = CHECKSUM_UNNECESSARY;
-		} else if ((flags & BPNET_COMPL_F_CSUM_VALID) && offload &&
-			   (bp->netdev->features & NETIF_F_RXCSUM)) {
-			skb->ip_summed = CHECKSUM_UNNECESSARY;
-		}
-		bpnet_count(bp, BPNET_STAT_rx_frames, 1);
-		bpnet_count(bp, BPNET_STAT_rx_bytes, len);
-		napi_gro_receive(&bp->napi, skb);
+		bpnet_rx_deliver(bp, skb, flags);
 	}
 	/* No high-order atomic allocation is relied on: process context retries. */
 	if (!bpnet_fill_rx(bp, GFP_ATOMIC | __GFP_NOWARN, true))

@@ -57,6 +57,8 @@
 #define BPNET_RING_ENTRIES_MAX			4096
 #define BPNET_MTU_MIN				68
 #define BPNET_MTU_MAX				65535
+#define BPNET_RX_BUFFER_MIN			4096
+#define BPNET_RX_CHAIN_MAX			32
 #define BPNET_MTU_DEFAULT			1500
 
 /* The status block: the header, then `entries` TX and `entries` RX completions. */
@@ -79,7 +81,8 @@
 #define BPNET_F_CSUM_OFFLOAD			0x1
 #define BPNET_F_EVENT_INDEX			0x2
 #define BPNET_F_MTU				0x4
-#define BPNET_F_ALL				0x7
+#define BPNET_F_RX_MULTI_BUFFER			0x8
+#define BPNET_F_ALL				0xf
 
 /* descriptor.flags */
 #define BPNET_DESC_F_NEEDS_CSUM			0x1
@@ -88,8 +91,9 @@
 /* completion.flags */
 #define BPNET_COMPL_F_CSUM_VALID		0x1
 #define BPNET_COMPL_F_NEEDS_CSUM		0x2
+#define BPNET_COMPL_F_MORE			0x4
 #define BPNET_COMPL_F_ERROR			0x8000
-#define BPNET_COMPL_F_ALL			0x8003
+#define BPNET_COMPL_F_ALL			0x8007
 
 /* status.interrupt_cause (a hint: the indexes decide) */
 #define BPNET_CAUSE_RX				0x1
@@ -143,6 +147,7 @@
 #define BPNET_VERSION_MINOR_AGENT_INFO		2
 #define BPNET_VERSION_MINOR_HEARTBEAT		3
 #define BPNET_VERSION_MINOR_BOARD_INFO		4
+#define BPNET_VERSION_MINOR_RX_MULTI_BUFFER	4
 
 /* Counter slots in counters.slots[], u32 each, wrapping */
 #define BPNET_COUNTER_TX_FRAMES			0

@@ -1,12 +1,13 @@
 # A hostile agent next to a normal one: agent 0 runs the hostile-agent image, which after a normal
 # bring-up breaks the contract once per connection, in this order (firmware/app/src/net/hostile.rs):
 # an RX completion with an id never posted, a TX completion for a frame never posted, an RX completion
-# longer than its buffer, rx_used far beyond what was posted, an interrupt storm, a wrong magic and a
-# wrong major version at the next set-up, a flapping state byte. Each phase starts at the connection
-# after the module re-initialises bp0 with a new MTU (the first: at bp0's first link-up); until then the
-# agent leaves bp0's set-ups unanswered. After each, bp0 must be marked broken
+# longer than its page buffer (RX_MULTI_BUFFER: dropped and counted, the link kept), rx_used far beyond what was posted, an interrupt storm, a wrong magic and a
+# wrong major version at the next set-up, a flapping state byte, malformed RX_MULTI_BUFFER chains. Each
+# phase starts at the connection after the module re-initialises bp0 with a new MTU (the first: at bp0's
+# first link-up); until then the agent leaves bp0's set-ups unanswered. After each, bp0 must be marked broken
 # (the module's message in dmesg, contract_errors and link_resets grown, carrier off), while bp1, on the
-# normal agent 1, keeps carrying ping and TCP echo; the kernel log stays free of oops/BUG/WARN/lockups.
+# normal agent 1, keeps carrying ping and TCP echo (the malformed chains instead are dropped and counted
+# in rx_bad_chains, with bp0's link kept); the kernel log stays free of oops/BUG/WARN/lockups.
 # After the last phase (and one more MTU change) agent 0 behaves and bp0's link comes back; rmmod leaves
 # a healthy machine. On mpc834x both agents sit on one INTx pin (slots 0x08 and 0x0c): the storm, masked
 # at the hostile agent's own OMIMR, must not get the shared line disabled ("nobody cared") under bp1.
@@ -17,12 +18,13 @@ host_addr=10.83.49.1/24
 # Each phase: (name, what the module's refusal says). Searched for in order, each after the previous.
 phases="wrong-id:RX.completion.[0-9]*:.id
 never-posted:tx_used.[0-9]*.outside
-long-completion:RX.completion.[0-9]*:.id
+long-completion:
 used-beyond:rx_used.[0-9]*.outside
 interrupt-storm:interrupt.storm
 bad-magic:magic.0x
 bad-version:contract.version
-state-flap:state.127.is.not.defined"
+state-flap:state.127.is.not.defined
+bad-chains:"
 
 # A kernel log line that must never appear.
 bad_kernel_log='WARNING:|BUG:|Oops|general protection|Call Trace|kernel BUG|RIP:|soft lockup|rcu_sched detected|hung_task|blocked for more than|nobody cared|Disabling IRQ'
@@ -156,6 +158,33 @@ storm_masked() {
     [ $(($3 - $2)) -le 8 ]
 }
 
+# The phases with RX_MULTI_BUFFER completions the module drops and counts without breaking the link:
+# long-completion (one buffer longer than its page: 1 dropped) and the last, bad-chains (a chain one past
+# the bound, a buffer longer than a page, a frame longer than the MTU: 3 dropped; then a frame's first
+# buffer with nothing after it, held, never handed up, freed at the next set-up). $1: rx_bad_chains
+# before the phase, $2: how many it adds.
+dropped_chains() {
+    case $1 in long-completion) echo 1 ;; bad-chains) echo 3 ;; *) echo 0 ;; esac
+}
+bad_chains_counted() {
+    now=missing
+    for _ in $(seq 600); do
+        now=$(stat_of bp0 rx_bad_chains)
+        [ "$now" != missing ] && [ "$now" -ge $(($1 + $2)) ] && break
+        sleep 0.1
+    done
+    sleep 1
+    now=$(stat_of bp0 rx_bad_chains)
+    echo "rx_bad_chains $1 -> $now (want +$2), rx_errors $(stat_of bp0 rx_errors), rx_frames $(stat_of bp0 rx_frames)"
+    [ "$now" != missing ] && [ "$now" = $(($1 + $2)) ]
+}
+bad_chains_link_kept() {
+    hit=$(find_refusal "$1" .)
+    carrier=$(cat /sys/class/net/bp0/carrier 2>/dev/null || echo 0)
+    now=$(cat /sys/class/net/bp0/carrier_down_count)
+    echo "carrier $carrier, carrier_down_count $2 -> $now, contract refusals since: ${hit:-none}"
+    [ -z "$hit" ] && [ "$carrier" = 1 ] && [ "$now" = "$2" ]
+}
 kernel_log_healthy() {
     bad=$(dmesg | grep -E "$bad_kernel_log" | head -3)
     if [ -n "$bad" ]; then
@@ -210,9 +239,21 @@ for phase in $phases; do
     pattern=${phase#*:}
     logged=$(($(grep -c . /tmp/bp1.log) + 1))
     # The agent's cue for its next phase (the first comes with bp0's first link-up, above).
+    chains=$(stat_of bp0 rx_bad_chains)
     if [ "$pname" != wrong-id ]; then
         mtu=$((mtu - 1))
         ip link set bp0 mtu $mtu
+    fi
+    if [ "$(dropped_chains "$pname")" != 0 ]; then
+        check "$pname-carrier-up" bpnet-guest carrier bp0 up 30
+        downs=$(cat /sys/class/net/bp0/carrier_down_count)
+        check "$pname-dropped-and-counted" bad_chains_counted "$chains" "$(dropped_chains "$pname")"
+        check "$pname-link-kept" bad_chains_link_kept "$mark" "$downs"
+        sleep 1
+        bp1_rounds_ok "$pname-bp1-during" "$logged"
+        check "$pname-bp1-after" bpnet-guest echo bp1 10.83.49.2 "$bytes" 60
+        check "$pname-kernel-log" kernel_log_healthy
+        continue
     fi
     # The storm's cost is counted from bp0's link-up (the agent storms 3 s after it) to the end of
     # the phase's checks.

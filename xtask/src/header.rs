@@ -90,6 +90,8 @@ pub fn generate() -> String {
     define(&mut out, "BPNET_RING_ENTRIES_MAX", ring::Entries::MAX.into(), Dec);
     define(&mut out, "BPNET_MTU_MIN", bar::MTU_MIN.into(), Dec);
     define(&mut out, "BPNET_MTU_MAX", bar::MTU_MAX.into(), Dec);
+    define(&mut out, "BPNET_RX_BUFFER_MIN", bar::RX_BUFFER_MIN.into(), Dec);
+    define(&mut out, "BPNET_RX_CHAIN_MAX", bar::RX_CHAIN_MAX.into(), Dec);
     define(&mut out, "BPNET_MTU_DEFAULT", bar::MTU_DEFAULT.into(), Dec);
     out.push_str(
         "\n/* The status block: the header, then `entries` TX and `entries` RX completions. */\n\
@@ -120,6 +122,7 @@ pub fn generate() -> String {
     define(&mut out, "BPNET_F_CSUM_OFFLOAD", bar::feature::CSUM_OFFLOAD.into(), Hex);
     define(&mut out, "BPNET_F_EVENT_INDEX", bar::feature::EVENT_INDEX.into(), Hex);
     define(&mut out, "BPNET_F_MTU", bar::feature::MTU.into(), Hex);
+    define(&mut out, "BPNET_F_RX_MULTI_BUFFER", bar::feature::RX_MULTI_BUFFER.into(), Hex);
     define(&mut out, "BPNET_F_ALL", bar::feature::ALL.into(), Hex);
 
     section(&mut out, "descriptor.flags");
@@ -129,6 +132,7 @@ pub fn generate() -> String {
     section(&mut out, "completion.flags");
     define(&mut out, "BPNET_COMPL_F_CSUM_VALID", status::compl_flags::CSUM_VALID.into(), Hex);
     define(&mut out, "BPNET_COMPL_F_NEEDS_CSUM", status::compl_flags::NEEDS_CSUM.into(), Hex);
+    define(&mut out, "BPNET_COMPL_F_MORE", status::compl_flags::MORE.into(), Hex);
     define(&mut out, "BPNET_COMPL_F_ERROR", status::compl_flags::ERROR.into(), Hex);
     define(&mut out, "BPNET_COMPL_F_ALL", status::compl_flags::ALL.into(), Hex);
 
@@ -194,6 +198,7 @@ pub fn generate() -> String {
     define(&mut out, "BPNET_VERSION_MINOR_AGENT_INFO", bar::VERSION_MINOR_AGENT_INFO.into(), Dec);
     define(&mut out, "BPNET_VERSION_MINOR_HEARTBEAT", bar::VERSION_MINOR_HEARTBEAT.into(), Dec);
     define(&mut out, "BPNET_VERSION_MINOR_BOARD_INFO", bar::VERSION_MINOR_BOARD_INFO.into(), Dec);
+    define(&mut out, "BPNET_VERSION_MINOR_RX_MULTI_BUFFER", bar::VERSION_MINOR_RX_MULTI_BUFFER.into(), Dec);
 
     section(&mut out, "Counter slots in counters.slots[], u32 each, wrapping");
     for &(name, slot) in bar::COUNTERS {

@@ -65,7 +65,8 @@ pub const MAGIC: u32 = u32::from_le_bytes(*b"BPNT");
 pub const VERSION_MAJOR: u16 = 1;
 /// Minor versions only add (fields in reserved space, feature bits, blocks in unused space), never
 /// change. 2 added [`AgentInfo`]; 3 its `heartbeat`, the agent's self-repair counter and the counters
-/// of its IP stack (slots 13 to 17); 4 the [`BoardInfo`] block (identity, boot stage, last fault).
+/// of its IP stack (slots 13 to 17); 4 the [`BoardInfo`] block (identity, boot stage, last fault) and
+/// [`feature::RX_MULTI_BUFFER`].
 pub const VERSION_MINOR: u16 = 4;
 /// The first minor version with a [`BoardInfo`] block.
 pub const VERSION_MINOR_BOARD_INFO: u16 = 4;
@@ -76,6 +77,18 @@ pub const VERSION_MINOR_HEARTBEAT: u16 = 3;
 /// The first minor version whose agent counts its IP stack's drops and fragments
 /// ([`counter::RX_FRAMES_UNPARSED`] to [`counter::UDP_DROPPED`]); an older agent leaves them zero.
 pub const VERSION_MINOR_IP_COUNTERS: u16 = 3;
+/// The first minor version that may offer [`feature::RX_MULTI_BUFFER`].
+pub const VERSION_MINOR_RX_MULTI_BUFFER: u16 = 4;
+
+/// With [`feature::RX_MULTI_BUFFER`]: the shortest RX buffer the agent fills. Shorter ones are refused
+/// (completed with [`crate::status::compl_flags::ERROR`] and counted in `bad_descriptors`), so a host
+/// cannot make the agent split a frame into many tiny DMA segments. A page: the host's buffers are
+/// pages or page fragments, and [`RX_CHAIN_MAX`] of them hold the largest frame.
+pub const RX_BUFFER_MIN: u32 = 4096;
+/// With [`feature::RX_MULTI_BUFFER`]: the most RX buffers (completions) one frame takes. The largest
+/// frame ([`MTU_MAX`] plus the Ethernet header) takes 17 buffers of [`RX_BUFFER_MIN`] bytes; a host
+/// drops a chain longer than this.
+pub const RX_CHAIN_MAX: u32 = 32;
 
 /// Size of [`Header`].
 pub const HEADER_LEN: usize = 64;
@@ -116,8 +129,15 @@ pub mod feature {
     pub const EVENT_INDEX: u32 = 1 << 1;
     /// The host may set an MTU other than [`super::MTU_DEFAULT`].
     pub const MTU: u32 = 1 << 2;
+    /// A frame to the host may span several consecutive RX buffers, as virtio's mergeable RX buffers:
+    /// every completion of the frame but its last carries [`crate::status::compl_flags::MORE`], the
+    /// first carries the frame's checksum flags. The agent fills each buffer whole before the next,
+    /// refuses buffers shorter than [`super::RX_BUFFER_MIN`], takes at most [`super::RX_CHAIN_MAX`]
+    /// buffers for one frame, and completes a frame only whole (in one chain). So the host's buffers
+    /// need not hold a whole frame: pages at any MTU. Without it each buffer holds one whole frame.
+    pub const RX_MULTI_BUFFER: u32 = 1 << 3;
     /// Every bit this version defines.
-    pub const ALL: u32 = CSUM_OFFLOAD | EVENT_INDEX | MTU;
+    pub const ALL: u32 = CSUM_OFFLOAD | EVENT_INDEX | MTU | RX_MULTI_BUFFER;
 }
 
 /// Descriptor flag bits.
@@ -1507,7 +1527,7 @@ mod tests {
         header.set_host_state(HostState::Up);
         let expected: [u8; HEADER_LEN] = [
             b'B', b'P', b'N', b'T', 1, 0, 4, 0, // magic, version 1.4
-            7, 0, 0, 0, 7, 0, 0, 0, // features, agent generation
+            15, 0, 0, 0, 7, 0, 0, 0, // features, agent generation
             3, 2, 1, 0, 0, 0, 3, 0, // firmware 1.2.3, tx ring 0x3_0000
             0, 0, 4, 0, 0, 0, 1, 0, // rx ring 0x4_0000, log ring 0x1_0000
             0x80, 0, 0, 0, 0x02, 0xb0, 0, 0, // counters 0x80, mac

@@ -231,6 +231,8 @@ pub enum Error {
     BadIdentity(u32, u8),
     /// A fault record whose vector is no exception vector.
     BadFault(u32),
+    /// An RX completion chain ([`status::RxChain`]) of more than [`bar::RX_CHAIN_MAX`] buffers.
+    BadChain(u32),
 }
 
 impl core::fmt::Display for Error {
@@ -254,6 +256,7 @@ impl core::fmt::Display for Error {
             Error::BadIndex { prod, cons } => write!(f, "producer index {prod} not within a ring of consumer {cons}"),
             Error::BadCounter(slot) => write!(f, "counter slot {slot} out of range"),
             Error::BadRequest(r) => write!(f, "host request {r} is not defined"),
+            Error::BadChain(n) => write!(f, "RX frame of {n} buffers or more, above the bound"),
             Error::BadReach(reach) => write!(f, "DMA reach {reach:#x} is below one page"),
             Error::BadIdentity(serial, slot) => write!(f, "identity serial {serial:#x} slot {slot} out of range"),
             Error::BadFault(vector) => write!(f, "fault record with vector {vector:#x}, not an exception vector"),

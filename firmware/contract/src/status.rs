@@ -71,10 +71,14 @@ pub mod compl_flags {
     /// the agent left out (the field is zero), as virtio's `NEEDS_CSUM`. Delivered locally, nobody needs
     /// it; a host that forwards the frame completes it (Linux: `CHECKSUM_PARTIAL`).
     pub const NEEDS_CSUM: u16 = 1 << 1;
+    /// RX only, with [`crate::bar::feature::RX_MULTI_BUFFER`]: this buffer is not the frame's last; the
+    /// frame continues in the next RX completion (of the same status update). The checksum flags are
+    /// on the frame's first completion.
+    pub const MORE: u16 = 1 << 2;
     /// The descriptor was refused or its DMA failed; for RX the buffer holds no frame.
     pub const ERROR: u16 = 1 << 15;
     /// Every bit this version defines.
-    pub const ALL: u16 = CSUM_VALID | NEEDS_CSUM | ERROR;
+    pub const ALL: u16 = CSUM_VALID | NEEDS_CSUM | MORE | ERROR;
 }
 
 /// Byte offsets of every field: the [`Header`] from the start of the block, a [`Completion`] from the
@@ -235,6 +239,94 @@ impl CompletionRepr {
     }
 }
 
+/// A frame [`RxChain::push`] completed: its length over all its buffers, the checksum flags of its
+/// first completion, and how many buffers it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxFrame {
+    pub len: u32,
+    pub flags: u16,
+    pub buffers: u32,
+}
+
+/// The host's reassembly of one frame from its RX completions with
+/// [`crate::bar::feature::RX_MULTI_BUFFER`]: each accepted completion ([`Completion::check`], without
+/// [`compl_flags::ERROR`]) is pushed in ring order. The agent's chains are trusted for nothing: a chain
+/// longer than [`crate::bar::RX_CHAIN_MAX`] or a frame longer than the host's largest is refused once,
+/// and the rest of that chain (up to its last completion, the first without [`compl_flags::MORE`]) is
+/// swallowed, so each buffer is returned to the host exactly once and never handed up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RxChain {
+    buffers: u32,
+    len: u32,
+    flags: u16,
+    discarding: bool,
+}
+
+impl RxChain {
+    pub const fn new() -> Self {
+        RxChain { buffers: 0, len: 0, flags: 0, discarding: false }
+    }
+
+    /// Buffers of the frame (or refused chain) taken so far: nonzero while it waits for its next one.
+    pub fn buffers(&self) -> u32 {
+        self.buffers
+    }
+
+    /// Whether a refused chain is being swallowed.
+    pub fn is_discarding(&self) -> bool {
+        self.discarding
+    }
+
+    /// An [`compl_flags::ERROR`] completion: it holds no frame and ends whatever chain was open.
+    /// Returns the buffers of a frame that was still open (0: none), which are dropped.
+    pub fn abort(&mut self) -> u32 {
+        let open = if self.discarding { 0 } else { self.buffers };
+        *self = RxChain::new();
+        open
+    }
+
+    /// Take the next completion of the ring: `Ok(Some(frame))` when it ends a frame, `Ok(None)` when
+    /// the frame continues (or a refused chain is still being swallowed), `Err` once for a refused
+    /// chain. `max_frame` is the longest frame the host takes (its MTU plus the Ethernet header).
+    pub fn push(&mut self, completion: CompletionRepr, max_frame: u32) -> Result<Option<RxFrame>, Error> {
+        let more = completion.flags & compl_flags::MORE != 0;
+        self.buffers += 1;
+        if self.discarding {
+            if !more {
+                *self = RxChain::new();
+            }
+            return Ok(None);
+        }
+        if self.buffers == 1 {
+            self.flags = completion.flags & (compl_flags::CSUM_VALID | compl_flags::NEEDS_CSUM);
+        }
+        let len = self.len.saturating_add(completion.len);
+        let refused = if self.buffers > crate::bar::RX_CHAIN_MAX {
+            Some(Error::BadChain(self.buffers))
+        } else if len > max_frame {
+            Some(Error::BadLength(len))
+        } else {
+            None
+        };
+        if let Some(e) = refused {
+            *self = RxChain::new();
+            if more {
+                // Count the buffer taken; the rest of the chain is swallowed.
+                self.buffers = 1;
+                self.discarding = true;
+            }
+            return Err(e);
+        }
+        self.len = len;
+        if more {
+            return Ok(None);
+        }
+        let frame = RxFrame { len, flags: self.flags, buffers: self.buffers };
+        *self = RxChain::new();
+        Ok(Some(frame))
+    }
+}
+
 /// A typed view of a whole status block (the host's side, and the host model in tests).
 #[derive(Debug)]
 pub struct Block<T: AsRef<[u8]>> {
@@ -354,6 +446,80 @@ mod tests {
         assert_eq!(Completion::new_checked(&c[..]).unwrap().check(1514), Err(Error::BadFlags(0x4000)));
         CompletionRepr { id: 1, flags: 0, len: 1515 }.emit(&mut Completion::new_unchecked(&mut c[..]));
         assert_eq!(Completion::new_checked(&c[..]).unwrap().check(1514), Err(Error::BadLength(1515)));
+    }
+
+    fn rx(flags: u16, len: u32) -> CompletionRepr {
+        CompletionRepr { id: 0, flags, len }
+    }
+
+    #[test]
+    fn rx_chain_assembles_and_refuses() {
+        use compl_flags::{CSUM_VALID, MORE, NEEDS_CSUM};
+        let mut chain = RxChain::new();
+        // One buffer, one frame (the only case without the feature).
+        assert_eq!(chain.push(rx(CSUM_VALID, 60), 1514), Ok(Some(RxFrame { len: 60, flags: CSUM_VALID, buffers: 1 })));
+        // Three buffers: the checksum flags are the first completion's.
+        assert_eq!(chain.push(rx(NEEDS_CSUM | MORE, 4096), 9014), Ok(None));
+        assert_eq!(chain.buffers(), 1);
+        assert_eq!(chain.push(rx(MORE, 4096), 9014), Ok(None));
+        assert_eq!(chain.push(rx(0, 822), 9014), Ok(Some(RxFrame { len: 9014, flags: NEEDS_CSUM, buffers: 3 })));
+        assert_eq!(chain, RxChain::new());
+        // Longer than the host's largest frame: refused at the buffer that passes it, the rest swallowed.
+        assert_eq!(chain.push(rx(MORE, 4096), 5000), Ok(None));
+        assert_eq!(chain.push(rx(MORE, 4096), 5000), Err(Error::BadLength(8192)));
+        assert!(chain.is_discarding());
+        assert_eq!(chain.push(rx(MORE, 4096), 5000), Ok(None));
+        assert_eq!(chain.push(rx(0, 10), 5000), Ok(None));
+        assert_eq!(chain, RxChain::new());
+        assert_eq!(chain.push(rx(0, 10), 5000), Ok(Some(RxFrame { len: 10, flags: 0, buffers: 1 })));
+        // MORE forever: refused once past the bound, then swallowed without end or overflow.
+        for _ in 0..bar_chain_max() {
+            assert_eq!(chain.push(rx(MORE, 0), 5000), Ok(None));
+        }
+        assert_eq!(chain.push(rx(MORE, 0), 5000), Err(Error::BadChain(bar_chain_max() + 1)));
+        for _ in 0..1000 {
+            assert_eq!(chain.push(rx(MORE, 0), 5000), Ok(None));
+        }
+        // An ERROR completion ends an open frame; the host drops its buffers.
+        let mut chain = RxChain::new();
+        assert_eq!(chain.push(rx(MORE, 4096), 9014), Ok(None));
+        assert_eq!(chain.abort(), 1);
+        assert_eq!(chain.abort(), 0);
+    }
+
+    fn bar_chain_max() -> u32 {
+        crate::bar::RX_CHAIN_MAX
+    }
+
+    proptest! {
+        /// Whatever the agent writes, a frame handed up is within the host's bound, took at most
+        /// RX_CHAIN_MAX buffers, and its length is the sum of its completions; every completion is
+        /// accounted for exactly once (in a frame, or refused and swallowed).
+        #[test]
+        fn rx_chain_frames_are_bounded(steps in proptest::collection::vec((any::<bool>(), 0u32..20000), 0..200),
+                                       max_frame in 60u32..70000) {
+            let mut chain = RxChain::new();
+            let (mut sum, mut open) = (0u32, 0u32);
+            for (more, len) in steps {
+                let flags = if more { compl_flags::MORE } else { 0 };
+                let discarding = chain.is_discarding();
+                sum = sum.saturating_add(len);
+                open += 1;
+                match chain.push(rx(flags, len), max_frame) {
+                    Ok(Some(f)) => {
+                        prop_assert!(!more && !discarding);
+                        prop_assert!(f.len <= max_frame && f.buffers <= crate::bar::RX_CHAIN_MAX);
+                        prop_assert_eq!((f.len, f.buffers), (sum, open));
+                        (sum, open) = (0, 0);
+                    }
+                    Ok(None) => prop_assert!(more || discarding),
+                    Err(_) => prop_assert!(!discarding && (sum > max_frame || open > crate::bar::RX_CHAIN_MAX)),
+                }
+                if chain.buffers() == 0 || chain.is_discarding() {
+                    (sum, open) = (0, 0);
+                }
+            }
+        }
     }
 
     proptest! {

@@ -58,6 +58,12 @@ pub const STAGING_LEN: usize = status::HEADER_LEN + 2 * MAX_BATCH * COMPLETION_L
 /// An Ethernet header: a frame is at most the MTU plus this (no FCS crosses the backplane).
 pub const ETHERNET_HEADER_LEN: u32 = 14;
 
+// With RX_MULTI_BUFFER the largest frame takes at most RX_CHAIN_MAX buffers, and always fits one chain.
+const _: () = assert!(
+    (bar::MTU_MAX as u32 + ETHERNET_HEADER_LEN).div_ceil(bar::RX_BUFFER_MIN) <= bar::RX_CHAIN_MAX
+        && bar::RX_CHAIN_MAX as usize <= MAX_BATCH
+);
+
 /// The agent's fields end where the `agent_state` byte starts; the agent writes that byte alone, so it
 /// never overwrites the host's byte next to it.
 const AGENT_FIELDS_LEN: usize = field::header::AGENT_STATE;
@@ -277,13 +283,27 @@ struct TxEntry {
     buffer: Option<u8>,
 }
 
-/// One RX descriptor of a batch: agent buffer `buffer` into the host's buffer, or refused.
+/// One RX descriptor of a batch: `len` bytes at `offset` of agent buffer `buffer` into the host's
+/// buffer, or refused. With [`feature::RX_MULTI_BUFFER`] a frame takes several entries in a row, all
+/// but its last `more`.
 #[derive(Debug, Clone, Copy, Default)]
 struct RxEntry {
     id: u16,
     len: u32,
     addr: u64,
     buffer: Option<u8>,
+    offset: u32,
+    more: bool,
+}
+
+/// What [`Engine::gather_chain`] did with a frame that spans buffers.
+enum Chain {
+    /// Its entries are in the batch.
+    Placed,
+    /// Not enough buffers posted, or left in this chain: it waits.
+    Wait,
+    /// A buffer it would have taken was refused (counted by the caller); it starts again after it.
+    Refused(Error),
 }
 
 /// Everything one chain carries, kept until it completes.
@@ -314,7 +334,7 @@ impl Batch {
     const EMPTY: Batch = Batch {
         tx: [TxEntry { id: 0, flags: 0, len: 0, addr: 0, buffer: None }; MAX_BATCH],
         n_tx: 0,
-        rx: [RxEntry { id: 0, len: 0, addr: 0, buffer: None }; MAX_BATCH],
+        rx: [RxEntry { id: 0, len: 0, addr: 0, buffer: None, offset: 0, more: false }; MAX_BATCH],
         n_rx: 0,
         tx_used: 0,
         rx_used: 0,
@@ -896,22 +916,39 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         }
 
         // Frames for the host into the buffers it posted, in order; a refused buffer is returned
-        // with the ERROR flag and the frame takes the next one.
+        // with the ERROR flag and the frame takes the next one. A frame that one buffer holds takes
+        // it; with RX_MULTI_BUFFER a longer one spans several ([`Engine::gather_chain`]). Entry i
+        // is descriptor rx_cons + i throughout.
+        let multi = host.config.features & feature::RX_MULTI_BUFFER != 0;
+        let min_len = if multi { bar::RX_BUFFER_MIN } else { 0 };
+        let rx_ready = (rx_ready as usize).min(MAX_BATCH);
         let mut next_frame = 0;
-        for i in 0..(rx_ready as usize).min(MAX_BATCH) {
+        while self.batch.n_rx < rx_ready {
             let Some(buffer) = self.outgoing.peek(next_frame) else { break };
             let len = self.tx_len[buffer as usize];
+            let i = self.batch.n_rx;
             let descriptor = self.descriptor(self.agent.layout.rx_ring, self.rx_cons.wrapping_add(i as u32));
-            let entry = match self.accept(&descriptor, u32::MAX).and_then(|d| {
-                if d.len < len {
-                    Err(Error::BadLength(d.len))
-                } else {
-                    Ok(d)
-                }
-            }) {
-                Ok(d) => {
+            let entry = match self.accept(&descriptor, u32::MAX) {
+                Ok(d) if d.len >= len && d.len >= min_len => {
                     next_frame += 1;
-                    RxEntry { id: d.id, len, addr: d.addr, buffer: Some(buffer) }
+                    RxEntry { id: d.id, len, addr: d.addr, buffer: Some(buffer), offset: 0, more: false }
+                }
+                Ok(d) if multi && d.len >= min_len => match self.gather_chain(rx_ready, buffer, len) {
+                    Chain::Placed => {
+                        next_frame += 1;
+                        continue;
+                    }
+                    Chain::Wait => break,
+                    Chain::Refused(e) => {
+                        bad += 1;
+                        first_bad = first_bad.or(Some(e));
+                        continue;
+                    }
+                },
+                Ok(d) => {
+                    bad += 1;
+                    first_bad = first_bad.or(Some(Error::BadLength(d.len)));
+                    RxEntry { id: descriptor.id(), ..RxEntry::default() }
                 }
                 Err(e) => {
                     bad += 1;
@@ -919,7 +956,7 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
                     RxEntry { id: descriptor.id(), ..RxEntry::default() }
                 }
             };
-            self.batch.rx[self.batch.n_rx] = entry;
+            self.batch.rx[i] = entry;
             self.batch.n_rx += 1;
         }
 
@@ -934,6 +971,43 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
                 self.refuse(counter::BAD_DESCRIPTORS, bad, e);
             }
         }
+    }
+
+    /// With RX_MULTI_BUFFER, a frame of `len` bytes in agent buffer `buffer` longer than the next
+    /// posted buffer (which [`Engine::run`] accepted): entries for it from `batch.n_rx` on, one per
+    /// buffer, each filled whole but the last. Fewer buffers posted (or left in this chain) than it
+    /// needs: nothing is added and the frame waits. A refused buffer among them: the buffers it had
+    /// taken and the refused one are completed with ERROR, and the frame starts again after them.
+    #[inline(never)]
+    fn gather_chain(&mut self, rx_ready: usize, buffer: u8, len: u32) -> Chain {
+        let first = self.batch.n_rx;
+        let mut offset = 0;
+        let mut i = first;
+        while offset < len {
+            if i == rx_ready {
+                return Chain::Wait;
+            }
+            let descriptor = self.descriptor(self.agent.layout.rx_ring, self.rx_cons.wrapping_add(i as u32));
+            let d = match self.accept(&descriptor, u32::MAX) {
+                Ok(d) if d.len >= bar::RX_BUFFER_MIN => d,
+                refused => {
+                    let e = refused.err().unwrap_or(Error::BadLength(descriptor.len()));
+                    for j in first..=i {
+                        let id = self.descriptor(self.agent.layout.rx_ring, self.rx_cons.wrapping_add(j as u32)).id();
+                        self.batch.rx[j] = RxEntry { id, ..RxEntry::default() };
+                    }
+                    self.batch.n_rx = i + 1;
+                    return Chain::Refused(e);
+                }
+            };
+            let part = d.len.min(len - offset);
+            self.batch.rx[i] =
+                RxEntry { id: d.id, len: part, addr: d.addr, buffer: Some(buffer), offset, more: offset + part < len };
+            offset += part;
+            i += 1;
+        }
+        self.batch.n_rx = i;
+        Chain::Placed
     }
 
     /// Count `n` refused values in counter `slot` and keep the first for [`Engine::take_refusal`].
@@ -991,16 +1065,20 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
             let completion = match e.buffer {
                 Some(buffer) => {
                     self.copies[n] = Copy {
-                        src: Addr::Agent(self.to_host_addrs[buffer as usize]),
+                        src: Addr::Agent(self.to_host_addrs[buffer as usize] + e.offset),
                         dst: Addr::Host(e.addr),
                         len: e.len,
                     };
                     n += 1;
-                    let flags = match (offload, self.tx_csum_left_out[buffer as usize]) {
+                    // The checksum flags on the frame's first completion only.
+                    let mut flags = match (offload && e.offset == 0, self.tx_csum_left_out[buffer as usize]) {
                         (false, _) => 0,
                         (true, false) => compl_flags::CSUM_VALID,
                         (true, true) => compl_flags::NEEDS_CSUM,
                     };
+                    if e.more {
+                        flags |= compl_flags::MORE;
+                    }
                     CompletionRepr { id: e.id, flags, len: e.len }
                 }
                 None => CompletionRepr { id: e.id, flags: compl_flags::ERROR, len: 0 },
@@ -1070,7 +1148,9 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         }
         for e in &batch.rx[..batch.n_rx] {
             if let Some(buffer) = e.buffer {
-                self.outgoing.pop();
+                if !e.more {
+                    self.outgoing.pop();
+                }
                 self.to_host_state[buffer as usize] = Buf::Dma;
             }
         }
@@ -1107,7 +1187,7 @@ impl<D: Dma, S: Shared, M: AgentRam, N: Notify> Engine<D, S, M, N> {
         for e in &batch.rx[..batch.n_rx] {
             let Some(buffer) = e.buffer else { continue };
             self.to_host_state[buffer as usize] = Buf::Free;
-            rx_frames += 1;
+            rx_frames += u32::from(!e.more);
             rx_bytes += e.len;
         }
         let (n_tx, n_rx) = (batch.n_tx as u32, batch.n_rx as u32);

@@ -229,6 +229,14 @@ struct HostModel {
     tx_posted: VecDeque<(u16, Vec<u8>)>,
     /// Buffers posted and not yet filled, by RX index: (id, capacity).
     rx_posted: VecDeque<(u16, u32)>,
+    /// Bytes of each RX buffer posted: the MTU plus the Ethernet header, or a page with
+    /// RX_MULTI_BUFFER.
+    rx_cap: u32,
+    /// With RX_MULTI_BUFFER: the frame being reassembled and its check.
+    chain: status::RxChain,
+    partial: Vec<u8>,
+    /// Chains the host refused (RxChain).
+    rx_bad_chains: usize,
     received: Vec<Vec<u8>>,
     tx_errors: usize,
     rx_errors: usize,
@@ -255,6 +263,10 @@ impl HostModel {
             rx_seen: 0,
             tx_posted: VecDeque::new(),
             rx_posted: VecDeque::new(),
+            rx_cap: if features & feature::RX_MULTI_BUFFER != 0 { bar::RX_BUFFER_MIN } else { mtu as u32 + 14 },
+            chain: status::RxChain::new(),
+            partial: Vec::new(),
+            rx_bad_chains: 0,
             received: Vec::new(),
             tx_errors: 0,
             rx_errors: 0,
@@ -295,6 +307,8 @@ impl HostModel {
         (self.tx_prod, self.tx_seen, self.rx_prod, self.rx_seen) = (0, 0, 0, 0);
         self.tx_posted.clear();
         self.rx_posted.clear();
+        self.chain = status::RxChain::new();
+        self.partial.clear();
         let mut w = self.w.borrow_mut();
         let block_len = status::block_len(self.entries);
         w.host[..block_len].fill(0);
@@ -346,11 +360,16 @@ impl HostModel {
 
     /// Post RX buffers until the ring is full.
     fn fill_rx(&mut self, engine: &mut TestEngine) {
+        self.post_rx(engine, self.entries.get());
+    }
+
+    /// Post RX buffers until `n` are posted (or the ring is full).
+    fn post_rx(&mut self, engine: &mut TestEngine, n: u32) {
         let old = self.rx_prod;
-        while self.rx_prod.wrapping_sub(self.rx_seen) < self.entries.get() {
+        while self.rx_prod.wrapping_sub(self.rx_seen) < n.min(self.entries.get()) {
             let at = self.rx_buffer(self.rx_prod);
             self.next_id = self.next_id.wrapping_add(1);
-            let cap = self.mtu as u32 + 14;
+            let cap = self.rx_cap;
             let d = DescriptorRepr { addr: HOST_BASE + at as u64, len: cap, id: self.next_id, flags: 0 };
             self.write_descriptor(shared::RX_RING_OFFSET, self.rx_prod, d);
             self.rx_posted.push_back((self.next_id, cap));
@@ -387,11 +406,35 @@ impl HostModel {
             let (id, cap) = self.rx_posted.pop_front().expect("completion for an unposted buffer");
             let c = block.rx_completion(self.rx_seen).check(cap).unwrap();
             assert_eq!(c.id, id);
+            let multi = self.features & feature::RX_MULTI_BUFFER != 0;
+            assert!(multi || c.flags & compl_flags::MORE == 0, "MORE without RX_MULTI_BUFFER");
             if c.flags & compl_flags::ERROR != 0 {
                 self.rx_errors += 1;
+                assert_eq!(self.chain.abort(), 0, "the agent never breaks off a frame");
+                self.partial.clear();
             } else {
+                let at = self.rx_buffer(self.rx_seen);
+                self.partial.extend_from_slice(&w[at..at + c.len as usize]);
+                if c.flags & compl_flags::MORE != 0 {
+                    assert_eq!(c.len, cap, "the agent fills a buffer whole before the next");
+                }
+                let max_frame = self.mtu as u32 + 14;
+                let done = match self.chain.push(c, max_frame) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => {
+                        self.rx_seen = self.rx_seen.wrapping_add(1);
+                        continue;
+                    }
+                    Err(_) => {
+                        self.rx_bad_chains += 1;
+                        self.partial.clear();
+                        self.rx_seen = self.rx_seen.wrapping_add(1);
+                        continue;
+                    }
+                };
+                assert_eq!(done.len as usize, self.partial.len());
                 let offload = self.features & feature::CSUM_OFFLOAD != 0;
-                match c.flags & (compl_flags::CSUM_VALID | compl_flags::NEEDS_CSUM) {
+                match done.flags & (compl_flags::CSUM_VALID | compl_flags::NEEDS_CSUM) {
                     compl_flags::CSUM_VALID => assert!(offload),
                     compl_flags::NEEDS_CSUM => {
                         assert!(offload);
@@ -399,8 +442,7 @@ impl HostModel {
                     }
                     other => assert!(other == 0 && !offload, "checksum flags {other:#x}"),
                 }
-                let at = self.rx_buffer(self.rx_seen);
-                self.received.push(w[at..at + c.len as usize].to_vec());
+                self.received.push(core::mem::take(&mut self.partial));
             }
             self.rx_seen = self.rx_seen.wrapping_add(1);
         }
@@ -1159,4 +1201,62 @@ fn repairs_can_be_turned_off_for_an_image_that_breaks_its_header_on_purpose() {
     engine.set_repairs(true);
     engine.tick();
     assert_eq!(Header::new_unchecked(&w.borrow().shared[..bar::HEADER_LEN]).magic(), bar::MAGIC);
+}
+
+#[test]
+fn multi_buffer_frames_fill_buffers_in_order_and_go_only_whole() {
+    let (mut engine, mut host) = connect(64, 0, feature::ALL, 9000);
+    assert_eq!(host.rx_cap, bar::RX_BUFFER_MIN);
+    // Two pages posted, a frame needing three: it waits, nothing is completed, nothing dropped.
+    host.post_rx(&mut engine, 2);
+    assert_eq!(engine.transmit(&frame(9014, 1)), Ok(()));
+    settle(&mut engine, &mut host, 4);
+    assert_eq!(host.status().1, 0, "no completion for part of a frame");
+    assert!(host.received.is_empty());
+    // A third page: the frame goes, in three buffers, each whole but the last (the host model
+    // checks the MORE flags, the checksum flags on the first and the reassembly).
+    host.post_rx(&mut engine, 3);
+    settle(&mut engine, &mut host, 4);
+    assert_eq!(host.received, vec![frame(9014, 1)]);
+    assert_eq!(host.rx_seen, 3);
+    assert_eq!(engine.counter(counter::RX_FRAMES), 1);
+    assert_eq!(engine.counter(counter::RX_BYTES), 9014);
+    // Small frames still take one buffer each, several frames per chain.
+    host.fill_rx(&mut engine);
+    for i in 0..5 {
+        engine.transmit(&frame(60 + i, i as u32)).unwrap();
+    }
+    settle(&mut engine, &mut host, 4);
+    assert_eq!(host.rx_seen, 8);
+    assert_eq!(host.received.len(), 6);
+    assert_eq!((host.rx_errors, host.rx_bad_chains), (0, 0));
+    assert_eq!(engine.counter(counter::RX_NO_BUFFER), 0);
+}
+
+#[test]
+fn multi_buffer_refuses_short_buffers_and_restarts_a_frame_after_one() {
+    let (mut engine, mut host) = connect(64, 0, feature::ALL, 9000);
+    host.fill_rx(&mut engine);
+    // Buffer 1 is short: buffer 0, which the frame had taken, and 1 come back with ERROR, and the
+    // frame takes 2, 3 and 4. No segment of fewer than RX_BUFFER_MIN bytes is ever copied.
+    let (index, id) = (host.rx_seen.wrapping_add(1), host.rx_posted[1].0);
+    let short = DescriptorRepr { addr: HOST_BASE, len: bar::RX_BUFFER_MIN - 1, id, flags: 0 };
+    host.write_descriptor(shared::RX_RING_OFFSET, index, short);
+    engine.transmit(&frame(9000, 7)).unwrap();
+    settle(&mut engine, &mut host, 4);
+    assert_eq!(host.received, vec![frame(9000, 7)]);
+    assert_eq!(host.rx_errors, 2);
+    assert_eq!(host.rx_seen, 5);
+    assert_eq!(engine.counter(counter::BAD_DESCRIPTORS), 1);
+    assert_eq!(engine.state(), AgentState::Running);
+
+    // Without the feature a buffer shorter than the frame is refused, however long it is.
+    let (mut engine, mut host) = connect(64, 0, feature::ALL & !feature::RX_MULTI_BUFFER, 9000);
+    host.fill_rx(&mut engine);
+    let (index, id) = (host.rx_seen, host.rx_posted[0].0);
+    host.write_descriptor(shared::RX_RING_OFFSET, index, DescriptorRepr { addr: HOST_BASE, len: 8000, id, flags: 0 });
+    engine.transmit(&frame(9014, 8)).unwrap();
+    settle(&mut engine, &mut host, 4);
+    assert_eq!(host.received, vec![frame(9014, 8)]);
+    assert_eq!((host.rx_errors, host.rx_seen), (1, 2));
 }

@@ -191,6 +191,9 @@ pub struct HostLink {
     rx_posted: VecDeque<u16>,
     next_id: u16,
     received: VecDeque<Vec<u8>>,
+    /// With [`feature::RX_MULTI_BUFFER`]: the frame being reassembled from its buffers, and its check.
+    chain: status::RxChain,
+    partial: Vec<u8>,
     /// Whether the host wants an interrupt at the next completion (it is about to sleep) or none (it is
     /// polling).
     interrupts: bool,
@@ -222,11 +225,15 @@ impl HostLink {
             bp.bar_read(shared::AGENT_INFO_OFFSET, &mut info)?;
         }
         let dma_reach = bar::parse_dma_reach(header.version_minor(), &bar::AgentInfo::new_unchecked(&info[..]))?;
-        let features = params.features & agent.features & feature::ALL;
+        let mut features = params.features & agent.features & feature::ALL;
+        // Buffers below the agent's minimum cannot take part of a frame: each holds a whole one.
+        if params.buffer_len < bar::RX_BUFFER_MIN {
+            features &= !feature::RX_MULTI_BUFFER;
+        }
         if params.mtu < bar::MTU_MIN || (features & feature::MTU == 0 && params.mtu != bar::MTU_DEFAULT) {
             return Err(LinkError::Params("MTU not allowed without the MTU feature"));
         }
-        if params.buffer_len < u32::from(params.mtu) + 14 {
+        if features & feature::RX_MULTI_BUFFER == 0 && params.buffer_len < u32::from(params.mtu) + 14 {
             return Err(LinkError::Params("buffers smaller than the MTU plus the Ethernet header"));
         }
         if params.host_ram_base == 0 || !params.host_ram_base.is_multiple_of(bar::STATUS_BLOCK_ALIGN) {
@@ -274,6 +281,8 @@ impl HostLink {
             rx_posted: VecDeque::new(),
             next_id: 0,
             received: VecDeque::new(),
+            chain: status::RxChain::new(),
+            partial: Vec::new(),
             interrupts: false,
             published: None,
             running: false,
@@ -431,17 +440,39 @@ impl HostLink {
             let completion = Completion::new_unchecked(
                 &raw[status::rx_completion_offset(self.entries, self.rx_seen)..][..COMPLETION_LEN],
             );
+            let multi = self.features & feature::RX_MULTI_BUFFER != 0;
             match completion.check(self.buffer_len) {
-                Ok(c) if c.id == id && c.flags & compl_flags::ERROR == 0 && c.len > 0 => {
-                    let mut frame = vec![0u8; c.len as usize];
-                    bp.read_ram(self.rx_buffer(self.rx_seen), &mut frame)?;
-                    if c.flags & compl_flags::NEEDS_CSUM != 0 {
-                        self.stats.rx_csum_left_out += 1;
+                Ok(c)
+                    if c.id == id
+                        && c.flags & compl_flags::ERROR == 0
+                        && (multi || c.flags & compl_flags::MORE == 0) =>
+                {
+                    let at = self.partial.len();
+                    self.partial.resize(at + c.len as usize, 0);
+                    bp.read_ram(self.rx_buffer(self.rx_seen), &mut self.partial[at..])?;
+                    match self.chain.push(c, u32::from(self.mtu) + 14) {
+                        Ok(Some(frame)) if frame.len > 0 => {
+                            if frame.flags & compl_flags::NEEDS_CSUM != 0 {
+                                self.stats.rx_csum_left_out += 1;
+                            }
+                            self.received.push_back(core::mem::take(&mut self.partial));
+                            self.stats.rx_frames += 1;
+                        }
+                        Ok(None) => {}
+                        Ok(Some(_)) | Err(_) => {
+                            self.partial.clear();
+                            self.stats.rx_errors += 1;
+                        }
                     }
-                    self.received.push_back(frame);
-                    self.stats.rx_frames += 1;
                 }
-                _ => self.stats.rx_errors += 1,
+                _ => {
+                    // A refused or failed buffer also ends a frame it interrupts.
+                    if self.chain.abort() > 0 {
+                        self.stats.rx_errors += 1;
+                    }
+                    self.partial.clear();
+                    self.stats.rx_errors += 1;
+                }
             }
             self.rx_seen = self.rx_seen.wrapping_add(1);
         }

@@ -32,7 +32,8 @@ enum Phase {
     WrongId,
     /// A TX completion (and `tx_used`) for a frame the host never posted.
     NeverPosted,
-    /// An RX completion longer than the buffer the host posted.
+    /// An RX completion longer than the buffer the host posted (with RX_MULTI_BUFFER a page: the host
+    /// drops and counts it and keeps the link, so the phase ends at the host's next set-up).
     LongCompletion,
     /// `rx_used` far beyond what the host posted.
     UsedBeyond,
@@ -45,9 +46,30 @@ enum Phase {
     /// The state byte cycling through READY, RUNNING, an undefined value, BROKEN and RESET, LINK rung
     /// at each, for [`FLAP`].
     StateFlap,
+    /// Malformed RX_MULTI_BUFFER chains ([`BAD_CHAINS`]): one past RX_CHAIN_MAX buffers, a
+    /// completion longer than a page, a frame longer than the MTU, and a frame left open (MORE with
+    /// no continuation). The host drops and counts the first three and waits on the last; none of
+    /// them is a reason to re-initialise, so the phase ends at the host's next set-up.
+    BadChains,
 }
 
-const PHASES: [Phase; 8] = [
+/// The completions of [`Phase::BadChains`] in ring order, as (flags, len): a chain of
+/// RX_CHAIN_MAX + 1 buffers, the end of it, a page and a half in one buffer, 2000 bytes in two (the
+/// host's MTU is below 1986 by then), and a chain's first buffer with nothing after it.
+const BAD_CHAINS: [(u16, u32); 38] = {
+    const MORE: u16 = status::compl_flags::MORE;
+    let mut c = [(MORE, 0); 38];
+    c[0] = (MORE, 60);
+    c[33] = (0, 60);
+    c[34] = (0, 6144);
+    c[35] = (MORE, 1000);
+    c[36] = (0, 1000);
+    c[37] = (MORE, 60);
+    c
+};
+const _: () = assert!(BAD_CHAINS.len() == bar::RX_CHAIN_MAX as usize + 6);
+
+const PHASES: [Phase; 9] = [
     Phase::WrongId,
     Phase::NeverPosted,
     Phase::LongCompletion,
@@ -56,6 +78,7 @@ const PHASES: [Phase; 8] = [
     Phase::BadMagic,
     Phase::BadVersion,
     Phase::StateFlap,
+    Phase::BadChains,
 ];
 
 /// Normal operation after the link is up, before the violation.
@@ -143,6 +166,7 @@ impl Phase {
             Phase::BadMagic => "bad-magic",
             Phase::BadVersion => "bad-version",
             Phase::StateFlap => "state-flap",
+            Phase::BadChains => "bad-chains",
         }
     }
 }
@@ -257,6 +281,47 @@ fn act(engine: &mut RingEngine, clock: &Clock, phase: Phase, host: bar::HostRepr
             copies[n] = Copy { src: Addr::Agent(staged), dst: Addr::Host(block), len: status::HEADER_LEN as u32 };
             n += 1;
             if dma(engine, &copies[..n]) {
+                engine.notify().interrupt_host();
+            }
+            None
+        }
+        Phase::BadChains => {
+            if host_fields(engine) != (true, host.generation)
+                || host.features & bar::feature::RX_MULTI_BUFFER == 0
+                || status::HEADER_LEN + BAD_CHAINS.len() * COMPLETION_LEN > bpnet_ring::STAGING_LEN
+            {
+                return None;
+            }
+            let read_back = [Copy { src: Addr::Host(block), dst: Addr::Agent(staged), len: status::HEADER_LEN as u32 }];
+            if !dma(engine, &read_back) {
+                return None;
+            }
+            let mut raw = [0u8; status::HEADER_LEN];
+            engine.ram().read(staged, &mut raw);
+            let mut header = status::Header::new_unchecked(&mut raw[..]);
+            let rx_used = header.rx_used();
+            // Buffers the host posted, with their ids (index mod 2^16): only the chains are wrong.
+            let mut copies = [Copy { src: Addr::Agent(staged), dst: Addr::Host(block), len: 0 }; BAD_CHAINS.len() + 1];
+            for (i, &(flags, len)) in BAD_CHAINS.iter().enumerate() {
+                let index = rx_used.wrapping_add(i as u32);
+                let mut c = [0u8; COMPLETION_LEN];
+                CompletionRepr { id: index as u16, flags, len }.emit(&mut Completion::new_unchecked(&mut c[..]));
+                let at = staged + (status::HEADER_LEN + i * COMPLETION_LEN) as u32;
+                engine.ram().write(at, &c);
+                let dst = block + status::rx_completion_offset(entries, index) as u64;
+                copies[i] = Copy { src: Addr::Agent(at), dst: Addr::Host(dst), len: COMPLETION_LEN as u32 };
+            }
+            header.set_rx_used(rx_used.wrapping_add(BAD_CHAINS.len() as u32));
+            header.set_interrupt_cause(cause::RX);
+            engine.ram().write(staged, &raw);
+            copies[BAD_CHAINS.len()] =
+                Copy { src: Addr::Agent(staged), dst: Addr::Host(block), len: status::HEADER_LEN as u32 };
+            defmt::warn!(
+                "hostile-agent: {=usize} malformed RX completions from rx_used {=u32}",
+                BAD_CHAINS.len(),
+                rx_used
+            );
+            if dma(engine, &copies) {
                 engine.notify().interrupt_host();
             }
             None

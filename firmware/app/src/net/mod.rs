@@ -47,7 +47,7 @@ const RING_ENTRIES: u32 = 256;
 /// not come first.
 const TX_BLOCKED_RETRY: smoltcp::time::Duration = smoltcp::time::Duration::from_millis(10);
 /// Features offered to the host.
-const FEATURES: u32 = feature::CSUM_OFFLOAD | feature::EVENT_INDEX | feature::MTU;
+const FEATURES: u32 = feature::CSUM_OFFLOAD | feature::EVENT_INDEX | feature::MTU | feature::RX_MULTI_BUFFER;
 
 /// Bring the data path up and serve the network (smoltcp, the services, the control service); never
 /// returns. `generation` changes at every boot.

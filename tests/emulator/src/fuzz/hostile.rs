@@ -487,10 +487,13 @@ impl HostileHost {
                 };
                 let at = base.pick(raw_addr, len, SCRATCH_RX) & !(bar::STATUS_BLOCK_ALIGN - 1);
                 let at = at.max(bar::STATUS_BLOCK_ALIGN);
+                // Its RX buffers are HostLink's (Params::default), below RX_BUFFER_MIN: each holds a
+                // whole frame, so RX_MULTI_BUFFER is not accepted, as HostLink::up does not.
+                let whole = feature::ALL & !feature::RX_MULTI_BUFFER;
                 let (mtu, features) = if mtu_feature {
-                    (bar::MTU_MIN + (raw_addr as u16) % 9000, feature::ALL)
+                    (bar::MTU_MIN + (raw_addr as u16) % 9000, whole)
                 } else {
-                    (MTU_DEFAULT, feature::ALL & !feature::MTU)
+                    (MTU_DEFAULT, whole & !feature::MTU)
                 };
                 self.bar_write(HOST_STATE, &[HostState::Down as u8])?;
                 self.write_host_fields(mtu, at, features, self.generation)?;
