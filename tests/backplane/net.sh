@@ -85,11 +85,17 @@ ping_agent() {
         fi
     done
     [ -n "$reached" ] || { echo "no reply within 30 s"; return 1; }
-    # One ping a second until $2 replies came or 15 s passed (-w): with every agent pinged at once a
-    # late reply is not a lost one, and a lost one is followed by another. Losses are shown, not failed.
-    text=$(ping -I bp$1 -c $2 -w 15 -s ${3:-56} $agent_addr 2>&1)
-    echo "first reply on try $reached; $(echo "$text" | tail -2 | tr '\n' ' ')"
-    echo "$text" | grep -q " $2 packets received"
+    # Pings one at a time (busybox's ping stops sending after -c, so one lost would end the count short)
+    # until $2 replies came, at most 15 sent: with every agent pinged at once a late reply is not a lost
+    # one, and a lost one is followed by another. Losses are shown, not failed.
+    replies=0
+    sent=0
+    while [ $replies -lt $2 ] && [ $sent -lt 15 ]; do
+        sent=$((sent + 1))
+        ping -I bp$1 -c 1 -W 2 -s ${3:-56} $agent_addr > /dev/null 2>&1 && replies=$((replies + 1))
+    done
+    echo "first reply on try $reached; $replies of $2 replies, $sent sent"
+    [ $replies = $2 ]
 }
 
 # on_all_agents PREFIX SUFFIX COMMAND ARGS...: COMMAND N ARGS for every agent N at once; one result per
