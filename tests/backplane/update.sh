@@ -300,7 +300,7 @@ check agent0-back-after-counter1 back_up 0
 check agent0-list-counter1 boots_as 0 flash/A yes
 check flash-older-counter-refused fails_with 1 'downgrade refused' bpctl flash bp0 $image
 check netboot-older-counter-refused fails_with 1 'downgrade refused' bpctl boot --tftp-root $tftp_root bp0 $image
-check agent0-answers-after-downgrade agent_answers 0
+check agent0-answers-after-downgrade agent_answers 0 10.83.0.2
 check reset-after-downgrade reset_json 0
 check agent0-back-after-downgrade back_up 0
 check agent0-still-counter1 boots_as 0 flash/A yes
