@@ -65,13 +65,10 @@ fn timeout(minutes: u32, agents: u32) -> Duration {
     Duration::from_secs(u64::from(minutes) * 60 + 2400 + 60 * u64::from(agents))
 }
 
-fn number<T: std::str::FromStr + PartialOrd>(
-    args: &mut Vec<String>,
-    name: &str,
-    range: std::ops::RangeInclusive<T>,
-) -> Result<Option<T>>
+/// `name N` with N in `range`, if given.
+fn number<T>(args: &mut Vec<String>, name: &str, range: std::ops::RangeInclusive<T>) -> Result<Option<T>>
 where
-    T: std::fmt::Display,
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
 {
     util::take_value(args, name)?
         .map(|v| {

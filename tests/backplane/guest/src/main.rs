@@ -569,15 +569,15 @@ fn soak(dev: &str, addr: &str, bytes: &str, stop: &str, status: &str) -> Result<
         std::fs::rename(&partial, status).map_err(|e| format!("{status}: {e}"))
     };
     write(&totals)?;
-    let mut turn = 0u64;
+    let mut echo_next = true;
     while !std::path::Path::new(stop).exists() {
         let mut checked = 0;
-        let outcome = if turn % 2 == 0 {
+        let outcome = if echo_next {
             echo_checked(dev, addr, total, limit, SOAK_STALL, Some(SOAK_SYN_RETRIES), &mut checked)
         } else {
             recv_checked(dev, addr, total, limit, SOAK_STALL, Some(SOAK_SYN_RETRIES), &mut checked)
         };
-        turn += 1;
+        echo_next = !echo_next;
         let cut = outcome.is_err();
         totals.count(checked, outcome);
         write(&totals)?;
