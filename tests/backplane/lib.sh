@@ -228,6 +228,17 @@ configure() {
     done
 }
 
+# Agents with identity records (the demo, the soak): agent n is 10.83.n.2, this host 10.83.n.1 on bpn,
+# one subnet per agent as a chassis is wired (a server that does not bind to a device, in.tftpd, then
+# answers each agent through its own netdev).
+configure_slots() {
+    for i in $(seq 0 $last); do
+        ip addr add 10.83.$i.1/24 dev bp$i || return 1
+        ip link set bp$i up || return 1
+    done
+    echo "bp0..bp$last: 10.83.0.1/24 .. 10.83.$last.1/24"
+}
+
 # The agent answers through bp$1 (it may still be waiting for a DHCP lease before its static address);
 # the reply also leaves the neighbour entry bpctl takes the agent's address from.
 agent_answers() {

@@ -11,7 +11,7 @@
 # the end: per-agent totals, corrupt 0, every fault healed, a clean kernel log, and the guest's slab
 # and free memory, after the module is reloaded, within a tolerance of where they were before the
 # traffic started. Figures go out as FIGURE lines (cargo xtask soak writes them to target/soak.json).
-host_addr=10.83.49.1/24
+# Each agent has its identity record: agent n is 10.83.n.2, this host 10.83.n.1 on bpn (configure_slots).
 last=$((agents - 1))
 image=/lib/firmware/bpnet/bpnet-firmware.img
 tftp_root=/srv/tftp
@@ -22,6 +22,9 @@ mkdir -p $soak_dir
 transfer=$bytes
 # The bound on healing: a full chassis shares two cores among twenty emulators and the guest.
 heal_s=$((90 + 6 * agents))
+# How long bpctl waits for an agent to come back after a reset, a flash or a netboot (its default is
+# 180 s), for the same reason.
+come_back_s=$((180 + 15 * agents))
 # Memory tolerance, KiB (see the end of this script).
 slab_tolerance=$((2048 + 128 * agents))
 avail_tolerance=$((8192 + 512 * agents))
@@ -86,7 +89,7 @@ fault_chassis_reset() {
 # `bpctl reset`: through the agent's control service (a soft reset).
 fault_bpctl_reset() {
     downs=$(carrier_downs $1)
-    text=$(bpctl reset bp$1 2>&1) || { echo "bpctl reset: $text"; return 1; }
+    text=$(bpctl reset --boot-timeout $come_back_s bp$1 2>&1) || { echo "bpctl reset: $text"; return 1; }
     echo "$text" | tail -1
     carrier_went_down $1 $downs 30
 }
@@ -94,7 +97,7 @@ fault_bpctl_reset() {
 # `bpctl reset --hard`: through the BAR's boot block.
 fault_bpctl_reset_hard() {
     downs=$(carrier_downs $1)
-    text=$(bpctl reset --hard bp$1 2>&1) || { echo "bpctl reset --hard: $text"; return 1; }
+    text=$(bpctl reset --hard --boot-timeout $come_back_s bp$1 2>&1) || { echo "bpctl reset --hard: $text"; return 1; }
     echo "$text" | tail -1
     carrier_went_down $1 $downs 30
 }
@@ -106,7 +109,7 @@ fault_module_reload() {
     [ "$left" = 0 ] || { echo "$left bp netdevs left after rmmod"; return 1; }
     insmod /lib/modules/bpnet.ko $heartbeat_param || { echo "insmod failed"; return 1; }
     netdevs_appear || return 1
-    configure || { echo "configure failed"; return 1; }
+    configure_slots > /dev/null || { echo "configure_slots failed"; return 1; }
     echo "rmmod under traffic returned and every bp netdev went; insmod brought bp0..bp$last back"
 }
 
@@ -126,8 +129,9 @@ fault_mtu() {
 
 # `bpctl flash`: the image written to the other slot; the agent comes back from it, confirmed.
 fault_flash() {
+    agent_addr=10.83.$1.2
     downs=$(carrier_downs $1)
-    text=$(bpctl flash bp$1 $image 2>&1) || { echo "bpctl flash: $(echo "$text" | tail -3)"; return 1; }
+    text=$(bpctl flash --boot-timeout $come_back_s bp$1 $image 2>&1) || { echo "bpctl flash: $(echo "$text" | tail -3)"; return 1; }
     echo "$text" | awk -v d=bp$1 '$1 == d && $2 == "ok" { f = 1 } END { exit !f }' ||
         { echo "no 'bp$1 ok' row: $text"; return 1; }
     carrier_went_down $1 $downs 30 || return 1
@@ -137,8 +141,9 @@ fault_flash() {
 
 # `bpctl boot`: a netboot from this guest's TFTP server.
 fault_netboot() {
+    agent_addr=10.83.$1.2
     downs=$(carrier_downs $1)
-    text=$(bpctl boot --tftp-root $tftp_root bp$1 $image 2>&1) || { echo "bpctl boot: $(echo "$text" | tail -3)"; return 1; }
+    text=$(bpctl boot --boot-timeout $come_back_s --tftp-root $tftp_root bp$1 $image 2>&1) || { echo "bpctl boot: $(echo "$text" | tail -3)"; return 1; }
     carrier_went_down $1 $downs 30 || return 1
     back_up $1 > /dev/null || { echo "bp$1 not back after the netboot"; return 1; }
     boots_as $1 netboot any
@@ -201,7 +206,7 @@ run_fault() {
     if ! seen=$(fault_$kind $n 2>&1); then
         result "$name" fail "not seen: $seen"
         # Whatever it did, the next fault starts from a working link if it can.
-        [ $kind = module_reload ] && { lsmod | grep -q '^bpnet' || insmod /lib/modules/bpnet.ko $heartbeat_param; configure; }
+        [ $kind = module_reload ] && { lsmod | grep -q '^bpnet' || insmod /lib/modules/bpnet.ko $heartbeat_param; configure_slots; }
         return
     fi
     if [ $kind = module_reload ]; then
@@ -237,10 +242,11 @@ if ! check module-load insmod /lib/modules/bpnet.ko $heartbeat_param; then
     return 0 2>/dev/null || exit 0
 fi
 check netdevs netdevs_appear
-check configure configure
+check configure configure_slots
 check tftp-server tftp_server
 for i in $(seq 0 $last); do
     check "agent$i-carrier-up" bpnet-guest carrier bp$i up 60
+    agent_addr=10.83.$i.2
     check "agent$i-answers" agent_answers $i
 done
 memory_snapshot before > $soak_dir/memory.before
@@ -255,7 +261,7 @@ nkinds=$(echo $kinds | wc -w)
 
 rm -f $soak_dir/stop
 for i in $(seq 0 $last); do
-    bpnet-guest soak bp$i $agent_addr $transfer $soak_dir/stop $soak_dir/status$i > $soak_dir/final$i 2>&1 &
+    bpnet-guest soak bp$i 10.83.$i.2 $transfer $soak_dir/stop $soak_dir/status$i > $soak_dir/final$i 2>&1 &
     eval traffic_pid$i=$!
 done
 check traffic-flowing all_flow_again
@@ -314,7 +320,7 @@ done
 check rmmod-at-end timeout 60 rmmod bpnet
 check insmod-at-end insmod /lib/modules/bpnet.ko $heartbeat_param
 check netdevs-at-end netdevs_appear
-check configure-at-end configure
+check configure-at-end configure_slots
 for i in $(seq 0 $last); do
     check "agent$i-carrier-up-at-end" bpnet-guest carrier bp$i up 60
 done

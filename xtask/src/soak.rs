@@ -107,7 +107,9 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         // Flashing and netbooting need agents started by the boot stage from their flash.
         boot_stage: true,
         live: false,
-        identities: false,
+        // Agent n is 10.83.n.2 on a subnet of its own: the guest's TFTP server, which does not bind
+        // to a device, then answers each agent's netboot through that agent's netdev.
+        identities: true,
         unrelated_ivshmem: false,
         minutes,
     };
