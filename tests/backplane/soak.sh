@@ -336,7 +336,7 @@ free_drop=$((before_MemFree - after_MemFree))
 leak=0
 [ $slab_growth -gt $leak ] && leak=$slab_growth
 [ $avail_drop -gt $leak ] && leak=$avail_drop
-memory="SUnreclaim $before_SUnreclaim -> $after_SUnreclaim KiB ($slab_growth, tolerance $slab_tolerance), MemAvailable $before_MemAvailable -> $after_MemAvailable KiB (-$avail_drop, tolerance $avail_tolerance), Slab $before_Slab -> $after_Slab KiB, MemFree $before_MemFree -> $after_MemFree KiB"
+memory="SUnreclaim $before_SUnreclaim -> $after_SUnreclaim KiB (grown $slab_growth, at most $slab_tolerance), MemAvailable $before_MemAvailable -> $after_MemAvailable KiB (fallen $avail_drop, at most $avail_tolerance), Slab $before_Slab -> $after_Slab KiB, MemFree $before_MemFree -> $after_MemFree KiB"
 if [ $slab_growth -le $slab_tolerance ] && [ $avail_drop -le $avail_tolerance ]; then
     result memory-back pass "$memory"
 else
