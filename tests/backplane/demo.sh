@@ -28,14 +28,6 @@ step() {
     say "== $* =="
 }
 
-configure_slots() {
-    for i in $(seq 0 $last); do
-        ip addr add 10.83.$i.1/24 dev bp$i || return 1
-        ip link set bp$i up || return 1
-    done
-    echo "bp0..bp$last: 10.83.0.1/24 .. 10.83.$last.1/24"
-}
-
 ping_all() {
     bad=0
     for i in $(seq 0 $last); do

@@ -87,14 +87,48 @@ bar_size() {
     echo $(($(echo "$line" | cut -d' ' -f2) - $(echo "$line" | cut -d' ' -f1) + 1))
 }
 
-# The kernel log has no warning, BUG or oops.
+# The kernel log has no warning, BUG, oops or unhandled interrupt ("irq N: nobody cared").
 kernel_log_clean() {
-    bad=$(dmesg | grep -E 'WARNING:|BUG:|Oops|general protection|Call Trace|kernel BUG|RIP:' | head -3)
+    bad=$(dmesg | grep -E 'WARNING:|BUG:|Oops|general protection|Call Trace|kernel BUG|RIP:|nobody cared' | head -3)
     if [ -n "$bad" ]; then
         echo "$bad"
         return 1
     fi
     echo "no WARN/BUG/oops in dmesg"
+}
+
+# bp$1's ethtool -S counter $2 (the module's or, with the agent_ prefix, the agent's).
+stat_of() {
+    ethtool_stats bp$1 | awk -v n="$2" '$1 == n { print $2 }'
+}
+
+# carrier_went_down N DOWNS SECONDS: bp$N's carrier_down_count passes DOWNS within SECONDS. A drop can
+# be shorter than any polling interval, so the kernel's count is watched, not the carrier.
+carrier_went_down() {
+    for _ in $(seq $(($3 * 10))); do
+        now=$(cat /sys/class/net/bp$1/carrier_down_count)
+        if [ "$now" -gt "$2" ]; then
+            echo "carrier_down_count $2 -> $now"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "bp$1: carrier_down_count still $2 after $3 s"
+    return 1
+}
+
+# Sets heartbeat_param (insmod's argument) and heartbeat_ms: up to 4 agents, the module's default
+# heartbeat bound (3 s). A full chassis shares the machine's two cores among twenty emulators and the
+# guest: an agent's emulated clock can then run ten times slower than the host's, and its heartbeat
+# would be taken for a stopped processor; it gets a minute.
+heartbeat_bound() {
+    if [ $agents -le 4 ]; then
+        heartbeat_param=
+        heartbeat_ms=3000
+    else
+        heartbeat_param=heartbeat_timeout_ms=60000
+        heartbeat_ms=60000
+    fi
 }
 
 # ---- shared by the bpctl and update suites (they set host_addr, last; init sets agents, agent_addr) ----
@@ -194,6 +228,17 @@ configure() {
     done
 }
 
+# Agents with identity records (the demo, the soak): agent n is 10.83.n.2, this host 10.83.n.1 on bpn,
+# one subnet per agent as a chassis is wired (a server that does not bind to a device, in.tftpd, then
+# answers each agent through its own netdev).
+configure_slots() {
+    for i in $(seq 0 $last); do
+        ip addr add 10.83.$i.1/24 dev bp$i || return 1
+        ip link set bp$i up || return 1
+    done
+    echo "bp0..bp$last: 10.83.0.1/24 .. 10.83.$last.1/24"
+}
+
 # The agent answers through bp$1 at $2, else $agent_addr (it may still be waiting for a DHCP lease
 # before its static address); the reply also leaves the neighbour entry bpctl takes the agent's
 # address from.
@@ -238,4 +283,47 @@ tftp_server() {
     else
         echo "in.tftpd running (pid $(cat /tmp/tftpd.pid)) on $tftp_root"
     fi
+}
+
+# ---- shared by the update and soak suites (they set version, the image's) ----
+
+# The image's version (header bytes 8..12, little-endian: major << 16 | minor << 8 | patch).
+image_version() {
+    v=$(od -An -tu4 -j8 -N4 "$1" | tr -d ' ')
+    echo "$(((v >> 16) & 255)).$(((v >> 8) & 255)).$((v & 255))"
+}
+
+# The row of `bpctl list` for bp$1 as positional fields: # AGENT PCI LINK STATE FIRMWARE BOOT TRIAL
+# CONFIRMED VERSION IP UPTIME ...
+list_row() {
+    bpctl list 2>/dev/null | awk -v d=bp$1 '$2 == d'
+}
+
+# boots_as N BOOT CONFIRMED: bp$N's row shows link up, running, BOOT (flash/A, flash/B, netboot,
+# recovery; a shell pattern such as flash/[AB]), the image's version, a numeric uptime, and when CONFIRMED is yes or no, that.
+boots_as() {
+    row=$(list_row $1)
+    [ -n "$row" ] || { echo "no row for bp$1 in: $(bpctl list 2>&1)"; return 1; }
+    echo "$row"
+    set -- $1 $2 $3 $row
+    n=$1 boot=$2 confirmed=$3
+    shift 3
+    [ "$4" = up ] || { echo "bp$n: link '$4', expected up"; return 1; }
+    [ "$5" = running ] || { echo "bp$n: state '$5', expected running"; return 1; }
+    case "$7" in
+        $boot) ;;
+        *) echo "bp$n: boot '$7', expected $boot"; return 1 ;;
+    esac
+    [ "$confirmed" = any ] || [ "$9" = "$confirmed" ] || { echo "bp$n: confirmed '$9', expected $confirmed"; return 1; }
+    [ "${10}" = "$version" ] || { echo "bp$n: version '${10}', expected $version"; return 1; }
+    case "${12}" in
+        '' | *[!0-9]*) echo "bp$n: uptime '${12}' is not a number"; return 1 ;;
+    esac
+}
+
+# Wait (up to 60 s) until bp$1 is back up with carrier and answers (after a reset the agent takes a few
+# seconds to get its address).
+back_up() {
+    bpnet-guest carrier bp$1 up 60 > /dev/null || { echo "bp$1: no carrier within 60 s"; return 1; }
+    agent_answers $1 10.83.$1.2
 }

@@ -147,11 +147,9 @@ mem_available() {
     sed -n 's/^MemAvailable: *\([0-9]*\) kB$/\1/p' /proc/meminfo
 }
 mem_before_module=$(mem_available)
-# Up to 4 agents, the module's default heartbeat bound (3 s). A full chassis shares the machine's two
-# cores among twenty emulators and the guest: an agent's emulated clock can then run ten times slower
-# than the host's, and its heartbeat would be taken for a stopped processor; its frozen-agent checks
-# are left to the runs with few agents.
-if [ $agents -le 4 ]; then heartbeat_param=; else heartbeat_param=heartbeat_timeout_ms=60000; fi
+# A full chassis' heartbeat bound is a minute (lib.sh, heartbeat_bound): its frozen-agent checks are
+# left to the runs with few agents.
+heartbeat_bound
 if ! check module-load insmod /lib/modules/bpnet.ko $heartbeat_param; then
     check kernel-log-clean kernel_log_clean
     return 0 2>/dev/null || exit 0
@@ -378,18 +376,6 @@ check fragment-past-limit-dropped-and-counted too_big_counted
 
 # Agent 0 is reset in the middle of a transfer: the carrier drops, comes back, and traffic resumes. The
 # drop can be shorter than any polling interval, so it is seen in the kernel's carrier_down_count.
-carrier_went_down() {
-    for _ in $(seq 200); do
-        now=$(cat /sys/class/net/bp0/carrier_down_count)
-        if [ "$now" -gt "$1" ]; then
-            echo "carrier_down_count $1 -> $now"
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "carrier_down_count still $1 after 20 s"
-    return 1
-}
 # The link must carry the connection before the reset (the MTU change above re-initialised it): a SYN
 # sent while the carrier is still off would be retransmitted after the reset, and the transfer would
 # then run on the new firmware, untouched by the reset.
@@ -403,7 +389,7 @@ bpnet-guest echo bp0 $agent_addr $reset_bytes 60 > /tmp/reset-echo 2>&1 &
 reset_echo=$!
 sleep 1
 out "REQUEST reset-agent 0"
-check reset-carrier-down carrier_went_down $downs
+check reset-carrier-down carrier_went_down 0 $downs 20
 check reset-carrier-up bpnet-guest carrier bp0 up 60
 # The reset loses the agent's end of the connection, so the transfer must end with a connection error:
 # one that completed was never interrupted (the reset tested nothing), and one that ends in different
@@ -466,9 +452,6 @@ fi
 # unavailable"). Resumed, it beats again and the link comes back by itself. Only on ivshmem, for the
 # reason above (a frozen mpc834x emulator freezes the guest's BAR accesses too). Completions count as a
 # sign of life too, so a saturated agent whose emulated clock runs slow is never taken for dead.
-stat_of() {
-    ethtool_stats bp$1 | awk -v n="$2" '$1 == n { print $2 }'
-}
 if [ "$personality" = ivshmem ] && [ -z "$heartbeat_param" ]; then
     check heartbeat-carrier-up bpnet-guest carrier bp0 up 30
     check heartbeat-ping ping_agent 0 1

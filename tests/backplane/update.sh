@@ -17,52 +17,6 @@ image=/lib/firmware/bpnet/bpnet-firmware.img
 newer=/lib/firmware/bpnet/bpnet-firmware-counter1.img
 tftp_root=/srv/tftp
 
-# The image's version (header bytes 8..12, little-endian: major << 16 | minor << 8 | patch).
-image_version() {
-    v=$(od -An -tu4 -j8 -N4 "$1" | tr -d ' ')
-    echo "$(((v >> 16) & 255)).$(((v >> 8) & 255)).$((v & 255))"
-}
-
-# The row of `bpctl list` for bp$1 as positional fields: # AGENT PCI LINK STATE FIRMWARE BOOT TRIAL
-# CONFIRMED VERSION IP UPTIME ...
-list_row() {
-    bpctl list 2>/dev/null | awk -v d=bp$1 '$2 == d'
-}
-
-# boots_as N BOOT CONFIRMED: bp$N's row shows link up, running, BOOT (flash/A, flash/B, netboot,
-# recovery), the image's version, a numeric uptime, and when CONFIRMED is yes or no, that.
-boots_as() {
-    row=$(list_row $1)
-    [ -n "$row" ] || { echo "no row for bp$1 in: $(bpctl list 2>&1)"; return 1; }
-    echo "$row"
-    set -- $1 $2 $3 $row
-    n=$1 boot=$2 confirmed=$3
-    shift 3
-    [ "$4" = up ] || { echo "bp$n: link '$4', expected up"; return 1; }
-    [ "$5" = running ] || { echo "bp$n: state '$5', expected running"; return 1; }
-    [ "$7" = "$boot" ] || { echo "bp$n: boot '$7', expected $boot"; return 1; }
-    [ "$confirmed" = any ] || [ "$9" = "$confirmed" ] || { echo "bp$n: confirmed '$9', expected $confirmed"; return 1; }
-    [ "${10}" = "$version" ] || { echo "bp$n: version '${10}', expected $version"; return 1; }
-    case "${12}" in
-        '' | *[!0-9]*) echo "bp$n: uptime '${12}' is not a number"; return 1 ;;
-    esac
-}
-
-# Wait (up to 60 s) until bp$1 is back up with carrier and answers (after a reset the agent takes a few
-# seconds to get its address).
-back_up() {
-    bpnet-guest carrier bp$1 up 60 > /dev/null || { echo "bp$1: no carrier within 60 s"; return 1; }
-    agent_answers $1 10.83.$1.2
-}
-
-# Agent n's own subnet: its identity record gives it slot n, so 10.83.n.2.
-configure_slots() {
-    for i in $(seq 0 $last); do
-        ip addr add 10.83.$i.1/24 dev bp$i || return 1
-        ip link set bp$i up || return 1
-    done
-}
-
 # devlink's handle of bp$1: its PCI function.
 dl_dev() {
     echo "pci/$(basename "$(readlink /sys/class/net/bp$1/device)")"

@@ -147,6 +147,7 @@ fn rig_figures(personality: Personality) -> Result<Vec<(String, f64)>> {
         live: false,
         identities: false,
         unrelated_ivshmem: false,
+        minutes: 0,
     };
     let tools = backplane::prepare(true, false, false)?;
     eprintln!("xtask: backplane: {} ({} agent(s))", suite.name, suite.agents);
@@ -185,7 +186,7 @@ fn service_figures(summary: &str) -> Result<Vec<(String, f64)>> {
 }
 
 /// The `FIGURE key value` lines: a key of word characters and a finite number, or the run is refused.
-fn parse_figures(text: &str) -> Result<Vec<(String, f64)>> {
+pub(crate) fn parse_figures(text: &str) -> Result<Vec<(String, f64)>> {
     let mut figures = Vec::new();
     for line in text.lines() {
         let line = line.trim_matches(|c: char| c.is_whitespace() || c == '\0');
@@ -279,6 +280,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let json = util::take_flag(&mut args, "--json");
+    // The last soak's figures (cargo xtask soak), only when asked: a soak takes half an hour.
+    let soak = if util::take_flag(&mut args, "--soak") { Some(crate::soak::last_figures()?) } else { None };
     let personalities = bench_personalities(&mut args)?;
     util::no_more(&args)?;
     let emulator = crate::emu::build()?;
@@ -396,6 +399,11 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             ),
         }
     }
+    if let Some(soak) = &soak {
+        let text: Vec<String> =
+            soak.iter().filter(|(k, _)| !k.starts_with("soak_agent")).map(|(k, v)| format!("{k} {v}")).collect();
+        println!("the last soak ({}): {}", crate::soak::figures_path().display(), text.join(", "));
+    }
     if json {
         let mut fields = vec![
             format!("\"emu_mips\":{:.1}", cpu.mips()),
@@ -412,6 +420,9 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         }
         for (p, rig, gain) in &rigs {
             fields.extend(rig_json_fields(*p, rig, *gain));
+        }
+        for (key, value) in soak.iter().flatten() {
+            fields.push(format!("\"{key}\":{value}"));
         }
         println!("{{{}}}", fields.join(","));
     }

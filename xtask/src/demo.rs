@@ -29,6 +29,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         live: true,
         identities: true,
         unrelated_ivshmem: false,
+        minutes: 0,
     };
     let tools = backplane::prepare(true, true, false)?;
     eprintln!(

@@ -9,6 +9,7 @@ mod emu;
 mod firmware;
 mod header;
 mod setup;
+mod soak;
 mod test;
 mod util;
 
@@ -33,6 +34,13 @@ Commands:
                            the default: an MPC834x agent function through QEMU's x-pci-proxy-dev
                            with shared INTx; ivshmem: an ivshmem-doorbell device), each served by
                            a board emulator; runs the guest's suites, prints a summary
+  soak [--agents N] [--minutes M] [--personality P] [--json]
+                           a full chassis (default 20 agents, 30 minutes, ivshmem) on the virtual
+                           backplane: checked traffic both ways on every agent while resets,
+                           module reloads, MTU changes, a flash, a netboot, a paused processor and
+                           hostile BAR writes are injected, each seen and healed; no corruption,
+                           the guest's memory back within a tolerance; figures in
+                           target/soak.json (not part of test)
   firmware [--variant V]   build the firmware, its signed image and the boot stage (their paths
                            are printed; with --variant, that test image's ELF only: fault-test,
                            panic-test, cpu-bench, selftest, ring-bench, hostile-agent)
@@ -44,13 +52,14 @@ Commands:
                            signed image from flash slot A;
                            exit 0 at the firmware's idle loop or after N instructions,
                            non-zero on a fault or an unmodelled access
-  bench [--json] [--personality P]
+  bench [--json] [--personality P] [--soak]
                            figures in virtual time and exact counts (DMA, the data path), then
                            the virtual backplane's wall-clock TCP throughput, notifications and
                            fast-path BAR reads per packet with and without suppression, and the
                            guest's cost per BAR read (mpc834x: through the proxy, with the
                            emulator's share), one guest boot per personality: both, or P only
-                           (--json: one JSON object on the last line; rig keys end in _<P>)
+                           (--json: one JSON object on the last line; rig keys end in _<P>;
+                           --soak: the last soak's figures from target/soak.json too)
   bench --check-baseline   only the data-path run `test` makes, its exact-count and virtual-time
                            figures against xtask/bench-baseline.json (fails 1 % worse or more)
   bench --update-baseline  rewrite xtask/bench-baseline.json from that run (commit it with the
@@ -75,6 +84,7 @@ fn main() -> ExitCode {
         "emu" => emu::run(rest),
         "bench" => bench::run(rest),
         "backplane" => backplane::run(rest),
+        "soak" => soak::run(rest),
         "setup" => setup::run(rest),
         "gen-header" => util::no_more(rest).and_then(|()| {
             header::write(&util::root()).map_err(|e| util::Error::Io(format!("writing {}", header::PATH), e))?;

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 pub(crate) use image::{prepare, Tools};
 pub(crate) use results::json_u64;
-use results::{json_str, Channel, Check};
+pub(crate) use results::Check;
+use results::{json_str, Channel};
 use rig::Rig;
 
 use crate::util::{self, Error, Result};
@@ -94,6 +95,9 @@ pub(crate) struct Suite {
     /// Each agent's flash holds a board identity record (serial 1001 + n, slot n), so agent n takes
     /// 10.83.n.2 and MACs of its own, as boards in a chassis do; otherwise every agent is 10.83.49.2.
     pub identities: bool,
+    /// How long the guest's script keeps going (the soak: `bptest.minutes`); 0 for the suites that
+    /// run their steps once.
+    pub minutes: u32,
 }
 
 fn suites(agents: Option<u32>, bytes: Option<u64>, personality: Personality) -> Vec<Suite> {
@@ -110,6 +114,7 @@ fn suites(agents: Option<u32>, bytes: Option<u64>, personality: Personality) -> 
         live: false,
         identities: false,
         unrelated_ivshmem: false,
+        minutes: 0,
     };
     let net = |n: u32| Suite {
         name: format!("net-{n}-{p}"),
@@ -124,6 +129,7 @@ fn suites(agents: Option<u32>, bytes: Option<u64>, personality: Personality) -> 
         live: false,
         identities: false,
         unrelated_ivshmem: true,
+        minutes: 0,
     };
     // Agent 0 runs the hostile image, agent 1 the normal one (see agent_firmware).
     let hostile = Suite {
@@ -138,6 +144,7 @@ fn suites(agents: Option<u32>, bytes: Option<u64>, personality: Personality) -> 
         live: false,
         identities: false,
         unrelated_ivshmem: false,
+        minutes: 0,
     };
     // bpctl (tests/backplane/bpctl.sh) against two agents.
     let bpctl = Suite {
@@ -152,6 +159,7 @@ fn suites(agents: Option<u32>, bytes: Option<u64>, personality: Personality) -> 
         live: false,
         identities: false,
         unrelated_ivshmem: false,
+        minutes: 0,
     };
     // Flashing, netbooting, recovery and reset (tests/backplane/update.sh), two agents in boot-stage
     // mode; the guest serves TFTP. Identity records, so devlink shows each agent's serial and slot.
@@ -167,6 +175,7 @@ fn suites(agents: Option<u32>, bytes: Option<u64>, personality: Personality) -> 
         live: false,
         identities: true,
         unrelated_ivshmem: false,
+        minutes: 0,
     };
     // infra looks at ivshmem-doorbell devices without the module: ivshmem only.
     match (agents, personality) {
@@ -468,7 +477,8 @@ fn agent_ran(n: u32, stop: &rig::AgentStop, summary: &str, personality: Personal
 
 /// The guest's kernel log (the console) has no warning, BUG or oops.
 fn console_clean(path: &Path) -> Check {
-    const BAD: &[&str] = &["WARNING:", "BUG:", "Oops", "general protection fault", "Call Trace", "Kernel panic"];
+    const BAD: &[&str] =
+        &["WARNING:", "BUG:", "Oops", "general protection fault", "Call Trace", "Kernel panic", "nobody cared"];
     let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
     let hits: Vec<&str> = text.lines().filter(|l| BAD.iter().any(|b| l.contains(b))).take(3).collect();
     Check {
@@ -477,7 +487,7 @@ fn console_clean(path: &Path) -> Check {
         detail: if text.is_empty() {
             "the console log is empty".into()
         } else if hits.is_empty() {
-            "no WARN/BUG/oops/panic in the console log".into()
+            "no WARN/BUG/oops/panic/unhandled IRQ in the console log".into()
         } else {
             hits.join(" | ")
         },

@@ -231,6 +231,9 @@ impl Rig {
             suite.bytes,
             suite.personality.name()
         );
+        if suite.minutes > 0 {
+            append.push_str(&format!(" bptest.minutes={}", suite.minutes));
+        }
         if suite.unrelated_ivshmem {
             // The guest leaves this one function alone and checks that the module did too.
             append.push_str(&format!(" bptest.unrelated=0000:00:{:02x}.0", unrelated_slot(suite)));
@@ -417,6 +420,7 @@ mod tests {
             live: false,
             identities: false,
             unrelated_ivshmem: false,
+            minutes: 0,
         }
     }
 

@@ -11,6 +11,10 @@
 //! * `recv DEV ADDR BYTES [SECONDS]` — TCP throughput agent → host: asks the agent's sized bulk service
 //!   (port 5019) for BYTES, checks every byte against the services' pattern and that exactly BYTES arrive
 //!   before the agent closes; prints `bytes=N seconds=S mbit=M` or where the first difference is.
+//! * `soak DEV ADDR BYTES STOP STATUS` — until the file STOP exists: an echo and a recv of BYTES in turn,
+//!   every byte checked; a transfer a fault cut (broken, stalled for 20 s, short) is restarted and counted
+//!   as interrupted, a differing byte as corrupt; after each transfer STATUS holds `transfers=N
+//!   bytes_checked=N interrupted=N no_connection=N corrupt=N` and, on a second line, the first corruption.
 //! * `udp-echo DEV ADDR SIZES [SECONDS]` — UDP echo (port 7) through DEV of one datagram of each size in
 //!   SIZES (comma-separated), one after the other, each answered byte for byte within SECONDS (sent again
 //!   up to twice meanwhile); prints `sizes=N bytes=B tries=T` or the first size not echoed and why.
@@ -36,6 +40,7 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "usage: bpnet-guest echo DEV ADDR BYTES [SECONDS]
        bpnet-guest send DEV ADDR BYTES [SECONDS]
        bpnet-guest recv DEV ADDR BYTES [SECONDS]
+       bpnet-guest soak DEV ADDR BYTES STOP STATUS
        bpnet-guest udp-echo DEV ADDR SIZES [SECONDS]
        bpnet-guest frag-past-limit DEV ADDR
        bpnet-guest carrier DEV up|down SECONDS
@@ -61,6 +66,7 @@ fn main() -> ExitCode {
         ["send", dev, addr, bytes, secs] => send(dev, addr, bytes, secs),
         ["recv", dev, addr, bytes] => recv(dev, addr, bytes, "120"),
         ["recv", dev, addr, bytes, secs] => recv(dev, addr, bytes, secs),
+        ["soak", dev, addr, bytes, stop, status] => soak(dev, addr, bytes, stop, status),
         ["udp-echo", dev, addr, sizes] => udp_echo(dev, addr, sizes, "10"),
         ["udp-echo", dev, addr, sizes, secs] => udp_echo(dev, addr, sizes, secs),
         ["frag-past-limit", dev, addr] => frag_past_limit(dev, addr),
@@ -103,9 +109,30 @@ impl Pattern {
 }
 
 /// A TCP connection to `addr:port` leaving through `dev` only.
-fn connect_via(dev: &str, addr: Ipv4Addr, port: u16, timeout: Duration) -> Result<TcpStream, String> {
+fn connect_via(
+    dev: &str,
+    addr: Ipv4Addr,
+    port: u16,
+    timeout: Duration,
+    syn_retries: Option<i32>,
+) -> Result<TcpStream, String> {
     let stream = TcpStream::from(socket_via(dev, libc::SOCK_STREAM, 0)?);
     let fd = stream.as_raw_fd();
+    if let Some(count) = syn_retries {
+        // SAFETY: the option value is a live c_int and its length.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_SYNCNT,
+                (&count as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(format!("TCP_SYNCNT: {}", std::io::Error::last_os_error()));
+        }
+    }
     let sa = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: port.to_be(),
@@ -132,10 +159,48 @@ fn echo(dev: &str, addr: &str, bytes: &str, secs: &str) -> Result<String, String
     let total: u64 = parse("bytes", bytes)?;
     let limit = Duration::from_secs(parse("seconds", secs)?);
     let started = Instant::now();
-    let stream = connect_via(dev, addr, ECHO_PORT, limit)?;
     // Nothing may stall for longer than the whole transfer may take.
-    stream.set_read_timeout(Some(limit)).map_err(|e| e.to_string())?;
-    let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
+    echo_checked(dev, addr, total, limit, limit, None, &mut 0).map_err(Cut::into_message)?;
+    Ok(throughput(total, started.elapsed().as_secs_f64()))
+}
+
+/// Why a checked transfer did not complete.
+#[derive(Debug)]
+enum Cut {
+    /// Bytes arrived that differ from what was sent (or from the services' pattern), or more of them
+    /// than asked for: corruption, whatever else happened on the link.
+    Corrupt(String),
+    /// No connection was made (no device, no route, no answer to the SYNs).
+    NoConnection(String),
+    /// The connection broke, stalled or ended before every byte was back.
+    Broken(String),
+}
+
+impl Cut {
+    fn into_message(self) -> String {
+        match self {
+            Cut::Corrupt(m) | Cut::NoConnection(m) | Cut::Broken(m) => m,
+        }
+    }
+}
+
+/// TCP echo of `total` bytes of the pattern through `dev`, every byte read back checked; `checked`
+/// counts the bytes verified so far (also when the transfer is cut). `stall` bounds each wait for the
+/// socket, `limit` the whole transfer; `syn_retries` (TCP_SYNCNT), when given, how long a connection
+/// attempt to an agent that does not answer lasts.
+fn echo_checked(
+    dev: &str,
+    addr: Ipv4Addr,
+    total: u64,
+    limit: Duration,
+    stall: Duration,
+    syn_retries: Option<i32>,
+    checked: &mut u64,
+) -> Result<(), Cut> {
+    let started = Instant::now();
+    let stream = connect_via(dev, addr, ECHO_PORT, stall, syn_retries).map_err(Cut::NoConnection)?;
+    stream.set_read_timeout(Some(stall)).map_err(|e| Cut::Broken(e.to_string()))?;
+    let mut writer = stream.try_clone().map_err(|e| Cut::Broken(e.to_string()))?;
     const SEED: u32 = 0x8349_0001;
     let sender = std::thread::spawn(move || -> Result<(), String> {
         let mut pattern = Pattern(SEED);
@@ -149,22 +214,43 @@ fn echo(dev: &str, addr: &str, bytes: &str, secs: &str) -> Result<String, String
         }
         Ok(())
     });
-    // The expected stream, generated in the sender's chunk size (a multiple of the pattern's 4-byte word, so
-    // both sides produce the same bytes).
-    let mut expected = Pattern(SEED);
+    let received = echo_receive(&stream, SEED, total, started, limit, checked);
+    // The sender must not outlive a cut transfer: shutting the socket down ends its write at once.
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let sent = sender.join().map_err(|_| Cut::Broken("the sending thread panicked".to_string()))?;
+    received?;
+    sent.map_err(Cut::Broken)
+}
+
+/// The receiving half of [`echo_checked`]: the echo compared with the stream sent, generated in the
+/// sender's chunk size (a multiple of the pattern's 4-byte word, so both sides produce the same bytes).
+fn echo_receive(
+    stream: &TcpStream,
+    seed: u32,
+    total: u64,
+    started: Instant,
+    limit: Duration,
+    checked: &mut u64,
+) -> Result<(), Cut> {
+    let mut expected = Pattern(seed);
     let mut want = vec![0u8; 16 * 1024];
     let (mut want_len, mut want_at, mut generated) = (0usize, 0usize, 0u64);
     let mut got = vec![0u8; 16 * 1024];
     let mut received = 0u64;
-    let mut reader = &stream;
+    let mut reader = stream;
     while received < total {
         if started.elapsed() > limit {
-            return Err(format!("timed out after {received} of {total} bytes echoed ({} s)", limit.as_secs()));
+            return Err(Cut::Broken(format!(
+                "timed out after {received} of {total} bytes echoed ({} s)",
+                limit.as_secs()
+            )));
         }
         let room = got.len().min((total - received) as usize);
-        let n = reader.read(&mut got[..room]).map_err(|e| format!("receive after {received} of {total} bytes: {e}"))?;
+        let n = reader
+            .read(&mut got[..room])
+            .map_err(|e| Cut::Broken(format!("receive after {received} of {total} bytes: {e}")))?;
         if n == 0 {
-            return Err(format!("the agent closed the connection after {received} of {total} bytes"));
+            return Err(Cut::Broken(format!("the agent closed the connection after {received} of {total} bytes")));
         }
         let mut at = 0;
         while at < n {
@@ -176,26 +262,21 @@ fn echo(dev: &str, addr: &str, bytes: &str, secs: &str) -> Result<String, String
             }
             let take = (want_len - want_at).min(n - at);
             if let Some(i) = (0..take).find(|&i| got[at + i] != want[want_at + i]) {
-                return Err(format!(
+                *checked += i as u64;
+                return Err(Cut::Corrupt(format!(
                     "echo differs at byte {} of {total}: got {:#04x}, sent {:#04x}",
                     received + i as u64,
                     got[at + i],
                     want[want_at + i]
-                ));
+                )));
             }
             at += take;
             want_at += take;
             received += take as u64;
+            *checked += take as u64;
         }
     }
-    let seconds = started.elapsed().as_secs_f64();
-    match sender.join() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(e),
-        Err(_) => return Err("the sending thread panicked".to_string()),
-    }
-    let _ = stream.shutdown(std::net::Shutdown::Both);
-    Ok(throughput(total, seconds))
+    Ok(())
 }
 
 /// A socket of `kind` and `protocol` leaving through `dev` only, closed on drop.
@@ -337,7 +418,7 @@ fn send(dev: &str, addr: &str, bytes: &str, secs: &str) -> Result<String, String
     let total: u64 = parse("bytes", bytes)?;
     let limit = Duration::from_secs(parse("seconds", secs)?);
     let started = Instant::now();
-    let mut stream = connect_via(dev, addr, DISCARD_PORT, limit)?;
+    let mut stream = connect_via(dev, addr, DISCARD_PORT, limit, None)?;
     stream.set_read_timeout(Some(limit)).map_err(|e| e.to_string())?;
     let mut pattern = Pattern(0x8349_0009);
     let mut buf = vec![0u8; CHUNK];
@@ -369,36 +450,142 @@ fn recv(dev: &str, addr: &str, bytes: &str, secs: &str) -> Result<String, String
     let total: u64 = parse("bytes", bytes)?;
     let limit = Duration::from_secs(parse("seconds", secs)?);
     let started = Instant::now();
-    let mut stream = connect_via(dev, addr, SIZED_PORT, limit)?;
-    stream.set_read_timeout(Some(limit)).map_err(|e| e.to_string())?;
-    stream.write_all(format!("{total}\n").as_bytes()).map_err(|e| format!("sending the request: {e}"))?;
+    recv_checked(dev, addr, total, limit, limit, None, &mut 0).map_err(Cut::into_message)?;
+    Ok(throughput(total, started.elapsed().as_secs_f64()))
+}
+
+/// [`recv`]'s transfer, every byte checked against the services' pattern and counted in `checked`
+/// (the arguments as for [`echo_checked`]).
+fn recv_checked(
+    dev: &str,
+    addr: Ipv4Addr,
+    total: u64,
+    limit: Duration,
+    stall: Duration,
+    syn_retries: Option<i32>,
+    checked: &mut u64,
+) -> Result<(), Cut> {
+    let started = Instant::now();
+    let mut stream = connect_via(dev, addr, SIZED_PORT, stall, syn_retries).map_err(Cut::NoConnection)?;
+    stream.set_read_timeout(Some(stall)).map_err(|e| Cut::Broken(e.to_string()))?;
+    stream.write_all(format!("{total}\n").as_bytes()).map_err(|e| Cut::Broken(format!("sending the request: {e}")))?;
     let mut buf = vec![0u8; CHUNK];
     let mut received = 0u64;
     loop {
         if started.elapsed() > limit {
-            return Err(format!("timed out after {received} of {total} bytes received ({} s)", limit.as_secs()));
+            return Err(Cut::Broken(format!(
+                "timed out after {received} of {total} bytes received ({} s)",
+                limit.as_secs()
+            )));
         }
-        let n = stream.read(&mut buf).map_err(|e| format!("receive after {received} of {total} bytes: {e}"))?;
+        let n = stream
+            .read(&mut buf)
+            .map_err(|e| Cut::Broken(format!("receive after {received} of {total} bytes: {e}")))?;
         if n == 0 {
             break;
         }
         if received + n as u64 > total {
-            return Err(format!("the agent sent more than the {total} bytes asked for"));
+            return Err(Cut::Corrupt(format!("the agent sent more than the {total} bytes asked for")));
         }
         if let Some(i) = bpnet_services::pattern::mismatch(received, &buf[..n]) {
             let at = received + i as u64;
-            return Err(format!(
+            *checked += i as u64;
+            return Err(Cut::Corrupt(format!(
                 "byte {at} of {total} differs from the pattern: got {:#04x}, expected {:#04x}",
                 buf[i],
                 bpnet_services::pattern::byte(at)
-            ));
+            )));
         }
         received += n as u64;
+        *checked += n as u64;
     }
     if received != total {
-        return Err(format!("the agent closed the connection after {received} of {total} bytes"));
+        return Err(Cut::Broken(format!("the agent closed the connection after {received} of {total} bytes")));
     }
-    Ok(throughput(total, started.elapsed().as_secs_f64()))
+    Ok(())
+}
+
+/// What one agent's soak traffic has done so far.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct SoakTotals {
+    /// Transfers that completed, every byte checked.
+    transfers: u64,
+    /// Bytes compared with what they must be, of completed and of cut transfers.
+    bytes_checked: u64,
+    /// Transfers a broken, stalled or short connection cut (restarted, not failures).
+    interrupted: u64,
+    /// Connection attempts that found no agent (its device gone, its link down, no answer).
+    no_connection: u64,
+    /// Transfers in which a byte differed: always a failure.
+    corrupt: u64,
+    /// The first corruption seen, as the transfer reported it.
+    first_corrupt: String,
+}
+
+impl SoakTotals {
+    /// The status file's text: `key=value` words on one line, then the first corruption, if any.
+    fn line(&self) -> String {
+        format!(
+            "transfers={} bytes_checked={} interrupted={} no_connection={} corrupt={}\n{}\n",
+            self.transfers, self.bytes_checked, self.interrupted, self.no_connection, self.corrupt, self.first_corrupt
+        )
+    }
+
+    fn count(&mut self, checked: u64, outcome: Result<(), Cut>) {
+        self.bytes_checked += checked;
+        match outcome {
+            Ok(()) => self.transfers += 1,
+            Err(Cut::Corrupt(why)) => {
+                self.corrupt += 1;
+                if self.first_corrupt.is_empty() {
+                    self.first_corrupt = why;
+                }
+            }
+            Err(Cut::NoConnection(_)) => self.no_connection += 1,
+            Err(Cut::Broken(_)) => self.interrupted += 1,
+        }
+    }
+}
+
+/// How long the soak traffic waits on a socket before it takes the connection for cut: far longer than
+/// any pause of a working link on a busy rig, far shorter than TCP's own retransmission give-up, so a
+/// connection a fault killed is restarted soon after the link is back.
+const SOAK_STALL: Duration = Duration::from_secs(20);
+/// SYNs per connection attempt of the soak traffic (about 7 s to an agent that does not answer).
+const SOAK_SYN_RETRIES: i32 = 2;
+
+/// `soak DEV ADDR BYTES STOP STATUS`: transfers of BYTES through DEV, an echo (host to agent and back)
+/// and a sized bulk receive (agent to host) in turn, every byte checked, until the file STOP exists;
+/// after each transfer the totals are written to STATUS (replaced whole, so a reader never sees half a
+/// line). A cut transfer is restarted after a second.
+fn soak(dev: &str, addr: &str, bytes: &str, stop: &str, status: &str) -> Result<String, String> {
+    let addr: Ipv4Addr = parse("address", addr)?;
+    let total: u64 = parse("bytes", bytes)?;
+    let limit = Duration::from_secs(600);
+    let mut totals = SoakTotals::default();
+    let partial = format!("{status}.new");
+    let write = |totals: &SoakTotals| -> Result<(), String> {
+        std::fs::write(&partial, totals.line()).map_err(|e| format!("{partial}: {e}"))?;
+        std::fs::rename(&partial, status).map_err(|e| format!("{status}: {e}"))
+    };
+    write(&totals)?;
+    let mut echo_next = true;
+    while !std::path::Path::new(stop).exists() {
+        let mut checked = 0;
+        let outcome = if echo_next {
+            echo_checked(dev, addr, total, limit, SOAK_STALL, Some(SOAK_SYN_RETRIES), &mut checked)
+        } else {
+            recv_checked(dev, addr, total, limit, SOAK_STALL, Some(SOAK_SYN_RETRIES), &mut checked)
+        };
+        echo_next = !echo_next;
+        let cut = outcome.is_err();
+        totals.count(checked, outcome);
+        write(&totals)?;
+        if cut {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    Ok(totals.line().lines().next().unwrap_or_default().to_string())
 }
 
 // ---- ethtool (the csum check turns GRO off for its watch and back on) ----
@@ -781,6 +968,18 @@ mod tests {
         // Not IPv4 TCP/UDP: not checked.
         frame[12] = 0x86;
         assert_eq!(check_frame(&frame), None);
+    }
+
+    #[test]
+    fn soak_totals_keep_corruption_apart_from_cuts() {
+        let mut t = SoakTotals::default();
+        t.count(100, Ok(()));
+        t.count(40, Err(Cut::Broken("reset".into())));
+        t.count(0, Err(Cut::NoConnection("no route".into())));
+        t.count(7, Err(Cut::Corrupt("byte 7 differs".into())));
+        t.count(3, Err(Cut::Corrupt("byte 3 differs".into())));
+        assert_eq!((t.transfers, t.bytes_checked, t.interrupted, t.no_connection, t.corrupt), (1, 150, 1, 1, 2));
+        assert_eq!(t.line(), "transfers=1 bytes_checked=150 interrupted=1 no_connection=1 corrupt=2\nbyte 7 differs\n");
     }
 
     #[test]
