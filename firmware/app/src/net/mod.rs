@@ -230,8 +230,9 @@ fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
         // calls on the e300), and the interface, the services and the control service see the same
         // instant, so nothing the pass does is timed against two clocks. With a reading each, the
         // netbench's agent→host run drew 982 frames from the host (its ACKs) for 2,881 segments, with
-        // one 309: the agent fell behind the bus and the host acknowledged shorter bursts. The sleep
-        // below reads the clock again: it counts from when it sleeps.
+        // this one change alone 277: with three readings the agent fell behind the bus and the host
+        // acknowledged shorter bursts. The sleep below reads the clock again: it counts from when it
+        // sleeps.
         let now_pass = now();
         let polled = iface.poll(now_pass, &mut device, &mut sockets);
         device.release();
@@ -242,10 +243,16 @@ fn serve(engine: &mut RingEngine, mac: [u8; 6], timebase_hz: u32) -> ! {
         // The boot block's uptime and the host's requests through it (reset, recovery): not on every
         // pass (it reads the whole block and divides), but when the host rings CONTROL, which it
         // does after every request (so a request is acted on in the pass that takes its ring, as
-        // when this ran every pass), when the uptime's next second is due, and on every pass while
-        // the link is not up (no data path to spare, and the uptime kept up to date at each wake).
-        // A request whose ring was lost waits at most for the next second (link up).
-        if bells & bpnet_contract::notify::CONTROL != 0 || ticks >= boot_next || state != bar::AgentState::Running {
+        // when this ran every pass), when the uptime's next second is due, on every pass while the
+        // link is not up (no data path to spare, and the uptime kept up to date at each wake), and
+        // on the pass the link comes up (the poll before it had no deadline: the uptime is published
+        // every second only while RUNNING). A request whose ring was lost waits at most for the next
+        // second (link up).
+        let boot_wanted = bells & bpnet_contract::notify::CONTROL != 0
+            || ticks >= boot_next
+            || changed
+            || state != bar::AgentState::Running;
+        if boot_wanted {
             boot_next = crate::boot::poll();
         }
         if ticks >= next_beat {
