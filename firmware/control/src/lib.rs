@@ -290,21 +290,26 @@ impl<S: Staging, F: Flash, Y: System> Control<S, F, Y> {
     }
 
     fn advance(&mut self, iface: &mut Interface, sockets: &mut SocketSet<'_>, now: Instant, mtu: usize) -> bool {
+        // Idle is the common case and runs on every pass of the data path's loop: look for a
+        // connection in place, without moving the whole state (a job's buffers) out and back.
+        if matches!(self.state, State::Listen) {
+            let established = (0..CONNECTIONS).find(|&i| {
+                let s = sockets.get_mut::<tcp::Socket>(self.tcp[i]);
+                !self.refused[i] && s.may_recv()
+            });
+            return match established {
+                Some(i) => {
+                    self.conn = i;
+                    self.state = State::Line { len: 0, since: now };
+                    true
+                }
+                None => false,
+            };
+        }
         let state = core::mem::replace(&mut self.state, State::Listen);
         let (next, busy) = match state {
-            State::Listen => {
-                let established = (0..CONNECTIONS).find(|&i| {
-                    let s = sockets.get_mut::<tcp::Socket>(self.tcp[i]);
-                    !self.refused[i] && s.may_recv()
-                });
-                match established {
-                    Some(i) => {
-                        self.conn = i;
-                        (State::Line { len: 0, since: now }, true)
-                    }
-                    None => (State::Listen, false),
-                }
-            }
+            // Taken above; kept for the match to be whole.
+            State::Listen => (State::Listen, false),
             State::Line { len, since } => return self.read_line(iface, sockets, now, len, since),
             State::Receive { len, got, since, reported } => {
                 return self.receive(sockets, now, len, got, since, reported)

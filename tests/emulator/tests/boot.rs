@@ -366,8 +366,12 @@ fn running_firmware_enters_recovery_and_resets_on_request() {
     // Enter recovery: the rings stop (agent_state RECOVERY, LINK rung), the same protocol as the boot
     // stage's.
     link.take_link_event();
+    let asked = board.virtual_time_ns();
     request(&mut board, HostRequest::EnterRecovery, 0);
     let at = until_console(&mut board, at, "recovery: waiting for an image in the BAR");
+    // The CONTROL ring has the main loop poll the boot block at once, not at the uptime's next second.
+    let waited_ms = (board.virtual_time_ns() - asked) / 1_000_000;
+    assert!(waited_ms < 50, "a request waited {waited_ms} ms of virtual time for the agent to see it");
     until_recovery(&mut board);
     link.poll(&mut board).ok();
     assert!(link.take_link_event(), "LINK rung when the rings stopped");

@@ -378,18 +378,21 @@ pub fn repair() -> bool {
     true
 }
 
-/// Call on every pass of the main loop: publishes the uptime when a second has passed and acts on a
-/// new host request (reset; enter recovery, which stops the rings and never returns). Returns the
-/// microseconds until the uptime next needs publishing, for the loop's sleep: within a second while
-/// the link is up (RUNNING), [`NO_DEADLINE`] otherwise (a board with no host up sleeps until it
-/// rings, as before; the uptime is then as of the agent's last wake).
-// Inlined into the data path's main loop, its one caller, which runs it on every pass.
+/// Publishes the uptime when a second has passed and acts on a new host request (reset; enter
+/// recovery, which stops the rings and never returns). The main loop calls it when the host rings
+/// [`bpnet_contract::notify::CONTROL`] (it does after every request), when the deadline this returned
+/// has passed, and on every pass while the link is not up. Returns the timebase tick at which the
+/// uptime next needs publishing: the next whole second while the link is up (RUNNING),
+/// [`NO_DEADLINE`] otherwise (a board with no host up sleeps until it rings, as before; the uptime is
+/// then as of the agent's last wake).
+// Inlined into the data path's main loop, its one caller.
 #[inline]
 pub fn poll() -> u64 {
     let Some((mut repr, hz, start_tb, mut last_seq)) = critical_section::with(|cs| {
         FIRMWARE.borrow_ref(cs).as_ref().map(|fw| (fw.repr, fw.timebase_hz, fw.start_tb, fw.last_seq))
     }) else {
-        return 1_000_000;
+        // Not started through the boot stage: no boot block of ours to keep.
+        return NO_DEADLINE;
     };
     let mut window = SharedWindow::take();
     let uptime = uptime_s(start_tb, hz);
@@ -425,8 +428,9 @@ pub fn poll() -> u64 {
     if agent_state[0] != AgentState::Running as u8 {
         return NO_DEADLINE;
     }
-    let ticks = e300::timebase::read().wrapping_sub(start_tb) % u64::from(hz.max(1));
-    (u64::from(hz) - ticks) * 1_000_000 / u64::from(hz.max(1))
+    let now = e300::timebase::read();
+    let hz = u64::from(hz.max(1));
+    now + (hz - now.wrapping_sub(start_tb) % hz)
 }
 
 /// What [`poll`] returns when it needs no wake of its own.
