@@ -181,6 +181,36 @@ pub struct Flash<B: Bus> {
     geometry: Geometry,
 }
 
+/// Split `data` (big-endian 16-bit words at byte offset `offset`) into write-buffer pages of
+/// `page_words` words and hand `program` each page's first word address and its words from the first
+/// to the last that is not 0xFFFF (the erased state already); a page wholly erased is skipped. The
+/// one page walk of every buffered programmer (the driver's, the FLASH job's).
+pub fn for_each_buffer_page<E>(
+    offset: u32,
+    data: &[u8],
+    page_words: u32,
+    mut program: impl FnMut(u32, &[u16]) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut words = [0u16; MAX_BUFFER_BYTES as usize / 2];
+    let mut at = 0;
+    while at < data.len() {
+        let word = (offset as usize + at) as u32 / 2;
+        let n = ((page_words - word % page_words) as usize).min((data.len() - at) / 2);
+        for (w, pair) in words.iter_mut().zip(data[at..at + 2 * n].chunks_exact(2)) {
+            *w = u16::from_be_bytes([pair[0], pair[1]]);
+        }
+        at += 2 * n;
+        let page = &words[..n];
+        let (Some(first), Some(last)) =
+            (page.iter().position(|&w| w != 0xFFFF), page.iter().rposition(|&w| w != 0xFFFF))
+        else {
+            continue;
+        };
+        program(word + first as u32, &page[first..=last])?;
+    }
+    Ok(())
+}
+
 /// Query CFI for the geometry and write buffer (the part is left in read-array mode), accepting only
 /// what this driver handles.
 pub fn query(bus: &mut impl Bus) -> Result<Geometry, Error> {
@@ -310,33 +340,17 @@ impl<B: Bus> Flash<B> {
         buffer: WriteBuffer,
         clock: &mut impl Clock,
     ) -> Result<(), Error> {
-        let mut words = [0u16; MAX_BUFFER_BYTES as usize / 2];
-        let mut at = 0;
-        while at < data.len() {
-            let word = (offset as usize + at) as u32 / 2;
-            let in_page = (buffer.words() - word % buffer.words()) as usize;
-            let n = in_page.min((data.len() - at) / 2);
-            for (w, pair) in words.iter_mut().zip(data[at..at + 2 * n].chunks_exact(2)) {
-                *w = u16::from_be_bytes([pair[0], pair[1]]);
-            }
-            at += 2 * n;
-            let page = &words[..n];
-            let (Some(first), Some(last)) =
-                (page.iter().position(|&w| w != 0xFFFF), page.iter().rposition(|&w| w != 0xFFFF))
-            else {
-                continue;
-            };
-            let start = word + first as u32;
-            command::program_buffer(&mut self.bus, start, &page[first..=last]);
-            self.wait(word + last as u32, clock, buffer.timeout_us)?;
-            for (i, &value) in page.iter().enumerate().take(last + 1).skip(first) {
-                let read = self.bus.read(word + i as u32);
+        for_each_buffer_page(offset, data, buffer.words(), |start, words| {
+            command::program_buffer(&mut self.bus, start, words);
+            self.wait(start + words.len() as u32 - 1, clock, buffer.timeout_us)?;
+            for (word, &value) in (start..).zip(words) {
+                let read = self.bus.read(word);
                 if read != value {
-                    return Err(Error::Verify { word: word + i as u32, wrote: value, read });
+                    return Err(Error::Verify { word, wrote: value, read });
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     pub fn release(self) -> B {

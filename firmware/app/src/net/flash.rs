@@ -300,25 +300,11 @@ impl Part {
     /// that is not 0xFFFF (the erased state already), one buffer program each; the last is left
     /// pending as a word program is.
     fn program_buffered(&mut self, offset: u32, data: &[u8], page_words: usize) -> Result<(), norflash::Error> {
-        let mut words = [0u16; BUFFER_WORDS];
-        let mut at = 0;
-        while at < data.len() {
-            let word = (offset as usize + at) / 2;
-            let n = (page_words - word % page_words).min((data.len() - at) / 2);
-            for (w, pair) in words.iter_mut().zip(data[at..at + 2 * n].chunks_exact(2)) {
-                *w = u16::from_be_bytes([pair[0], pair[1]]);
-            }
-            at += 2 * n;
-            let page = &words[..n];
-            let (Some(first), Some(last)) =
-                (page.iter().position(|&w| w != 0xFFFF), page.iter().rposition(|&w| w != 0xFFFF))
-            else {
-                continue;
-            };
+        norflash::for_each_buffer_page(offset, data, page_words as u32, |start, words| {
             self.settle()?;
-            self.start_buffer((word + first) as u32, &page[first..=last]);
-        }
-        Ok(())
+            self.start_buffer(start, words);
+            Ok(())
+        })
     }
 }
 
